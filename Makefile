@@ -1,0 +1,60 @@
+# kvext — PGXS build.
+#
+#   make            build (warnings are errors)
+#   make install    install into the PostgreSQL found by $(PG_CONFIG)
+#   make test       the one test command: deps, build, install, pg_regress,
+#                   isolation and TAP tests; ends with "N passed, N failed"
+#   make run        start a local server with kvext preloaded and run a demo
+#   make stop       stop it
+#   make bench      benchmarks (docs/benchmarks.md)
+
+MODULE_big = kvext
+OBJS = \
+	src/kvext.o \
+	src/guc.o \
+	src/shmem.o \
+	src/alloc.o \
+	src/store.o \
+	src/keyspace.o \
+	src/txn.o \
+	src/functions.o \
+	src/monitor.o
+
+EXTENSION = kvext
+DATA = kvext--0.1.sql
+PGFILEDESC = "kvext - distributed key-value store"
+
+# pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
+# instance with kvext preloaded (test/kvext.conf).
+REGRESS = load api errors txn savepoint keyspace bytea stats full
+REGRESS_OPTS = --temp-config=test/kvext.conf
+# isolation specs (test/isolation/specs, test/isolation/expected)
+ISOLATION = visibility locking
+ISOLATION_OPTS = --temp-config=test/kvext.conf
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifeq ($(PGXS),)
+$(error pg_config --pgxs failed: install postgresql-server-dev-15 (scripts/deps.sh does it))
+endif
+
+# Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
+PG_CFLAGS += -Werror -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers -Wno-clobbered -Wno-cast-function-type
+ifdef ASSERTS
+PG_CFLAGS += -DUSE_ASSERT_CHECKING
+endif
+
+include $(PGXS)
+
+.PHONY: test run stop bench deps
+deps:
+	scripts/deps.sh
+test:
+	scripts/test.sh
+run:
+	scripts/run.sh
+stop:
+	scripts/stop.sh
+bench:
+	scripts/bench.sh

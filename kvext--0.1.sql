@@ -1,0 +1,148 @@
+/* kvext--0.1.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION kvext" to load this file. \quit
+
+-- Refuse to install on a server that did not preload the library: the
+-- call fails with SQLSTATE 55000 and a hint.
+CREATE FUNCTION kvext_check_preloaded()
+RETURNS void
+AS 'MODULE_PATHNAME', 'kvext_check_preloaded'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kvext_check_preloaded() IS
+'internal: raise an error unless kvext is in shared_preload_libraries';
+SELECT kvext_check_preloaded();
+
+-- Reads.  VOLATILE: the result changes with concurrent commits and with
+-- this transaction's own writes, even within one statement.
+
+CREATE FUNCTION kv_get(key text, keyspace text DEFAULT 'default')
+RETURNS text
+AS 'MODULE_PATHNAME', 'kv_get'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_get(text, text) IS
+'value of key as text, or NULL if the key does not exist';
+
+CREATE FUNCTION kv_get_bytea(key text, keyspace text DEFAULT 'default')
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'kv_get_bytea'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_get_bytea(text, text) IS
+'value of key as bytea, byte for byte, or NULL if the key does not exist';
+
+CREATE FUNCTION kv_exists(key text, keyspace text DEFAULT 'default')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kv_exists'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_exists(text, text) IS
+'whether key exists';
+
+CREATE FUNCTION kv_mget(keys text[], keyspace text DEFAULT 'default')
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'kv_mget'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_mget(text[], text) IS
+'values of keys, in order, NULL for each key that does not exist';
+
+CREATE FUNCTION kv_scan(prefix text DEFAULT '', keyspace text DEFAULT 'default',
+                        OUT key text, OUT value text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kv_scan'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 1000;
+COMMENT ON FUNCTION kv_scan(text, text) IS
+'every key starting with prefix and its value, in no particular order';
+
+CREATE FUNCTION kv_count(keyspace text DEFAULT 'default')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'kv_count'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_count(text) IS
+'number of keys in the keyspace';
+
+-- Writes: transactional, they lock their key until the transaction ends.
+
+CREATE FUNCTION kv_put(key text, value text, keyspace text DEFAULT 'default')
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_put'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_put(text, text, text) IS
+'set key to value';
+
+CREATE FUNCTION kv_put(key text, value bytea, keyspace text DEFAULT 'default')
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_put_bytea'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_put(text, bytea, text) IS
+'set key to a binary value; read it back with kv_get_bytea';
+
+CREATE FUNCTION kv_put(key text, value jsonb, keyspace text DEFAULT 'default')
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT @extschema@.kv_put(key, value::text, keyspace) $$;
+COMMENT ON FUNCTION kv_put(text, jsonb, text) IS
+'set key to the text form of a jsonb value; read it back with kv_get(key)::jsonb';
+
+CREATE FUNCTION kv_delete(key text, keyspace text DEFAULT 'default')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kv_delete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_delete(text, text) IS
+'delete key; returns whether it existed';
+
+CREATE FUNCTION kv_incr(key text, delta bigint DEFAULT 1, keyspace text DEFAULT 'default')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'kv_incr'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_incr(text, bigint, text) IS
+'add delta to the integer value of key (a missing key counts as 0) and return the result';
+
+CREATE FUNCTION kv_cas(key text, expected text, new text, keyspace text DEFAULT 'default')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kv_cas'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_cas(text, text, text, text) IS
+'compare and set: write new (NULL deletes) if the value equals expected (NULL: key must not exist); returns whether it did';
+
+CREATE FUNCTION kv_mput(keys text[], "values" text[], keyspace text DEFAULT 'default')
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_mput'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_mput(text[], text[], text) IS
+'set keys[i] to values[i] for every i';
+
+-- Keyspaces.  Creating and dropping take effect at once (not rolled back).
+
+CREATE FUNCTION kv_create_keyspace(keyspace text, if_not_exists boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_create_keyspace'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_create_keyspace(text, boolean) IS
+'create a keyspace (not transactional)';
+
+CREATE FUNCTION kv_drop_keyspace(keyspace text, if_exists boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_drop_keyspace'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_drop_keyspace(text, boolean) IS
+'drop a keyspace and every key in it (not transactional)';
+
+REVOKE ALL ON FUNCTION kv_create_keyspace(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION kv_drop_keyspace(text, boolean) FROM PUBLIC;
+
+CREATE FUNCTION kv_keyspaces(OUT keyspace text, OUT entries bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kv_keyspaces'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION kv_keyspaces() IS
+'the keyspaces and their number of keys';
+
+-- Monitoring
+
+CREATE FUNCTION kv_stats(OUT keyspace text, OUT entries bigint,
+                         OUT memory_used bigint, OUT memory_limit bigint,
+                         OUT hits bigint, OUT misses bigint, OUT writes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kv_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION kv_stats() IS
+'per keyspace: keys, memory used, hits, misses and writes; the row with a NULL keyspace is the total';

@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# The one test command (make test): deps, build with assertions, install,
+# pg_regress, isolation and TAP tests.  The last line printed is always
+# "N passed, M failed"; the exit status is non-zero when anything failed.
+#
+# Options (environment or make variables):
+#   TESTS="api txn"   run only these regress/isolation tests and TAP files
+#                     (TAP by file name, with or without its NNN_ prefix);
+#                     "load" is always run first when a regress test is chosen
+#   TAP=0             skip the TAP tests
+#   KVEXT_TEST_TIMEOUT=SECONDS
+#                     limit for each suite and each TAP file (default 1200)
+#   PG_CONFIG=path    pg_config to use (default: PostgreSQL 15's)
+#
+# Servers run as the postgres user (initdb/postgres refuse root), on copies of
+# the tests in a fresh directory under /tmp that is kept on failure.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+PASSED=0
+FAILED=0
+TESTROOT=""
+TIMEOUT=${KVEXT_TEST_TIMEOUT:-1200}
+IS_ROOT=0
+[ "$(id -u)" -eq 0 ] && IS_ROOT=1
+
+header() { printf '\n==> %s\n' "$*"; }
+note() { printf '%s\n' "$*"; }
+
+# Run a command as the user that owns the test servers.
+as_pg() {
+	if [ "$IS_ROOT" -eq 1 ]; then
+		(cd "${TESTROOT:-/}" && runuser -u postgres -- "$@")
+	else
+		"$@"
+	fi
+}
+
+# Stop any server left running under $TESTROOT (after a timeout or a crash
+# of pg_regress / a TAP script).
+stop_leftover_servers() {
+	[ -n "$TESTROOT" ] && [ -d "$TESTROOT" ] || return 0
+	local pidfile datadir
+	while IFS= read -r pidfile; do
+		datadir=$(dirname "$pidfile")
+		note "stopping leftover server in $datadir"
+		as_pg "$BINDIR/pg_ctl" -D "$datadir" stop -m immediate -w -t 30 >/dev/null 2>&1 || true
+	done < <(find "$TESTROOT" -name postmaster.pid 2>/dev/null)
+}
+
+finish() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
+		note "test: aborted (status $rc)"
+		FAILED=1
+	fi
+	[ -n "${BINDIR:-}" ] && stop_leftover_servers
+	if [ -n "$TESTROOT" ] && [ -d "$TESTROOT" ]; then
+		if [ "$FAILED" -eq 0 ]; then
+			rm -rf "$TESTROOT"
+		else
+			note ""
+			note "test files, results and logs kept in $TESTROOT"
+		fi
+	fi
+	echo "$PASSED passed, $FAILED failed"
+	if [ "$FAILED" -ne 0 ]; then exit 1; fi
+	exit 0
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Abort the whole run when a test command died of Ctrl-C / SIGTERM (bash
+# itself does not act on a SIGINT that its child handled).
+interrupted() {
+	case "$1" in
+		130 | 143)
+			echo
+			note "test: interrupted"
+			FAILED=$((FAILED + 1))
+			exit "$1"
+			;;
+	esac
+}
+
+# Stop here: count one failure for a step that prevents testing.
+fail_step() {
+	note "test: $*" >&2
+	FAILED=$((FAILED + 1))
+	exit 1
+}
+
+# ---------------------------------------------------------------------------
+header "deps: scripts/deps.sh"
+"$ROOT/scripts/deps.sh" || fail_step "installing dependencies failed"
+
+if [ -z "${PG_CONFIG:-}" ]; then
+	if [ -x /usr/lib/postgresql/15/bin/pg_config ]; then
+		PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+	else
+		PG_CONFIG=pg_config
+	fi
+fi
+BINDIR=$("$PG_CONFIG" --bindir) || fail_step "$PG_CONFIG --bindir failed"
+PKGLIBDIR=$("$PG_CONFIG" --pkglibdir) || fail_step "$PG_CONFIG --pkglibdir failed"
+SHAREDIR=$("$PG_CONFIG" --sharedir) || fail_step "$PG_CONFIG --sharedir failed"
+PGXSDIR="$PKGLIBDIR/pgxs"
+PG_REGRESS="$PGXSDIR/src/test/regress/pg_regress"
+PG_ISOLATION_REGRESS="$PGXSDIR/src/test/isolation/pg_isolation_regress"
+PERL_TESTLIB="$PGXSDIR/src/test/perl"
+
+# Deterministic locale for initdb and the test output; libpq settings of the
+# caller must not redirect the tests to another server.
+for v in $(compgen -e); do
+	case "$v" in
+		LC_*|LANGUAGE) unset "$v" ;;
+		PG[A-Z]*) unset "$v" ;;
+	esac
+done
+if locale -a 2>/dev/null | grep -qix 'c\.utf-\?8'; then
+	export LANG=C.UTF-8
+else
+	export LANG=C
+fi
+
+# The test lists live in the Makefile (REGRESS, ISOLATION): ask make.
+make_var() {
+	local out
+	if out=$(make -s --no-print-directory -C "$ROOT" -f Makefile -f - \
+		kvext-print-var KVEXT_PRINT_VAR="$1" PG_CONFIG="$PG_CONFIG" 2>/dev/null <<'EOF'
+kvext-print-var:
+	@echo '$($(KVEXT_PRINT_VAR))'
+EOF
+	); then
+		echo "$out"
+	else
+		# Fallback: read "NAME = ..." (with continuation lines) directly.
+		awk -v name="$1" '
+			cont { val = val " " $0; if ($0 !~ /\\$/) { print val; exit } next }
+			$0 ~ "^[ \t]*" name "[ \t]*[:?+]?=" {
+				val = $0; sub(/^[^=]*=/, "", val)
+				if (val ~ /\\$/) { cont = 1; next }
+				print val; exit
+			}' "$ROOT/Makefile" | tr -d '\\'
+	fi
+}
+
+# ---------------------------------------------------------------------------
+header "build: make clean && make ASSERTS=1 (warnings are errors)"
+make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" clean >/dev/null ||
+	fail_step "make clean failed"
+make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" ASSERTS=1 ||
+	fail_step "build failed"
+
+header "install: make install"
+# Can make install write the system PostgreSQL directories?
+install_writable() {
+	[ -w "$PKGLIBDIR" ] && [ -w "$SHAREDIR/extension" ]
+}
+# Is exactly this build installed already (by root)?
+installed_matches() {
+	local f
+	cmp -s "$ROOT/kvext.so" "$PKGLIBDIR/kvext.so" || return 1
+	for f in "$ROOT"/kvext.control "$ROOT"/kvext--*.sql; do
+		cmp -s "$f" "$SHAREDIR/extension/$(basename "$f")" || return 1
+	done
+}
+
+if install_writable; then
+	make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" ASSERTS=1 install >/dev/null ||
+		fail_step "make install failed"
+	note "installed into $PKGLIBDIR and $SHAREDIR/extension"
+elif installed_matches; then
+	note "$PKGLIBDIR is not writable by $(id -un), but this build is already installed"
+else
+	fail_step "$PKGLIBDIR or $SHAREDIR/extension is not writable by $(id -un):" \
+		"run make test as root (or make ASSERTS=1 install as root, then rerun)"
+fi
+
+# ---------------------------------------------------------------------------
+# Test selection
+read -r -a REGRESS_ALL <<<"$(make_var REGRESS)"
+read -r -a ISOLATION_ALL <<<"$(make_var ISOLATION)"
+read -r -a FILTER <<<"${TESTS:-}"
+
+selected() { # name [alias...]: is it chosen by TESTS?
+	[ ${#FILTER[@]} -eq 0 ] && return 0
+	local f n
+	for f in "${FILTER[@]}"; do
+		for n in "$@"; do
+			[ "$f" = "$n" ] && return 0
+		done
+	done
+	return 1
+}
+
+REGRESS_RUN=()
+for t in "${REGRESS_ALL[@]}"; do
+	selected "$t" && REGRESS_RUN+=("$t")
+done
+# "load" creates the extension: keep it first when anything is filtered.
+if [ ${#FILTER[@]} -gt 0 ] && [ ${#REGRESS_RUN[@]} -gt 0 ] && [ "${REGRESS_RUN[0]}" != load ]; then
+	for t in "${REGRESS_ALL[@]}"; do
+		[ "$t" = load ] && REGRESS_RUN=(load "${REGRESS_RUN[@]}")
+	done
+fi
+ISOLATION_RUN=()
+for t in "${ISOLATION_ALL[@]}"; do
+	selected "$t" && ISOLATION_RUN+=("$t")
+done
+
+# ---------------------------------------------------------------------------
+header "setup: test directory"
+TESTROOT=$(mktemp -d /tmp/kvext-test.XXXXXX) || fail_step "mktemp failed"
+for d in sql expected input output data test; do
+	[ -d "$ROOT/$d" ] && cp -r "$ROOT/$d" "$TESTROOT/"
+done
+# tmp/: TMPDIR of the test commands (socket directories of the servers)
+mkdir -p "$TESTROOT/regress" "$TESTROOT/isolation" "$TESTROOT/tap" "$TESTROOT/tmp"
+[ -f "$TESTROOT/test/kvext.conf" ] || fail_step "test/kvext.conf is missing"
+if [ "$IS_ROOT" -eq 1 ]; then
+	chown -R postgres: "$TESTROOT" || fail_step "chown postgres $TESTROOT failed"
+fi
+chmod 755 "$TESTROOT"
+note "$TESTROOT"
+cd "$TESTROOT" || fail_step "cannot enter $TESTROOT"
+
+# Print "name status" for each test result line of pg_regress output, PG15
+# style ("test load ... ok 12 ms", "     load ... FAILED") and PG16+ TAP style
+# ("ok 1 - load 12 ms", "not ok 2 - api").
+parse_results() {
+	sed -nE \
+		-e 's/^(test +| +)?([^ ]+) +\.\.\. +(ok|FAILED|failed \(ignored\)).*/\2 \3/p' \
+		-e 's/^(not ok|ok) +[0-9]+ +[-+] +([^ ]+).*/\2 \1/p' "$1"
+}
+
+# run_suite LABEL RUNNER INPUTDIR WORKDIR TEST...
+run_suite() {
+	local label=$1 runner=$2 inputdir=$3 workdir=$4
+	shift 4
+	local tests=("$@") log="$workdir/output.log" rc t st
+	local pass=0 fail=0 missing=()
+
+	header "$label: ${tests[*]}"
+	as_pg env TMPDIR="$TESTROOT/tmp" timeout --foreground -k 30 "$TIMEOUT" "$runner" \
+		--temp-instance="$workdir/tmp_instance" \
+		--temp-config="$TESTROOT/test/kvext.conf" \
+		--inputdir="$inputdir" \
+		--outputdir="$workdir" \
+		--bindir="$BINDIR" \
+		--dbname=contrib_regression \
+		"${tests[@]}" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	interrupted "$rc"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo
+		note "$label: timed out after ${TIMEOUT}s"
+	fi
+	stop_leftover_servers
+
+	for t in "${tests[@]}"; do
+		st=$(parse_results "$log" | awk -v t="$t" '$1 == t { $1 = ""; s = $0 } END { print s }')
+		case "$st" in
+			" ok"|" failed (ignored)") pass=$((pass + 1)) ;;
+			"") fail=$((fail + 1)); missing+=("$t") ;;
+			*) fail=$((fail + 1)) ;;
+		esac
+	done
+	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+		note "$label: $(basename "$runner") exited with status $rc"
+		fail=1
+	fi
+	if [ ${#missing[@]} -gt 0 ]; then
+		note "$label: no result for: ${missing[*]}"
+	fi
+	if [ "$fail" -gt 0 ]; then
+		if [ -s "$workdir/regression.diffs" ]; then
+			note "---- $workdir/regression.diffs (first 400 lines) ----"
+			head -n 400 "$workdir/regression.diffs"
+			note "---- end of regression.diffs ----"
+		fi
+		local f plog="$workdir/log/postmaster.log"
+		if [ ${#missing[@]} -gt 0 ]; then
+			for f in "$workdir/log/initdb.log" "$plog"; do
+				if [ -s "$f" ]; then
+					note "---- tail of $f ----"
+					tail -n 40 "$f"
+				fi
+			done
+		elif [ -s "$plog" ] && grep -qE 'TRAP:|PANIC:|terminated by signal' "$plog"; then
+			# assertion failures and crashes of a backend
+			note "---- crashes in $plog ----"
+			grep -E -B3 -A3 'TRAP:|PANIC:|terminated by signal' "$plog" | head -n 80
+		fi
+	fi
+	note "$label: $pass passed, $fail failed"
+	PASSED=$((PASSED + pass))
+	FAILED=$((FAILED + fail))
+}
+
+if [ ${#REGRESS_RUN[@]} -gt 0 ]; then
+	run_suite regress "$PG_REGRESS" "$TESTROOT" "$TESTROOT/regress" "${REGRESS_RUN[@]}"
+fi
+if [ ${#ISOLATION_RUN[@]} -gt 0 ]; then
+	run_suite isolation "$PG_ISOLATION_REGRESS" "$TESTROOT/test/isolation" \
+		"$TESTROOT/isolation" "${ISOLATION_RUN[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+TAP_FILES=()
+if [ "${TAP:-1}" != 0 ]; then
+	shopt -s nullglob
+	for f in test/t/*.pl; do
+		b=$(basename "$f" .pl)
+		selected "$b" "${b#[0-9][0-9][0-9]_}" "$(basename "$f")" && TAP_FILES+=("$f")
+	done
+	shopt -u nullglob
+fi
+
+if [ ${#TAP_FILES[@]} -gt 0 ]; then
+	header "tap: ${#TAP_FILES[@]} file(s)"
+	tap_pass=0
+	tap_fail=0
+	for f in "${TAP_FILES[@]}"; do
+		b=$(basename "$f" .pl)
+		as_pg env PATH="$BINDIR:$PATH" TESTDIR="$TESTROOT/tap" PG_REGRESS="$PG_REGRESS" \
+			TMPDIR="$TESTROOT/tmp" \
+			timeout --foreground -k 30 "$TIMEOUT" \
+			prove -I "$PERL_TESTLIB" -I "$TESTROOT/test" "$f"
+		rc=$?
+		interrupted "$rc"
+		stop_leftover_servers
+		if [ "$rc" -eq 0 ]; then
+			tap_pass=$((tap_pass + 1))
+		else
+			tap_fail=$((tap_fail + 1))
+			[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && note "tap: $b timed out after ${TIMEOUT}s"
+			logdir="$TESTROOT/tap/tmp_check/log"
+			for l in "$logdir/regress_log_$b" "$logdir/${b}"_*.log; do
+				[ -f "$l" ] || continue
+				note "---- tail of $l ----"
+				tail -n 60 "$l"
+			done
+		fi
+	done
+	note "tap: $tap_pass passed, $tap_fail failed"
+	PASSED=$((PASSED + tap_pass))
+	FAILED=$((FAILED + tap_fail))
+elif [ "${TAP:-1}" = 0 ]; then
+	note ""
+	note "tap: skipped (TAP=0)"
+fi
+
+if [ ${#FILTER[@]} -gt 0 ]; then
+	for f in "${FILTER[@]}"; do
+		found=0
+		for t in "${REGRESS_RUN[@]}" "${ISOLATION_RUN[@]}"; do
+			[ "$t" = "$f" ] && found=1
+		done
+		for t in "${TAP_FILES[@]}"; do
+			b=$(basename "$t" .pl)
+			case "$f" in "$b" | "${b#[0-9][0-9][0-9]_}" | "$b.pl") found=1 ;; esac
+		done
+		[ "$found" -eq 1 ] || note "test: warning: TESTS names unknown test '$f'"
+	done
+fi
+
+header "summary"
+exit 0

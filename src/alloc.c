@@ -1,0 +1,375 @@
+/*-------------------------------------------------------------------------
+ *
+ * alloc.c
+ *	  A TLSF (two-level segregated fit) allocator over kvext's fixed shared
+ *	  memory region.
+ *
+ * Why not DSA: kvext.memory_limit is fixed at server start, so the whole
+ * heap is one region of the main shared memory segment, sized once; TLSF
+ * gives O(1) allocation and free with immediate coalescing of neighbours,
+ * so a workload whose value sizes shift over time does not strand memory in
+ * size classes and report "store full" while half the heap is free (the
+ * failure mode of a slab allocator without coalescing).
+ *
+ * Layout.  Every block starts with an 8-byte header:
+ *
+ *		uint32 prev_phys	KvPtr of the physically preceding block; only
+ *							meaningful while that block is free
+ *		uint32 size			block size in bytes including the header, a
+ *							multiple of 8; bit 0 = this block is free,
+ *							bit 1 = the preceding block is free
+ *
+ * A free block additionally stores next/prev links of its free list in its
+ * first 8 payload bytes, so the smallest block is 16 bytes.  Free lists are
+ * indexed by (fl, sl): fl is the power of two of the size, sl splits each
+ * power of two into 16 linear steps; a bitmap per level finds a non-empty
+ * list in two find-first-set operations.
+ *
+ * The heap is cut into chunks of at most 1GB, each ending with an 8-byte
+ * used "fence" block.  Fences stop coalescing at chunk ends, which keeps
+ * every block size within 32 bits and gives the last block a successor.
+ *
+ * Locking.  One LWLock (the allocator lock) protects all of the above.
+ * Callers may hold a store partition lock when calling KvAlloc/KvFree; the
+ * allocator never takes another lock, so the order is always
+ * partition lock -> allocator lock.  Nothing here raises an error: a full
+ * heap is reported by returning InvalidKvPtr, and the caller reports it
+ * after releasing its own locks.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "port/pg_bitutils.h"
+
+#include "alloc.h"
+
+#define SL_LOG2			4
+#define SL_COUNT		(1 << SL_LOG2)
+#define FL_SHIFT		(SL_LOG2 + 3)	/* sizes below 128 are "small" */
+#define SMALL_BLOCK		(1 << FL_SHIFT)
+#define FL_COUNT		25			/* enough for sizes below 2^31 */
+
+#define BLOCK_FREE		((uint32) 1)
+#define BLOCK_PREV_FREE	((uint32) 2)
+#define BLOCK_FLAGS		((uint32) 7)
+
+#define MIN_BLOCK		16
+#define CHUNK_MAX		((Size) 1024 * 1024 * 1024)
+
+typedef struct KvBlock
+{
+	KvPtr		prev_phys;
+	uint32		size;
+	/* free blocks only: */
+	KvPtr		next_free;
+	KvPtr		prev_free;
+} KvBlock;
+
+typedef struct KvAllocControl
+{
+	uint32		fl_bitmap;
+	uint32		sl_bitmap[FL_COUNT];
+	KvPtr		heads[FL_COUNT][SL_COUNT];
+	uint64		total_bytes;	/* bytes under management, fences included */
+	uint64		used_bytes;		/* bytes in allocated blocks, headers
+								 * included */
+} KvAllocControl;
+
+char	   *KvBase = NULL;
+static KvAllocControl *ctl = NULL;
+static LWLock *alloc_lock = NULL;
+
+#define BLK(p)				((KvBlock *) KvPtrGetAddr(p))
+#define BLK_SIZE(b)			((b)->size & ~BLOCK_FLAGS)
+#define BLK_NEXT(p, b)		((KvPtr) ((p) + BLK_SIZE(b) / KV_UNIT))
+
+/*
+ * mapping: size -> (fl, sl) of the list that holds blocks of that size.
+ */
+static inline void
+mapping_insert(Size size, int *fl, int *sl)
+{
+	if (size < SMALL_BLOCK)
+	{
+		*fl = 0;
+		*sl = (int) (size / (SMALL_BLOCK / SL_COUNT));
+	}
+	else
+	{
+		int			msb = pg_leftmost_one_pos32((uint32) size);
+
+		*fl = msb - FL_SHIFT + 1;
+		*sl = (int) ((size >> (msb - SL_LOG2)) ^ (1 << SL_LOG2));
+	}
+}
+
+/*
+ * mapping_search: like mapping_insert, but rounds the size up to the next
+ * list boundary so that any block of the list found is big enough.
+ */
+static inline void
+mapping_search(Size size, int *fl, int *sl)
+{
+	if (size >= SMALL_BLOCK)
+	{
+		int			msb = pg_leftmost_one_pos32((uint32) size);
+
+		size += ((Size) 1 << (msb - SL_LOG2)) - 1;
+	}
+	mapping_insert(size, fl, sl);
+}
+
+static void
+free_list_remove(KvPtr p, KvBlock *b, int fl, int sl)
+{
+	if (b->prev_free != InvalidKvPtr)
+		BLK(b->prev_free)->next_free = b->next_free;
+	else
+	{
+		ctl->heads[fl][sl] = b->next_free;
+		if (b->next_free == InvalidKvPtr)
+		{
+			ctl->sl_bitmap[fl] &= ~((uint32) 1 << sl);
+			if (ctl->sl_bitmap[fl] == 0)
+				ctl->fl_bitmap &= ~((uint32) 1 << fl);
+		}
+	}
+	if (b->next_free != InvalidKvPtr)
+		BLK(b->next_free)->prev_free = b->prev_free;
+}
+
+static void
+free_list_insert(KvPtr p, KvBlock *b)
+{
+	int			fl,
+				sl;
+	KvPtr		head;
+
+	mapping_insert(BLK_SIZE(b), &fl, &sl);
+	head = ctl->heads[fl][sl];
+	b->next_free = head;
+	b->prev_free = InvalidKvPtr;
+	if (head != InvalidKvPtr)
+		BLK(head)->prev_free = p;
+	ctl->heads[fl][sl] = p;
+	ctl->fl_bitmap |= (uint32) 1 << fl;
+	ctl->sl_bitmap[fl] |= (uint32) 1 << sl;
+}
+
+static void
+block_remove(KvPtr p, KvBlock *b)
+{
+	int			fl,
+				sl;
+
+	mapping_insert(BLK_SIZE(b), &fl, &sl);
+	free_list_remove(p, b, fl, sl);
+}
+
+/*
+ * KvAllocControlSize
+ *		Shared memory needed for the allocator's control block.
+ */
+Size
+KvAllocControlSize(void)
+{
+	return MAXALIGN(sizeof(KvAllocControl));
+}
+
+/*
+ * KvAllocInit
+ *		Attach to (found) or format (!found) the heap [start, start+nbytes)
+ *		of the store region.  KvBase must already be set.  Called in the
+ *		postmaster at shared memory initialization; backends inherit it.
+ */
+void
+KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes, bool found)
+{
+	KvPtr		p = start;
+
+	ctl = (KvAllocControl *) control;
+	alloc_lock = lock;
+	if (found)
+		return;
+
+	memset(ctl, 0, sizeof(KvAllocControl));
+	nbytes &= ~((Size) KV_UNIT - 1);
+	ctl->total_bytes = nbytes;
+
+	while (nbytes >= MIN_BLOCK + KV_UNIT)
+	{
+		Size		chunk = Min(nbytes, CHUNK_MAX);
+		KvBlock    *b = BLK(p);
+		KvBlock    *fence;
+
+		b->prev_phys = InvalidKvPtr;
+		b->size = (uint32) (chunk - KV_UNIT) | BLOCK_FREE;
+		free_list_insert(p, b);
+
+		fence = BLK(BLK_NEXT(p, b));
+		fence->prev_phys = p;
+		fence->size = KV_UNIT | BLOCK_PREV_FREE;
+		ctl->used_bytes += KV_UNIT;
+
+		p += chunk / KV_UNIT;
+		nbytes -= chunk;
+	}
+}
+
+/*
+ * KvAlloc
+ *		Allocate size bytes of shared memory, 8-byte aligned.  Returns
+ *		InvalidKvPtr when no free block is large enough; never errors.  The
+ *		caller may hold a store partition lock.
+ */
+KvPtr
+KvAlloc(Size size)
+{
+	Size		need;
+	int			fl,
+				sl;
+	uint32		map;
+	KvPtr		p;
+	KvBlock    *b;
+	Size		bsize;
+	KvPtr		next;
+
+	need = TYPEALIGN(KV_UNIT, size + KV_ALLOC_OVERHEAD);
+	if (need < MIN_BLOCK)
+		need = MIN_BLOCK;
+	if (need > CHUNK_MAX - KV_UNIT)
+		return InvalidKvPtr;
+
+	mapping_search(need, &fl, &sl);
+
+	LWLockAcquire(alloc_lock, LW_EXCLUSIVE);
+
+	map = (fl < FL_COUNT) ? ctl->sl_bitmap[fl] & (~(uint32) 0 << sl) : 0;
+	if (map == 0)
+	{
+		uint32		flmap = (fl + 1 < FL_COUNT) ?
+			ctl->fl_bitmap & (~(uint32) 0 << (fl + 1)) : 0;
+
+		if (flmap == 0)
+		{
+			LWLockRelease(alloc_lock);
+			return InvalidKvPtr;
+		}
+		fl = pg_rightmost_one_pos32(flmap);
+		map = ctl->sl_bitmap[fl];
+	}
+	sl = pg_rightmost_one_pos32(map);
+
+	p = ctl->heads[fl][sl];
+	b = BLK(p);
+	Assert(b->size & BLOCK_FREE);
+	free_list_remove(p, b, fl, sl);
+
+	bsize = BLK_SIZE(b);
+	Assert(bsize >= need);
+	if (bsize - need >= MIN_BLOCK)
+	{
+		/* split: the remainder stays free */
+		KvPtr		rp = p + need / KV_UNIT;
+		KvBlock    *r = BLK(rp);
+
+		r->prev_phys = p;
+		r->size = (uint32) (bsize - need) | BLOCK_FREE;
+		free_list_insert(rp, r);
+		next = BLK_NEXT(rp, r);
+		BLK(next)->prev_phys = rp;
+		/* next still has a free predecessor: flag unchanged */
+		b->size = (uint32) need | (b->size & BLOCK_PREV_FREE);
+		bsize = need;
+	}
+	else
+	{
+		next = BLK_NEXT(p, b);
+		BLK(next)->size &= ~BLOCK_PREV_FREE;
+		b->size &= ~BLOCK_FREE;
+	}
+	ctl->used_bytes += bsize;
+
+	LWLockRelease(alloc_lock);
+
+	return p + KV_ALLOC_OVERHEAD / KV_UNIT;
+}
+
+/*
+ * KvFree
+ *		Return memory obtained from KvAlloc, merging it with free
+ *		neighbours.  The caller may hold a store partition lock.
+ */
+void
+KvFree(KvPtr ptr)
+{
+	KvPtr		p = ptr - KV_ALLOC_OVERHEAD / KV_UNIT;
+	KvBlock    *b = BLK(p);
+	KvPtr		next;
+	KvBlock    *nb;
+
+	Assert(ptr != InvalidKvPtr);
+	Assert(!(b->size & BLOCK_FREE));
+
+	LWLockAcquire(alloc_lock, LW_EXCLUSIVE);
+
+	ctl->used_bytes -= BLK_SIZE(b);
+
+	if (b->size & BLOCK_PREV_FREE)
+	{
+		KvPtr		pp = b->prev_phys;
+		KvBlock    *pb = BLK(pp);
+
+		Assert(pb->size & BLOCK_FREE);
+		block_remove(pp, pb);
+		pb->size += BLK_SIZE(b);
+		p = pp;
+		b = pb;
+	}
+	else
+		b->size |= BLOCK_FREE;
+
+	next = BLK_NEXT(p, b);
+	nb = BLK(next);
+	if (nb->size & BLOCK_FREE)
+	{
+		block_remove(next, nb);
+		b->size += BLK_SIZE(nb);
+		next = BLK_NEXT(p, b);
+		nb = BLK(next);
+	}
+
+	free_list_insert(p, b);
+	nb->prev_phys = p;
+	nb->size |= BLOCK_PREV_FREE;
+
+	LWLockRelease(alloc_lock);
+}
+
+/*
+ * KvAllocBlockSize
+ *		Bytes charged for the allocation at ptr, header included.  Stable
+ *		while the caller owns the allocation; takes no lock.
+ */
+Size
+KvAllocBlockSize(KvPtr ptr)
+{
+	return BLK_SIZE(BLK(ptr - KV_ALLOC_OVERHEAD / KV_UNIT));
+}
+
+/*
+ * KvAllocUsage
+ *		Bytes in use (allocated blocks and fences) and bytes under
+ *		management.
+ */
+void
+KvAllocUsage(uint64 *used, uint64 *total)
+{
+	LWLockAcquire(alloc_lock, LW_SHARED);
+	*used = ctl->used_bytes;
+	*total = ctl->total_bytes;
+	LWLockRelease(alloc_lock);
+}

@@ -1,0 +1,553 @@
+/*-------------------------------------------------------------------------
+ *
+ * functions.c
+ *	  The SQL API: kv_get, kv_put and family.
+ *
+ * Each function checks its arguments completely before touching the store,
+ * so a bad argument changes nothing; every error carries an SQLSTATE:
+ *	22004	a NULL key, value, keyspace or delta
+ *	54000	a key over kvext.max_key_size or a value over
+ *			kvext.max_value_size (writes only: reads of a longer key simply
+ *			find nothing)
+ *	42704	unknown keyspace
+ *	25006	a write in a read-only transaction or on a standby
+ *	2202E	kv_mput arrays of different lengths
+ * and, from store.c, 53200 (store full), 22P02 / 22003 (kv_incr).
+ *
+ * Writes follow the transaction (see txn.c); reads see committed data plus
+ * the current transaction's own writes.  The functions are not STRICT:
+ * a NULL argument is an error, not a NULL result.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "kvext.h"
+#include "store.h"
+#include "txn.h"
+
+PG_FUNCTION_INFO_V1(kv_get);
+PG_FUNCTION_INFO_V1(kv_get_bytea);
+PG_FUNCTION_INFO_V1(kv_exists);
+PG_FUNCTION_INFO_V1(kv_put);
+PG_FUNCTION_INFO_V1(kv_put_bytea);
+PG_FUNCTION_INFO_V1(kv_delete);
+PG_FUNCTION_INFO_V1(kv_incr);
+PG_FUNCTION_INFO_V1(kv_cas);
+PG_FUNCTION_INFO_V1(kv_mget);
+PG_FUNCTION_INFO_V1(kv_mput);
+PG_FUNCTION_INFO_V1(kv_scan);
+PG_FUNCTION_INFO_V1(kv_count);
+PG_FUNCTION_INFO_V1(kv_create_keyspace);
+PG_FUNCTION_INFO_V1(kv_drop_keyspace);
+PG_FUNCTION_INFO_V1(kv_keyspaces);
+PG_FUNCTION_INFO_V1(kvext_check_preloaded);
+
+/* raise 22004 for a NULL argument */
+static void
+report_null(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s must not be null", what)));
+}
+
+static void
+check_key_size(uint32 keylen)
+{
+	if (keylen > (uint32) kvext_max_key_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("key is too long"),
+				 errdetail("The key is %u bytes; kvext.max_key_size is %d bytes.",
+						   keylen, kvext_max_key_size)));
+}
+
+static void
+check_value_size(uint32 vallen)
+{
+	if (vallen > (uint32) kvext_max_value_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value is too long"),
+				 errdetail("The value is %u bytes; kvext.max_value_size is %d bytes.",
+						   vallen, kvext_max_value_size)));
+}
+
+/* the key argument; for writes, also checked against the size limit */
+static inline text *
+arg_key(FunctionCallInfo fcinfo, int argno, bool write)
+{
+	text	   *key;
+
+	if (PG_ARGISNULL(argno))
+		report_null("key");
+	key = PG_GETARG_TEXT_PP(argno);
+	if (write)
+		check_key_size(VARSIZE_ANY_EXHDR(key));
+	return key;
+}
+
+/* the keyspace argument, resolved */
+static inline KvKeyspaceRef
+arg_keyspace(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *name;
+
+	if (PG_ARGISNULL(argno))
+		report_null("keyspace");
+	name = PG_GETARG_TEXT_PP(argno);
+	return KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+}
+
+/* common checks of every writing function */
+static void
+prepare_write(const char *fname)
+{
+	PreventCommandIfReadOnly(fname);
+	PreventCommandIfParallelMode(fname);
+}
+
+static Datum
+get_common(FunctionCallInfo fcinfo, KvReadMode mode)
+{
+	text	   *key;
+	KvKeyspaceRef ks;
+	struct varlena *v;
+
+	KvCheckAvailable();
+	key = arg_key(fcinfo, 0, false);
+	ks = arg_keyspace(fcinfo, 1);
+
+	if (!KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), mode, &v))
+		PG_RETURN_NULL();
+	PG_RETURN_POINTER(v);
+}
+
+/*
+ * kv_get(key text, keyspace text) returns text
+ */
+Datum
+kv_get(PG_FUNCTION_ARGS)
+{
+	return get_common(fcinfo, KV_READ_TEXT);
+}
+
+/*
+ * kv_get_bytea(key text, keyspace text) returns bytea
+ */
+Datum
+kv_get_bytea(PG_FUNCTION_ARGS)
+{
+	return get_common(fcinfo, KV_READ_BYTEA);
+}
+
+/*
+ * kv_exists(key text, keyspace text) returns boolean
+ */
+Datum
+kv_exists(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	KvKeyspaceRef ks;
+
+	KvCheckAvailable();
+	key = arg_key(fcinfo, 0, false);
+	ks = arg_keyspace(fcinfo, 1);
+	PG_RETURN_BOOL(KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+							  KV_READ_EXISTS, NULL));
+}
+
+static Datum
+put_common(FunctionCallInfo fcinfo, bool binary)
+{
+	text	   *key;
+	struct varlena *value;
+	KvKeyspaceRef ks;
+	KvWrite		w = {0};
+
+	KvCheckAvailable();
+	key = arg_key(fcinfo, 0, true);
+	if (PG_ARGISNULL(1))
+		report_null("value");
+	value = PG_GETARG_VARLENA_PP(1);
+	check_value_size(VARSIZE_ANY_EXHDR(value));
+	ks = arg_keyspace(fcinfo, 2);
+	prepare_write("kv_put()");
+
+	w.op = KV_OP_PUT;
+	w.value = VARDATA_ANY(value);
+	w.vallen = VARSIZE_ANY_EXHDR(value);
+	w.binary = binary;
+	KvStoreWrite(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), &w);
+	PG_RETURN_VOID();
+}
+
+/*
+ * kv_put(key text, value text, keyspace text) returns void
+ */
+Datum
+kv_put(PG_FUNCTION_ARGS)
+{
+	return put_common(fcinfo, false);
+}
+
+/*
+ * kv_put(key text, value bytea, keyspace text) returns void
+ */
+Datum
+kv_put_bytea(PG_FUNCTION_ARGS)
+{
+	return put_common(fcinfo, true);
+}
+
+/*
+ * kv_delete(key text, keyspace text) returns boolean: whether it existed
+ */
+Datum
+kv_delete(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	KvKeyspaceRef ks;
+	KvWrite		w = {0};
+
+	KvCheckAvailable();
+	key = arg_key(fcinfo, 0, false);
+	ks = arg_keyspace(fcinfo, 1);
+	prepare_write("kv_delete()");
+
+	w.op = KV_OP_DELETE;
+	KvStoreWrite(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), &w);
+	PG_RETURN_BOOL(w.existed);
+}
+
+/*
+ * kv_incr(key text, delta bigint, keyspace text) returns bigint
+ */
+Datum
+kv_incr(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	KvKeyspaceRef ks;
+	KvWrite		w = {0};
+
+	KvCheckAvailable();
+	key = arg_key(fcinfo, 0, true);
+	if (PG_ARGISNULL(1))
+		report_null("delta");
+	ks = arg_keyspace(fcinfo, 2);
+	prepare_write("kv_incr()");
+
+	w.op = KV_OP_INCR;
+	w.delta = PG_GETARG_INT64(1);
+	KvStoreWrite(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), &w);
+	PG_RETURN_INT64(w.result);
+}
+
+/*
+ * kv_cas(key text, expected text, new text, keyspace text) returns boolean
+ *
+ * Writes new if the key's current value equals expected (expected NULL:
+ * the key must not exist); new NULL deletes the key.  Returns whether the
+ * comparison matched.
+ */
+Datum
+kv_cas(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	KvKeyspaceRef ks;
+	KvWrite		w = {0};
+
+	KvCheckAvailable();
+	key = arg_key(fcinfo, 0, true);
+	if (!PG_ARGISNULL(1))
+	{
+		text	   *expected = PG_GETARG_TEXT_PP(1);
+
+		w.expected = VARDATA_ANY(expected);
+		w.expectedlen = VARSIZE_ANY_EXHDR(expected);
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		text	   *value = PG_GETARG_TEXT_PP(2);
+
+		w.value = VARDATA_ANY(value);
+		w.vallen = VARSIZE_ANY_EXHDR(value);
+		check_value_size(w.vallen);
+	}
+	ks = arg_keyspace(fcinfo, 3);
+	prepare_write("kv_cas()");
+
+	w.op = KV_OP_CAS;
+	KvStoreWrite(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), &w);
+	PG_RETURN_BOOL(w.swapped);
+}
+
+/* a one-dimensional text[] argument as elements; NULL elements allowed */
+static int
+arg_text_array(FunctionCallInfo fcinfo, int argno, const char *what,
+			   Datum **elems, bool **nulls)
+{
+	ArrayType  *arr;
+	int			n;
+
+	if (PG_ARGISNULL(argno))
+		report_null(what);
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, elems, nulls, &n);
+	return n;
+}
+
+/*
+ * kv_mget(keys text[], keyspace text) returns text[]
+ *
+ * The values of keys, in order, NULL where a key does not exist.
+ */
+Datum
+kv_mget(PG_FUNCTION_ARGS)
+{
+	Datum	   *keys;
+	bool	   *keynulls;
+	int			n;
+	KvKeyspaceRef ks;
+	Datum	   *values;
+	bool	   *nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	KvCheckAvailable();
+	n = arg_text_array(fcinfo, 0, "keys", &keys, &keynulls);
+	ks = arg_keyspace(fcinfo, 1);
+	for (int i = 0; i < n; i++)
+		if (keynulls[i])
+			report_null("key");
+
+	values = palloc(sizeof(Datum) * Max(n, 1));
+	nulls = palloc(sizeof(bool) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		text	   *key = DatumGetTextPP(keys[i]);
+		struct varlena *v;
+
+		nulls[i] = !KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+							   KV_READ_TEXT, &v);
+		values[i] = nulls[i] ? (Datum) 0 : PointerGetDatum(v);
+	}
+	dims[0] = n;
+	if (n == 0)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(values, nulls, 1, dims, lbs,
+											 TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * kv_mput(keys text[], values text[], keyspace text) returns void
+ *
+ * Writes keys[i] = values[i] for every i, in order (a repeated key ends
+ * with its last value).  All arguments are checked before the first write.
+ */
+Datum
+kv_mput(PG_FUNCTION_ARGS)
+{
+	Datum	   *keys;
+	Datum	   *vals;
+	bool	   *keynulls;
+	bool	   *valnulls;
+	int			nkeys;
+	int			nvals;
+	KvKeyspaceRef ks;
+
+	KvCheckAvailable();
+	nkeys = arg_text_array(fcinfo, 0, "keys", &keys, &keynulls);
+	nvals = arg_text_array(fcinfo, 1, "values", &vals, &valnulls);
+	if (nkeys != nvals)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("keys and values must have the same number of elements"),
+				 errdetail("There are %d keys and %d values.", nkeys, nvals)));
+	for (int i = 0; i < nkeys; i++)
+	{
+		if (keynulls[i])
+			report_null("key");
+		if (valnulls[i])
+			report_null("value");
+		check_key_size(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
+		check_value_size(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
+	}
+	ks = arg_keyspace(fcinfo, 2);
+	prepare_write("kv_mput()");
+
+	for (int i = 0; i < nkeys; i++)
+	{
+		text	   *key = DatumGetTextPP(keys[i]);
+		text	   *val = DatumGetTextPP(vals[i]);
+		KvWrite		w = {0};
+
+		w.op = KV_OP_PUT;
+		w.value = VARDATA_ANY(val);
+		w.vallen = VARSIZE_ANY_EXHDR(val);
+		KvStoreWrite(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), &w);
+	}
+	PG_RETURN_VOID();
+}
+
+typedef struct KvScanOut
+{
+	ReturnSetInfo *rsinfo;
+} KvScanOut;
+
+static void
+scan_emit(void *arg, const char *key, uint32 keylen,
+		  const char *value, uint32 vallen, bool binary)
+{
+	KvScanOut  *st = (KvScanOut *) arg;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (binary && !pg_verifymbstr(value, (int) vallen, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("value of key \"%s\" is not valid text in encoding \"%s\"",
+						pnstrdup(key, Min(keylen, 64)), GetDatabaseEncodingName()),
+				 errhint("The value was written as bytea; read it with kv_get_bytea().")));
+
+	values[0] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
+	values[1] = PointerGetDatum(cstring_to_text_with_len(value, vallen));
+	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc,
+						 values, nulls);
+	pfree(DatumGetPointer(values[0]));
+	pfree(DatumGetPointer(values[1]));
+}
+
+/*
+ * kv_scan(prefix text, keyspace text) returns table (key text, value text)
+ *
+ * Every key starting with prefix, in no particular order.
+ */
+Datum
+kv_scan(PG_FUNCTION_ARGS)
+{
+	text	   *prefix;
+	KvKeyspaceRef ks;
+	KvScanOut	st;
+
+	KvCheckAvailable();
+	if (PG_ARGISNULL(0))
+		report_null("prefix");
+	prefix = PG_GETARG_TEXT_PP(0);
+	ks = arg_keyspace(fcinfo, 1);
+
+	InitMaterializedSRF(fcinfo, 0);
+	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	KvStoreScan(ks, VARDATA_ANY(prefix), VARSIZE_ANY_EXHDR(prefix),
+				scan_emit, &st);
+	return (Datum) 0;
+}
+
+/*
+ * kv_count(keyspace text) returns bigint
+ *
+ * Keys in the keyspace as this transaction sees them: the committed count
+ * plus this transaction's own inserts minus its own deletes.
+ */
+Datum
+kv_count(PG_FUNCTION_ARGS)
+{
+	KvKeyspaceRef ks;
+	int64		n;
+
+	KvCheckAvailable();
+	ks = arg_keyspace(fcinfo, 0);
+	n = (int64) pg_atomic_read_u64(&KvKeyspaces[ks.id].nentries) +
+		KvTxnCountDelta(ks.id);
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * kv_create_keyspace(keyspace text, if_not_exists boolean) returns void
+ */
+Datum
+kv_create_keyspace(PG_FUNCTION_ARGS)
+{
+	KvCheckAvailable();
+	if (PG_ARGISNULL(0))
+		report_null("keyspace");
+	prepare_write("kv_create_keyspace()");
+	KvKeyspaceCreate(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * kv_drop_keyspace(keyspace text, if_exists boolean) returns void
+ */
+Datum
+kv_drop_keyspace(PG_FUNCTION_ARGS)
+{
+	KvCheckAvailable();
+	if (PG_ARGISNULL(0))
+		report_null("keyspace");
+	prepare_write("kv_drop_keyspace()");
+	KvKeyspaceDrop(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+				   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * kv_keyspaces() returns table (keyspace text, entries bigint)
+ */
+Datum
+kv_keyspaces(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	KvKeyspaceRef *refs;
+	char		(*names)[NAMEDATALEN];
+	int			n;
+
+	KvCheckAvailable();
+	InitMaterializedSRF(fcinfo, 0);
+
+	refs = palloc(sizeof(KvKeyspaceRef) * kvext_max_keyspaces);
+	names = palloc(NAMEDATALEN * kvext_max_keyspaces);
+	n = KvKeyspaceList(refs, names);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(names[i]);
+		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[refs[i].id].nentries));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * kvext_check_preloaded() returns void
+ *
+ * Called by the install script so that CREATE EXTENSION fails (55000) on
+ * a server that did not preload the library.
+ */
+Datum
+kvext_check_preloaded(PG_FUNCTION_ARGS)
+{
+	KvCheckAvailable();
+	PG_RETURN_VOID();
+}

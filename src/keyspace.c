@@ -1,0 +1,359 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyspace.c
+ *	  Named keyspaces: the directory in shared memory, name resolution with
+ *	  a per-backend cache, create and drop.
+ *
+ * The directory is a fixed array of kvext.max_keyspaces slots; a slot's
+ * index is the keyspace id stored in every entry.  Slot 0 is "default" and
+ * always exists.
+ *
+ * Locking.  The keyspace lock (one LWLock) protects slot names and states.
+ * Each slot's generation is an atomic counter bumped at every state change;
+ * the store validates a KvKeyspaceRef by comparing generations while it
+ * holds a partition lock, so it needs no keyspace lock on the hot path.
+ * A global generation, also bumped at every change, lets each backend keep
+ * its last name -> reference resolution without locking as long as nothing
+ * changed.
+ *
+ * Create and drop take effect at once and are not transactional (like
+ * sequences): a ROLLBACK does not undo them.  Drop proceeds in three steps:
+ *   1. under the keyspace lock, mark the slot DROPPING and bump its
+ *      generation: from now on no new read or write validates;
+ *   2. look for uncommitted (pending) writes of any transaction in the
+ *      keyspace, partition by partition; a writer that validated before
+ *      step 1 holds its partition lock while adding its pending entry, so
+ *      step 2 sees it.  If one is found, the slot goes back to ACTIVE and
+ *      the drop fails (55006): a transaction's write set must never point
+ *      at a freed entry;
+ *   3. remove every (committed) entry, then free the slot.
+ * Lock order: keyspace lock is never held while taking a partition lock.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+
+#include "kvext.h"
+#include "monitor.h"
+#include "store.h"
+
+typedef struct KvKeyspaceDir
+{
+	pg_atomic_uint32 dir_gen;	/* bumped at every change of any slot */
+	KvKeyspace	slots[FLEXIBLE_ARRAY_MEMBER];
+} KvKeyspaceDir;
+
+KvKeyspace *KvKeyspaces = NULL;
+static KvKeyspaceDir *dir = NULL;
+static LWLock *keyspace_lock = NULL;
+
+/* this backend's last resolution */
+static struct
+{
+	uint32		dir_gen;
+	int			len;
+	char		name[NAMEDATALEN];
+	KvKeyspaceRef ref;
+	bool		valid;
+}			cache;
+
+/*
+ * KvKeyspaceShmemSize
+ *		Shared memory for the directory.
+ */
+Size
+KvKeyspaceShmemSize(void)
+{
+	return add_size(offsetof(KvKeyspaceDir, slots),
+					mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
+}
+
+/*
+ * KvKeyspaceShmemInit
+ *		Create or attach the directory; the caller holds AddinShmemInitLock.
+ */
+void
+KvKeyspaceShmemInit(LWLock *lock)
+{
+	bool		found;
+
+	dir = ShmemInitStruct("kvext keyspaces", KvKeyspaceShmemSize(), &found);
+	KvKeyspaces = dir->slots;
+	keyspace_lock = lock;
+	cache.valid = false;
+
+	if (!found)
+	{
+		pg_atomic_init_u32(&dir->dir_gen, 1);
+		for (int i = 0; i < kvext_max_keyspaces; i++)
+		{
+			KvKeyspace *ks = &dir->slots[i];
+
+			pg_atomic_init_u32(&ks->gen, 1);
+			ks->state = KS_FREE;
+			ks->name[0] = '\0';
+			pg_atomic_init_u64(&ks->nentries, 0);
+			pg_atomic_init_u64(&ks->mem_bytes, 0);
+		}
+		dir->slots[0].state = KS_ACTIVE;
+		strlcpy(dir->slots[0].name, KVEXT_DEFAULT_KEYSPACE, NAMEDATALEN);
+	}
+}
+
+/*
+ * KvReportNoKeyspace
+ *		The error for an unknown keyspace name.
+ */
+void
+KvReportNoKeyspace(const char *name, int len)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("keyspace \"%s\" does not exist", pnstrdup(name, len)),
+			 errhint("Create it with kv_create_keyspace(), or list keyspaces with kv_keyspaces().")));
+}
+
+/* find an active slot by name; caller holds the keyspace lock */
+static int
+find_slot(const char *name, int len, bool include_dropping)
+{
+	if (len >= NAMEDATALEN)
+		return -1;
+	for (int i = 0; i < kvext_max_keyspaces; i++)
+	{
+		KvKeyspace *ks = &dir->slots[i];
+
+		if (ks->state == KS_ACTIVE ||
+			(include_dropping && ks->state == KS_DROPPING))
+		{
+			if (strncmp(ks->name, name, len) == 0 && ks->name[len] == '\0')
+				return i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * KvKeyspaceResolve
+ *		Name -> reference, raising 42704 for an unknown name.  The name need
+ *		not be NUL-terminated.  Costs one atomic read when the name is the
+ *		one this backend resolved last and no keyspace changed since.
+ */
+KvKeyspaceRef
+KvKeyspaceResolve(const char *name, int len)
+{
+	uint32		gen = pg_atomic_read_u32(&dir->dir_gen);
+	int			slot;
+
+	if (likely(cache.valid && cache.dir_gen == gen && cache.len == len &&
+			   memcmp(cache.name, name, len) == 0))
+		return cache.ref;
+
+	LWLockAcquire(keyspace_lock, LW_SHARED);
+	gen = pg_atomic_read_u32(&dir->dir_gen);
+	slot = find_slot(name, len, false);
+	if (slot < 0)
+	{
+		LWLockRelease(keyspace_lock);
+		KvReportNoKeyspace(name, len);
+	}
+	cache.ref.id = (uint16) slot;
+	cache.ref.gen = pg_atomic_read_u32(&dir->slots[slot].gen);
+	LWLockRelease(keyspace_lock);
+
+	cache.dir_gen = gen;
+	cache.len = len;
+	memcpy(cache.name, name, len);
+	cache.valid = true;
+	return cache.ref;
+}
+
+/* mark a slot's state change; caller holds the keyspace lock exclusively */
+static void
+bump(KvKeyspace *ks)
+{
+	pg_atomic_fetch_add_u32(&ks->gen, 1);
+	pg_atomic_fetch_add_u32(&dir->dir_gen, 1);
+}
+
+static void
+check_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("keyspace name must not be empty")));
+	if (len >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("keyspace name \"%s\" is too long", name),
+				 errdetail("Keyspace names are at most %d bytes.", NAMEDATALEN - 1)));
+}
+
+/*
+ * KvKeyspaceCreate
+ *		Create a keyspace; returns false if it existed and if_not_exists.
+ */
+bool
+KvKeyspaceCreate(const char *name, bool if_not_exists)
+{
+	int			slot = -1;
+	KvKeyspace *ks;
+
+	check_name(name);
+
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	if (find_slot(name, strlen(name), true) >= 0)
+	{
+		LWLockRelease(keyspace_lock);
+		if (if_not_exists)
+		{
+			ereport(NOTICE,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("keyspace \"%s\" already exists, skipping", name)));
+			return false;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("keyspace \"%s\" already exists", name)));
+	}
+	for (int i = 1; i < kvext_max_keyspaces; i++)
+	{
+		if (dir->slots[i].state == KS_FREE)
+		{
+			slot = i;
+			break;
+		}
+	}
+	if (slot < 0)
+	{
+		LWLockRelease(keyspace_lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many keyspaces"),
+				 errdetail("kvext.max_keyspaces is %d.", kvext_max_keyspaces),
+				 errhint("Drop a keyspace, or raise kvext.max_keyspaces and restart the server.")));
+	}
+
+	ks = &dir->slots[slot];
+	KvStatsResetKeyspace((uint16) slot);
+	pg_atomic_write_u64(&ks->nentries, 0);
+	pg_atomic_write_u64(&ks->mem_bytes, 0);
+	strlcpy(ks->name, name, NAMEDATALEN);
+	ks->state = KS_ACTIVE;
+	bump(ks);
+	LWLockRelease(keyspace_lock);
+	return true;
+}
+
+/*
+ * KvKeyspaceDrop
+ *		Drop a keyspace and all its keys; returns false if it did not exist
+ *		and if_exists.  See the file header for the protocol.
+ */
+bool
+KvKeyspaceDrop(const char *name, bool if_exists)
+{
+	int			slot;
+	KvKeyspace *ks;
+
+	check_name(name);
+	if (strcmp(name, KVEXT_DEFAULT_KEYSPACE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop keyspace \"%s\"", name),
+				 errdetail("The default keyspace always exists.")));
+
+	/* step 1: stop new reads and writes */
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	slot = find_slot(name, strlen(name), false);
+	if (slot < 0)
+	{
+		bool		dropping = find_slot(name, strlen(name), true) >= 0;
+
+		LWLockRelease(keyspace_lock);
+		if (dropping)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("keyspace \"%s\" is being dropped by another session", name)));
+		if (if_exists)
+		{
+			ereport(NOTICE,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("keyspace \"%s\" does not exist, skipping", name)));
+			return false;
+		}
+		KvReportNoKeyspace(name, strlen(name));
+	}
+	ks = &dir->slots[slot];
+	ks->state = KS_DROPPING;
+	bump(ks);
+	LWLockRelease(keyspace_lock);
+
+	/*
+	 * Steps 2 and 3 raise no error and must not be cancelled half-way, or
+	 * the slot would stay DROPPING: hold interrupts.  They are sweeps over
+	 * the bucket array, without I/O.
+	 */
+	HOLD_INTERRUPTS();
+
+	/* step 2: refuse while any transaction has uncommitted writes in it */
+	if (KvStoreKeyspaceHasPending((uint16) slot))
+	{
+		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+		ks->state = KS_ACTIVE;
+		bump(ks);
+		LWLockRelease(keyspace_lock);
+		RESUME_INTERRUPTS();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("keyspace \"%s\" has uncommitted writes", name),
+				 errdetail("A transaction, possibly this one, has written to the keyspace and not yet ended."),
+				 errhint("Retry once the writing transactions have committed or rolled back.")));
+	}
+
+	/* step 3: remove its entries and free the slot */
+	KvStoreRemoveKeyspace((uint16) slot);
+
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	ks->state = KS_FREE;
+	ks->name[0] = '\0';
+	bump(ks);
+	LWLockRelease(keyspace_lock);
+	RESUME_INTERRUPTS();
+	return true;
+}
+
+/*
+ * KvKeyspaceList
+ *		Copy the active keyspaces (references and names) into the caller's
+ *		arrays of kvext_max_keyspaces elements; returns how many.
+ */
+int
+KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
+{
+	int			n = 0;
+
+	LWLockAcquire(keyspace_lock, LW_SHARED);
+	for (int i = 0; i < kvext_max_keyspaces; i++)
+	{
+		KvKeyspace *ks = &dir->slots[i];
+
+		if (ks->state != KS_ACTIVE)
+			continue;
+		refs[n].id = (uint16) i;
+		refs[n].gen = pg_atomic_read_u32(&ks->gen);
+		strlcpy(names[n], ks->name, NAMEDATALEN);
+		n++;
+	}
+	LWLockRelease(keyspace_lock);
+	return n;
+}

@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ *
+ * kvext.c
+ *	  Entry point of the kvext shared library.
+ *
+ * kvext keeps its store in shared memory and needs its transaction
+ * callbacks in every backend, so it only works when loaded through
+ * shared_preload_libraries.  _PG_init refuses any other way of loading it
+ * (CREATE EXTENSION, LOAD, a function call in a backend of a server that
+ * did not preload it) with SQLSTATE 55000 and a hint; if a backend somehow
+ * keeps the library loaded after that error, every SQL function checks
+ * KvShmemAttached and raises the same error.
+ *
+ * Everything else lives in the modules; this file only calls their init
+ * functions, in dependency order.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+
+#include "kvext.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/*
+ * KvReportNotPreloaded
+ *		The one error for "kvext is not in shared_preload_libraries".
+ */
+void
+KvReportNotPreloaded(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("kvext must be loaded via shared_preload_libraries"),
+			 errhint("Add kvext to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * _PG_init
+ *		Module load callback: define settings, request shared memory and
+ *		register transaction callbacks.
+ */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		KvReportNotPreloaded();
+
+	KvGucInit();
+	KvShmemInit();
+	KvTxnInit();
+}

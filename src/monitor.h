@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * monitor.h
+ *	  Per-backend activity counters behind kv_stats().
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_MONITOR_H
+#define KVEXT_MONITOR_H
+
+#include "port/atomics.h"
+
+typedef struct KvCounters
+{
+	pg_atomic_uint64 hits;
+	pg_atomic_uint64 misses;
+	pg_atomic_uint64 writes;
+} KvCounters;
+
+/* this backend's row of counters, one KvCounters per keyspace */
+extern PGDLLIMPORT KvCounters *KvMyCounters;
+
+extern Size KvStatsShmemSize(void);
+extern void KvStatsShmemInit(void);
+extern void KvStatsAttachBackend(void);
+extern void KvStatsResetKeyspace(uint16 ks);
+
+/*
+ * Counters are written only by their own backend, so a plain read and
+ * write (no locked instruction) is enough; readers sum all backends.
+ */
+static inline void
+KvCount(pg_atomic_uint64 *c)
+{
+	pg_atomic_write_u64(c, pg_atomic_read_u64(c) + 1);
+}
+
+#define KvCountHit(ks)		KvCount(&KvMyCounters[(ks)].hits)
+#define KvCountMiss(ks)		KvCount(&KvMyCounters[(ks)].misses)
+#define KvCountWrite(ks)	KvCount(&KvMyCounters[(ks)].writes)
+
+#endif							/* KVEXT_MONITOR_H */

@@ -1,0 +1,172 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.h
+ *	  The shared hash store: keyspaces, entries, reads, writes, commit.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_STORE_H
+#define KVEXT_STORE_H
+
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+#include "alloc.h"
+
+/* number of partition locks of the hash table; a power of two */
+#define KVEXT_NUM_PARTITIONS		128
+#define KVEXT_NUM_PARTITIONS_LOG2	7
+
+/* named LWLock tranche: partitions, then the allocator, then keyspaces */
+#define KVEXT_TRANCHE_NAME			"kvext"
+#define KVEXT_NUM_LWLOCKS			(KVEXT_NUM_PARTITIONS + 2)
+#define KVEXT_ALLOC_LOCK_INDEX		KVEXT_NUM_PARTITIONS
+#define KVEXT_KEYSPACE_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 1)
+
+/*
+ * One version of one key.  Keys and values are stored inline after the
+ * header (key first).  Committed entries have KVE_PENDING clear; a
+ * transaction's uncommitted write is a KVE_PENDING entry carrying the
+ * writing (sub)transaction's xid, which doubles as the key's write lock.
+ * See store.c for the chain-order invariant.
+ */
+typedef struct KvEntry
+{
+	KvPtr		next;			/* next entry in the bucket chain */
+	uint32		hash;			/* hash of (keyspace, key) */
+	TransactionId xid;			/* pending: writing (sub)transaction */
+	uint32		wsidx;			/* pending: index in the owner's write set */
+	uint32		keylen;
+	uint32		vallen;
+	uint16		keyspace;
+	uint16		flags;
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* key, then value */
+} KvEntry;
+
+#define KVE_PENDING		0x0001	/* uncommitted write of xid */
+#define KVE_TOMBSTONE	0x0002	/* pending delete: no value */
+#define KVE_BINARY		0x0004	/* written as bytea: may not be valid text */
+
+#define KvEntryKey(e)		((e)->data)
+#define KvEntryValue(e)		((e)->data + (e)->keylen)
+#define KvEntryHeaderSize	offsetof(KvEntry, data)
+
+#define KvEntryGet(p)		((KvEntry *) KvPtrGetAddr(p))
+
+/*
+ * Keyspaces.  A reference is (slot, generation); every change of a slot's
+ * state bumps its generation, so a reference taken before a drop (or a
+ * drop and re-create under another name) no longer validates.
+ */
+typedef struct KvKeyspaceRef
+{
+	uint16		id;
+	uint32		gen;
+} KvKeyspaceRef;
+
+typedef enum KvKeyspaceState
+{
+	KS_FREE = 0,
+	KS_ACTIVE,
+	KS_DROPPING
+} KvKeyspaceState;
+
+typedef struct KvKeyspace
+{
+	pg_atomic_uint32 gen;		/* bumped at every state change */
+	uint32		state;			/* KvKeyspaceState; keyspace lock */
+	char		name[NAMEDATALEN];	/* keyspace lock */
+	pg_atomic_uint64 nentries;	/* committed entries */
+	pg_atomic_uint64 mem_bytes; /* heap bytes of its entries, pending too */
+} KvKeyspace;
+
+extern PGDLLIMPORT KvKeyspace *KvKeyspaces;
+
+#define KVEXT_DEFAULT_KEYSPACE	"default"
+
+/*
+ * KvKeyspaceIsValid
+ *		Is the keyspace the reference was resolved to still the same, and
+ *		active?  Store code calls it while holding a partition lock, which
+ *		keeps a concurrent drop from sweeping that partition meanwhile.
+ */
+static inline bool
+KvKeyspaceIsValid(KvKeyspaceRef ref)
+{
+	return pg_atomic_read_u32(&KvKeyspaces[ref.id].gen) == ref.gen;
+}
+
+/* keyspace.c */
+extern Size KvKeyspaceShmemSize(void);
+extern void KvKeyspaceShmemInit(LWLock *lock);
+extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len);
+extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
+extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
+extern bool KvKeyspaceDrop(const char *name, bool if_exists);
+extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
+
+/* store.c: setup */
+extern Size KvStoreShmemSize(void);
+extern void KvStoreShmemInit(LWLockPadded *locks);
+
+/* store.c: reads */
+typedef enum KvReadMode
+{
+	KV_READ_TEXT,				/* value as text; binary values validated */
+	KV_READ_BYTEA,				/* value as bytea */
+	KV_READ_EXISTS				/* only whether it exists */
+} KvReadMode;
+
+extern bool KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
+					   KvReadMode mode, struct varlena **result);
+
+typedef void (*KvScanCallback) (void *arg, const char *key, uint32 keylen,
+								const char *value, uint32 vallen, bool binary);
+extern void KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
+						KvScanCallback callback, void *arg);
+
+/* store.c: writes */
+typedef enum KvWriteOp
+{
+	KV_OP_PUT,
+	KV_OP_DELETE,
+	KV_OP_INCR,
+	KV_OP_CAS
+} KvWriteOp;
+
+typedef struct KvWrite
+{
+	KvWriteOp	op;
+	/* PUT and CAS: the new value */
+	const char *value;
+	uint32		vallen;
+	bool		binary;
+	/* CAS: the expected value; expected == NULL means "must not exist" */
+	const char *expected;
+	uint32		expectedlen;
+	/* INCR */
+	int64		delta;
+	/* results */
+	bool		existed;		/* DELETE: key was visible */
+	bool		swapped;		/* CAS: comparison matched, write done */
+	int64		result;			/* INCR: the new value */
+} KvWrite;
+
+extern void KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen,
+						 KvWrite *w);
+
+/* store.c: end of transaction, called from txn.c */
+extern void KvStoreCommitEntry(KvPtr p);
+extern void KvStoreAbortEntry(KvPtr p);
+
+/* store.c: keyspace drop support */
+extern bool KvStoreKeyspaceHasPending(uint16 ks);
+extern void KvStoreRemoveKeyspace(uint16 ks);
+
+/* store.c: monitoring */
+extern uint64 KvStoreMemoryUsed(void);
+extern uint64 KvStoreMemoryLimit(void);
+
+#endif							/* KVEXT_STORE_H */

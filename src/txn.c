@@ -1,0 +1,251 @@
+/*-------------------------------------------------------------------------
+ *
+ * txn.c
+ *	  A transaction's kvext writes: the write set, and what happens to it at
+ *	  commit, abort, savepoints and PREPARE.
+ *
+ * Every write links a pending entry into the shared store (store.c) and
+ * records it here, in write order, with the subtransaction nesting level
+ * that made it.  The write set is an array, not a hash table: entries are
+ * found through the shared chains; the array only has to say, at the end
+ * of a (sub)transaction, which pending entries to commit or remove.
+ *
+ * Invariant: the nesting levels along the array never decrease, and none
+ * exceeds the current level.  A write at level L appends an item of level
+ * L; all items of deeper levels were removed or relabelled when those
+ * levels ended.  Therefore the writes of the subtransaction now ending, and
+ * of its children, are exactly the items at the tail with level >= L:
+ *	- ROLLBACK TO / subtransaction abort pops them, freeing their entries;
+ *	- RELEASE / subtransaction commit relabels them to level L - 1.
+ *
+ * Commit.  In XACT_EVENT_COMMIT, which runs after the transaction is
+ * recorded committed in pg_xact but before its locks (and so its xid lock,
+ * on which other writers wait) are released, each pending entry replaces
+ * the committed version of its key, in write order.  Nothing here can fail:
+ * all memory was allocated at write time.  A concurrent reader may see the
+ * old value between pg_xact commit and this callback, as it would see old
+ * heap data until the commit is visible to its snapshot.
+ *
+ * Abort.  In XACT_EVENT_ABORT (also run for FATAL exits), entries are
+ * unlinked newest first.  PREPARE TRANSACTION with kvext writes is refused
+ * in XACT_EVENT_PRE_PREPARE: a prepared transaction outlives its backend,
+ * and kvext's write locks and pending entries are tied to it.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+
+#include "kvext.h"
+#include "store.h"
+#include "txn.h"
+
+typedef struct KvWsItem
+{
+	KvPtr		entry;			/* the pending entry */
+	uint16		keyspace;
+	bool		was_visible;	/* key existed for us before this write */
+	bool		is_visible;		/* key exists for us after it */
+	int			nestlevel;		/* subtransaction level that owns it */
+} KvWsItem;
+
+static MemoryContext WriteSetContext = NULL;
+static KvWsItem *ws_items = NULL;
+static uint32 ws_count = 0;
+static uint32 ws_cap = 0;
+static int64 *ws_delta = NULL;	/* per keyspace: change of visible count */
+
+static void kv_xact_callback(XactEvent event, void *arg);
+static void kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg);
+
+/*
+ * KvTxnInit
+ *		Register the transaction callbacks (from _PG_init).
+ */
+void
+KvTxnInit(void)
+{
+	RegisterXactCallback(kv_xact_callback, NULL);
+	RegisterSubXactCallback(kv_subxact_callback, NULL);
+}
+
+/*
+ * KvTxnReserve
+ *		Make room for one more item, so that KvTxnPush cannot fail.  Called
+ *		before the store takes any lock.
+ */
+void
+KvTxnReserve(void)
+{
+	if (WriteSetContext == NULL)
+		WriteSetContext = AllocSetContextCreate(TopMemoryContext,
+												"kvext write set",
+												ALLOCSET_DEFAULT_SIZES);
+	if (ws_delta == NULL)
+		ws_delta = MemoryContextAllocZero(WriteSetContext,
+										  sizeof(int64) * kvext_max_keyspaces);
+	if (ws_count < ws_cap)
+		return;
+	if (ws_items == NULL)
+	{
+		ws_cap = 1024;
+		ws_items = MemoryContextAlloc(WriteSetContext,
+									  sizeof(KvWsItem) * ws_cap);
+	}
+	else
+	{
+		ws_cap *= 2;
+		ws_items = repalloc_huge(ws_items, sizeof(KvWsItem) * (Size) ws_cap);
+	}
+}
+
+/*
+ * KvTxnPush
+ *		Record a new pending entry at the current nesting level; returns its
+ *		index.  The caller holds a partition lock: must not fail, hence
+ *		KvTxnReserve first.
+ */
+uint32
+KvTxnPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
+{
+	KvWsItem   *item;
+
+	Assert(ws_count < ws_cap);
+	item = &ws_items[ws_count];
+	item->entry = entry;
+	item->keyspace = ks;
+	item->was_visible = was_visible;
+	item->is_visible = is_visible;
+	item->nestlevel = GetCurrentTransactionNestLevel();
+	ws_delta[ks] += (int) is_visible - (int) was_visible;
+	return ws_count++;
+}
+
+/*
+ * KvTxnReplace
+ *		A rewrite at the same level replaced item idx's entry.
+ */
+void
+KvTxnReplace(uint32 idx, KvPtr entry, bool is_visible)
+{
+	KvWsItem   *item = &ws_items[idx];
+
+	Assert(idx < ws_count);
+	ws_delta[item->keyspace] += (int) is_visible - (int) item->is_visible;
+	item->entry = entry;
+	item->is_visible = is_visible;
+}
+
+/*
+ * KvTxnHasWrites
+ *		Does the current transaction have uncommitted kvext writes?
+ */
+bool
+KvTxnHasWrites(void)
+{
+	return ws_count > 0;
+}
+
+/*
+ * KvTxnCountDelta
+ *		How many more keys keyspace ks has for this transaction than
+ *		committed (negative after deletes).
+ */
+int64
+KvTxnCountDelta(uint16 ks)
+{
+	return ws_delta ? ws_delta[ks] : 0;
+}
+
+/* drop the write set at the end of the top-level transaction */
+static void
+reset_write_set(void)
+{
+	ws_items = NULL;
+	ws_delta = NULL;
+	ws_count = ws_cap = 0;
+	if (WriteSetContext)
+		MemoryContextReset(WriteSetContext);
+}
+
+/* remove the pending entries of items [from, ws_count), newest first */
+static void
+abort_items(uint32 from)
+{
+	while (ws_count > from)
+	{
+		KvWsItem   *item = &ws_items[--ws_count];
+
+		ws_delta[item->keyspace] -= (int) item->is_visible - (int) item->was_visible;
+		KvStoreAbortEntry(item->entry);
+	}
+}
+
+static void
+kv_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (ws_count > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has written kvext keys"),
+						 errdetail("kvext does not support two-phase commit yet.")));
+			break;
+
+		case XACT_EVENT_COMMIT:
+			for (uint32 i = 0; i < ws_count; i++)
+				KvStoreCommitEntry(ws_items[i].entry);
+			reset_write_set();
+			break;
+
+		case XACT_EVENT_ABORT:
+			if (ws_count > 0)
+				abort_items(0);
+			reset_write_set();
+			break;
+
+		case XACT_EVENT_PREPARE:
+			/* refused in PRE_PREPARE if there were writes */
+			Assert(ws_count == 0);
+			reset_write_set();
+			break;
+
+		default:
+			break;
+	}
+}
+
+static void
+kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	uint32		i;
+
+	if (ws_count == 0)
+		return;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			for (i = ws_count; i > 0 && ws_items[i - 1].nestlevel >= level; i--)
+				;
+			abort_items(i);
+			break;
+
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (i = ws_count; i > 0 && ws_items[i - 1].nestlevel >= level; i--)
+				ws_items[i - 1].nestlevel = level - 1;
+			break;
+
+		default:
+			break;
+	}
+}
