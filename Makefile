@@ -18,7 +18,12 @@ OBJS = \
 	src/keyspace.o \
 	src/txn.o \
 	src/functions.o \
-	src/monitor.o
+	src/monitor.o \
+	src/wal.o \
+	src/failpoint.o \
+	src/checkpoint.o \
+	src/recovery.o \
+	src/worker.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql

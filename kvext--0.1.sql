@@ -146,3 +146,24 @@ AS 'MODULE_PATHNAME', 'kv_stats'
 LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
 COMMENT ON FUNCTION kv_stats() IS
 'per keyspace: keys, memory used, hits, misses and writes; the row with a NULL keyspace is the total';
+
+-- Durability
+
+CREATE FUNCTION kv_checkpoint()
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_checkpoint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_checkpoint() IS
+'write a snapshot of the store now, and remove the log it makes unnecessary';
+REVOKE ALL ON FUNCTION kv_checkpoint() FROM PUBLIC;
+
+CREATE FUNCTION kv_wal_status(OUT state text, OUT insert_lsn pg_lsn,
+                              OUT flush_lsn pg_lsn, OUT apply_lsn pg_lsn,
+                              OUT term bigint, OUT segments integer,
+                              OUT snapshot_lsn pg_lsn,
+                              OUT snapshot_time timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_wal_status'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_wal_status() IS
+'state of the store and of its log: positions, segments, last snapshot';

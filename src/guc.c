@@ -16,12 +16,34 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "failpoint.h"
 #include "kvext.h"
+#include "wal.h"
 
 int			kvext_memory_limit = 256 * 1024;	/* kB */
 int			kvext_max_key_size = 8 * 1024;
 int			kvext_max_value_size = 1024 * 1024;
 int			kvext_max_keyspaces = 64;
+int			kvext_synchronous_commit = KV_SYNC_ON;
+int			kvext_wal_writer_delay = 200;
+int			kvext_wal_segment_size = 16 * 1024 * 1024;
+int			kvext_checkpoint_timeout = 300;
+int			kvext_max_wal_size = 1024;
+int			kvext_recovery_wait_timeout = 60000;
+
+static const struct config_enum_entry sync_commit_options[] = {
+	{"off", KV_SYNC_OFF, false},
+	{"local", KV_SYNC_LOCAL, false},
+	{"on", KV_SYNC_ON, false},
+	{"remote_apply", KV_SYNC_REMOTE_APPLY, false},
+	{"true", KV_SYNC_ON, true},
+	{"false", KV_SYNC_OFF, true},
+	{"yes", KV_SYNC_ON, true},
+	{"no", KV_SYNC_OFF, true},
+	{"1", KV_SYNC_ON, true},
+	{"0", KV_SYNC_OFF, true},
+	{NULL, 0, false}
+};
 
 /* the allocator addresses 8-byte units with 32-bit offsets: 32GB at most */
 #define KVEXT_MAX_MEMORY_LIMIT_KB	(32 * 1024 * 1024)
@@ -77,6 +99,86 @@ KvGucInit(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("kvext.synchronous_commit",
+							 "When a kvext commit returns: after the log is flushed locally "
+							 "(local), on a majority of the cluster (on, remote_apply), or "
+							 "at once (off).",
+							 "Without peers, on and remote_apply mean local.  With off, a "
+							 "crash can lose commits of the last kvext.wal_writer_delay; a "
+							 "transaction that also wrote tables is always flushed.",
+							 &kvext_synchronous_commit,
+							 KV_SYNC_ON,
+							 sync_commit_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.wal_writer_delay",
+							"How often the kvext wal writer flushes commits made with "
+							"kvext.synchronous_commit = off.",
+							NULL,
+							&kvext_wal_writer_delay,
+							200,
+							1,
+							10000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.wal_segment_size",
+							"Size at which kvext starts a new log segment file.",
+							NULL,
+							&kvext_wal_segment_size,
+							16 * 1024 * 1024,
+							64 * 1024,
+							1024 * 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.checkpoint_timeout",
+							"Time between automatic kvext snapshots.",
+							NULL,
+							&kvext_checkpoint_timeout,
+							300,
+							1,
+							86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.max_wal_size",
+							"Log written since the last snapshot that triggers a new one.",
+							NULL,
+							&kvext_max_wal_size,
+							1024,
+							1,
+							INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.recovery_wait_timeout",
+							"How long a kv function waits for the store to finish recovery "
+							"before it fails.",
+							NULL,
+							&kvext_recovery_wait_timeout,
+							60000,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("kvext.failpoint",
+							   "Testing aid: crash or fail at the named point.",
+							   "Empty disables.  See src/failpoint.c for the points.",
+							   &kvext_failpoint,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("kvext");
 }

@@ -35,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "miscadmin.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
@@ -42,6 +43,7 @@
 #include "kvext.h"
 #include "monitor.h"
 #include "store.h"
+#include "wal.h"
 
 typedef struct KvKeyspaceDir
 {
@@ -174,6 +176,25 @@ KvKeyspaceResolve(const char *name, int len)
 	return cache.ref;
 }
 
+/*
+ * log_keyspace
+ *		Write and flush a KS_CREATE or KS_DROP record.  Creating and
+ *		dropping keyspaces is rare and takes effect at once, so it is always
+ *		durable before it is visible, whatever kvext.synchronous_commit says.
+ */
+static void
+log_keyspace(uint8 type, uint16 id, const char *name)
+{
+	uint32		len = KvWalRecordPadLen(sizeof(KvWalRecord) + sizeof(KvWalKeyspace));
+	char	   *rec = palloc0(len);
+	KvWalKeyspace *ks = (KvWalKeyspace *) (rec + sizeof(KvWalRecord));
+
+	ks->id = id;
+	strlcpy(ks->name, name, NAMEDATALEN);
+	KvWalFlush(KvWalInsert(rec, type, 0, InvalidTransactionId, len));
+	pfree(rec);
+}
+
 /* mark a slot's state change; caller holds the keyspace lock exclusively */
 static void
 bump(KvKeyspace *ks)
@@ -244,6 +265,8 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 	}
 
 	ks = &dir->slots[slot];
+	/* durable before visible; an error here leaves everything unchanged */
+	log_keyspace(KV_REC_KS_CREATE, (uint16) slot, name);
 	KvStatsResetKeyspace((uint16) slot);
 	pg_atomic_write_u64(&ks->nentries, 0);
 	pg_atomic_write_u64(&ks->mem_bytes, 0);
@@ -320,6 +343,22 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				 errhint("Retry once the writing transactions have committed or rolled back.")));
 	}
 
+	/* log the drop; if that fails, the keyspace stays */
+	PG_TRY();
+	{
+		log_keyspace(KV_REC_KS_DROP, (uint16) slot, name);
+	}
+	PG_CATCH();
+	{
+		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+		ks->state = KS_ACTIVE;
+		bump(ks);
+		LWLockRelease(keyspace_lock);
+		RESUME_INTERRUPTS();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
 	/* step 3: remove its entries and free the slot */
 	KvStoreRemoveKeyspace((uint16) slot);
 
@@ -356,4 +395,60 @@ KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
 	}
 	LWLockRelease(keyspace_lock);
 	return n;
+}
+
+/*
+ * KvKeyspaceRecoverCreate
+ *		Replay of KS_CREATE (and snapshot loading): slot id is keyspace
+ *		name.  Idempotent.
+ */
+void
+KvKeyspaceRecoverCreate(uint16 id, const char *name)
+{
+	KvKeyspace *ks;
+
+	if (id >= kvext_max_keyspaces)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("keyspace \"%s\" in the kvext log has id %u, beyond kvext.max_keyspaces (%d)",
+						name, id, kvext_max_keyspaces),
+				 errhint("Restore kvext.max_keyspaces to at least %u and restart.", id + 1)));
+	ks = &dir->slots[id];
+
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	if (ks->state == KS_ACTIVE && strcmp(ks->name, name) == 0)
+	{
+		LWLockRelease(keyspace_lock);
+		return;
+	}
+	LWLockRelease(keyspace_lock);
+
+	/* the slot held another keyspace: its drop was not logged yet */
+	KvStoreRemoveKeyspace(id);
+
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	strlcpy(ks->name, name, NAMEDATALEN);
+	ks->state = KS_ACTIVE;
+	bump(ks);
+	LWLockRelease(keyspace_lock);
+}
+
+/*
+ * KvKeyspaceRecoverDrop
+ *		Replay of KS_DROP.  Idempotent.
+ */
+void
+KvKeyspaceRecoverDrop(uint16 id)
+{
+	KvKeyspace *ks;
+
+	if (id == 0 || id >= kvext_max_keyspaces)
+		return;
+	ks = &dir->slots[id];
+	KvStoreRemoveKeyspace(id);
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	ks->state = KS_FREE;
+	ks->name[0] = '\0';
+	bump(ks);
+	LWLockRelease(keyspace_lock);
 }

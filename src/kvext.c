@@ -56,4 +56,5 @@ _PG_init(void)
 	KvGucInit();
 	KvShmemInit();
 	KvTxnInit();
+	KvRegisterWorkers();
 }

@@ -15,11 +15,19 @@
 #ifndef KVEXT_H
 #define KVEXT_H
 
+#include "port/atomics.h"
+
 /* GUC variables, defined in guc.c */
 extern PGDLLIMPORT int kvext_memory_limit;	/* kB, PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_max_key_size;	/* bytes, PGC_SUSET */
 extern PGDLLIMPORT int kvext_max_value_size;	/* bytes, PGC_SUSET */
 extern PGDLLIMPORT int kvext_max_keyspaces;	/* PGC_POSTMASTER */
+extern PGDLLIMPORT int kvext_synchronous_commit;	/* KvSyncCommit, USERSET */
+extern PGDLLIMPORT int kvext_wal_writer_delay;	/* ms, SIGHUP */
+extern PGDLLIMPORT int kvext_wal_segment_size;	/* bytes, SIGHUP */
+extern PGDLLIMPORT int kvext_checkpoint_timeout;	/* s, SIGHUP */
+extern PGDLLIMPORT int kvext_max_wal_size;	/* MB, SIGHUP */
+extern PGDLLIMPORT int kvext_recovery_wait_timeout;	/* ms, USERSET */
 
 /* guc.c */
 extern void KvGucInit(void);
@@ -29,6 +37,16 @@ extern void KvShmemInit(void);
 extern bool KvShmemAttached;
 extern bool KvBackendReady;
 extern void KvBackendSetup(void);
+
+/* recovery.c: KV_STATE_READY once recovery has rebuilt the store */
+extern PGDLLIMPORT pg_atomic_uint32 *KvStateFlag;
+#define KV_STATE_STARTING		0
+#define KV_STATE_RECOVERING		1
+#define KV_STATE_READY			2
+#define KV_STATE_FAILED			3
+
+/* worker.c */
+extern void KvRegisterWorkers(void);
 
 /* txn.c */
 extern void KvTxnInit(void);
@@ -42,7 +60,8 @@ extern void KvTxnInit(void);
  */
 #define KvCheckAvailable() \
 	do { \
-		if (unlikely(!KvBackendReady)) \
+		if (unlikely(!KvBackendReady) || \
+			unlikely(pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)) \
 			KvBackendSetup(); \
 	} while (0)
 

@@ -24,9 +24,14 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 
+#include "checkpoint.h"
 #include "kvext.h"
 #include "monitor.h"
+#include "recovery.h"
 #include "store.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+#include "wal.h"
 
 KvCounters *KvMyCounters = NULL;
 static KvCounters *all_counters = NULL;
@@ -179,4 +184,72 @@ kv_stats(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(kv_wal_status);
+
+/*
+ * kv_wal_status() returns record (state text, insert_lsn pg_lsn,
+ *		flush_lsn pg_lsn, apply_lsn pg_lsn, term bigint, segments integer,
+ *		snapshot_lsn pg_lsn, snapshot_time timestamptz)
+ *
+ * Answers while recovery runs or after it failed (it does not wait), so it
+ * is the way to see why the store is unavailable.
+ */
+Datum
+kv_wal_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8];
+	const char *state;
+
+	if (!KvShmemAttached)
+		KvReportNotPreloaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	memset(nulls, 0, sizeof(nulls));
+	state = KvStateName();
+	values[0] = CStringGetTextDatum(state);
+	if (strcmp(state, "ready") == 0)
+	{
+		KvLsn		insert,
+					flush,
+					apply,
+					redo;
+		int			segments;
+		TimestampTz time;
+
+		KvWalStatus(&insert, &flush, &apply, &segments);
+		KvLastSnapshot(&redo, &time);
+		values[1] = LSNGetDatum(insert);
+		values[2] = LSNGetDatum(flush);
+		values[3] = LSNGetDatum(apply);
+		values[4] = Int64GetDatum((int64) KvWalCurrentTerm());
+		values[5] = Int32GetDatum(segments);
+		values[6] = LSNGetDatum(redo);
+		nulls[6] = (redo == InvalidKvLsn);
+		values[7] = TimestampTzGetDatum(time);
+		nulls[7] = (time == 0);
+	}
+	else
+	{
+		for (int i = 1; i < 8; i++)
+			nulls[i] = true;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(kv_checkpoint);
+
+/*
+ * kv_checkpoint() returns void: write a snapshot now and wait for it.
+ */
+Datum
+kv_checkpoint(PG_FUNCTION_ARGS)
+{
+	KvCheckAvailable();
+	KvRequestCheckpoint();
+	PG_RETURN_VOID();
 }

@@ -4,17 +4,20 @@
  *	  Requesting and attaching kvext's shared memory (the PG15 idiom of
  *	  contrib/pg_stat_statements: shmem_request_hook, shmem_startup_hook).
  *
- * kvext's shared state is three structs in the main shared memory segment:
+ * kvext's shared state is a few structs in the main shared memory segment:
  *	"kvext store"		control, allocator control, and the region of
  *						kvext.memory_limit bytes (bucket array + heap)
  *	"kvext keyspaces"	the keyspace directory
  *	"kvext counters"	per-backend activity counters
- * plus the named LWLock tranche "kvext" (partition locks, allocator lock,
- * keyspace lock; see store.h).
+ *	"kvext wal"			log positions and in-flight records
+ *	"kvext recovery"	the store's state (recovering, ready, failed)
+ *	"kvext checkpointer" snapshot requests
+ * plus the named LWLock tranche "kvext" (see store.h).
  *
  * The startup hook runs in the postmaster, at start and after every
  * crash-restart (which re-creates shared memory, so the store starts
- * empty); children inherit the attached pointers through fork.
+ * empty and the checkpointer worker recovers it); children inherit the
+ * attached pointers through fork.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -27,9 +30,12 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
+#include "checkpoint.h"
 #include "kvext.h"
 #include "monitor.h"
+#include "recovery.h"
 #include "store.h"
+#include "wal.h"
 
 bool		KvShmemAttached = false;
 bool		KvBackendReady = false;
@@ -46,6 +52,9 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvStoreShmemSize());
 	RequestAddinShmemSpace(KvKeyspaceShmemSize());
 	RequestAddinShmemSpace(KvStatsShmemSize());
+	RequestAddinShmemSpace(KvWalShmemSize());
+	RequestAddinShmemSpace(KvRecoveryShmemSize());
+	RequestAddinShmemSpace(KvCheckpointShmemSize());
 	RequestNamedLWLockTranche(KVEXT_TRANCHE_NAME, KVEXT_NUM_LWLOCKS);
 }
 
@@ -62,6 +71,10 @@ kv_shmem_startup(void)
 	KvStoreShmemInit(locks);
 	KvKeyspaceShmemInit(&locks[KVEXT_KEYSPACE_LOCK_INDEX].lock);
 	KvStatsShmemInit();
+	KvWalShmemInit(&locks[KVEXT_WAL_INSERT_LOCK_INDEX].lock,
+				   &locks[KVEXT_WAL_FLUSH_LOCK_INDEX].lock);
+	KvRecoveryShmemInit();
+	KvCheckpointShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 
 	KvShmemAttached = true;
@@ -83,13 +96,18 @@ KvShmemInit(void)
 /*
  * KvBackendSetup
  *		Slow path of KvCheckAvailable: error out if shared memory is not
- *		attached, else set up this backend's counters.
+ *		attached, set up this backend's counters, and wait for recovery.
  */
 void
 KvBackendSetup(void)
 {
 	if (!KvShmemAttached)
 		KvReportNotPreloaded();
-	KvStatsAttachBackend();
-	KvBackendReady = true;
+	if (!KvBackendReady)
+	{
+		KvStatsAttachBackend();
+		KvBackendReady = true;
+	}
+	if (pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)
+		KvWaitReady();
 }

@@ -869,3 +869,122 @@ KvStoreMemoryLimit(void)
 {
 	return sctl->region_bytes;
 }
+
+/*
+ * KvStoreRecoverWrite
+ *		Recovery and snapshot loading: make (ks, key) committed with the
+ *		given value, or remove it (value == NULL).  Runs before the store
+ *		is open to sessions, so there are no pending entries.  Returns false
+ *		if the store is full.
+ */
+bool
+KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
+					const char *value, uint32 vallen, bool binary)
+{
+	uint32		hash = kv_hash(ks, key, keylen);
+	uint32		bucket = BUCKET_OF(hash);
+	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
+	KvPtr	   *link;
+	KvPtr		np = InvalidKvPtr;
+
+	if (value != NULL)
+	{
+		np = KvAlloc(KvEntryHeaderSize + keylen + vallen);
+		if (np == InvalidKvPtr)
+			return false;
+	}
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (link = &buckets[bucket]; *link != InvalidKvPtr;
+		 link = &KvEntryGet(*link)->next)
+	{
+		KvEntry    *c = KvEntryGet(*link);
+
+		if (entry_matches(c, hash, ks, key, keylen))
+		{
+			KvPtr		cp = *link;
+
+			Assert(!(c->flags & KVE_PENDING));
+			*link = c->next;
+			account_mem(ks, cp, false);
+			pg_atomic_fetch_sub_u64(&KvKeyspaces[ks].nentries, 1);
+			KvFree(cp);
+			break;
+		}
+	}
+	if (np != InvalidKvPtr)
+	{
+		KvEntry    *n = KvEntryGet(np);
+
+		n->hash = hash;
+		n->xid = InvalidTransactionId;
+		n->wsidx = 0;
+		n->keylen = keylen;
+		n->vallen = vallen;
+		n->keyspace = ks;
+		n->flags = binary ? KVE_BINARY : 0;
+		memcpy(KvEntryKey(n), key, keylen);
+		memcpy(KvEntryValue(n), value, vallen);
+		n->next = buckets[bucket];
+		buckets[bucket] = np;
+		account_mem(ks, np, true);
+		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
+	}
+	LWLockRelease(lock);
+	return true;
+}
+
+/*
+ * KvStoreScanCommitted
+ *		Call callback for every committed entry of every keyspace, one
+ *		partition at a time: each partition is copied out under its shared
+ *		lock and the callbacks run after it is released.  For snapshots.
+ */
+void
+KvStoreScanCommitted(KvSnapshotCallback callback, void *arg)
+{
+	MemoryContext scancxt;
+	MemoryContext oldcxt;
+	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
+
+	scancxt = AllocSetContextCreate(CurrentMemoryContext, "kvext snapshot scan",
+									ALLOCSET_DEFAULT_SIZES);
+	for (uint32 part = 0; part < KVEXT_NUM_PARTITIONS; part++)
+	{
+		StringInfoData buf;
+		LWLock	   *lock = PART_LOCK(part);
+		Size		off;
+
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(scancxt);
+		initStringInfo(&buf);
+
+		LWLockAcquire(lock, LW_SHARED);
+		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
+		{
+			for (KvPtr p = buckets[b]; p != InvalidKvPtr; p = KvEntryGet(p)->next)
+			{
+				KvEntry    *e = KvEntryGet(p);
+
+				if (e->flags & KVE_PENDING)
+					continue;
+				appendBinaryStringInfo(&buf, (char *) e, KvEntryHeaderSize + e->keylen + e->vallen);
+				while (buf.len % MAXIMUM_ALIGNOF != 0)
+					appendStringInfoChar(&buf, '\0');
+			}
+		}
+		LWLockRelease(lock);
+		MemoryContextSwitchTo(oldcxt);
+
+		for (off = 0; off < (Size) buf.len;)
+		{
+			KvEntry    *e = (KvEntry *) (buf.data + off);
+
+			callback(arg, e);
+			off += MAXALIGN(KvEntryHeaderSize + e->keylen + e->vallen);
+		}
+		callback(arg, NULL);	/* end of partition */
+		MemoryContextReset(scancxt);
+	}
+	MemoryContextDelete(scancxt);
+}

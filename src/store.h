@@ -19,11 +19,16 @@
 #define KVEXT_NUM_PARTITIONS		128
 #define KVEXT_NUM_PARTITIONS_LOG2	7
 
-/* named LWLock tranche: partitions, then the allocator, then keyspaces */
+/*
+ * named LWLock tranche: partitions, then the allocator, keyspace, log
+ * insert and log flush locks
+ */
 #define KVEXT_TRANCHE_NAME			"kvext"
-#define KVEXT_NUM_LWLOCKS			(KVEXT_NUM_PARTITIONS + 2)
+#define KVEXT_NUM_LWLOCKS			(KVEXT_NUM_PARTITIONS + 4)
 #define KVEXT_ALLOC_LOCK_INDEX		KVEXT_NUM_PARTITIONS
 #define KVEXT_KEYSPACE_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 1)
+#define KVEXT_WAL_INSERT_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 2)
+#define KVEXT_WAL_FLUSH_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 3)
 
 /*
  * One version of one key.  Keys and values are stored inline after the
@@ -164,6 +169,16 @@ extern void KvStoreAbortEntry(KvPtr p);
 /* store.c: keyspace drop support */
 extern bool KvStoreKeyspaceHasPending(uint16 ks);
 extern void KvStoreRemoveKeyspace(uint16 ks);
+
+/* store.c: recovery and snapshots */
+extern bool KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
+								const char *value, uint32 vallen, bool binary);
+typedef void (*KvSnapshotCallback) (void *arg, const KvEntry *e);
+extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
+
+/* keyspace.c: recovery and snapshots */
+extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);
+extern void KvKeyspaceRecoverDrop(uint16 id);
 
 /* store.c: monitoring */
 extern uint64 KvStoreMemoryUsed(void);

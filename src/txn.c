@@ -18,6 +18,20 @@
  *	- ROLLBACK TO / subtransaction abort pops them, freeing their entries;
  *	- RELEASE / subtransaction commit relabels them to level L - 1.
  *
+ * Logging.  In XACT_EVENT_PRE_COMMIT, before PostgreSQL writes its own
+ * commit record, the write set becomes one TXN log record (wal.h) and, per
+ * kvext.synchronous_commit, is flushed.  The record carries the top-level
+ * xid and says whether the transaction also wrote PostgreSQL WAL
+ * (XactLastRecEnd != 0, i.e. it changed tables): recovery then applies it
+ * only if pg_xact says the transaction committed, so tables and keys
+ * commit together or not at all.  Such a "mixed" transaction is always
+ * flushed here, even with kvext.synchronous_commit = off, because its
+ * PostgreSQL commit may be durable an instant later.  For a kv-only
+ * transaction the kvext record is the commit (PostgreSQL does not flush
+ * the commit record of a transaction that wrote no WAL); if the
+ * transaction still aborts after pre-commit, an ABORT record is logged and
+ * flushed before the abort completes.
+ *
  * Commit.  In XACT_EVENT_COMMIT, which runs after the transaction is
  * recorded committed in pg_xact but before its locks (and so its xid lock,
  * on which other writers wait) are released, each pending entry replaces
@@ -38,11 +52,15 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "failpoint.h"
 #include "kvext.h"
 #include "store.h"
 #include "txn.h"
+#include "wal.h"
 
 typedef struct KvWsItem
 {
@@ -58,6 +76,9 @@ static KvWsItem *ws_items = NULL;
 static uint32 ws_count = 0;
 static uint32 ws_cap = 0;
 static int64 *ws_delta = NULL;	/* per keyspace: change of visible count */
+static bool ws_logged = false;	/* TXN record written at pre-commit */
+static bool ws_mixed = false;	/* ... and the transaction wrote PG WAL */
+static TransactionId ws_xid = InvalidTransactionId;	/* ... for this xid */
 
 static void kv_xact_callback(XactEvent event, void *arg);
 static void kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -162,10 +183,92 @@ KvTxnCountDelta(uint16 ks)
 	return ws_delta ? ws_delta[ks] : 0;
 }
 
+/*
+ * log_commit
+ *		Pre-commit: write the write set as one TXN record and flush it as
+ *		kvext.synchronous_commit asks.  May raise an error (disk full), which
+ *		aborts the transaction with nothing committed.
+ */
+static void
+log_commit(void)
+{
+	Size		len = sizeof(KvWalRecord);
+	char	   *rec;
+	char	   *p;
+	KvLsn		end;
+	int			mode = kvext_synchronous_commit;
+
+	for (uint32 i = 0; i < ws_count; i++)
+	{
+		KvEntry    *e = KvEntryGet(ws_items[i].entry);
+
+		len += sizeof(KvWalOp) + e->keylen + e->vallen;
+	}
+	len = KvWalRecordPadLen(len);
+	if (len > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("transaction writes too much kvext data to commit"),
+				 errdetail("Its log record would be %zu bytes; the limit is 4GB.", len)));
+
+	rec = MemoryContextAllocExtended(WriteSetContext, len, MCXT_ALLOC_HUGE);
+	memset(rec, 0, sizeof(KvWalRecord));
+	p = rec + sizeof(KvWalRecord);
+	for (uint32 i = 0; i < ws_count; i++)
+	{
+		/* our own pending entries: nobody else changes them, no lock needed */
+		KvEntry    *e = KvEntryGet(ws_items[i].entry);
+		KvWalOp		op;
+
+		op.op = (e->flags & KVE_TOMBSTONE) ? KV_WOP_DELETE : KV_WOP_PUT;
+		op.binary = (e->flags & KVE_BINARY) ? 1 : 0;
+		op.keyspace = e->keyspace;
+		op.keylen = e->keylen;
+		op.vallen = e->vallen;
+		memcpy(p, &op, sizeof(op));
+		p += sizeof(op);
+		memcpy(p, e->data, e->keylen + e->vallen);
+		p += e->keylen + e->vallen;
+	}
+	memset(p, 0, rec + len - p);
+
+	ws_mixed = (XactLastRecEnd != 0);
+	ws_xid = GetTopTransactionId();
+	end = KvWalInsert(rec, KV_REC_TXN, ws_mixed ? KV_RECF_HEAP : 0,
+					  ws_xid, (uint32) len);
+	ws_logged = true;
+	pfree(rec);
+
+	if (mode == KV_SYNC_OFF && ws_mixed)
+		mode = KV_SYNC_LOCAL;
+	if (mode != KV_SYNC_OFF)
+		KvWalFlush(end);
+
+	KvFailpoint("wal-after-fsync");
+}
+
+/*
+ * log_abort
+ *		The transaction aborted after its TXN record was written: log that,
+ *		durably, before the abort completes.  A failure here would let
+ *		recovery resurrect the transaction, hence the critical section.
+ */
+static void
+log_abort(void)
+{
+	char		rec[sizeof(KvWalRecord)];
+
+	memset(rec, 0, sizeof(rec));
+	START_CRIT_SECTION();
+	KvWalFlush(KvWalInsert(rec, KV_REC_ABORT, 0, ws_xid, sizeof(rec)));
+	END_CRIT_SECTION();
+}
+
 /* drop the write set at the end of the top-level transaction */
 static void
 reset_write_set(void)
 {
+	ws_logged = ws_mixed = false;
 	ws_items = NULL;
 	ws_delta = NULL;
 	ws_count = ws_cap = 0;
@@ -199,13 +302,35 @@ kv_xact_callback(XactEvent event, void *arg)
 						 errdetail("kvext does not support two-phase commit yet.")));
 			break;
 
+		case XACT_EVENT_PRE_COMMIT:
+			if (ws_count > 0)
+				log_commit();
+			break;
+
 		case XACT_EVENT_COMMIT:
+
+			/*
+			 * A mixed transaction's fate is its PostgreSQL commit record;
+			 * if PostgreSQL committed asynchronously, flush it now, before
+			 * the keys become visible, so a kvext commit that returned is
+			 * never lost.
+			 */
+			if (ws_logged && ws_mixed && kvext_synchronous_commit != KV_SYNC_OFF &&
+				synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+				XLogFlush(GetXLogInsertRecPtr());
 			for (uint32 i = 0; i < ws_count; i++)
 				KvStoreCommitEntry(ws_items[i].entry);
+			if (ws_logged)
+				KvWalClearInflight();
 			reset_write_set();
 			break;
 
 		case XACT_EVENT_ABORT:
+			if (ws_logged)
+			{
+				log_abort();
+				KvWalClearInflight();
+			}
 			if (ws_count > 0)
 				abort_items(0);
 			reset_write_set();

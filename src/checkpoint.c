@@ -1,0 +1,628 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.c
+ *	  Snapshots ("checkpoints") of the whole store, and the "kvext
+ *	  checkpointer" background worker that writes them.
+ *
+ * A snapshot is fuzzy: the checkpointer takes the redo point (the oldest
+ * log record that may not be reflected in memory yet, see wal.c), flushes
+ * the log up to it, then copies the committed entries partition by
+ * partition while sessions keep writing.  Replaying the log from the redo
+ * point over the snapshot yields the exact state, because every logged
+ * write sets an absolute value (kv_incr logs its result) and replay applies
+ * them in log order; replaying a write the snapshot already holds is
+ * harmless.  So recovery time is bounded by the snapshot size plus the log
+ * written since the last snapshot, not by the whole history.
+ *
+ * File format (kvext/snapshot), all integers in host byte order:
+ *	header		KvSnapHeader: magic, format version, PostgreSQL major version,
+ *				redo LSN, term, creation time, number of keyspaces
+ *	keyspaces	KvSnapKeyspace x nkeyspaces (id, name)
+ *	entries		KvSnapEntry + key + value, repeated
+ *	end			a KvSnapEntry with keyspace = KVEXT_SNAP_END
+ *	trailer		uint64 entry count, then CRC32C of every preceding byte
+ * It is written to kvext/snapshot.tmp, fsynced, and renamed over the old
+ * snapshot with durable_rename(); only then are log segments that end
+ * before the redo point removed.  A crash at any point leaves either the
+ * old snapshot with all the log it needs, or the new one.
+ *
+ * The checkpointer runs recovery first (recovery.c), then loops: a
+ * snapshot every kvext.checkpoint_timeout, when kvext.max_wal_size of log
+ * has accumulated, or when kv_checkpoint() asks.  A failed snapshot is
+ * logged and reported to the session that asked; the worker carries on.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "checkpoint.h"
+#include "failpoint.h"
+#include "kvext.h"
+#include "recovery.h"
+#include "store.h"
+#include "wal.h"
+
+#define KVEXT_SNAP_MAGIC		0x4E534B4B	/* "KKSN" */
+#define KVEXT_SNAP_VERSION		1
+#define KVEXT_SNAP_END			0xFFFF
+
+typedef struct KvSnapHeader
+{
+	uint32		magic;
+	uint32		version;
+	uint32		pg_major;
+	uint32		nkeyspaces;
+	KvLsn		redo;
+	uint64		term;
+	TimestampTz created;
+} KvSnapHeader;
+
+typedef struct KvSnapKeyspace
+{
+	uint16		id;
+	char		name[NAMEDATALEN];
+} KvSnapKeyspace;
+
+typedef struct KvSnapEntry
+{
+	uint16		keyspace;
+	uint16		flags;			/* KVE_BINARY */
+	uint32		keylen;
+	uint32		vallen;
+} KvSnapEntry;
+
+typedef struct KvCheckpointShared
+{
+	slock_t		mutex;
+	uint64		requested;		/* kv_checkpoint() requests so far */
+	uint64		done;			/* requests served */
+	uint64		failed;			/* highest request served by a failure */
+	int			procno;			/* checkpointer's pgprocno, -1 if none */
+	KvLsn		last_redo;
+	TimestampTz last_time;
+	ConditionVariable cv;		/* broadcast when done advances */
+} KvCheckpointShared;
+
+static KvCheckpointShared *ckpt = NULL;
+
+/*
+ * KvCheckpointShmemSize / KvCheckpointShmemInit
+ */
+Size
+KvCheckpointShmemSize(void)
+{
+	return sizeof(KvCheckpointShared);
+}
+
+void
+KvCheckpointShmemInit(void)
+{
+	bool		found;
+
+	ckpt = ShmemInitStruct("kvext checkpointer", sizeof(KvCheckpointShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&ckpt->mutex);
+		ckpt->requested = ckpt->done = ckpt->failed = 0;
+		ckpt->procno = -1;
+		ckpt->last_redo = InvalidKvLsn;
+		ckpt->last_time = 0;
+		ConditionVariableInit(&ckpt->cv);
+	}
+}
+
+/*
+ * KvLastSnapshot
+ *		Redo point and time of the last snapshot written or loaded.
+ */
+void
+KvLastSnapshot(KvLsn *redo, TimestampTz *time)
+{
+	SpinLockAcquire(&ckpt->mutex);
+	*redo = ckpt->last_redo;
+	*time = ckpt->last_time;
+	SpinLockRelease(&ckpt->mutex);
+}
+
+/* ---- writing ---- */
+
+typedef struct SnapWriter
+{
+	bool	   *known;			/* keyspace ids in the snapshot's directory */
+	int			fd;
+	pg_crc32c	crc;
+	uint64		count;
+	StringInfoData buf;
+	int			partitions;		/* partitions done, for the failpoint */
+} SnapWriter;
+
+static void
+snap_flush_buf(SnapWriter *w)
+{
+	if (w->buf.len == 0)
+		return;
+	errno = 0;
+	if (write(w->fd, w->buf.data, w->buf.len) != w->buf.len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+	}
+	resetStringInfo(&w->buf);
+}
+
+static void
+snap_append(SnapWriter *w, const void *data, Size len)
+{
+	COMP_CRC32C(w->crc, data, len);
+	appendBinaryStringInfo(&w->buf, data, len);
+	if (w->buf.len >= 1024 * 1024)
+		snap_flush_buf(w);
+}
+
+static void
+snap_entry_cb(void *arg, const KvEntry *e)
+{
+	SnapWriter *w = (SnapWriter *) arg;
+	KvSnapEntry se;
+
+	if (e == NULL)
+	{
+		/* a partition is done */
+		if (++w->partitions == KVEXT_NUM_PARTITIONS / 2)
+		{
+			snap_flush_buf(w);
+			KvFailpoint("snapshot-mid");
+		}
+		return;
+	}
+	/* entries of a keyspace being dropped: its KS_DROP precedes redo */
+	if (!w->known[e->keyspace])
+		return;
+	se.keyspace = e->keyspace;
+	se.flags = e->flags & KVE_BINARY;
+	se.keylen = e->keylen;
+	se.vallen = e->vallen;
+	snap_append(w, &se, sizeof(se));
+	snap_append(w, e->data, e->keylen + e->vallen);
+	w->count++;
+}
+
+/*
+ * write_snapshot
+ *		Write a snapshot and remove the log it makes unnecessary.  Errors
+ *		are raised; the previous snapshot stays valid until the rename.
+ */
+static void
+write_snapshot(void)
+{
+	SnapWriter	w;
+	KvSnapHeader hdr;
+	KvKeyspaceRef *refs;
+	char		(*names)[NAMEDATALEN];
+	int			nks;
+	KvSnapEntry end;
+	KvLsn		redo;
+	int			removed;
+	TimestampTz start = GetCurrentTimestamp();
+
+	redo = KvWalRedoPoint();
+	/* everything before redo must be durable before the snapshot claims it */
+	KvWalFlush(redo);
+
+	refs = palloc(sizeof(KvKeyspaceRef) * kvext_max_keyspaces);
+	names = palloc(NAMEDATALEN * kvext_max_keyspaces);
+	nks = KvKeyspaceList(refs, names);
+
+	memset(&w, 0, sizeof(w));
+	w.known = palloc0(sizeof(bool) * kvext_max_keyspaces);
+	for (int i = 0; i < nks; i++)
+		w.known[refs[i].id] = true;
+	initStringInfo(&w.buf);
+	INIT_CRC32C(w.crc);
+	w.fd = OpenTransientFile(KVEXT_SNAPSHOT_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (w.fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.magic = KVEXT_SNAP_MAGIC;
+	hdr.version = KVEXT_SNAP_VERSION;
+	hdr.pg_major = PG_VERSION_NUM / 100;
+	hdr.nkeyspaces = nks;
+	hdr.redo = redo;
+	hdr.term = KvWalCurrentTerm();
+	hdr.created = start;
+	snap_append(&w, &hdr, sizeof(hdr));
+	for (int i = 0; i < nks; i++)
+	{
+		KvSnapKeyspace sk;
+
+		memset(&sk, 0, sizeof(sk));
+		sk.id = refs[i].id;
+		strlcpy(sk.name, names[i], NAMEDATALEN);
+		snap_append(&w, &sk, sizeof(sk));
+	}
+
+	KvStoreScanCommitted(snap_entry_cb, &w);
+
+	memset(&end, 0, sizeof(end));
+	end.keyspace = KVEXT_SNAP_END;
+	snap_append(&w, &end, sizeof(end));
+	snap_append(&w, &w.count, sizeof(w.count));
+	FIN_CRC32C(w.crc);
+	appendBinaryStringInfo(&w.buf, (char *) &w.crc, sizeof(w.crc));
+	snap_flush_buf(&w);
+
+	if (pg_fsync(w.fd) != 0)
+		ereport(data_sync_elevel(ERROR),
+				(errcode_for_file_access(),
+				 errmsg("could not fsync kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+	if (CloseTransientFile(w.fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+
+	KvFailpoint("snapshot-before-rename");
+	(void) durable_rename(KVEXT_SNAPSHOT_TMP, KVEXT_SNAPSHOT_FILE, ERROR);
+
+	SpinLockAcquire(&ckpt->mutex);
+	ckpt->last_redo = redo;
+	ckpt->last_time = start;
+	SpinLockRelease(&ckpt->mutex);
+
+	removed = KvWalRemoveBefore(redo);
+	ereport(LOG,
+			(errmsg("kvext snapshot complete: %llu entries, redo at %X/%X, %d log segment(s) removed, %ld ms",
+					(unsigned long long) w.count,
+					LSN_FORMAT_ARGS(redo), removed,
+					(long) ((GetCurrentTimestamp() - start) / 1000))));
+}
+
+/* ---- reading ---- */
+
+typedef struct SnapReader
+{
+	int			fd;
+	char	   *buf;
+	Size		len;
+	Size		pos;
+	pg_crc32c	crc;
+	off_t		offset;			/* file offset of buf[0] */
+} SnapReader;
+
+#define SNAP_READ_CHUNK		(4 * 1024 * 1024)
+
+static void
+snap_damaged(SnapReader *r, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("kvext snapshot \"%s\" is damaged at offset %lld: %s",
+					KVEXT_SNAPSHOT_FILE, (long long) (r->offset + r->pos), why)));
+}
+
+/* make at least n bytes available at r->buf + r->pos; false at EOF */
+static bool
+snap_fill(SnapReader *r, Size n)
+{
+	if (r->len - r->pos >= n)
+		return true;
+	/* keep the unread tail, read more after it */
+	memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+	r->offset += r->pos;
+	r->len -= r->pos;
+	r->pos = 0;
+	if (n > SNAP_READ_CHUNK)
+		r->buf = repalloc_huge(r->buf, n);
+	while (r->len < n)
+	{
+		Size		room = Max(n, SNAP_READ_CHUNK) - r->len;
+		ssize_t		got = read(r->fd, r->buf + r->len, room);
+
+		if (got < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+		if (got == 0)
+			return false;
+		r->len += got;
+	}
+	return true;
+}
+
+static void *
+snap_take(SnapReader *r, Size n, bool crc)
+{
+	void	   *p;
+
+	if (!snap_fill(r, n))
+		snap_damaged(r, "unexpected end of file");
+	p = r->buf + r->pos;
+	if (crc)
+		COMP_CRC32C(r->crc, p, n);
+	r->pos += n;
+	return p;
+}
+
+/*
+ * KvSnapshotLoad
+ *		Load kvext/snapshot into the (empty) store.  Returns false if there
+ *		is no snapshot; raises ERRCODE_DATA_CORRUPTED if it is damaged,
+ *		ERRCODE_OUT_OF_MEMORY if it does not fit in kvext.memory_limit.
+ *		The file is never modified.
+ */
+bool
+KvSnapshotLoad(KvLsn *redo, uint64 *term)
+{
+	SnapReader	r;
+	KvSnapHeader hdr;
+	uint64		count = 0;
+	uint64		stored_count;
+	pg_crc32c	stored_crc;
+	bool	   *known = palloc0(sizeof(bool) * kvext_max_keyspaces);
+
+	memset(&r, 0, sizeof(r));
+	r.fd = OpenTransientFile(KVEXT_SNAPSHOT_FILE, O_RDONLY | PG_BINARY);
+	if (r.fd < 0)
+	{
+		if (errno == ENOENT)
+			return false;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+	}
+	r.buf = palloc(SNAP_READ_CHUNK);
+	INIT_CRC32C(r.crc);
+
+	memcpy(&hdr, snap_take(&r, sizeof(hdr), true), sizeof(hdr));
+	if (hdr.magic != KVEXT_SNAP_MAGIC)
+		snap_damaged(&r, "bad magic number");
+	if (hdr.version != KVEXT_SNAP_VERSION)
+		snap_damaged(&r, psprintf("format version %u, expected %u", hdr.version, KVEXT_SNAP_VERSION));
+	if (hdr.pg_major != PG_VERSION_NUM / 100)
+		snap_damaged(&r, psprintf("written by PostgreSQL %u", hdr.pg_major));
+	if (hdr.nkeyspaces > 65535)
+		snap_damaged(&r, "bad keyspace count");
+
+	for (uint32 i = 0; i < hdr.nkeyspaces; i++)
+	{
+		KvSnapKeyspace sk;
+
+		memcpy(&sk, snap_take(&r, sizeof(sk), true), sizeof(sk));
+		if (memchr(sk.name, '\0', NAMEDATALEN) == NULL)
+			snap_damaged(&r, "bad keyspace name");
+		KvKeyspaceRecoverCreate(sk.id, sk.name);
+		known[sk.id] = true;
+	}
+
+	for (;;)
+	{
+		KvSnapEntry se;
+		char	   *data;
+
+		memcpy(&se, snap_take(&r, sizeof(se), true), sizeof(se));
+		if (se.keyspace == KVEXT_SNAP_END)
+			break;
+		if (se.keyspace >= kvext_max_keyspaces || se.keylen > MaxAllocSize ||
+			se.vallen > MaxAllocSize)
+			snap_damaged(&r, "bad entry header");
+		data = snap_take(&r, (Size) se.keylen + se.vallen, true);
+		if (!known[se.keyspace])
+			continue;			/* not written by current versions; be safe */
+		if (!KvStoreRecoverWrite(se.keyspace, data, se.keylen,
+								 data + se.keylen, se.vallen,
+								 (se.flags & KVE_BINARY) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("the kvext snapshot does not fit in kvext.memory_limit"),
+					 errdetail("%llu entries were loaded before the store was full.",
+							   (unsigned long long) count),
+					 errhint("Raise kvext.memory_limit to at least its previous value and restart the server.")));
+		count++;
+		if ((count & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	memcpy(&stored_count, snap_take(&r, sizeof(stored_count), true), sizeof(stored_count));
+	FIN_CRC32C(r.crc);
+	memcpy(&stored_crc, snap_take(&r, sizeof(stored_crc), false), sizeof(stored_crc));
+	if (!EQ_CRC32C(r.crc, stored_crc))
+		snap_damaged(&r, "checksum mismatch");
+	if (stored_count != count)
+		snap_damaged(&r, "entry count mismatch");
+	if (snap_fill(&r, 1))
+		snap_damaged(&r, "trailing data");
+
+	CloseTransientFile(r.fd);
+	pfree(r.buf);
+
+	SpinLockAcquire(&ckpt->mutex);
+	ckpt->last_redo = hdr.redo;
+	ckpt->last_time = hdr.created;
+	SpinLockRelease(&ckpt->mutex);
+
+	*redo = hdr.redo;
+	*term = hdr.term;
+	ereport(LOG,
+			(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X",
+					(unsigned long long) count, LSN_FORMAT_ARGS(hdr.redo))));
+	return true;
+}
+
+/* ---- the worker and its requests ---- */
+
+/*
+ * KvRequestCheckpoint
+ *		kv_checkpoint(): ask the checkpointer for a snapshot and wait for it.
+ */
+void
+KvRequestCheckpoint(void)
+{
+	uint64		mine;
+	int			procno;
+
+	SpinLockAcquire(&ckpt->mutex);
+	mine = ++ckpt->requested;
+	procno = ckpt->procno;
+	SpinLockRelease(&ckpt->mutex);
+
+	if (procno < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the kvext checkpointer is not running")));
+	SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+
+	ConditionVariablePrepareToSleep(&ckpt->cv);
+	for (;;)
+	{
+		uint64		done;
+
+		SpinLockAcquire(&ckpt->mutex);
+		done = ckpt->done;
+		SpinLockRelease(&ckpt->mutex);
+		if (done >= mine)
+			break;
+		ConditionVariableSleep(&ckpt->cv, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	SpinLockAcquire(&ckpt->mutex);
+	if (ckpt->failed >= mine)
+	{
+		SpinLockRelease(&ckpt->mutex);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("kvext snapshot failed"),
+				 errhint("See the server log for the reason.")));
+	}
+	SpinLockRelease(&ckpt->mutex);
+}
+
+static void
+checkpointer_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&ckpt->mutex);
+	ckpt->procno = -1;
+	SpinLockRelease(&ckpt->mutex);
+}
+
+/*
+ * KvCheckpointerMain
+ *		Entry point of the "kvext checkpointer" background worker.
+ */
+void
+KvCheckpointerMain(Datum arg)
+{
+	MemoryContext cxt;
+	TimestampTz last = GetCurrentTimestamp();
+	KvLsn		last_insert;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "kvext checkpointer",
+								ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cxt);
+
+	/* rebuild the store; on failure, stay up doing nothing */
+	if (!KvRecover())
+	{
+		for (;;)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+
+	SpinLockAcquire(&ckpt->mutex);
+	ckpt->procno = MyProc->pgprocno;
+	SpinLockRelease(&ckpt->mutex);
+	on_shmem_exit(checkpointer_detach, (Datum) 0);
+	last_insert = KvWalInsertPos();
+
+	for (;;)
+	{
+		uint64		requested;
+		bool		due;
+		long		elapsed_ms;
+		KvLsn		insert;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		SpinLockAcquire(&ckpt->mutex);
+		requested = ckpt->requested;
+		SpinLockRelease(&ckpt->mutex);
+
+		insert = KvWalInsertPos();
+		elapsed_ms = (long) ((GetCurrentTimestamp() - last) / 1000);
+		due = (insert != last_insert &&
+			   elapsed_ms >= (long) kvext_checkpoint_timeout * 1000) ||
+			(insert - last_insert >= (uint64) kvext_max_wal_size * 1024 * 1024);
+
+		if (requested > ckpt->done || due)
+		{
+			bool		ok = true;
+
+			PG_TRY();
+			{
+				write_snapshot();
+			}
+			PG_CATCH();
+			{
+				EmitErrorReport();
+				FlushErrorState();
+				/* no transaction to clean up after us: do it here */
+				LWLockReleaseAll();
+				ConditionVariableCancelSleep();
+				AtEOXact_Files(false);
+				ok = false;
+			}
+			PG_END_TRY();
+			MemoryContextReset(cxt);
+
+			last = GetCurrentTimestamp();
+			if (ok)
+				last_insert = insert;
+			SpinLockAcquire(&ckpt->mutex);
+			ckpt->done = requested;
+			if (!ok)
+				ckpt->failed = requested;
+			SpinLockRelease(&ckpt->mutex);
+			ConditionVariableBroadcast(&ckpt->cv);
+		}
+	}
+}

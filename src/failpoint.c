@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * failpoint.c
+ *	  Named failure points, a testing aid.
+ *
+ * kvext.failpoint (superuser only) names one point, optionally with an
+ * action: 'wal-after-fsync' or 'wal-after-fsync:panic' PANICs there (the
+ * postmaster then reinitializes shared memory, as after kill -9 of a
+ * backend), 'wal-after-fsync:error' raises an ERROR.  Points:
+ *
+ *	wal-before-write		committing backend, before its log record is written
+ *	wal-after-write			after the write, before fsync
+ *	wal-after-fsync			after fsync, before the commit is acknowledged
+ *							(and before PostgreSQL's own commit record)
+ *	wal-enospc				the log write fails with ENOSPC (no crash)
+ *	snapshot-mid			checkpointer, half-way through writing a snapshot
+ *	snapshot-before-rename	snapshot written and synced, not yet renamed
+ *	segment-removal-mid		after removing the first of several old segments
+ *
+ * Points in the checkpointer see the setting from the configuration file
+ * (ALTER SYSTEM + pg_reload_conf()); points in a backend see its session's.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "failpoint.h"
+
+char	   *kvext_failpoint = NULL;
+
+/*
+ * KvFailpointMatches
+ *		Does kvext.failpoint name this point (with or without an action)?
+ */
+bool
+KvFailpointMatches(const char *name)
+{
+	size_t		len = strlen(name);
+
+	return strncmp(kvext_failpoint, name, len) == 0 &&
+		(kvext_failpoint[len] == '\0' || kvext_failpoint[len] == ':');
+}
+
+/*
+ * KvFailpointHit
+ *		Act on a failpoint if kvext.failpoint names it.
+ */
+void
+KvFailpointHit(const char *name)
+{
+	const char *action;
+
+	if (!KvFailpointMatches(name))
+		return;
+	action = kvext_failpoint + strlen(name);
+	if (strcmp(action, ":error") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("kvext failpoint \"%s\" reached", name)));
+	ereport(PANIC,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("kvext failpoint \"%s\" reached", name)));
+}

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * failpoint.h
+ *	  Named failure points for crash and error tests (kvext.failpoint).
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_FAILPOINT_H
+#define KVEXT_FAILPOINT_H
+
+extern PGDLLIMPORT char *kvext_failpoint;
+
+extern void KvFailpointHit(const char *name);
+extern bool KvFailpointMatches(const char *name);
+
+/*
+ * KvFailpoint
+ *		PANIC (default) or ERROR here if kvext.failpoint names this point.
+ *		Costs one byte comparison when no failpoint is set.
+ */
+#define KvFailpoint(name) \
+	do { \
+		if (unlikely(kvext_failpoint != NULL && kvext_failpoint[0] != '\0')) \
+			KvFailpointHit(name); \
+	} while (0)
+
+/* true if kvext.failpoint names this point: the caller fakes a failure */
+#define KvFailpointEnospc(name) \
+	(unlikely(kvext_failpoint != NULL && kvext_failpoint[0] != '\0') && \
+	 KvFailpointMatches(name))
+
+#endif							/* KVEXT_FAILPOINT_H */

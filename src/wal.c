@@ -1,0 +1,558 @@
+/*-------------------------------------------------------------------------
+ *
+ * wal.c
+ *	  kvext's write-ahead log: appending records, group commit, segments.
+ *
+ * The log is a sequence of records (wal.h) in segment files under
+ * $PGDATA/kvext/wal/.  A position (KvLsn) is a byte offset in the logical
+ * stream; a segment file is named after the position of its first byte
+ * (16 hex digits) and holds whole records only.  A segment is closed once
+ * it reaches kvext.wal_segment_size, so one huge record makes its segment
+ * longer than that, never split.
+ *
+ * Inserting.  Under the insert lock a committing backend takes the next
+ * position, finishes the record's CRC (the payload was summed before the
+ * lock; the header, which holds the position, is summed last), and
+ * pwrite()s it to the current segment.  Insertion order is therefore log
+ * order.  If the write fails (ENOSPC, EIO) the file is truncated back to
+ * where the record started and the error is raised: nothing partial
+ * counts as written, and a later write may succeed.
+ *
+ * Group commit.  KvWalFlush(upto) is PostgreSQL's XLogFlush pattern: the
+ * first backend to get the flush lock (LWLockAcquireOrWait) fdatasync()s
+ * the segment up to everything written so far; backends that queued behind
+ * it wake when it is done and usually find their position already flushed,
+ * so concurrent commits share one fsync.  An fdatasync failure PANICs:
+ * after a failed fsync the kernel may have dropped the dirty pages, so
+ * retrying could report success for data that is gone.
+ * Switching segments fsyncs the old one (under the insert lock) and the
+ * directory, so only the current segment is ever unflushed.
+ *
+ * kvext.synchronous_commit = off commits do not flush; the "kvext wal
+ * writer" worker flushes every kvext.wal_writer_delay.
+ *
+ * In-flight records.  A transaction's TXN record is written at pre-commit
+ * and applied to memory at commit; in between, a snapshot could miss it
+ * while starting replay after it.  So each backend publishes the position
+ * of its logged-but-unapplied record (inflight[pgprocno], set under the
+ * insert lock), and the snapshot's redo point is the oldest of those, or
+ * the insert position.
+ *
+ * Locks: insert lock, then (never the reverse) nothing else but the
+ * mutex; flush lock alone.  The keyspace lock may be held when inserting
+ * (keyspace records), so neither WAL lock may be held while taking it.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "access/twophase.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/fd.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+#include "failpoint.h"
+#include "kvext.h"
+#include "wal.h"
+
+typedef struct KvWalShared
+{
+	slock_t		mutex;			/* protects the positions and term */
+	KvLsn		insert_lsn;		/* end of the written log */
+	KvLsn		flush_lsn;		/* durable up to here */
+	KvLsn		seg_start;		/* first position of the current segment */
+	uint64		term;
+	int			nprocs;
+	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
+} KvWalShared;
+
+static KvWalShared *wal = NULL;
+static LWLock *insert_lock = NULL;
+static LWLock *flush_lock = NULL;
+
+/* this backend's open segment */
+static int	seg_fd = -1;
+static KvLsn seg_fd_start = InvalidKvLsn;
+
+static int
+wal_nprocs(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+/*
+ * KvWalShmemSize
+ *		Shared memory for the log's positions and in-flight table.
+ */
+Size
+KvWalShmemSize(void)
+{
+	return add_size(offsetof(KvWalShared, inflight),
+					mul_size(sizeof(pg_atomic_uint64), wal_nprocs()));
+}
+
+/*
+ * KvWalShmemInit
+ *		Create or attach; caller holds AddinShmemInitLock.  Positions stay
+ *		invalid until recovery calls KvWalStartAt.
+ */
+void
+KvWalShmemInit(LWLock *ilock, LWLock *flock)
+{
+	bool		found;
+
+	wal = ShmemInitStruct("kvext wal", KvWalShmemSize(), &found);
+	insert_lock = ilock;
+	flush_lock = flock;
+	seg_fd = -1;
+	seg_fd_start = InvalidKvLsn;
+	if (!found)
+	{
+		SpinLockInit(&wal->mutex);
+		wal->insert_lsn = wal->flush_lsn = wal->seg_start = InvalidKvLsn;
+		wal->term = 1;
+		wal->nprocs = wal_nprocs();
+		for (int i = 0; i < wal->nprocs; i++)
+			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
+	}
+}
+
+/*
+ * KvWalSegmentPath
+ *		Path (relative to the data directory) of the segment starting at
+ *		start; path must have MAXPGPATH bytes.
+ */
+void
+KvWalSegmentPath(char *path, KvLsn start)
+{
+	snprintf(path, MAXPGPATH, KVEXT_WAL_DIR "/%016llX",
+			 (unsigned long long) start);
+}
+
+/* open (and cache) the segment starting at start, for writing */
+static int
+open_segment(KvLsn start, bool create)
+{
+	char		path[MAXPGPATH];
+
+	if (seg_fd >= 0 && seg_fd_start == start)
+		return seg_fd;
+	if (seg_fd >= 0)
+	{
+		close(seg_fd);
+		seg_fd = -1;
+	}
+	KvWalSegmentPath(path, start);
+	seg_fd = BasicOpenFile(path, O_RDWR | PG_BINARY | (create ? O_CREAT : 0));
+	if (seg_fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext log file \"%s\": %m", path)));
+	seg_fd_start = start;
+	return seg_fd;
+}
+
+/* fsync the log directory, PANIC on failure */
+static void
+fsync_wal_dir(void)
+{
+	fsync_fname(KVEXT_WAL_DIR, true);
+}
+
+/*
+ * switch_segment
+ *		Close the current segment (fsync it) and start a new one at the
+ *		insert position.  Caller holds the insert lock.
+ */
+static void
+switch_segment(void)
+{
+	int			fd = open_segment(wal->seg_start, false);
+	KvLsn		newstart = wal->insert_lsn;
+	char		path[MAXPGPATH];
+
+	if (pg_fdatasync(fd) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync kvext log segment %016llX: %m",
+						(unsigned long long) wal->seg_start)));
+	SpinLockAcquire(&wal->mutex);
+	if (wal->flush_lsn < newstart)
+		wal->flush_lsn = newstart;
+	SpinLockRelease(&wal->mutex);
+
+	KvWalSegmentPath(path, newstart);
+	fd = open_segment(newstart, true);
+	if (ftruncate(fd, 0) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not truncate kvext log file \"%s\": %m", path)));
+	fsync_wal_dir();
+
+	SpinLockAcquire(&wal->mutex);
+	wal->seg_start = newstart;
+	SpinLockRelease(&wal->mutex);
+}
+
+/*
+ * KvWalInsert
+ *		Append a record.  rec holds len bytes: room for the header, then the
+ *		payload (already filled in); len is a multiple of 8.  Fills in the
+ *		header, writes the record and returns the position after it.  For
+ *		TXN records, also publishes this backend's in-flight position (see
+ *		file header); the caller clears it once the record is applied.
+ *		Raises an error, with nothing written, if the write fails.
+ */
+KvLsn
+KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
+{
+	KvWalRecord *hdr = (KvWalRecord *) rec;
+	pg_crc32c	crc;
+	KvLsn		start;
+	KvLsn		end;
+	off_t		offset;
+	int			fd;
+	ssize_t		done = 0;
+
+	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
+	if (unlikely(wal->insert_lsn == InvalidKvLsn))
+		elog(ERROR, "kvext log is not open");
+
+	hdr->len = len;
+	hdr->xid = xid;
+	hdr->type = type;
+	hdr->flags = flags;
+	hdr->version = KVEXT_WAL_VERSION;
+
+	/* the payload's CRC, outside the lock */
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, rec + sizeof(KvWalRecord), len - sizeof(KvWalRecord));
+
+	KvFailpoint("wal-before-write");
+
+	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+
+	if (wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
+		wal->insert_lsn > wal->seg_start)
+		switch_segment();
+
+	start = wal->insert_lsn;
+	end = start + len;
+	hdr->lsn = start;
+	SpinLockAcquire(&wal->mutex);
+	hdr->term = wal->term;
+	hdr->flushed = wal->flush_lsn;
+	SpinLockRelease(&wal->mutex);
+	COMP_CRC32C(crc, rec + offsetof(KvWalRecord, len),
+				sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
+	FIN_CRC32C(crc);
+	hdr->crc = crc;
+
+	fd = open_segment(wal->seg_start, false);
+	offset = (off_t) (start - wal->seg_start);
+	while (done < (ssize_t) len)
+	{
+		ssize_t		n;
+
+		if (KvFailpointEnospc("wal-enospc"))
+		{
+			n = -1;
+			errno = ENOSPC;
+		}
+		else
+			n = pg_pwrite(fd, rec + done, len - done, offset + done);
+		if (n <= 0)
+		{
+			int			save_errno = (n == 0) ? ENOSPC : errno;
+			char		path[MAXPGPATH];
+
+			/* undo the partial write so nothing of it counts */
+			if (ftruncate(fd, offset) != 0)
+				ereport(PANIC,
+						(errcode_for_file_access(),
+						 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
+								(unsigned long long) wal->seg_start)));
+			LWLockRelease(insert_lock);
+			KvWalSegmentPath(path, seg_fd_start);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write to kvext log file \"%s\" at offset %lld: %m",
+							path, (long long) offset),
+					 errdetail("The transaction was not committed.")));
+		}
+		done += n;
+	}
+
+	if (type == KV_REC_TXN)
+		pg_atomic_write_u64(&wal->inflight[MyProc->pgprocno], start);
+
+	SpinLockAcquire(&wal->mutex);
+	wal->insert_lsn = end;
+	SpinLockRelease(&wal->mutex);
+
+	LWLockRelease(insert_lock);
+
+	KvFailpoint("wal-after-write");
+	return end;
+}
+
+/*
+ * KvWalClearInflight
+ *		This backend's logged transaction has been applied (or abandoned).
+ */
+void
+KvWalClearInflight(void)
+{
+	if (wal && MyProc)
+		pg_atomic_write_u64(&wal->inflight[MyProc->pgprocno], InvalidKvLsn);
+}
+
+/*
+ * KvWalFlush
+ *		Make the log durable up to upto, sharing the fsync with concurrent
+ *		callers (group commit).  PANICs if fdatasync fails.
+ */
+void
+KvWalFlush(KvLsn upto)
+{
+	for (;;)
+	{
+		KvLsn		flushed;
+		KvLsn		target;
+		KvLsn		segstart;
+
+		SpinLockAcquire(&wal->mutex);
+		flushed = wal->flush_lsn;
+		SpinLockRelease(&wal->mutex);
+		if (flushed >= upto)
+			return;
+
+		/* someone else flushing?  wait for them, then look again */
+		if (!LWLockAcquireOrWait(flush_lock, LW_EXCLUSIVE))
+			continue;
+
+		SpinLockAcquire(&wal->mutex);
+		flushed = wal->flush_lsn;
+		target = wal->insert_lsn;
+		segstart = wal->seg_start;
+		SpinLockRelease(&wal->mutex);
+
+		if (flushed < upto)
+		{
+			int			fd = open_segment(segstart, false);
+
+			if (pg_fdatasync(fd) != 0)
+				ereport(PANIC,
+						(errcode_for_file_access(),
+						 errmsg("could not fdatasync kvext log segment %016llX: %m",
+								(unsigned long long) segstart)));
+			SpinLockAcquire(&wal->mutex);
+			if (wal->flush_lsn < target)
+				wal->flush_lsn = target;
+			SpinLockRelease(&wal->mutex);
+		}
+		LWLockRelease(flush_lock);
+	}
+}
+
+/*
+ * KvWalFlushAll
+ *		Flush everything written so far.
+ */
+void
+KvWalFlushAll(void)
+{
+	KvWalFlush(KvWalInsertPos());
+}
+
+/*
+ * KvWalInsertPos / KvWalFlushPos
+ *		Current end of the written / durable log.
+ */
+KvLsn
+KvWalInsertPos(void)
+{
+	KvLsn		lsn;
+
+	SpinLockAcquire(&wal->mutex);
+	lsn = wal->insert_lsn;
+	SpinLockRelease(&wal->mutex);
+	return lsn;
+}
+
+KvLsn
+KvWalFlushPos(void)
+{
+	KvLsn		lsn;
+
+	SpinLockAcquire(&wal->mutex);
+	lsn = wal->flush_lsn;
+	SpinLockRelease(&wal->mutex);
+	return lsn;
+}
+
+uint64
+KvWalCurrentTerm(void)
+{
+	uint64		term;
+
+	SpinLockAcquire(&wal->mutex);
+	term = wal->term;
+	SpinLockRelease(&wal->mutex);
+	return term;
+}
+
+/*
+ * KvWalRedoPoint
+ *		Where replay must start for a snapshot whose scan begins now: the
+ *		oldest logged-but-unapplied record, or the insert position.
+ */
+KvLsn
+KvWalRedoPoint(void)
+{
+	KvLsn		redo;
+
+	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	redo = wal->insert_lsn;
+	for (int i = 0; i < wal->nprocs; i++)
+	{
+		KvLsn		v = pg_atomic_read_u64(&wal->inflight[i]);
+
+		if (v != InvalidKvLsn && v < redo)
+			redo = v;
+	}
+	LWLockRelease(insert_lock);
+	return redo;
+}
+
+static int
+cmp_lsn(const void *a, const void *b)
+{
+	KvLsn		x = *(const KvLsn *) a;
+	KvLsn		y = *(const KvLsn *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * KvWalListSegments
+ *		Start positions of all segment files, ascending, in a palloc'd
+ *		array; returns how many.  Other files in the directory are ignored.
+ */
+int
+KvWalListSegments(KvLsn **starts)
+{
+	DIR		   *dir;
+	struct dirent *de;
+	int			n = 0;
+	int			cap = 16;
+	KvLsn	   *arr = palloc(sizeof(KvLsn) * cap);
+
+	dir = AllocateDir(KVEXT_WAL_DIR);
+	while ((de = ReadDir(dir, KVEXT_WAL_DIR)) != NULL)
+	{
+		char	   *end;
+		unsigned long long v;
+
+		if (strlen(de->d_name) != 16 ||
+			strspn(de->d_name, "0123456789ABCDEF") != 16)
+			continue;
+		v = strtoull(de->d_name, &end, 16);
+		if (n == cap)
+		{
+			cap *= 2;
+			arr = repalloc(arr, sizeof(KvLsn) * cap);
+		}
+		arr[n++] = (KvLsn) v;
+	}
+	FreeDir(dir);
+	qsort(arr, n, sizeof(KvLsn), cmp_lsn);
+	*starts = arr;
+	return n;
+}
+
+/*
+ * KvWalStartAt
+ *		Called once by recovery: the log continues in the segment starting
+ *		at seg_start, at insert_lsn, which is durable.  With no segment
+ *		(seg_start invalid), creates the first one.
+ */
+void
+KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
+{
+	if (seg_start == InvalidKvLsn)
+	{
+		seg_start = insert_lsn = KVEXT_WAL_START_LSN;
+		(void) open_segment(seg_start, true);
+		fsync_wal_dir();
+	}
+	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	SpinLockAcquire(&wal->mutex);
+	wal->seg_start = seg_start;
+	wal->insert_lsn = insert_lsn;
+	wal->flush_lsn = insert_lsn;
+	wal->term = Max(term, 1);
+	SpinLockRelease(&wal->mutex);
+	LWLockRelease(insert_lock);
+}
+
+/*
+ * KvWalRemoveBefore
+ *		Remove the segments that end at or before redo; returns how many.
+ *		The current segment is never removed.
+ */
+int
+KvWalRemoveBefore(KvLsn redo)
+{
+	KvLsn	   *starts;
+	int			n = KvWalListSegments(&starts);
+	int			removed = 0;
+
+	for (int i = 0; i + 1 < n; i++)
+	{
+		char		path[MAXPGPATH];
+
+		if (starts[i + 1] > redo)
+			break;
+		KvWalSegmentPath(path, starts[i]);
+		if (unlink(path) != 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not remove kvext log file \"%s\": %m", path)));
+		removed++;
+		if (removed == 1 && i + 2 < n)
+			KvFailpoint("segment-removal-mid");
+	}
+	if (removed > 0)
+		fsync_wal_dir();
+	pfree(starts);
+	return removed;
+}
+
+/*
+ * KvWalStatus
+ *		Positions for kv_wal_status(): insert, flush, applied (everything
+ *		before the oldest in-flight record) and the segment count.
+ */
+void
+KvWalStatus(KvLsn *insert, KvLsn *flush, KvLsn *apply, int *segments)
+{
+	KvLsn	   *starts;
+
+	*insert = KvWalInsertPos();
+	*flush = KvWalFlushPos();
+	*apply = KvWalRedoPoint();
+	*segments = KvWalListSegments(&starts);
+	pfree(starts);
+}

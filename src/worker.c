@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  kvext's background workers: registration, and the wal writer.
+ *
+ *	"kvext checkpointer"	recovery at startup, then snapshots
+ *							(checkpoint.c)
+ *	"kvext wal writer"		flushes the log every kvext.wal_writer_delay, so
+ *							commits made with kvext.synchronous_commit = off
+ *							are durable within that delay
+ *
+ * Both start once PostgreSQL has finished its own recovery
+ * (BgWorkerStart_RecoveryFinished), so pg_xact is consistent, and are
+ * restarted by the postmaster if they exit, including after a
+ * crash-restart, which is when recovery must run again.  They follow the
+ * worker_spi skeleton: SIGTERM ends them at CHECK_FOR_INTERRUPTS, SIGHUP
+ * rereads the configuration, every wait is WaitLatch with
+ * WL_EXIT_ON_PM_DEATH.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+
+#include "checkpoint.h"
+#include "kvext.h"
+#include "wal.h"
+
+PGDLLEXPORT void KvWalWriterMain(Datum arg);
+
+static void
+register_worker(const char *name, const char *function)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "kvext");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * KvRegisterWorkers
+ *		Register the workers (from _PG_init, in the postmaster).
+ */
+void
+KvRegisterWorkers(void)
+{
+	register_worker("kvext checkpointer", "KvCheckpointerMain");
+	register_worker("kvext wal writer", "KvWalWriterMain");
+}
+
+/*
+ * KvWalWriterMain
+ *		Entry point of the "kvext wal writer" worker.
+ */
+void
+KvWalWriterMain(Datum arg)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 kvext_wal_writer_delay, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)
+			continue;
+		if (KvWalFlushPos() < KvWalInsertPos())
+			KvWalFlushAll();
+	}
+}
