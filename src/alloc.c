@@ -29,6 +29,11 @@
  * used "fence" block.  Fences stop coalescing at chunk ends, which keeps
  * every block size within 32 bits and gives the last block a successor.
  *
+ * Reserve.  A delete needs memory too (its pending tombstone lives until
+ * commit), so a store filled to the last byte by puts could never be
+ * emptied.  Allocations for puts therefore stop short of a reserve of
+ * 1/32 of the heap (at least 64kB); only deletes, and recovery, may use it.
+ *
  * Locking.  One LWLock (the allocator lock) protects all of the above.
  * Callers may hold a store partition lock when calling KvAlloc/KvFree; the
  * allocator never takes another lock, so the order is always
@@ -76,6 +81,7 @@ typedef struct KvAllocControl
 	uint64		total_bytes;	/* bytes under management, fences included */
 	uint64		used_bytes;		/* bytes in allocated blocks, headers
 								 * included */
+	uint64		reserve_bytes;	/* kept for KvAlloc(.., use_reserve) */
 } KvAllocControl;
 
 char	   *KvBase = NULL;
@@ -198,6 +204,7 @@ KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes, bool found)
 	memset(ctl, 0, sizeof(KvAllocControl));
 	nbytes &= ~((Size) KV_UNIT - 1);
 	ctl->total_bytes = nbytes;
+	ctl->reserve_bytes = Min(Max(nbytes / 32, 64 * 1024), nbytes / 4);
 
 	while (nbytes >= MIN_BLOCK + KV_UNIT)
 	{
@@ -222,11 +229,12 @@ KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes, bool found)
 /*
  * KvAlloc
  *		Allocate size bytes of shared memory, 8-byte aligned.  Returns
- *		InvalidKvPtr when no free block is large enough; never errors.  The
- *		caller may hold a store partition lock.
+ *		InvalidKvPtr when no free block is large enough, or when the
+ *		allocation would eat into the reserve and use_reserve is false;
+ *		never errors.  The caller may hold a store partition lock.
  */
 KvPtr
-KvAlloc(Size size)
+KvAlloc(Size size, bool use_reserve)
 {
 	Size		need;
 	int			fl,
@@ -246,6 +254,13 @@ KvAlloc(Size size)
 	mapping_search(need, &fl, &sl);
 
 	LWLockAcquire(alloc_lock, LW_EXCLUSIVE);
+
+	if (!use_reserve &&
+		ctl->used_bytes + need + ctl->reserve_bytes > ctl->total_bytes)
+	{
+		LWLockRelease(alloc_lock);
+		return InvalidKvPtr;
+	}
 
 	map = (fl < FL_COUNT) ? ctl->sl_bitmap[fl] & (~(uint32) 0 << sl) : 0;
 	if (map == 0)

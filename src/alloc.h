@@ -34,7 +34,7 @@ extern PGDLLIMPORT char *KvBase;	/* start of the store region */
 extern Size KvAllocControlSize(void);
 extern void KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes,
 						bool found);
-extern KvPtr KvAlloc(Size size);
+extern KvPtr KvAlloc(Size size, bool use_reserve);
 extern void KvFree(KvPtr p);
 extern Size KvAllocBlockSize(KvPtr p);
 extern void KvAllocUsage(uint64 *used, uint64 *total);

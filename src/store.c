@@ -33,9 +33,13 @@
  * entries are linked at the head of the chain and committed entries are
  * made from pending ones in place, so for any key every pending entry
  * precedes the committed one in its chain.  Hence:
- *	- a reader takes the first matching entry that is committed or is a
- *	  pending entry of its own transaction (TransactionIdIsCurrentTransactionId),
- *	  skipping other transactions' pending entries: read committed plus
+ *	- a reader takes the first matching entry that is committed, a pending
+ *	  entry of its own transaction (TransactionIdIsCurrentTransactionId), or
+ *	  a pending entry of a transaction pg_xact already says committed
+ *	  (its commit callback is converting entries one by one; treating them
+ *	  as committed from the moment PostgreSQL marks the transaction
+ *	  committed makes the whole commit appear at once).  It skips other
+ *	  transactions' uncommitted entries: read committed plus
  *	  read-your-own-writes, without waiting;
  *	- a writer that finds another transaction's pending entry releases the
  *	  partition lock, waits on that transaction with XactLockTableWait()
@@ -205,9 +209,30 @@ account_mem(uint16 ks, KvPtr p, bool add)
 }
 
 /*
+ * entry_is_version
+ *		Would this transaction take entry e as the current version of its
+ *		key?  Committed entries, its own pending entries, and pending entries
+ *		of a transaction that has committed (pg_xact says so) but whose
+ *		commit callback has not yet made them committed entries.  The last
+ *		case is what makes a commit visible all at once: PostgreSQL marks the
+ *		whole transaction tree committed in one step, while the callback
+ *		converts entries one by one.  The pg_xact lookup only happens for
+ *		other transactions' pending entries.
+ */
+static inline bool
+entry_is_version(const KvEntry *e)
+{
+	if (!(e->flags & KVE_PENDING))
+		return true;
+	return TransactionIdIsCurrentTransactionId(e->xid) ||
+		TransactionIdDidCommit(e->xid);
+}
+
+/*
  * find_visible
  *		The entry of (ks, key) this transaction sees, or NULL.  The caller
- *		holds the partition lock in any mode.
+ *		holds the partition lock in any mode.  The versions of a key are in
+ *		chain order newest first, so the first one that counts wins.
  */
 static KvEntry *
 find_visible(uint32 bucket, uint32 hash, uint16 ks,
@@ -219,14 +244,8 @@ find_visible(uint32 bucket, uint32 hash, uint16 ks,
 	{
 		KvEntry    *e = KvEntryGet(p);
 
-		if (entry_matches(e, hash, ks, key, keylen))
-		{
-			if (!(e->flags & KVE_PENDING))
-				return e;
-			if (TransactionIdIsCurrentTransactionId(e->xid))
-				return (e->flags & KVE_TOMBSTONE) ? NULL : e;
-			/* another transaction's uncommitted write: look past it */
-		}
+		if (entry_matches(e, hash, ks, key, keylen) && entry_is_version(e))
+			return (e->flags & KVE_TOMBSTONE) ? NULL : e;
 		p = e->next;
 	}
 	return NULL;
@@ -519,7 +538,8 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	}
 
 	size = KvEntryHeaderSize + keylen + (tombstone ? 0 : newlen);
-	np = KvAlloc(size);
+	/* deletes may dip into the reserve, so a full store can be emptied */
+	np = KvAlloc(size, tombstone);
 	if (np == InvalidKvPtr)
 	{
 		LWLockRelease(lock);
@@ -657,30 +677,25 @@ KvStoreAbortEntry(KvPtr p)
 
 /*
  * entry_visible_in_chain
- *		Is entry e (at ep) the version of its key this transaction sees?
- *		Used by scans; own_writes says whether this transaction has pending
- *		entries at all.  Caller holds the partition lock.
+ *		Is entry e (at ep) the version of its key this transaction sees, and
+ *		not a delete?  Used by scans; chain_pending says whether the chain
+ *		has pending entries at all (if not, every committed entry is the
+ *		only version of its key).  Caller holds the partition lock.
  */
 static bool
-entry_visible_in_chain(KvPtr head, KvPtr ep, KvEntry *e, bool own_writes)
+entry_visible_in_chain(KvPtr head, KvPtr ep, KvEntry *e, bool chain_pending)
 {
-	if (!own_writes)
-		return !(e->flags & KVE_PENDING);
+	if (!chain_pending)
+		return true;
+	if ((e->flags & KVE_TOMBSTONE) || !entry_is_version(e))
+		return false;
 
-	if (e->flags & KVE_PENDING)
-	{
-		if ((e->flags & KVE_TOMBSTONE) ||
-			!TransactionIdIsCurrentTransactionId(e->xid))
-			return false;
-	}
-
-	/* a newer own version of the same key earlier in the chain hides e */
+	/* a newer version of the same key earlier in the chain hides e */
 	for (KvPtr q = head; q != ep; q = KvEntryGet(q)->next)
 	{
 		KvEntry    *qe = KvEntryGet(q);
 
-		if ((qe->flags & KVE_PENDING) && same_key(qe, e) &&
-			TransactionIdIsCurrentTransactionId(qe->xid))
+		if (same_key(qe, e) && entry_is_version(qe))
 			return false;
 	}
 	return true;
@@ -707,7 +722,6 @@ void
 KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 			KvScanCallback callback, void *arg)
 {
-	bool		own = KvTxnHasWrites();
 	MemoryContext scancxt;
 	MemoryContext oldcxt;
 	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
@@ -734,6 +748,10 @@ KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
 		{
 			KvPtr		head = buckets[b];
+			bool		chain_pending = false;
+
+			for (KvPtr p = head; p != InvalidKvPtr; p = KvEntryGet(p)->next)
+				chain_pending |= (KvEntryGet(p)->flags & KVE_PENDING) != 0;
 
 			for (KvPtr p = head; p != InvalidKvPtr; p = KvEntryGet(p)->next)
 			{
@@ -743,7 +761,7 @@ KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 				if (e->keyspace != ks.id || e->keylen < prefixlen ||
 					memcmp(KvEntryKey(e), prefix, prefixlen) != 0)
 					continue;
-				if (!entry_visible_in_chain(head, p, e, own))
+				if (!entry_visible_in_chain(head, p, e, chain_pending))
 					continue;
 				item.keylen = e->keylen;
 				item.vallen = e->vallen;
@@ -889,7 +907,7 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 
 	if (value != NULL)
 	{
-		np = KvAlloc(KvEntryHeaderSize + keylen + vallen);
+		np = KvAlloc(KvEntryHeaderSize + keylen + vallen, true);
 		if (np == InvalidKvPtr)
 			return false;
 	}

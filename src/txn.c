@@ -163,16 +163,6 @@ KvTxnReplace(uint32 idx, KvPtr entry, bool is_visible)
 }
 
 /*
- * KvTxnHasWrites
- *		Does the current transaction have uncommitted kvext writes?
- */
-bool
-KvTxnHasWrites(void)
-{
-	return ws_count > 0;
-}
-
-/*
  * KvTxnCountDelta
  *		How many more keys keyspace ks has for this transaction than
  *		committed (negative after deletes).

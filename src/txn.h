@@ -15,7 +15,6 @@
 extern void KvTxnReserve(void);
 extern uint32 KvTxnPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible);
 extern void KvTxnReplace(uint32 idx, KvPtr entry, bool is_visible);
-extern bool KvTxnHasWrites(void);
 extern int64 KvTxnCountDelta(uint16 ks);
 
 #endif							/* KVEXT_TXN_H */
