@@ -142,6 +142,17 @@ KvTxnReplace(uint32 idx, KvPtr entry, bool is_visible)
 }
 
 /*
+ * KvTxnItemLevel
+ *		Subtransaction nesting level that owns write-set item idx.
+ */
+int
+KvTxnItemLevel(uint32 idx)
+{
+	Assert(idx < ws_count);
+	return ws_items[idx].nestlevel;
+}
+
+/*
  * KvTxnCountDelta
  *		How many more keys keyspace ks has for this transaction than
  *		committed (negative after deletes).
@@ -171,8 +182,43 @@ abort_items(uint32 from)
 	{
 		KvWsItem   *item = &ws_items[--ws_count];
 
+		if (item->entry == InvalidKvPtr)
+			continue;			/* merged away at a subcommit */
 		ws_delta[item->keyspace] -= (int) item->is_visible - (int) item->was_visible;
 		KvStoreAbortEntry(item->entry);
+	}
+}
+
+/*
+ * merge_superseded
+ *		After a subcommit relabelled items [from, ws_count) to the parent
+ *		level, an older version of the same key written at the parent level
+ *		can never be seen again (a rollback to the parent level would remove
+ *		both): free it, so a loop of savepoints or exception blocks rewriting
+ *		one key keeps one version, not one per iteration.
+ */
+static void
+merge_superseded(uint32 from)
+{
+	for (uint32 i = from; i < ws_count; i++)
+	{
+		KvWsItem   *item = &ws_items[i];
+		KvPtr		older;
+		uint32		oidx;
+
+		if (item->entry == InvalidKvPtr)
+			continue;
+		older = KvStoreOlderOwnVersion(item->entry);
+		if (older == InvalidKvPtr)
+			continue;
+		oidx = KvEntryGet(older)->wsidx;
+		if (ws_items[oidx].nestlevel != item->nestlevel)
+			continue;
+		/* the newer item now spans both writes */
+		ws_delta[item->keyspace] += (int) ws_items[oidx].was_visible - (int) item->was_visible;
+		item->was_visible = ws_items[oidx].was_visible;
+		ws_items[oidx].entry = InvalidKvPtr;
+		KvStoreAbortEntry(older);
 	}
 }
 
@@ -191,7 +237,8 @@ kv_xact_callback(XactEvent event, void *arg)
 
 		case XACT_EVENT_COMMIT:
 			for (uint32 i = 0; i < ws_count; i++)
-				KvStoreCommitEntry(ws_items[i].entry);
+				if (ws_items[i].entry != InvalidKvPtr)
+					KvStoreCommitEntry(ws_items[i].entry);
 			reset_write_set();
 			break;
 
@@ -233,6 +280,7 @@ kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (i = ws_count; i > 0 && ws_items[i - 1].nestlevel >= level; i--)
 				ws_items[i - 1].nestlevel = level - 1;
+			merge_superseded(i);
 			break;
 
 		default:
