@@ -52,10 +52,20 @@ LANGUAGE C VOLATILE PARALLEL SAFE ROWS 1000;
 COMMENT ON FUNCTION kv_scan(text, text) IS
 'every key starting with prefix and its value, in no particular order';
 
+CREATE FUNCTION kv_scan_bytea(prefix text DEFAULT '', keyspace text DEFAULT 'default',
+                              OUT key text, OUT value bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kv_scan_bytea'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 1000;
+COMMENT ON FUNCTION kv_scan_bytea(text, text) IS
+'like kv_scan, with values as bytea: lists binary values too';
+
+-- PARALLEL RESTRICTED: it adds this transaction's own uncommitted inserts
+-- and deletes, which only the leader knows.
 CREATE FUNCTION kv_count(keyspace text DEFAULT 'default')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'kv_count'
-LANGUAGE C VOLATILE PARALLEL SAFE;
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION kv_count(text) IS
 'number of keys in the keyspace';
 

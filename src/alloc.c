@@ -268,17 +268,38 @@ KvAlloc(Size size, bool use_reserve)
 		uint32		flmap = (fl + 1 < FL_COUNT) ?
 			ctl->fl_bitmap & (~(uint32) 0 << (fl + 1)) : 0;
 
-		if (flmap == 0)
+		if (flmap != 0)
+		{
+			fl = pg_rightmost_one_pos32(flmap);
+			map = ctl->sl_bitmap[fl];
+		}
+	}
+	if (map != 0)
+	{
+		sl = pg_rightmost_one_pos32(map);
+		p = ctl->heads[fl][sl];
+	}
+	else
+	{
+		/*
+		 * Nothing in the lists whose every block is big enough.  The list
+		 * the request itself maps to may still hold a block that is: the
+		 * round-up above skips it (an exact-size block freed by a delete
+		 * is the common case).  First fit through that one list.
+		 */
+		mapping_insert(need, &fl, &sl);
+		for (p = ctl->heads[fl][sl]; p != InvalidKvPtr; p = BLK(p)->next_free)
+		{
+			if (BLK_SIZE(BLK(p)) >= need)
+				break;
+		}
+		if (p == InvalidKvPtr)
 		{
 			LWLockRelease(alloc_lock);
 			return InvalidKvPtr;
 		}
-		fl = pg_rightmost_one_pos32(flmap);
-		map = ctl->sl_bitmap[fl];
 	}
-	sl = pg_rightmost_one_pos32(map);
 
-	p = ctl->heads[fl][sl];
 	b = BLK(p);
 	Assert(b->size & BLOCK_FREE);
 	free_list_remove(p, b, fl, sl);

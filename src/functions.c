@@ -50,6 +50,7 @@ PG_FUNCTION_INFO_V1(kv_cas);
 PG_FUNCTION_INFO_V1(kv_mget);
 PG_FUNCTION_INFO_V1(kv_mput);
 PG_FUNCTION_INFO_V1(kv_scan);
+PG_FUNCTION_INFO_V1(kv_scan_bytea);
 PG_FUNCTION_INFO_V1(kv_count);
 PG_FUNCTION_INFO_V1(kv_create_keyspace);
 PG_FUNCTION_INFO_V1(kv_drop_keyspace);
@@ -411,6 +412,7 @@ kv_mput(PG_FUNCTION_ARGS)
 typedef struct KvScanOut
 {
 	ReturnSetInfo *rsinfo;
+	bool		bytea;			/* values as bytea, unchecked */
 } KvScanOut;
 
 static void
@@ -421,14 +423,15 @@ scan_emit(void *arg, const char *key, uint32 keylen,
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
-	if (binary && !pg_verifymbstr(value, (int) vallen, true))
+	if (!st->bytea && binary && !pg_verifymbstr(value, (int) vallen, true))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 				 errmsg("value of key \"%s\" is not valid text in encoding \"%s\"",
 						pnstrdup(key, Min(keylen, 64)), GetDatabaseEncodingName()),
-				 errhint("The value was written as bytea; read it with kv_get_bytea().")));
+				 errhint("The value was written as bytea; list such keys with kv_scan_bytea().")));
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
+	/* text and bytea share the varlena layout */
 	values[1] = PointerGetDatum(cstring_to_text_with_len(value, vallen));
 	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc,
 						 values, nulls);
@@ -441,8 +444,8 @@ scan_emit(void *arg, const char *key, uint32 keylen,
  *
  * Every key starting with prefix, in no particular order.
  */
-Datum
-kv_scan(PG_FUNCTION_ARGS)
+static Datum
+scan_common(FunctionCallInfo fcinfo, bool bytea)
 {
 	text	   *prefix;
 	KvKeyspaceRef ks;
@@ -456,9 +459,29 @@ kv_scan(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	st.bytea = bytea;
 	KvStoreScan(ks, VARDATA_ANY(prefix), VARSIZE_ANY_EXHDR(prefix),
 				scan_emit, &st);
 	return (Datum) 0;
+}
+
+Datum
+kv_scan(PG_FUNCTION_ARGS)
+{
+	return scan_common(fcinfo, false);
+}
+
+/*
+ * kv_scan_bytea(prefix text, keyspace text)
+ *		returns table (key text, value bytea)
+ *
+ * Like kv_scan, with values as bytes: lists keys whose values are not
+ * valid text.
+ */
+Datum
+kv_scan_bytea(PG_FUNCTION_ARGS)
+{
+	return scan_common(fcinfo, true);
 }
 
 /*

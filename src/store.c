@@ -562,9 +562,13 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 		memcpy(KvEntryValue(n), newval, newlen);
 	account_mem(ks.id, np, true);
 
-	if (pend != NULL && TransactionIdEquals(pend->xid, myxid))
+	if (pend != NULL &&
+		KvTxnItemLevel(pend->wsidx) == GetCurrentTransactionNestLevel())
 	{
-		/* rewrite at the same subtransaction level: replace in place */
+		/*
+		 * Rewrite at the same subtransaction level (possibly of a version
+		 * a released subtransaction wrote): replace in place.
+		 */
 		KvPtr		old = *plink;
 
 		n->next = pend->next;
@@ -584,6 +588,35 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	LWLockRelease(lock);
 
 	KvCountWrite(ks.id);
+}
+
+/*
+ * KvStoreOlderOwnVersion
+ *		The next older pending entry of this transaction for the same key as
+ *		its pending entry p, or InvalidKvPtr.
+ */
+KvPtr
+KvStoreOlderOwnVersion(KvPtr p)
+{
+	KvEntry    *e = KvEntryGet(p);
+	uint32		bucket = BUCKET_OF(e->hash);
+	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
+	KvPtr		result = InvalidKvPtr;
+
+	LWLockAcquire(lock, LW_SHARED);
+	for (KvPtr q = e->next; q != InvalidKvPtr; q = KvEntryGet(q)->next)
+	{
+		KvEntry    *qe = KvEntryGet(q);
+
+		if (!same_key(qe, e))
+			continue;
+		if ((qe->flags & KVE_PENDING) &&
+			TransactionIdIsCurrentTransactionId(qe->xid))
+			result = q;
+		break;
+	}
+	LWLockRelease(lock);
+	return result;
 }
 
 /* unlink p from its chain; caller holds the partition lock exclusively */

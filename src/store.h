@@ -165,6 +165,7 @@ extern void KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen,
 /* store.c: end of transaction, called from txn.c */
 extern void KvStoreCommitEntry(KvPtr p);
 extern void KvStoreAbortEntry(KvPtr p);
+extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 
 /* store.c: keyspace drop support */
 extern bool KvStoreKeyspaceHasPending(uint16 ks);

@@ -163,6 +163,17 @@ KvTxnReplace(uint32 idx, KvPtr entry, bool is_visible)
 }
 
 /*
+ * KvTxnItemLevel
+ *		Subtransaction nesting level that owns write-set item idx.
+ */
+int
+KvTxnItemLevel(uint32 idx)
+{
+	Assert(idx < ws_count);
+	return ws_items[idx].nestlevel;
+}
+
+/*
  * KvTxnCountDelta
  *		How many more keys keyspace ks has for this transaction than
  *		committed (negative after deletes).
@@ -190,8 +201,11 @@ log_commit(void)
 
 	for (uint32 i = 0; i < ws_count; i++)
 	{
-		KvEntry    *e = KvEntryGet(ws_items[i].entry);
+		KvEntry    *e;
 
+		if (ws_items[i].entry == InvalidKvPtr)
+			continue;			/* merged away at a subcommit */
+		e = KvEntryGet(ws_items[i].entry);
 		len += sizeof(KvWalOp) + e->keylen + e->vallen;
 	}
 	len = KvWalRecordPadLen(len);
@@ -207,9 +221,12 @@ log_commit(void)
 	for (uint32 i = 0; i < ws_count; i++)
 	{
 		/* our own pending entries: nobody else changes them, no lock needed */
-		KvEntry    *e = KvEntryGet(ws_items[i].entry);
+		KvEntry    *e;
 		KvWalOp		op;
 
+		if (ws_items[i].entry == InvalidKvPtr)
+			continue;
+		e = KvEntryGet(ws_items[i].entry);
 		op.op = (e->flags & KVE_TOMBSTONE) ? KV_WOP_DELETE : KV_WOP_PUT;
 		op.binary = (e->flags & KVE_BINARY) ? 1 : 0;
 		op.keyspace = e->keyspace;
@@ -274,8 +291,43 @@ abort_items(uint32 from)
 	{
 		KvWsItem   *item = &ws_items[--ws_count];
 
+		if (item->entry == InvalidKvPtr)
+			continue;			/* merged away at a subcommit */
 		ws_delta[item->keyspace] -= (int) item->is_visible - (int) item->was_visible;
 		KvStoreAbortEntry(item->entry);
+	}
+}
+
+/*
+ * merge_superseded
+ *		After a subcommit relabelled items [from, ws_count) to the parent
+ *		level, an older version of the same key written at the parent level
+ *		can never be seen again (a rollback to the parent level would remove
+ *		both): free it, so a loop of savepoints or exception blocks rewriting
+ *		one key keeps one version, not one per iteration.
+ */
+static void
+merge_superseded(uint32 from)
+{
+	for (uint32 i = from; i < ws_count; i++)
+	{
+		KvWsItem   *item = &ws_items[i];
+		KvPtr		older;
+		uint32		oidx;
+
+		if (item->entry == InvalidKvPtr)
+			continue;
+		older = KvStoreOlderOwnVersion(item->entry);
+		if (older == InvalidKvPtr)
+			continue;
+		oidx = KvEntryGet(older)->wsidx;
+		if (ws_items[oidx].nestlevel != item->nestlevel)
+			continue;
+		/* the newer item now spans both writes */
+		ws_delta[item->keyspace] += (int) ws_items[oidx].was_visible - (int) item->was_visible;
+		item->was_visible = ws_items[oidx].was_visible;
+		ws_items[oidx].entry = InvalidKvPtr;
+		KvStoreAbortEntry(older);
 	}
 }
 
@@ -309,7 +361,8 @@ kv_xact_callback(XactEvent event, void *arg)
 				synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
 				XLogFlush(GetXLogInsertRecPtr());
 			for (uint32 i = 0; i < ws_count; i++)
-				KvStoreCommitEntry(ws_items[i].entry);
+				if (ws_items[i].entry != InvalidKvPtr)
+					KvStoreCommitEntry(ws_items[i].entry);
 			if (ws_logged)
 				KvWalClearInflight();
 			reset_write_set();
@@ -358,6 +411,7 @@ kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (i = ws_count; i > 0 && ws_items[i - 1].nestlevel >= level; i--)
 				ws_items[i - 1].nestlevel = level - 1;
+			merge_superseded(i);
 			break;
 
 		default:

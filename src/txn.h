@@ -16,5 +16,6 @@ extern void KvTxnReserve(void);
 extern uint32 KvTxnPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible);
 extern void KvTxnReplace(uint32 idx, KvPtr entry, bool is_visible);
 extern int64 KvTxnCountDelta(uint16 ks);
+extern int	KvTxnItemLevel(uint32 idx);
 
 #endif							/* KVEXT_TXN_H */
