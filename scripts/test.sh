@@ -14,6 +14,10 @@
 #
 # Servers run as the postgres user (initdb/postgres refuse root), on copies of
 # the tests in a fresh directory under /tmp that is kept on failure.
+#
+# As root, a 16MB tmpfs is mounted at $TESTROOT/tmpfs for the TAP tests that
+# fill a disk (KVEXT_TEST_TMPFS, see test/t/105_disk_full.pl) and unmounted at
+# the end; if it cannot be mounted, those tests fall back to a failpoint.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +29,9 @@ TESTROOT=""
 TIMEOUT=${KVEXT_TEST_TIMEOUT:-1200}
 IS_ROOT=0
 [ "$(id -u)" -eq 0 ] && IS_ROOT=1
+# small file system for the disk-full tests (mounted below when root)
+TMPFS_DIR=${KVEXT_TEST_TMPFS:-}
+TMPFS_MOUNTED=""
 
 header() { printf '\n==> %s\n' "$*"; }
 note() { printf '%s\n' "$*"; }
@@ -58,6 +65,11 @@ finish() {
 		FAILED=1
 	fi
 	[ -n "${BINDIR:-}" ] && stop_leftover_servers
+	if [ -n "$TMPFS_MOUNTED" ]; then
+		umount "$TMPFS_MOUNTED" 2>/dev/null || umount -l "$TMPFS_MOUNTED" 2>/dev/null ||
+			note "could not unmount $TMPFS_MOUNTED"
+		TMPFS_MOUNTED=""
+	fi
 	if [ -n "$TESTROOT" ] && [ -d "$TESTROOT" ]; then
 		if [ "$FAILED" -eq 0 ]; then
 			rm -rf "$TESTROOT"
@@ -321,14 +333,32 @@ if [ "${TAP:-1}" != 0 ]; then
 	shopt -u nullglob
 fi
 
+# A small tmpfs to fill up: only root can mount one.
+mount_test_tmpfs() {
+	local dir="$TESTROOT/tmpfs"
+	[ "$IS_ROOT" -eq 1 ] || return 0
+	mkdir -p "$dir" || return 0
+	if mount -t tmpfs -o size=16m,mode=0700 kvext-test-tmpfs "$dir" 2>/dev/null; then
+		TMPFS_MOUNTED=$dir
+		if chown postgres: "$dir"; then
+			TMPFS_DIR=$dir
+			note "16MB tmpfs mounted at $dir (KVEXT_TEST_TMPFS)"
+		fi
+	else
+		rmdir "$dir" 2>/dev/null
+		note "could not mount a tmpfs: the disk-full tests use a failpoint instead"
+	fi
+}
+
 if [ ${#TAP_FILES[@]} -gt 0 ]; then
 	header "tap: ${#TAP_FILES[@]} file(s)"
+	mount_test_tmpfs
 	tap_pass=0
 	tap_fail=0
 	for f in "${TAP_FILES[@]}"; do
 		b=$(basename "$f" .pl)
 		as_pg env PATH="$BINDIR:$PATH" TESTDIR="$TESTROOT/tap" PG_REGRESS="$PG_REGRESS" \
-			TMPDIR="$TESTROOT/tmp" \
+			TMPDIR="$TESTROOT/tmp" KVEXT_TEST_TMPFS="$TMPFS_DIR" \
 			timeout --foreground -k 30 "$TIMEOUT" \
 			prove -I "$PERL_TESTLIB" -I "$TESTROOT/test" "$f"
 		rc=$?

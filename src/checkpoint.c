@@ -316,14 +316,22 @@ typedef struct SnapReader
 
 #define SNAP_READ_CHUNK		(4 * 1024 * 1024)
 
+/* the damage starts at file offset off; -1: the file as a whole */
 static void
-snap_damaged(SnapReader *r, const char *why)
+snap_damaged(off_t off, const char *why)
 {
+	if (off < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext snapshot \"%s\" is damaged: %s",
+						KVEXT_SNAPSHOT_FILE, why)));
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("kvext snapshot \"%s\" is damaged at offset %lld: %s",
-					KVEXT_SNAPSHOT_FILE, (long long) (r->offset + r->pos), why)));
+					KVEXT_SNAPSHOT_FILE, (long long) off, why)));
 }
+
+#define SNAP_POS(r)		((off_t) ((r)->offset + (r)->pos))
 
 /* make at least n bytes available at r->buf + r->pos; false at EOF */
 static bool
@@ -360,7 +368,7 @@ snap_take(SnapReader *r, Size n, bool crc)
 	void	   *p;
 
 	if (!snap_fill(r, n))
-		snap_damaged(r, "unexpected end of file");
+		snap_damaged(SNAP_POS(r), "unexpected end of file");
 	p = r->buf + r->pos;
 	if (crc)
 		COMP_CRC32C(r->crc, p, n);
@@ -400,21 +408,22 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 
 	memcpy(&hdr, snap_take(&r, sizeof(hdr), true), sizeof(hdr));
 	if (hdr.magic != KVEXT_SNAP_MAGIC)
-		snap_damaged(&r, "bad magic number");
+		snap_damaged(0, "bad magic number");
 	if (hdr.version != KVEXT_SNAP_VERSION)
-		snap_damaged(&r, psprintf("format version %u, expected %u", hdr.version, KVEXT_SNAP_VERSION));
+		snap_damaged(0, psprintf("format version %u, expected %u", hdr.version, KVEXT_SNAP_VERSION));
 	if (hdr.pg_major != PG_VERSION_NUM / 100)
-		snap_damaged(&r, psprintf("written by PostgreSQL %u", hdr.pg_major));
+		snap_damaged(0, psprintf("written by PostgreSQL %u", hdr.pg_major));
 	if (hdr.nkeyspaces > 65535)
-		snap_damaged(&r, "bad keyspace count");
+		snap_damaged(0, "bad keyspace count");
 
 	for (uint32 i = 0; i < hdr.nkeyspaces; i++)
 	{
 		KvSnapKeyspace sk;
+		off_t		at = SNAP_POS(&r);
 
 		memcpy(&sk, snap_take(&r, sizeof(sk), true), sizeof(sk));
 		if (memchr(sk.name, '\0', NAMEDATALEN) == NULL)
-			snap_damaged(&r, "bad keyspace name");
+			snap_damaged(at, "bad keyspace name");
 		KvKeyspaceRecoverCreate(sk.id, sk.name);
 		known[sk.id] = true;
 	}
@@ -423,13 +432,14 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 	{
 		KvSnapEntry se;
 		char	   *data;
+		off_t		at = SNAP_POS(&r);
 
 		memcpy(&se, snap_take(&r, sizeof(se), true), sizeof(se));
 		if (se.keyspace == KVEXT_SNAP_END)
 			break;
 		if (se.keyspace >= kvext_max_keyspaces || se.keylen > MaxAllocSize ||
 			se.vallen > MaxAllocSize)
-			snap_damaged(&r, "bad entry header");
+			snap_damaged(at, "bad entry header");
 		data = snap_take(&r, (Size) se.keylen + se.vallen, true);
 		if (!known[se.keyspace])
 			continue;			/* not written by current versions; be safe */
@@ -450,11 +460,11 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 	FIN_CRC32C(r.crc);
 	memcpy(&stored_crc, snap_take(&r, sizeof(stored_crc), false), sizeof(stored_crc));
 	if (!EQ_CRC32C(r.crc, stored_crc))
-		snap_damaged(&r, "checksum mismatch");
+		snap_damaged(-1, "checksum mismatch");
 	if (stored_count != count)
-		snap_damaged(&r, "entry count mismatch");
+		snap_damaged(-1, "entry count mismatch");
 	if (snap_fill(&r, 1))
-		snap_damaged(&r, "trailing data");
+		snap_damaged(SNAP_POS(&r), "trailing data");
 
 	CloseTransientFile(r.fd);
 	pfree(r.buf);

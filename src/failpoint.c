@@ -9,7 +9,7 @@
  * backend), 'wal-after-fsync:error' raises an ERROR.  Points:
  *
  *	wal-before-write		committing backend, before its log record is written
- *	wal-after-write			after the write, before fsync
+ *	wal-after-write			after the commit record is written, before fsync
  *	wal-after-fsync			after fsync, before the commit is acknowledged
  *							(and before PostgreSQL's own commit record)
  *	wal-enospc				the log write fails with ENOSPC (no crash)

@@ -246,6 +246,9 @@ log_commit(void)
 	ws_logged = true;
 	pfree(rec);
 
+	/* after ws_logged, so an error here still gets its ABORT record */
+	KvFailpoint("wal-after-write");
+
 	if (mode == KV_SYNC_OFF && ws_mixed)
 		mode = KV_SYNC_LOCAL;
 	if (mode != KV_SYNC_OFF)

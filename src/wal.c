@@ -303,7 +303,6 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 
 	LWLockRelease(insert_lock);
 
-	KvFailpoint("wal-after-write");
 	return end;
 }
 

@@ -1,0 +1,315 @@
+# Helpers for kvext's durability TAP tests (test/t/1xx_*.pl): nodes with
+# kvext preloaded, waiting for the store after a crash, SQLSTATEs of failing
+# calls, killing the postmaster for real, concurrent write load whose
+# acknowledgements are recorded, and checksums of kvext's files.
+
+package KvextDurability;
+
+use strict;
+use warnings;
+
+use Digest::SHA;
+use Exporter 'import';
+use File::Find;
+use POSIX qw(WNOHANG);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(
+  kv_node kv_wait_ready kv_call kv_scalar kv_status kv_digest
+  kill9_postmaster child_pids wal_dir wal_segments last_segment
+  kvext_file_digests flip_byte truncate_by
+  start_load stop_load load_acks
+);
+
+# kv_node(name, extra postgresql.conf text): a started node with kvext
+# preloaded and the extension created in database "postgres".
+# PostgreSQL::Test::Cluster turns restart_after_crash off; kvext must come
+# back after a backend crash, so it is turned on again here.
+sub kv_node
+{
+	my ($name, $conf, %params) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf(
+		'postgresql.conf', qq(
+shared_preload_libraries = 'kvext'
+kvext.memory_limit = '64MB'
+restart_after_crash = on
+log_statement = none
+) . ($conf // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION kvext');
+	return $node;
+}
+
+# Wait until the store has finished recovery (after a crash-restart the
+# server refuses connections for a while, then kv functions wait).
+sub kv_wait_ready
+{
+	my ($node, $state) = @_;
+	$state //= 'ready';
+	return $node->poll_query_until('postgres',
+		'SELECT state FROM kv_wal_status()', $state);
+}
+
+# kv_call(node, sql): run sql; returns a hash with ok, stdout, stderr and
+# the SQLSTATE of the first error (psql VERBOSITY=verbose).
+sub kv_call
+{
+	my ($node, $sql, %params) = @_;
+	my ($stdout, $stderr);
+	my $ret = $node->psql(
+		'postgres', $sql,
+		stdout        => \$stdout,
+		stderr        => \$stderr,
+		on_error_stop => 1,
+		extra_params  => [ '-v', 'VERBOSITY=verbose' ],
+		%params);
+	my $sqlstate;
+	$sqlstate = $1 if defined $stderr && $stderr =~ /(?:ERROR|FATAL|PANIC):\s+([0-9A-Z]{5}):/;
+	return {
+		ret      => $ret,
+		ok       => ($ret == 0 ? 1 : 0),
+		stdout   => $stdout // '',
+		stderr   => $stderr // '',
+		sqlstate => $sqlstate // '',
+	};
+}
+
+# one value (safe_psql)
+sub kv_scalar
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# kv_wal_status() as a hash; LSNs also as integers (insert, flush, ...)
+sub kv_status
+{
+	my ($node) = @_;
+	my $row = $node->safe_psql('postgres',
+		q{SELECT state, coalesce(insert_lsn - '0/0', -1), coalesce(flush_lsn - '0/0', -1),
+		         coalesce(apply_lsn - '0/0', -1), coalesce(term, -1), coalesce(segments, -1),
+		         coalesce(snapshot_lsn - '0/0', -1), coalesce(snapshot_time::text, '')
+		  FROM kv_wal_status()});
+	my @f = split /\|/, $row, -1;
+	return {
+		state         => $f[0],
+		insert        => $f[1],
+		flush         => $f[2],
+		apply         => $f[3],
+		term          => $f[4],
+		segments      => $f[5],
+		snapshot      => $f[6],
+		snapshot_time => $f[7],
+	};
+}
+
+# count and md5 of every key=value of a keyspace (text values)
+sub kv_digest
+{
+	my ($node, $keyspace, $prefix) = @_;
+	$keyspace //= 'default';
+	$prefix   //= '';
+	return $node->safe_psql('postgres',
+		qq{SELECT count(*) || ':' || coalesce(md5(string_agg(key || '=' || value, ',' ORDER BY key)), '')
+		   FROM kv_scan('$prefix', '$keyspace')});
+}
+
+# pids of the direct children of pid
+sub child_pids
+{
+	my ($ppid) = @_;
+	my @pids;
+	opendir(my $d, '/proc') or die "opendir /proc: $!";
+	for my $p (grep { /^\d+$/ } readdir $d)
+	{
+		open(my $fh, '<', "/proc/$p/stat") or next;
+		my $stat = <$fh>;
+		close $fh;
+		next unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/;
+		push @pids, $p if $1 == $ppid;
+	}
+	closedir $d;
+	return @pids;
+}
+
+# kill -9 the postmaster, then wait until every server process it left
+# behind has gone (orphaned backends notice the postmaster's death and
+# exit; a new postmaster refuses to start while they are attached to the
+# old shared memory).
+sub kill9_postmaster
+{
+	my ($node) = @_;
+	my $pid = $node->{_pid};
+	die "node is not running" unless defined $pid;
+	my @children = child_pids($pid);
+	$node->kill9;
+	my $deadline = time + 60;
+	while (time < $deadline)
+	{
+		my @alive = grep { kill(0, $_) } ($pid, @children);
+		return 1 unless @alive;
+		usleep(50_000);
+	}
+	die "server processes still alive 60 s after kill -9 of the postmaster";
+}
+
+sub wal_dir
+{
+	my ($node) = @_;
+	return $node->data_dir . '/kvext/wal';
+}
+
+# segment file names (16 hex digits), ascending
+sub wal_segments
+{
+	my ($node) = @_;
+	opendir(my $d, wal_dir($node)) or die "opendir: $!";
+	my @segs = sort grep { /^[0-9A-F]{16}$/ } readdir $d;
+	closedir $d;
+	return @segs;
+}
+
+sub last_segment
+{
+	my ($node) = @_;
+	my @segs = wal_segments($node);
+	return wal_dir($node) . '/' . $segs[-1];
+}
+
+# relative path => sha256 of every file under $PGDATA/kvext (following the
+# wal directory if it is a symlink)
+sub kvext_file_digests
+{
+	my ($node) = @_;
+	my $base = $node->data_dir . '/kvext';
+	my %d;
+	find(
+		{
+			wanted => sub {
+				return unless -f $_;
+				my $rel = substr($File::Find::name, length($base) + 1);
+				$d{$rel} = Digest::SHA->new(256)->addfile($_)->hexdigest;
+			},
+			follow   => 1,
+			no_chdir => 1
+		},
+		$base);
+	return \%d;
+}
+
+# xor one byte of a file with 0xFF; returns the old byte
+sub flip_byte
+{
+	my ($file, $offset) = @_;
+	open(my $fh, '+<:raw', $file) or die "open $file: $!";
+	sysseek($fh, $offset, 0) or die "seek: $!";
+	my $b;
+	sysread($fh, $b, 1) == 1 or die "read $file at $offset failed";
+	sysseek($fh, $offset, 0) or die "seek: $!";
+	syswrite($fh, chr(ord($b) ^ 0xFF)) == 1 or die "write: $!";
+	close $fh or die "close: $!";
+	return $b;
+}
+
+sub truncate_by
+{
+	my ($file, $bytes) = @_;
+	my $size = -s $file;
+	truncate($file, $size - $bytes) or die "truncate $file: $!";
+	return $size - $bytes;
+}
+
+# start_load(node, kind, prefix, clients, statements): one psql per client
+# running a script of statements, each its own transaction; psql prints a
+# line as soon as a statement's result (so its commit) arrived, which is
+# the acknowledgement.  kind:
+#	incr	SELECT kv_incr('<prefix>_<c>')         prints the counter
+#	put		SELECT i FROM kv_mput(ARRAY['<prefix>a<c>_<i>', '<prefix>b<c>_<i>'], ...)
+#			two keys in one transaction; prints i
+sub start_load
+{
+	my ($node, $kind, $prefix, $clients, $statements) = @_;
+	my $dir = $PostgreSQL::Test::Utils::tmp_check;
+	my @h;
+	for my $c (1 .. $clients)
+	{
+		my $script = "$dir/load_${prefix}_$c.sql";
+		my $out    = "$dir/load_${prefix}_$c.out";
+		my $err    = "$dir/load_${prefix}_$c.err";
+		open(my $fh, '>', $script) or die "open $script: $!";
+		for my $i (1 .. $statements)
+		{
+			if ($kind eq 'incr')
+			{
+				print $fh "SELECT kv_incr('${prefix}_$c');\n";
+			}
+			else
+			{
+				print $fh
+				  "SELECT $i FROM kv_mput(ARRAY['${prefix}a${c}_$i', '${prefix}b${c}_$i'], ARRAY['v$i', 'v$i']);\n";
+			}
+		}
+		close $fh;
+		my @cmd = (
+			$node->installed_command('psql'), '-XAtq',
+			'-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr('postgres') . " application_name=${prefix}_$c",
+			'-f', $script);
+		# created here, so that it exists before psql starts
+		open(my $ofh, '>', $out) or die "open $out: $!";
+		close $ofh;
+		my $pid = fork();
+		die "fork: $!" unless defined $pid;
+		if ($pid == 0)
+		{
+			open(STDIN,  '<', '/dev/null') or POSIX::_exit(127);
+			open(STDOUT, '>>', $out)       or POSIX::_exit(127);
+			open(STDERR, '>', $err)        or POSIX::_exit(127);
+			exec(@cmd) or POSIX::_exit(127);
+		}
+		push @h, { pid => $pid, out => $out, err => $err, client => $c };
+	}
+	return { kind => $kind, prefix => $prefix, clients => \@h };
+}
+
+# wait for the load's psql processes to end (they do once their
+# connection is gone, or after the whole script)
+sub stop_load
+{
+	my ($load) = @_;
+	my $deadline = time + 60;
+	for my $c (@{ $load->{clients} })
+	{
+		while (waitpid($c->{pid}, WNOHANG) == 0)
+		{
+			if (time > $deadline)
+			{
+				kill 'KILL', $c->{pid};
+				waitpid($c->{pid}, 0);
+				last;
+			}
+			usleep(20_000);
+		}
+		$c->{status} = $? >> 8;
+	}
+}
+
+# per client: the acknowledged values, in order (lines printed by psql)
+sub load_acks
+{
+	my ($load) = @_;
+	my %acks;
+	for my $c (@{ $load->{clients} })
+	{
+		my @lines = grep { /^\d+$/ } split /\n/, slurp_file($c->{out});
+		$acks{ $c->{client} } = \@lines;
+	}
+	return \%acks;
+}
+
+1;
