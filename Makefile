@@ -34,13 +34,19 @@ PGFILEDESC = "kvext - distributed key-value store"
 REGRESS = load api errors txn savepoint keyspace bytea stats full wal
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
-ISOLATION = visibility locking
+ISOLATION = visibility locking drop_race
 ISOLATION_OPTS = --temp-config=test/kvext.conf
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# The script targets install PostgreSQL's development files themselves, so
+# they must work before pg_config exists (a fresh machine).
+SCRIPT_TARGETS := test run stop bench deps
 ifeq ($(PGXS),)
-$(error pg_config --pgxs failed: install postgresql-server-dev-15 (scripts/deps.sh does it))
+ifneq ($(filter-out $(SCRIPT_TARGETS),$(or $(MAKECMDGOALS),all)),)
+$(error pg_config --pgxs failed: install postgresql-server-dev-15 (make deps does it))
+endif
 endif
 
 # Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
@@ -50,7 +56,9 @@ ifdef ASSERTS
 PG_CFLAGS += -DUSE_ASSERT_CHECKING
 endif
 
+ifneq ($(PGXS),)
 include $(PGXS)
+endif
 
 .PHONY: test run stop bench deps
 deps:

@@ -52,6 +52,9 @@ PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 SHAREDIR=$("$PG_CONFIG" --sharedir)
 
 header "build: make"
+# always from clean: make test leaves an assert-enabled build behind, and
+# make does not notice a change of flags
+make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" clean >/dev/null
 make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG"
 
 header "install: make install"

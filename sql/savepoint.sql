@@ -361,6 +361,27 @@ SELECT kv_delete('sp:sub');
 RESET kvext.max_value_size;
 SELECT memory_used = :mem0 AS memory_back_to_start FROM kv_stats() WHERE keyspace IS NULL;
 
+-- kv_count() follows released and rolled-back subtransactions exactly
+SELECT kv_count() AS count0 \gset
+BEGIN;
+SELECT kv_put('sp:cnt', '1');
+SAVEPOINT a;
+SELECT kv_put('sp:cnt', '2');
+RELEASE a;
+SELECT kv_count() - :count0 AS one_more;
+DO $$ BEGIN FOR i IN 1..100 LOOP
+  BEGIN PERFORM kv_put('sp:cnt_loop', i::text);
+  EXCEPTION WHEN others THEN NULL; END;
+END LOOP; END $$;
+SELECT kv_count() - :count0 AS two_more, (SELECT count(*) FROM kv_scan('sp:cnt')) AS scanned;
+SAVEPOINT b;
+SELECT kv_delete('sp:cnt');
+SELECT kv_count() - :count0 AS one_more_after_delete;
+ROLLBACK TO b;
+SELECT kv_count() - :count0 AS two_more_again;
+COMMIT;
+SELECT kv_count() - :count0 AS two_more_committed, kv_get('sp:cnt'), kv_get('sp:cnt_loop');
+
 -- clean up
 SELECT count(*) > 0 AS deleted_some FROM kv_scan('sp:') WHERE kv_delete(key);
 SELECT * FROM sp_state;

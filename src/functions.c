@@ -401,6 +401,7 @@ kv_mput(PG_FUNCTION_ARGS)
 		text	   *val = DatumGetTextPP(vals[i]);
 		KvWrite		w = {0};
 
+		CHECK_FOR_INTERRUPTS();
 		w.op = KV_OP_PUT;
 		w.value = VARDATA_ANY(val);
 		w.vallen = VARSIZE_ANY_EXHDR(val);
@@ -427,7 +428,7 @@ scan_emit(void *arg, const char *key, uint32 keylen,
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 				 errmsg("value of key \"%s\" is not valid text in encoding \"%s\"",
-						pnstrdup(key, Min(keylen, 64)), GetDatabaseEncodingName()),
+						KvKeyExcerpt(key, keylen), GetDatabaseEncodingName()),
 				 errhint("The value was written as bytea; list such keys with kv_scan_bytea().")));
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, keylen));

@@ -45,6 +45,12 @@ static const struct config_enum_entry sync_commit_options[] = {
 	{NULL, 0, false}
 };
 
+/*
+ * A value, its key (1MB at most) and the entry header must fit in one
+ * allocator chunk (1GB): keep 2MB of room.
+ */
+#define KVEXT_MAX_VALUE_SIZE_LIMIT	(1024 * 1024 * 1024 - 2 * 1024 * 1024)
+
 /* the allocator addresses 8-byte units with 32-bit offsets: 32GB at most */
 #define KVEXT_MAX_MEMORY_LIMIT_KB	(32 * 1024 * 1024)
 
@@ -84,7 +90,7 @@ KvGucInit(void)
 							&kvext_max_value_size,
 							1024 * 1024,
 							0,
-							(int) (MaxAllocSize - VARHDRSZ),
+							KVEXT_MAX_VALUE_SIZE_LIMIT,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);

@@ -278,6 +278,22 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 }
 
 /*
+ * undo_dropping
+ *		A drop failed: the keyspace is active again under its old
+ *		generation, so references sessions took before the drop began stay
+ *		valid (none can have been taken while it was DROPPING).
+ */
+static void
+undo_dropping(KvKeyspace *ks, uint32 oldgen)
+{
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	ks->state = KS_ACTIVE;
+	pg_atomic_write_u32(&ks->gen, oldgen);
+	pg_atomic_fetch_add_u32(&dir->dir_gen, 1);
+	LWLockRelease(keyspace_lock);
+}
+
+/*
  * KvKeyspaceDrop
  *		Drop a keyspace and all its keys; returns false if it did not exist
  *		and if_exists.  See the file header for the protocol.
@@ -287,6 +303,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 {
 	int			slot;
 	KvKeyspace *ks;
+	uint32		oldgen;
 
 	check_name(name);
 	if (strcmp(name, KVEXT_DEFAULT_KEYSPACE) == 0)
@@ -317,6 +334,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 		KvReportNoKeyspace(name, strlen(name));
 	}
 	ks = &dir->slots[slot];
+	oldgen = pg_atomic_read_u32(&ks->gen);
 	ks->state = KS_DROPPING;
 	bump(ks);
 	LWLockRelease(keyspace_lock);
@@ -331,10 +349,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	/* step 2: refuse while any transaction has uncommitted writes in it */
 	if (KvStoreKeyspaceHasPending((uint16) slot))
 	{
-		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-		ks->state = KS_ACTIVE;
-		bump(ks);
-		LWLockRelease(keyspace_lock);
+		undo_dropping(ks, oldgen);
 		RESUME_INTERRUPTS();
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
@@ -350,10 +365,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	}
 	PG_CATCH();
 	{
-		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-		ks->state = KS_ACTIVE;
-		bump(ks);
-		LWLockRelease(keyspace_lock);
+		undo_dropping(ks, oldgen);
 		RESUME_INTERRUPTS();
 		PG_RE_THROW();
 	}

@@ -175,6 +175,18 @@ same_key(const KvEntry *a, const KvEntry *b)
 	return entry_matches(a, b->hash, b->keyspace, KvEntryKey(b), b->keylen);
 }
 
+/*
+ * KvKeyExcerpt
+ *		A key for an error message: at most 64 bytes, cut at a character
+ *		boundary so the message converts to the client's encoding.  Keys
+ *		are text, valid in the database encoding.  palloc'd.
+ */
+char *
+KvKeyExcerpt(const char *key, uint32 keylen)
+{
+	return pnstrdup(key, pg_mbcliplen(key, (int) keylen, 64));
+}
+
 static void
 report_keyspace_gone(void)
 {
@@ -295,7 +307,7 @@ KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 				 errmsg("value of key \"%s\" is not valid text in encoding \"%s\"",
-						pnstrdup(key, Min(keylen, 64)), GetDatabaseEncodingName()),
+						KvKeyExcerpt(key, keylen), GetDatabaseEncodingName()),
 				 errhint("The value was written as bytea; read it with kv_get_bytea().")));
 	}
 
@@ -443,7 +455,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 			account_mem(ks.id, stale, false);
 			KvFree(stale);
 			LWLockRelease(lock);
-			elog(LOG, "kvext removed an orphaned uncommitted write of transaction %u",
+			elog(WARNING, "kvext removed an orphaned uncommitted write of transaction %u",
 				 waited);
 			continue;
 		}
@@ -485,12 +497,12 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 						ereport(ERROR,
 								(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 								 errmsg("value of key \"%s\" is not an integer",
-										pnstrdup(key, Min(keylen, 64))),
+										KvKeyExcerpt(key, keylen)),
 								 errhint("kv_incr() works on values that are base-10 integers, such as those it writes.")));
 					ereport(ERROR,
 							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 							 errmsg("value of key \"%s\" is out of range for type bigint",
-									pnstrdup(key, Min(keylen, 64)))));
+									KvKeyExcerpt(key, keylen))));
 				}
 				if (pg_add_s64_overflow(cur, w->delta, &w->result))
 				{
@@ -499,7 +511,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 							 errmsg("kv_incr() result is out of range for type bigint"),
 							 errdetail("Key \"%s\" holds " INT64_FORMAT "; adding " INT64_FORMAT " overflows.",
-									   pnstrdup(key, Min(keylen, 64)), cur, w->delta)));
+									   KvKeyExcerpt(key, keylen), cur, w->delta)));
 				}
 				newlen = (uint32) pg_lltoa(w->result, numbuf);
 				newval = numbuf;
@@ -521,12 +533,12 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 			}
 			if (w->value == NULL)
 			{
-				/* kv_cas(key, old, NULL) deletes */
-				if (visible == NULL)
-				{
-					LWLockRelease(lock);
-					return;
-				}
+				/*
+				 * kv_cas(key, old, NULL) deletes.  kv_cas(key, NULL, NULL)
+				 * on a missing key deletes nothing, but still takes the
+				 * key's lock with a tombstone, so that "does not exist"
+				 * holds until this transaction ends.
+				 */
 				tombstone = true;
 			}
 			else

@@ -181,6 +181,9 @@ extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
 extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);
 extern void KvKeyspaceRecoverDrop(uint16 id);
 
+/* store.c: messages */
+extern char *KvKeyExcerpt(const char *key, uint32 keylen);
+
 /* store.c: monitoring */
 extern uint64 KvStoreMemoryUsed(void);
 extern uint64 KvStoreMemoryLimit(void);

@@ -326,8 +326,12 @@ merge_superseded(uint32 from)
 		oidx = KvEntryGet(older)->wsidx;
 		if (ws_items[oidx].nestlevel != item->nestlevel)
 			continue;
-		/* the newer item now spans both writes */
-		ws_delta[item->keyspace] += (int) ws_items[oidx].was_visible - (int) item->was_visible;
+		/*
+		 * The newer item now spans both writes.  ws_delta keeps both
+		 * items' contributions, whose sum is exactly the newer item's new
+		 * (is - was), so it needs no change; a later abort of the newer
+		 * item subtracts that sum.
+		 */
 		item->was_visible = ws_items[oidx].was_visible;
 		ws_items[oidx].entry = InvalidKvPtr;
 		KvStoreAbortEntry(older);
