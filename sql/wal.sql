@@ -56,6 +56,9 @@ BEGIN;
 SELECT kv_put('wal:d', 'w');
 SELECT kv_put('wal:e', 'w');
 COMMIT;
+-- no room to reserve the blocks of a possible ABORT record: no commit either
+SET kvext.failpoint = 'wal-enospc-reserve';
+SELECT kv_put('wal:e', 'w');
 \set VERBOSITY default
 RESET kvext.failpoint;
 SELECT kv_get('wal:d') IS NULL AND kv_get('wal:e') IS NULL AS not_committed;

@@ -234,7 +234,8 @@ write_snapshot(void)
 
 	refs = palloc(sizeof(KvKeyspaceRef) * kvext_max_keyspaces);
 	names = palloc(NAMEDATALEN * kvext_max_keyspaces);
-	nks = KvKeyspaceList(refs, names);
+	/* a keyspace being dropped stays in until its KS_DROP is logged */
+	nks = KvKeyspaceListForSnapshot(refs, names);
 
 	memset(&w, 0, sizeof(w));
 	w.known = palloc0(sizeof(bool) * kvext_max_keyspaces);
@@ -285,6 +286,13 @@ write_snapshot(void)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not close kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+
+	/*
+	 * The image may hold the effects of records written after the redo
+	 * point, during the scan; they must be durable before the image is,
+	 * or a crash could keep a later commit and lose an earlier one.
+	 */
+	KvWalFlushAll();
 
 	KvFailpoint("snapshot-before-rename");
 	(void) durable_rename(KVEXT_SNAPSHOT_TMP, KVEXT_SNAPSHOT_FILE, ERROR);
@@ -558,6 +566,11 @@ KvCheckpointerMain(Datum arg)
 								ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(cxt);
 
+	SpinLockAcquire(&ckpt->mutex);
+	ckpt->procno = MyProc->pgprocno;
+	SpinLockRelease(&ckpt->mutex);
+	on_shmem_exit(checkpointer_detach, (Datum) 0);
+
 	/* rebuild the store; on failure, stay up doing nothing */
 	if (!KvRecover())
 	{
@@ -570,10 +583,6 @@ KvCheckpointerMain(Datum arg)
 		}
 	}
 
-	SpinLockAcquire(&ckpt->mutex);
-	ckpt->procno = MyProc->pgprocno;
-	SpinLockRelease(&ckpt->mutex);
-	on_shmem_exit(checkpointer_detach, (Datum) 0);
 	last_insert = KvWalInsertPos();
 
 	for (;;)

@@ -13,6 +13,7 @@
  *	wal-after-fsync			after fsync, before the commit is acknowledged
  *							(and before PostgreSQL's own commit record)
  *	wal-enospc				the log write fails with ENOSPC (no crash)
+ *	wal-enospc-reserve		reserving space for a possible ABORT record fails
  *	snapshot-mid			checkpointer, half-way through writing a snapshot
  *	snapshot-before-rename	snapshot written and synced, not yet renamed
  *	segment-removal-mid		after removing the first of several old segments

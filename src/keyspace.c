@@ -26,7 +26,10 @@
  *      step 2 sees it.  If one is found, the slot goes back to ACTIVE and
  *      the drop fails (55006): a transaction's write set must never point
  *      at a freed entry;
- *   3. remove every (committed) entry, then free the slot.
+ *   3. under the keyspace lock, log KS_DROP and mark the slot DROPPED;
+ *      then remove every (committed) entry, and free the slot.
+ * Snapshots keep ACTIVE and DROPPING keyspaces, not DROPPED ones (see
+ * KvKeyspaceListForSnapshot).
  * Lock order: keyspace lock is never held while taking a partition lock.
  *
  * Copyright (c) 2026, kvext authors
@@ -132,7 +135,8 @@ find_slot(const char *name, int len, bool include_dropping)
 		KvKeyspace *ks = &dir->slots[i];
 
 		if (ks->state == KS_ACTIVE ||
-			(include_dropping && ks->state == KS_DROPPING))
+			(include_dropping &&
+			 (ks->state == KS_DROPPING || ks->state == KS_DROPPED)))
 		{
 			if (strncmp(ks->name, name, len) == 0 && ks->name[len] == '\0')
 				return i;
@@ -358,13 +362,24 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				 errhint("Retry once the writing transactions have committed or rolled back.")));
 	}
 
-	/* log the drop; if that fails, the keyspace stays */
+	/*
+	 * Log the drop; if that fails, the keyspace stays.  Logging and the
+	 * move to DROPPED happen under the keyspace lock, where the
+	 * checkpointer reads the directory after taking its redo point: a
+	 * snapshot then either keeps the keyspace (its KS_DROP follows the
+	 * redo point and is replayed) or leaves it out (the drop is logged).
+	 */
 	PG_TRY();
 	{
+		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
 		log_keyspace(KV_REC_KS_DROP, (uint16) slot, name);
+		ks->state = KS_DROPPED;
+		LWLockRelease(keyspace_lock);
 	}
 	PG_CATCH();
 	{
+		if (LWLockHeldByMe(keyspace_lock))
+			LWLockRelease(keyspace_lock);
 		undo_dropping(ks, oldgen);
 		RESUME_INTERRUPTS();
 		PG_RE_THROW();
@@ -463,4 +478,48 @@ KvKeyspaceRecoverDrop(uint16 id)
 	ks->name[0] = '\0';
 	bump(ks);
 	LWLockRelease(keyspace_lock);
+}
+
+/*
+ * KvKeyspaceListForSnapshot
+ *		Like KvKeyspaceList, but also the keyspaces whose drop has not been
+ *		logged yet (DROPPING): the drop may still fail, and if it succeeds
+ *		its KS_DROP record comes after the snapshot's redo point.
+ */
+int
+KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
+{
+	int			n = 0;
+
+	LWLockAcquire(keyspace_lock, LW_SHARED);
+	for (int i = 0; i < kvext_max_keyspaces; i++)
+	{
+		KvKeyspace *ks = &dir->slots[i];
+
+		if (ks->state != KS_ACTIVE && ks->state != KS_DROPPING)
+			continue;
+		refs[n].id = (uint16) i;
+		refs[n].gen = pg_atomic_read_u32(&ks->gen);
+		strlcpy(names[n], ks->name, NAMEDATALEN);
+		n++;
+	}
+	LWLockRelease(keyspace_lock);
+	return n;
+}
+
+/*
+ * KvKeyspaceIdIsActive
+ *		Is slot id an active keyspace?  For replay sanity checks.
+ */
+bool
+KvKeyspaceIdIsActive(uint16 id)
+{
+	bool		active;
+
+	if (id >= kvext_max_keyspaces)
+		return false;
+	LWLockAcquire(keyspace_lock, LW_SHARED);
+	active = (dir->slots[id].state == KS_ACTIVE);
+	LWLockRelease(keyspace_lock);
+	return active;
 }

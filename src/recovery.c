@@ -203,6 +203,7 @@ typedef struct LogScan
 	uint64		term;
 	HTAB	   *aborted;		/* xids with an ABORT record */
 	uint64		nrecords;
+	bool		torn;			/* the last segment must be cut at end */
 } LogScan;
 
 /* read a whole segment file into palloc'd memory */
@@ -366,7 +367,6 @@ scan_pass1(LogScan *ls)
 			if (!check_record(buf, len, off, segstart, &why))
 			{
 				char		path[MAXPGPATH];
-				int			fd;
 
 				if (!last)
 					fail_corrupt(segstart, off, segstart + off, why,
@@ -375,17 +375,16 @@ scan_pass1(LogScan *ls)
 					fail_corrupt(segstart, off, segstart + off, why,
 								 "Valid records follow the damaged one and show it had been flushed, so this is not a torn write.");
 
-				/* a torn tail: cut it off */
+				/*
+				 * A torn tail: replay stops here, and the file is cut once
+				 * replay has succeeded (so a failed recovery changes no
+				 * file).
+				 */
 				KvWalSegmentPath(path, segstart);
 				ereport(LOG,
 						(errmsg("kvext log ends with a torn record at LSN %X/%X in \"%s\" (%s); truncating %zu bytes",
 								LSN_FORMAT_ARGS(segstart + off), path, why, len - off)));
-				fd = OpenTransientFile(path, O_RDWR | PG_BINARY);
-				if (fd < 0 || ftruncate(fd, off) != 0 || pg_fsync(fd) != 0)
-					ereport(ERROR,
-							(errcode_for_file_access(),
-							 errmsg("could not truncate kvext log file \"%s\": %m", path)));
-				CloseTransientFile(fd);
+				ls->torn = true;
 				len = off;
 				break;
 			}
@@ -449,9 +448,11 @@ apply_txn(KvWalRecord *hdr)
 		if (op.op == 0)
 			break;				/* padding */
 		key = p + sizeof(KvWalOp);
-		if (op.keyspace >= kvext_max_keyspaces)
-			elog(ERROR, "kvext log record at LSN %X/%X names keyspace %u",
-				 LSN_FORMAT_ARGS(hdr->lsn), op.keyspace);
+		if (!KvKeyspaceIdIsActive(op.keyspace))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
+							LSN_FORMAT_ARGS(hdr->lsn), op.keyspace)));
 		if (!KvStoreRecoverWrite(op.keyspace, key, op.keylen,
 								 op.op == KV_WOP_PUT ? key + op.keylen : NULL,
 								 op.vallen, op.binary != 0))
@@ -570,9 +571,14 @@ recover(void)
 	scan_pass1(&ls);
 	scan_pass2(&ls);
 
-	/* make sure what we replayed is durable before building on it */
+	/* cut a torn tail, make what we replayed durable, then build on it */
 	KvWalSegmentPath(path, ls.segs[ls.endseg]);
 	fd = OpenTransientFile(path, O_RDWR | PG_BINARY);
+	if (fd >= 0 && ls.torn &&
+		ftruncate(fd, (off_t) (ls.end - ls.segs[ls.endseg])) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not truncate kvext log file \"%s\": %m", path)));
 	if (fd < 0 || pg_fsync(fd) != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
@@ -598,11 +604,39 @@ bool
 KvRecover(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	MemoryContext rcxt = AllocSetContextCreate(cxt, "kvext recovery",
-											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext rcxt;
 	bool		ok = true;
+	uint32		expected = KV_STATE_STARTING;
 
-	set_state(KV_STATE_RECOVERING);
+	/*
+	 * Recover once per shared memory lifetime.  A checkpointer restarted by
+	 * the postmaster without a crash-restart (it exited on SIGTERM or an
+	 * error) finds the store READY and must not replay into a live store;
+	 * if its predecessor died during recovery, the store is half-loaded and
+	 * only a restart of the server can recover it.
+	 */
+	if (!pg_atomic_compare_exchange_u32(&rec->state, &expected,
+										KV_STATE_RECOVERING))
+	{
+		if (expected == KV_STATE_READY)
+			return true;
+		if (expected == KV_STATE_RECOVERING)
+		{
+			SpinLockAcquire(&rec->mutex);
+			rec->sqlstate = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+			strlcpy(rec->message, "kvext recovery was interrupted", sizeof(rec->message));
+			strlcpy(rec->detail, "The checkpointer exited while rebuilding the store.",
+					sizeof(rec->detail));
+			SpinLockRelease(&rec->mutex);
+			ereport(LOG,
+					(errmsg("kvext recovery was interrupted; restart the server to recover the store")));
+			set_state(KV_STATE_FAILED);
+		}
+		return false;
+	}
+	ConditionVariableBroadcast(&rec->cv);
+
+	rcxt = AllocSetContextCreate(cxt, "kvext recovery", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(rcxt);
 	PG_TRY();
 	{

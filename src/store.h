@@ -75,7 +75,8 @@ typedef enum KvKeyspaceState
 {
 	KS_FREE = 0,
 	KS_ACTIVE,
-	KS_DROPPING
+	KS_DROPPING,				/* drop in progress, not logged yet */
+	KS_DROPPED					/* KS_DROP logged, entries being removed */
 } KvKeyspaceState;
 
 typedef struct KvKeyspace
@@ -111,6 +112,8 @@ extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn(
 extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
 extern bool KvKeyspaceDrop(const char *name, bool if_exists);
 extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
+extern int	KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
+extern bool KvKeyspaceIdIsActive(uint16 id);
 
 /* store.c: setup */
 extern Size KvStoreShmemSize(void);

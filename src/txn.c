@@ -26,7 +26,8 @@
  * only if pg_xact says the transaction committed, so tables and keys
  * commit together or not at all.  Such a "mixed" transaction is always
  * flushed here, even with kvext.synchronous_commit = off, because its
- * PostgreSQL commit may be durable an instant later.  For a kv-only
+ * PostgreSQL commit may be durable an instant later, and its PostgreSQL
+ * commit record is flushed before its keys become visible.  For a kv-only
  * transaction the kvext record is the commit (PostgreSQL does not flush
  * the commit record of a transaction that wrote no WAL); if the
  * transaction still aborts after pre-commit, an ABORT record is logged and
@@ -359,14 +360,14 @@ kv_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 
 			/*
-			 * A mixed transaction's fate is its PostgreSQL commit record;
-			 * if PostgreSQL committed asynchronously, flush it now, before
-			 * the keys become visible, so a kvext commit that returned is
-			 * never lost.
+			 * A mixed transaction's fate is its PostgreSQL commit record.
+			 * Make it durable before the keys become visible, whatever the
+			 * settings (a no-op when PostgreSQL committed synchronously):
+			 * otherwise a snapshot, or a later kv-only commit that read
+			 * these keys, could outlive a commit that a crash then loses.
 			 */
-			if (ws_logged && ws_mixed && kvext_synchronous_commit != KV_SYNC_OFF &&
-				synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
-				XLogFlush(GetXLogInsertRecPtr());
+			if (ws_logged && ws_mixed)
+				XLogFlush(XactLastCommitEnd);
 			for (uint32 i = 0; i < ws_count; i++)
 				if (ws_items[i].entry != InvalidKvPtr)
 					KvStoreCommitEntry(ws_items[i].entry);

@@ -16,7 +16,10 @@
  * pwrite()s it to the current segment.  Insertion order is therefore log
  * order.  If the write fails (ENOSPC, EIO) the file is truncated back to
  * where the record started and the error is raised: nothing partial
- * counts as written, and a later write may succeed.
+ * counts as written, and a later write may succeed.  After a TXN record,
+ * fallocate(FALLOC_FL_KEEP_SIZE) reserves the blocks for the ABORT record
+ * its transaction might still need (written in a critical section, it
+ * must not meet a full disk); ABORT records never start a new segment.
  *
  * Group commit.  KvWalFlush(upto) is PostgreSQL's XLogFlush pattern: the
  * first backend to get the flush lock (LWLockAcquireOrWait) fdatasync()s
@@ -64,6 +67,9 @@
 #include "failpoint.h"
 #include "kvext.h"
 #include "wal.h"
+
+/* blocks reserved after each TXN record for a possible ABORT record */
+#define KVEXT_ABORT_RESERVE		4096
 
 typedef struct KvWalShared
 {
@@ -242,7 +248,9 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 
-	if (wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
+	/* an ABORT record goes into the space reserved for it (see below) */
+	if (type != KV_REC_ABORT &&
+		wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
 		wal->insert_lsn > wal->seg_start)
 		switch_segment();
 
@@ -292,6 +300,37 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 					 errdetail("The transaction was not committed.")));
 		}
 		done += n;
+	}
+
+	/*
+	 * If this transaction aborts after all (a later pre-commit check), its
+	 * ABORT record must be writable even on a full disk, or recovery would
+	 * bring the write back: reserve the blocks for it now, past the end of
+	 * the file.  No reservation, no commit.
+	 */
+	if (type == KV_REC_TXN &&
+		(KvFailpointEnospc("wal-enospc-reserve") ||
+		 fallocate(fd, FALLOC_FL_KEEP_SIZE, offset + len, KVEXT_ABORT_RESERVE) != 0))
+	{
+		int			save_errno = KvFailpointEnospc("wal-enospc-reserve") ? ENOSPC : errno;
+
+		if (save_errno != EOPNOTSUPP)
+		{
+			char		path[MAXPGPATH];
+
+			if (ftruncate(fd, offset) != 0)
+				ereport(PANIC,
+						(errcode_for_file_access(),
+						 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
+								(unsigned long long) wal->seg_start)));
+			LWLockRelease(insert_lock);
+			KvWalSegmentPath(path, seg_fd_start);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not reserve space in kvext log file \"%s\": %m", path),
+					 errdetail("The transaction was not committed.")));
+		}
 	}
 
 	if (type == KV_REC_TXN)

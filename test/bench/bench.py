@@ -1,0 +1,918 @@
+#!/usr/bin/env python3
+"""make bench: kvext side by side with PostgreSQL tables and Redis, as ratios.
+
+Run by scripts/bench.sh (which installs Redis, builds and installs kvext
+first).  Starts its own servers (PostgreSQL as the postgres user, data in a
+fresh temporary directory; Redis with explicit configuration), all on
+loopback / unix sockets, runs every measurement alternating with its
+baselines (A, B, C, A, B, C, ...) over several short rounds, reports
+medians and their ratios, prints a Markdown report and writes it to
+docs/benchmarks.md.  Every server is stopped at the end, also on failure or
+Ctrl-C.
+
+Environment:
+  QUICK=1       fewer, shorter rounds and fewer client counts (< 3 minutes)
+  ROUNDS=n      rounds per measurement (default 5, QUICK 3)
+  DURATION=s    seconds per pgbench / redis-benchmark run (default 3, QUICK 1)
+  OUT=path      report file (default docs/benchmarks.md; QUICK: not written
+                unless OUT is set)
+"""
+
+import atexit
+import csv
+import datetime
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+QUICK = os.environ.get("QUICK", "") not in ("", "0", "no", "false")
+ROUNDS = int(os.environ.get("ROUNDS") or (3 if QUICK else 5))
+DURATION = int(os.environ.get("DURATION") or (1 if QUICK else 3))
+OUT = os.environ.get("OUT") or ("" if QUICK else os.path.join(ROOT, "docs", "benchmarks.md"))
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+IS_ROOT = os.geteuid() == 0
+PGUSER = "postgres" if IS_ROOT else os.environ.get("USER", "postgres")
+
+# client counts
+CLIENTS = (1, 16) if QUICK else (1, 4, 16)          # the default set
+SCALE = (1, 4, 16) if QUICK else (1, 2, 4, 8, 16)   # scaling rows
+BATCH_CLIENTS = (1,) if QUICK else (1, 4)
+RESTARTS = 1 if QUICK else 3                         # recovery measurements
+
+NKEYS_SMALL = 100_000
+NKEYS_BIG = 1_000_000
+NKEYS_WRITE = 100_000
+BATCH = 100
+VAL = "0123456789abcdef0123456789abcdef"  # 32 bytes, every write
+assert len(VAL) == 32
+
+# Unset libpq settings of the caller: they must not redirect us elsewhere.
+for _v in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER",
+           "PGSERVICE", "PGOPTIONS", "PGDATA"):
+    os.environ.pop(_v, None)
+
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    if msg.startswith("== "):
+        msg = "== [%3.0f s] %s" % (time.monotonic() - T0, msg[3:])
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, *, user=None, env=None, input=None, check=True, timeout=None):
+    """Run a command, return its stdout; as the postgres user when user."""
+    kw = {}
+    if user and IS_ROOT:
+        kw.update(user=user, group=user, extra_groups=[], cwd="/")
+    p = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                       env=env, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError("command failed (%d): %s\n%s%s" % (
+            p.returncode, " ".join(cmd), p.stdout[-2000:], p.stderr[-2000:]))
+    return p.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+SERVERS = []   # everything to stop at exit
+
+
+class PgServer:
+    """A PostgreSQL 15 server with kvext preloaded, in a fresh temp dir."""
+
+    def __init__(self, name, extra_conf=""):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="kvbench-%s-" % name)
+        os.chmod(self.dir, 0o755)
+        if IS_ROOT:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self.logfile = os.path.join(self.dir, "logfile")
+        self.port = free_port()
+        self.running = False
+        SERVERS.append(self)
+        run([PGBIN + "/initdb", "-D", self.data, "-U", PGUSER, "--auth=trust",
+             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"], user="postgres")
+        conf = """
+# written by test/bench/bench.py
+shared_preload_libraries = 'kvext'
+listen_addresses = '127.0.0.1'
+port = %d
+unix_socket_directories = '%s'
+max_connections = 50
+shared_buffers = '256MB'
+fsync = on
+checkpoint_timeout = '1h'
+max_wal_size = '8GB'
+kvext.memory_limit = '1GB'
+kvext.checkpoint_timeout = '1h'
+kvext.max_wal_size = '8GB'
+%s
+""" % (self.port, self.dir, extra_conf)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(conf)
+
+    def start(self):
+        run([PGBIN + "/pg_ctl", "-D", self.data, "-l", self.logfile, "-w",
+             "-t", "120", "start"], user="postgres")
+        self.running = True
+
+    def stop(self, mode="fast"):
+        if self.running:
+            run([PGBIN + "/pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "120",
+                 "stop"], user="postgres", check=False)
+            self.running = False
+
+    def cleanup(self):
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def conninfo(self, db="bench"):
+        return ["-h", self.dir, "-p", str(self.port), "-U", PGUSER, "-d", db]
+
+    def psql(self, sql, db="bench", options=None, timeout=None):
+        env = dict(os.environ)
+        if options:
+            env["PGOPTIONS"] = options
+        return run([PGBIN + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+                   + self.conninfo(db), input=sql, env=env, timeout=timeout)
+
+    def setup_db(self):
+        self.psql("CREATE DATABASE bench;", db="postgres")
+        self.psql("CREATE EXTENSION kvext; CREATE EXTENSION pg_prewarm;")
+
+    def log_text(self):
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
+
+class RedisServer:
+    """redis-server with an explicit configuration, loopback and unix socket."""
+
+    def __init__(self, name, durable):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="kvbench-redis-%s-" % name)
+        self.port = free_port()
+        self.sock = os.path.join(self.dir, "redis.sock")
+        persist = ("appendonly yes\nappendfsync always\nsave \"\"\n" if durable
+                   else "appendonly no\nsave \"\"\n")
+        conf = os.path.join(self.dir, "redis.conf")
+        with open(conf, "w") as f:
+            f.write("""# written by test/bench/bench.py
+bind 127.0.0.1
+port %d
+unixsocket %s
+unixsocketperm 700
+protected-mode yes
+daemonize no
+dir %s
+logfile %s
+databases 1
+%s""" % (self.port, self.sock, self.dir, os.path.join(self.dir, "redis.log"), persist))
+        self.proc = subprocess.Popen(["redis-server", conf], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        SERVERS.append(self)
+        for _ in range(100):
+            if os.path.exists(self.sock) and self.cli("PING").strip() == "PONG":
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("redis-server %s did not start" % name)
+
+    def cli(self, *args, input=None):
+        return run(["redis-cli", "-s", self.sock] + list(args), input=input, check=False)
+
+    def used_memory(self):
+        m = re.search(r"^used_memory:(\d+)", self.cli("INFO", "memory"), re.M)
+        return int(m.group(1))
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cleanup_all():
+    while SERVERS:
+        s = SERVERS.pop()
+        try:
+            s.cleanup()
+        except Exception as e:  # keep stopping the others
+            log("bench: cleanup of %s: %s" % (s.name, e))
+
+
+def on_signal(signum, frame):
+    log("bench: interrupted, stopping servers")
+    cleanup_all()
+    sys.exit(130)
+
+
+atexit.register(cleanup_all)
+signal.signal(signal.SIGINT, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+
+# ---------------------------------------------------------------------------
+# Load generators
+
+# pgbench scripts.  Every script of one comparison draws its key with the same
+# \set and builds it the same way ('k' || :k), so only the operation differs.
+SCRIPTS = {
+    "select1":   "\\set k random(1, :nkeys)\nSELECT 1;\n",
+    "kv_get":    "\\set k random(1, :nkeys)\nSELECT kv_get('k' || :k, '{ks}');\n",
+    "pk_select": "\\set k random(1, :nkeys)\nSELECT v FROM {table} WHERE k = 'k' || :k;\n",
+    "kv_put":    "\\set k random(1, :nkeys)\nSELECT kv_put('k' || :k, '%s', '{ks}');\n" % VAL,
+    "upsert":    ("\\set k random(1, :nkeys)\nINSERT INTO {table} (k, v) VALUES ('k' || :k, '%s')"
+                  " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;\n" % VAL),
+    # batches: 100 keys a call, read from a table of precomputed, sorted key
+    # arrays (as a client would send an array parameter; sorted so that
+    # concurrent kv_mput calls lock keys in the same order)
+    "kv_mget":   "\\set b random(1, :nbatches)\nSELECT kv_mget(keys, '{ks}') FROM {table} WHERE id = :b;\n",
+    "kv_mput":   "\\set b random(1, :nbatches)\nSELECT kv_mput(keys, vals, '{ks}') FROM {table} WHERE id = :b;\n",
+}
+
+
+class Bench:
+    def __init__(self, work):
+        self.work = work
+        self.nscript = 0
+
+    def script(self, kind, **fmt):
+        self.nscript += 1
+        path = os.path.join(self.work, "%03d-%s.sql" % (self.nscript, kind))
+        with open(path, "w") as f:
+            f.write(SCRIPTS[kind].format(**fmt))
+        return path
+
+    def pgbench(self, pg, script, clients, options="", variables=None, warmup=False):
+        """One pgbench run of DURATION s (warm-up: 50 transactions a client);
+        returns transactions per second."""
+        env = dict(os.environ)
+        if options:
+            env["PGOPTIONS"] = options
+        cmd = ["pgbench", "-n", "-M", "prepared", "-f", script, "-c", str(clients),
+               "-j", str(min(clients, 2))]
+        cmd += ["-t", "50"] if warmup else ["-T", str(DURATION)]
+        for k, v in (variables or {}).items():
+            cmd += ["-D", "%s=%s" % (k, v)]
+        cmd += pg.conninfo()
+        out = run(cmd, env=env)
+        m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M)
+        if not m:
+            raise RuntimeError("cannot parse pgbench output:\n" + out)
+        return float(m.group(1))
+
+    def redis_bench(self, r, test, clients, keyspace, nreq):
+        out = run(["redis-benchmark", "-s", r.sock, "-t", test, "-n", str(nreq),
+                   "-c", str(clients), "-P", "1", "-r", str(keyspace), "-d", "32",
+                   "--csv"])
+        rows = list(csv.reader(io.StringIO(out)))
+        for row in rows[1:]:
+            if row and row[0].upper() == test.upper():
+                return float(row[1])
+        raise RuntimeError("cannot parse redis-benchmark output:\n" + out)
+
+    def redis_runner(self, r, test, clients, keyspace):
+        """A zero-argument function running redis-benchmark for ~DURATION s.
+        (redis-benchmark takes a request count, not a duration, and its rate
+        is unreliable for runs of a few milliseconds: calibrate on wall-clock
+        runs of at least 0.5 s, which also warm the server up.)"""
+        n = 1000
+        while True:
+            t = time.monotonic()
+            self.redis_bench(r, test, clients, keyspace, n)
+            wall = time.monotonic() - t
+            if wall >= (0.3 if QUICK else 0.5) or n >= 50_000_000:
+                break
+            n = int(n * min(10.0, 0.7 / max(wall, 0.01)))
+        nreq = max(clients * 100, int(n * DURATION / wall))
+        return lambda: self.redis_bench(r, test, clients, keyspace, nreq)
+
+
+def alternate(label, variants):
+    """Run the variants in turn (A, B, C, A, B, C, ...) for ROUNDS rounds after
+    one short unmeasured warm-up of each; returns {name: median}."""
+    for name, fn in variants:
+        fn(warmup=True)
+    res = {name: [] for name, _ in variants}
+    for _ in range(ROUNDS):
+        for name, fn in variants:
+            res[name].append(fn(warmup=False))
+    med = {name: median(v) for name, v in res.items()}
+    log("  %-30s %s" % (label, "  ".join("%s=%.0f [%.0f-%.0f]" % (
+        n, med[n], min(res[n]), max(res[n])) for n in med)))
+    return med
+
+
+# ---------------------------------------------------------------------------
+# Experiments
+
+
+def env_info():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pgv = run([PGBIN + "/postgres", "--version"]).strip()
+    rv = run(["redis-server", "--version"]).strip()
+    m = re.search(r"v=(\S+)", rv)
+    kernel = os.uname().release
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        m2 = re.search(r"MemTotal:\s+(\d+)", f.read())
+        if m2:
+            mem = "%.0f GB" % (int(m2.group(1)) / 1024 / 1024)
+    git = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s"], check=False).strip()
+    dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], check=False).strip()
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M %Z").strip(),
+        "cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": kernel,
+        "pg": pgv, "redis": "Redis " + (m.group(1) if m else rv),
+        "commit": git + (" (src/ modified)" if dirty else ""),
+    }
+
+
+def fsync_latency(work):
+    """pg_test_fsync's fdatasync rate on the benchmark's disk (ops/s)."""
+    path = os.path.join(work, "fsync.test")
+    out = run([PGBIN + "/pg_test_fsync", "-s", "1", "-f", path], check=False)
+    m = re.search(r"^\s*fdatasync\s+([\d.,]+) ops/sec\s+(\d+) usecs/op", out, re.M)
+    if not m:
+        return None
+    return float(m.group(1).replace(",", "")), int(m.group(2))
+
+
+def redis_memory(r, n):
+    """Load n keys (16-byte keys, 32-byte values) with redis-cli --pipe."""
+    before = r.used_memory()
+    buf = io.StringIO()
+    for i in range(1, n + 1):
+        k = "key:%012d" % i
+        v = hashlib.md5(str(i).encode()).hexdigest()
+        buf.write("*3\r\n$3\r\nSET\r\n$16\r\n%s\r\n$32\r\n%s\r\n" % (k, v))
+    out = run(["redis-cli", "-s", r.sock, "--pipe"], input=buf.getvalue())
+    if "errors: 0" not in out:
+        raise RuntimeError("redis-cli --pipe: " + out)
+    assert int(r.cli("DBSIZE").strip()) == n
+    after = r.used_memory()
+    return before, after
+
+
+def memory_and_recovery(b, results):
+    log("== memory and recovery (fresh server, %d keys of 16 bytes, values of 32 bytes)" % NKEYS_BIG)
+    pg = PgServer("recovery")
+    pg.start()
+    pg.setup_db()
+    stats = ("SELECT memory_used FROM kv_stats() WHERE keyspace IS NULL;")
+    empty = int(pg.psql(stats).strip())
+    t0 = time.monotonic()
+    # 1000 transactions of 1000 keys (kv_mput), like an application would
+    pg.psql("""DO $$
+BEGIN
+  FOR b IN 0 .. %d LOOP
+    PERFORM kv_mput(array_agg('key:' || lpad(i::text, 12, '0')), array_agg(md5(i::text)))
+      FROM generate_series(b * 1000 + 1, b * 1000 + 1000) i;
+    COMMIT;
+  END LOOP;
+END $$;""" % (NKEYS_BIG // 1000 - 1), options="-c kvext.synchronous_commit=off")
+    load_s = time.monotonic() - t0
+    full = int(pg.psql(stats).strip())
+    count = int(pg.psql("SELECT kv_count();").strip())
+    assert count == NKEYS_BIG, count
+    results["mem_kv"] = {"empty": empty, "full": full, "per_key": (full - empty) / NKEYS_BIG,
+                         "load_s": load_s}
+
+    # Redis, same data, no persistence
+    r = RedisServer("memory", durable=False)
+    rb, ra = redis_memory(r, NKEYS_BIG)
+    results["mem_redis"] = {"empty": rb, "full": ra, "per_key": (ra - rb) / NKEYS_BIG}
+    results["redis_mem_server"] = r   # kept: it serves the Redis GET column
+    log("  memory: kvext %.1f B/key, Redis %.1f B/key" % (
+        results["mem_kv"]["per_key"], results["mem_redis"]["per_key"]))
+
+    # recovery: restart, time from pg_ctl start until a kv_get answers
+    def restart():
+        pg.stop("fast")
+        before = len(pg.log_text())
+        t = time.monotonic()
+        pg.start()
+        pg.psql("SELECT kv_get('key:000000000001');")
+        secs = time.monotonic() - t
+        m = re.findall(r"kvext recovery complete: ([^,]+), (\d+) log records .* in (\d+) ms",
+                       pg.log_text()[before:])
+        if not m:
+            raise RuntimeError("no 'kvext recovery complete' line in " + pg.logfile)
+        return secs, m[-1][0], int(m[-1][1]), int(m[-1][2])
+
+    snap = pg.psql("SELECT snapshot_lsn IS NULL FROM kv_wal_status();").strip()
+    if snap != "t":
+        log("  note: a snapshot exists before kv_checkpoint() (%s)" % snap)
+    rec = {}
+    runs = [restart() for _ in range(RESTARTS)]
+    rec["log"] = runs
+    pg.psql("SELECT kv_checkpoint();")
+    runs = [restart() for _ in range(RESTARTS)]
+    rec["snapshot"] = runs
+    results["recovery"] = rec
+    for k, v in rec.items():
+        log("  recovery from %s: %s" % (k, ", ".join("%.2fs (log %d ms, %s, %d records)" % (
+            s, ms, how, n) for s, how, n, ms in v)))
+    SERVERS.remove(pg)
+    pg.cleanup()
+
+
+def load_main(pg):
+    log("== loading the main server")
+    t0 = time.monotonic()
+    sql = ["SELECT kv_create_keyspace('r100k');", "SELECT kv_create_keyspace('r1m');",
+           "SELECT kv_create_keyspace('w');"]
+    for ks, n in (("r100k", NKEYS_SMALL), ("r1m", NKEYS_BIG), ("w", NKEYS_WRITE)):
+        sql.append("SELECT count(kv_put('k' || i, '%s', '%s')) FROM generate_series(1, %d) i;"
+                   % (VAL, ks, n))
+    for t, n, unlogged in (("heap_100k", NKEYS_SMALL, ""), ("unlogged_100k", NKEYS_SMALL, "UNLOGGED"),
+                           ("heap_1m", NKEYS_BIG, ""), ("unlogged_1m", NKEYS_BIG, "UNLOGGED"),
+                           ("heap_w", NKEYS_WRITE, ""), ("unlogged_w", NKEYS_WRITE, "UNLOGGED")):
+        sql.append("CREATE %s TABLE %s (k text PRIMARY KEY, v text);" % (unlogged, t))
+        sql.append("INSERT INTO %s SELECT 'k' || i, '%s' FROM generate_series(1, %d) i;"
+                   % (t, VAL, n))
+    # batches of 100 random keys (sorted), for kv_mget over r1m and kv_mput over w
+    for t, n in (("batch_r", NKEYS_BIG), ("batch_w", NKEYS_WRITE)):
+        sql.append("""CREATE TABLE %s AS
+  SELECT b AS id, array_agg('k' || k ORDER BY 'k' || k) AS keys,
+         array_agg('%s'::text) AS vals
+  FROM (SELECT b, 1 + (random() * (%d - 1))::int AS k
+        FROM generate_series(1, 1000) b, generate_series(1, %d) j) s
+  GROUP BY b;
+ALTER TABLE %s ADD PRIMARY KEY (id);""" % (t, VAL, n, BATCH, t))
+    sql.append("VACUUM ANALYZE;")
+    sql.append("CHECKPOINT;")
+    pg.psql("\n".join(sql), options="-c kvext.synchronous_commit=off")
+    pg.psql("""SELECT pg_prewarm(c) FROM unnest(ARRAY['heap_100k', 'heap_100k_pkey',
+        'unlogged_100k', 'unlogged_100k_pkey', 'heap_1m', 'heap_1m_pkey', 'unlogged_1m',
+        'unlogged_1m_pkey', 'heap_w', 'heap_w_pkey', 'unlogged_w', 'unlogged_w_pkey',
+        'batch_r', 'batch_r_pkey', 'batch_w', 'batch_w_pkey']) c;""")
+    counts = pg.psql("SELECT kv_count('r100k'), kv_count('r1m'), kv_count('w');").strip()
+    assert counts == "%d|%d|%d" % (NKEYS_SMALL, NKEYS_BIG, NKEYS_WRITE), counts
+    log("  loaded in %.0f s" % (time.monotonic() - t0))
+
+
+def pg_variant(b, pg, kind, clients, options="", nkeys=None, **fmt):
+    script = b.script(kind, **fmt)
+    variables = {"nkeys": nkeys} if nkeys else {"nbatches": 1000}
+
+    def fn(warmup):
+        return b.pgbench(pg, script, clients, options, variables, warmup=warmup)
+    return fn
+
+
+def redis_variant(b, r, test, clients, keyspace):
+    runner = [None]
+
+    def fn(warmup):
+        if runner[0] is None:
+            runner[0] = b.redis_runner(r, test, clients, keyspace)
+        if warmup:
+            return 0
+        return runner[0]()
+    return fn
+
+
+def reads(b, pg, results):
+    log("== read: kv_get vs SELECT 1 vs primary-key SELECT (heap, unlogged)")
+    rmem = results["redis_mem_server"]
+    rows = []
+    for nkeys, suffix, ks, clients_set in ((NKEYS_SMALL, "100k", "r100k", CLIENTS),
+                                           (NKEYS_BIG, "1m", "r1m", SCALE)):
+        for c in clients_set:
+            v = [("kv_get", pg_variant(b, pg, "kv_get", c, nkeys=nkeys, ks=ks)),
+                 ("select1", pg_variant(b, pg, "select1", c, nkeys=nkeys)),
+                 ("heap", pg_variant(b, pg, "pk_select", c, nkeys=nkeys, table="heap_" + suffix)),
+                 ("unlogged", pg_variant(b, pg, "pk_select", c, nkeys=nkeys,
+                                         table="unlogged_" + suffix))]
+            if nkeys == NKEYS_BIG:
+                # the memory experiment's Redis holds 1M keys key:%012d
+                v.append(("redis", redis_variant(b, rmem, "get", c, NKEYS_BIG)))
+            m = alternate("%s keys, %d clients" % (suffix, c), v)
+            rows.append(dict(nkeys=nkeys, clients=c, **m))
+    results["read"] = rows
+
+
+def writes(b, pg, results):
+    log("== durable write: kv_put (kvext.synchronous_commit=local) vs heap upsert"
+        " (synchronous_commit=on) vs Redis SET (appendfsync always)")
+    rdur = RedisServer("always", durable=True)
+    rows = []
+    for c in SCALE:
+        v = [("kv_put", pg_variant(b, pg, "kv_put", c, "-c kvext.synchronous_commit=local",
+                                   nkeys=NKEYS_WRITE, ks="w")),
+             ("heap", pg_variant(b, pg, "upsert", c, "-c synchronous_commit=on",
+                                 nkeys=NKEYS_WRITE, table="heap_w")),
+             ("redis", redis_variant(b, rdur, "set", c, NKEYS_WRITE))]
+        rows.append(dict(clients=c, **alternate("durable, %d clients" % c, v)))
+    results["durable"] = rows
+    SERVERS.remove(rdur)
+    rdur.cleanup()
+
+    log("== non-durable write: kv_put (kvext.synchronous_commit=off) vs unlogged upsert"
+        " vs Redis SET (no persistence)")
+    rnd = RedisServer("nopersist", durable=False)
+    rows = []
+    for c in (CLIENTS if QUICK else SCALE):
+        v = [("kv_put", pg_variant(b, pg, "kv_put", c, "-c kvext.synchronous_commit=off",
+                                   nkeys=NKEYS_WRITE, ks="w")),
+             ("unlogged", pg_variant(b, pg, "upsert", c, nkeys=NKEYS_WRITE, table="unlogged_w")),
+             ("select1", pg_variant(b, pg, "select1", c, nkeys=NKEYS_WRITE)),
+             ("redis", redis_variant(b, rnd, "set", c, NKEYS_WRITE))]
+        rows.append(dict(clients=c, **alternate("non-durable, %d clients" % c, v)))
+    results["nondurable"] = rows
+    SERVERS.remove(rnd)
+    rnd.cleanup()
+
+
+def batching(b, pg, results):
+    log("== batching: %d keys a call vs single calls, keys/s" % BATCH)
+    rows = []
+    cases = [("kv_mget vs kv_get", "", "kv_mget", "batch_r", "r1m", "kv_get", NKEYS_BIG),
+             ("kv_mput vs kv_put, kvext.synchronous_commit=off", "-c kvext.synchronous_commit=off",
+              "kv_mput", "batch_w", "w", "kv_put", NKEYS_WRITE),
+             ("kv_mput vs kv_put, kvext.synchronous_commit=local",
+              "-c kvext.synchronous_commit=local", "kv_mput", "batch_w", "w", "kv_put", NKEYS_WRITE)]
+    if QUICK:
+        cases = cases[:2]
+    for label, opts, bkind, btable, ks, skind, nkeys in cases:
+        for c in BATCH_CLIENTS:
+            v = [("batched", pg_variant(b, pg, bkind, c, opts, table=btable, ks=ks)),
+                 ("single", pg_variant(b, pg, skind, c, opts, nkeys=nkeys, ks=ks))]
+            m = alternate("%s, %d clients" % (label.split(",")[0], c), v)
+            rows.append(dict(label=label, clients=c, batched=m["batched"] * BATCH,
+                             single=m["single"]))
+    results["batch"] = rows
+
+
+def in_process(b, pg, results):
+    log("== in-process cost: one statement over %d keys" % NKEYS_BIG)
+    n = NKEYS_BIG
+    stmts = [
+        ("kv_get", "SELECT count(kv_get('k' || i, 'r1m')) FROM generate_series(1, %d) i;" % n),
+        ("get_base", "SELECT count(length('k' || i)) FROM generate_series(1, %d) i;" % n),
+        ("kv_put", "SELECT count(kv_put('k' || i, '%s', 'r1m')) FROM generate_series(1, %d) i;"
+         % (VAL, n)),
+        ("put_base", "SELECT count(length('k' || i) + length('%s')) FROM generate_series(1, %d) i;"
+         % (VAL, n)),
+    ]
+    # one session; warm-up once, then ROUNDS alternating rounds
+    sql = ["SET kvext.synchronous_commit = off;"]
+    sql += [s for _, s in stmts]
+    sql.append("\\timing on")
+    for _ in range(ROUNDS):
+        sql += [s for _, s in stmts]
+    out = pg.psql("\n".join(sql) + "\n", timeout=3600)
+    times = [float(x) for x in re.findall(r"^Time: ([\d.]+) ms", out, re.M)]
+    assert len(times) == ROUNDS * len(stmts), out
+    med = {}
+    for i, (name, _) in enumerate(stmts):
+        med[name] = median(times[i::len(stmts)])
+    results["inproc"] = {
+        "get_ms": med["kv_get"], "get_base_ms": med["get_base"],
+        "get_ns": (med["kv_get"] - med["get_base"]) * 1e6 / n,
+        "put_ms": med["kv_put"], "put_base_ms": med["put_base"],
+        "put_ns": (med["kv_put"] - med["put_base"]) * 1e6 / n,
+    }
+    log("  kv_get %.0f ns, kv_put %.0f ns per call" % (results["inproc"]["get_ns"],
+                                                        results["inproc"]["put_ns"]))
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+def met(ok):
+    return "met" if ok else "**not met**"
+
+
+def fmt_rate(x):
+    return "{:,.0f}".format(x)
+
+
+def report(env, results, fsync, elapsed):
+    L = []
+    P = L.append
+    P("# kvext benchmarks")
+    P("")
+    P("Generated by `make bench`%s (test/bench/bench.py); do not edit by hand." % (
+        " QUICK=1" if QUICK else ""))
+    P("Every figure is the median of %d rounds of %d s, measured in the same run as its baselines,"
+      " alternating (A, B, C, A, B, C, ...) after an unmeasured warm-up of each (pgbench: 50"
+      " transactions a client; redis-benchmark: the calibration runs);"
+      " ratios are ratios of those medians." % (ROUNDS, DURATION))
+    P("")
+    P("## Environment")
+    P("")
+    P("| | |")
+    P("|---|---|")
+    P("| date | %s |" % env["date"])
+    P("| CPU | %s |" % env["cpu"])
+    P("| cores | %d |" % env["cores"])
+    P("| memory | %s |" % env["memory"])
+    P("| kernel | %s |" % env["kernel"])
+    P("| PostgreSQL | %s |" % env["pg"])
+    P("| Redis | %s |" % env["redis"])
+    P("| kvext | %s |" % env["commit"])
+    if fsync:
+        P("| disk fdatasync (pg_test_fsync) | %s ops/s, %d us/op |" % (fmt_rate(fsync[0]), fsync[1]))
+    P("| whole run | %.0f min |" % (elapsed / 60))
+    P("")
+    P("Settings: PostgreSQL `shared_preload_libraries = 'kvext'`, `kvext.memory_limit = 1GB`,"
+      " `shared_buffers = 256MB`, `max_connections = 50`, `fsync = on`,"
+      " `checkpoint_timeout = 1h`, `max_wal_size = 8GB`, `kvext.checkpoint_timeout = 1h`,"
+      " `kvext.max_wal_size = 8GB`, everything else default (`synchronous_commit = on`,"
+      " default `wal_sync_method`, `kvext.wal_writer_delay = 200ms`)."
+      " kvext.synchronous_commit and synchronous_commit are set per pgbench session with"
+      " PGOPTIONS. pgbench `-M prepared -c N -j min(N,2)`, over the unix socket."
+      " redis-benchmark `-P 1 -c N -d 32 -r <keys>` (one client thread, its default), over the unix"
+      " socket, `-n` calibrated so a run lasts about %d s. Redis durable: `appendonly yes`,"
+      " `appendfsync always`; non-durable: `appendonly no`, `save \"\"`." % DURATION)
+    P("")
+    P("The machine has %d cores: pgbench (or redis-benchmark) runs on the same cores as the"
+      " server and takes a large share of the CPU, so absolute rates are low and ratios near"
+      " the protocol floor are compressed (every side pays the same client cost)." % env["cores"])
+    P("")
+
+    # targets summary
+    T = []
+    read = results["read"]
+    for r in read:
+        T.append(("kv_get >= 0.95x SELECT 1 (%s keys, %d clients)" % (
+            "100k" if r["nkeys"] == NKEYS_SMALL else "1M", r["clients"]),
+            r["kv_get"] / r["select1"], 0.95))
+    for r in read:
+        T.append(("kv_get >= 1.2x heap PK SELECT (%s keys, %d clients)" % (
+            "100k" if r["nkeys"] == NKEYS_SMALL else "1M", r["clients"]),
+            r["kv_get"] / r["heap"], 1.2))
+    dur = {r["clients"]: r for r in results["durable"]}
+    top = max(dur)
+    T.append(("durable kv_put >= 1.5x heap upsert at %d clients" % top,
+              dur[top]["kv_put"] / dur[top]["heap"], 1.5))
+    T.append(("durable kv_put >= 1.0x Redis appendfsync always at 1 client",
+              dur[1]["kv_put"] / dur[1]["redis"], 1.0))
+    for r in results["nondurable"]:
+        if r["clients"] in CLIENTS:
+            T.append(("non-durable kv_put >= 1.5x unlogged upsert (%d clients)" % r["clients"],
+                      r["kv_put"] / r["unlogged"], 1.5))
+    for r in results["batch"]:
+        T.append(("%s >= 5x in keys/s (%d clients)" % (r["label"], r["clients"]),
+                  r["batched"] / r["single"], 5.0))
+    mk, mr = results["mem_kv"]["per_key"], results["mem_redis"]["per_key"]
+    T.append(("memory per key <= Redis (kvext/Redis)", mk / mr, None))
+    snap = median([s for s, _, _, _ in results["recovery"]["snapshot"]])
+    T.append(("recovery of 1M keys from a snapshot < 3 s (seconds)", snap, "lt3"))
+
+    P("## Targets")
+    P("")
+    P("| target | measured | |")
+    P("|---|---:|---|")
+    nmiss = 0
+    for name, val, want in T:
+        if want is None:
+            ok = val <= 1.0
+            s = "%.2fx" % val
+        elif want == "lt3":
+            ok = val < 3.0
+            s = "%.2f s" % val
+        else:
+            ok = val >= want
+            s = "%.2fx" % val
+        nmiss += not ok
+        P("| %s | %s | %s |" % (name, s, met(ok)))
+    P("")
+    P("%d of %d targets met." % (len(T) - nmiss, len(T)))
+    P("")
+
+    P("## Read: random keys, transactions per second")
+    P("")
+    P("`\\set k random(1, :nkeys)` then `SELECT 1` / `SELECT kv_get('k' || :k, ks)` /"
+      " `SELECT v FROM t WHERE k = 'k' || :k` (text primary key). Redis: `GET` of"
+      " `key:%012d` keys, over the same 1M keys. SELECT 1 / heap is the highest kv_get / heap"
+      " ratio any store behind this protocol could reach here.")
+    P("")
+    P("| keys | clients | kv_get | SELECT 1 | heap PK | unlogged PK | Redis GET | kv_get / SELECT 1 | kv_get / heap | ceiling: SELECT 1 / heap | kv_get / unlogged | kv_get / Redis |")
+    P("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in read:
+        redis = r.get("redis")
+        P("| %s | %d | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %s |" % (
+            "100k" if r["nkeys"] == NKEYS_SMALL else "1M", r["clients"], fmt_rate(r["kv_get"]),
+            fmt_rate(r["select1"]), fmt_rate(r["heap"]), fmt_rate(r["unlogged"]),
+            fmt_rate(redis) if redis else "", r["kv_get"] / r["select1"],
+            r["kv_get"] / r["heap"], r["select1"] / r["heap"], r["kv_get"] / r["unlogged"],
+            "%.2f" % (r["kv_get"] / redis) if redis else ""))
+    P("")
+
+    P("## Durable write, transactions per second")
+    P("")
+    P("`kv_put('k' || :k, <32 bytes>)` with `kvext.synchronous_commit = local` vs"
+      " `INSERT .. ON CONFLICT (k) DO UPDATE` on a heap table with `synchronous_commit = on`"
+      " vs Redis `SET` with `appendfsync always`; %s keys, all present before the run." % "{:,}".format(NKEYS_WRITE))
+    P("")
+    P("| clients | kv_put (local) | heap upsert | Redis always | kv_put / heap | kv_put / Redis |")
+    P("|---:|---:|---:|---:|---:|---:|")
+    for r in results["durable"]:
+        P("| %d | %s | %s | %s | %.2f | %.2f |" % (
+            r["clients"], fmt_rate(r["kv_put"]), fmt_rate(r["heap"]), fmt_rate(r["redis"]),
+            r["kv_put"] / r["heap"], r["kv_put"] / r["redis"]))
+    P("")
+
+    P("## Non-durable write, transactions per second")
+    P("")
+    P("`kv_put` with `kvext.synchronous_commit = off` vs the same upsert on an unlogged"
+      " table vs Redis `SET` without persistence. `SELECT 1` (same `\\set`) runs in the same"
+      " alternation: SELECT 1 / unlogged is the highest kv_put / unlogged ratio any store"
+      " behind this protocol could reach here.")
+    P("")
+    P("| clients | kv_put (off) | unlogged upsert | SELECT 1 | Redis | kv_put / unlogged | ceiling: SELECT 1 / unlogged | kv_put / Redis |")
+    P("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results["nondurable"]:
+        P("| %d | %s | %s | %s | %s | %.2f | %.2f | %.2f |" % (
+            r["clients"], fmt_rate(r["kv_put"]), fmt_rate(r["unlogged"]), fmt_rate(r["select1"]),
+            fmt_rate(r["redis"]), r["kv_put"] / r["unlogged"], r["select1"] / r["unlogged"],
+            r["kv_put"] / r["redis"]))
+    P("")
+
+    P("## Batching, keys per second")
+    P("")
+    P("%d random keys a call (`kv_mget(keys)` / `kv_mput(keys, vals)`, the arrays read by"
+      " primary key from a table of 1,000 precomputed, sorted batches) vs one key a call." % BATCH)
+    P("")
+    P("| | clients | batched, keys/s | single, keys/s | ratio |")
+    P("|---|---:|---:|---:|---:|")
+    for r in results["batch"]:
+        P("| %s | %d | %s | %s | %.1f |" % (r["label"], r["clients"], fmt_rate(r["batched"]),
+                                          fmt_rate(r["single"]), r["batched"] / r["single"]))
+    P("")
+
+    ip = results["inproc"]
+    P("## In-process cost")
+    P("")
+    P("One statement over %s keys, in one session, minus the same statement with a trivial"
+      " function over the same string construction:" % "{:,}".format(NKEYS_BIG))
+    P("")
+    P("| statement | ms | baseline ms | ns per call |")
+    P("|---|---:|---:|---:|")
+    P("| `SELECT count(kv_get('k' \\|\\| i, 'r1m')) FROM generate_series(1, 1000000) i` vs `count(length('k' \\|\\| i))` | %.0f | %.0f | %.0f |"
+      % (ip["get_ms"], ip["get_base_ms"], ip["get_ns"]))
+    P("| `SELECT count(kv_put('k' \\|\\| i, <32 bytes>, 'r1m')) FROM generate_series(1, 1000000) i` (one transaction, existing keys, `kvext.synchronous_commit = off`) vs `count(length('k' \\|\\| i) + length(<32 bytes>))` | %.0f | %.0f | %.0f |"
+      % (ip["put_ms"], ip["put_base_ms"], ip["put_ns"]))
+    P("")
+
+    mkv, mrd = results["mem_kv"], results["mem_redis"]
+    P("## Memory")
+    P("")
+    P("%s keys `key:%%012d` (16 bytes), values `md5(i)` (32 bytes). kvext: total"
+      " `memory_used` from `kv_stats()` (entries and hash index), loaded in 1,000 transactions"
+      " of `kv_mput` (%.0f s); Redis: `used_memory` from `INFO memory`, loaded with"
+      " `redis-cli --pipe`. Each side's empty-store baseline is subtracted." % (
+          "{:,}".format(NKEYS_BIG), mkv["load_s"]))
+    P("")
+    P("| | empty, bytes | 1M keys, bytes | bytes per key |")
+    P("|---|---:|---:|---:|")
+    P("| kvext | %s | %s | %.1f |" % (fmt_rate(mkv["empty"]), fmt_rate(mkv["full"]), mkv["per_key"]))
+    P("| Redis | %s | %s | %.1f |" % (fmt_rate(mrd["empty"]), fmt_rate(mrd["full"]), mrd["per_key"]))
+    P("| kvext / Redis | | | %.2f |" % (mkv["per_key"] / mrd["per_key"]))
+    P("")
+
+    P("## Recovery")
+    P("")
+    P("The memory experiment's server (1M keys), restarted (`pg_ctl stop -m fast`, then"
+      " `pg_ctl start -w`). Seconds from `pg_ctl start` until a `SELECT kv_get(..)` answers"
+      " (median of %d restarts), and the time the server log's `kvext recovery complete`"
+      " line reports. \"log alone\": no snapshot, the 1M keys replayed from 1,000 log"
+      " records; \"snapshot\": after `kv_checkpoint()`." % RESTARTS)
+    P("")
+    P("| from | seconds until kv_get answers | recovery (server log) | log records replayed |")
+    P("|---|---:|---:|---:|")
+    for key, label in (("log", "log alone"), ("snapshot", "snapshot + log")):
+        runs = results["recovery"][key]
+        P("| %s | %.2f | %d ms | %d |" % (label, median([r[0] for r in runs]),
+                                          median([r[3] for r in runs]), runs[-1][2]))
+    P("")
+
+    P("## Scaling")
+    P("")
+    P("Ratios by client count (1M keys for reads; %s keys for writes), from the tables above." % "{:,}".format(NKEYS_WRITE))
+    P("")
+    P("| clients | kv_get tps | kv_get / SELECT 1 | kv_get / heap PK | durable kv_put tps | kv_put (local) / heap upsert | non-durable kv_put tps | kv_put (off) / unlogged upsert |")
+    P("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    r1m = {r["clients"]: r for r in read if r["nkeys"] == NKEYS_BIG}
+    nd = {r["clients"]: r for r in results["nondurable"]}
+    for c in SCALE:
+        a, d, n = r1m[c], dur[c], nd.get(c)
+        P("| %d | %s | %.2f | %.2f | %s | %.2f | %s | %s |" % (
+            c, fmt_rate(a["kv_get"]), a["kv_get"] / a["select1"], a["kv_get"] / a["heap"],
+            fmt_rate(d["kv_put"]), d["kv_put"] / d["heap"],
+            fmt_rate(n["kv_put"]) if n else "", "%.2f" % (n["kv_put"] / n["unlogged"]) if n else ""))
+    P("")
+    return "\n".join(L) + "\n", T
+
+
+def write_report(saved):
+    """Print the report and write it (plus test/bench/findings.md) to OUT."""
+    text, _ = report(saved["env"], saved["results"], saved["fsync"], saved["elapsed"])
+    doc = text
+    findings = os.path.join(ROOT, "test", "bench", "findings.md")
+    if os.path.exists(findings):
+        with open(findings) as f:
+            doc += "\n" + f.read()
+    print(text)
+    if OUT:
+        with open(OUT, "w") as f:
+            f.write(doc)
+        log("bench: wrote %s" % os.path.relpath(OUT, ROOT))
+
+
+def main():
+    global QUICK, ROUNDS, DURATION, CLIENTS, SCALE, BATCH_CLIENTS, RESTARTS
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        # regenerate the report from a saved run, e.g. after editing findings.md
+        with open(sys.argv[2]) as f:
+            saved = json.load(f)
+        c = saved["config"]
+        QUICK, ROUNDS, DURATION = c["quick"], c["rounds"], c["duration"]
+        CLIENTS, SCALE = tuple(c["clients"]), tuple(c["scale"])
+        BATCH_CLIENTS, RESTARTS = tuple(c["batch_clients"]), c["restarts"]
+        write_report(saved)
+        return
+
+    t_start = time.monotonic()
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        sys.exit("bench: redis-server / redis-benchmark missing (scripts/deps.sh redis-server redis-tools)")
+    work = tempfile.mkdtemp(prefix="kvbench-work-")
+    os.chmod(work, 0o755)
+    atexit.register(shutil.rmtree, work, True)
+    b = Bench(work)
+    env = env_info()
+    log("bench: %s, %d rounds of %d s%s" % (env["date"], ROUNDS, DURATION,
+                                             " (QUICK)" if QUICK else ""))
+    fsync = None
+    if not QUICK:
+        log("== disk: pg_test_fsync")
+        fsync = fsync_latency(work)
+    results = {}
+    memory_and_recovery(b, results)
+
+    pg = PgServer("main")
+    pg.start()
+    pg.setup_db()
+    load_main(pg)
+    reads(b, pg, results)
+    writes(b, pg, results)
+    batching(b, pg, results)
+    in_process(b, pg, results)
+    cleanup_all()
+    results.pop("redis_mem_server", None)
+
+    saved = {"env": env, "results": results, "fsync": fsync,
+             "elapsed": time.monotonic() - t_start,
+             "config": {"quick": QUICK, "rounds": ROUNDS, "duration": DURATION,
+                        "clients": CLIENTS, "scale": SCALE, "batch_clients": BATCH_CLIENTS,
+                        "restarts": RESTARTS}}
+    saved_path = os.path.join(tempfile.gettempdir(), "kvbench-results-%s.json"
+                              % time.strftime("%Y%m%d-%H%M%S"))
+    with open(saved_path, "w") as f:
+        json.dump(saved, f, indent=1)
+    write_report(saved)
+    log("bench: results saved in %s (test/bench/bench.py --report %s regenerates the report)"
+        % (saved_path, saved_path))
+    log("bench: done in %.1f min" % ((time.monotonic() - t_start) / 60))
+
+
+if __name__ == "__main__":
+    main()
