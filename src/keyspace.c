@@ -398,13 +398,10 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	return true;
 }
 
-/*
- * KvKeyspaceList
- *		Copy the active keyspaces (references and names) into the caller's
- *		arrays of kvext_max_keyspaces elements; returns how many.
- */
-int
-KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
+/* copy the keyspaces in the given states; see the two wrappers below */
+static int
+list_keyspaces(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN],
+			   bool include_dropping)
 {
 	int			n = 0;
 
@@ -413,7 +410,8 @@ KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
 	{
 		KvKeyspace *ks = &dir->slots[i];
 
-		if (ks->state != KS_ACTIVE)
+		if (ks->state != KS_ACTIVE &&
+			!(include_dropping && ks->state == KS_DROPPING))
 			continue;
 		refs[n].id = (uint16) i;
 		refs[n].gen = pg_atomic_read_u32(&ks->gen);
@@ -422,6 +420,29 @@ KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
 	}
 	LWLockRelease(keyspace_lock);
 	return n;
+}
+
+/*
+ * KvKeyspaceList
+ *		Copy the active keyspaces (references and names) into the caller's
+ *		arrays of kvext_max_keyspaces elements; returns how many.
+ */
+int
+KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
+{
+	return list_keyspaces(refs, names, false);
+}
+
+/*
+ * KvKeyspaceListForSnapshot
+ *		Like KvKeyspaceList, but also the keyspaces whose drop has not been
+ *		logged yet (DROPPING): the drop may still fail, and if it succeeds
+ *		its KS_DROP record comes after the snapshot's redo point.
+ */
+int
+KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
+{
+	return list_keyspaces(refs, names, true);
 }
 
 /*
@@ -478,33 +499,6 @@ KvKeyspaceRecoverDrop(uint16 id)
 	ks->name[0] = '\0';
 	bump(ks);
 	LWLockRelease(keyspace_lock);
-}
-
-/*
- * KvKeyspaceListForSnapshot
- *		Like KvKeyspaceList, but also the keyspaces whose drop has not been
- *		logged yet (DROPPING): the drop may still fail, and if it succeeds
- *		its KS_DROP record comes after the snapshot's redo point.
- */
-int
-KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
-{
-	int			n = 0;
-
-	LWLockAcquire(keyspace_lock, LW_SHARED);
-	for (int i = 0; i < kvext_max_keyspaces; i++)
-	{
-		KvKeyspace *ks = &dir->slots[i];
-
-		if (ks->state != KS_ACTIVE && ks->state != KS_DROPPING)
-			continue;
-		refs[n].id = (uint16) i;
-		refs[n].gen = pg_atomic_read_u32(&ks->gen);
-		strlcpy(names[n], ks->name, NAMEDATALEN);
-		n++;
-	}
-	LWLockRelease(keyspace_lock);
-	return n;
 }
 
 /*

@@ -211,6 +211,33 @@ switch_segment(void)
 }
 
 /*
+ * fail_insert
+ *		A record could not be written (or its ABORT space reserved): cut the
+ *		segment back to where the record started, so nothing of it counts,
+ *		release the insert lock and raise the error.  Caller holds the
+ *		insert lock.
+ */
+static void
+fail_insert(int fd, off_t offset, int save_errno, const char *what)
+{
+	char		path[MAXPGPATH];
+
+	if (ftruncate(fd, offset) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
+						(unsigned long long) wal->seg_start)));
+	LWLockRelease(insert_lock);
+	KvWalSegmentPath(path, seg_fd_start);
+	errno = save_errno;
+	ereport(ERROR,
+			(errcode_for_file_access(),
+			 errmsg("could not %s kvext log file \"%s\" at offset %lld: %m",
+					what, path, (long long) offset),
+			 errdetail("The transaction was not committed.")));
+}
+
+/*
  * KvWalInsert
  *		Append a record.  rec holds len bytes: room for the header, then the
  *		payload (already filled in); len is a multiple of 8.  Fills in the
@@ -280,25 +307,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 		else
 			n = pg_pwrite(fd, rec + done, len - done, offset + done);
 		if (n <= 0)
-		{
-			int			save_errno = (n == 0) ? ENOSPC : errno;
-			char		path[MAXPGPATH];
-
-			/* undo the partial write so nothing of it counts */
-			if (ftruncate(fd, offset) != 0)
-				ereport(PANIC,
-						(errcode_for_file_access(),
-						 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
-								(unsigned long long) wal->seg_start)));
-			LWLockRelease(insert_lock);
-			KvWalSegmentPath(path, seg_fd_start);
-			errno = save_errno;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not write to kvext log file \"%s\" at offset %lld: %m",
-							path, (long long) offset),
-					 errdetail("The transaction was not committed.")));
-		}
+			fail_insert(fd, offset, (n == 0) ? ENOSPC : errno, "write to");
 		done += n;
 	}
 
@@ -315,22 +324,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 		int			save_errno = KvFailpointEnospc("wal-enospc-reserve") ? ENOSPC : errno;
 
 		if (save_errno != EOPNOTSUPP)
-		{
-			char		path[MAXPGPATH];
-
-			if (ftruncate(fd, offset) != 0)
-				ereport(PANIC,
-						(errcode_for_file_access(),
-						 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
-								(unsigned long long) wal->seg_start)));
-			LWLockRelease(insert_lock);
-			KvWalSegmentPath(path, seg_fd_start);
-			errno = save_errno;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not reserve space in kvext log file \"%s\": %m", path),
-					 errdetail("The transaction was not committed.")));
-		}
+			fail_insert(fd, offset, save_errno, "reserve space in");
 	}
 
 	if (type == KV_REC_TXN)
