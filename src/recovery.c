@@ -23,8 +23,12 @@
  *	   unless an ABORT record follows: its log record is the commit;
  *	4. open the log for writing after the last valid record.
  *
+ * End of log.  Segments are zero-filled when created, so the log ends at
+ * the first all-zero header followed only by zeros: a clean end, no
+ * message.
+ *
  * Torn tail vs. corruption.  A record that fails its checks is a torn
- * write, cut off with a LOG message giving its position, only if it is
+ * write, cleared with a LOG message giving its position, only if it is
  * in the last segment and nothing after it shows it was ever durable.
  * Every record stores the flush position at the moment it was written. If
  * any valid record after the bad one says the log had been flushed beyond
@@ -203,7 +207,8 @@ typedef struct LogScan
 	uint64		term;
 	HTAB	   *aborted;		/* xids with an ABORT record */
 	uint64		nrecords;
-	bool		torn;			/* the last segment must be cut at end */
+	bool		torn;			/* the last segment must be cleared after end */
+	Size	   *segvalid;		/* valid bytes of each segment */
 } LogScan;
 
 /* read a whole segment file into palloc'd memory */
@@ -236,6 +241,16 @@ read_segment(KvLsn start, Size *len)
 	CloseTransientFile(fd);
 	*len = done;
 	return buf;
+}
+
+/* is buf[0..len) all zero bytes? */
+static bool
+all_zero(const char *buf, Size len)
+{
+	for (Size i = 0; i < len; i++)
+		if (buf[i] != 0)
+			return false;
+	return true;
 }
 
 /*
@@ -342,6 +357,7 @@ scan_pass1(LogScan *ls)
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ls->end = ls->redo;
 	ls->endseg = ls->first;
+	ls->segvalid = palloc0(sizeof(Size) * ls->nsegs);
 
 	for (int i = ls->first; i < ls->nsegs; i++)
 	{
@@ -368,6 +384,12 @@ scan_pass1(LogScan *ls)
 			{
 				char		path[MAXPGPATH];
 
+				/* the zero-filled rest of a segment: its clean end */
+				if (all_zero(buf + off, len - off))
+				{
+					len = off;
+					break;
+				}
 				if (!last)
 					fail_corrupt(segstart, off, segstart + off, why,
 								 "A later log file follows the damaged record.");
@@ -376,13 +398,13 @@ scan_pass1(LogScan *ls)
 								 "Valid records follow the damaged one and show it had been flushed, so this is not a torn write.");
 
 				/*
-				 * A torn tail: replay stops here, and the file is cut once
-				 * replay has succeeded (so a failed recovery changes no
-				 * file).
+				 * A torn tail: replay stops here, and the rest of the file
+				 * is cleared once replay has succeeded (so a failed
+				 * recovery changes no file).
 				 */
 				KvWalSegmentPath(path, segstart);
 				ereport(LOG,
-						(errmsg("kvext log ends with a torn record at LSN %X/%X in \"%s\" (%s); truncating %zu bytes",
+						(errmsg("kvext log ends with a torn record at LSN %X/%X in \"%s\" (%s); clearing %zu bytes",
 								LSN_FORMAT_ARGS(segstart + off), path, why, len - off)));
 				ls->torn = true;
 				len = off;
@@ -396,6 +418,7 @@ scan_pass1(LogScan *ls)
 		}
 		ls->end = segstart + len;
 		ls->endseg = i;
+		ls->segvalid[i] = len;
 		pfree(buf);
 	}
 }
@@ -475,7 +498,7 @@ scan_pass2(LogScan *ls)
 		char	   *buf = read_segment(segstart, &len);
 		Size		off = (i == ls->first) ? (Size) (ls->redo - segstart) : 0;
 
-		len = Min(len, (Size) (ls->end - segstart));
+		len = Min(len, ls->segvalid[i]);
 		while (off < len)
 		{
 			KvWalRecord *hdr = (KvWalRecord *) (buf + off);
@@ -503,6 +526,32 @@ scan_pass2(LogScan *ls)
 			CHECK_FOR_INTERRUPTS();
 		}
 		pfree(buf);
+	}
+}
+
+/*
+ * clear_after
+ *		Zero a torn tail from off to the end of the file, keeping the file's
+ *		size (and so its preallocated blocks).
+ */
+static void
+clear_after(int fd, const char *path, off_t off)
+{
+	static const char zeros[64 * 1024];
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat kvext log file \"%s\": %m", path)));
+	for (off_t o = off; o < st.st_size; o += sizeof(zeros))
+	{
+		size_t		n = Min(sizeof(zeros), (size_t) (st.st_size - o));
+
+		if (pg_pwrite(fd, zeros, n, o) != (ssize_t) n)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not clear the torn end of kvext log file \"%s\": %m", path)));
 	}
 }
 
@@ -574,11 +623,8 @@ recover(void)
 	/* cut a torn tail, make what we replayed durable, then build on it */
 	KvWalSegmentPath(path, ls.segs[ls.endseg]);
 	fd = OpenTransientFile(path, O_RDWR | PG_BINARY);
-	if (fd >= 0 && ls.torn &&
-		ftruncate(fd, (off_t) (ls.end - ls.segs[ls.endseg])) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not truncate kvext log file \"%s\": %m", path)));
+	if (fd >= 0 && ls.torn)
+		clear_after(fd, path, (off_t) (ls.end - ls.segs[ls.endseg]));
 	if (fd < 0 || pg_fsync(fd) != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),

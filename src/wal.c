@@ -6,8 +6,9 @@
  * The log is a sequence of records (wal.h) in segment files under
  * $PGDATA/kvext/wal/.  A position (KvLsn) is a byte offset in the logical
  * stream; a segment file is named after the position of its first byte
- * (16 hex digits) and holds whole records only.  A segment is closed once
- * it reaches kvext.wal_segment_size, so one huge record makes its segment
+ * (16 hex digits) and holds whole records only.  A segment is created at
+ * kvext.wal_segment_size, zero-filled (see zero_fill_segment), and closed
+ * once its records reach that size; one huge record makes its segment
  * longer than that, never split.
  *
  * Inserting.  Under the insert lock a committing backend takes the next
@@ -176,6 +177,46 @@ fsync_wal_dir(void)
 }
 
 /*
+ * zero_fill_segment
+ *		Give a new segment its full size, written with zeros and synced, as
+ *		PostgreSQL does with its WAL segments: later commits then overwrite
+ *		allocated blocks, and their fdatasync writes data only, without a
+ *		file-size change to journal.  Recovery reads an all-zero tail as the
+ *		clean end of the log.  Raises an error (disk full) with nothing
+ *		changed but a partial file, which the next attempt rewrites.
+ */
+static void
+zero_fill_segment(int fd, const char *path)
+{
+	static const char zeros[64 * 1024];
+	off_t		size = kvext_wal_segment_size;
+
+	if (ftruncate(fd, 0) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not truncate kvext log file \"%s\": %m", path)));
+	for (off_t off = 0; off < size; off += sizeof(zeros))
+	{
+		size_t		n = Min(sizeof(zeros), (size_t) (size - off));
+
+		errno = 0;
+		if (pg_pwrite(fd, zeros, n, off) != (ssize_t) n)
+		{
+			if (errno == 0)
+				errno = ENOSPC;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create kvext log file \"%s\": %m", path)));
+		}
+	}
+	if (pg_fdatasync(fd) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync kvext log file \"%s\": %m", path)));
+	fsync_wal_dir();
+}
+
+/*
  * switch_segment
  *		Close the current segment (fsync it) and start a new one at the
  *		insert position.  Caller holds the insert lock.
@@ -199,11 +240,7 @@ switch_segment(void)
 
 	KvWalSegmentPath(path, newstart);
 	fd = open_segment(newstart, true);
-	if (ftruncate(fd, 0) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not truncate kvext log file \"%s\": %m", path)));
-	fsync_wal_dir();
+	zero_fill_segment(fd, path);
 
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = newstart;
@@ -525,9 +562,11 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 {
 	if (seg_start == InvalidKvLsn)
 	{
+		char		path[MAXPGPATH];
+
 		seg_start = insert_lsn = KVEXT_WAL_START_LSN;
-		(void) open_segment(seg_start, true);
-		fsync_wal_dir();
+		KvWalSegmentPath(path, seg_start);
+		zero_fill_segment(open_segment(seg_start, true), path);
 	}
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 	SpinLockAcquire(&wal->mutex);
