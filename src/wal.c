@@ -54,6 +54,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "access/twophase.h"
@@ -78,6 +79,7 @@ typedef struct KvWalShared
 	KvLsn		insert_lsn;		/* end of the written log */
 	KvLsn		flush_lsn;		/* durable up to here */
 	KvLsn		seg_start;		/* first position of the current segment */
+	uint64		seg_alloc;		/* bytes of it allocated (zero-filled) */
 	uint64		term;
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
@@ -127,6 +129,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 	{
 		SpinLockInit(&wal->mutex);
 		wal->insert_lsn = wal->flush_lsn = wal->seg_start = InvalidKvLsn;
+		wal->seg_alloc = 0;
 		wal->term = 1;
 		wal->nprocs = wal_nprocs();
 		for (int i = 0; i < wal->nprocs; i++)
@@ -244,6 +247,7 @@ switch_segment(void)
 
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = newstart;
+	wal->seg_alloc = kvext_wal_segment_size;
 	SpinLockRelease(&wal->mutex);
 }
 
@@ -264,6 +268,10 @@ fail_insert(int fd, off_t offset, int save_errno, const char *what)
 				(errcode_for_file_access(),
 				 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
 						(unsigned long long) wal->seg_start)));
+	/* the cut may have released zero-filled blocks */
+	SpinLockAcquire(&wal->mutex);
+	wal->seg_alloc = Min(wal->seg_alloc, (uint64) offset);
+	SpinLockRelease(&wal->mutex);
 	LWLockRelease(insert_lock);
 	KvWalSegmentPath(path, seg_fd_start);
 	errno = save_errno;
@@ -351,12 +359,15 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 	/*
 	 * If this transaction aborts after all (a later pre-commit check), its
 	 * ABORT record must be writable even on a full disk, or recovery would
-	 * bring the write back: reserve the blocks for it now, past the end of
-	 * the file.  No reservation, no commit.
+	 * bring the write back: make sure its blocks exist.  Inside the
+	 * zero-filled part of the segment they do; past it, reserve them now
+	 * (fallocate dirties the inode, which would make every commit's
+	 * fdatasync journal it, so only there).  No reservation, no commit.
 	 */
 	if (type == KV_REC_TXN &&
 		(KvFailpointEnospc("wal-enospc-reserve") ||
-		 fallocate(fd, FALLOC_FL_KEEP_SIZE, offset + len, KVEXT_ABORT_RESERVE) != 0))
+		 ((uint64) offset + len + KVEXT_ABORT_RESERVE > wal->seg_alloc &&
+		  fallocate(fd, FALLOC_FL_KEEP_SIZE, offset + len, KVEXT_ABORT_RESERVE) != 0)))
 	{
 		int			save_errno = KvFailpointEnospc("wal-enospc-reserve") ? ENOSPC : errno;
 
@@ -560,6 +571,8 @@ KvWalListSegments(KvLsn **starts)
 void
 KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 {
+	struct stat st;
+
 	if (seg_start == InvalidKvLsn)
 	{
 		char		path[MAXPGPATH];
@@ -568,9 +581,15 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 		KvWalSegmentPath(path, seg_start);
 		zero_fill_segment(open_segment(seg_start, true), path);
 	}
+	if (fstat(open_segment(seg_start, false), &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat kvext log segment %016llX: %m",
+						(unsigned long long) seg_start)));
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = seg_start;
+	wal->seg_alloc = (uint64) st.st_size;
 	wal->insert_lsn = insert_lsn;
 	wal->flush_lsn = insert_lsn;
 	wal->term = Max(term, 1);
