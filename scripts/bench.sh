@@ -1,4 +1,35 @@
 #!/usr/bin/env bash
-# make bench: benchmarks (docs/benchmarks.md).  Not implemented yet.
-echo "bench: benchmarks are not implemented yet" >&2
-exit 1
+# make bench: kvext side by side with PostgreSQL tables and Redis, as ratios
+# (docs/benchmarks.md).
+#
+#   make bench            full run (about 25 minutes), writes docs/benchmarks.md
+#   make bench QUICK=1    fewer, shorter rounds (under 3 minutes); prints the
+#                         report only (set OUT=path to write it somewhere)
+#   ROUNDS=n DURATION=s   override rounds per measurement / seconds per run
+#
+# Installs what it needs (PostgreSQL 15, redis-server, redis-tools), builds and
+# installs kvext, then runs test/bench/bench.py, which starts its own servers
+# on loopback and unix sockets in temporary directories and stops them at the
+# end, also on failure or Ctrl-C.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+"$ROOT/scripts/deps.sh" redis-server redis-tools python3
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+[ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
+echo "bench: make clean && make && make install" >&2
+# from clean: make test leaves an assert-enabled build behind, and make does
+# not notice a change of flags; benchmarks must measure the production build
+make -s -C "$ROOT" PG_CONFIG="$PG_CONFIG" clean >/dev/null
+make -s -C "$ROOT" PG_CONFIG="$PG_CONFIG"
+if [ "$(id -u)" -eq 0 ]; then
+	make -s -C "$ROOT" PG_CONFIG="$PG_CONFIG" install >/dev/null
+elif ! cmp -s "$ROOT/kvext.so" "$("$PG_CONFIG" --pkglibdir)/kvext.so"; then
+	echo "bench: this build is not installed; run make bench as root (or make install first)" >&2
+	exit 1
+fi
+
+exec python3 "$ROOT/test/bench/bench.py"

@@ -47,7 +47,7 @@ PGUSER = "postgres" if IS_ROOT else os.environ.get("USER", "postgres")
 
 # client counts
 CLIENTS = (1, 16) if QUICK else (1, 4, 16)          # the default set
-SCALE = (1, 4, 16) if QUICK else (1, 2, 4, 8, 16)   # scaling rows
+SCALE = (1, 16) if QUICK else (1, 2, 4, 8, 16)      # scaling rows
 BATCH_CLIENTS = (1,) if QUICK else (1, 4)
 RESTARTS = 1 if QUICK else 3                         # recovery measurements
 
@@ -319,7 +319,8 @@ class Bench:
 
 def alternate(label, variants):
     """Run the variants in turn (A, B, C, A, B, C, ...) for ROUNDS rounds after
-    one short unmeasured warm-up of each; returns {name: median}."""
+    one short unmeasured warm-up of each; returns {name: median} plus
+    "rounds": {name: [every round's value]}."""
     for name, fn in variants:
         fn(warmup=True)
     res = {name: [] for name, _ in variants}
@@ -329,6 +330,7 @@ def alternate(label, variants):
     med = {name: median(v) for name, v in res.items()}
     log("  %-30s %s" % (label, "  ".join("%s=%.0f [%.0f-%.0f]" % (
         n, med[n], min(res[n]), max(res[n])) for n in med)))
+    med["rounds"] = res
     return med
 
 
@@ -575,7 +577,7 @@ def batching(b, pg, results):
                  ("single", pg_variant(b, pg, skind, c, opts, nkeys=nkeys, ks=ks))]
             m = alternate("%s, %d clients" % (label.split(",")[0], c), v)
             rows.append(dict(label=label, clients=c, batched=m["batched"] * BATCH,
-                             single=m["single"]))
+                             single=m["single"], rounds=m["rounds"]))
     results["batch"] = rows
 
 
