@@ -537,22 +537,16 @@ scan_pass2(LogScan *ls)
 static void
 clear_after(int fd, const char *path, off_t off)
 {
-	static const char zeros[64 * 1024];
 	struct stat st;
 
 	if (fstat(fd, &st) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not stat kvext log file \"%s\": %m", path)));
-	for (off_t o = off; o < st.st_size; o += sizeof(zeros))
-	{
-		size_t		n = Min(sizeof(zeros), (size_t) (st.st_size - o));
-
-		if (pg_pwrite(fd, zeros, n, o) != (ssize_t) n)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not clear the torn end of kvext log file \"%s\": %m", path)));
-	}
+	if (!KvWalWriteZeros(fd, off, st.st_size))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not clear the torn end of kvext log file \"%s\": %m", path)));
 }
 
 /*

@@ -728,7 +728,7 @@ KvStoreAbortEntry(KvPtr p)
  *		only version of its key).  Caller holds the partition lock.
  */
 static bool
-entry_visible_in_chain(KvPtr head, KvPtr ep, KvEntry *e, bool chain_pending)
+entry_visible_in_chain(KvPtr head, KvPtr ep, const KvEntry *e, bool chain_pending)
 {
 	if (!chain_pending)
 		return true;
@@ -746,26 +746,21 @@ entry_visible_in_chain(KvPtr head, KvPtr ep, KvEntry *e, bool chain_pending)
 	return true;
 }
 
-/* a scan's matches of one partition, copied out under its lock */
-typedef struct ScanItem
-{
-	uint32		keylen;
-	uint32		vallen;
-	bool		binary;
-	char		data[FLEXIBLE_ARRAY_MEMBER];
-} ScanItem;
-
 /*
- * KvStoreScan
- *		Call callback for every key of keyspace ks that starts with prefix,
- *		as this transaction sees it.  Each partition is copied out under its
- *		shared lock, then the lock is released before the callbacks run, so
- *		a scan never blocks writers for long and the callback may do
- *		anything (including raise an error).  Order is unspecified.
+ * scan_partitions
+ *		The walk shared by KvStoreScan and KvStoreScanCommitted.  Partition
+ *		by partition, the entries keep() accepts are copied out (header,
+ *		key and value) under the partition's shared lock; then, with the
+ *		lock released, emit() runs on each copy, and emit(NULL) marks the
+ *		end of the partition.  So a scan never blocks writers for long and
+ *		emit() may do anything, including raise an error.  With ks given,
+ *		the keyspace is validated under each partition lock.
  */
-void
-KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
-			KvScanCallback callback, void *arg)
+typedef bool (*KvScanFilter) (void *arg, KvPtr head, KvPtr p, const KvEntry *e);
+
+static void
+scan_partitions(const KvKeyspaceRef *ks, KvScanFilter keep, void *keep_arg,
+				KvSnapshotCallback emit, void *emit_arg)
 {
 	MemoryContext scancxt;
 	MemoryContext oldcxt;
@@ -773,7 +768,6 @@ KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 
 	scancxt = AllocSetContextCreate(CurrentMemoryContext, "kvext scan",
 									ALLOCSET_DEFAULT_SIZES);
-
 	for (uint32 part = 0; part < KVEXT_NUM_PARTITIONS; part++)
 	{
 		StringInfoData buf;
@@ -785,7 +779,7 @@ KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 		initStringInfo(&buf);
 
 		LWLockAcquire(lock, LW_SHARED);
-		if (unlikely(!KvKeyspaceIsValid(ks)))
+		if (ks != NULL && unlikely(!KvKeyspaceIsValid(*ks)))
 		{
 			LWLockRelease(lock);
 			report_keyspace_gone();
@@ -793,28 +787,16 @@ KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
 		{
 			KvPtr		head = buckets[b];
-			bool		chain_pending = false;
-
-			for (KvPtr p = head; p != InvalidKvPtr; p = KvEntryGet(p)->next)
-				chain_pending |= (KvEntryGet(p)->flags & KVE_PENDING) != 0;
 
 			for (KvPtr p = head; p != InvalidKvPtr; p = KvEntryGet(p)->next)
 			{
 				KvEntry    *e = KvEntryGet(p);
-				ScanItem	item;
 
-				if (e->keyspace != ks.id || e->keylen < prefixlen ||
-					memcmp(KvEntryKey(e), prefix, prefixlen) != 0)
+				if (!keep(keep_arg, head, p, e))
 					continue;
-				if (!entry_visible_in_chain(head, p, e, chain_pending))
-					continue;
-				item.keylen = e->keylen;
-				item.vallen = e->vallen;
-				item.binary = (e->flags & KVE_BINARY) != 0;
-				appendBinaryStringInfo(&buf, (char *) &item,
-									   offsetof(ScanItem, data));
-				appendBinaryStringInfo(&buf, e->data, e->keylen + e->vallen);
-				/* keep items aligned */
+				appendBinaryStringInfo(&buf, (char *) e,
+									   KvEntryHeaderSize + e->keylen + e->vallen);
+				/* keep copies aligned */
 				while (buf.len % MAXIMUM_ALIGNOF != 0)
 					appendStringInfoChar(&buf, '\0');
 			}
@@ -824,15 +806,69 @@ KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
 
 		for (off = 0; off < (Size) buf.len;)
 		{
-			ScanItem   *item = (ScanItem *) (buf.data + off);
+			KvEntry    *e = (KvEntry *) (buf.data + off);
 
-			callback(arg, item->data, item->keylen,
-					 item->data + item->keylen, item->vallen, item->binary);
-			off += MAXALIGN(offsetof(ScanItem, data) + item->keylen + item->vallen);
+			emit(emit_arg, e);
+			off += MAXALIGN(KvEntryHeaderSize + e->keylen + e->vallen);
 		}
+		emit(emit_arg, NULL);
 		MemoryContextReset(scancxt);
 	}
 	MemoryContextDelete(scancxt);
+}
+
+/* KvStoreScan's filter and emitter */
+typedef struct ScanArgs
+{
+	uint16		ks;
+	const char *prefix;
+	uint32		prefixlen;
+	KvScanCallback callback;
+	void	   *arg;
+} ScanArgs;
+
+static bool
+scan_keep_visible(void *arg, KvPtr head, KvPtr p, const KvEntry *e)
+{
+	ScanArgs   *sa = (ScanArgs *) arg;
+	bool		chain_pending = false;
+
+	if (e->keyspace != sa->ks || e->keylen < sa->prefixlen ||
+		memcmp(KvEntryKey(e), sa->prefix, sa->prefixlen) != 0)
+		return false;
+	for (KvPtr q = head; q != InvalidKvPtr && !chain_pending; q = KvEntryGet(q)->next)
+		chain_pending = (KvEntryGet(q)->flags & KVE_PENDING) != 0;
+	return entry_visible_in_chain(head, p, e, chain_pending);
+}
+
+static void
+scan_emit_visible(void *arg, const KvEntry *e)
+{
+	ScanArgs   *sa = (ScanArgs *) arg;
+
+	if (e != NULL)
+		sa->callback(sa->arg, KvEntryKey(e), e->keylen, KvEntryValue(e),
+					 e->vallen, (e->flags & KVE_BINARY) != 0);
+}
+
+/*
+ * KvStoreScan
+ *		Call callback for every key of keyspace ks that starts with prefix,
+ *		as this transaction sees it, one partition at a time (see
+ *		scan_partitions).  Order is unspecified.
+ */
+void
+KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
+			KvScanCallback callback, void *arg)
+{
+	ScanArgs	sa;
+
+	sa.ks = ks.id;
+	sa.prefix = prefix;
+	sa.prefixlen = prefixlen;
+	sa.callback = callback;
+	sa.arg = arg;
+	scan_partitions(&ks, scan_keep_visible, &sa, scan_emit_visible, &sa);
 }
 
 /*
@@ -997,57 +1033,20 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 	return true;
 }
 
+static bool
+scan_keep_committed(void *arg, KvPtr head, KvPtr p, const KvEntry *e)
+{
+	return !(e->flags & KVE_PENDING);
+}
+
 /*
  * KvStoreScanCommitted
  *		Call callback for every committed entry of every keyspace, one
- *		partition at a time: each partition is copied out under its shared
- *		lock and the callbacks run after it is released.  For snapshots.
+ *		partition at a time (see scan_partitions; callback(NULL) ends each
+ *		partition).  For snapshots.
  */
 void
 KvStoreScanCommitted(KvSnapshotCallback callback, void *arg)
 {
-	MemoryContext scancxt;
-	MemoryContext oldcxt;
-	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
-
-	scancxt = AllocSetContextCreate(CurrentMemoryContext, "kvext snapshot scan",
-									ALLOCSET_DEFAULT_SIZES);
-	for (uint32 part = 0; part < KVEXT_NUM_PARTITIONS; part++)
-	{
-		StringInfoData buf;
-		LWLock	   *lock = PART_LOCK(part);
-		Size		off;
-
-		CHECK_FOR_INTERRUPTS();
-		oldcxt = MemoryContextSwitchTo(scancxt);
-		initStringInfo(&buf);
-
-		LWLockAcquire(lock, LW_SHARED);
-		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
-		{
-			for (KvPtr p = buckets[b]; p != InvalidKvPtr; p = KvEntryGet(p)->next)
-			{
-				KvEntry    *e = KvEntryGet(p);
-
-				if (e->flags & KVE_PENDING)
-					continue;
-				appendBinaryStringInfo(&buf, (char *) e, KvEntryHeaderSize + e->keylen + e->vallen);
-				while (buf.len % MAXIMUM_ALIGNOF != 0)
-					appendStringInfoChar(&buf, '\0');
-			}
-		}
-		LWLockRelease(lock);
-		MemoryContextSwitchTo(oldcxt);
-
-		for (off = 0; off < (Size) buf.len;)
-		{
-			KvEntry    *e = (KvEntry *) (buf.data + off);
-
-			callback(arg, e);
-			off += MAXALIGN(KvEntryHeaderSize + e->keylen + e->vallen);
-		}
-		callback(arg, NULL);	/* end of partition */
-		MemoryContextReset(scancxt);
-	}
-	MemoryContextDelete(scancxt);
+	scan_partitions(NULL, scan_keep_committed, NULL, callback, arg);
 }

@@ -180,6 +180,31 @@ fsync_wal_dir(void)
 }
 
 /*
+ * KvWalWriteZeros
+ *		Write zeros over [from, to) of fd.  Returns false with errno set
+ *		(ENOSPC for a short write) on failure; the caller reports it.
+ */
+bool
+KvWalWriteZeros(int fd, off_t from, off_t to)
+{
+	static const char zeros[64 * 1024];
+
+	for (off_t off = from; off < to; off += sizeof(zeros))
+	{
+		size_t		n = Min(sizeof(zeros), (size_t) (to - off));
+
+		errno = 0;
+		if (pg_pwrite(fd, zeros, n, off) != (ssize_t) n)
+		{
+			if (errno == 0)
+				errno = ENOSPC;
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
  * zero_fill_segment
  *		Give a new segment its full size, written with zeros and synced, as
  *		PostgreSQL does with its WAL segments: later commits then overwrite
@@ -191,27 +216,16 @@ fsync_wal_dir(void)
 static void
 zero_fill_segment(int fd, const char *path)
 {
-	static const char zeros[64 * 1024];
 	off_t		size = kvext_wal_segment_size;
 
 	if (ftruncate(fd, 0) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not truncate kvext log file \"%s\": %m", path)));
-	for (off_t off = 0; off < size; off += sizeof(zeros))
-	{
-		size_t		n = Min(sizeof(zeros), (size_t) (size - off));
-
-		errno = 0;
-		if (pg_pwrite(fd, zeros, n, off) != (ssize_t) n)
-		{
-			if (errno == 0)
-				errno = ENOSPC;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create kvext log file \"%s\": %m", path)));
-		}
-	}
+	if (!KvWalWriteZeros(fd, 0, size))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create kvext log file \"%s\": %m", path)));
 	if (pg_fdatasync(fd) != 0)
 		ereport(PANIC,
 				(errcode_for_file_access(),

@@ -103,6 +103,7 @@ extern int	KvWalListSegments(KvLsn **starts);
 extern void KvWalSegmentPath(char *path, KvLsn start);
 extern void KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term);
 extern int	KvWalRemoveBefore(KvLsn redo);
+extern bool KvWalWriteZeros(int fd, off_t from, off_t to);
 
 /* status */
 extern void KvWalStatus(KvLsn *insert, KvLsn *flush, KvLsn *apply,

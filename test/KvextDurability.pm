@@ -21,7 +21,7 @@ our @EXPORT = qw(
   kv_node kv_wait_ready kv_call kv_scalar kv_status kv_digest
   kill9_postmaster child_pids wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
-  start_load stop_load load_acks
+  start_load stop_load load_acks kv_check_expected
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
@@ -310,6 +310,23 @@ sub load_acks
 		$acks{ $c->{client} } = \@lines;
 	}
 	return \%acks;
+}
+
+
+# kv_check_expected(node, \%expect, what, kind): every key of %expect
+# (key => value) holds its value; one assertion naming the missing ones.
+sub kv_check_expected
+{
+	my ($node, $expect, $what, $kind) = @_;
+	my @keys = sort keys %$expect;
+	my $bad = kv_scalar($node,
+		'SELECT coalesce(string_agg(k, \',\'), \'\') FROM unnest(ARRAY['
+		  . join(',', map { "'$_'" } @keys)
+		  . '], ARRAY['
+		  . join(',', map { "'$expect->{$_}'" } @keys)
+		  . ']) AS t(k, v) WHERE kv_get(k) IS DISTINCT FROM v');
+	is($bad, '', "$what: all " . scalar(@keys) . " $kind keys present");
+	return;
 }
 
 1;

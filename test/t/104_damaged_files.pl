@@ -27,18 +27,6 @@ sub lsn_text
 # keys that must exist (key => value)
 my %expect;
 
-sub check_expected
-{
-	my ($what) = @_;
-	my @keys = sort keys %expect;
-	my $bad = kv_scalar($node,
-		'SELECT coalesce(string_agg(k, \',\'), \'\') FROM unnest(ARRAY['
-		  . join(',', map { "'$_'" } @keys)
-		  . '], ARRAY['
-		  . join(',', map { "'$expect{$_}'" } @keys)
-		  . ']) AS t(k, v) WHERE kv_get(k) IS DISTINCT FROM v');
-	is($bad, '', "$what: all " . scalar(@keys) . ' earlier keys present');
-}
 
 # ---------------------------------------------------------------------------
 # torn tail
@@ -72,7 +60,7 @@ sub torn_case
 	my $logpos = -s $node->logfile;
 	$node->start;
 	$expect{"torn${round}_$_"} = "v$_" for 1 .. 9;
-	check_expected($label);
+	kv_check_expected($node, \%expect, $label, 'earlier');
 	if ($valid_to >= $end_off)
 	{
 		is(kv_scalar($node, "SELECT kv_get('torn${round}_10') = repeat('z', 100)"), 't',
@@ -104,7 +92,7 @@ sub torn_case
 	$node->stop('immediate');
 	$logpos = -s $node->logfile;
 	$node->start;
-	check_expected("$label, after writing on and another crash");
+	kv_check_expected($node, \%expect, "$label, after writing on and another crash", 'earlier');
 	unlike(slurp_file($node->logfile, $logpos), qr/torn record|recovery failed/,
 		"$label: the continued log is clean");
 }
@@ -197,7 +185,7 @@ is_deeply(kvext_file_digests($node), $damaged, 'flipped byte mid-log: no kvext f
 flip_byte($seg, $bad_off + 53);
 is_deeply(kvext_file_digests($node), $digests, 'byte restored');
 $node->start;
-check_expected('after repairing the log');
+kv_check_expected($node, \%expect, 'after repairing the log', 'earlier');
 is(kv_status($node)->{state}, 'ready', 'after repairing the log: ready');
 
 # ---------------------------------------------------------------------------
@@ -247,7 +235,7 @@ move($moved, $gap) or die "move: $!";
 
 is_deeply(kvext_file_digests($node), $digests, 'segments repaired');
 $node->start;
-check_expected('after repairing the segments');
+kv_check_expected($node, \%expect, 'after repairing the segments', 'earlier');
 $node->safe_psql('postgres',
 	q{ALTER SYSTEM RESET kvext.wal_segment_size; SELECT pg_reload_conf();});
 
@@ -284,7 +272,7 @@ for my $case (
 }
 is_deeply(kvext_file_digests($node), $digests, 'snapshot restored');
 $node->start;
-check_expected('after restoring the snapshot');
+kv_check_expected($node, \%expect, 'after restoring the snapshot', 'earlier');
 
 # ---------------------------------------------------------------------------
 # the data no longer fits in kvext.memory_limit
@@ -322,7 +310,7 @@ for my $case ([ 'replaying the log', 0 ], [ 'loading the snapshot', 1 ])
 	$node->append_conf('postgresql.conf', "kvext.memory_limit = '64MB'\n");
 	$node->start;
 	is(kv_digest($node, 'default', 'big_'), $big, "limit restored after $what: all data back");
-	check_expected("limit restored after $what");
+	kv_check_expected($node, \%expect, "limit restored after $what", 'earlier');
 	$node->stop;
 }
 

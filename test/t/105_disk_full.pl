@@ -21,18 +21,6 @@ my $node = kv_node('disk_full');
 # keys that must exist (key => value)
 my %expect;
 
-sub check_expected
-{
-	my ($what) = @_;
-	my @keys = sort keys %expect;
-	my $bad = kv_scalar($node,
-		'SELECT coalesce(string_agg(k, \',\'), \'\') FROM unnest(ARRAY['
-		  . join(',', map { "'$_'" } @keys)
-		  . '], ARRAY['
-		  . join(',', map { "'$expect{$_}'" } @keys)
-		  . ']) AS t(k, v) WHERE kv_get(k) IS DISTINCT FROM v');
-	is($bad, '', "$what: all " . scalar(@keys) . ' acknowledged keys present');
-}
 
 sub no_crash
 {
@@ -73,7 +61,7 @@ COMMIT;});
 ok(!$r->{ok}, 'wal-enospc: mixed COMMIT fails');
 is(kv_scalar($node, 'SELECT count(*) FROM t'), '0', 'wal-enospc: the mixed transaction left no row');
 is(kv_scalar($node, q{SELECT count(*) FROM kv_scan('fp_')}), '0', 'wal-enospc: no key of a failed transaction is visible');
-check_expected('wal-enospc');
+kv_check_expected($node, \%expect, 'wal-enospc', 'acknowledged');
 no_crash('wal-enospc', $logpos);
 
 # the same session writes again once the failure is gone
@@ -89,7 +77,7 @@ $expect{fp_again} = 'yes';
 $node->stop('immediate');
 $logpos = -s $node->logfile;
 $node->start;
-check_expected('wal-enospc, after a crash');
+kv_check_expected($node, \%expect, 'wal-enospc, after a crash', 'acknowledged');
 is(kv_scalar($node, q{SELECT string_agg(key, ',') FROM kv_scan('fp_')}), 'fp_again',
 	'wal-enospc, after a crash: no failed write came back');
 unlike(slurp_file($node->logfile, $logpos), qr/torn record|recovery failed/,
@@ -112,7 +100,7 @@ SKIP:
 	system('mv', $waldir, $target) == 0 or die "mv $waldir $target failed";
 	symlink($target, $waldir) or die "symlink: $!";
 	$node->start;
-	check_expected('log on the small file system');
+	kv_check_expected($node, \%expect, 'log on the small file system', 'acknowledged');
 	$node->safe_psql('postgres', join("\n", map { "SELECT kv_put('tmpfs_pre_$_', 'v$_');" } 1 .. 10));
 	$expect{"tmpfs_pre_$_"} = "v$_" for 1 .. 10;
 
@@ -147,7 +135,7 @@ SKIP:
 	unlike($r->{stderr}, qr/server closed the connection|PANIC/, 'disk full: the session was not lost');
 	no_crash('disk full', $logpos);
 	$expect{"df_$_"} = md5_value($_) for @acked;
-	check_expected('disk full');
+	kv_check_expected($node, \%expect, 'disk full', 'acknowledged');
 	my %acked = map { $_ => 1 } @acked;
 	my @failed = grep { !$acked{$_} } 1 .. 40;
 	is(kv_scalar($node, 'SELECT count(*) FROM unnest(ARRAY[' . join(',', map { "'df_$_'" } @failed) . ']) k WHERE kv_exists(k)'),
@@ -158,12 +146,12 @@ SKIP:
 	$node->safe_psql('postgres', join("\n",
 		map { "SELECT kv_put('df_after_$_', repeat(md5('$_'), 512));" } 1 .. 40));
 	$expect{"df_after_$_"} = md5_value($_) for 1 .. 40;
-	check_expected('space freed: writes work again');
+	kv_check_expected($node, \%expect, 'space freed: writes work again', 'acknowledged');
 
 	$node->stop('immediate');
 	$logpos = -s $node->logfile;
 	$node->start;
-	check_expected('disk full, after a crash');
+	kv_check_expected($node, \%expect, 'disk full, after a crash', 'acknowledged');
 	is(kv_scalar($node, 'SELECT count(*) FROM unnest(ARRAY[' . join(',', map { "'df_$_'" } @failed) . ']) k WHERE kv_exists(k)'),
 		'0', 'disk full, after a crash: no failed write came back');
 	unlike(slurp_file($node->logfile, $logpos), qr/torn record|recovery failed/,
