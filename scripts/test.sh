@@ -11,6 +11,8 @@
 #   KVEXT_TEST_TIMEOUT=SECONDS
 #                     limit for each suite and each TAP file (default 1200)
 #   PG_CONFIG=path    pg_config to use (default: PostgreSQL 15's)
+#   NOBUILD=1         skip the build and install steps: test the kvext that
+#                     is installed already (while the tree is being edited)
 #
 # Servers run as the postgres user (initdb/postgres refuse root), on copies of
 # the tests in a fresh directory under /tmp that is kept on failure.
@@ -162,6 +164,9 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+if [ "${NOBUILD:-0}" = 1 ]; then
+header "build and install: skipped (NOBUILD=1), testing the installed kvext"
+else
 header "build: make clean && make ASSERTS=1 (warnings are errors)"
 make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" clean >/dev/null ||
 	fail_step "make clean failed"
@@ -191,6 +196,7 @@ elif installed_matches; then
 else
 	fail_step "$PKGLIBDIR or $SHAREDIR/extension is not writable by $(id -un):" \
 		"run make test as root (or make ASSERTS=1 install as root, then rerun)"
+fi
 fi
 
 # ---------------------------------------------------------------------------
