@@ -13,17 +13,22 @@ OBJS = \
 	src/kvext.o \
 	src/guc.o \
 	src/shmem.o \
-	src/alloc.o \
-	src/store.o \
-	src/keyspace.o \
-	src/txn.o \
-	src/functions.o \
-	src/monitor.o \
-	src/wal.o \
+	src/worker.o \
 	src/failpoint.o \
-	src/checkpoint.o \
-	src/recovery.o \
-	src/worker.o
+	src/store/alloc.o \
+	src/store/store.o \
+	src/store/keyspace.o \
+	src/store/writeset.o \
+	src/store/txn.o \
+	src/store/stats.o \
+	src/log/wal.o \
+	src/log/reader.o \
+	src/log/control.o \
+	src/log/snapshot.o \
+	src/log/checkpoint.o \
+	src/log/recovery.o \
+	src/api/functions.o \
+	src/api/monitor.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql
@@ -50,6 +55,7 @@ endif
 endif
 
 # Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
+PG_CPPFLAGS += -I$(srcdir)/src
 PG_CFLAGS += -Werror -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-clobbered -Wno-cast-function-type
 ifdef ASSERTS

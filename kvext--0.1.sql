@@ -171,7 +171,9 @@ CREATE FUNCTION kv_wal_status(OUT state text, OUT insert_lsn pg_lsn,
                               OUT flush_lsn pg_lsn, OUT apply_lsn pg_lsn,
                               OUT term bigint, OUT segments integer,
                               OUT snapshot_lsn pg_lsn,
-                              OUT snapshot_time timestamptz)
+                              OUT snapshot_time timestamptz,
+                              OUT visible_lsn pg_lsn,
+                              OUT flush_watermark pg_lsn)
 RETURNS record
 AS 'MODULE_PATHNAME', 'kv_wal_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;

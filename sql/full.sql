@@ -97,7 +97,8 @@ ROLLBACK;
 SELECT kv_exists('full:1', 'full_ks');
 
 -- free every other value (about half of the store, in 1MB holes that
--- cannot merge): as many new values of the same size fit again
+-- cannot merge): as many new values of the same size fit again (keys of
+-- at most 8 bytes, like the deleted ones, so the entries are the same size)
 UPDATE full_result SET deleted =
     (SELECT count(*) FROM generate_series(1, n - 1, 2) AS i
       WHERE kv_delete('full:' || i, 'full_ks'));
@@ -109,7 +110,7 @@ DECLARE
 BEGIN
     FOR i IN 1..1000 LOOP
         BEGIN
-            PERFORM kv_put('full:new:' || i, v, 'full_ks');
+            PERFORM kv_put('full:n' || i, v, 'full_ks');
             fitted := fitted + 1;
         EXCEPTION WHEN others THEN
             RAISE NOTICE 'new 1MB values: % fitted, then SQLSTATE %',

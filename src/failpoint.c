@@ -10,10 +10,20 @@
  *
  *	wal-before-write		committing backend, before its log record is written
  *	wal-after-write			after the commit record is written, before fsync
- *	wal-after-fsync			after fsync, before the commit is acknowledged
- *							(and before PostgreSQL's own commit record)
+ *	wal-after-fsync			pre-commit, after the TXN record is written (and,
+ *							for a transaction that also wrote tables,
+ *							flushed), before PostgreSQL's own commit record
+ *	commit-before-marker	commit callback, after PostgreSQL's commit record,
+ *							before kvext's COMMIT record (PANIC only)
+ *	commit-after-marker		after the COMMIT record is written and flushed,
+ *							before the writes are applied (PANIC only)
+ *	abort-after-error		abort callback of a transaction whose TXN record
+ *							was written, before anything is logged: the
+ *							client already has its ERROR (PANIC only)
+ *	watermark-hold			the wal writer stops advancing the control file's
+ *							flush watermark (no crash; for torn-tail tests)
  *	wal-enospc				the log write fails with ENOSPC (no crash)
- *	wal-enospc-reserve		reserving space for a possible ABORT record fails
+ *	wal-enospc-reserve		reserving space for COMMIT/ABORT records fails
  *	snapshot-mid			checkpointer, half-way through writing a snapshot
  *	snapshot-before-rename	snapshot written and synced, not yet renamed
  *	segment-removal-mid		after removing the first of several old segments

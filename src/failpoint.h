@@ -27,6 +27,11 @@ extern bool KvFailpointMatches(const char *name);
 	} while (0)
 
 /* true if kvext.failpoint names this point: the caller fakes a failure */
+/* is the failpoint set (for points that change behaviour, not fail)? */
+#define KvFailpointSet(name) \
+	(unlikely(kvext_failpoint != NULL && kvext_failpoint[0] != '\0') && \
+	 KvFailpointMatches(name))
+
 #define KvFailpointEnospc(name) \
 	(unlikely(kvext_failpoint != NULL && kvext_failpoint[0] != '\0') && \
 	 KvFailpointMatches(name))

@@ -13,12 +13,14 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "failpoint.h"
 #include "kvext.h"
-#include "wal.h"
+#include "guc.h"
 
 int			kvext_memory_limit = 256 * 1024;	/* kB */
 int			kvext_max_key_size = 8 * 1024;

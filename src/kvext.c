@@ -23,24 +23,15 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "guc.h"
 #include "kvext.h"
+#include "shmem.h"
+#include "store/txn.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
-
-/*
- * KvReportNotPreloaded
- *		The one error for "kvext is not in shared_preload_libraries".
- */
-void
-KvReportNotPreloaded(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("kvext must be loaded via shared_preload_libraries"),
-			 errhint("Add kvext to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
 
 /*
  * _PG_init

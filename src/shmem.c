@@ -30,12 +30,16 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
-#include "checkpoint.h"
+#include "log/checkpoint.h"
+#include "log/control.h"
 #include "kvext.h"
-#include "monitor.h"
-#include "recovery.h"
-#include "store.h"
-#include "wal.h"
+#include "store/stats.h"
+#include "log/recovery.h"
+#include "store/keyspace.h"
+#include "store/store.h"
+#include "log/snapshot.h"
+#include "log/wal.h"
+#include "shmem.h"
 
 bool		KvShmemAttached = false;
 bool		KvBackendReady = false;
@@ -50,11 +54,12 @@ kv_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(KvStoreShmemSize());
-	RequestAddinShmemSpace(KvKeyspaceShmemSize());
 	RequestAddinShmemSpace(KvStatsShmemSize());
 	RequestAddinShmemSpace(KvWalShmemSize());
+	RequestAddinShmemSpace(KvControlShmemSize());
 	RequestAddinShmemSpace(KvRecoveryShmemSize());
 	RequestAddinShmemSpace(KvCheckpointShmemSize());
+	RequestAddinShmemSpace(KvSnapshotShmemSize());
 	RequestNamedLWLockTranche(KVEXT_TRANCHE_NAME, KVEXT_NUM_LWLOCKS);
 }
 
@@ -69,12 +74,14 @@ kv_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	locks = GetNamedLWLockTranche(KVEXT_TRANCHE_NAME);
 	KvStoreShmemInit(locks);
-	KvKeyspaceShmemInit(&locks[KVEXT_KEYSPACE_LOCK_INDEX].lock);
+	KvKeyspaceInit(&locks[KVEXT_KEYSPACE_LOCK_INDEX].lock);
 	KvStatsShmemInit();
 	KvWalShmemInit(&locks[KVEXT_WAL_INSERT_LOCK_INDEX].lock,
 				   &locks[KVEXT_WAL_FLUSH_LOCK_INDEX].lock);
+	KvControlShmemInit(&locks[KVEXT_CONTROL_LOCK_INDEX].lock);
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
+	KvSnapshotShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 
 	KvShmemAttached = true;
@@ -110,4 +117,17 @@ KvBackendSetup(void)
 	}
 	if (pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)
 		KvWaitReady();
+}
+
+/*
+ * KvReportNotPreloaded
+ *		The one error for "kvext is not in shared_preload_libraries".
+ */
+void
+KvReportNotPreloaded(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("kvext must be loaded via shared_preload_libraries"),
+			 errhint("Add kvext to shared_preload_libraries in postgresql.conf and restart the server.")));
 }

@@ -31,10 +31,16 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
-#include "checkpoint.h"
+#include "log/checkpoint.h"
+#include "log/control.h"
+#include "failpoint.h"
 #include "kvext.h"
-#include "wal.h"
+#include "shmem.h"
+#include "log/recovery.h"
+#include "log/wal.h"
+#include "worker.h"
 
 PGDLLEXPORT void KvWalWriterMain(Datum arg);
 
@@ -67,17 +73,24 @@ KvRegisterWorkers(void)
 
 /*
  * KvWalWriterMain
- *		Entry point of the "kvext wal writer" worker.
+ *		Entry point of the "kvext wal writer" worker: flushes commits made
+ *		with kvext.synchronous_commit = off every kvext.wal_writer_delay,
+ *		advances the control file's flush watermark about once a second,
+ *		and flushes everything when the server shuts down.
  */
 void
 KvWalWriterMain(Datum arg)
 {
-	pqsignal(SIGTERM, die);
+	TimestampTz last_mark = 0;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
 	for (;;)
 	{
+		TimestampTz now;
+
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 kvext_wal_writer_delay, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -88,8 +101,23 @@ KvWalWriterMain(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		if (pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)
+		{
+			if (ShutdownRequestPending)
+				proc_exit(1);
 			continue;
+		}
 		if (KvWalFlushPos() < KvWalInsertPos())
 			KvWalFlushAll();
+		now = GetCurrentTimestamp();
+		if (ShutdownRequestPending ||
+			(TimestampDifferenceExceeds(last_mark, now, 1000) &&
+			 !KvFailpointSet("watermark-hold")))
+		{
+			KvControlAdvanceWatermark(KvWalFlushPos());
+			last_mark = now;
+		}
+		/* status 1: restarted unless the server is shutting down */
+		if (ShutdownRequestPending)
+			proc_exit(1);
 	}
 }

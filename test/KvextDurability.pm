@@ -93,7 +93,8 @@ sub kv_status
 	my $row = $node->safe_psql('postgres',
 		q{SELECT state, coalesce(insert_lsn - '0/0', -1), coalesce(flush_lsn - '0/0', -1),
 		         coalesce(apply_lsn - '0/0', -1), coalesce(term, -1), coalesce(segments, -1),
-		         coalesce(snapshot_lsn - '0/0', -1), coalesce(snapshot_time::text, '')
+		         coalesce(snapshot_lsn - '0/0', -1), coalesce(snapshot_time::text, ''),
+		         coalesce(visible_lsn - '0/0', -1), coalesce(flush_watermark - '0/0', -1)
 		  FROM kv_wal_status()});
 	my @f = split /\|/, $row, -1;
 	return {
@@ -105,6 +106,8 @@ sub kv_status
 		segments      => $f[5],
 		snapshot      => $f[6],
 		snapshot_time => $f[7],
+		visible       => $f[8],
+		watermark     => $f[9],
 	};
 }
 

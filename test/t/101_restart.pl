@@ -123,18 +123,20 @@ is($st->{snapshot_time}, '', 'no snapshot yet: snapshot_time is NULL');
 ok($st->{term} >= 1, 'term >= 1');
 
 # ---------------------------------------------------------------------------
-# clean restart: everything from the log alone
+# restart after an immediate stop: everything from the log alone (a clean
+# shutdown writes a snapshot, see below)
 my $logpos = -s $node->logfile;
-$node->restart;
+$node->stop('immediate');
+$node->start;
 my $after = snapshot_state();
-is_deeply($after, $before, 'clean restart (log only) keeps keys, values, keyspaces, bytea bytes, deletes and rollbacks');
+is_deeply($after, $before, 'restart from the log alone keeps keys, values, keyspaces, bytea bytes, deletes and rollbacks');
 is(kv_scalar($node, q{SELECT count(*) FROM kv_keyspaces() WHERE keyspace = 'ks_dropped'}),
 	'0', 'dropped keyspace stays dropped');
 $r = kv_call($node, q{SELECT kv_get('gone_1', 'ks_dropped')});
 is($r->{sqlstate}, '42704', 'the dropped keyspace does not exist after restart');
 my $log = slurp_file($node->logfile, $logpos);
 like($log, qr/kvext recovery complete: no snapshot/, 'recovery replayed the log');
-unlike($log, qr/torn record/, 'no torn record after a clean shutdown');
+unlike($log, qr/torn record/, 'no torn record after an immediate stop');
 
 my $st2 = kv_status($node);
 is($st2->{state}, 'ready', 'state is ready after restart');
@@ -185,7 +187,8 @@ sub state2
 my $before2 = state2();
 is($before2->{misc}, '1042|f|changed_4|f', 'post-snapshot writes visible');
 $logpos = -s $node->logfile;
-$node->restart;
+$node->stop('immediate');
+$node->start;
 is_deeply(state2(), $before2, 'restart from snapshot + log keeps everything');
 $log = slurp_file($node->logfile, $logpos);
 like($log, qr/kvext loaded snapshot/, 'the snapshot was loaded');
@@ -193,6 +196,20 @@ like($log, qr/kvext recovery complete: from snapshot/, 'and the log after it rep
 my $st4 = kv_status($node);
 is($st4->{snapshot}, $st3->{snapshot}, 'snapshot_lsn survives the restart');
 is($st4->{snapshot_time}, $st3->{snapshot_time}, 'snapshot_time survives the restart');
+
+# a clean shutdown flushes the log and writes a snapshot of everything:
+# the next start replays nothing
+$logpos = -s $node->logfile;
+my $insert_before = kv_status($node)->{insert};
+$node->restart;
+$log = slurp_file($node->logfile, $logpos);
+like($log, qr/kvext checkpointer: shutdown snapshot written/, 'a clean shutdown writes a snapshot');
+like($log, qr/kvext recovery complete: from snapshot, 0 log records replayed/,
+	'and the next start replays no log');
+is_deeply(state2(), $before2, 'restart from the shutdown snapshot keeps everything');
+my $st4b = kv_status($node);
+ok($st4b->{snapshot} >= $insert_before, 'the shutdown snapshot covers the whole log');
+ok($st4b->{watermark} >= $insert_before, 'the control file\'s flush watermark covers the whole log');
 
 # a keyspace dropped after the snapshot must not come back from it
 is(kv_call($node, q{SELECT kv_get('b_1', 'ks_b')})->{sqlstate},

@@ -44,18 +44,11 @@
 #include "utils/builtins.h"
 
 #include "kvext.h"
-#include "monitor.h"
-#include "store.h"
-#include "wal.h"
+#include "store/stats.h"
+#include "store/keyspace.h"
+#include "store/store.h"
+#include "log/wal.h"
 
-typedef struct KvKeyspaceDir
-{
-	pg_atomic_uint32 dir_gen;	/* bumped at every change of any slot */
-	KvKeyspace	slots[FLEXIBLE_ARRAY_MEMBER];
-} KvKeyspaceDir;
-
-KvKeyspace *KvKeyspaces = NULL;
-static KvKeyspaceDir *dir = NULL;
 static LWLock *keyspace_lock = NULL;
 
 /* this backend's last resolution */
@@ -69,46 +62,15 @@ static struct
 }			cache;
 
 /*
- * KvKeyspaceShmemSize
- *		Shared memory for the directory.
- */
-Size
-KvKeyspaceShmemSize(void)
-{
-	return add_size(offsetof(KvKeyspaceDir, slots),
-					mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
-}
-
-/*
- * KvKeyspaceShmemInit
- *		Create or attach the directory; the caller holds AddinShmemInitLock.
+ * KvKeyspaceInit
+ *		Remember the keyspace lock (shared memory startup).  The slots
+ *		themselves are created with the store (store.c).
  */
 void
-KvKeyspaceShmemInit(LWLock *lock)
+KvKeyspaceInit(LWLock *lock)
 {
-	bool		found;
-
-	dir = ShmemInitStruct("kvext keyspaces", KvKeyspaceShmemSize(), &found);
-	KvKeyspaces = dir->slots;
 	keyspace_lock = lock;
 	cache.valid = false;
-
-	if (!found)
-	{
-		pg_atomic_init_u32(&dir->dir_gen, 1);
-		for (int i = 0; i < kvext_max_keyspaces; i++)
-		{
-			KvKeyspace *ks = &dir->slots[i];
-
-			pg_atomic_init_u32(&ks->gen, 1);
-			ks->state = KS_FREE;
-			ks->name[0] = '\0';
-			pg_atomic_init_u64(&ks->nentries, 0);
-			pg_atomic_init_u64(&ks->mem_bytes, 0);
-		}
-		dir->slots[0].state = KS_ACTIVE;
-		strlcpy(dir->slots[0].name, KVEXT_DEFAULT_KEYSPACE, NAMEDATALEN);
-	}
 }
 
 /*
@@ -132,7 +94,7 @@ find_slot(const char *name, int len, bool include_dropping)
 		return -1;
 	for (int i = 0; i < kvext_max_keyspaces; i++)
 	{
-		KvKeyspace *ks = &dir->slots[i];
+		KvKeyspace *ks = &KvKeyspaces[i];
 
 		if (ks->state == KS_ACTIVE ||
 			(include_dropping &&
@@ -154,7 +116,7 @@ find_slot(const char *name, int len, bool include_dropping)
 KvKeyspaceRef
 KvKeyspaceResolve(const char *name, int len)
 {
-	uint32		gen = pg_atomic_read_u32(&dir->dir_gen);
+	uint32		gen = pg_atomic_read_u32(KvKeyspaceDirGen);
 	int			slot;
 
 	if (likely(cache.valid && cache.dir_gen == gen && cache.len == len &&
@@ -162,7 +124,7 @@ KvKeyspaceResolve(const char *name, int len)
 		return cache.ref;
 
 	LWLockAcquire(keyspace_lock, LW_SHARED);
-	gen = pg_atomic_read_u32(&dir->dir_gen);
+	gen = pg_atomic_read_u32(KvKeyspaceDirGen);
 	slot = find_slot(name, len, false);
 	if (slot < 0)
 	{
@@ -170,7 +132,7 @@ KvKeyspaceResolve(const char *name, int len)
 		KvReportNoKeyspace(name, len);
 	}
 	cache.ref.id = (uint16) slot;
-	cache.ref.gen = pg_atomic_read_u32(&dir->slots[slot].gen);
+	cache.ref.gen = pg_atomic_read_u32(&KvKeyspaces[slot].gen);
 	LWLockRelease(keyspace_lock);
 
 	cache.dir_gen = gen;
@@ -195,7 +157,8 @@ log_keyspace(uint8 type, uint16 id, const char *name)
 
 	ks->id = id;
 	strlcpy(ks->name, name, NAMEDATALEN);
-	KvWalFlush(KvWalInsert(rec, type, 0, InvalidTransactionId, len));
+	KvWalFlush(KvWalInsert(rec, type, 0, InvalidTransactionId, InvalidKvLsn,
+						   len, NULL));
 	pfree(rec);
 }
 
@@ -204,7 +167,7 @@ static void
 bump(KvKeyspace *ks)
 {
 	pg_atomic_fetch_add_u32(&ks->gen, 1);
-	pg_atomic_fetch_add_u32(&dir->dir_gen, 1);
+	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 }
 
 static void
@@ -252,7 +215,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 	}
 	for (int i = 1; i < kvext_max_keyspaces; i++)
 	{
-		if (dir->slots[i].state == KS_FREE)
+		if (KvKeyspaces[i].state == KS_FREE)
 		{
 			slot = i;
 			break;
@@ -268,7 +231,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 				 errhint("Drop a keyspace, or raise kvext.max_keyspaces and restart the server.")));
 	}
 
-	ks = &dir->slots[slot];
+	ks = &KvKeyspaces[slot];
 	/* durable before visible; an error here leaves everything unchanged */
 	log_keyspace(KV_REC_KS_CREATE, (uint16) slot, name);
 	KvStatsResetKeyspace((uint16) slot);
@@ -293,7 +256,7 @@ undo_dropping(KvKeyspace *ks, uint32 oldgen)
 	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
 	ks->state = KS_ACTIVE;
 	pg_atomic_write_u32(&ks->gen, oldgen);
-	pg_atomic_fetch_add_u32(&dir->dir_gen, 1);
+	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 	LWLockRelease(keyspace_lock);
 }
 
@@ -337,7 +300,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 		}
 		KvReportNoKeyspace(name, strlen(name));
 	}
-	ks = &dir->slots[slot];
+	ks = &KvKeyspaces[slot];
 	oldgen = pg_atomic_read_u32(&ks->gen);
 	ks->state = KS_DROPPING;
 	bump(ks);
@@ -408,7 +371,7 @@ list_keyspaces(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN],
 	LWLockAcquire(keyspace_lock, LW_SHARED);
 	for (int i = 0; i < kvext_max_keyspaces; i++)
 	{
-		KvKeyspace *ks = &dir->slots[i];
+		KvKeyspace *ks = &KvKeyspaces[i];
 
 		if (ks->state != KS_ACTIVE &&
 			!(include_dropping && ks->state == KS_DROPPING))
@@ -461,7 +424,7 @@ KvKeyspaceRecoverCreate(uint16 id, const char *name)
 				 errmsg("keyspace \"%s\" in the kvext log has id %u, beyond kvext.max_keyspaces (%d)",
 						name, id, kvext_max_keyspaces),
 				 errhint("Restore kvext.max_keyspaces to at least %u and restart.", id + 1)));
-	ks = &dir->slots[id];
+	ks = &KvKeyspaces[id];
 
 	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
 	if (ks->state == KS_ACTIVE && strcmp(ks->name, name) == 0)
@@ -492,7 +455,7 @@ KvKeyspaceRecoverDrop(uint16 id)
 
 	if (id == 0 || id >= kvext_max_keyspaces)
 		return;
-	ks = &dir->slots[id];
+	ks = &KvKeyspaces[id];
 	KvStoreRemoveKeyspace(id);
 	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
 	ks->state = KS_FREE;
@@ -513,7 +476,7 @@ KvKeyspaceIdIsActive(uint16 id)
 	if (id >= kvext_max_keyspaces)
 		return false;
 	LWLockAcquire(keyspace_lock, LW_SHARED);
-	active = (dir->slots[id].state == KS_ACTIVE);
+	active = (KvKeyspaces[id].state == KS_ACTIVE);
 	LWLockRelease(keyspace_lock);
 	return active;
 }

@@ -13,7 +13,10 @@
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 
-#include "alloc.h"
+#include "store/alloc.h"
+
+/* a position in kvext's log (log/wal.h); the store only passes it along */
+typedef uint64 KvLsn;
 
 /* number of partition locks of the hash table; a power of two */
 #define KVEXT_NUM_PARTITIONS		128
@@ -24,11 +27,12 @@
  * insert and log flush locks
  */
 #define KVEXT_TRANCHE_NAME			"kvext"
-#define KVEXT_NUM_LWLOCKS			(KVEXT_NUM_PARTITIONS + 4)
+#define KVEXT_NUM_LWLOCKS			(KVEXT_NUM_PARTITIONS + 5)
 #define KVEXT_ALLOC_LOCK_INDEX		KVEXT_NUM_PARTITIONS
 #define KVEXT_KEYSPACE_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 1)
 #define KVEXT_WAL_INSERT_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 2)
 #define KVEXT_WAL_FLUSH_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 3)
+#define KVEXT_CONTROL_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 4)
 
 /*
  * One version of one key.  Keys and values are stored inline after the
@@ -43,6 +47,7 @@ typedef struct KvEntry
 	uint32		hash;			/* hash of (keyspace, key) */
 	TransactionId xid;			/* pending: writing (sub)transaction */
 	uint32		wsidx;			/* pending: index in the owner's write set */
+	int32		owner;			/* pending: pgprocno of the writing backend */
 	uint32		keylen;
 	uint32		vallen;
 	uint16		keyspace;
@@ -88,7 +93,14 @@ typedef struct KvKeyspace
 	pg_atomic_uint64 mem_bytes; /* heap bytes of its entries, pending too */
 } KvKeyspace;
 
+/*
+ * The keyspace directory's slots live in the store's shared memory
+ * (store.c), so that the store can validate references and account memory
+ * without calling up into keyspace.c, which manages names.
+ * KvKeyspaceDirGen is bumped at every change of any slot.
+ */
 extern PGDLLIMPORT KvKeyspace *KvKeyspaces;
+extern PGDLLIMPORT pg_atomic_uint32 *KvKeyspaceDirGen;
 
 #define KVEXT_DEFAULT_KEYSPACE	"default"
 
@@ -103,17 +115,6 @@ KvKeyspaceIsValid(KvKeyspaceRef ref)
 {
 	return pg_atomic_read_u32(&KvKeyspaces[ref.id].gen) == ref.gen;
 }
-
-/* keyspace.c */
-extern Size KvKeyspaceShmemSize(void);
-extern void KvKeyspaceShmemInit(LWLock *lock);
-extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len);
-extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
-extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
-extern bool KvKeyspaceDrop(const char *name, bool if_exists);
-extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
-extern int	KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
-extern bool KvKeyspaceIdIsActive(uint16 id);
 
 /* store.c: setup */
 extern Size KvStoreShmemSize(void);
@@ -165,10 +166,18 @@ typedef struct KvWrite
 extern void KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen,
 						 KvWrite *w);
 
-/* store.c: end of transaction, called from txn.c */
+/* store.c: end of transaction, called from txn.c (and the apply path) */
+extern void KvStoreBeginCommit(KvLsn commit_end);
 extern void KvStoreCommitEntry(KvPtr p);
 extern void KvStoreAbortEntry(KvPtr p);
+extern void KvStoreEndXact(void);
+extern void KvStoreWakeWaiters(void);
 extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
+
+/* store.c: applying a logged transaction (recovery, followers) */
+extern KvPtr KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
+							   const char *value, uint32 vallen, bool binary,
+							   bool tombstone);
 
 /* store.c: keyspace drop support */
 extern bool KvStoreKeyspaceHasPending(uint16 ks);
@@ -179,10 +188,6 @@ extern bool KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 								const char *value, uint32 vallen, bool binary);
 typedef void (*KvSnapshotCallback) (void *arg, const KvEntry *e);
 extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
-
-/* keyspace.c: recovery and snapshots */
-extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);
-extern void KvKeyspaceRecoverDrop(uint16 id);
 
 /* store.c: messages */
 extern char *KvKeyExcerpt(const char *key, uint32 keylen);

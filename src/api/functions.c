@@ -36,8 +36,10 @@
 #include "utils/lsyscache.h"
 
 #include "kvext.h"
-#include "store.h"
-#include "txn.h"
+#include "shmem.h"
+#include "store/keyspace.h"
+#include "store/store.h"
+#include "store/txn.h"
 
 PG_FUNCTION_INFO_V1(kv_get);
 PG_FUNCTION_INFO_V1(kv_get_bytea);

@@ -59,21 +59,25 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "common/int.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/pg_bitutils.h"
+#include "storage/condition_variable.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 
 #include "kvext.h"
-#include "monitor.h"
-#include "store.h"
-#include "txn.h"
+#include "store/stats.h"
+#include "store/store.h"
+#include "store/writeset.h"
 
 typedef struct KvStoreControl
 {
@@ -83,13 +87,36 @@ typedef struct KvStoreControl
 	Size		bucket_bytes;	/* bucket array, rounded to KV_UNIT */
 } KvStoreControl;
 
+/*
+ * Per backend (by pgprocno): whether it is committing, and a condition
+ * variable on which writers wait for it to finish its end of transaction.
+ * See "Commit" in the file header.
+ */
+typedef struct KvOwnerSlot
+{
+	pg_atomic_uint64 committing;	/* end of its COMMIT record while it
+									 * converts its pending entries; else 0 */
+	ConditionVariable done;		/* broadcast when its pending entries are
+								 * all committed or removed */
+} KvOwnerSlot;
+
 static KvStoreControl *sctl = NULL;
+static KvOwnerSlot *owners = NULL;
+static int	nowners = 0;
+KvKeyspace *KvKeyspaces = NULL;
+pg_atomic_uint32 *KvKeyspaceDirGen = NULL;
 static KvPtr *buckets = NULL;
 static LWLockPadded *kv_locks = NULL;
 
 #define BUCKET_OF(hash)		((hash) & (sctl->nbuckets - 1))
 #define PART_OF(bucket)		((bucket) >> sctl->part_shift)
 #define PART_LOCK(part)		(&kv_locks[(part)].lock)
+
+static int
+owner_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
 
 static Size
 region_bytes(void)
@@ -106,6 +133,29 @@ bucket_count(Size region)
 }
 
 /*
+ * init_keyspace_slots
+ *		The keyspace directory at shared memory creation: every slot free
+ *		but slot 0, "default", which always exists.
+ */
+static void
+init_keyspace_slots(void)
+{
+	pg_atomic_init_u32(KvKeyspaceDirGen, 1);
+	for (int i = 0; i < kvext_max_keyspaces; i++)
+	{
+		KvKeyspace *ks = &KvKeyspaces[i];
+
+		pg_atomic_init_u32(&ks->gen, 1);
+		ks->state = KS_FREE;
+		ks->name[0] = '\0';
+		pg_atomic_init_u64(&ks->nentries, 0);
+		pg_atomic_init_u64(&ks->mem_bytes, 0);
+	}
+	KvKeyspaces[0].state = KS_ACTIVE;
+	strlcpy(KvKeyspaces[0].name, KVEXT_DEFAULT_KEYSPACE, NAMEDATALEN);
+}
+
+/*
  * KvStoreShmemSize
  *		Shared memory for the store: control blocks plus the region.
  */
@@ -117,6 +167,9 @@ KvStoreShmemSize(void)
 	size = add_size(size, KvAllocControlSize());
 	size = add_size(size, KV_UNIT);
 	size = add_size(size, region_bytes());
+	size = add_size(size, MAXALIGN(sizeof(pg_atomic_uint32)));
+	size = add_size(size, mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
+	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), owner_slots())));
 	return size;
 }
 
@@ -136,6 +189,14 @@ KvStoreShmemInit(LWLockPadded *locks)
 	p += MAXALIGN(sizeof(KvStoreControl));
 	kv_locks = locks;
 
+	KvKeyspaceDirGen = (pg_atomic_uint32 *) p;
+	p += MAXALIGN(sizeof(pg_atomic_uint32));
+	KvKeyspaces = (KvKeyspace *) p;
+	p += sizeof(KvKeyspace) * kvext_max_keyspaces;
+	p = (char *) MAXALIGN(p);
+	owners = (KvOwnerSlot *) p;
+	nowners = owner_slots();
+	p += MAXALIGN(sizeof(KvOwnerSlot) * nowners);
 	KvBase = (char *) TYPEALIGN(KV_UNIT, p + KvAllocControlSize());
 	buckets = (KvPtr *) KvBase;
 
@@ -148,6 +209,12 @@ KvStoreShmemInit(LWLockPadded *locks)
 		sctl->region_bytes = region;
 		sctl->bucket_bytes = TYPEALIGN(KV_UNIT, (Size) nb * sizeof(KvPtr));
 		memset(buckets, 0, sctl->bucket_bytes);
+		init_keyspace_slots();
+		for (int i = 0; i < nowners; i++)
+		{
+			pg_atomic_init_u64(&owners[i].committing, 0);
+			ConditionVariableInit(&owners[i].done);
+		}
 	}
 	KvAllocInit(p, &locks[KVEXT_ALLOC_LOCK_INDEX].lock,
 				(KvPtr) (sctl->bucket_bytes / KV_UNIT),
@@ -221,23 +288,39 @@ account_mem(uint16 ks, KvPtr p, bool add)
 }
 
 /*
+ * is_own
+ *		Is pending entry e this transaction's?  Every pending entry of a
+ *		backend belongs to its current transaction (entries are committed
+ *		or removed before it starts another), so the owner's pgprocno says
+ *		it; a parallel worker reads for its leader.
+ */
+static inline bool
+is_own(const KvEntry *e)
+{
+	return e->owner == MyProc->pgprocno ||
+		(MyProc->lockGroupLeader != NULL &&
+		 e->owner == MyProc->lockGroupLeader->pgprocno);
+}
+
+/*
  * entry_is_version
- *		Would this transaction take entry e as the current version of its
- *		key?  Committed entries, its own pending entries, and pending entries
- *		of a transaction that has committed (pg_xact says so) but whose
- *		commit callback has not yet made them committed entries.  The last
- *		case is what makes a commit visible all at once: PostgreSQL marks the
- *		whole transaction tree committed in one step, while the callback
- *		converts entries one by one.  The pg_xact lookup only happens for
- *		other transactions' pending entries.
+ *		Would this backend take entry e as the current version of its key?
+ *		Committed entries, its own pending entries, and pending entries of a
+ *		backend that is committing: it has logged its COMMIT record, made it
+ *		as durable as its setting requires ("visible"), and is converting its
+ *		entries one by one.  Taking those as committed from the moment it
+ *		announces the commit makes the whole commit appear at once.  Never
+ *		pg_xact: PostgreSQL may report a transaction committed before
+ *		kvext's COMMIT record exists or is durable.
  */
 static inline bool
 entry_is_version(const KvEntry *e)
 {
 	if (!(e->flags & KVE_PENDING))
 		return true;
-	return TransactionIdIsCurrentTransactionId(e->xid) ||
-		TransactionIdDidCommit(e->xid);
+	if (is_own(e))
+		return true;
+	return pg_atomic_read_u64(&owners[e->owner].committing) != 0;
 }
 
 /*
@@ -370,151 +453,176 @@ parse_int64(const char *s, uint32 len, int64 *out)
 }
 
 /*
- * KvStoreWrite
- *		The one write path: put, delete, increment or compare-and-set one
- *		key in the current (sub)transaction.
- *
- * Assigns the transaction an xid, locks the key (waiting for another
- * transaction that holds it), computes the new value from the one visible
- * to this transaction, and links a pending entry that records it.  Errors
- * (store full, non-integer value, overflow) are raised before anything in
- * shared memory changes.  Results go to the fields of *w.
+ * The versions of one key found under its partition lock: the newest
+ * pending entry (and the link that points to it) and the committed entry.
  */
-void
-KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
+typedef struct KeyVersions
 {
-	TransactionId myxid;
-	TransactionId waited = InvalidTransactionId;
-	uint32		hash = kv_hash(ks.id, key, keylen);
-	uint32		bucket = BUCKET_OF(hash);
-	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
-	KvPtr	   *plink;
-	KvEntry    *pend;
-	KvEntry    *comm;
-	KvEntry    *visible;
-	const char *newval = NULL;
-	uint32		newlen = 0;
-	bool		tombstone = false;
-	char		numbuf[MAXINT8LEN + 1];
-	Size		size;
-	KvPtr		np;
-	KvEntry    *n;
+	uint32		hash;
+	uint32		bucket;
+	LWLock	   *lock;
+	KvPtr	   *plink;			/* link to pend */
+	KvEntry    *pend;			/* newest pending entry, or NULL */
+	KvEntry    *comm;			/* committed entry, or NULL */
+} KeyVersions;
 
-	/* things that may fail come before any lock */
-	myxid = GetCurrentTransactionId();
-	KvTxnReserve();
+/* find the versions of (ks, key); caller holds kv->lock */
+static void
+find_versions(KeyVersions *kv, uint16 ks, const char *key, uint32 keylen)
+{
+	KvPtr	   *link = &buckets[kv->bucket];
+
+	kv->plink = NULL;
+	kv->pend = kv->comm = NULL;
+	while (*link != InvalidKvPtr)
+	{
+		KvEntry    *e = KvEntryGet(*link);
+
+		if (entry_matches(e, kv->hash, ks, key, keylen))
+		{
+			if (!(e->flags & KVE_PENDING))
+			{
+				kv->comm = e;
+				return;
+			}
+			if (kv->pend == NULL)
+			{
+				kv->pend = e;
+				kv->plink = link;
+			}
+		}
+		link = &e->next;
+	}
+}
+
+/*
+ * wait_for_owner
+ *		Sleep until backend owner has finished its end of transaction (its
+ *		pending entries are all committed or removed).  Called holding
+ *		lock, the partition lock under which one of its pending entries was
+ *		seen, which is released here: the owner needs that lock to finish,
+ *		and it broadcasts only after finishing, so the wakeup cannot be
+ *		missed.  Interruptible.
+ */
+static void
+wait_for_owner(int owner, LWLock *lock)
+{
+	ConditionVariablePrepareToSleep(&owners[owner].done);
+	LWLockRelease(lock);
+	ConditionVariableSleep(&owners[owner].done, PG_WAIT_EXTENSION);
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * lock_key
+ *		Step 1 of a write: return holding the key's partition lock
+ *		exclusively, with no other transaction's pending entry on the key
+ *		(kv->pend, if any, is this transaction's).  Waits, with no LWLock
+ *		held, for a transaction that holds the key:
+ *		- on its xid lock (XactLockTableWait: deadlock detection,
+ *		  lock_timeout, pg_locks), as heap updates wait on a row's xmax;
+ *		- then, if its entry is still pending, on its backend's condition
+ *		  variable until it has committed or removed its entries.  That
+ *		  happens when the owner is between PostgreSQL's end of transaction
+ *		  and kvext's callback (for a released subtransaction, the xid wait
+ *		  returns as soon as PostgreSQL no longer reports the transaction
+ *		  in progress), or while it converts its entries at commit.  The
+ *		  waiter decides from what the owner really did, never from a
+ *		  subtransaction's transient state, and never removes the entry.
+ */
+static void
+lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
+{
+	TransactionId waited = InvalidTransactionId;
 
 	for (;;)
 	{
-		KvPtr	   *link = &buckets[bucket];
+		int			owner;
 
-		plink = NULL;
-		pend = comm = NULL;
-
-		LWLockAcquire(lock, LW_EXCLUSIVE);
+		LWLockAcquire(kv->lock, LW_EXCLUSIVE);
 		if (unlikely(!KvKeyspaceIsValid(ks)))
 		{
-			LWLockRelease(lock);
+			LWLockRelease(kv->lock);
 			report_keyspace_gone();
 		}
-
-		while (*link != InvalidKvPtr)
-		{
-			KvEntry    *e = KvEntryGet(*link);
-
-			if (entry_matches(e, hash, ks.id, key, keylen))
-			{
-				if (!(e->flags & KVE_PENDING))
-				{
-					comm = e;
-					break;
-				}
-				if (pend == NULL)
-				{
-					pend = e;
-					plink = link;
-				}
-			}
-			link = &e->next;
-		}
-
-		if (pend == NULL || TransactionIdIsCurrentTransactionId(pend->xid))
-			break;				/* the key is ours */
+		find_versions(kv, ks.id, key, keylen);
+		if (kv->pend == NULL || is_own(kv->pend))
+			return;				/* the key is ours */
 
 		/* another transaction holds the key */
-		if (TransactionIdEquals(pend->xid, waited))
+		owner = kv->pend->owner;
+		if (pg_atomic_read_u64(&owners[owner].committing) != 0 ||
+			TransactionIdEquals(kv->pend->xid, waited))
 		{
-			/*
-			 * We already waited for this transaction to end, yet its entry
-			 * is still here: its backend exited without cleaning up.  The
-			 * entry can never commit; remove it.
-			 */
-			KvPtr		stale = *plink;
-
-			*plink = pend->next;
-			account_mem(ks.id, stale, false);
-			KvFree(stale);
-			LWLockRelease(lock);
-			elog(WARNING, "kvext removed an orphaned uncommitted write of transaction %u",
-				 waited);
+			wait_for_owner(owner, kv->lock);
 			continue;
 		}
-		waited = pend->xid;
-		LWLockRelease(lock);
+		waited = kv->pend->xid;
+		LWLockRelease(kv->lock);
 		XactLockTableWait(waited, NULL, NULL, XLTW_None);
 	}
+}
 
-	visible = pend ? ((pend->flags & KVE_TOMBSTONE) ? NULL : pend) : comm;
+/* what a write puts in its pending entry; see new_version */
+typedef struct NewVersion
+{
+	const char *value;
+	uint32		len;
+	bool		tombstone;
+	char		numbuf[MAXINT8LEN + 1];
+} NewVersion;
+
+/* errors new_version reports once the caller has released its lock */
+typedef enum WriteError
+{
+	WRITE_OK,
+	WRITE_NOTHING,				/* nothing to write: not an error */
+	WRITE_NOT_INTEGER,
+	WRITE_OUT_OF_RANGE,
+	WRITE_OVERFLOW
+} WriteError;
+
+/*
+ * new_version
+ *		Step 2 of a write: from the version this transaction sees (visible,
+ *		or NULL), compute what the write stores, and fill in w's results.
+ *		Runs under the partition lock, so it raises nothing; it returns
+ *		what to report instead.
+ */
+static WriteError
+new_version(KvWrite *w, const KvEntry *visible, NewVersion *nv, int64 *cur)
+{
+	nv->value = NULL;
+	nv->len = 0;
+	nv->tombstone = false;
 
 	switch (w->op)
 	{
 		case KV_OP_PUT:
-			newval = w->value;
-			newlen = w->vallen;
+			nv->value = w->value;
+			nv->len = w->vallen;
 			break;
 
 		case KV_OP_DELETE:
 			w->existed = (visible != NULL);
 			if (!w->existed)
-			{
-				LWLockRelease(lock);
-				return;
-			}
-			tombstone = true;
+				return WRITE_NOTHING;
+			nv->tombstone = true;
 			break;
 
 		case KV_OP_INCR:
 			{
-				int64		cur = 0;
 				int			rc = 0;
 
+				*cur = 0;
 				if (visible)
-					rc = parse_int64(KvEntryValue(visible), visible->vallen, &cur);
+					rc = parse_int64(KvEntryValue(visible), visible->vallen, cur);
 				if (rc != 0)
-				{
-					LWLockRelease(lock);
-					if (rc == 1)
-						ereport(ERROR,
-								(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-								 errmsg("value of key \"%s\" is not an integer",
-										KvKeyExcerpt(key, keylen)),
-								 errhint("kv_incr() works on values that are base-10 integers, such as those it writes.")));
-					ereport(ERROR,
-							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-							 errmsg("value of key \"%s\" is out of range for type bigint",
-									KvKeyExcerpt(key, keylen))));
-				}
-				if (pg_add_s64_overflow(cur, w->delta, &w->result))
-				{
-					LWLockRelease(lock);
-					ereport(ERROR,
-							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-							 errmsg("kv_incr() result is out of range for type bigint"),
-							 errdetail("Key \"%s\" holds " INT64_FORMAT "; adding " INT64_FORMAT " overflows.",
-									   KvKeyExcerpt(key, keylen), cur, w->delta)));
-				}
-				newlen = (uint32) pg_lltoa(w->result, numbuf);
-				newval = numbuf;
+					return rc == 1 ? WRITE_NOT_INTEGER : WRITE_OUT_OF_RANGE;
+				if (pg_add_s64_overflow(*cur, w->delta, &w->result))
+					return WRITE_OVERFLOW;
+				nv->len = (uint32) pg_lltoa(w->result, nv->numbuf);
+				nv->value = nv->numbuf;
 			}
 			break;
 
@@ -527,10 +635,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 							  memcmp(KvEntryValue(visible), w->expected,
 									 w->expectedlen) == 0);
 			if (!w->swapped)
-			{
-				LWLockRelease(lock);
-				return;
-			}
+				return WRITE_NOTHING;
 			if (w->value == NULL)
 			{
 				/*
@@ -539,65 +644,156 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 				 * key's lock with a tombstone, so that "does not exist"
 				 * holds until this transaction ends.
 				 */
-				tombstone = true;
+				nv->tombstone = true;
 			}
 			else
 			{
-				newval = w->value;
-				newlen = w->vallen;
+				nv->value = w->value;
+				nv->len = w->vallen;
 			}
 			break;
 	}
+	return WRITE_OK;
+}
 
-	size = KvEntryHeaderSize + keylen + (tombstone ? 0 : newlen);
-	/* deletes may dip into the reserve, so a full store can be emptied */
-	np = KvAlloc(size, tombstone);
-	if (np == InvalidKvPtr)
+/* report a WriteError of new_version; no lock held */
+static void
+report_write_error(WriteError err, const KvWrite *w, int64 cur,
+				   const char *key, uint32 keylen)
+{
+	switch (err)
 	{
-		LWLockRelease(lock);
-		report_store_full(size);
+		case WRITE_NOT_INTEGER:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("value of key \"%s\" is not an integer",
+							KvKeyExcerpt(key, keylen)),
+					 errhint("kv_incr() works on values that are base-10 integers, such as those it writes.")));
+			break;
+		case WRITE_OUT_OF_RANGE:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("value of key \"%s\" is out of range for type bigint",
+							KvKeyExcerpt(key, keylen))));
+			break;
+		case WRITE_OVERFLOW:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("kv_incr() result is out of range for type bigint"),
+					 errdetail("Key \"%s\" holds " INT64_FORMAT "; adding " INT64_FORMAT " overflows.",
+							   KvKeyExcerpt(key, keylen), cur, w->delta)));
+			break;
+		default:
+			break;
 	}
+}
 
-	n = KvEntryGet(np);
-	n->hash = hash;
-	n->xid = myxid;
-	n->keylen = keylen;
-	n->vallen = tombstone ? 0 : newlen;
-	n->keyspace = ks.id;
-	n->flags = KVE_PENDING;
-	if (tombstone)
-		n->flags |= KVE_TOMBSTONE;
-	else if (w->binary && w->op != KV_OP_INCR)
-		n->flags |= KVE_BINARY;
-	memcpy(KvEntryKey(n), key, keylen);
-	if (newlen > 0 && !tombstone)
-		memcpy(KvEntryValue(n), newval, newlen);
-	account_mem(ks.id, np, true);
+/*
+ * link_pending
+ *		Step 3 of a write: link the new pending entry np.  A rewrite at the
+ *		same subtransaction level (possibly of a version a released
+ *		subtransaction wrote) replaces this transaction's pending entry in
+ *		place; a first write at this level stacks a new version on top, so
+ *		ROLLBACK TO reveals the older one.  Caller holds the partition lock
+ *		exclusively; cannot fail.
+ */
+static void
+link_pending(KeyVersions *kv, uint16 ks, KvPtr np, bool was_visible)
+{
+	KvEntry    *n = KvEntryGet(np);
+	bool		is_visible = !(n->flags & KVE_TOMBSTONE);
 
-	if (pend != NULL &&
-		KvTxnItemLevel(pend->wsidx) == GetCurrentTransactionNestLevel())
+	if (kv->pend != NULL &&
+		KvWsItemLevel(kv->pend->wsidx) == GetCurrentTransactionNestLevel())
 	{
-		/*
-		 * Rewrite at the same subtransaction level (possibly of a version
-		 * a released subtransaction wrote): replace in place.
-		 */
-		KvPtr		old = *plink;
+		KvPtr		old = *kv->plink;
 
-		n->next = pend->next;
-		n->wsidx = pend->wsidx;
-		*plink = np;
-		KvTxnReplace(n->wsidx, np, !tombstone);
-		account_mem(ks.id, old, false);
+		n->next = kv->pend->next;
+		n->wsidx = kv->pend->wsidx;
+		*kv->plink = np;
+		KvWsReplace(n->wsidx, np, is_visible);
+		account_mem(ks, old, false);
 		KvFree(old);
 	}
 	else
 	{
-		/* first write at this level: stack a new version on top */
-		n->next = buckets[bucket];
-		buckets[bucket] = np;
-		n->wsidx = KvTxnPush(np, ks.id, visible != NULL, !tombstone);
+		n->next = buckets[kv->bucket];
+		buckets[kv->bucket] = np;
+		n->wsidx = KvWsPush(np, ks, was_visible, is_visible);
 	}
-	LWLockRelease(lock);
+}
+
+/*
+ * KvStoreWrite
+ *		The one write path: put, delete, increment or compare-and-set one
+ *		key in the current (sub)transaction.
+ *
+ * Assigns the transaction an xid, locks the key (lock_key: waiting for
+ * another transaction that holds it), computes the new value from the one
+ * visible to this transaction (new_version), and links a pending entry
+ * that records it (link_pending).  Errors (store full, non-integer value,
+ * overflow) are raised before anything in shared memory changes.  Results
+ * go to the fields of *w.
+ */
+void
+KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
+{
+	TransactionId myxid;
+	KeyVersions kv;
+	KvEntry    *visible;
+	NewVersion	nv;
+	WriteError	err;
+	int64		cur = 0;
+	Size		size;
+	KvPtr		np;
+	KvEntry    *n;
+
+	/* things that may fail come before any lock */
+	myxid = GetCurrentTransactionId();
+	KvWsReserve();
+
+	kv.hash = kv_hash(ks.id, key, keylen);
+	kv.bucket = BUCKET_OF(kv.hash);
+	kv.lock = PART_LOCK(PART_OF(kv.bucket));
+	lock_key(&kv, ks, key, keylen);
+
+	visible = kv.pend ? ((kv.pend->flags & KVE_TOMBSTONE) ? NULL : kv.pend) : kv.comm;
+	err = new_version(w, visible, &nv, &cur);
+	if (err != WRITE_OK)
+	{
+		LWLockRelease(kv.lock);
+		report_write_error(err, w, cur, key, keylen);
+		return;					/* WRITE_NOTHING */
+	}
+
+	size = KvEntryHeaderSize + keylen + (nv.tombstone ? 0 : nv.len);
+	/* deletes may dip into the reserve, so a full store can be emptied */
+	np = KvAlloc(size, nv.tombstone);
+	if (np == InvalidKvPtr)
+	{
+		LWLockRelease(kv.lock);
+		report_store_full(size);
+	}
+
+	n = KvEntryGet(np);
+	n->hash = kv.hash;
+	n->xid = myxid;
+	n->owner = MyProc->pgprocno;
+	n->keylen = keylen;
+	n->vallen = nv.tombstone ? 0 : nv.len;
+	n->keyspace = ks.id;
+	n->flags = KVE_PENDING;
+	if (nv.tombstone)
+		n->flags |= KVE_TOMBSTONE;
+	else if (w->binary && w->op != KV_OP_INCR)
+		n->flags |= KVE_BINARY;
+	memcpy(KvEntryKey(n), key, keylen);
+	if (!nv.tombstone && nv.len > 0)
+		memcpy(KvEntryValue(n), nv.value, nv.len);
+	account_mem(ks.id, np, true);
+
+	link_pending(&kv, ks.id, np, visible != NULL);
+	LWLockRelease(kv.lock);
 
 	KvCountWrite(ks.id);
 }
@@ -622,8 +818,7 @@ KvStoreOlderOwnVersion(KvPtr p)
 
 		if (!same_key(qe, e))
 			continue;
-		if ((qe->flags & KVE_PENDING) &&
-			TransactionIdIsCurrentTransactionId(qe->xid))
+		if ((qe->flags & KVE_PENDING) && qe->owner == MyProc->pgprocno)
 			result = q;
 		break;
 	}
@@ -643,6 +838,96 @@ unlink_entry(uint32 bucket, KvPtr p)
 		link = &KvEntryGet(*link)->next;
 	}
 	*link = KvEntryGet(p)->next;
+}
+
+/*
+ * KvStoreBeginCommit
+ *		This backend's transaction is committed in the log: its COMMIT
+ *		record ends at commit_end, which is as durable as the commit's
+ *		setting requires.  From now on every reader takes its pending
+ *		entries as committed versions, while KvStoreCommitEntry converts
+ *		them one by one; KvStoreEndXact ends that state.
+ */
+void
+KvStoreBeginCommit(KvLsn commit_end)
+{
+	Assert(commit_end != 0);
+	pg_atomic_write_u64(&owners[MyProc->pgprocno].committing, commit_end);
+	/* readers must see the flag before any entry is converted */
+	pg_memory_barrier();
+}
+
+/*
+ * KvStoreEndXact
+ *		This backend's pending entries are all committed or removed: leave
+ *		the committing state and wake the writers waiting for that.
+ */
+void
+KvStoreEndXact(void)
+{
+	KvOwnerSlot *slot = &owners[MyProc->pgprocno];
+
+	if (pg_atomic_read_u64(&slot->committing) != 0)
+		pg_atomic_write_u64(&slot->committing, 0);
+	ConditionVariableBroadcast(&slot->done);
+}
+
+/*
+ * KvStoreWakeWaiters
+ *		Some of this backend's pending entries were removed (a rolled back
+ *		subtransaction): wake the writers waiting for them.
+ */
+void
+KvStoreWakeWaiters(void)
+{
+	ConditionVariableBroadcast(&owners[MyProc->pgprocno].done);
+}
+
+/*
+ * KvStoreApplyWrite
+ *		Apply path (recovery, and followers later): link a pending entry of
+ *		this backend for (ks, key) with the given value, or a tombstone,
+ *		without taking the key's lock (nobody else writes: the log is the
+ *		only writer).  The caller collects the entries of one transaction
+ *		and makes them visible together with KvStoreBeginCommit,
+ *		KvStoreCommitEntry on each, and KvStoreEndXact.  Returns
+ *		InvalidKvPtr if the store is full.
+ */
+KvPtr
+KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
+				  const char *value, uint32 vallen, bool binary, bool tombstone)
+{
+	uint32		hash = kv_hash(ks, key, keylen);
+	uint32		bucket = BUCKET_OF(hash);
+	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
+	KvPtr		np;
+	KvEntry    *n;
+
+	if (tombstone)
+		vallen = 0;
+	np = KvAlloc(KvEntryHeaderSize + keylen + vallen, true);
+	if (np == InvalidKvPtr)
+		return InvalidKvPtr;
+	n = KvEntryGet(np);
+	n->hash = hash;
+	n->xid = InvalidTransactionId;
+	n->wsidx = 0;
+	n->owner = MyProc->pgprocno;
+	n->keylen = keylen;
+	n->vallen = vallen;
+	n->keyspace = ks;
+	n->flags = KVE_PENDING | (tombstone ? KVE_TOMBSTONE : 0) |
+		(binary && !tombstone ? KVE_BINARY : 0);
+	memcpy(KvEntryKey(n), key, keylen);
+	if (vallen > 0)
+		memcpy(KvEntryValue(n), value, vallen);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	n->next = buckets[bucket];
+	buckets[bucket] = np;
+	account_mem(ks, np, true);
+	LWLockRelease(lock);
+	return np;
 }
 
 /*
@@ -693,6 +978,7 @@ KvStoreCommitEntry(KvPtr p)
 		e->flags &= ~KVE_PENDING;
 		e->xid = InvalidTransactionId;
 		e->wsidx = 0;
+		e->owner = 0;
 		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
 	}
 
@@ -1018,6 +1304,7 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 		n->hash = hash;
 		n->xid = InvalidTransactionId;
 		n->wsidx = 0;
+		n->owner = 0;
 		n->keylen = keylen;
 		n->vallen = vallen;
 		n->keyspace = ks;

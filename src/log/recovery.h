@@ -10,6 +10,15 @@
 #ifndef KVEXT_RECOVERY_H
 #define KVEXT_RECOVERY_H
 
+#include "port/atomics.h"
+
+/* the store's state: KV_STATE_READY once recovery has rebuilt it */
+extern PGDLLIMPORT pg_atomic_uint32 *KvStateFlag;
+#define KV_STATE_STARTING		0
+#define KV_STATE_RECOVERING		1
+#define KV_STATE_READY			2
+#define KV_STATE_FAILED			3
+
 extern Size KvRecoveryShmemSize(void);
 extern void KvRecoveryShmemInit(void);
 extern bool KvRecover(void);

@@ -18,9 +18,11 @@
  * order.  If the write fails (ENOSPC, EIO) the file is truncated back to
  * where the record started and the error is raised: nothing partial
  * counts as written, and a later write may succeed.  After a TXN record,
- * fallocate(FALLOC_FL_KEEP_SIZE) reserves the blocks for the ABORT record
- * its transaction might still need (written in a critical section, it
- * must not meet a full disk); ABORT records never start a new segment.
+ * fallocate(FALLOC_FL_KEEP_SIZE) reserves the blocks for the COMMIT or
+ * ABORT records ("markers") that in-flight transactions still need: a
+ * marker is written in a critical section (after PostgreSQL's commit, an
+ * error is no longer possible), so it must not meet a full disk.  Markers
+ * never start a new segment.
  *
  * Group commit.  KvWalFlush(upto) is PostgreSQL's XLogFlush pattern: the
  * first backend to get the flush lock (LWLockAcquireOrWait) fdatasync()s
@@ -58,6 +60,7 @@
 #include <unistd.h>
 
 #include "access/twophase.h"
+#include "access/xlogdefs.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/fd.h"
@@ -68,10 +71,15 @@
 
 #include "failpoint.h"
 #include "kvext.h"
-#include "wal.h"
+#include "log/wal.h"
 
-/* blocks reserved after each TXN record for a possible ABORT record */
-#define KVEXT_ABORT_RESERVE		4096
+/*
+ * Bytes reserved after each TXN record for the COMMIT or ABORT records of
+ * every transaction that may be in flight (see KvWalInsert).
+ */
+#define MARKER_RESERVE	((off_t) TYPEALIGN(4096, (Size) wal_nprocs() * sizeof(KvWalRecord)))
+
+#define IS_MARKER(type)	((type) == KV_REC_COMMIT || (type) == KV_REC_ABORT)
 
 typedef struct KvWalShared
 {
@@ -306,7 +314,8 @@ fail_insert(int fd, off_t offset, int save_errno, const char *what)
  *		Raises an error, with nothing written, if the write fails.
  */
 KvLsn
-KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
+KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
+			uint32 len, KvLsn *startp)
 {
 	KvWalRecord *hdr = (KvWalRecord *) rec;
 	pg_crc32c	crc;
@@ -321,6 +330,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 		elog(ERROR, "kvext log is not open");
 
 	hdr->len = len;
+	hdr->ref = ref;
 	hdr->xid = xid;
 	hdr->type = type;
 	hdr->flags = flags;
@@ -330,12 +340,13 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, rec + sizeof(KvWalRecord), len - sizeof(KvWalRecord));
 
-	KvFailpoint("wal-before-write");
+	if (!IS_MARKER(type))
+		KvFailpoint("wal-before-write");
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 
-	/* an ABORT record goes into the space reserved for it (see below) */
-	if (type != KV_REC_ABORT &&
+	/* a marker goes into the space reserved for it (see below) */
+	if (!IS_MARKER(type) &&
 		wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
 		wal->insert_lsn > wal->seg_start)
 		switch_segment();
@@ -345,7 +356,6 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 	hdr->lsn = start;
 	SpinLockAcquire(&wal->mutex);
 	hdr->term = wal->term;
-	hdr->flushed = wal->flush_lsn;
 	SpinLockRelease(&wal->mutex);
 	COMP_CRC32C(crc, rec + offsetof(KvWalRecord, len),
 				sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
@@ -358,7 +368,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 	{
 		ssize_t		n;
 
-		if (KvFailpointEnospc("wal-enospc"))
+		if (!IS_MARKER(type) && KvFailpointEnospc("wal-enospc"))
 		{
 			n = -1;
 			errno = ENOSPC;
@@ -371,17 +381,17 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 	}
 
 	/*
-	 * If this transaction aborts after all (a later pre-commit check), its
-	 * ABORT record must be writable even on a full disk, or recovery would
-	 * bring the write back: make sure its blocks exist.  Inside the
-	 * zero-filled part of the segment they do; past it, reserve them now
-	 * (fallocate dirties the inode, which would make every commit's
+	 * This transaction's COMMIT or ABORT record, and those of every other
+	 * transaction in flight, are written in a critical section and must
+	 * find their blocks even on a full disk: make sure they exist.  Inside
+	 * the zero-filled part of the segment they do; past it, reserve them
+	 * now (fallocate dirties the inode, which would make every commit's
 	 * fdatasync journal it, so only there).  No reservation, no commit.
 	 */
 	if (type == KV_REC_TXN &&
 		(KvFailpointEnospc("wal-enospc-reserve") ||
-		 ((uint64) offset + len + KVEXT_ABORT_RESERVE > wal->seg_alloc &&
-		  fallocate(fd, FALLOC_FL_KEEP_SIZE, offset + len, KVEXT_ABORT_RESERVE) != 0)))
+		 ((uint64) offset + len + MARKER_RESERVE > wal->seg_alloc &&
+		  fallocate(fd, FALLOC_FL_KEEP_SIZE, offset + len, MARKER_RESERVE) != 0)))
 	{
 		int			save_errno = KvFailpointEnospc("wal-enospc-reserve") ? ENOSPC : errno;
 
@@ -398,7 +408,26 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, uint32 len)
 
 	LWLockRelease(insert_lock);
 
+	if (startp)
+		*startp = start;
 	return end;
+}
+
+/*
+ * KvWalInsertMarker
+ *		Append a COMMIT or ABORT record deciding the TXN record at txn;
+ *		returns the position after it.  Callers are in a critical section:
+ *		the space was reserved when the TXN record was written.
+ */
+KvLsn
+KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn)
+{
+	char		rec[sizeof(KvWalRecord)];
+
+	Assert(IS_MARKER(type));
+	memset(rec, 0, sizeof(rec));
+	return KvWalInsert(rec, type, flags, InvalidTransactionId, txn,
+					   sizeof(rec), NULL);
 }
 
 /*
@@ -494,6 +523,18 @@ KvWalFlushPos(void)
 	lsn = wal->flush_lsn;
 	SpinLockRelease(&wal->mutex);
 	return lsn;
+}
+
+/*
+ * KvWalVisiblePos
+ *		The "visible up to" position: a commit whose COMMIT record ends at
+ *		or before it may be seen by every session.  In a group of one it is
+ *		the local flush position; replication makes it the majority's.
+ */
+KvLsn
+KvWalVisiblePos(void)
+{
+	return KvWalFlushPos();
 }
 
 uint64
@@ -609,6 +650,74 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 	wal->term = Max(term, 1);
 	SpinLockRelease(&wal->mutex);
 	LWLockRelease(insert_lock);
+}
+
+/*
+ * KvWalTruncate
+ *		Cut the log at position at, which must be a record boundary: zero
+ *		the rest of the segment holding it (keeping the file's size, so its
+ *		preallocated blocks stay), remove every later segment, and make both
+ *		durable.  Recovery uses it to clear a torn tail; a follower will use
+ *		it to drop a divergent tail.  If the log is open, the caller must
+ *		make sure nothing is being inserted and that no committed record is
+ *		cut; the positions move back to at.
+ */
+void
+KvWalTruncate(KvLsn at)
+{
+	KvLsn	   *starts;
+	int			n = KvWalListSegments(&starts);
+	int			seg = -1;
+	char		path[MAXPGPATH];
+	int			fd;
+	struct stat st;
+
+	for (int i = 0; i < n; i++)
+		if (starts[i] <= at)
+			seg = i;
+	if (seg < 0)
+		elog(ERROR, "kvext log has no segment holding %X/%X", LSN_FORMAT_ARGS(at));
+
+	/* later segments first: a crash part-way leaves a log that still ends */
+	for (int i = n - 1; i > seg; i--)
+	{
+		KvWalSegmentPath(path, starts[i]);
+		if (unlink(path) != 0 && errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove kvext log file \"%s\": %m", path)));
+	}
+	if (seg + 1 < n)
+		fsync_wal_dir();
+
+	KvWalSegmentPath(path, starts[seg]);
+	fd = OpenTransientFile(path, O_RDWR | PG_BINARY);
+	if (fd < 0 || fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext log file \"%s\": %m", path)));
+	if (!KvWalWriteZeros(fd, (off_t) (at - starts[seg]), Max(st.st_size, (off_t) (at - starts[seg]))))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not clear kvext log file \"%s\" after %X/%X: %m",
+						path, LSN_FORMAT_ARGS(at))));
+	if (pg_fsync(fd) != 0)
+		ereport(data_sync_elevel(ERROR),
+				(errcode_for_file_access(),
+				 errmsg("could not fsync kvext log file \"%s\": %m", path)));
+	CloseTransientFile(fd);
+
+	if (wal->insert_lsn != InvalidKvLsn)
+	{
+		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+		SpinLockAcquire(&wal->mutex);
+		wal->seg_start = starts[seg];
+		wal->insert_lsn = Min(wal->insert_lsn, at);
+		wal->flush_lsn = Min(wal->flush_lsn, at);
+		SpinLockRelease(&wal->mutex);
+		LWLockRelease(insert_lock);
+	}
+	pfree(starts);
 }
 
 /*

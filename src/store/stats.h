@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
- * monitor.h
+ * stats.h
  *	  Per-backend activity counters behind kv_stats().
  *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
  */
-#ifndef KVEXT_MONITOR_H
-#define KVEXT_MONITOR_H
+#ifndef KVEXT_STATS_H
+#define KVEXT_STATS_H
 
 #include "port/atomics.h"
 
@@ -26,6 +26,7 @@ extern Size KvStatsShmemSize(void);
 extern void KvStatsShmemInit(void);
 extern void KvStatsAttachBackend(void);
 extern void KvStatsResetKeyspace(uint16 ks);
+extern void KvStatsSum(uint16 ks, uint64 *hits, uint64 *misses, uint64 *writes);
 
 /*
  * Counters are written only by their own backend, so a plain read and
@@ -41,4 +42,4 @@ KvCount(pg_atomic_uint64 *c)
 #define KvCountMiss(ks)		KvCount(&KvMyCounters[(ks)].misses)
 #define KvCountWrite(ks)	KvCount(&KvMyCounters[(ks)].writes)
 
-#endif							/* KVEXT_MONITOR_H */
+#endif							/* KVEXT_STATS_H */

@@ -1,14 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * monitor.c
- *	  Activity counters and kv_stats().
+ *	  Status functions: kv_stats(), kv_wal_status(), kv_checkpoint().
  *
- * Counters (hits, misses, writes) are kept per backend and per keyspace in
- * a shared array indexed by PGPROC number: each backend writes only its own
- * row, with plain stores, so counting costs no locked instruction and no
- * shared cache line on the read path.  kv_stats() sums all rows.  Rows are
- * not cleared when a backend exits: the totals are cumulative since server
- * start (or since the keyspace was created), like pg_stat_database.
+ * kv_stats() sums the per-backend counters of store/stats.c; the others
+ * read the log's positions and the checkpointer's state.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -24,90 +20,18 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 
-#include "checkpoint.h"
 #include "kvext.h"
-#include "monitor.h"
-#include "recovery.h"
-#include "store.h"
+#include "shmem.h"
+#include "log/checkpoint.h"
+#include "log/control.h"
+#include "log/recovery.h"
+#include "log/snapshot.h"
+#include "log/wal.h"
+#include "store/keyspace.h"
+#include "store/stats.h"
+#include "store/store.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
-#include "wal.h"
-
-KvCounters *KvMyCounters = NULL;
-static KvCounters *all_counters = NULL;
-static int	counter_rows = 0;
-
-static int
-total_procs(void)
-{
-	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
-}
-
-/*
- * KvStatsShmemSize
- *		One row of counters per PGPROC, one counter set per keyspace.
- */
-Size
-KvStatsShmemSize(void)
-{
-	return mul_size(mul_size(total_procs(), kvext_max_keyspaces),
-					sizeof(KvCounters));
-}
-
-/*
- * KvStatsShmemInit
- *		Create or attach the counters; caller holds AddinShmemInitLock.
- */
-void
-KvStatsShmemInit(void)
-{
-	bool		found;
-
-	counter_rows = total_procs();
-	all_counters = ShmemInitStruct("kvext counters", KvStatsShmemSize(), &found);
-	if (!found)
-	{
-		Size		n = (Size) counter_rows * kvext_max_keyspaces;
-
-		for (Size i = 0; i < n; i++)
-		{
-			pg_atomic_init_u64(&all_counters[i].hits, 0);
-			pg_atomic_init_u64(&all_counters[i].misses, 0);
-			pg_atomic_init_u64(&all_counters[i].writes, 0);
-		}
-	}
-}
-
-/*
- * KvStatsAttachBackend
- *		Point KvMyCounters at this backend's row.
- */
-void
-KvStatsAttachBackend(void)
-{
-	if (MyProc == NULL || MyProc->pgprocno >= counter_rows)
-		elog(ERROR, "kvext: backend has no PGPROC slot for counters");
-	KvMyCounters = &all_counters[(Size) MyProc->pgprocno * kvext_max_keyspaces];
-}
-
-/*
- * KvStatsResetKeyspace
- *		Zero every backend's counters of a (new) keyspace.  A racing
- *		increment from a backend still using the old keyspace may survive;
- *		counters are statistics, not accounting.
- */
-void
-KvStatsResetKeyspace(uint16 ks)
-{
-	for (int r = 0; r < counter_rows; r++)
-	{
-		KvCounters *c = &all_counters[(Size) r * kvext_max_keyspaces + ks];
-
-		pg_atomic_write_u64(&c->hits, 0);
-		pg_atomic_write_u64(&c->misses, 0);
-		pg_atomic_write_u64(&c->writes, 0);
-	}
-}
 
 PG_FUNCTION_INFO_V1(kv_stats);
 
@@ -149,14 +73,7 @@ kv_stats(PG_FUNCTION_ARGS)
 					writes = 0;
 		uint64		entries = pg_atomic_read_u64(&KvKeyspaces[ks].nentries);
 
-		for (int r = 0; r < counter_rows; r++)
-		{
-			KvCounters *c = &all_counters[(Size) r * kvext_max_keyspaces + ks];
-
-			hits += pg_atomic_read_u64(&c->hits);
-			misses += pg_atomic_read_u64(&c->misses);
-			writes += pg_atomic_read_u64(&c->writes);
-		}
+		KvStatsSum(ks, &hits, &misses, &writes);
 		tot_entries += entries;
 		tot_hits += hits;
 		tot_misses += misses;
@@ -191,7 +108,8 @@ PG_FUNCTION_INFO_V1(kv_wal_status);
 /*
  * kv_wal_status() returns record (state text, insert_lsn pg_lsn,
  *		flush_lsn pg_lsn, apply_lsn pg_lsn, term bigint, segments integer,
- *		snapshot_lsn pg_lsn, snapshot_time timestamptz)
+ *		snapshot_lsn pg_lsn, snapshot_time timestamptz, visible_lsn pg_lsn,
+ *		flush_watermark pg_lsn)
  *
  * Answers while recovery runs or after it failed (it does not wait), so it
  * is the way to see why the store is unavailable.
@@ -200,8 +118,8 @@ Datum
 kv_wal_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8];
+	Datum		values[10];
+	bool		nulls[10];
 	const char *state;
 
 	if (!KvShmemAttached)
@@ -220,6 +138,7 @@ kv_wal_status(PG_FUNCTION_ARGS)
 					redo;
 		int			segments;
 		TimestampTz time;
+		KvControl	control;
 
 		KvWalStatus(&insert, &flush, &apply, &segments);
 		KvLastSnapshot(&redo, &time);
@@ -232,10 +151,13 @@ kv_wal_status(PG_FUNCTION_ARGS)
 		nulls[6] = (redo == InvalidKvLsn);
 		values[7] = TimestampTzGetDatum(time);
 		nulls[7] = (time == 0);
+		values[8] = LSNGetDatum(KvWalVisiblePos());
+		KvControlGet(&control);
+		values[9] = LSNGetDatum(control.flush_watermark);
 	}
 	else
 	{
-		for (int i = 1; i < 8; i++)
+		for (int i = 1; i < 10; i++)
 			nulls[i] = true;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * wal.h
- *	  kvext's write-ahead log: record format, insert, flush, reading.
+ *	  kvext's write-ahead log: record format, insert, flush, segments.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -13,7 +13,7 @@
 #include "port/pg_crc32c.h"
 #include "storage/lwlock.h"
 
-typedef uint64 KvLsn;
+#include "store/store.h"		/* KvLsn */
 
 #define InvalidKvLsn			((KvLsn) 0)
 /* the first record of a new log starts here (0 means "none") */
@@ -25,7 +25,13 @@ typedef uint64 KvLsn;
 /*
  * Record header: 40 bytes, followed by the payload; records are padded to
  * a multiple of 8 bytes (len includes the padding).  The CRC32C covers
- * every byte of the record after the crc field.
+ * every byte of the record after the crc field.  Nothing in a record
+ * depends on the node that holds it: a record shipped to another node is
+ * valid there byte for byte.
+ *
+ * Version 1 (read by recovery only) had the same layout, but `ref` was
+ * `flushed`, the writer's flush position (node-local), and xid named the
+ * transaction of TXN and ABORT records.  See docs/architecture.md.
  */
 typedef struct KvWalRecord
 {
@@ -33,24 +39,32 @@ typedef struct KvWalRecord
 	uint32		len;			/* whole record, header and padding */
 	KvLsn		lsn;			/* where this record starts */
 	uint64		term;			/* leader term that wrote it */
-	KvLsn		flushed;		/* log known durable when it was written */
-	TransactionId xid;			/* KV_REC_TXN, KV_REC_ABORT: top-level xid */
+	KvLsn		ref;			/* COMMIT, ABORT: position of the TXN record
+								 * they decide; otherwise 0 */
+	TransactionId xid;			/* TXN with KV_RECF_HEAP: the origin's
+								 * top-level xid; otherwise 0 */
 	uint8		type;			/* KV_REC_* */
 	uint8		flags;			/* KV_RECF_* */
 	uint16		version;		/* KVEXT_WAL_VERSION */
 } KvWalRecord;
 
-#define KVEXT_WAL_VERSION		1
+#define KVEXT_WAL_VERSION		2
+#define KVEXT_WAL_VERSION_1		1
 
 /* record types */
-#define KV_REC_TXN				1	/* a committed transaction's writes */
-#define KV_REC_ABORT			2	/* the TXN record of xid did not commit */
+#define KV_REC_TXN				1	/* a transaction's writes; counts only
+									 * once a COMMIT record names it */
+#define KV_REC_ABORT			2	/* the TXN record at ref did not commit */
 #define KV_REC_KS_CREATE		3	/* keyspace created */
 #define KV_REC_KS_DROP			4	/* keyspace dropped */
+#define KV_REC_COMMIT			5	/* the TXN record at ref committed */
+#define KV_REC_TERM				6	/* a leader's term starts */
 
 /* record flags */
-#define KV_RECF_HEAP			0x01	/* TXN also wrote PostgreSQL WAL: its
-										 * fate is PostgreSQL's commit status */
+#define KV_RECF_HEAP			0x01	/* TXN also wrote PostgreSQL WAL
+										 * (a "mixed" transaction) */
+#define KV_RECF_RESOLVED		0x02	/* COMMIT/ABORT written by recovery,
+										 * from pg_xact */
 
 /* one write inside a KV_REC_TXN payload, followed by key and value bytes */
 typedef struct KvWalOp
@@ -74,27 +88,20 @@ typedef struct KvWalKeyspace
 
 #define KvWalRecordPadLen(n)	TYPEALIGN(8, (n))
 
-/* kvext.synchronous_commit */
-typedef enum KvSyncCommit
-{
-	KV_SYNC_OFF,
-	KV_SYNC_LOCAL,
-	KV_SYNC_ON,
-	KV_SYNC_REMOTE_APPLY
-} KvSyncCommit;
-
 /* setup */
 extern Size KvWalShmemSize(void);
 extern void KvWalShmemInit(LWLock *insert_lock, LWLock *flush_lock);
 
 /* writing */
 extern KvLsn KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid,
-						 uint32 len);
+						 KvLsn ref, uint32 len, KvLsn *start);
+extern KvLsn KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn);
 extern void KvWalFlush(KvLsn upto);
 extern void KvWalFlushAll(void);
 extern void KvWalClearInflight(void);
 extern KvLsn KvWalInsertPos(void);
 extern KvLsn KvWalFlushPos(void);
+extern KvLsn KvWalVisiblePos(void);
 extern KvLsn KvWalRedoPoint(void);
 extern uint64 KvWalCurrentTerm(void);
 
@@ -102,6 +109,7 @@ extern uint64 KvWalCurrentTerm(void);
 extern int	KvWalListSegments(KvLsn **starts);
 extern void KvWalSegmentPath(char *path, KvLsn start);
 extern void KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term);
+extern void KvWalTruncate(KvLsn at);
 extern int	KvWalRemoveBefore(KvLsn redo);
 extern bool KvWalWriteZeros(int fd, off_t from, off_t to);
 

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
- * checkpoint.c
- *	  Snapshots ("checkpoints") of the whole store, and the "kvext
- *	  checkpointer" background worker that writes them.
+ * snapshot.c
+ *	  Snapshots ("checkpoints") of the whole store: writing and loading.
+ *	  The "kvext checkpointer" worker that decides when to write one is in
+ *	  checkpoint.c.
  *
  * A snapshot is fuzzy: the checkpointer takes the redo point (the oldest
  * log record that may not be reflected in memory yet, see wal.c), flushes
@@ -55,12 +56,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "checkpoint.h"
 #include "failpoint.h"
 #include "kvext.h"
-#include "recovery.h"
-#include "store.h"
-#include "wal.h"
+#include "log/snapshot.h"
+#include "log/wal.h"
+#include "store/keyspace.h"
+#include "store/store.h"
 
 #define KVEXT_SNAP_MAGIC		0x4E534B4B	/* "KKSN" */
 #define KVEXT_SNAP_VERSION		1
@@ -91,43 +92,35 @@ typedef struct KvSnapEntry
 	uint32		vallen;
 } KvSnapEntry;
 
-typedef struct KvCheckpointShared
+typedef struct KvSnapshotShared
 {
 	slock_t		mutex;
-	uint64		requested;		/* kv_checkpoint() requests so far */
-	uint64		done;			/* requests served */
-	uint64		failed;			/* highest request served by a failure */
-	int			procno;			/* checkpointer's pgprocno, -1 if none */
-	KvLsn		last_redo;
+	KvLsn		last_redo;		/* of the last snapshot written or loaded */
 	TimestampTz last_time;
-	ConditionVariable cv;		/* broadcast when done advances */
-} KvCheckpointShared;
+} KvSnapshotShared;
 
-static KvCheckpointShared *ckpt = NULL;
+static KvSnapshotShared *snap = NULL;
 
 /*
- * KvCheckpointShmemSize / KvCheckpointShmemInit
+ * KvSnapshotShmemSize / KvSnapshotShmemInit
  */
 Size
-KvCheckpointShmemSize(void)
+KvSnapshotShmemSize(void)
 {
-	return sizeof(KvCheckpointShared);
+	return sizeof(KvSnapshotShared);
 }
 
 void
-KvCheckpointShmemInit(void)
+KvSnapshotShmemInit(void)
 {
 	bool		found;
 
-	ckpt = ShmemInitStruct("kvext checkpointer", sizeof(KvCheckpointShared), &found);
+	snap = ShmemInitStruct("kvext snapshot", sizeof(KvSnapshotShared), &found);
 	if (!found)
 	{
-		SpinLockInit(&ckpt->mutex);
-		ckpt->requested = ckpt->done = ckpt->failed = 0;
-		ckpt->procno = -1;
-		ckpt->last_redo = InvalidKvLsn;
-		ckpt->last_time = 0;
-		ConditionVariableInit(&ckpt->cv);
+		SpinLockInit(&snap->mutex);
+		snap->last_redo = InvalidKvLsn;
+		snap->last_time = 0;
 	}
 }
 
@@ -138,10 +131,10 @@ KvCheckpointShmemInit(void)
 void
 KvLastSnapshot(KvLsn *redo, TimestampTz *time)
 {
-	SpinLockAcquire(&ckpt->mutex);
-	*redo = ckpt->last_redo;
-	*time = ckpt->last_time;
-	SpinLockRelease(&ckpt->mutex);
+	SpinLockAcquire(&snap->mutex);
+	*redo = snap->last_redo;
+	*time = snap->last_time;
+	SpinLockRelease(&snap->mutex);
 }
 
 /* ---- writing ---- */
@@ -215,8 +208,8 @@ snap_entry_cb(void *arg, const KvEntry *e)
  *		Write a snapshot and remove the log it makes unnecessary.  Errors
  *		are raised; the previous snapshot stays valid until the rename.
  */
-static void
-write_snapshot(void)
+void
+KvSnapshotWrite(void)
 {
 	SnapWriter	w;
 	KvSnapHeader hdr;
@@ -297,10 +290,10 @@ write_snapshot(void)
 	KvFailpoint("snapshot-before-rename");
 	(void) durable_rename(KVEXT_SNAPSHOT_TMP, KVEXT_SNAPSHOT_FILE, ERROR);
 
-	SpinLockAcquire(&ckpt->mutex);
-	ckpt->last_redo = redo;
-	ckpt->last_time = start;
-	SpinLockRelease(&ckpt->mutex);
+	SpinLockAcquire(&snap->mutex);
+	snap->last_redo = redo;
+	snap->last_time = start;
+	SpinLockRelease(&snap->mutex);
 
 	removed = KvWalRemoveBefore(redo);
 	ereport(LOG,
@@ -477,10 +470,10 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 	CloseTransientFile(r.fd);
 	pfree(r.buf);
 
-	SpinLockAcquire(&ckpt->mutex);
-	ckpt->last_redo = hdr.redo;
-	ckpt->last_time = hdr.created;
-	SpinLockRelease(&ckpt->mutex);
+	SpinLockAcquire(&snap->mutex);
+	snap->last_redo = hdr.redo;
+	snap->last_time = hdr.created;
+	SpinLockRelease(&snap->mutex);
 
 	*redo = hdr.redo;
 	*term = hdr.term;
@@ -490,158 +483,3 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 	return true;
 }
 
-/* ---- the worker and its requests ---- */
-
-/*
- * KvRequestCheckpoint
- *		kv_checkpoint(): ask the checkpointer for a snapshot and wait for it.
- */
-void
-KvRequestCheckpoint(void)
-{
-	uint64		mine;
-	int			procno;
-
-	SpinLockAcquire(&ckpt->mutex);
-	mine = ++ckpt->requested;
-	procno = ckpt->procno;
-	SpinLockRelease(&ckpt->mutex);
-
-	if (procno < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the kvext checkpointer is not running")));
-	SetLatch(&ProcGlobal->allProcs[procno].procLatch);
-
-	ConditionVariablePrepareToSleep(&ckpt->cv);
-	for (;;)
-	{
-		uint64		done;
-
-		SpinLockAcquire(&ckpt->mutex);
-		done = ckpt->done;
-		SpinLockRelease(&ckpt->mutex);
-		if (done >= mine)
-			break;
-		ConditionVariableSleep(&ckpt->cv, PG_WAIT_EXTENSION);
-	}
-	ConditionVariableCancelSleep();
-
-	SpinLockAcquire(&ckpt->mutex);
-	if (ckpt->failed >= mine)
-	{
-		SpinLockRelease(&ckpt->mutex);
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("kvext snapshot failed"),
-				 errhint("See the server log for the reason.")));
-	}
-	SpinLockRelease(&ckpt->mutex);
-}
-
-static void
-checkpointer_detach(int code, Datum arg)
-{
-	SpinLockAcquire(&ckpt->mutex);
-	ckpt->procno = -1;
-	SpinLockRelease(&ckpt->mutex);
-}
-
-/*
- * KvCheckpointerMain
- *		Entry point of the "kvext checkpointer" background worker.
- */
-void
-KvCheckpointerMain(Datum arg)
-{
-	MemoryContext cxt;
-	TimestampTz last = GetCurrentTimestamp();
-	KvLsn		last_insert;
-
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "kvext checkpointer",
-								ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(cxt);
-
-	SpinLockAcquire(&ckpt->mutex);
-	ckpt->procno = MyProc->pgprocno;
-	SpinLockRelease(&ckpt->mutex);
-	on_shmem_exit(checkpointer_detach, (Datum) 0);
-
-	/* rebuild the store; on failure, stay up doing nothing */
-	if (!KvRecover())
-	{
-		for (;;)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-
-	last_insert = KvWalInsertPos();
-
-	for (;;)
-	{
-		uint64		requested;
-		bool		due;
-		long		elapsed_ms;
-		KvLsn		insert;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		SpinLockAcquire(&ckpt->mutex);
-		requested = ckpt->requested;
-		SpinLockRelease(&ckpt->mutex);
-
-		insert = KvWalInsertPos();
-		elapsed_ms = (long) ((GetCurrentTimestamp() - last) / 1000);
-		due = (insert != last_insert &&
-			   elapsed_ms >= (long) kvext_checkpoint_timeout * 1000) ||
-			(insert - last_insert >= (uint64) kvext_max_wal_size * 1024 * 1024);
-
-		if (requested > ckpt->done || due)
-		{
-			bool		ok = true;
-
-			PG_TRY();
-			{
-				write_snapshot();
-			}
-			PG_CATCH();
-			{
-				EmitErrorReport();
-				FlushErrorState();
-				/* no transaction to clean up after us: do it here */
-				LWLockReleaseAll();
-				ConditionVariableCancelSleep();
-				AtEOXact_Files(false);
-				ok = false;
-			}
-			PG_END_TRY();
-			MemoryContextReset(cxt);
-
-			last = GetCurrentTimestamp();
-			if (ok)
-				last_insert = insert;
-			SpinLockAcquire(&ckpt->mutex);
-			ckpt->done = requested;
-			if (!ok)
-				ckpt->failed = requested;
-			SpinLockRelease(&ckpt->mutex);
-			ConditionVariableBroadcast(&ckpt->cv);
-		}
-	}
-}

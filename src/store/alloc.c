@@ -49,7 +49,7 @@
 
 #include "port/pg_bitutils.h"
 
-#include "alloc.h"
+#include "store/alloc.h"
 
 #define SL_LOG2			4
 #define SL_COUNT		(1 << SL_LOG2)

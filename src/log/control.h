@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * control.h
+ *	  kvext's control file: cluster id, current term and vote, and a flush
+ *	  watermark.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_CONTROL_H
+#define KVEXT_CONTROL_H
+
+#include "storage/lwlock.h"
+
+#include "log/wal.h"
+
+#define KVEXT_CONTROL_FILE		"kvext/control"
+#define KVEXT_CONTROL_TMP		"kvext/control.tmp"
+
+/* what the control file holds, in memory */
+typedef struct KvControl
+{
+	uint64		cluster_id;		/* random, fixed when the store is created */
+	uint64		term;			/* current term */
+	char		voted_for[NAMEDATALEN];	/* vote in that term, "" if none */
+	KvLsn		flush_watermark;	/* the log was durable at least up to here */
+} KvControl;
+
+extern Size KvControlShmemSize(void);
+extern void KvControlShmemInit(LWLock *lock);
+extern bool KvControlLoad(bool create);
+extern void KvControlGet(KvControl *out);
+extern void KvControlSetTerm(uint64 term, const char *voted_for);
+extern void KvControlAdvanceWatermark(KvLsn flushed);
+
+#endif							/* KVEXT_CONTROL_H */

@@ -1,0 +1,239 @@
+/*-------------------------------------------------------------------------
+ *
+ * reader.c
+ *	  Reading kvext's log, record by record, with every check: recovery
+ *	  reads the log through it, and so will a log sender and a follower.
+ *
+ * A reader starts at a position (a snapshot's redo point, or the start of
+ * the log) and returns one whole record at a time, in a buffer that grows
+ * to the largest record: it never reads a whole segment into memory.
+ * Records are checked for: a length that is a multiple of 8 and fits in
+ * the file, a position that matches the record's place, a known format
+ * version (1 or 2), and the CRC32C.
+ *
+ * End of log.  Segments are zero-filled when created, so a segment's
+ * records end at the first all-zero header that is followed only by
+ * zeros (or at the end of the file).  The next segment must then start
+ * exactly there; if there is none, that is the clean end of the log.
+ * Anything else is KV_READ_BAD, with reader->why saying what is wrong and
+ * reader->bad_in_last whether it is in the last segment; the caller
+ * decides whether that is a torn tail or corruption (recovery.c).
+ *
+ * Memory: the reader and its buffer are palloc'd in the caller's context.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xlogdefs.h"
+#include "storage/fd.h"
+
+#include "log/reader.h"
+
+#define ZERO_CHUNK		(64 * 1024)
+
+/* close the current segment and open segs[seg] */
+static void
+open_seg(KvLogReader *r, int seg)
+{
+	char		path[MAXPGPATH];
+	struct stat st;
+
+	if (r->fd >= 0)
+		CloseTransientFile(r->fd);
+	r->fd = -1;
+	r->seg = seg;
+	KvWalSegmentPath(path, r->segs[seg]);
+	r->fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (r->fd < 0 || fstat(r->fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext log file \"%s\": %m", path)));
+	r->segsize = st.st_size;
+}
+
+/* read exactly n bytes at file offset off; false at a short read */
+static bool
+read_at(KvLogReader *r, char *dst, Size n, off_t off)
+{
+	Size		done = 0;
+
+	while (done < n)
+	{
+		ssize_t		got = pg_pread(r->fd, dst + done, n - done, off + done);
+
+		if (got < 0)
+		{
+			char		path[MAXPGPATH];
+
+			KvWalSegmentPath(path, r->segs[r->seg]);
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read kvext log file \"%s\": %m", path)));
+		}
+		if (got == 0)
+			return false;
+		done += got;
+	}
+	return true;
+}
+
+/* are the bytes of the current segment from off to its end all zero? */
+static bool
+zeros_to_end(KvLogReader *r, off_t off)
+{
+	char	   *chunk = palloc(ZERO_CHUNK);
+	bool		result = true;
+
+	while (off < r->segsize && result)
+	{
+		Size		n = Min((off_t) ZERO_CHUNK, r->segsize - off);
+
+		if (!read_at(r, chunk, n, off))
+			break;
+		for (Size i = 0; i < n; i++)
+			if (chunk[i] != 0)
+			{
+				result = false;
+				break;
+			}
+		off += n;
+	}
+	pfree(chunk);
+	return result;
+}
+
+static KvLogReadResult
+bad(KvLogReader *r, const char *why)
+{
+	r->why = why;
+	r->bad_in_last = (r->seg == r->nsegs - 1);
+	return KV_READ_BAD;
+}
+
+/*
+ * KvLogReaderBegin
+ *		A reader positioned at from, which must be a record boundary inside
+ *		an existing segment (else ERRCODE_DATA_CORRUPTED).
+ */
+KvLogReader *
+KvLogReaderBegin(KvLsn from)
+{
+	KvLogReader *r = palloc0(sizeof(KvLogReader));
+	int			seg = -1;
+
+	r->fd = -1;
+	r->nsegs = KvWalListSegments(&r->segs);
+	for (int i = 0; i < r->nsegs; i++)
+		if (r->segs[i] <= from)
+			seg = i;
+	if (seg < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the kvext log file containing position %X/%X is missing",
+						LSN_FORMAT_ARGS(from))));
+	open_seg(r, seg);
+	if ((off_t) (from - r->segs[seg]) > r->segsize)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the kvext log ends before position %X/%X", LSN_FORMAT_ARGS(from))));
+	r->pos = from;
+	r->bufsize = 8192;
+	r->buf = palloc(r->bufsize);
+	return r;
+}
+
+/*
+ * KvLogReaderSegStart
+ *		Start position of the segment the reader is in.
+ */
+KvLsn
+KvLogReaderSegStart(KvLogReader *r)
+{
+	return r->segs[r->seg];
+}
+
+/*
+ * KvLogReadNext
+ *		Read the record at r->pos; see the file header.  On KV_READ_RECORD,
+ *		r->rec is valid until the next call and r->pos is past it.
+ */
+KvLogReadResult
+KvLogReadNext(KvLogReader *r)
+{
+	for (;;)
+	{
+		KvLsn		segstart = r->segs[r->seg];
+		off_t		off = (off_t) (r->pos - segstart);
+		KvWalRecord hdr;
+		pg_crc32c	crc;
+
+		r->rec = NULL;
+		if (off + (off_t) sizeof(KvWalRecord) > r->segsize)
+		{
+			/* fewer bytes left than a header: only zeros may remain */
+			if (off < r->segsize && !zeros_to_end(r, off))
+				return bad(r, "incomplete record header");
+		}
+		else
+		{
+			if (!read_at(r, (char *) &hdr, sizeof(hdr), off))
+				return bad(r, "incomplete record header");
+			if (hdr.len != 0 || hdr.crc != 0 || hdr.lsn != 0 || !zeros_to_end(r, off))
+			{
+				if (hdr.len < sizeof(KvWalRecord) || hdr.len % 8 != 0)
+					return bad(r, "invalid record length");
+				if ((off_t) hdr.len > r->segsize - off)
+					return bad(r, "record extends past the end of the file");
+				if (hdr.lsn != r->pos)
+					return bad(r, "record position does not match its place in the file");
+				if (hdr.version != KVEXT_WAL_VERSION && hdr.version != KVEXT_WAL_VERSION_1)
+					return bad(r, "unknown record format version");
+				if (hdr.len > r->bufsize)
+				{
+					r->bufsize = hdr.len;
+					r->buf = repalloc_huge(r->buf, r->bufsize);
+				}
+				if (!read_at(r, r->buf, hdr.len, off))
+					return bad(r, "record extends past the end of the file");
+				INIT_CRC32C(crc);
+				COMP_CRC32C(crc, r->buf + sizeof(KvWalRecord), hdr.len - sizeof(KvWalRecord));
+				COMP_CRC32C(crc, r->buf + offsetof(KvWalRecord, len),
+							sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
+				FIN_CRC32C(crc);
+				if (!EQ_CRC32C(crc, hdr.crc))
+					return bad(r, "checksum mismatch");
+				r->rec = (KvWalRecord *) r->buf;
+				r->pos += hdr.len;
+				return KV_READ_RECORD;
+			}
+		}
+
+		/* the clean end of this segment's records */
+		if (r->seg == r->nsegs - 1)
+			return KV_READ_END;
+		if (r->segs[r->seg + 1] != r->pos)
+			return bad(r, "the next log file does not start where this one ends");
+		open_seg(r, r->seg + 1);
+	}
+}
+
+/*
+ * KvLogReaderEnd
+ *		Close the reader's file and free it.
+ */
+void
+KvLogReaderEnd(KvLogReader *r)
+{
+	if (r->fd >= 0)
+		CloseTransientFile(r->fd);
+	pfree(r->buf);
+	pfree(r->segs);
+	pfree(r);
+}

@@ -1,0 +1,735 @@
+/*-------------------------------------------------------------------------
+ *
+ * recovery.c
+ *	  Rebuilding the store from the snapshot and the log, at server start
+ *	  and after every crash-restart (which wipes shared memory).
+ *
+ * The "kvext checkpointer" worker runs KvRecover() before anything else.
+ * It starts once PostgreSQL's own recovery has finished, so pg_xact is
+ * consistent. Until recovery ends, every kv function waits (on a
+ * condition variable, at most kvext.recovery_wait_timeout) instead of
+ * answering from an empty or half-loaded store.
+ *
+ * Order:
+ *	1. read the control file (created for a new store) and load
+ *	   kvext/snapshot, if any (its redo point says where replay starts);
+ *	2. pass 1 over the log from the redo point, through the log reader
+ *	   (reader.c): check every record, find the end, and collect the
+ *	   decisions: COMMIT and ABORT records name the TXN record they decide
+ *	   by its position;
+ *	3. pass 2: apply, in log order, every TXN record that committed.  A
+ *	   TXN record with no decision is decided now, once: a kv-only one is
+ *	   aborted (its client never got success: the COMMIT record comes
+ *	   first); a mixed one (flag HEAP) committed if pg_xact says so, which
+ *	   is final because its xid was made durable in PostgreSQL's WAL before
+ *	   the TXN record was written;
+ *	4. cut a torn tail, open the log after the last valid record, and log
+ *	   the decisions of step 3 (flushed), so they are never taken again.
+ *	   A log that held version-1 records (xid-based rules) is settled by a
+ *	   snapshot right away.
+ *
+ * Torn tail vs. corruption.  A record that fails its checks is a torn
+ * write, cleared with a LOG message giving its position, only if it is in
+ * the last segment and at or beyond the control file's flush watermark (a
+ * position up to which the log was known durable, see control.c).
+ * Anything else is corruption: a bad record in an earlier segment or
+ * below the watermark, a gap between segments, a damaged snapshot or
+ * control file.  The store then refuses to serve (state FAILED) with an
+ * error naming the file and position; PostgreSQL stays up and no file is
+ * changed.  The same applies when the data no longer fits in
+ * kvext.memory_limit.
+ *
+ * Replay is idempotent (absolute values, log order), so a crash during
+ * recovery only means doing it again.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/transam.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/fd.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/elog.h"
+#include "nodes/pg_list.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "log/control.h"
+#include "log/reader.h"
+#include "log/snapshot.h"
+#include "kvext.h"
+#include "log/recovery.h"
+#include "store/keyspace.h"
+#include "store/store.h"
+#include "log/wal.h"
+
+typedef struct KvRecoveryShared
+{
+	pg_atomic_uint32 state;		/* KV_STATE_* */
+	ConditionVariable cv;		/* broadcast when state leaves RECOVERING */
+	slock_t		mutex;
+	int			sqlstate;		/* FAILED: the error to report */
+	char		message[512];
+	char		detail[512];
+} KvRecoveryShared;
+
+static KvRecoveryShared *rec = NULL;
+pg_atomic_uint32 *KvStateFlag = NULL;
+
+Size
+KvRecoveryShmemSize(void)
+{
+	return sizeof(KvRecoveryShared);
+}
+
+void
+KvRecoveryShmemInit(void)
+{
+	bool		found;
+
+	rec = ShmemInitStruct("kvext recovery", sizeof(KvRecoveryShared), &found);
+	if (!found)
+	{
+		pg_atomic_init_u32(&rec->state, KV_STATE_STARTING);
+		ConditionVariableInit(&rec->cv);
+		SpinLockInit(&rec->mutex);
+		rec->sqlstate = 0;
+		rec->message[0] = rec->detail[0] = '\0';
+	}
+	KvStateFlag = &rec->state;
+}
+
+/*
+ * KvStateName
+ *		The store's state, for kv_wal_status().
+ */
+const char *
+KvStateName(void)
+{
+	switch (pg_atomic_read_u32(&rec->state))
+	{
+		case KV_STATE_STARTING:
+			return "starting";
+		case KV_STATE_RECOVERING:
+			return "recovering";
+		case KV_STATE_READY:
+			return "ready";
+		default:
+			return "failed";
+	}
+}
+
+static void
+set_state(uint32 state)
+{
+	pg_atomic_write_u32(&rec->state, state);
+	ConditionVariableBroadcast(&rec->cv);
+}
+
+/*
+ * KvWaitReady
+ *		Wait until the store is ready, or raise an error: the recovery
+ *		failure, or 57P03 after kvext.recovery_wait_timeout.
+ */
+void
+KvWaitReady(void)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	uint32		state;
+
+	ConditionVariablePrepareToSleep(&rec->cv);
+	for (;;)
+	{
+		long		waited;
+
+		state = pg_atomic_read_u32(&rec->state);
+		if (state == KV_STATE_READY || state == KV_STATE_FAILED)
+			break;
+		waited = (long) ((GetCurrentTimestamp() - start) / 1000);
+		if (waited >= kvext_recovery_wait_timeout)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_CANNOT_CONNECT_NOW),
+					 errmsg("the kvext store is not ready: recovery is still running"),
+					 errdetail("Waited %ld ms (kvext.recovery_wait_timeout).", waited),
+					 errhint("Retry later; the server log shows recovery progress.")));
+		}
+		(void) ConditionVariableTimedSleep(&rec->cv,
+										   Min(1000L, kvext_recovery_wait_timeout - waited),
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	if (state == KV_STATE_FAILED)
+	{
+		int			sqlstate;
+		char		message[512];
+		char		detail[512];
+
+		SpinLockAcquire(&rec->mutex);
+		sqlstate = rec->sqlstate;
+		memcpy(message, rec->message, sizeof(message));
+		memcpy(detail, rec->detail, sizeof(detail));
+		SpinLockRelease(&rec->mutex);
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("the kvext store is unavailable: %s", message),
+				 detail[0] ? errdetail_internal("%s", detail) : 0,
+				 errhint("Fix the cause and restart the server; no kvext file was changed.")));
+	}
+}
+
+/* ---- replaying the log ---- */
+
+/* what pass 1 learns about a TXN record */
+typedef struct TxnFate
+{
+	KvLsn		lsn;			/* hash key: position of the TXN record */
+	char		decision;		/* 'c', 'a', or 0: none logged */
+} TxnFate;
+
+typedef struct LogScan
+{
+	KvLsn		redo;			/* replay starts here */
+	KvLsn		end;			/* end of the valid log */
+	KvLsn		watermark;		/* the control file's flush watermark */
+	bool		torn;			/* a torn tail follows end */
+	uint64		term;
+	uint64		nrecords;
+	bool		has_v1;			/* version-1 records were replayed */
+	HTAB	   *fates;			/* TxnFate by TXN position (version 2) */
+	HTAB	   *v1_aborted;		/* xids of version-1 ABORT records */
+	/* decisions recovery takes and logs: TXN positions */
+	List	   *resolved_commit;
+	List	   *resolved_abort;
+} LogScan;
+
+static void
+fail_corrupt(KvLogReader *r, const char *why, const char *detail)
+{
+	char		path[MAXPGPATH];
+	KvLsn		segstart = KvLogReaderSegStart(r);
+
+	KvWalSegmentPath(path, segstart);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
+					path, (unsigned long long) (r->pos - segstart),
+					LSN_FORMAT_ARGS(r->pos), why),
+			 errdetail_internal("%s", detail)));
+}
+
+static TxnFate *
+fate_of(LogScan *ls, KvLsn lsn, bool create)
+{
+	bool		found;
+	TxnFate    *f = hash_search(ls->fates, &lsn, create ? HASH_ENTER : HASH_FIND, &found);
+
+	if (create && !found)
+		f->decision = 0;
+	return f;
+}
+
+/*
+ * scan_pass1
+ *		Check the log from the redo point, find its end, and collect the
+ *		decisions: COMMIT and ABORT records name their TXN record by
+ *		position (version 2); version-1 ABORT records name an xid.
+ *		A record that fails its checks ends the log as a torn tail only if
+ *		it lies in the last segment beyond the control file's flush
+ *		watermark (it was never known durable); anything else is corruption.
+ */
+static void
+scan_pass1(LogScan *ls)
+{
+	KvLogReader *r = KvLogReaderBegin(ls->redo);
+
+	for (;;)
+	{
+		KvLogReadResult res = KvLogReadNext(r);
+		KvWalRecord *hdr = r->rec;
+
+		if (res == KV_READ_END)
+			break;
+		if (res == KV_READ_BAD)
+		{
+			char		path[MAXPGPATH];
+
+			if (!r->bad_in_last)
+				fail_corrupt(r, r->why, "A later log file follows the damaged record.");
+			if (r->pos < ls->watermark)
+				fail_corrupt(r, r->why,
+							 psprintf("The log was durable up to %X/%X (the control file's flush watermark), so this is not a torn write.",
+									  LSN_FORMAT_ARGS(ls->watermark)));
+			KvWalSegmentPath(path, KvLogReaderSegStart(r));
+			ereport(LOG,
+					(errmsg("kvext log ends with a torn record at LSN %X/%X in \"%s\" (%s); clearing %lld bytes",
+							LSN_FORMAT_ARGS(r->pos), path, r->why,
+							(long long) (r->segsize - (off_t) (r->pos - KvLogReaderSegStart(r))))));
+			ls->torn = true;
+			break;
+		}
+
+		ls->term = Max(ls->term, hdr->term);
+		ls->nrecords++;
+		if (hdr->version == KVEXT_WAL_VERSION_1)
+		{
+			ls->has_v1 = true;
+			if (hdr->type == KV_REC_ABORT)
+				(void) hash_search(ls->v1_aborted, &hdr->xid, HASH_ENTER, NULL);
+			continue;
+		}
+		switch (hdr->type)
+		{
+			case KV_REC_TXN:
+				(void) fate_of(ls, hdr->lsn, true);
+				break;
+			case KV_REC_COMMIT:
+			case KV_REC_ABORT:
+				{
+					TxnFate    *f = fate_of(ls, hdr->ref, false);
+
+					/* a decision for a TXN record before the redo point is in the snapshot */
+					if (f != NULL)
+						f->decision = (hdr->type == KV_REC_COMMIT) ? 'c' : 'a';
+				}
+				break;
+			default:
+				break;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	ls->end = r->pos;
+	KvLogReaderEnd(r);
+}
+
+/*
+ * mixed_committed
+ *		A mixed transaction's TXN record has no decision: its backend died
+ *		between PostgreSQL's commit and kvext's COMMIT record, or before
+ *		PostgreSQL's commit.  Its xid was made durable in PostgreSQL's WAL
+ *		before the TXN record was written, so PostgreSQL has not handed it
+ *		out again and pg_xact's answer is final.  An xid pg_xact no longer
+ *		knows cannot be decided: refuse rather than guess.
+ */
+static bool
+mixed_committed(KvWalRecord *hdr)
+{
+	TransactionId xid = hdr->xid;
+
+	if (!TransactionIdIsNormal(xid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext log record at LSN %X/%X names invalid transaction %u",
+						LSN_FORMAT_ARGS(hdr->lsn), xid)));
+	if (TransactionIdFollowsOrEquals(xid, ReadNextTransactionId()))
+		return false;			/* PostgreSQL never saw it commit */
+	if (TransactionIdPrecedes(xid, ShmemVariableCache->oldestClogXid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("cannot decide the kvext transaction logged at LSN %X/%X: the status of transaction %u is no longer in pg_xact",
+						LSN_FORMAT_ARGS(hdr->lsn), xid),
+				 errdetail("Its tables and keys were written together, and only PostgreSQL knew whether it committed.")));
+	return TransactionIdDidCommit(xid);
+}
+
+/* did the transaction of a version-1 TXN record commit?  (version-1 rules) */
+static bool
+v1_committed(LogScan *ls, KvWalRecord *hdr)
+{
+	if (!(hdr->flags & KV_RECF_HEAP))
+		return hash_search(ls->v1_aborted, &hdr->xid, HASH_FIND, NULL) == NULL;
+	return mixed_committed(hdr);
+}
+
+static void
+store_full_during_recovery(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("the kvext data does not fit in kvext.memory_limit"),
+			 errhint("Raise kvext.memory_limit to at least its previous value and restart the server.")));
+}
+
+/*
+ * apply_txn
+ *		Apply one committed TXN record atomically for readers: every write
+ *		becomes a pending entry of this process, then all are committed at
+ *		once (the store's commit path).  Lengths inside the record are
+ *		checked against the record.
+ */
+static void
+apply_txn(KvWalRecord *hdr)
+{
+	char	   *p = (char *) hdr + sizeof(KvWalRecord);
+	char	   *end = (char *) hdr + hdr->len;
+	KvPtr	   *entries;
+	int			n = 0;
+	int			cap = 64;
+
+	entries = palloc(sizeof(KvPtr) * cap);
+	while (p + sizeof(KvWalOp) <= end)
+	{
+		KvWalOp		op;
+		char	   *key;
+		KvPtr		e;
+
+		memcpy(&op, p, sizeof(op));
+		if (op.op == 0)
+			break;				/* padding */
+		key = p + sizeof(KvWalOp);
+		if ((op.op != KV_WOP_PUT && op.op != KV_WOP_DELETE) ||
+			op.keylen > (Size) (end - key) || op.vallen > (Size) (end - key) - op.keylen)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext log record at LSN %X/%X holds an invalid write",
+							LSN_FORMAT_ARGS(hdr->lsn))));
+		if (!KvKeyspaceIdIsActive(op.keyspace))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
+							LSN_FORMAT_ARGS(hdr->lsn), op.keyspace)));
+		e = KvStoreApplyWrite(op.keyspace, key, op.keylen, key + op.keylen,
+							  op.vallen, op.binary != 0, op.op == KV_WOP_DELETE);
+		if (e == InvalidKvPtr)
+		{
+			for (int i = n - 1; i >= 0; i--)
+				KvStoreAbortEntry(entries[i]);
+			KvStoreEndXact();
+			store_full_during_recovery();
+		}
+		if (n == cap)
+		{
+			cap *= 2;
+			entries = repalloc(entries, sizeof(KvPtr) * cap);
+		}
+		entries[n++] = e;
+		p = key + op.keylen + op.vallen;
+	}
+	KvStoreBeginCommit(hdr->lsn + hdr->len);
+	for (int i = 0; i < n; i++)
+		KvStoreCommitEntry(entries[i]);
+	KvStoreEndXact();
+	pfree(entries);
+}
+
+/* replay one keyspace record */
+static void
+apply_keyspace(KvWalRecord *hdr)
+{
+	KvWalKeyspace *ks = (KvWalKeyspace *) (hdr + 1);
+
+	if (hdr->len < sizeof(KvWalRecord) + sizeof(KvWalKeyspace) ||
+		memchr(ks->name, '\0', NAMEDATALEN) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext log record at LSN %X/%X holds an invalid keyspace",
+						LSN_FORMAT_ARGS(hdr->lsn))));
+	if (hdr->type == KV_REC_KS_CREATE)
+		KvKeyspaceRecoverCreate(ks->id, ks->name);
+	else
+		KvKeyspaceRecoverDrop(ks->id);
+}
+
+/*
+ * scan_pass2
+ *		Apply the (checked) log from the redo point to its end, in log
+ *		order.  A TXN record is applied where it stands, if it committed:
+ *		a later transaction that wrote the same key waited for this one's
+ *		COMMIT record, so its own TXN record follows that.  A version-2 TXN
+ *		record without a decision is decided here: kv-only, it is aborted;
+ *		mixed, pg_xact decides.  Those decisions are logged after replay.
+ */
+static void
+scan_pass2(LogScan *ls)
+{
+	KvLogReader *r = KvLogReaderBegin(ls->redo);
+
+	while (r->pos < ls->end && KvLogReadNext(r) == KV_READ_RECORD)
+	{
+		KvWalRecord *hdr = r->rec;
+
+		if (hdr->version == KVEXT_WAL_VERSION_1)
+		{
+			if (hdr->type == KV_REC_TXN && v1_committed(ls, hdr))
+				apply_txn(hdr);
+			else if (hdr->type == KV_REC_KS_CREATE || hdr->type == KV_REC_KS_DROP)
+				apply_keyspace(hdr);
+			continue;
+		}
+		switch (hdr->type)
+		{
+			case KV_REC_TXN:
+				{
+					TxnFate    *f = fate_of(ls, hdr->lsn, false);
+					bool		commit;
+
+					Assert(f != NULL);
+					if (f->decision != 0)
+						commit = (f->decision == 'c');
+					else
+					{
+						commit = (hdr->flags & KV_RECF_HEAP) && mixed_committed(hdr);
+						if (commit)
+							ls->resolved_commit = lappend(ls->resolved_commit, f);
+						else
+							ls->resolved_abort = lappend(ls->resolved_abort, f);
+					}
+					if (commit)
+						apply_txn(hdr);
+				}
+				break;
+			case KV_REC_KS_CREATE:
+			case KV_REC_KS_DROP:
+				apply_keyspace(hdr);
+				break;
+			default:
+				break;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	KvLogReaderEnd(r);
+}
+
+/*
+ * log_resolutions
+ *		The log is open again: write what recovery decided, so that the
+ *		question is never asked again (xid reuse and wraparound cannot
+ *		change an answer that is logged), and flush it.
+ */
+static void
+log_resolutions(LogScan *ls)
+{
+	ListCell   *lc;
+
+	foreach(lc, ls->resolved_commit)
+		(void) KvWalInsertMarker(KV_REC_COMMIT, KV_RECF_RESOLVED, ((TxnFate *) lfirst(lc))->lsn);
+	foreach(lc, ls->resolved_abort)
+		(void) KvWalInsertMarker(KV_REC_ABORT, KV_RECF_RESOLVED, ((TxnFate *) lfirst(lc))->lsn);
+	KvWalFlushAll();
+	if (ls->resolved_commit != NIL || ls->resolved_abort != NIL)
+		ereport(LOG,
+				(errmsg("kvext recovery decided %d unfinished transactions: %d committed (pg_xact), %d aborted",
+						list_length(ls->resolved_commit) + list_length(ls->resolved_abort),
+						list_length(ls->resolved_commit), list_length(ls->resolved_abort))));
+}
+
+/*
+ * start_new_log
+ *		No log at all: a new store.  Create the first segment and log the
+ *		first term's start.
+ */
+static void
+start_new_log(uint64 term)
+{
+	char		rec[sizeof(KvWalRecord)];
+
+	KvWalStartAt(InvalidKvLsn, InvalidKvLsn, term);
+	memset(rec, 0, sizeof(rec));
+	KvWalFlush(KvWalInsert(rec, KV_REC_TERM, 0, InvalidTransactionId,
+						   InvalidKvLsn, sizeof(rec), NULL));
+}
+
+/* create a directory (and make its entry durable) unless it exists */
+static void
+make_dir(const char *path, const char *parent)
+{
+	if (MakePGDirectory(path) == 0)
+		fsync_fname(parent, true);
+	else if (errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", path)));
+}
+
+/*
+ * recover
+ *		The work of KvRecover; raises errors.
+ */
+static void
+recover(void)
+{
+	LogScan		ls;
+	KvLsn		redo = InvalidKvLsn;
+	uint64		term = 1;
+	bool		have_snapshot;
+	TimestampTz start = GetCurrentTimestamp();
+	KvLsn	   *segs;
+	int			nsegs;
+	KvControl	control;
+	HASHCTL		ctl;
+
+	make_dir(KVEXT_DIR, ".");
+	make_dir(KVEXT_WAL_DIR, KVEXT_DIR);
+	/* a snapshot that was being written when we crashed is garbage */
+	(void) unlink(KVEXT_SNAPSHOT_TMP);
+
+	(void) KvControlLoad(true);
+	KvControlGet(&control);
+	have_snapshot = KvSnapshotLoad(&redo, &term);
+	term = Max(term, control.term);
+
+	nsegs = KvWalListSegments(&segs);
+	if (nsegs == 0)
+	{
+		if (have_snapshot)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext log directory \"%s\" is empty, but the snapshot needs the log from LSN %X/%X",
+							KVEXT_WAL_DIR, LSN_FORMAT_ARGS(redo))));
+		start_new_log(term);
+		ereport(LOG, (errmsg("kvext store initialized (empty)")));
+		return;
+	}
+	if (!have_snapshot)
+	{
+		if (segs[0] != KVEXT_WAL_START_LSN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext snapshot \"%s\" is missing, and the log does not start at the beginning",
+							KVEXT_SNAPSHOT_FILE),
+					 errdetail("The first log file starts at LSN %X/%X.", LSN_FORMAT_ARGS(segs[0]))));
+		redo = segs[0];
+	}
+
+	memset(&ls, 0, sizeof(ls));
+	ls.redo = redo;
+	ls.term = term;
+	ls.watermark = control.flush_watermark;
+	ctl.keysize = sizeof(KvLsn);
+	ctl.entrysize = sizeof(TxnFate);
+	ctl.hcxt = CurrentMemoryContext;
+	ls.fates = hash_create("kvext transaction fates", 1024, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = ctl.entrysize = sizeof(TransactionId);
+	ls.v1_aborted = hash_create("kvext version-1 aborted xids", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	scan_pass1(&ls);
+	scan_pass2(&ls);
+
+	/* only now change files: a failed recovery leaves them as they were */
+	if (ls.torn)
+		KvWalTruncate(ls.end);
+	{
+		KvLsn		segstart = segs[0];
+
+		pfree(segs);
+		nsegs = KvWalListSegments(&segs);
+		for (int i = 0; i < nsegs; i++)
+			if (segs[i] <= ls.end)
+				segstart = segs[i];
+		KvWalStartAt(segstart, ls.end, ls.term);
+	}
+	log_resolutions(&ls);
+	KvControlAdvanceWatermark(KvWalFlushPos());
+
+	/*
+	 * Version-1 records were judged by the old rules (xids, pg_xact);
+	 * decide them once and for all: a snapshot makes them unnecessary.
+	 */
+	if (ls.has_v1)
+	{
+		KvSnapshotWrite();
+		ereport(LOG,
+				(errmsg("kvext converted a version-1 log: a snapshot now holds its data")));
+	}
+
+	ereport(LOG,
+			(errmsg("kvext recovery complete: %s, %llu log records replayed from %X/%X to %X/%X in %ld ms",
+					have_snapshot ? "from snapshot" : "no snapshot",
+					(unsigned long long) ls.nrecords,
+					LSN_FORMAT_ARGS(redo), LSN_FORMAT_ARGS(ls.end),
+					(long) ((GetCurrentTimestamp() - start) / 1000))));
+}
+
+/*
+ * KvRecover
+ *		Rebuild the store; returns true and opens it, or records why not
+ *		(state FAILED, reported by every kv function) and returns false.
+ *		Called by the checkpointer worker outside any transaction.
+ */
+bool
+KvRecover(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext rcxt;
+	bool		ok = true;
+	uint32		expected = KV_STATE_STARTING;
+
+	/*
+	 * Recover once per shared memory lifetime.  A checkpointer restarted by
+	 * the postmaster without a crash-restart (it exited on SIGTERM or an
+	 * error) finds the store READY and must not replay into a live store;
+	 * if its predecessor died during recovery, the store is half-loaded and
+	 * only a restart of the server can recover it.
+	 */
+	if (!pg_atomic_compare_exchange_u32(&rec->state, &expected,
+										KV_STATE_RECOVERING))
+	{
+		if (expected == KV_STATE_READY)
+			return true;
+		if (expected == KV_STATE_RECOVERING)
+		{
+			SpinLockAcquire(&rec->mutex);
+			rec->sqlstate = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+			strlcpy(rec->message, "kvext recovery was interrupted", sizeof(rec->message));
+			strlcpy(rec->detail, "The checkpointer exited while rebuilding the store.",
+					sizeof(rec->detail));
+			SpinLockRelease(&rec->mutex);
+			ereport(LOG,
+					(errmsg("kvext recovery was interrupted; restart the server to recover the store")));
+			set_state(KV_STATE_FAILED);
+		}
+		return false;
+	}
+	ConditionVariableBroadcast(&rec->cv);
+
+	rcxt = AllocSetContextCreate(cxt, "kvext recovery", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(rcxt);
+	PG_TRY();
+	{
+		recover();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		LWLockReleaseAll();
+		AtEOXact_Files(false);
+
+		SpinLockAcquire(&rec->mutex);
+		rec->sqlstate = edata->sqlerrcode;
+		strlcpy(rec->message, edata->message ? edata->message : "recovery failed",
+				sizeof(rec->message));
+		strlcpy(rec->detail, edata->detail ? edata->detail : "", sizeof(rec->detail));
+		SpinLockRelease(&rec->mutex);
+
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("kvext recovery failed, the store will not serve: %s", edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	MemoryContextDelete(rcxt);
+
+	set_state(ok ? KV_STATE_READY : KV_STATE_FAILED);
+	return ok;
+}

@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyspace.h
+ *	  Named keyspaces: resolution, create, drop, listing, replay.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_KEYSPACE_H
+#define KVEXT_KEYSPACE_H
+
+#include "storage/lwlock.h"
+
+#include "store/store.h"
+
+extern void KvKeyspaceInit(LWLock *lock);
+extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len);
+extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
+extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
+extern bool KvKeyspaceDrop(const char *name, bool if_exists);
+extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
+extern int	KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
+extern bool KvKeyspaceIdIsActive(uint16 id);
+
+/* recovery and snapshots */
+extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);
+extern void KvKeyspaceRecoverDrop(uint16 id);
+
+#endif							/* KVEXT_KEYSPACE_H */

@@ -1,0 +1,450 @@
+/*-------------------------------------------------------------------------
+ *
+ * txn.c
+ *	  What happens to a transaction's kvext writes at commit, abort,
+ *	  savepoints and PREPARE: the commit protocol.
+ *
+ * The write set (writeset.c) lists the transaction's pending entries.  The
+ * rules (docs/architecture.md, "Commit outcome") are:
+ *
+ *	The log decides every outcome, once, by position.  A transaction's
+ *	writes form one TXN record, written at XACT_EVENT_PRE_COMMIT; it
+ *	counts only if a COMMIT record naming its position follows.  The
+ *	COMMIT record is written in XACT_EVENT_COMMIT, after PostgreSQL's own
+ *	commit record, when no error can happen any more, and made as durable
+ *	as kvext.synchronous_commit asks before the client is told.  A TXN
+ *	record without a COMMIT record is aborted, so nothing is judged by an
+ *	xid that PostgreSQL may hand out again after a crash.
+ *
+ *	A kv-only transaction (it wrote no PostgreSQL WAL) is decided by its
+ *	COMMIT record alone.  Errors after our pre-commit (a serialization
+ *	failure, NOTIFY, another extension's callback) abort it with no COMMIT
+ *	record: the client that got the ERROR never finds the write.
+ *
+ *	A mixed transaction (it also wrote tables) is decided by PostgreSQL's
+ *	commit record.  Before its TXN record is written, a WAL record carrying
+ *	its xid is made durable, so after a crash PostgreSQL never hands that
+ *	xid out again and pg_xact's answer for it cannot change.  Its TXN
+ *	record is flushed before PostgreSQL's commit record can be; at commit,
+ *	PostgreSQL's commit record is flushed (whatever synchronous_commit
+ *	says) before the COMMIT record is written.  If a crash comes between
+ *	the two, recovery asks pg_xact once and logs the answer as a COMMIT or
+ *	ABORT record (recovery.c).
+ *
+ *	Visibility follows the log: the pending entries become visible only
+ *	after the COMMIT record is as durable as the setting asks (the
+ *	"visible up to" position of wal.c), all at once for readers
+ *	(KvStoreBeginCommit), then are converted one by one.
+ *
+ * Abort.  In XACT_EVENT_ABORT (also run for FATAL exits) a transaction
+ * whose TXN record was written logs an ABORT record (not flushed: a TXN
+ * record without a decision is aborted anyway; the record only saves
+ * recovery the question), then its entries are unlinked newest first.
+ * PREPARE TRANSACTION with kvext writes is refused in
+ * XACT_EVENT_PRE_PREPARE: a prepared transaction outlives its backend,
+ * and kvext's write locks and pending entries are tied to it.
+ *
+ * Memory: the TXN record is built in the write set's context, reset at
+ * transaction end.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "replication/message.h"
+#include "storage/ipc.h"
+#include "utils/memutils.h"
+
+#include "failpoint.h"
+#include "kvext.h"
+#include "log/wal.h"
+#include "store/store.h"
+#include "store/txn.h"
+#include "store/writeset.h"
+
+/* prefix of the logical message that makes a mixed transaction's xid durable */
+#define KVEXT_XID_MESSAGE_PREFIX	"kvext"
+
+static bool ws_logged = false;	/* TXN record written at pre-commit */
+static bool ws_mixed = false;	/* ... and the transaction wrote PG WAL */
+static KvLsn ws_txn_lsn = InvalidKvLsn;	/* ... at this position */
+
+/* end of the last record this backend wrote (flushed at backend exit) */
+static KvLsn my_last_record_end = InvalidKvLsn;
+static bool exit_hook_registered = false;
+
+static void kv_xact_callback(XactEvent event, void *arg);
+static void kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg);
+
+/*
+ * KvTxnInit
+ *		Register the transaction callbacks (from _PG_init).
+ */
+void
+KvTxnInit(void)
+{
+	RegisterXactCallback(kv_xact_callback, NULL);
+	RegisterSubXactCallback(kv_subxact_callback, NULL);
+}
+
+/*
+ * KvTxnCountDelta
+ *		How many more keys keyspace ks has for this transaction than
+ *		committed (negative after deletes).
+ */
+int64
+KvTxnCountDelta(uint16 ks)
+{
+	return KvWsCountDelta(ks);
+}
+
+/*
+ * flush_at_exit
+ *		before_shmem_exit callback: a backend that exits (a clean shutdown
+ *		terminates every session) flushes what it wrote, so that commits
+ *		acknowledged with kvext.synchronous_commit = off survive a clean
+ *		shutdown followed by a power loss.
+ */
+static void
+flush_at_exit(int code, Datum arg)
+{
+	if (my_last_record_end != InvalidKvLsn &&
+		KvWalFlushPos() < my_last_record_end)
+		KvWalFlush(my_last_record_end);
+}
+
+/* remember the end of a record this backend wrote */
+static void
+note_record(KvLsn end)
+{
+	my_last_record_end = end;
+	if (!exit_hook_registered)
+	{
+		before_shmem_exit(flush_at_exit, (Datum) 0);
+		exit_hook_registered = true;
+	}
+}
+
+/*
+ * build_txn_record
+ *		The write set as one TXN record (header space, then the ops), in the
+ *		write set's context; *lenp gets its padded length.
+ */
+static char *
+build_txn_record(uint32 *lenp)
+{
+	Size		len = sizeof(KvWalRecord);
+	uint32		n = KvWsCount();
+	char	   *rec;
+	char	   *p;
+
+	for (uint32 i = 0; i < n; i++)
+	{
+		KvWsItem   *item = KvWsItemAt(i);
+		KvEntry    *e;
+
+		if (item->entry == InvalidKvPtr)
+			continue;			/* merged away at a subcommit */
+		e = KvEntryGet(item->entry);
+		len += sizeof(KvWalOp) + e->keylen + e->vallen;
+	}
+	len = KvWalRecordPadLen(len);
+	if (len > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("transaction writes too much kvext data to commit"),
+				 errdetail("Its log record would be %zu bytes; the limit is 4GB.", len)));
+
+	rec = MemoryContextAllocExtended(KvWsContext(), len, MCXT_ALLOC_HUGE);
+	memset(rec, 0, sizeof(KvWalRecord));
+	p = rec + sizeof(KvWalRecord);
+	for (uint32 i = 0; i < n; i++)
+	{
+		/* our own pending entries: nobody else changes them, no lock needed */
+		KvWsItem   *item = KvWsItemAt(i);
+		KvEntry    *e;
+		KvWalOp		op;
+
+		if (item->entry == InvalidKvPtr)
+			continue;
+		e = KvEntryGet(item->entry);
+		op.op = (e->flags & KVE_TOMBSTONE) ? KV_WOP_DELETE : KV_WOP_PUT;
+		op.binary = (e->flags & KVE_BINARY) ? 1 : 0;
+		op.keyspace = e->keyspace;
+		op.keylen = e->keylen;
+		op.vallen = e->vallen;
+		memcpy(p, &op, sizeof(op));
+		p += sizeof(op);
+		memcpy(p, e->data, e->keylen + e->vallen);
+		p += e->keylen + e->vallen;
+	}
+	memset(p, 0, rec + len - p);
+	*lenp = (uint32) len;
+	return rec;
+}
+
+/*
+ * make_xid_durable
+ *		A mixed transaction: write a WAL record carrying its top-level xid
+ *		and flush PostgreSQL's WAL up to it, so that a crash can never make
+ *		PostgreSQL hand the xid out again.  (The transaction's own records
+ *		carry it too, unless all it wrote was, say, a pruning record.)
+ */
+static void
+make_xid_durable(KvLsn txn_pos)
+{
+	char		msg[32];
+
+	snprintf(msg, sizeof(msg), "%X/%X", LSN_FORMAT_ARGS(txn_pos));
+	(void) LogLogicalMessage(KVEXT_XID_MESSAGE_PREFIX, msg, strlen(msg) + 1, true);
+	XLogFlush(XactLastRecEnd);
+}
+
+/* remove the pending entries of items [from, KvWsCount()), newest first */
+static void
+abort_items(uint32 from)
+{
+	while (KvWsCount() > from)
+	{
+		KvWsItem   *item = KvWsItemAt(KvWsCount() - 1);
+		KvPtr		entry = item->entry;
+
+		KvWsPop();
+		if (entry != InvalidKvPtr)
+			KvStoreAbortEntry(entry);
+	}
+}
+
+/*
+ * merge_superseded
+ *		After a subcommit relabelled items [from, KvWsCount()) to the parent
+ *		level, an older version of the same key written at the parent level
+ *		can never be seen again (a rollback to the parent level would remove
+ *		both): free it, so a loop of savepoints or exception blocks rewriting
+ *		one key keeps one version, not one per iteration.
+ */
+static void
+merge_superseded(uint32 from)
+{
+	for (uint32 i = from; i < KvWsCount(); i++)
+	{
+		KvWsItem   *item = &(*KvWsItemAt(i));
+		KvPtr		older;
+		uint32		oidx;
+
+		if (item->entry == InvalidKvPtr)
+			continue;
+		older = KvStoreOlderOwnVersion(item->entry);
+		if (older == InvalidKvPtr)
+			continue;
+		oidx = KvEntryGet(older)->wsidx;
+		if ((*KvWsItemAt(oidx)).nestlevel != item->nestlevel)
+			continue;
+		/*
+		 * The newer item now spans both writes.  ws_delta keeps both
+		 * items' contributions, whose sum is exactly the newer item's new
+		 * (is - was), so it needs no change; a later abort of the newer
+		 * item subtracts that sum.
+		 */
+		item->was_visible = (*KvWsItemAt(oidx)).was_visible;
+		(*KvWsItemAt(oidx)).entry = InvalidKvPtr;
+		KvStoreAbortEntry(older);
+	}
+}
+
+/*
+ * log_txn
+ *		Pre-commit: write the write set as one TXN record.  A mixed
+ *		transaction's record is flushed at once (PostgreSQL's commit record
+ *		may be durable an instant later); a kv-only one is flushed with its
+ *		COMMIT record.  May raise an error (disk full), which aborts the
+ *		transaction with nothing committed.
+ */
+static void
+log_txn(void)
+{
+	uint32		len;
+	char	   *rec = build_txn_record(&len);
+	TransactionId xid = InvalidTransactionId;
+	KvLsn		end;
+
+	ws_mixed = (XactLastRecEnd != 0);
+	if (ws_mixed)
+	{
+		xid = GetTopTransactionId();
+		make_xid_durable(KvWalInsertPos());
+	}
+	end = KvWalInsert(rec, KV_REC_TXN, ws_mixed ? KV_RECF_HEAP : 0, xid,
+					  InvalidKvLsn, len, &ws_txn_lsn);
+	ws_logged = true;
+	note_record(end);
+	pfree(rec);
+
+	/* after ws_logged, so that an error here aborts with an ABORT record */
+	KvFailpoint("wal-after-write");
+	if (ws_mixed)
+		KvWalFlush(end);
+	KvFailpoint("wal-after-fsync");
+}
+
+/*
+ * commit_txn
+ *		XACT_EVENT_COMMIT: PostgreSQL has committed; decide the TXN record
+ *		with a COMMIT record, make it as durable as the setting asks, then
+ *		make the writes visible.  No error is possible here (it would be a
+ *		PANIC after PostgreSQL's commit): the COMMIT record's space was
+ *		reserved with the TXN record, and fsync failures PANIC anyway.
+ */
+static void
+commit_txn(void)
+{
+	KvLsn		end;
+	uint32		n = KvWsCount();
+
+	/*
+	 * A mixed transaction's fate is its PostgreSQL commit record: durable
+	 * before its keys can be seen, whatever synchronous_commit says (a
+	 * no-op when PostgreSQL committed synchronously).
+	 */
+	if (ws_mixed)
+		XLogFlush(XactLastCommitEnd);
+
+	KvFailpoint("commit-before-marker");
+
+	/*
+	 * A kv-only commit is decided by its COMMIT record: flush it as the
+	 * setting asks.  A mixed one is already decided and durable (its TXN
+	 * record and PostgreSQL's commit record are flushed, and recovery would
+	 * log the same answer), so its COMMIT record needs no fsync of its own.
+	 */
+	START_CRIT_SECTION();
+	end = KvWalInsertMarker(KV_REC_COMMIT, 0, ws_txn_lsn);
+	note_record(end);
+	if (kvext_synchronous_commit != KV_SYNC_OFF && !ws_mixed)
+		KvWalFlush(end);
+	END_CRIT_SECTION();
+
+	KvFailpoint("commit-after-marker");
+
+	/* visible as a whole from here on, then converted entry by entry */
+	KvStoreBeginCommit(end);
+	for (uint32 i = 0; i < n; i++)
+	{
+		KvWsItem   *item = KvWsItemAt(i);
+
+		if (item->entry != InvalidKvPtr)
+			KvStoreCommitEntry(item->entry);
+	}
+	KvWalClearInflight();
+	KvStoreEndXact();
+}
+
+/*
+ * abort_txn
+ *		XACT_EVENT_ABORT: remove the transaction's entries; if its TXN
+ *		record was written, log an ABORT record for it first.
+ */
+static void
+abort_txn(void)
+{
+	if (ws_logged)
+	{
+		/* a crash here: the TXN record has no decision, so it is aborted */
+		KvFailpoint("abort-after-error");
+		START_CRIT_SECTION();
+		note_record(KvWalInsertMarker(KV_REC_ABORT, 0, ws_txn_lsn));
+		END_CRIT_SECTION();
+		KvWalClearInflight();
+	}
+	if (KvWsCount() > 0)
+	{
+		abort_items(0);
+		KvStoreEndXact();
+	}
+}
+
+/* drop the write set at the end of the top-level transaction */
+static void
+reset_write_set(void)
+{
+	ws_logged = ws_mixed = false;
+	ws_txn_lsn = InvalidKvLsn;
+	KvWsReset();
+}
+
+static void
+kv_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (KvWsCount() > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has written kvext keys"),
+						 errdetail("kvext does not support two-phase commit yet.")));
+			break;
+
+		case XACT_EVENT_PRE_COMMIT:
+			if (KvWsCount() > 0)
+				log_txn();
+			break;
+
+		case XACT_EVENT_COMMIT:
+			if (ws_logged)
+				commit_txn();
+			reset_write_set();
+			break;
+
+		case XACT_EVENT_ABORT:
+			abort_txn();
+			reset_write_set();
+			break;
+
+		case XACT_EVENT_PREPARE:
+			/* refused in PRE_PREPARE if there were writes */
+			Assert(KvWsCount() == 0);
+			reset_write_set();
+			break;
+
+		default:
+			break;
+	}
+}
+
+static void
+kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	uint32		i;
+
+	if (KvWsCount() == 0)
+		return;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			for (i = KvWsCount(); i > 0 && KvWsItemAt(i - 1)->nestlevel >= level; i--)
+				;
+			abort_items(i);
+			/* writers that saw those entries may be waiting (store.c) */
+			KvStoreWakeWaiters();
+			break;
+
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (i = KvWsCount(); i > 0 && KvWsItemAt(i - 1)->nestlevel >= level; i--)
+				KvWsItemAt(i - 1)->nestlevel = level - 1;
+			merge_superseded(i);
+			break;
+
+		default:
+			break;
+	}
+}

@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ *
+ * writeset.c
+ *	  This backend's write set: the pending entries its transaction has
+ *	  linked into the store, in write order, with the subtransaction
+ *	  nesting level that wrote each one.
+ *
+ * The write set is an array, not a hash table: entries are found through
+ * the shared chains; the array only has to say, at the end of a
+ * (sub)transaction, which pending entries to commit, log or remove.  It is
+ * plain backend-local data: txn.c decides what happens to it at
+ * transaction boundaries; store.c appends to it while it holds a partition
+ * lock, which is why KvWsReserve (which may fail) comes before the lock and
+ * KvWsPush (which may not) under it.
+ *
+ * Invariant: the nesting levels along the array never decrease, and none
+ * exceeds the current level.  A write at level L appends an item of level
+ * L; all items of deeper levels were removed or relabelled when those
+ * levels ended.  So the writes of the subtransaction now ending, and of its
+ * children, are exactly the items at the tail with level >= L.
+ *
+ * Memory: one context under TopMemoryContext, reset at the end of every
+ * top-level transaction.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+
+#include "kvext.h"
+#include "store/writeset.h"
+
+static MemoryContext WriteSetContext = NULL;
+static KvWsItem *ws_items = NULL;
+static uint32 ws_count = 0;
+static uint32 ws_cap = 0;
+static int64 *ws_delta = NULL;	/* per keyspace: change of visible count */
+
+/*
+ * KvWsContext
+ *		The write set's memory context (reset at transaction end), for
+ *		other per-transaction data of txn.c.
+ */
+MemoryContext
+KvWsContext(void)
+{
+	if (WriteSetContext == NULL)
+		WriteSetContext = AllocSetContextCreate(TopMemoryContext,
+												"kvext write set",
+												ALLOCSET_DEFAULT_SIZES);
+	return WriteSetContext;
+}
+
+/*
+ * KvWsReserve
+ *		Make room for one more item, so that KvWsPush cannot fail.  Called
+ *		before the store takes any lock.
+ */
+void
+KvWsReserve(void)
+{
+	MemoryContext cxt = KvWsContext();
+
+	if (ws_delta == NULL)
+		ws_delta = MemoryContextAllocZero(cxt, sizeof(int64) * kvext_max_keyspaces);
+	if (ws_count < ws_cap)
+		return;
+	if (ws_items == NULL)
+	{
+		ws_cap = 1024;
+		ws_items = MemoryContextAlloc(cxt, sizeof(KvWsItem) * ws_cap);
+	}
+	else
+	{
+		ws_cap *= 2;
+		ws_items = repalloc_huge(ws_items, sizeof(KvWsItem) * (Size) ws_cap);
+	}
+}
+
+/*
+ * KvWsPush
+ *		Record a new pending entry at the current nesting level; returns its
+ *		index.  The caller holds a partition lock: must not fail, hence
+ *		KvWsReserve first.
+ */
+uint32
+KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
+{
+	KvWsItem   *item;
+
+	Assert(ws_count < ws_cap);
+	item = &ws_items[ws_count];
+	item->entry = entry;
+	item->keyspace = ks;
+	item->was_visible = was_visible;
+	item->is_visible = is_visible;
+	item->nestlevel = GetCurrentTransactionNestLevel();
+	ws_delta[ks] += (int) is_visible - (int) was_visible;
+	return ws_count++;
+}
+
+/*
+ * KvWsReplace
+ *		A rewrite at the same level replaced item idx's entry.
+ */
+void
+KvWsReplace(uint32 idx, KvPtr entry, bool is_visible)
+{
+	KvWsItem   *item = &ws_items[idx];
+
+	Assert(idx < ws_count);
+	ws_delta[item->keyspace] += (int) is_visible - (int) item->is_visible;
+	item->entry = entry;
+	item->is_visible = is_visible;
+}
+
+/*
+ * KvWsItemLevel
+ *		Subtransaction nesting level that owns item idx.
+ */
+int
+KvWsItemLevel(uint32 idx)
+{
+	Assert(idx < ws_count);
+	return ws_items[idx].nestlevel;
+}
+
+/*
+ * KvWsCountDelta
+ *		How many more keys keyspace ks has for this transaction than
+ *		committed (negative after deletes).
+ */
+int64
+KvWsCountDelta(uint16 ks)
+{
+	return ws_delta ? ws_delta[ks] : 0;
+}
+
+/* number of items, and the item at idx (valid until the next push) */
+uint32
+KvWsCount(void)
+{
+	return ws_count;
+}
+
+KvWsItem *
+KvWsItemAt(uint32 idx)
+{
+	Assert(idx < ws_count);
+	return &ws_items[idx];
+}
+
+/*
+ * KvWsPop
+ *		Forget the last item (its entry was removed from the store).
+ */
+void
+KvWsPop(void)
+{
+	KvWsItem   *item;
+
+	Assert(ws_count > 0);
+	item = &ws_items[--ws_count];
+	if (item->entry != InvalidKvPtr)
+		ws_delta[item->keyspace] -= (int) item->is_visible - (int) item->was_visible;
+}
+
+/*
+ * KvWsReset
+ *		Drop the write set at the end of the top-level transaction.
+ */
+void
+KvWsReset(void)
+{
+	ws_items = NULL;
+	ws_delta = NULL;
+	ws_count = ws_cap = 0;
+	if (WriteSetContext)
+		MemoryContextReset(WriteSetContext);
+}
