@@ -88,9 +88,14 @@ KvControlShmemInit(LWLock *lock)
 		memset(ctl, 0, sizeof(KvControlShared));
 }
 
-/* write the file from data; caller holds the control lock exclusively */
-static void
-write_control(const KvControl *data)
+/*
+ * write_control
+ *		Write the file from data; caller holds the control lock exclusively.
+ *		Returns false after reporting at elevel (WARNING: the caller goes on
+ *		without the change), or raises the error (ERROR).
+ */
+static bool
+write_control(const KvControl *data, int elevel)
 {
 	KvControlFile f;
 	int			fd;
@@ -106,26 +111,31 @@ write_control(const KvControl *data)
 
 	fd = OpenTransientFile(KVEXT_CONTROL_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
-		ereport(ERROR,
+	{
+		ereport(elevel,
 				(errcode_for_file_access(),
 				 errmsg("could not create kvext control file \"%s\": %m", KVEXT_CONTROL_TMP)));
+		return false;
+	}
 	errno = 0;
 	if (write(fd, &f, sizeof(f)) != sizeof(f))
 	{
 		int			save_errno = errno ? errno : ENOSPC;
 
 		CloseTransientFile(fd);
+		(void) unlink(KVEXT_CONTROL_TMP);
 		errno = save_errno;
-		ereport(ERROR,
+		ereport(elevel,
 				(errcode_for_file_access(),
 				 errmsg("could not write kvext control file \"%s\": %m", KVEXT_CONTROL_TMP)));
+		return false;
 	}
 	if (pg_fsync(fd) != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
 				 errmsg("could not fsync kvext control file \"%s\": %m", KVEXT_CONTROL_TMP)));
 	CloseTransientFile(fd);
-	(void) durable_rename(KVEXT_CONTROL_TMP, KVEXT_CONTROL_FILE, ERROR);
+	return durable_rename(KVEXT_CONTROL_TMP, KVEXT_CONTROL_FILE, elevel) == 0;
 }
 
 /*
@@ -160,7 +170,7 @@ KvControlLoad(bool create)
 			fresh.cluster_id = 1;
 		fresh.term = 1;
 		LWLockAcquire(control_lock, LW_EXCLUSIVE);
-		write_control(&fresh);
+		(void) write_control(&fresh, ERROR);
 		ctl->data = fresh;
 		ctl->loaded = true;
 		LWLockRelease(control_lock);
@@ -234,7 +244,7 @@ KvControlSetTerm(uint64 term, const char *voted_for)
 	data = ctl->data;
 	data.term = term;
 	strlcpy(data.voted_for, voted_for ? voted_for : "", NAMEDATALEN);
-	write_control(&data);
+	(void) write_control(&data, ERROR);
 	ctl->data = data;
 	LWLockRelease(control_lock);
 }
@@ -243,10 +253,13 @@ KvControlSetTerm(uint64 term, const char *voted_for)
  * KvControlAdvanceWatermark
  *		Record that the log is durable up to flushed, if that is further
  *		than recorded.  The caller must know it is durable (KvWalFlushPos).
+ *		A failure to write the file (a full disk) is a WARNING, reported
+ *		once until a write succeeds again: the watermark only stays behind.
  */
 void
 KvControlAdvanceWatermark(KvLsn flushed)
 {
+	static bool warned = false;
 	KvControl	data;
 
 	LWLockAcquire(control_lock, LW_EXCLUSIVE);
@@ -257,7 +270,12 @@ KvControlAdvanceWatermark(KvLsn flushed)
 	}
 	data = ctl->data;
 	data.flush_watermark = flushed;
-	write_control(&data);
-	ctl->data = data;
+	if (write_control(&data, warned ? DEBUG1 : WARNING))
+	{
+		ctl->data = data;
+		warned = false;
+	}
+	else
+		warned = true;
 	LWLockRelease(control_lock);
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "access/xlogdefs.h"
+#include "miscadmin.h"
 #include "storage/fd.h"
 
 #include "log/reader.h"
@@ -222,6 +223,76 @@ KvLogReadNext(KvLogReader *r)
 			return bad(r, "the next log file does not start where this one ends");
 		open_seg(r, r->seg + 1);
 	}
+}
+
+/* is there a valid record at file offset off of the current segment? */
+static bool
+valid_record_at(KvLogReader *r, off_t off)
+{
+	KvWalRecord hdr;
+	char	   *buf;
+	pg_crc32c	crc;
+	bool		ok;
+
+	if (!read_at(r, (char *) &hdr, sizeof(hdr), off) ||
+		hdr.lsn != r->segs[r->seg] + off ||
+		hdr.len < sizeof(KvWalRecord) || hdr.len % 8 != 0 ||
+		(off_t) hdr.len > r->segsize - off ||
+		(hdr.version != KVEXT_WAL_VERSION && hdr.version != KVEXT_WAL_VERSION_1))
+		return false;
+	buf = palloc_extended(hdr.len, MCXT_ALLOC_HUGE);
+	ok = read_at(r, buf, hdr.len, off);
+	if (ok)
+	{
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, buf + sizeof(KvWalRecord), hdr.len - sizeof(KvWalRecord));
+		COMP_CRC32C(crc, buf + offsetof(KvWalRecord, len),
+					sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
+		FIN_CRC32C(crc);
+		ok = EQ_CRC32C(crc, hdr.crc);
+	}
+	pfree(buf);
+	return ok;
+}
+
+/*
+ * KvLogReaderValidAfter
+ *		After KV_READ_BAD: the position of the first valid record that
+ *		follows the damaged one in the same segment (a record whose CRC
+ *		holds and whose position matches its place), or InvalidKvLsn.  A
+ *		crash of the server alone leaves the log a prefix of what was
+ *		written, so a bad record followed by valid ones is not a torn tail.
+ */
+KvLsn
+KvLogReaderValidAfter(KvLogReader *r)
+{
+	KvLsn		segstart = r->segs[r->seg];
+	off_t		start = (off_t) (r->pos - segstart) + 8;
+	char	   *chunk = palloc(ZERO_CHUNK);
+	KvLsn		found = InvalidKvLsn;
+
+	for (off_t base = start; base + (off_t) sizeof(KvWalRecord) <= r->segsize &&
+		 found == InvalidKvLsn; base += ZERO_CHUNK)
+	{
+		Size		n = Min((off_t) ZERO_CHUNK, r->segsize - base);
+
+		if (!read_at(r, chunk, n, base))
+			break;
+		for (Size i = 0; i + sizeof(KvWalRecord) <= n; i += 8)
+		{
+			KvLsn		lsn;
+
+			memcpy(&lsn, chunk + i + offsetof(KvWalRecord, lsn), sizeof(lsn));
+			if (lsn == segstart + base + i && valid_record_at(r, base + i))
+			{
+				found = lsn;
+				break;
+			}
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(chunk);
+	return found;
 }
 
 /*

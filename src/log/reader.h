@@ -36,6 +36,7 @@ typedef struct KvLogReader
 
 extern KvLogReader *KvLogReaderBegin(KvLsn from);
 extern KvLogReadResult KvLogReadNext(KvLogReader *r);
+extern KvLsn KvLogReaderValidAfter(KvLogReader *r);
 extern void KvLogReaderEnd(KvLogReader *r);
 extern KvLsn KvLogReaderSegStart(KvLogReader *r);
 

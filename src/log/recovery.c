@@ -274,6 +274,20 @@ scan_pass1(LogScan *ls)
 							 psprintf("The log was durable up to %X/%X (the control file's flush watermark), so this is not a torn write.",
 									  LSN_FORMAT_ARGS(ls->watermark)));
 			KvWalSegmentPath(path, KvLogReaderSegStart(r));
+			{
+				KvLsn		next = KvLogReaderValidAfter(r);
+				unsigned long long off = r->pos - KvLogReaderSegStart(r);
+
+				if (next != InvalidKvLsn)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
+									path, off, LSN_FORMAT_ARGS(r->pos), r->why),
+							 errdetail("A valid record follows at LSN %X/%X: a crash leaves no damaged record before valid ones.",
+									   LSN_FORMAT_ARGS(next)),
+							 errhint("If the machine lost power, the records after the damaged one may never have been flushed; zeroing the file from offset %llu lets the store start without them.",
+									 off)));
+			}
 			ereport(LOG,
 					(errmsg("kvext log ends with a torn record at LSN %X/%X in \"%s\" (%s); clearing %lld bytes",
 							LSN_FORMAT_ARGS(r->pos), path, r->why,
@@ -723,7 +737,8 @@ KvRecover(void)
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),
 				 errmsg("kvext recovery failed, the store will not serve: %s", edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
 		ok = false;
 	}
 	PG_END_TRY();

@@ -15,9 +15,9 @@
  * position, finishes the record's CRC (the payload was summed before the
  * lock; the header, which holds the position, is summed last), and
  * pwrite()s it to the current segment.  Insertion order is therefore log
- * order.  If the write fails (ENOSPC, EIO) the file is truncated back to
- * where the record started and the error is raised: nothing partial
- * counts as written, and a later write may succeed.  After a TXN record,
+ * order.  If the write fails (ENOSPC, EIO) the bytes written of it are
+ * overwritten with zeros and the error is raised: nothing partial counts
+ * as written, and a later write may succeed.  After a TXN record,
  * fallocate(FALLOC_FL_KEEP_SIZE) reserves the blocks for the COMMIT or
  * ABORT records ("markers") that in-flight transactions still need: a
  * marker is written in a critical section (after PostgreSQL's commit, an
@@ -275,25 +275,25 @@ switch_segment(void)
 
 /*
  * fail_insert
- *		A record could not be written (or its ABORT space reserved): cut the
- *		segment back to where the record started, so nothing of it counts,
- *		release the insert lock and raise the error.  Caller holds the
+ *		A record could not be written (or the space for markers reserved):
+ *		overwrite the written bytes of it with zeros, so nothing of it
+ *		counts (recovery reads zeros as the end of the log), release the
+ *		insert lock and raise the error.  Zeroing in place, not truncating,
+ *		keeps the blocks that earlier transactions reserved for their COMMIT
+ *		or ABORT records: on a full disk, truncating would free them, and
+ *		those records are written in a critical section.  Caller holds the
  *		insert lock.
  */
 static void
-fail_insert(int fd, off_t offset, int save_errno, const char *what)
+fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *what)
 {
 	char		path[MAXPGPATH];
 
-	if (ftruncate(fd, offset) != 0)
+	if (written > 0 && !KvWalWriteZeros(fd, offset, offset + written))
 		ereport(PANIC,
 				(errcode_for_file_access(),
-				 errmsg("could not truncate kvext log segment %016llX after a failed write: %m",
+				 errmsg("could not clear a failed write in kvext log segment %016llX: %m",
 						(unsigned long long) wal->seg_start)));
-	/* the cut may have released zero-filled blocks */
-	SpinLockAcquire(&wal->mutex);
-	wal->seg_alloc = Min(wal->seg_alloc, (uint64) offset);
-	SpinLockRelease(&wal->mutex);
 	LWLockRelease(insert_lock);
 	KvWalSegmentPath(path, seg_fd_start);
 	errno = save_errno;
@@ -376,7 +376,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		else
 			n = pg_pwrite(fd, rec + done, len - done, offset + done);
 		if (n <= 0)
-			fail_insert(fd, offset, (n == 0) ? ENOSPC : errno, "write to");
+			fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
 		done += n;
 	}
 
@@ -396,7 +396,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		int			save_errno = KvFailpointEnospc("wal-enospc-reserve") ? ENOSPC : errno;
 
 		if (save_errno != EOPNOTSUPP)
-			fail_insert(fd, offset, save_errno, "reserve space in");
+			fail_insert(fd, offset, len, save_errno, "reserve space in");
 	}
 
 	if (type == KV_REC_TXN)

@@ -80,8 +80,9 @@ typedef enum KvKeyspaceState
 {
 	KS_FREE = 0,
 	KS_ACTIVE,
-	KS_DROPPING,				/* drop in progress, not logged yet */
-	KS_DROPPED					/* KS_DROP logged, entries being removed */
+	KS_CREATING,				/* created by transaction xact, not committed */
+	KS_DROPPING,				/* dropped by transaction xact, not committed */
+	KS_DROPPED					/* drop committed, entries being removed */
 } KvKeyspaceState;
 
 typedef struct KvKeyspace
@@ -89,6 +90,8 @@ typedef struct KvKeyspace
 	pg_atomic_uint32 gen;		/* bumped at every state change */
 	uint32		state;			/* KvKeyspaceState; keyspace lock */
 	char		name[NAMEDATALEN];	/* keyspace lock */
+	TransactionId xact;			/* CREATING, DROPPING: the top-level xid */
+	int			xact_proc;		/* ... and the pgprocno of its backend */
 	pg_atomic_uint64 nentries;	/* committed entries */
 	pg_atomic_uint64 mem_bytes; /* heap bytes of its entries, pending too */
 } KvKeyspace;

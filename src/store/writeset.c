@@ -95,12 +95,35 @@ KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
 	Assert(ws_count < ws_cap);
 	item = &ws_items[ws_count];
 	item->entry = entry;
+	item->kind = KV_WS_ENTRY;
+	item->prev_state = 0;
 	item->keyspace = ks;
 	item->was_visible = was_visible;
 	item->is_visible = is_visible;
 	item->nestlevel = GetCurrentTransactionNestLevel();
 	ws_delta[ks] += (int) is_visible - (int) was_visible;
 	return ws_count++;
+}
+
+/*
+ * KvWsPushKeyspace
+ *		Record a keyspace created or dropped at the current nesting level.
+ *		Must not fail: the caller made room with KvWsReserve first.
+ */
+void
+KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state)
+{
+	KvWsItem   *item;
+
+	Assert(ws_count < ws_cap);
+	Assert(kind == KV_WS_KS_CREATE || kind == KV_WS_KS_DROP);
+	item = &ws_items[ws_count++];
+	item->entry = (KvPtr) ks;
+	item->kind = kind;
+	item->prev_state = prev_state;
+	item->keyspace = ks;
+	item->was_visible = item->is_visible = false;
+	item->nestlevel = GetCurrentTransactionNestLevel();
 }
 
 /*
@@ -165,7 +188,7 @@ KvWsPop(void)
 
 	Assert(ws_count > 0);
 	item = &ws_items[--ws_count];
-	if (item->entry != InvalidKvPtr)
+	if (item->kind == KV_WS_ENTRY && item->entry != InvalidKvPtr)
 		ws_delta[item->keyspace] -= (int) item->is_visible - (int) item->was_visible;
 }
 

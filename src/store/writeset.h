@@ -14,9 +14,17 @@
 
 #include "store/alloc.h"
 
+/* what a write-set item is */
+#define KV_WS_ENTRY			0	/* a pending entry */
+#define KV_WS_KS_CREATE		1	/* a keyspace created (entry = its id) */
+#define KV_WS_KS_DROP		2	/* a keyspace dropped (entry = its id) */
+
 typedef struct KvWsItem
 {
-	KvPtr		entry;			/* the pending entry; Invalid once merged */
+	KvPtr		entry;			/* the pending entry; Invalid once merged;
+								 * for keyspace items, the keyspace id */
+	uint8		kind;			/* KV_WS_* */
+	uint8		prev_state;		/* KV_WS_KS_DROP: the slot's state before */
 	uint16		keyspace;
 	bool		was_visible;	/* key existed for us before this write */
 	bool		is_visible;		/* key exists for us after it */
@@ -25,6 +33,7 @@ typedef struct KvWsItem
 
 extern void KvWsReserve(void);
 extern uint32 KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible);
+extern void KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state);
 extern void KvWsReplace(uint32 idx, KvPtr entry, bool is_visible);
 extern int	KvWsItemLevel(uint32 idx);
 extern int64 KvWsCountDelta(uint16 ks);

@@ -148,6 +148,38 @@ torn_case(
 	});
 
 # ---------------------------------------------------------------------------
+# a damaged record beyond the flush watermark, but followed by valid records:
+# a crash leaves no damaged record before valid ones, so this is corruption
+# too, never a torn tail to cut silently
+{
+	$node->safe_psql('postgres', q{SELECT kv_put('ahead_1', 'x')});
+	my $bad = kv_status($node)->{insert};
+	$node->safe_psql('postgres', "SELECT kv_put('ahead_$_', 'x')") for 2 .. 3;
+	my $st = kv_status($node);
+	ok($st->{watermark} <= $bad, 'the records lie beyond the flush watermark');
+	$node->stop('immediate');
+	my $seg     = last_segment($node);
+	my $segname = basename($seg);
+	my $off     = $bad - hex($segname);
+	flip_byte($seg, $off + 50);
+	my $before = kvext_file_digests($node);
+	$node->start;
+	my $r = kv_call($node, q{SELECT kv_get('ahead_3')});
+	is($r->{sqlstate}, 'XX001', 'damaged record followed by valid ones: XX001');
+	like($r->{stderr}, qr/corrupt at offset $off .*\n.*DETAIL:  A valid record follows/,
+		'damaged record followed by valid ones: the error says valid records follow');
+	like(slurp_file($node->logfile), qr/HINT:  If the machine lost power/,
+		'damaged record followed by valid ones: the server log gives the way out');
+	$node->stop;
+	is_deeply(kvext_file_digests($node), $before, 'damaged record followed by valid ones: no kvext file changed');
+	flip_byte($seg, $off + 50);
+	$node->start;
+	is(kv_scalar($node, q{SELECT string_agg(kv_get('ahead_' || i), ',') FROM generate_series(1, 3) i}),
+		'x,x,x', 'repaired: the three writes are back');
+	$expect{"ahead_$_"} = 'x' for 1 .. 3;
+}
+
+# ---------------------------------------------------------------------------
 # flipped byte in the middle of the log, after the snapshot's redo point,
 # in a part the control file records as durable: corruption, not a torn
 # tail.  (An immediate stop: a clean shutdown would write a snapshot past it.)
