@@ -96,28 +96,54 @@ SELECT kv_drop_keyspace('ks_' || repeat('x', 60)), kv_drop_keyspace('ks_' || rep
        kv_drop_keyspace('KS_Case'), kv_drop_keyspace('ks_case'),
        kv_drop_keyspace('ks with spaces, "quotes" and ключ');
 
--- creating and dropping keyspaces is NOT transactional (like sequences):
--- it takes effect at once, is visible to other sessions before commit,
--- and a ROLLBACK does not undo it
+-- creating and dropping keyspaces is transactional, like CREATE TABLE and
+-- DROP TABLE: the keyspace exists for its transaction at once, for others at
+-- commit, and a ROLLBACK undoes it with the writes made in it
 BEGIN;
 SELECT kv_create_keyspace('ks_rollback');
 SELECT kv_put('ks:k', 'rolled back', 'ks_rollback');
+SELECT kv_get('ks:k', 'ks_rollback') AS seen_inside;
 ROLLBACK;
-SELECT keyspace, entries FROM kv_keyspaces() WHERE keyspace = 'ks_rollback';
-SELECT kv_get('ks:k', 'ks_rollback') IS NULL AS write_rolled_back;
+SELECT count(*) AS gone FROM kv_keyspaces() WHERE keyspace = 'ks_rollback';
+SELECT kv_get('ks:k', 'ks_rollback');
+BEGIN;
+SELECT kv_create_keyspace('ks_rollback');
 SELECT kv_put('ks:k', 'committed', 'ks_rollback');
+COMMIT;
+SELECT keyspace, entries FROM kv_keyspaces() WHERE keyspace = 'ks_rollback';
+-- a dropped keyspace is gone for its transaction at once; a rollback brings
+-- it back with its keys
 BEGIN;
 SELECT kv_drop_keyspace('ks_rollback');
+SELECT count(*) AS gone_inside FROM kv_keyspaces() WHERE keyspace = 'ks_rollback';
+SELECT kv_get('ks:k', 'ks_rollback');
 ROLLBACK;
 SELECT count(*) AS still_there FROM kv_keyspaces() WHERE keyspace = 'ks_rollback';
 SELECT kv_get('ks:k', 'ks_rollback');
--- ... nor does a ROLLBACK TO
+-- ROLLBACK TO undoes a create, RELEASE keeps it
 BEGIN;
 SAVEPOINT s1;
-SELECT kv_create_keyspace('ks_rollback');
+SELECT kv_create_keyspace('ks_sp');
 ROLLBACK TO s1;
+SELECT count(*) AS after_rollback_to FROM kv_keyspaces() WHERE keyspace = 'ks_sp';
+SAVEPOINT s2;
+SELECT kv_create_keyspace('ks_sp');
+SELECT kv_put('ks:k', 'in ks_sp', 'ks_sp');
+RELEASE s2;
 COMMIT;
-SELECT count(*) FROM kv_keyspaces() WHERE keyspace = 'ks_rollback';
+SELECT kv_get('ks:k', 'ks_sp');
+-- created, dropped and created again in one transaction
+BEGIN;
+SELECT kv_create_keyspace('ks_brief');
+SELECT kv_drop_keyspace('ks_brief');
+SELECT kv_create_keyspace('ks_brief');
+SELECT kv_put('ks:k', 'second', 'ks_brief');
+COMMIT;
+SELECT keyspace, entries FROM kv_keyspaces() WHERE keyspace = 'ks_brief';
+SELECT kv_drop_keyspace('ks_brief'), kv_drop_keyspace('ks_sp');
+-- a statement that fails half-way through creating keyspaces creates none
+SELECT kv_create_keyspace(n) FROM (VALUES ('ks_m1'), ('ks_m2'), ('ks_rollback')) v(n);
+SELECT count(*) AS none_created FROM kv_keyspaces() WHERE keyspace IN ('ks_m1', 'ks_m2');
 
 -- a keyspace with uncommitted writes cannot be dropped (55006); this
 -- transaction's own writes count too
@@ -188,14 +214,15 @@ DECLARE
 BEGIN
     LOOP
         i := i + 1;
-        PERFORM kv_create_keyspace('ks_lim_' || i);
+        BEGIN
+            PERFORM kv_create_keyspace('ks_lim_' || i);
+        EXCEPTION WHEN configuration_limit_exceeded THEN
+            RAISE NOTICE 'refused with % after reaching % keyspaces',
+                SQLSTATE, (SELECT count(*) FROM kv_keyspaces());
+            EXIT;
+        END;
         PERFORM kv_put('ks:k', 'in ks_lim_' || i, 'ks_lim_' || i);
     END LOOP;
-EXCEPTION WHEN configuration_limit_exceeded THEN
-    -- the exception block undid the whole loop's writes, but not the
-    -- keyspaces (not transactional)
-    RAISE NOTICE 'refused with % after reaching % keyspaces',
-        SQLSTATE, (SELECT count(*) FROM kv_keyspaces());
 END $$;
 SELECT count(*) FROM kv_keyspaces();
 SELECT kv_create_keyspace('ks_one_too_many');

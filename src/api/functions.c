@@ -104,16 +104,16 @@ arg_key(FunctionCallInfo fcinfo, int argno, bool write)
 	return key;
 }
 
-/* the keyspace argument, resolved */
+/* the keyspace argument, resolved for a read or a write */
 static inline KvKeyspaceRef
-arg_keyspace(FunctionCallInfo fcinfo, int argno)
+arg_keyspace(FunctionCallInfo fcinfo, int argno, bool write)
 {
 	text	   *name;
 
 	if (PG_ARGISNULL(argno))
 		report_null("keyspace");
 	name = PG_GETARG_TEXT_PP(argno);
-	return KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	return KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), write);
 }
 
 /* common checks of every writing function */
@@ -133,7 +133,7 @@ get_common(FunctionCallInfo fcinfo, KvReadMode mode)
 
 	KvCheckAvailable();
 	key = arg_key(fcinfo, 0, false);
-	ks = arg_keyspace(fcinfo, 1);
+	ks = arg_keyspace(fcinfo, 1, false);
 
 	if (!KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), mode, &v))
 		PG_RETURN_NULL();
@@ -169,7 +169,7 @@ kv_exists(PG_FUNCTION_ARGS)
 
 	KvCheckAvailable();
 	key = arg_key(fcinfo, 0, false);
-	ks = arg_keyspace(fcinfo, 1);
+	ks = arg_keyspace(fcinfo, 1, false);
 	PG_RETURN_BOOL(KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 							  KV_READ_EXISTS, NULL));
 }
@@ -188,7 +188,7 @@ put_common(FunctionCallInfo fcinfo, bool binary)
 		report_null("value");
 	value = PG_GETARG_VARLENA_PP(1);
 	check_value_size(VARSIZE_ANY_EXHDR(value));
-	ks = arg_keyspace(fcinfo, 2);
+	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_put()");
 
 	w.op = KV_OP_PUT;
@@ -229,7 +229,7 @@ kv_delete(PG_FUNCTION_ARGS)
 
 	KvCheckAvailable();
 	key = arg_key(fcinfo, 0, false);
-	ks = arg_keyspace(fcinfo, 1);
+	ks = arg_keyspace(fcinfo, 1, true);
 	prepare_write("kv_delete()");
 
 	w.op = KV_OP_DELETE;
@@ -251,7 +251,7 @@ kv_incr(PG_FUNCTION_ARGS)
 	key = arg_key(fcinfo, 0, true);
 	if (PG_ARGISNULL(1))
 		report_null("delta");
-	ks = arg_keyspace(fcinfo, 2);
+	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_incr()");
 
 	w.op = KV_OP_INCR;
@@ -291,7 +291,7 @@ kv_cas(PG_FUNCTION_ARGS)
 		w.vallen = VARSIZE_ANY_EXHDR(value);
 		check_value_size(w.vallen);
 	}
-	ks = arg_keyspace(fcinfo, 3);
+	ks = arg_keyspace(fcinfo, 3, true);
 	prepare_write("kv_cas()");
 
 	w.op = KV_OP_CAS;
@@ -337,7 +337,7 @@ kv_mget(PG_FUNCTION_ARGS)
 
 	KvCheckAvailable();
 	n = arg_text_array(fcinfo, 0, "keys", &keys, &keynulls);
-	ks = arg_keyspace(fcinfo, 1);
+	ks = arg_keyspace(fcinfo, 1, false);
 	for (int i = 0; i < n; i++)
 		if (keynulls[i])
 			report_null("key");
@@ -394,7 +394,7 @@ kv_mput(PG_FUNCTION_ARGS)
 		check_key_size(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
 		check_value_size(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
 	}
-	ks = arg_keyspace(fcinfo, 2);
+	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_mput()");
 
 	for (int i = 0; i < nkeys; i++)
@@ -458,7 +458,7 @@ scan_common(FunctionCallInfo fcinfo, bool bytea)
 	if (PG_ARGISNULL(0))
 		report_null("prefix");
 	prefix = PG_GETARG_TEXT_PP(0);
-	ks = arg_keyspace(fcinfo, 1);
+	ks = arg_keyspace(fcinfo, 1, false);
 
 	InitMaterializedSRF(fcinfo, 0);
 	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -500,7 +500,7 @@ kv_count(PG_FUNCTION_ARGS)
 	int64		n;
 
 	KvCheckAvailable();
-	ks = arg_keyspace(fcinfo, 0);
+	ks = arg_keyspace(fcinfo, 0, false);
 	n = (int64) pg_atomic_read_u64(&KvKeyspaces[ks.id].nentries) +
 		KvTxnCountDelta(ks.id);
 	PG_RETURN_INT64(n);

@@ -404,12 +404,29 @@ apply_txn(KvWalRecord *hdr)
 		if (op.op == 0)
 			break;				/* padding */
 		key = p + sizeof(KvWalOp);
-		if ((op.op != KV_WOP_PUT && op.op != KV_WOP_DELETE) ||
-			op.keylen > (Size) (end - key) || op.vallen > (Size) (end - key) - op.keylen)
+		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
+			op.keylen > (Size) (end - key) || op.vallen > (Size) (end - key) - op.keylen ||
+			(op.op == KV_WOP_KS_CREATE && (op.keylen == 0 || op.keylen >= NAMEDATALEN)))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("kvext log record at LSN %X/%X holds an invalid write",
 							LSN_FORMAT_ARGS(hdr->lsn))));
+		if (op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP)
+		{
+			/* keyspace changes take effect in their place in the record */
+			if (op.op == KV_WOP_KS_CREATE)
+			{
+				char		name[NAMEDATALEN];
+
+				memcpy(name, key, op.keylen);
+				name[op.keylen] = '\0';
+				KvKeyspaceRecoverCreate(op.keyspace, name);
+			}
+			else
+				KvKeyspaceRecoverDrop(op.keyspace);
+			p = key + op.keylen + op.vallen;
+			continue;
+		}
 		if (!KvKeyspaceIdIsActive(op.keyspace))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),

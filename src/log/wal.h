@@ -55,8 +55,9 @@ typedef struct KvWalRecord
 #define KV_REC_TXN				1	/* a transaction's writes; counts only
 									 * once a COMMIT record names it */
 #define KV_REC_ABORT			2	/* the TXN record at ref did not commit */
-#define KV_REC_KS_CREATE		3	/* keyspace created */
-#define KV_REC_KS_DROP			4	/* keyspace dropped */
+#define KV_REC_KS_CREATE		3	/* keyspace created (older logs; now an
+									 * op of a TXN record) */
+#define KV_REC_KS_DROP			4	/* keyspace dropped (likewise) */
 #define KV_REC_COMMIT			5	/* the TXN record at ref committed */
 #define KV_REC_TERM				6	/* a leader's term starts */
 
@@ -78,6 +79,8 @@ typedef struct KvWalOp
 
 #define KV_WOP_PUT				1
 #define KV_WOP_DELETE			2
+#define KV_WOP_KS_CREATE		3	/* keyspace id created; "key" is its name */
+#define KV_WOP_KS_DROP			4	/* keyspace id dropped */
 
 /* KV_REC_KS_CREATE / KV_REC_KS_DROP payload */
 typedef struct KvWalKeyspace

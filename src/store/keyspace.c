@@ -16,19 +16,26 @@
  * its last name -> reference resolution without locking as long as nothing
  * changed.
  *
- * Create and drop take effect at once and are not transactional (like
- * sequences): a ROLLBACK does not undo them.  Drop proceeds in three steps:
- *   1. under the keyspace lock, mark the slot DROPPING and bump its
- *      generation: from now on no new read or write validates;
- *   2. look for uncommitted (pending) writes of any transaction in the
- *      keyspace, partition by partition; a writer that validated before
- *      step 1 holds its partition lock while adding its pending entry, so
- *      step 2 sees it.  If one is found, the slot goes back to ACTIVE and
- *      the drop fails (55006): a transaction's write set must never point
- *      at a freed entry;
- *   3. under the keyspace lock, log KS_DROP and mark the slot DROPPED;
- *      then remove every (committed) entry, and free the slot.
- * Snapshots keep ACTIVE and DROPPING keyspaces, not DROPPED ones (see
+ * Create and drop are transactional, as CREATE TABLE and DROP TABLE are.
+ * A slot being created is KS_CREATING and a slot being dropped KS_DROPPING,
+ * with the transaction's top-level xid and backend: the creating
+ * transaction sees its keyspace and others do not; the dropping
+ * transaction no longer sees it and others still read it.  A writer, a
+ * creator of the same name or another dropper waits for that transaction
+ * (XactLockTableWait: deadlocks and lock_timeout apply).  The change is an
+ * item of the write set (writeset.c), so a rollback, of the transaction or
+ * of a savepoint, undoes it (KvKeyspaceEndXact), and it is logged as an op
+ * of the transaction's TXN record, in its place among the writes.  At
+ * commit a created keyspace becomes KS_ACTIVE; a dropped one becomes
+ * KS_DROPPED (seen by nobody), loses its entries and is freed.
+ *
+ * A drop marks the slot and bumps its generation first, so that a writer
+ * that resolved the keyspace before cannot link a pending entry any more
+ * (the store validates the generation under the partition lock), then
+ * looks for pending entries of any transaction, this one included: if
+ * there are any, it fails (55006) and the abort undoes the mark, because a
+ * write set must never point at a freed entry.
+ * Snapshots keep ACTIVE and DROPPING keyspaces (see
  * KvKeyspaceListForSnapshot).
  * Lock order: keyspace lock is never held while taking a partition lock.
  *
@@ -39,7 +46,10 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 
@@ -47,7 +57,7 @@
 #include "store/stats.h"
 #include "store/keyspace.h"
 #include "store/store.h"
-#include "log/wal.h"
+#include "store/writeset.h"
 
 static LWLock *keyspace_lock = NULL;
 
@@ -58,6 +68,7 @@ static struct
 	int			len;
 	char		name[NAMEDATALEN];
 	KvKeyspaceRef ref;
+	bool		writable;		/* not being dropped by another transaction */
 	bool		valid;
 }			cache;
 
@@ -86,80 +97,145 @@ KvReportNoKeyspace(const char *name, int len)
 			 errhint("Create it with kv_create_keyspace(), or list keyspaces with kv_keyspaces().")));
 }
 
-/* find an active slot by name; caller holds the keyspace lock */
-static int
-find_slot(const char *name, int len, bool include_dropping)
+/* is slot ks's uncommitted create or drop this backend's? */
+static inline bool
+is_mine(const KvKeyspace *ks)
 {
+	return ks->xact_proc == MyProc->pgprocno;
+}
+
+/*
+ * How a slot with a given name looks to this transaction:
+ *	VIS_NONE	it does not exist (free, dropped, another transaction's
+ *				uncommitted create, or this transaction's uncommitted drop)
+ *	VIS_MINE	this transaction created it (not committed yet)
+ *	VIS_ACTIVE	committed and not being dropped
+ *	VIS_DROPPING another transaction is dropping it: readable, but a writer
+ *				(or another creator or dropper) waits for that transaction
+ */
+typedef enum SlotVisibility
+{
+	VIS_NONE,
+	VIS_MINE,
+	VIS_ACTIVE,
+	VIS_DROPPING
+} SlotVisibility;
+
+static SlotVisibility
+visibility(const KvKeyspace *ks)
+{
+	switch (ks->state)
+	{
+		case KS_ACTIVE:
+			return VIS_ACTIVE;
+		case KS_CREATING:
+			return is_mine(ks) ? VIS_MINE : VIS_NONE;
+		case KS_DROPPING:
+			return is_mine(ks) ? VIS_NONE : VIS_DROPPING;
+		default:
+			return VIS_NONE;
+	}
+}
+
+static inline bool
+name_is(const KvKeyspace *ks, const char *name, int len)
+{
+	return strncmp(ks->name, name, len) == 0 && ks->name[len] == '\0';
+}
+
+/*
+ * find_slot
+ *		The slot named name that this transaction sees, or -1; *vis gets how
+ *		it sees it.  With waitxid, also reports (as *waitxid) another
+ *		transaction's uncommitted create of the same name, which a creator
+ *		must wait for.  Caller holds the keyspace lock.
+ */
+static int
+find_slot(const char *name, int len, SlotVisibility *vis, TransactionId *waitxid)
+{
+	int			found = -1;
+
+	if (waitxid)
+		*waitxid = InvalidTransactionId;
+	*vis = VIS_NONE;
 	if (len >= NAMEDATALEN)
 		return -1;
 	for (int i = 0; i < kvext_max_keyspaces; i++)
 	{
 		KvKeyspace *ks = &KvKeyspaces[i];
+		SlotVisibility v;
 
-		if (ks->state == KS_ACTIVE ||
-			(include_dropping &&
-			 (ks->state == KS_DROPPING || ks->state == KS_DROPPED)))
+		if (ks->state == KS_FREE || !name_is(ks, name, len))
+			continue;
+		v = visibility(ks);
+		if (v != VIS_NONE)
 		{
-			if (strncmp(ks->name, name, len) == 0 && ks->name[len] == '\0')
-				return i;
+			found = i;
+			*vis = v;
 		}
+		else if (waitxid && ks->state == KS_CREATING && !is_mine(ks))
+			*waitxid = ks->xact;
 	}
-	return -1;
+	return found;
+}
+
+/* wait for another transaction that creates or drops a keyspace */
+static void
+wait_for_keyspace_xact(TransactionId xid)
+{
+	XactLockTableWait(xid, NULL, NULL, XLTW_None);
 }
 
 /*
  * KvKeyspaceResolve
  *		Name -> reference, raising 42704 for an unknown name.  The name need
- *		not be NUL-terminated.  Costs one atomic read when the name is the
- *		one this backend resolved last and no keyspace changed since.
+ *		not be NUL-terminated.  For a write, a keyspace that another
+ *		transaction is dropping is waited for (its drop may commit or roll
+ *		back); a read goes on reading it.  Costs one atomic read when the
+ *		name is the one this backend resolved last and no keyspace changed
+ *		since.
  */
 KvKeyspaceRef
-KvKeyspaceResolve(const char *name, int len)
+KvKeyspaceResolve(const char *name, int len, bool write)
 {
-	uint32		gen = pg_atomic_read_u32(KvKeyspaceDirGen);
-	int			slot;
-
-	if (likely(cache.valid && cache.dir_gen == gen && cache.len == len &&
-			   memcmp(cache.name, name, len) == 0))
-		return cache.ref;
-
-	LWLockAcquire(keyspace_lock, LW_SHARED);
-	gen = pg_atomic_read_u32(KvKeyspaceDirGen);
-	slot = find_slot(name, len, false);
-	if (slot < 0)
+	for (;;)
 	{
+		uint32		gen = pg_atomic_read_u32(KvKeyspaceDirGen);
+		int			slot;
+		SlotVisibility vis;
+		TransactionId xact;
+
+		if (likely(cache.valid && cache.dir_gen == gen && cache.len == len &&
+				   memcmp(cache.name, name, len) == 0 &&
+				   (!write || cache.writable)))
+			return cache.ref;
+
+		LWLockAcquire(keyspace_lock, LW_SHARED);
+		gen = pg_atomic_read_u32(KvKeyspaceDirGen);
+		slot = find_slot(name, len, &vis, NULL);
+		if (slot < 0)
+		{
+			LWLockRelease(keyspace_lock);
+			KvReportNoKeyspace(name, len);
+		}
+		if (write && vis == VIS_DROPPING)
+		{
+			xact = KvKeyspaces[slot].xact;
+			LWLockRelease(keyspace_lock);
+			wait_for_keyspace_xact(xact);
+			continue;
+		}
+		cache.ref.id = (uint16) slot;
+		cache.ref.gen = pg_atomic_read_u32(&KvKeyspaces[slot].gen);
+		cache.writable = (vis != VIS_DROPPING);
 		LWLockRelease(keyspace_lock);
-		KvReportNoKeyspace(name, len);
+
+		cache.dir_gen = gen;
+		cache.len = len;
+		memcpy(cache.name, name, len);
+		cache.valid = true;
+		return cache.ref;
 	}
-	cache.ref.id = (uint16) slot;
-	cache.ref.gen = pg_atomic_read_u32(&KvKeyspaces[slot].gen);
-	LWLockRelease(keyspace_lock);
-
-	cache.dir_gen = gen;
-	cache.len = len;
-	memcpy(cache.name, name, len);
-	cache.valid = true;
-	return cache.ref;
-}
-
-/*
- * log_keyspace
- *		Write and flush a KS_CREATE or KS_DROP record.  Creating and
- *		dropping keyspaces is rare and takes effect at once, so it is always
- *		durable before it is visible, whatever kvext.synchronous_commit says.
- */
-static void
-log_keyspace(uint8 type, uint16 id, const char *name)
-{
-	uint32		len = KvWalRecordPadLen(sizeof(KvWalRecord) + sizeof(KvWalKeyspace));
-	char	   *rec = palloc0(len);
-	KvWalKeyspace *ks = (KvWalKeyspace *) (rec + sizeof(KvWalRecord));
-
-	ks->id = id;
-	strlcpy(ks->name, name, NAMEDATALEN);
-	KvWalFlush(KvWalInsert(rec, type, 0, InvalidTransactionId, InvalidKvLsn,
-						   len, NULL));
-	pfree(rec);
 }
 
 /* mark a slot's state change; caller holds the keyspace lock exclusively */
@@ -188,89 +264,109 @@ check_name(const char *name)
 
 /*
  * KvKeyspaceCreate
- *		Create a keyspace; returns false if it existed and if_not_exists.
+ *		Create a keyspace in the current transaction: this transaction sees
+ *		it at once, others when it commits, and a rollback (of the
+ *		transaction or of the savepoint) removes it.  It is logged with the
+ *		transaction's writes (txn.c).  Another transaction's uncommitted
+ *		create of the same name is waited for, as a unique index waits.
+ *		Returns false if it existed and if_not_exists.
  */
 bool
 KvKeyspaceCreate(const char *name, bool if_not_exists)
 {
-	int			slot = -1;
-	KvKeyspace *ks;
+	TransactionId myxid;
+	int			len = strlen(name);
+	int			slot;
 
 	check_name(name);
+	/* things that may fail come first: the write-set item, the xid */
+	KvWsReserve();
+	myxid = GetTopTransactionId();
 
-	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-	if (find_slot(name, strlen(name), true) >= 0)
+	for (;;)
 	{
-		LWLockRelease(keyspace_lock);
-		if (if_not_exists)
+		SlotVisibility vis;
+		TransactionId waitxid;
+		KvKeyspace *ks;
+
+		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+		slot = find_slot(name, len, &vis, &waitxid);
+		if (vis == VIS_DROPPING)
+			waitxid = KvKeyspaces[slot].xact;
+		if (TransactionIdIsValid(waitxid))
 		{
-			ereport(NOTICE,
+			LWLockRelease(keyspace_lock);
+			wait_for_keyspace_xact(waitxid);
+			continue;
+		}
+		if (slot >= 0)
+		{
+			LWLockRelease(keyspace_lock);
+			if (if_not_exists)
+			{
+				ereport(NOTICE,
+						(errcode(ERRCODE_DUPLICATE_OBJECT),
+						 errmsg("keyspace \"%s\" already exists, skipping", name)));
+				return false;
+			}
+			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("keyspace \"%s\" already exists, skipping", name)));
-			return false;
+					 errmsg("keyspace \"%s\" already exists", name)));
 		}
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("keyspace \"%s\" already exists", name)));
-	}
-	for (int i = 1; i < kvext_max_keyspaces; i++)
-	{
-		if (KvKeyspaces[i].state == KS_FREE)
+		for (int i = 1; i < kvext_max_keyspaces; i++)
 		{
-			slot = i;
-			break;
+			if (KvKeyspaces[i].state == KS_FREE)
+			{
+				slot = i;
+				break;
+			}
 		}
-	}
-	if (slot < 0)
-	{
+		if (slot < 0)
+		{
+			LWLockRelease(keyspace_lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many keyspaces"),
+					 errdetail("kvext.max_keyspaces is %d.", kvext_max_keyspaces),
+					 errhint("Drop a keyspace, or raise kvext.max_keyspaces and restart the server.")));
+		}
+
+		ks = &KvKeyspaces[slot];
+		KvStatsResetKeyspace((uint16) slot);
+		pg_atomic_write_u64(&ks->nentries, 0);
+		pg_atomic_write_u64(&ks->mem_bytes, 0);
+		strlcpy(ks->name, name, NAMEDATALEN);
+		ks->xact = myxid;
+		ks->xact_proc = MyProc->pgprocno;
+		ks->state = KS_CREATING;
+		bump(ks);
 		LWLockRelease(keyspace_lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many keyspaces"),
-				 errdetail("kvext.max_keyspaces is %d.", kvext_max_keyspaces),
-				 errhint("Drop a keyspace, or raise kvext.max_keyspaces and restart the server.")));
+
+		/* cannot fail (reserved above); a rollback undoes the create */
+		KvWsPushKeyspace((uint16) slot, KV_WS_KS_CREATE, KS_FREE, 0);
+		return true;
 	}
-
-	ks = &KvKeyspaces[slot];
-	/* durable before visible; an error here leaves everything unchanged */
-	log_keyspace(KV_REC_KS_CREATE, (uint16) slot, name);
-	KvStatsResetKeyspace((uint16) slot);
-	pg_atomic_write_u64(&ks->nentries, 0);
-	pg_atomic_write_u64(&ks->mem_bytes, 0);
-	strlcpy(ks->name, name, NAMEDATALEN);
-	ks->state = KS_ACTIVE;
-	bump(ks);
-	LWLockRelease(keyspace_lock);
-	return true;
-}
-
-/*
- * undo_dropping
- *		A drop failed: the keyspace is active again under its old
- *		generation, so references sessions took before the drop began stay
- *		valid (none can have been taken while it was DROPPING).
- */
-static void
-undo_dropping(KvKeyspace *ks, uint32 oldgen)
-{
-	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-	ks->state = KS_ACTIVE;
-	pg_atomic_write_u32(&ks->gen, oldgen);
-	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
-	LWLockRelease(keyspace_lock);
 }
 
 /*
  * KvKeyspaceDrop
- *		Drop a keyspace and all its keys; returns false if it did not exist
- *		and if_exists.  See the file header for the protocol.
+ *		Drop a keyspace and all its keys in the current transaction: it is
+ *		gone for this transaction at once; others keep reading it until the
+ *		drop commits, and their writes wait for this transaction to end.  A
+ *		rollback brings it back.  The drop fails (55006) while any
+ *		transaction, this one included, has uncommitted writes in it: a
+ *		write set must never point at a freed entry.  Returns false if it
+ *		did not exist and if_exists.
  */
 bool
 KvKeyspaceDrop(const char *name, bool if_exists)
 {
+	TransactionId myxid;
+	int			len = strlen(name);
 	int			slot;
 	KvKeyspace *ks;
-	uint32		oldgen;
+	uint8		prev_state;
+	uint32		prev_gen;
 
 	check_name(name);
 	if (strcmp(name, KVEXT_DEFAULT_KEYSPACE) == 0)
@@ -278,19 +374,28 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop keyspace \"%s\"", name),
 				 errdetail("The default keyspace always exists.")));
+	KvWsReserve();
+	myxid = GetTopTransactionId();
 
-	/* step 1: stop new reads and writes */
-	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-	slot = find_slot(name, strlen(name), false);
+	for (;;)
+	{
+		SlotVisibility vis;
+
+		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+		slot = find_slot(name, len, &vis, NULL);
+		if (vis == VIS_DROPPING)
+		{
+			TransactionId xact = KvKeyspaces[slot].xact;
+
+			LWLockRelease(keyspace_lock);
+			wait_for_keyspace_xact(xact);
+			continue;
+		}
+		break;
+	}
 	if (slot < 0)
 	{
-		bool		dropping = find_slot(name, strlen(name), true) >= 0;
-
 		LWLockRelease(keyspace_lock);
-		if (dropping)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("keyspace \"%s\" is being dropped by another session", name)));
 		if (if_exists)
 		{
 			ereport(NOTICE,
@@ -298,73 +403,110 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 					 errmsg("keyspace \"%s\" does not exist, skipping", name)));
 			return false;
 		}
-		KvReportNoKeyspace(name, strlen(name));
+		KvReportNoKeyspace(name, len);
 	}
+
+	/*
+	 * Mark it dropping and bump its generation: a writer that resolved it
+	 * before cannot link a pending entry any more (the store validates the
+	 * generation under the partition lock), and a writer resolving it from
+	 * now on waits for us.  So the check below sees every pending entry.
+	 */
 	ks = &KvKeyspaces[slot];
-	oldgen = pg_atomic_read_u32(&ks->gen);
+	prev_state = (uint8) ks->state;
+	prev_gen = pg_atomic_read_u32(&ks->gen);
 	ks->state = KS_DROPPING;
+	ks->xact = myxid;
+	ks->xact_proc = MyProc->pgprocno;
 	bump(ks);
 	LWLockRelease(keyspace_lock);
 
-	/*
-	 * Steps 2 and 3 raise no error and must not be cancelled half-way, or
-	 * the slot would stay DROPPING: hold interrupts.  They are sweeps over
-	 * the bucket array, without I/O.
-	 */
-	HOLD_INTERRUPTS();
+	/* from here on an error (or a rollback) undoes the mark */
+	KvWsPushKeyspace((uint16) slot, KV_WS_KS_DROP, prev_state, prev_gen);
 
-	/* step 2: refuse while any transaction has uncommitted writes in it */
 	if (KvStoreKeyspaceHasPending((uint16) slot))
-	{
-		undo_dropping(ks, oldgen);
-		RESUME_INTERRUPTS();
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("keyspace \"%s\" has uncommitted writes", name),
 				 errdetail("A transaction, possibly this one, has written to the keyspace and not yet ended."),
 				 errhint("Retry once the writing transactions have committed or rolled back.")));
-	}
+	return true;
+}
 
-	/*
-	 * Log the drop; if that fails, the keyspace stays.  Logging and the
-	 * move to DROPPED happen under the keyspace lock, where the
-	 * checkpointer reads the directory after taking its redo point: a
-	 * snapshot then either keeps the keyspace (its KS_DROP follows the
-	 * redo point and is replayed) or leaves it out (the drop is logged).
-	 */
-	PG_TRY();
+/*
+ * KvKeyspaceEndXact
+ *		End of the transaction (or subtransaction) that created or dropped
+ *		keyspace id (txn.c): at commit, a created keyspace becomes active
+ *		and a dropped one loses its entries and its slot; at abort, a
+ *		created one is freed and a dropped one gets its previous state and
+ *		generation back.
+ *		Called in write-set order at commit, in reverse order at abort.
+ *		Never fails.
+ */
+void
+KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
+				  bool commit)
+{
+	KvKeyspace *ks = &KvKeyspaces[id];
+
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	if (kind == KV_WS_KS_CREATE)
 	{
-		LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-		log_keyspace(KV_REC_KS_DROP, (uint16) slot, name);
-		ks->state = KS_DROPPED;
+		/* a keyspace created and dropped in one transaction is DROPPING */
+		if (!commit)
+		{
+			ks->state = KS_FREE;
+			ks->name[0] = '\0';
+		}
+		else if (ks->state == KS_CREATING)
+			ks->state = KS_ACTIVE;
+		bump(ks);
 		LWLockRelease(keyspace_lock);
+		return;
 	}
-	PG_CATCH();
+
+	if (!commit)
 	{
-		if (LWLockHeldByMe(keyspace_lock))
-			LWLockRelease(keyspace_lock);
-		undo_dropping(ks, oldgen);
-		RESUME_INTERRUPTS();
-		PG_RE_THROW();
+		/*
+		 * Back to the state and generation it had: references taken before
+		 * the drop (say, by a writer waiting for a key in it) are valid
+		 * again.  None can have been taken for writing meanwhile.
+		 */
+		ks->state = prev_state;
+		pg_atomic_write_u32(&ks->gen, prev_gen);
+		pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
+		LWLockRelease(keyspace_lock);
+		return;
 	}
-	PG_END_TRY();
 
-	/* step 3: remove its entries and free the slot */
-	KvStoreRemoveKeyspace((uint16) slot);
-
+	/* a committed drop: nobody sees it from now on; remove its entries */
+	ks->state = KS_DROPPED;
+	bump(ks);
+	LWLockRelease(keyspace_lock);
+	KvStoreRemoveKeyspace(id);
 	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
 	ks->state = KS_FREE;
 	ks->name[0] = '\0';
 	bump(ks);
 	LWLockRelease(keyspace_lock);
-	RESUME_INTERRUPTS();
-	return true;
 }
 
-/* copy the keyspaces in the given states; see the two wrappers below */
+/*
+ * KvKeyspaceName
+ *		Copy keyspace id's name (for the log record of a create).
+ */
+void
+KvKeyspaceName(uint16 id, char *name)
+{
+	LWLockAcquire(keyspace_lock, LW_SHARED);
+	strlcpy(name, KvKeyspaces[id].name, NAMEDATALEN);
+	LWLockRelease(keyspace_lock);
+}
+
+/* copy the keyspaces visible as asked; see the two wrappers below */
 static int
 list_keyspaces(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN],
-			   bool include_dropping)
+			   bool for_snapshot)
 {
 	int			n = 0;
 
@@ -373,8 +515,8 @@ list_keyspaces(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN],
 	{
 		KvKeyspace *ks = &KvKeyspaces[i];
 
-		if (ks->state != KS_ACTIVE &&
-			!(include_dropping && ks->state == KS_DROPPING))
+		if (for_snapshot ? (ks->state != KS_ACTIVE && ks->state != KS_DROPPING)
+			: visibility(ks) == VIS_NONE)
 			continue;
 		refs[n].id = (uint16) i;
 		refs[n].gen = pg_atomic_read_u32(&ks->gen);
@@ -387,8 +529,9 @@ list_keyspaces(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN],
 
 /*
  * KvKeyspaceList
- *		Copy the active keyspaces (references and names) into the caller's
- *		arrays of kvext_max_keyspaces elements; returns how many.
+ *		Copy the keyspaces this transaction sees (references and names)
+ *		into the caller's arrays of kvext_max_keyspaces elements; returns
+ *		how many.
  */
 int
 KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
@@ -398,9 +541,9 @@ KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])
 
 /*
  * KvKeyspaceListForSnapshot
- *		Like KvKeyspaceList, but also the keyspaces whose drop has not been
- *		logged yet (DROPPING): the drop may still fail, and if it succeeds
- *		its KS_DROP record comes after the snapshot's redo point.
+ *		The committed keyspaces: active ones and those whose drop has not
+ *		committed (it may still roll back, and if it commits, its TXN record
+ *		comes after the snapshot's redo point, which it holds in flight).
  */
 int
 KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN])

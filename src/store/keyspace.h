@@ -15,13 +15,16 @@
 #include "store/store.h"
 
 extern void KvKeyspaceInit(LWLock *lock);
-extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len);
+extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len, bool write);
 extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
 extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
 extern bool KvKeyspaceDrop(const char *name, bool if_exists);
 extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
 extern int	KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
 extern bool KvKeyspaceIdIsActive(uint16 id);
+extern void KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state,
+							  uint32 prev_gen, bool commit);
+extern void KvKeyspaceName(uint16 id, char *name);
 
 /* recovery and snapshots */
 extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);

@@ -63,6 +63,7 @@
 #include "failpoint.h"
 #include "kvext.h"
 #include "log/wal.h"
+#include "store/keyspace.h"
 #include "store/store.h"
 #include "store/txn.h"
 #include "store/writeset.h"
@@ -149,6 +150,11 @@ build_txn_record(uint32 *lenp)
 		KvWsItem   *item = KvWsItemAt(i);
 		KvEntry    *e;
 
+		if (item->kind != KV_WS_ENTRY)
+		{
+			len += sizeof(KvWalOp) + NAMEDATALEN;
+			continue;
+		}
 		if (item->entry == InvalidKvPtr)
 			continue;			/* merged away at a subcommit */
 		e = KvEntryGet(item->entry);
@@ -171,6 +177,26 @@ build_txn_record(uint32 *lenp)
 		KvEntry    *e;
 		KvWalOp		op;
 
+		if (item->kind != KV_WS_ENTRY)
+		{
+			char		name[NAMEDATALEN];
+
+			memset(&op, 0, sizeof(op));
+			op.keyspace = item->keyspace;
+			if (item->kind == KV_WS_KS_CREATE)
+			{
+				op.op = KV_WOP_KS_CREATE;
+				KvKeyspaceName(item->keyspace, name);
+				op.keylen = strlen(name);
+			}
+			else
+				op.op = KV_WOP_KS_DROP;
+			memcpy(p, &op, sizeof(op));
+			p += sizeof(op);
+			memcpy(p, name, op.keylen);
+			p += op.keylen;
+			continue;
+		}
 		if (item->entry == InvalidKvPtr)
 			continue;
 		e = KvEntryGet(item->entry);
@@ -212,12 +238,14 @@ abort_items(uint32 from)
 {
 	while (KvWsCount() > from)
 	{
-		KvWsItem   *item = KvWsItemAt(KvWsCount() - 1);
-		KvPtr		entry = item->entry;
+		KvWsItem	item = *KvWsItemAt(KvWsCount() - 1);
 
 		KvWsPop();
-		if (entry != InvalidKvPtr)
-			KvStoreAbortEntry(entry);
+		if (item.kind != KV_WS_ENTRY)
+			KvKeyspaceEndXact(item.keyspace, item.kind, item.prev_state,
+							  item.prev_gen, false);
+		else if (item.entry != InvalidKvPtr)
+			KvStoreAbortEntry(item.entry);
 	}
 }
 
@@ -238,7 +266,7 @@ merge_superseded(uint32 from)
 		KvPtr		older;
 		uint32		oidx;
 
-		if (item->entry == InvalidKvPtr)
+		if (item->kind != KV_WS_ENTRY || item->entry == InvalidKvPtr)
 			continue;
 		older = KvStoreOlderOwnVersion(item->entry);
 		if (older == InvalidKvPtr)
@@ -338,7 +366,10 @@ commit_txn(void)
 	{
 		KvWsItem   *item = KvWsItemAt(i);
 
-		if (item->entry != InvalidKvPtr)
+		if (item->kind != KV_WS_ENTRY)
+			KvKeyspaceEndXact(item->keyspace, item->kind, item->prev_state,
+							  item->prev_gen, true);
+		else if (item->entry != InvalidKvPtr)
 			KvStoreCommitEntry(item->entry);
 	}
 	KvWalClearInflight();

@@ -97,6 +97,7 @@ KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
 	item->entry = entry;
 	item->kind = KV_WS_ENTRY;
 	item->prev_state = 0;
+	item->prev_gen = 0;
 	item->keyspace = ks;
 	item->was_visible = was_visible;
 	item->is_visible = is_visible;
@@ -111,7 +112,7 @@ KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
  *		Must not fail: the caller made room with KvWsReserve first.
  */
 void
-KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state)
+KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state, uint32 prev_gen)
 {
 	KvWsItem   *item;
 
@@ -121,6 +122,7 @@ KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state)
 	item->entry = (KvPtr) ks;
 	item->kind = kind;
 	item->prev_state = prev_state;
+	item->prev_gen = prev_gen;
 	item->keyspace = ks;
 	item->was_visible = item->is_visible = false;
 	item->nestlevel = GetCurrentTransactionNestLevel();
