@@ -434,6 +434,24 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 }
 
 /*
+ * remove_and_free
+ *		Remove every entry of keyspace id, which nobody can see any more,
+ *		then free its slot.  Takes the keyspace lock itself.
+ */
+static void
+remove_and_free(uint16 id)
+{
+	KvKeyspace *ks = &KvKeyspaces[id];
+
+	KvStoreRemoveKeyspace(id);
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	ks->state = KS_FREE;
+	ks->name[0] = '\0';
+	bump(ks);
+	LWLockRelease(keyspace_lock);
+}
+
+/*
  * KvKeyspaceEndXact
  *		End of the transaction (or subtransaction) that created or dropped
  *		keyspace id (txn.c): at commit, a created keyspace becomes active
@@ -483,12 +501,7 @@ KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
 	ks->state = KS_DROPPED;
 	bump(ks);
 	LWLockRelease(keyspace_lock);
-	KvStoreRemoveKeyspace(id);
-	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-	ks->state = KS_FREE;
-	ks->name[0] = '\0';
-	bump(ks);
-	LWLockRelease(keyspace_lock);
+	remove_and_free(id);
 }
 
 /*
@@ -594,17 +607,9 @@ KvKeyspaceRecoverCreate(uint16 id, const char *name)
 void
 KvKeyspaceRecoverDrop(uint16 id)
 {
-	KvKeyspace *ks;
-
 	if (id == 0 || id >= kvext_max_keyspaces)
 		return;
-	ks = &KvKeyspaces[id];
-	KvStoreRemoveKeyspace(id);
-	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
-	ks->state = KS_FREE;
-	ks->name[0] = '\0';
-	bump(ks);
-	LWLockRelease(keyspace_lock);
+	remove_and_free(id);
 }
 
 /*
