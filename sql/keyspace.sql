@@ -141,6 +141,16 @@ SELECT kv_put('ks:k', 'second', 'ks_brief');
 COMMIT;
 SELECT keyspace, entries FROM kv_keyspaces() WHERE keyspace = 'ks_brief';
 SELECT kv_drop_keyspace('ks_brief'), kv_drop_keyspace('ks_sp');
+-- a parallel worker sees what its leader's transaction created or dropped
+BEGIN;
+SELECT kv_create_keyspace('ks_par');
+SELECT kv_put('ks:k', 'from the leader', 'ks_par');
+SELECT kv_drop_keyspace('ks_rollback');
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_leader_participation = off;
+SELECT kv_get('ks:k', 'ks_par') AS created_in_leader;
+SELECT kv_get('ks:k', 'ks_rollback') AS dropped_in_leader;
+ROLLBACK;
 -- a statement that fails half-way through creating keyspaces creates none
 SELECT kv_create_keyspace(n) FROM (VALUES ('ks_m1'), ('ks_m2'), ('ks_rollback')) v(n);
 SELECT count(*) AS none_created FROM kv_keyspaces() WHERE keyspace IN ('ks_m1', 'ks_m2');

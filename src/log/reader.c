@@ -271,14 +271,20 @@ KvLogReaderValidAfter(KvLogReader *r)
 	char	   *chunk = palloc(ZERO_CHUNK);
 	KvLsn		found = InvalidKvLsn;
 
-	for (off_t base = start; base + (off_t) sizeof(KvWalRecord) <= r->segsize &&
-		 found == InvalidKvLsn; base += ZERO_CHUNK)
+	off_t		base = start;
+
+	/*
+	 * Chunks overlap by a header's length, so that a header that straddles
+	 * the end of one chunk is seen at the start of the next.
+	 */
+	while (base + (off_t) sizeof(KvWalRecord) <= r->segsize && found == InvalidKvLsn)
 	{
 		Size		n = Min((off_t) ZERO_CHUNK, r->segsize - base);
+		Size		i;
 
 		if (!read_at(r, chunk, n, base))
 			break;
-		for (Size i = 0; i + sizeof(KvWalRecord) <= n; i += 8)
+		for (i = 0; i + sizeof(KvWalRecord) <= n; i += 8)
 		{
 			KvLsn		lsn;
 
@@ -289,6 +295,7 @@ KvLogReaderValidAfter(KvLogReader *r)
 				break;
 			}
 		}
+		base += i;
 		CHECK_FOR_INTERRUPTS();
 	}
 	pfree(chunk);

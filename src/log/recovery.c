@@ -82,6 +82,7 @@ typedef struct KvRecoveryShared
 	int			sqlstate;		/* FAILED: the error to report */
 	char		message[512];
 	char		detail[512];
+	char		hint[512];
 } KvRecoveryShared;
 
 static KvRecoveryShared *rec = NULL;
@@ -105,7 +106,7 @@ KvRecoveryShmemInit(void)
 		ConditionVariableInit(&rec->cv);
 		SpinLockInit(&rec->mutex);
 		rec->sqlstate = 0;
-		rec->message[0] = rec->detail[0] = '\0';
+		rec->message[0] = rec->detail[0] = rec->hint[0] = '\0';
 	}
 	KvStateFlag = &rec->state;
 }
@@ -177,17 +178,22 @@ KvWaitReady(void)
 		int			sqlstate;
 		char		message[512];
 		char		detail[512];
+		char		hint[512];
 
 		SpinLockAcquire(&rec->mutex);
 		sqlstate = rec->sqlstate;
 		memcpy(message, rec->message, sizeof(message));
 		memcpy(detail, rec->detail, sizeof(detail));
+		memcpy(hint, rec->hint, sizeof(hint));
 		SpinLockRelease(&rec->mutex);
+		if (hint[0] == '\0')
+			strlcpy(hint, "Fix the cause and restart the server; no kvext file was changed.",
+					sizeof(hint));
 		ereport(ERROR,
 				(errcode(sqlstate),
 				 errmsg("the kvext store is unavailable: %s", message),
 				 detail[0] ? errdetail_internal("%s", detail) : 0,
-				 errhint("Fix the cause and restart the server; no kvext file was changed.")));
+				 errhint("%s", hint)));
 	}
 }
 
@@ -573,6 +579,58 @@ start_new_log(uint64 term)
 						   InvalidKvLsn, sizeof(rec), NULL));
 }
 
+/*
+ * drop_empty_last_segment
+ *		A segment switch that failed (a full disk) or was cut by a crash can
+ *		leave the next segment file created but holding only zeros, under a
+ *		name the log may never reach: the log went on in the previous
+ *		segment.  Such a last file holds no record, so remove it (with a LOG
+ *		line) rather than take it for a gap.  Returns whether it did.
+ */
+static bool
+drop_empty_last_segment(KvLsn *segs, int nsegs)
+{
+	char		path[MAXPGPATH];
+	int			fd;
+	char	   *buf;
+	ssize_t		n;
+	off_t		off = 0;
+	bool		empty = true;
+
+	if (nsegs < 2)
+		return false;
+	KvWalSegmentPath(path, segs[nsegs - 1]);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext log file \"%s\": %m", path)));
+	buf = palloc(65536);
+	while (empty && (n = pg_pread(fd, buf, 65536, off)) > 0)
+	{
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != 0)
+			{
+				empty = false;
+				break;
+			}
+		off += n;
+	}
+	pfree(buf);
+	CloseTransientFile(fd);
+	if (!empty)
+		return false;
+	ereport(LOG,
+			(errmsg("removing kvext log file \"%s\": it holds no record (left by a segment switch that did not complete)",
+					path)));
+	if (unlink(path) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not remove kvext log file \"%s\": %m", path)));
+	fsync_fname(KVEXT_WAL_DIR, true);
+	return true;
+}
+
 /* create a directory (and make its entry durable) unless it exists */
 static void
 make_dir(const char *path, const char *parent)
@@ -613,6 +671,11 @@ recover(void)
 	term = Max(term, control.term);
 
 	nsegs = KvWalListSegments(&segs);
+	if (drop_empty_last_segment(segs, nsegs))
+	{
+		pfree(segs);
+		nsegs = KvWalListSegments(&segs);
+	}
 	if (nsegs == 0)
 	{
 		if (have_snapshot)
@@ -620,6 +683,13 @@ recover(void)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("kvext log directory \"%s\" is empty, but the snapshot needs the log from LSN %X/%X",
 							KVEXT_WAL_DIR, LSN_FORMAT_ARGS(redo))));
+		if (control.flush_watermark > KVEXT_WAL_START_LSN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext log directory \"%s\" is empty, but the control file says the log was durable up to %X/%X",
+							KVEXT_WAL_DIR, LSN_FORMAT_ARGS(control.flush_watermark)),
+					 errhint("Restore the kvext log files, or remove \"%s\" to start an empty store.",
+							 KVEXT_CONTROL_FILE)));
 		start_new_log(term);
 		ereport(LOG, (errmsg("kvext store initialized (empty)")));
 		return;
@@ -649,6 +719,14 @@ recover(void)
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	scan_pass1(&ls);
+	if (ls.end < ls.watermark)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the kvext log ends at %X/%X, before its flush watermark %X/%X",
+						LSN_FORMAT_ARGS(ls.end), LSN_FORMAT_ARGS(ls.watermark)),
+				 errdetail("The control file says the log was durable up to %X/%X: records that were flushed are missing.",
+						   LSN_FORMAT_ARGS(ls.watermark)),
+				 errhint("Restore the missing kvext log files.")));
 	scan_pass2(&ls);
 
 	/* only now change files: a failed recovery leaves them as they were */
@@ -749,6 +827,7 @@ KvRecover(void)
 		strlcpy(rec->message, edata->message ? edata->message : "recovery failed",
 				sizeof(rec->message));
 		strlcpy(rec->detail, edata->detail ? edata->detail : "", sizeof(rec->detail));
+		strlcpy(rec->hint, edata->hint ? edata->hint : "", sizeof(rec->hint));
 		SpinLockRelease(&rec->mutex);
 
 		ereport(LOG,

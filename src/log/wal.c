@@ -265,7 +265,24 @@ switch_segment(void)
 
 	KvWalSegmentPath(path, newstart);
 	fd = open_segment(newstart, true);
-	zero_fill_segment(fd, path);
+	PG_TRY();
+	{
+		zero_fill_segment(fd, path);
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Disk full: remove the partial file.  The log may go on in this
+		 * segment (COMMIT and ABORT records never switch), and a later
+		 * switch creates the next one under another name.
+		 */
+		close(seg_fd);
+		seg_fd = -1;
+		seg_fd_start = InvalidKvLsn;
+		(void) unlink(path);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = newstart;

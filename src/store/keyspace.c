@@ -97,21 +97,31 @@ KvReportNoKeyspace(const char *name, int len)
 			 errhint("Create it with kv_create_keyspace(), or list keyspaces with kv_keyspaces().")));
 }
 
-/* is slot ks's uncommitted create or drop this backend's? */
+/*
+ * is_mine
+ *		Is slot ks's uncommitted create or drop this transaction's?  A
+ *		parallel worker acts for its leader.
+ */
 static inline bool
 is_mine(const KvKeyspace *ks)
 {
-	return ks->xact_proc == MyProc->pgprocno;
+	return ks->xact_proc == MyProc->pgprocno ||
+		(MyProc->lockGroupLeader != NULL &&
+		 ks->xact_proc == MyProc->lockGroupLeader->pgprocno);
 }
 
 /*
  * How a slot with a given name looks to this transaction:
- *	VIS_NONE	it does not exist (free, dropped, another transaction's
- *				uncommitted create, or this transaction's uncommitted drop)
+ *	VIS_NONE	it does not exist (free, dropped, abandoned, another
+ *				transaction's uncommitted create, this transaction's
+ *				uncommitted drop)
  *	VIS_MINE	this transaction created it (not committed yet)
  *	VIS_ACTIVE	committed and not being dropped
  *	VIS_DROPPING another transaction is dropping it: readable, but a writer
  *				(or another creator or dropper) waits for that transaction
+ * Another transaction's create or drop takes effect for everyone the moment
+ * it publishes its commit (KvStoreOwnerCommitting), together with its
+ * writes, as entries do (store.c).
  */
 typedef enum SlotVisibility
 {
@@ -129,9 +139,13 @@ visibility(const KvKeyspace *ks)
 		case KS_ACTIVE:
 			return VIS_ACTIVE;
 		case KS_CREATING:
-			return is_mine(ks) ? VIS_MINE : VIS_NONE;
+			if (is_mine(ks))
+				return VIS_MINE;
+			return KvStoreOwnerCommitting(ks->xact_proc) ? VIS_ACTIVE : VIS_NONE;
 		case KS_DROPPING:
-			return is_mine(ks) ? VIS_NONE : VIS_DROPPING;
+			if (is_mine(ks) || KvStoreOwnerCommitting(ks->xact_proc))
+				return VIS_NONE;
+			return VIS_DROPPING;
 		default:
 			return VIS_NONE;
 	}
@@ -173,7 +187,8 @@ find_slot(const char *name, int len, SlotVisibility *vis, TransactionId *waitxid
 			found = i;
 			*vis = v;
 		}
-		else if (waitxid && ks->state == KS_CREATING && !is_mine(ks))
+		else if (waitxid && ks->state == KS_CREATING && !is_mine(ks) &&
+				 !KvStoreOwnerCommitting(ks->xact_proc))
 			*waitxid = ks->xact;
 	}
 	return found;
@@ -407,19 +422,30 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	}
 
 	/*
-	 * Mark it dropping and bump its generation: a writer that resolved it
-	 * before cannot link a pending entry any more (the store validates the
-	 * generation under the partition lock), and a writer resolving it from
-	 * now on waits for us.  So the check below sees every pending entry.
+	 * Mark it.  A keyspace this transaction created is simply abandoned:
+	 * nobody else sees it.  A committed one becomes DROPPING, its
+	 * generation unchanged, so that readers go on reading it; drop_xact
+	 * makes a writer that resolved it before wait for us under its
+	 * partition lock (store.c, lock_key), and one resolving it from now on
+	 * waits in KvKeyspaceResolve.  So the check below sees every pending
+	 * entry, and none can be added until we end.
 	 */
 	ks = &KvKeyspaces[slot];
 	prev_state = (uint8) ks->state;
 	prev_gen = pg_atomic_read_u32(&ks->gen);
-	ks->state = KS_DROPPING;
-	ks->xact = myxid;
-	ks->xact_proc = MyProc->pgprocno;
-	bump(ks);
+	if (ks->state == KS_CREATING)
+		ks->state = KS_ABANDONED;
+	else
+	{
+		ks->state = KS_DROPPING;
+		ks->xact = myxid;
+		ks->xact_proc = MyProc->pgprocno;
+		pg_atomic_write_u32(&ks->drop_xact, myxid);
+	}
+	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 	LWLockRelease(keyspace_lock);
+	/* the writers' check must see drop_xact before we scan */
+	pg_memory_barrier();
 
 	/* from here on an error (or a rollback) undoes the mark */
 	KvWsPushKeyspace((uint16) slot, KV_WS_KS_DROP, prev_state, prev_gen);
@@ -470,7 +496,7 @@ KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
 	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
 	if (kind == KV_WS_KS_CREATE)
 	{
-		/* a keyspace created and dropped in one transaction is DROPPING */
+		/* a keyspace created and dropped in one transaction is ABANDONED */
 		if (!commit)
 		{
 			ks->state = KS_FREE;
@@ -486,12 +512,12 @@ KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
 	if (!commit)
 	{
 		/*
-		 * Back to the state and generation it had: references taken before
-		 * the drop (say, by a writer waiting for a key in it) are valid
-		 * again.  None can have been taken for writing meanwhile.
+		 * Back to the state it had; its generation never changed, so every
+		 * reference taken before or during the drop stays valid.
 		 */
 		ks->state = prev_state;
 		pg_atomic_write_u32(&ks->gen, prev_gen);
+		pg_atomic_write_u32(&ks->drop_xact, InvalidTransactionId);
 		pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 		LWLockRelease(keyspace_lock);
 		return;
@@ -499,9 +525,22 @@ KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
 
 	/* a committed drop: nobody sees it from now on; remove its entries */
 	ks->state = KS_DROPPED;
+	pg_atomic_write_u32(&ks->drop_xact, InvalidTransactionId);
 	bump(ks);
 	LWLockRelease(keyspace_lock);
 	remove_and_free(id);
+}
+
+/*
+ * KvKeyspaceCommitStarting
+ *		This backend published its commit, and its transaction created or
+ *		dropped keyspaces: their visibility changed (see visibility()), so
+ *		every backend's cached resolution must be looked at again.
+ */
+void
+KvKeyspaceCommitStarting(void)
+{
+	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 }
 
 /*

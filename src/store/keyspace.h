@@ -25,6 +25,7 @@ extern bool KvKeyspaceIdIsActive(uint16 id);
 extern void KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state,
 							  uint32 prev_gen, bool commit);
 extern void KvKeyspaceName(uint16 id, char *name);
+extern void KvKeyspaceCommitStarting(void);
 
 /* recovery and snapshots */
 extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);

@@ -150,6 +150,9 @@ init_keyspace_slots(void)
 		ks->name[0] = '\0';
 		pg_atomic_init_u64(&ks->nentries, 0);
 		pg_atomic_init_u64(&ks->mem_bytes, 0);
+		pg_atomic_init_u32(&ks->drop_xact, InvalidTransactionId);
+		ks->xact = InvalidTransactionId;
+		ks->xact_proc = -1;
 	}
 	KvKeyspaces[0].state = KS_ACTIVE;
 	strlcpy(KvKeyspaces[0].name, KVEXT_DEFAULT_KEYSPACE, NAMEDATALEN);
@@ -545,6 +548,19 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			LWLockRelease(kv->lock);
 			report_keyspace_gone();
 		}
+		/* a transaction is dropping the keyspace: wait for its outcome */
+		if (unlikely(pg_atomic_read_u32(&KvKeyspaces[ks.id].drop_xact) != InvalidTransactionId))
+		{
+			TransactionId dropper = pg_atomic_read_u32(&KvKeyspaces[ks.id].drop_xact);
+
+			LWLockRelease(kv->lock);
+			if (!TransactionIdIsValid(dropper))
+				continue;
+			if (TransactionIdIsCurrentTransactionId(dropper))
+				report_keyspace_gone();
+			XactLockTableWait(dropper, NULL, NULL, XLTW_None);
+			continue;
+		}
 		find_versions(kv, ks.id, key, keylen);
 		if (kv->pend == NULL || is_own(kv->pend))
 			return;				/* the key is ours */
@@ -881,6 +897,18 @@ void
 KvStoreWakeWaiters(void)
 {
 	ConditionVariableBroadcast(&owners[MyProc->pgprocno].done);
+}
+
+/*
+ * KvStoreOwnerCommitting
+ *		Is backend procno committing (see KvStoreBeginCommit)?  Keyspace
+ *		visibility follows its entries' (keyspace.c).
+ */
+bool
+KvStoreOwnerCommitting(int procno)
+{
+	return procno >= 0 && procno < nowners &&
+		pg_atomic_read_u64(&owners[procno].committing) != 0;
 }
 
 /*

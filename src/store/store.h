@@ -82,6 +82,8 @@ typedef enum KvKeyspaceState
 	KS_ACTIVE,
 	KS_CREATING,				/* created by transaction xact, not committed */
 	KS_DROPPING,				/* dropped by transaction xact, not committed */
+	KS_ABANDONED,				/* created and dropped by transaction xact,
+								 * not committed: nobody sees it */
 	KS_DROPPED					/* drop committed, entries being removed */
 } KvKeyspaceState;
 
@@ -90,8 +92,11 @@ typedef struct KvKeyspace
 	pg_atomic_uint32 gen;		/* bumped at every state change */
 	uint32		state;			/* KvKeyspaceState; keyspace lock */
 	char		name[NAMEDATALEN];	/* keyspace lock */
-	TransactionId xact;			/* CREATING, DROPPING: the top-level xid */
+	TransactionId xact;			/* CREATING, DROPPING, ABANDONED: the
+								 * top-level xid of the transaction */
 	int			xact_proc;		/* ... and the pgprocno of its backend */
+	pg_atomic_uint32 drop_xact; /* DROPPING: xact, read by writers under a
+								 * partition lock; else 0 */
 	pg_atomic_uint64 nentries;	/* committed entries */
 	pg_atomic_uint64 mem_bytes; /* heap bytes of its entries, pending too */
 } KvKeyspace;
@@ -175,6 +180,7 @@ extern void KvStoreCommitEntry(KvPtr p);
 extern void KvStoreAbortEntry(KvPtr p);
 extern void KvStoreEndXact(void);
 extern void KvStoreWakeWaiters(void);
+extern bool KvStoreOwnerCommitting(int procno);
 extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 
 /* store.c: applying a logged transaction (recovery, followers) */

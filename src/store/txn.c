@@ -362,6 +362,8 @@ commit_txn(void)
 
 	/* visible as a whole from here on, then converted entry by entry */
 	KvStoreBeginCommit(end);
+	if (KvWsHasKeyspaceOps())
+		KvKeyspaceCommitStarting();
 	for (uint32 i = 0; i < n; i++)
 	{
 		KvWsItem   *item = KvWsItemAt(i);

@@ -39,6 +39,7 @@ static KvWsItem *ws_items = NULL;
 static uint32 ws_count = 0;
 static uint32 ws_cap = 0;
 static int64 *ws_delta = NULL;	/* per keyspace: change of visible count */
+static bool ws_keyspace_ops = false;	/* a keyspace item was pushed */
 
 /*
  * KvWsContext
@@ -118,6 +119,7 @@ KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state, uint32 prev_gen)
 
 	Assert(ws_count < ws_cap);
 	Assert(kind == KV_WS_KS_CREATE || kind == KV_WS_KS_DROP);
+	ws_keyspace_ops = true;
 	item = &ws_items[ws_count++];
 	item->entry = (KvPtr) ks;
 	item->kind = kind;
@@ -180,6 +182,17 @@ KvWsItemAt(uint32 idx)
 }
 
 /*
+ * KvWsHasKeyspaceOps
+ *		Did this transaction create or drop a keyspace (perhaps undone by a
+ *		rollback to a savepoint since)?
+ */
+bool
+KvWsHasKeyspaceOps(void)
+{
+	return ws_keyspace_ops;
+}
+
+/*
  * KvWsPop
  *		Forget the last item (its entry was removed from the store).
  */
@@ -204,6 +217,7 @@ KvWsReset(void)
 	ws_items = NULL;
 	ws_delta = NULL;
 	ws_count = ws_cap = 0;
+	ws_keyspace_ops = false;
 	if (WriteSetContext)
 		MemoryContextReset(WriteSetContext);
 }

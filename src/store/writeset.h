@@ -42,6 +42,7 @@ extern int64 KvWsCountDelta(uint16 ks);
 extern uint32 KvWsCount(void);
 extern KvWsItem *KvWsItemAt(uint32 idx);
 extern void KvWsPop(void);
+extern bool KvWsHasKeyspaceOps(void);
 extern void KvWsReset(void);
 extern MemoryContext KvWsContext(void);
 

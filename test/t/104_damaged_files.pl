@@ -168,6 +168,8 @@ torn_case(
 	is($r->{sqlstate}, 'XX001', 'damaged record followed by valid ones: XX001');
 	like($r->{stderr}, qr/corrupt at offset $off .*\n.*DETAIL:  A valid record follows/,
 		'damaged record followed by valid ones: the error says valid records follow');
+	like($r->{stderr}, qr/HINT:  If the machine lost power/,
+		'damaged record followed by valid ones: the client gets the way out too');
 	like(slurp_file($node->logfile), qr/HINT:  If the machine lost power/,
 		'damaged record followed by valid ones: the server log gives the way out');
 	$node->stop;
@@ -177,6 +179,82 @@ torn_case(
 	is(kv_scalar($node, q{SELECT string_agg(kv_get('ahead_' || i), ',') FROM generate_series(1, 3) i}),
 		'x,x,x', 'repaired: the three writes are back');
 	$expect{"ahead_$_"} = 'x' for 1 .. 3;
+}
+
+# the same with a record of 65520 bytes, so that the valid record after it
+# starts right across the reader's 64kB look-ahead chunks
+{
+	my $bad = kv_status($node)->{insert};
+	$node->safe_psql('postgres', q{SELECT kv_put('long_ahead', repeat('v', 65458))});
+	my $end = kv_status($node)->{insert};
+	is($end - $bad, 65520 + 40, 'a TXN record of 65520 bytes, then its COMMIT record');
+	$node->stop('immediate');
+	my $seg = last_segment($node);
+	my $off = $bad - hex(basename($seg));
+	flip_byte($seg, $off + 1000);
+	$node->start;
+	my $r = kv_call($node, q{SELECT kv_get('ahead_1')});
+	is($r->{sqlstate}, 'XX001', 'damaged long record followed by a valid one: XX001');
+	$node->stop;
+	flip_byte($seg, $off + 1000);
+	$node->start;
+	is(kv_scalar($node, q{SELECT length(kv_get('long_ahead'))}), '65458', 'repaired: the long record is back');
+}
+
+# a log that ends before the control file's flush watermark lost records
+# that were durable: refuse, whether the tail was cut at a record boundary
+# or a whole segment file is gone
+{
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET kvext.failpoint = ''; SELECT pg_reload_conf();});
+	my $cut = kv_status($node)->{insert};
+	$node->safe_psql('postgres', "SELECT kv_put('lost_$_', 'x')") for 1 .. 3;
+	my $end = kv_status($node)->{insert};
+	ok($node->poll_query_until('postgres',
+			"SELECT flush_watermark >= '@{[lsn_text($end)]}' FROM kv_wal_status()"),
+		'the flush watermark reaches the end of the log');
+	$node->stop('immediate');
+	my $seg = last_segment($node);
+	my $copy = "$PostgreSQL::Test::Utils::tmp_check/seg.before_cut";
+	copy($seg, $copy) or die "copy: $!";
+	my $off = $cut - hex(basename($seg));
+	open(my $fh, '+<:raw', $seg) or die "open: $!";
+	sysseek($fh, $off, 0);
+	syswrite($fh, "\0" x ($end - $cut));
+	close $fh;
+	my $before = kvext_file_digests($node);
+	$node->start;
+	my $r = kv_call($node, q{SELECT kv_get('ahead_1')});
+	is($r->{sqlstate}, 'XX001', 'a log cut below its flush watermark: XX001');
+	like($r->{stderr}, qr/ends at \Q@{[lsn_text($cut)]}\E, before its flush watermark/,
+		'a log cut below its flush watermark: the error says where');
+	$node->stop;
+	is_deeply(kvext_file_digests($node), $before, 'a log cut below its flush watermark: no kvext file changed');
+	copy($copy, $seg) or die "copy: $!";
+	$node->start;
+	is(kv_scalar($node, q{SELECT string_agg(kv_get('lost_' || i), ',') FROM generate_series(1, 3) i}),
+		'x,x,x', 'restored: the three writes are back');
+	$expect{"lost_$_"} = 'x' for 1 .. 3;
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET kvext.failpoint = 'watermark-hold'; SELECT pg_reload_conf();});
+}
+
+# a segment switch that did not complete can leave the next file created,
+# all zeros, under a name the log never reached: it is removed, not taken
+# for a gap
+{
+	$node->stop('immediate');
+	my $seg = last_segment($node);
+	my $name = sprintf('%016X', hex(basename($seg)) + 123 * 4096);
+	my $stray = wal_dir($node) . "/$name";
+	open(my $fh, '>:raw', $stray) or die "open: $!";
+	print $fh "\0" x 65536;
+	close $fh;
+	my $logpos = -s $node->logfile;
+	$node->start;
+	kv_wait_ready($node);
+	like(slurp_file($node->logfile, $logpos), qr/removing kvext log file "kvext\/wal\/$name": it holds no record/,
+		'an all-zero last segment is removed, with a LOG line');
+	ok(!-e $stray, 'and is gone');
+	kv_check_expected($node, \%expect, 'after removing the stray segment', 'earlier');
 }
 
 # ---------------------------------------------------------------------------

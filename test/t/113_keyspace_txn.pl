@@ -86,6 +86,28 @@ is(keyspaces(), 'default=0,ks_a=5,ks_c=1,ks_marked=1',
 	'after a crash: the snapshot taken in between plus the log give the committed state');
 is(kv_scalar($node, q{SELECT kv_get('c', 'ks_c')}), '1', 'the key written in the new keyspace');
 
+# a keyspace created and dropped by a transaction that has not ended is
+# seen by nobody else and is not in a snapshot; nor is a committed one
+# hidden by it
+$node->safe_psql('postgres', q{SELECT kv_create_keyspace('ks_g'); SELECT kv_put('x', 'old', 'ks_g');});
+$bg = $node->background_psql('postgres');
+$bg->query_safe('BEGIN');
+$bg->query_safe(q{SELECT kv_create_keyspace('ghost')});
+$bg->query_safe(q{SELECT kv_drop_keyspace('ghost')});
+$bg->query_safe(q{SELECT kv_drop_keyspace('ks_g')});
+$bg->query_safe(q{SELECT kv_create_keyspace('ks_g')});
+$bg->query_safe(q{SELECT kv_drop_keyspace('ks_g')});
+is(kv_scalar($node, q{SELECT string_agg(keyspace, ',' ORDER BY keyspace) FROM kv_keyspaces() WHERE keyspace IN ('ghost', 'ks_g')}),
+	'ks_g', 'others see neither the abandoned keyspace nor a second ks_g');
+is(kv_call($node, q{SELECT kv_get('x', 'ghost')})->{sqlstate}, '42704', 'the abandoned keyspace does not exist for others');
+$node->safe_psql('postgres', 'SELECT kv_checkpoint()');
+$bg->query_safe('ROLLBACK');
+$bg->quit;
+crash();
+is(kv_scalar($node, q{SELECT string_agg(keyspace || '=' || entries, ',' ORDER BY keyspace) FROM kv_keyspaces() WHERE keyspace IN ('ghost', 'ks_g')}),
+	'ks_g=1', 'after a crash: no ghost, one ks_g');
+is(kv_scalar($node, q{SELECT kv_get('x', 'ks_g')}), 'old', 'and its committed key');
+
 # a writer into a keyspace being dropped waits, then fails once it is gone
 $bg = $node->background_psql('postgres');
 $bg->query_safe('BEGIN');
