@@ -110,10 +110,31 @@ zeros_to_end(KvLogReader *r, off_t off)
 	return result;
 }
 
+/* does segment file seg hold only zeros? */
+static bool
+segment_is_empty(KvLogReader *r, int seg)
+{
+	int			cur = r->seg;
+	int			fd = r->fd;
+	off_t		size = r->segsize;
+	bool		empty;
+
+	r->fd = -1;
+	open_seg(r, seg);
+	empty = zeros_to_end(r, 0);
+	CloseTransientFile(r->fd);
+	r->fd = fd;
+	r->seg = cur;
+	r->segsize = size;
+	return empty;
+}
+
 static KvLogReadResult
 bad(KvLogReader *r, const char *why)
 {
 	r->why = why;
+	if (strcmp(why, "checksum mismatch") != 0)
+		r->bad_extent = 0;
 	r->bad_in_last = (r->seg == r->nsegs - 1);
 	return KV_READ_BAD;
 }
@@ -209,7 +230,11 @@ KvLogReadNext(KvLogReader *r)
 							sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
 				FIN_CRC32C(crc);
 				if (!EQ_CRC32C(crc, hdr.crc))
+				{
+					/* the header holds together: the damage is inside it */
+					r->bad_extent = hdr.len;
 					return bad(r, "checksum mismatch");
+				}
 				r->rec = (KvWalRecord *) r->buf;
 				r->pos += hdr.len;
 				return KV_READ_RECORD;
@@ -220,7 +245,20 @@ KvLogReadNext(KvLogReader *r)
 		if (r->seg == r->nsegs - 1)
 			return KV_READ_END;
 		if (r->segs[r->seg + 1] != r->pos)
+		{
+			/*
+			 * A last file that holds only zeros, under a name the log never
+			 * reached, is what a segment switch that failed (a full disk)
+			 * or was cut by a crash leaves: the log went on here.  Report
+			 * it; the caller may remove it.
+			 */
+			if (r->seg + 1 == r->nsegs - 1 && segment_is_empty(r, r->seg + 1))
+			{
+				r->stray_last = r->segs[r->seg + 1];
+				return KV_READ_END;
+			}
 			return bad(r, "the next log file does not start where this one ends");
+		}
 		open_seg(r, r->seg + 1);
 	}
 }
@@ -267,7 +305,13 @@ KvLsn
 KvLogReaderValidAfter(KvLogReader *r)
 {
 	KvLsn		segstart = r->segs[r->seg];
-	off_t		start = (off_t) (r->pos - segstart) + 8;
+
+	/*
+	 * Look past the damaged record itself when its header holds together
+	 * (only its CRC failed): its payload may hold anything, even bytes that
+	 * look like a record.
+	 */
+	off_t		start = (off_t) (r->pos - segstart) + Max(8, (off_t) r->bad_extent);
 	char	   *chunk = palloc(ZERO_CHUNK);
 	KvLsn		found = InvalidKvLsn;
 

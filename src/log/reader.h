@@ -32,6 +32,10 @@ typedef struct KvLogReader
 	KvWalRecord *rec;			/* = buf after KV_READ_RECORD */
 	const char *why;			/* after KV_READ_BAD: what is wrong */
 	bool		bad_in_last;	/* after KV_READ_BAD: in the last segment */
+	uint32		bad_extent;		/* after KV_READ_BAD: the damaged record's
+								 * length, if its header holds together */
+	KvLsn		stray_last;		/* after KV_READ_END: start of an all-zero
+								 * last file the log never reached, or 0 */
 } KvLogReader;
 
 extern KvLogReader *KvLogReaderBegin(KvLsn from);

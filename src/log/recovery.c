@@ -215,6 +215,7 @@ typedef struct LogScan
 	uint64		term;
 	uint64		nrecords;
 	bool		has_v1;			/* version-1 records were replayed */
+	KvLsn		stray;			/* an all-zero last segment to remove */
 	HTAB	   *fates;			/* TxnFate by TXN position (version 2) */
 	HTAB	   *v1_aborted;		/* xids of version-1 ABORT records */
 	/* decisions recovery takes and logs: TXN positions */
@@ -332,6 +333,7 @@ scan_pass1(LogScan *ls)
 		CHECK_FOR_INTERRUPTS();
 	}
 	ls->end = r->pos;
+	ls->stray = r->stray_last;
 	KvLogReaderEnd(r);
 }
 
@@ -579,58 +581,6 @@ start_new_log(uint64 term)
 						   InvalidKvLsn, sizeof(rec), NULL));
 }
 
-/*
- * drop_empty_last_segment
- *		A segment switch that failed (a full disk) or was cut by a crash can
- *		leave the next segment file created but holding only zeros, under a
- *		name the log may never reach: the log went on in the previous
- *		segment.  Such a last file holds no record, so remove it (with a LOG
- *		line) rather than take it for a gap.  Returns whether it did.
- */
-static bool
-drop_empty_last_segment(KvLsn *segs, int nsegs)
-{
-	char		path[MAXPGPATH];
-	int			fd;
-	char	   *buf;
-	ssize_t		n;
-	off_t		off = 0;
-	bool		empty = true;
-
-	if (nsegs < 2)
-		return false;
-	KvWalSegmentPath(path, segs[nsegs - 1]);
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open kvext log file \"%s\": %m", path)));
-	buf = palloc(65536);
-	while (empty && (n = pg_pread(fd, buf, 65536, off)) > 0)
-	{
-		for (ssize_t i = 0; i < n; i++)
-			if (buf[i] != 0)
-			{
-				empty = false;
-				break;
-			}
-		off += n;
-	}
-	pfree(buf);
-	CloseTransientFile(fd);
-	if (!empty)
-		return false;
-	ereport(LOG,
-			(errmsg("removing kvext log file \"%s\": it holds no record (left by a segment switch that did not complete)",
-					path)));
-	if (unlink(path) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not remove kvext log file \"%s\": %m", path)));
-	fsync_fname(KVEXT_WAL_DIR, true);
-	return true;
-}
-
 /* create a directory (and make its entry durable) unless it exists */
 static void
 make_dir(const char *path, const char *parent)
@@ -671,11 +621,6 @@ recover(void)
 	term = Max(term, control.term);
 
 	nsegs = KvWalListSegments(&segs);
-	if (drop_empty_last_segment(segs, nsegs))
-	{
-		pfree(segs);
-		nsegs = KvWalListSegments(&segs);
-	}
 	if (nsegs == 0)
 	{
 		if (have_snapshot)
@@ -730,6 +675,20 @@ recover(void)
 	scan_pass2(&ls);
 
 	/* only now change files: a failed recovery leaves them as they were */
+	if (ls.stray != InvalidKvLsn)
+	{
+		char		path[MAXPGPATH];
+
+		KvWalSegmentPath(path, ls.stray);
+		ereport(LOG,
+				(errmsg("removing kvext log file \"%s\": it holds no record (left by a segment switch that did not complete)",
+						path)));
+		if (unlink(path) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove kvext log file \"%s\": %m", path)));
+		fsync_fname(KVEXT_WAL_DIR, true);
+	}
 	if (ls.torn)
 		KvWalTruncate(ls.end);
 	{

@@ -29,12 +29,12 @@
  * commit a created keyspace becomes KS_ACTIVE; a dropped one becomes
  * KS_DROPPED (seen by nobody), loses its entries and is freed.
  *
- * A drop marks the slot and bumps its generation first, so that a writer
- * that resolved the keyspace before cannot link a pending entry any more
- * (the store validates the generation under the partition lock), then
- * looks for pending entries of any transaction, this one included: if
- * there are any, it fails (55006) and the abort undoes the mark, because a
- * write set must never point at a freed entry.
+ * A drop sets the slot's drop_xact (not its generation: readers go on
+ * reading), so that a writer that resolved the keyspace before waits for it
+ * under the partition lock, then looks for pending entries of any
+ * transaction, this one included: if there are any, it fails (55006) and
+ * the abort undoes the mark, because a write set must never point at a
+ * freed entry.  The generation changes when the drop commits.
  * Snapshots keep ACTIVE and DROPPING keyspaces (see
  * KvKeyspaceListForSnapshot).
  * Lock order: keyspace lock is never held while taking a partition lock.
@@ -474,6 +474,7 @@ remove_and_free(uint16 id)
 	ks->state = KS_FREE;
 	ks->name[0] = '\0';
 	bump(ks);
+	pg_atomic_write_u32(&ks->drop_xact, InvalidTransactionId);
 	LWLockRelease(keyspace_lock);
 }
 
@@ -523,9 +524,12 @@ KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
 		return;
 	}
 
-	/* a committed drop: nobody sees it from now on; remove its entries */
+	/*
+	 * A committed drop: nobody sees it from now on.  The generation is
+	 * bumped before drop_xact is cleared (in remove_and_free): a writer
+	 * reads them the other way round (store.c, lock_key).
+	 */
 	ks->state = KS_DROPPED;
-	pg_atomic_write_u32(&ks->drop_xact, InvalidTransactionId);
 	bump(ks);
 	LWLockRelease(keyspace_lock);
 	remove_and_free(id);

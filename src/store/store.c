@@ -541,21 +541,26 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 	for (;;)
 	{
 		int			owner;
+		TransactionId dropper;
 
 		LWLockAcquire(kv->lock, LW_EXCLUSIVE);
+
+		/*
+		 * A transaction is dropping the keyspace: wait for its outcome.
+		 * drop_xact is read before the generation: a committing drop bumps
+		 * the generation before it clears drop_xact, so a writer that sees
+		 * no dropper then sees the new generation.
+		 */
+		dropper = pg_atomic_read_u32(&KvKeyspaces[ks.id].drop_xact);
+		pg_read_barrier();
 		if (unlikely(!KvKeyspaceIsValid(ks)))
 		{
 			LWLockRelease(kv->lock);
 			report_keyspace_gone();
 		}
-		/* a transaction is dropping the keyspace: wait for its outcome */
-		if (unlikely(pg_atomic_read_u32(&KvKeyspaces[ks.id].drop_xact) != InvalidTransactionId))
+		if (unlikely(TransactionIdIsValid(dropper)))
 		{
-			TransactionId dropper = pg_atomic_read_u32(&KvKeyspaces[ks.id].drop_xact);
-
 			LWLockRelease(kv->lock);
-			if (!TransactionIdIsValid(dropper))
-				continue;
 			if (TransactionIdIsCurrentTransactionId(dropper))
 				report_keyspace_gone();
 			XactLockTableWait(dropper, NULL, NULL, XLTW_None);
