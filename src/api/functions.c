@@ -39,7 +39,7 @@
 #include "shmem.h"
 #include "store/keyspace.h"
 #include "store/store.h"
-#include "store/txn.h"
+#include "store/writeset.h"
 
 PG_FUNCTION_INFO_V1(kv_get);
 PG_FUNCTION_INFO_V1(kv_get_bytea);
@@ -502,7 +502,7 @@ kv_count(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	ks = arg_keyspace(fcinfo, 0, false);
 	n = (int64) pg_atomic_read_u64(&KvKeyspaces[ks.id].nentries) +
-		KvTxnCountDelta(ks.id);
+		KvWsCountDelta(ks.id);
 	PG_RETURN_INT64(n);
 }
 

@@ -358,7 +358,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 		LWLockRelease(keyspace_lock);
 
 		/* cannot fail (reserved above); a rollback undoes the create */
-		KvWsPushKeyspace((uint16) slot, KV_WS_KS_CREATE, KS_FREE, 0);
+		KvWsPushKeyspace((uint16) slot, KV_WS_KS_CREATE, KS_FREE);
 		return true;
 	}
 }
@@ -381,7 +381,6 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	int			slot;
 	KvKeyspace *ks;
 	uint8		prev_state;
-	uint32		prev_gen;
 
 	check_name(name);
 	if (strcmp(name, KVEXT_DEFAULT_KEYSPACE) == 0)
@@ -432,7 +431,6 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	 */
 	ks = &KvKeyspaces[slot];
 	prev_state = (uint8) ks->state;
-	prev_gen = pg_atomic_read_u32(&ks->gen);
 	if (ks->state == KS_CREATING)
 		ks->state = KS_ABANDONED;
 	else
@@ -448,7 +446,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	pg_memory_barrier();
 
 	/* from here on an error (or a rollback) undoes the mark */
-	KvWsPushKeyspace((uint16) slot, KV_WS_KS_DROP, prev_state, prev_gen);
+	KvWsPushKeyspace((uint16) slot, KV_WS_KS_DROP, prev_state);
 
 	if (KvStoreKeyspaceHasPending((uint16) slot))
 		ereport(ERROR,
@@ -483,14 +481,13 @@ remove_and_free(uint16 id)
  *		End of the transaction (or subtransaction) that created or dropped
  *		keyspace id (txn.c): at commit, a created keyspace becomes active
  *		and a dropped one loses its entries and its slot; at abort, a
- *		created one is freed and a dropped one gets its previous state and
- *		generation back.
+ *		created one is freed and a dropped one gets its previous state back
+ *		(a drop changes the generation only when it commits).
  *		Called in write-set order at commit, in reverse order at abort.
  *		Never fails.
  */
 void
-KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
-				  bool commit)
+KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, bool commit)
 {
 	KvKeyspace *ks = &KvKeyspaces[id];
 
@@ -517,7 +514,6 @@ KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state, uint32 prev_gen,
 		 * reference taken before or during the drop stays valid.
 		 */
 		ks->state = prev_state;
-		pg_atomic_write_u32(&ks->gen, prev_gen);
 		pg_atomic_write_u32(&ks->drop_xact, InvalidTransactionId);
 		pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 		LWLockRelease(keyspace_lock);

@@ -23,7 +23,7 @@ extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
 extern int	KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
 extern bool KvKeyspaceIdIsActive(uint16 id);
 extern void KvKeyspaceEndXact(uint16 id, uint8 kind, uint8 prev_state,
-							  uint32 prev_gen, bool commit);
+							  bool commit);
 extern void KvKeyspaceName(uint16 id, char *name);
 extern void KvKeyspaceCommitStarting(void);
 

@@ -95,17 +95,6 @@ KvTxnInit(void)
 }
 
 /*
- * KvTxnCountDelta
- *		How many more keys keyspace ks has for this transaction than
- *		committed (negative after deletes).
- */
-int64
-KvTxnCountDelta(uint16 ks)
-{
-	return KvWsCountDelta(ks);
-}
-
-/*
  * flush_at_exit
  *		before_shmem_exit callback: a backend that exits (a clean shutdown
  *		terminates every session) flushes what it wrote, so that commits
@@ -242,8 +231,7 @@ abort_items(uint32 from)
 
 		KvWsPop();
 		if (item.kind != KV_WS_ENTRY)
-			KvKeyspaceEndXact(item.keyspace, item.kind, item.prev_state,
-							  item.prev_gen, false);
+			KvKeyspaceEndXact(item.keyspace, item.kind, item.prev_state, false);
 		else if (item.entry != InvalidKvPtr)
 			KvStoreAbortEntry(item.entry);
 	}
@@ -262,17 +250,17 @@ merge_superseded(uint32 from)
 {
 	for (uint32 i = from; i < KvWsCount(); i++)
 	{
-		KvWsItem   *item = &(*KvWsItemAt(i));
+		KvWsItem   *item = KvWsItemAt(i);
+		KvWsItem   *oitem;
 		KvPtr		older;
-		uint32		oidx;
 
 		if (item->kind != KV_WS_ENTRY || item->entry == InvalidKvPtr)
 			continue;
 		older = KvStoreOlderOwnVersion(item->entry);
 		if (older == InvalidKvPtr)
 			continue;
-		oidx = KvEntryGet(older)->wsidx;
-		if ((*KvWsItemAt(oidx)).nestlevel != item->nestlevel)
+		oitem = KvWsItemAt(KvEntryGet(older)->wsidx);
+		if (oitem->nestlevel != item->nestlevel)
 			continue;
 		/*
 		 * The newer item now spans both writes.  ws_delta keeps both
@@ -280,8 +268,8 @@ merge_superseded(uint32 from)
 		 * (is - was), so it needs no change; a later abort of the newer
 		 * item subtracts that sum.
 		 */
-		item->was_visible = (*KvWsItemAt(oidx)).was_visible;
-		(*KvWsItemAt(oidx)).entry = InvalidKvPtr;
+		item->was_visible = oitem->was_visible;
+		oitem->entry = InvalidKvPtr;
 		KvStoreAbortEntry(older);
 	}
 }
@@ -369,8 +357,7 @@ commit_txn(void)
 		KvWsItem   *item = KvWsItemAt(i);
 
 		if (item->kind != KV_WS_ENTRY)
-			KvKeyspaceEndXact(item->keyspace, item->kind, item->prev_state,
-							  item->prev_gen, true);
+			KvKeyspaceEndXact(item->keyspace, item->kind, item->prev_state, true);
 		else if (item->entry != InvalidKvPtr)
 			KvStoreCommitEntry(item->entry);
 	}

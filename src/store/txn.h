@@ -11,6 +11,5 @@
 #define KVEXT_TXN_H
 
 extern void KvTxnInit(void);
-extern int64 KvTxnCountDelta(uint16 ks);
 
 #endif							/* KVEXT_TXN_H */

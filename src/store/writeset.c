@@ -98,7 +98,6 @@ KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
 	item->entry = entry;
 	item->kind = KV_WS_ENTRY;
 	item->prev_state = 0;
-	item->prev_gen = 0;
 	item->keyspace = ks;
 	item->was_visible = was_visible;
 	item->is_visible = is_visible;
@@ -113,7 +112,7 @@ KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
  *		Must not fail: the caller made room with KvWsReserve first.
  */
 void
-KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state, uint32 prev_gen)
+KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state)
 {
 	KvWsItem   *item;
 
@@ -124,7 +123,6 @@ KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state, uint32 prev_gen)
 	item->entry = (KvPtr) ks;
 	item->kind = kind;
 	item->prev_state = prev_state;
-	item->prev_gen = prev_gen;
 	item->keyspace = ks;
 	item->was_visible = item->is_visible = false;
 	item->nestlevel = GetCurrentTransactionNestLevel();

@@ -25,7 +25,6 @@ typedef struct KvWsItem
 								 * for keyspace items, the keyspace id */
 	uint8		kind;			/* KV_WS_* */
 	uint8		prev_state;		/* KV_WS_KS_DROP: the slot's state before */
-	uint32		prev_gen;		/* KV_WS_KS_DROP: and its generation */
 	uint16		keyspace;
 	bool		was_visible;	/* key existed for us before this write */
 	bool		is_visible;		/* key exists for us after it */
@@ -34,8 +33,7 @@ typedef struct KvWsItem
 
 extern void KvWsReserve(void);
 extern uint32 KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible);
-extern void KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state,
-							 uint32 prev_gen);
+extern void KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state);
 extern void KvWsReplace(uint32 idx, KvPtr entry, bool is_visible);
 extern int	KvWsItemLevel(uint32 idx);
 extern int64 KvWsCountDelta(uint16 ks);
