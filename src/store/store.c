@@ -11,8 +11,8 @@
  * not above memory_limit / 256, so the array costs 1/64 of the limit and
  * the load factor stays small even when the heap is full of tiny entries
  * (it never needs a stop-the-world resize).  Entries (KvEntry, store.h)
- * carry a 28-byte header plus the key and value bytes; with the allocator's
- * 8-byte block header and 8-byte rounding an entry costs 36-43 bytes over
+ * carry a 32-byte header plus the key and value bytes; with the allocator's
+ * 8-byte block header and 8-byte rounding an entry costs 40-47 bytes over
  * key + value, plus its share of the bucket array.
  *
  * Locking.  Buckets are split into KVEXT_NUM_PARTITIONS contiguous ranges,
@@ -34,16 +34,18 @@
  * made from pending ones in place, so for any key every pending entry
  * precedes the committed one in its chain.  Hence:
  *	- a reader takes the first matching entry that is committed, a pending
- *	  entry of its own transaction (TransactionIdIsCurrentTransactionId), or
- *	  a pending entry of a transaction pg_xact already says committed
- *	  (its commit callback is converting entries one by one; treating them
- *	  as committed from the moment PostgreSQL marks the transaction
- *	  committed makes the whole commit appear at once).  It skips other
- *	  transactions' uncommitted entries: read committed plus
- *	  read-your-own-writes, without waiting;
+ *	  entry of its own transaction (its backend, or its leader's in a
+ *	  parallel worker), or a pending entry of a backend that is committing:
+ *	  its COMMIT record is as durable as its setting asks, and it converts
+ *	  its entries one by one (KvStoreBeginCommit, owner slots below), so the
+ *	  whole commit appears at once.  It skips other transactions'
+ *	  uncommitted entries: read committed plus read-your-own-writes,
+ *	  without waiting, and never by asking pg_xact;
  *	- a writer that finds another transaction's pending entry releases the
  *	  partition lock, waits on that transaction with XactLockTableWait()
- *	  (deadlock detection, lock_timeout and pg_locks come with it), then
+ *	  (deadlock detection, lock_timeout and pg_locks come with it), then,
+ *	  if the entry is still pending, on the owner's condition variable
+ *	  until it has committed or removed its entries (lock_key); then it
  *	  starts over and works on the newly committed value.  So kv_incr and
  *	  kv_cas are atomic, and no lock-manager entry is used per key.
  *
@@ -224,6 +226,13 @@ KvStoreShmemInit(LWLockPadded *locks)
 				sctl->region_bytes - sctl->bucket_bytes, found);
 }
 
+/* is backend procno committing (see KvStoreBeginCommit)? */
+static inline bool
+owner_committing(int procno)
+{
+	return pg_atomic_read_u64(&owners[procno].committing) != 0;
+}
+
 static inline uint32
 kv_hash(uint16 ks, const char *key, uint32 keylen)
 {
@@ -291,6 +300,32 @@ account_mem(uint16 ks, KvPtr p, bool add)
 }
 
 /*
+ * init_entry
+ *		Fill in the entry just allocated at np: header, key and, unless it
+ *		is a tombstone, value.  The caller links it (and sets wsidx).
+ */
+static KvEntry *
+init_entry(KvPtr np, uint32 hash, uint16 ks, const char *key, uint32 keylen,
+		   const char *value, uint32 vallen, uint16 flags,
+		   TransactionId xid, int owner)
+{
+	KvEntry    *n = KvEntryGet(np);
+
+	n->hash = hash;
+	n->xid = xid;
+	n->wsidx = 0;
+	n->owner = owner;
+	n->keylen = keylen;
+	n->vallen = (flags & KVE_TOMBSTONE) ? 0 : vallen;
+	n->keyspace = ks;
+	n->flags = flags;
+	memcpy(KvEntryKey(n), key, keylen);
+	if (n->vallen > 0)
+		memcpy(KvEntryValue(n), value, n->vallen);
+	return n;
+}
+
+/*
  * is_own
  *		Is pending entry e this transaction's?  Every pending entry of a
  *		backend belongs to its current transaction (entries are committed
@@ -321,9 +356,7 @@ entry_is_version(const KvEntry *e)
 {
 	if (!(e->flags & KVE_PENDING))
 		return true;
-	if (is_own(e))
-		return true;
-	return pg_atomic_read_u64(&owners[e->owner].committing) != 0;
+	return is_own(e) || owner_committing(e->owner);
 }
 
 /*
@@ -572,8 +605,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 
 		/* another transaction holds the key */
 		owner = kv->pend->owner;
-		if (pg_atomic_read_u64(&owners[owner].committing) != 0 ||
-			TransactionIdEquals(kv->pend->xid, waited))
+		if (owner_committing(owner) || TransactionIdEquals(kv->pend->xid, waited))
 		{
 			wait_for_owner(owner, kv->lock);
 			continue;
@@ -767,7 +799,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	int64		cur = 0;
 	Size		size;
 	KvPtr		np;
-	KvEntry    *n;
+	uint16		flags;
 
 	/* things that may fail come before any lock */
 	myxid = GetCurrentTransactionId();
@@ -796,21 +828,13 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 		report_store_full(size);
 	}
 
-	n = KvEntryGet(np);
-	n->hash = kv.hash;
-	n->xid = myxid;
-	n->owner = MyProc->pgprocno;
-	n->keylen = keylen;
-	n->vallen = nv.tombstone ? 0 : nv.len;
-	n->keyspace = ks.id;
-	n->flags = KVE_PENDING;
+	flags = KVE_PENDING;
 	if (nv.tombstone)
-		n->flags |= KVE_TOMBSTONE;
+		flags |= KVE_TOMBSTONE;
 	else if (w->binary && w->op != KV_OP_INCR)
-		n->flags |= KVE_BINARY;
-	memcpy(KvEntryKey(n), key, keylen);
-	if (!nv.tombstone && nv.len > 0)
-		memcpy(KvEntryValue(n), nv.value, nv.len);
+		flags |= KVE_BINARY;
+	(void) init_entry(np, kv.hash, ks.id, key, keylen, nv.value, nv.len,
+					  flags, myxid, MyProc->pgprocno);
 	account_mem(ks.id, np, true);
 
 	link_pending(&kv, ks.id, np, visible != NULL);
@@ -912,8 +936,7 @@ KvStoreWakeWaiters(void)
 bool
 KvStoreOwnerCommitting(int procno)
 {
-	return procno >= 0 && procno < nowners &&
-		pg_atomic_read_u64(&owners[procno].committing) != 0;
+	return procno >= 0 && procno < nowners && owner_committing(procno);
 }
 
 /*
@@ -941,19 +964,10 @@ KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 	np = KvAlloc(KvEntryHeaderSize + keylen + vallen, true);
 	if (np == InvalidKvPtr)
 		return InvalidKvPtr;
-	n = KvEntryGet(np);
-	n->hash = hash;
-	n->xid = InvalidTransactionId;
-	n->wsidx = 0;
-	n->owner = MyProc->pgprocno;
-	n->keylen = keylen;
-	n->vallen = vallen;
-	n->keyspace = ks;
-	n->flags = KVE_PENDING | (tombstone ? KVE_TOMBSTONE : 0) |
-		(binary && !tombstone ? KVE_BINARY : 0);
-	memcpy(KvEntryKey(n), key, keylen);
-	if (vallen > 0)
-		memcpy(KvEntryValue(n), value, vallen);
+	n = init_entry(np, hash, ks, key, keylen, value, vallen,
+				   KVE_PENDING | (tombstone ? KVE_TOMBSTONE : 0) |
+				   (binary && !tombstone ? KVE_BINARY : 0),
+				   InvalidTransactionId, MyProc->pgprocno);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	n->next = buckets[bucket];
@@ -1332,18 +1346,10 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 	}
 	if (np != InvalidKvPtr)
 	{
-		KvEntry    *n = KvEntryGet(np);
+		KvEntry    *n = init_entry(np, hash, ks, key, keylen, value, vallen,
+								   binary ? KVE_BINARY : 0,
+								   InvalidTransactionId, 0);
 
-		n->hash = hash;
-		n->xid = InvalidTransactionId;
-		n->wsidx = 0;
-		n->owner = 0;
-		n->keylen = keylen;
-		n->vallen = vallen;
-		n->keyspace = ks;
-		n->flags = binary ? KVE_BINARY : 0;
-		memcpy(KvEntryKey(n), key, keylen);
-		memcpy(KvEntryValue(n), value, vallen);
 		n->next = buckets[bucket];
 		buckets[bucket] = np;
 		account_mem(ks, np, true);
