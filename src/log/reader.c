@@ -110,6 +110,52 @@ zeros_to_end(KvLogReader *r, off_t off)
 	return result;
 }
 
+/*
+ * header_problem
+ *		What is wrong with the record header hdr found at position pos with
+ *		room bytes left in its file, or NULL if it holds together.
+ */
+static const char *
+header_problem(const KvWalRecord *hdr, KvLsn pos, off_t room)
+{
+	if (hdr->len < sizeof(KvWalRecord) || hdr->len % 8 != 0)
+		return "invalid record length";
+	if ((off_t) hdr->len > room)
+		return "record extends past the end of the file";
+	if (hdr->lsn != pos)
+		return "record position does not match its place in the file";
+	if (hdr->version != KVEXT_WAL_VERSION && hdr->version != KVEXT_WAL_VERSION_1)
+		return "unknown record format version";
+	return NULL;
+}
+
+/* read the len-byte record at file offset off into the reader's buffer */
+static bool
+load_record(KvLogReader *r, off_t off, uint32 len)
+{
+	if (len > r->bufsize)
+	{
+		r->bufsize = len;
+		r->buf = repalloc_huge(r->buf, r->bufsize);
+	}
+	return read_at(r, r->buf, len, off);
+}
+
+/* does the CRC32C of the whole record at rec match its header's? */
+static bool
+crc_holds(const char *rec)
+{
+	const KvWalRecord *hdr = (const KvWalRecord *) rec;
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, rec + sizeof(KvWalRecord), hdr->len - sizeof(KvWalRecord));
+	COMP_CRC32C(crc, rec + offsetof(KvWalRecord, len),
+				sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
+	FIN_CRC32C(crc);
+	return EQ_CRC32C(crc, hdr->crc);
+}
+
 /* does segment file seg hold only zeros? */
 static bool
 segment_is_empty(KvLogReader *r, int seg)
@@ -194,7 +240,7 @@ KvLogReadNext(KvLogReader *r)
 		KvLsn		segstart = r->segs[r->seg];
 		off_t		off = (off_t) (r->pos - segstart);
 		KvWalRecord hdr;
-		pg_crc32c	crc;
+		const char *why;
 
 		r->rec = NULL;
 		if (off + (off_t) sizeof(KvWalRecord) > r->segsize)
@@ -209,27 +255,11 @@ KvLogReadNext(KvLogReader *r)
 				return bad(r, "incomplete record header");
 			if (hdr.len != 0 || hdr.crc != 0 || hdr.lsn != 0 || !zeros_to_end(r, off))
 			{
-				if (hdr.len < sizeof(KvWalRecord) || hdr.len % 8 != 0)
-					return bad(r, "invalid record length");
-				if ((off_t) hdr.len > r->segsize - off)
+				if ((why = header_problem(&hdr, r->pos, r->segsize - off)) != NULL)
+					return bad(r, why);
+				if (!load_record(r, off, hdr.len))
 					return bad(r, "record extends past the end of the file");
-				if (hdr.lsn != r->pos)
-					return bad(r, "record position does not match its place in the file");
-				if (hdr.version != KVEXT_WAL_VERSION && hdr.version != KVEXT_WAL_VERSION_1)
-					return bad(r, "unknown record format version");
-				if (hdr.len > r->bufsize)
-				{
-					r->bufsize = hdr.len;
-					r->buf = repalloc_huge(r->buf, r->bufsize);
-				}
-				if (!read_at(r, r->buf, hdr.len, off))
-					return bad(r, "record extends past the end of the file");
-				INIT_CRC32C(crc);
-				COMP_CRC32C(crc, r->buf + sizeof(KvWalRecord), hdr.len - sizeof(KvWalRecord));
-				COMP_CRC32C(crc, r->buf + offsetof(KvWalRecord, len),
-							sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
-				FIN_CRC32C(crc);
-				if (!EQ_CRC32C(crc, hdr.crc))
+				if (!crc_holds(r->buf))
 				{
 					/* the header holds together: the damage is inside it */
 					r->bad_extent = hdr.len;
@@ -263,34 +293,20 @@ KvLogReadNext(KvLogReader *r)
 	}
 }
 
-/* is there a valid record at file offset off of the current segment? */
+/*
+ * valid_record_at
+ *		Is there a valid record at file offset off of the current segment?
+ *		Uses (and may grow) the reader's buffer.
+ */
 static bool
 valid_record_at(KvLogReader *r, off_t off)
 {
 	KvWalRecord hdr;
-	char	   *buf;
-	pg_crc32c	crc;
-	bool		ok;
 
-	if (!read_at(r, (char *) &hdr, sizeof(hdr), off) ||
-		hdr.lsn != r->segs[r->seg] + off ||
-		hdr.len < sizeof(KvWalRecord) || hdr.len % 8 != 0 ||
-		(off_t) hdr.len > r->segsize - off ||
-		(hdr.version != KVEXT_WAL_VERSION && hdr.version != KVEXT_WAL_VERSION_1))
-		return false;
-	buf = palloc_extended(hdr.len, MCXT_ALLOC_HUGE);
-	ok = read_at(r, buf, hdr.len, off);
-	if (ok)
-	{
-		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, buf + sizeof(KvWalRecord), hdr.len - sizeof(KvWalRecord));
-		COMP_CRC32C(crc, buf + offsetof(KvWalRecord, len),
-					sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
-		FIN_CRC32C(crc);
-		ok = EQ_CRC32C(crc, hdr.crc);
-	}
-	pfree(buf);
-	return ok;
+	return read_at(r, (char *) &hdr, sizeof(hdr), off) &&
+		header_problem(&hdr, r->segs[r->seg] + off, r->segsize - off) == NULL &&
+		load_record(r, off, hdr.len) &&
+		crc_holds(r->buf);
 }
 
 /*

@@ -223,8 +223,14 @@ typedef struct LogScan
 	List	   *resolved_abort;
 } LogScan;
 
+/*
+ * fail_corrupt
+ *		Refuse the log: the record at the reader's position is damaged for
+ *		the reason why; detail says why that is not a torn write, hint (or
+ *		NULL) what the operator can do.
+ */
 static void
-fail_corrupt(KvLogReader *r, const char *why, const char *detail)
+fail_corrupt(KvLogReader *r, const char *why, const char *detail, const char *hint)
 {
 	char		path[MAXPGPATH];
 	KvLsn		segstart = KvLogReaderSegStart(r);
@@ -235,7 +241,8 @@ fail_corrupt(KvLogReader *r, const char *why, const char *detail)
 			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
 					path, (unsigned long long) (r->pos - segstart),
 					LSN_FORMAT_ARGS(r->pos), why),
-			 errdetail_internal("%s", detail)));
+			 errdetail_internal("%s", detail),
+			 hint ? errhint("%s", hint) : 0));
 }
 
 static TxnFate *
@@ -274,27 +281,22 @@ scan_pass1(LogScan *ls)
 		{
 			char		path[MAXPGPATH];
 
+			KvLsn		next;
+
 			if (!r->bad_in_last)
-				fail_corrupt(r, r->why, "A later log file follows the damaged record.");
+				fail_corrupt(r, r->why, "A later log file follows the damaged record.", NULL);
 			if (r->pos < ls->watermark)
 				fail_corrupt(r, r->why,
 							 psprintf("The log was durable up to %X/%X (the control file's flush watermark), so this is not a torn write.",
-									  LSN_FORMAT_ARGS(ls->watermark)));
+									  LSN_FORMAT_ARGS(ls->watermark)), NULL);
+			next = KvLogReaderValidAfter(r);
+			if (next != InvalidKvLsn)
+				fail_corrupt(r, r->why,
+							 psprintf("A valid record follows at LSN %X/%X: a crash leaves no damaged record before valid ones.",
+									  LSN_FORMAT_ARGS(next)),
+							 psprintf("If the machine lost power, the records after the damaged one may never have been flushed; zeroing the file from offset %llu lets the store start without them.",
+									  (unsigned long long) (r->pos - KvLogReaderSegStart(r))));
 			KvWalSegmentPath(path, KvLogReaderSegStart(r));
-			{
-				KvLsn		next = KvLogReaderValidAfter(r);
-				unsigned long long off = r->pos - KvLogReaderSegStart(r);
-
-				if (next != InvalidKvLsn)
-					ereport(ERROR,
-							(errcode(ERRCODE_DATA_CORRUPTED),
-							 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
-									path, off, LSN_FORMAT_ARGS(r->pos), r->why),
-							 errdetail("A valid record follows at LSN %X/%X: a crash leaves no damaged record before valid ones.",
-									   LSN_FORMAT_ARGS(next)),
-							 errhint("If the machine lost power, the records after the damaged one may never have been flushed; zeroing the file from offset %llu lets the store start without them.",
-									 off)));
-			}
 			ereport(LOG,
 					(errmsg("kvext log ends with a torn record at LSN %X/%X in \"%s\" (%s); clearing %lld bytes",
 							LSN_FORMAT_ARGS(r->pos), path, r->why,
