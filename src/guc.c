@@ -15,12 +15,15 @@
 
 #include <limits.h>
 
+#include "access/twophase.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "failpoint.h"
-#include "kvext.h"
 #include "guc.h"
+#include "kvext.h"
 
 int			kvext_memory_limit = 256 * 1024;	/* kB */
 int			kvext_max_key_size = 8 * 1024;
@@ -55,6 +58,19 @@ static const struct config_enum_entry sync_commit_options[] = {
 
 /* the allocator addresses 8-byte units with 32-bit offsets: 32GB at most */
 #define KVEXT_MAX_MEMORY_LIMIT_KB	(32 * 1024 * 1024)
+
+/*
+ * KvProcSlots
+ *		How many PGPROC slots there are (backends, auxiliary processes,
+ *		prepared transactions): the size of every per-backend array kvext
+ *		keeps in shared memory, indexed by pgprocno.  Derived from
+ *		PostgreSQL's settings, so it is known before shared memory exists.
+ */
+int
+KvProcSlots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
 
 /*
  * KvGucInit

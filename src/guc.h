@@ -20,5 +20,6 @@ typedef enum KvSyncCommit
 } KvSyncCommit;
 
 extern void KvGucInit(void);
+extern int	KvProcSlots(void);
 
 #endif							/* KVEXT_GUC_H */

@@ -88,6 +88,18 @@ KvControlShmemInit(LWLock *lock)
 		memset(ctl, 0, sizeof(KvControlShared));
 }
 
+/* the CRC32C of every byte of f before its crc field */
+static pg_crc32c
+control_crc(const KvControlFile *f)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, f, offsetof(KvControlFile, crc));
+	FIN_CRC32C(crc);
+	return crc;
+}
+
 /*
  * write_control
  *		Write the file from data; caller holds the control lock exclusively.
@@ -105,9 +117,7 @@ write_control(const KvControl *data, int elevel)
 	f.version = KVEXT_CONTROL_VERSION;
 	f.pg_major = PG_VERSION_NUM / 100;
 	f.data = *data;
-	INIT_CRC32C(f.crc);
-	COMP_CRC32C(f.crc, &f, offsetof(KvControlFile, crc));
-	FIN_CRC32C(f.crc);
+	f.crc = control_crc(&f);
 
 	fd = OpenTransientFile(KVEXT_CONTROL_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
@@ -151,7 +161,6 @@ KvControlLoad(bool create)
 	KvControlFile f;
 	int			fd;
 	ssize_t		n;
-	pg_crc32c	crc;
 
 	fd = OpenTransientFile(KVEXT_CONTROL_FILE, O_RDONLY | PG_BINARY);
 	if (fd < 0)
@@ -187,10 +196,7 @@ KvControlLoad(bool create)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext control file \"%s\" is damaged: %zd bytes, expected %zu",
 						KVEXT_CONTROL_FILE, n, sizeof(f))));
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, &f, offsetof(KvControlFile, crc));
-	FIN_CRC32C(crc);
-	if (f.magic != KVEXT_CONTROL_MAGIC || !EQ_CRC32C(crc, f.crc))
+	if (f.magic != KVEXT_CONTROL_MAGIC || !EQ_CRC32C(control_crc(&f), f.crc))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext control file \"%s\" is damaged: %s", KVEXT_CONTROL_FILE,

@@ -59,7 +59,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "access/twophase.h"
 #include "access/xlogdefs.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -77,7 +76,7 @@
  * Bytes reserved after each TXN record for the COMMIT or ABORT records of
  * every transaction that may be in flight (see KvWalInsert).
  */
-#define MARKER_RESERVE	((off_t) TYPEALIGN(4096, (Size) wal_nprocs() * sizeof(KvWalRecord)))
+#define MARKER_RESERVE	((off_t) TYPEALIGN(4096, (Size) KvProcSlots() * sizeof(KvWalRecord)))
 
 #define IS_MARKER(type)	((type) == KV_REC_COMMIT || (type) == KV_REC_ABORT)
 
@@ -101,11 +100,6 @@ static LWLock *flush_lock = NULL;
 static int	seg_fd = -1;
 static KvLsn seg_fd_start = InvalidKvLsn;
 
-static int
-wal_nprocs(void)
-{
-	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
-}
 
 /*
  * KvWalShmemSize
@@ -115,7 +109,7 @@ Size
 KvWalShmemSize(void)
 {
 	return add_size(offsetof(KvWalShared, inflight),
-					mul_size(sizeof(pg_atomic_uint64), wal_nprocs()));
+					mul_size(sizeof(pg_atomic_uint64), KvProcSlots()));
 }
 
 /*
@@ -139,7 +133,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		wal->insert_lsn = wal->flush_lsn = wal->seg_start = InvalidKvLsn;
 		wal->seg_alloc = 0;
 		wal->term = 1;
-		wal->nprocs = wal_nprocs();
+		wal->nprocs = KvProcSlots();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
 	}

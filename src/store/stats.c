@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "access/twophase.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -29,11 +28,6 @@ KvCounters *KvMyCounters = NULL;
 static KvCounters *all_counters = NULL;
 static int	counter_rows = 0;
 
-static int
-total_procs(void)
-{
-	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
-}
 
 /*
  * KvStatsShmemSize
@@ -42,7 +36,7 @@ total_procs(void)
 Size
 KvStatsShmemSize(void)
 {
-	return mul_size(mul_size(total_procs(), kvext_max_keyspaces),
+	return mul_size(mul_size(KvProcSlots(), kvext_max_keyspaces),
 					sizeof(KvCounters));
 }
 
@@ -55,7 +49,7 @@ KvStatsShmemInit(void)
 {
 	bool		found;
 
-	counter_rows = total_procs();
+	counter_rows = KvProcSlots();
 	all_counters = ShmemInitStruct("kvext counters", KvStatsShmemSize(), &found);
 	if (!found)
 	{

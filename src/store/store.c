@@ -61,7 +61,6 @@
 #include "postgres.h"
 
 #include "access/transam.h"
-#include "access/twophase.h"
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "common/int.h"
@@ -114,11 +113,6 @@ static LWLockPadded *kv_locks = NULL;
 #define PART_OF(bucket)		((bucket) >> sctl->part_shift)
 #define PART_LOCK(part)		(&kv_locks[(part)].lock)
 
-static int
-owner_slots(void)
-{
-	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
-}
 
 static Size
 region_bytes(void)
@@ -174,7 +168,7 @@ KvStoreShmemSize(void)
 	size = add_size(size, region_bytes());
 	size = add_size(size, MAXALIGN(sizeof(pg_atomic_uint32)));
 	size = add_size(size, mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
-	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), owner_slots())));
+	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), KvProcSlots())));
 	return size;
 }
 
@@ -200,7 +194,7 @@ KvStoreShmemInit(LWLockPadded *locks)
 	p += sizeof(KvKeyspace) * kvext_max_keyspaces;
 	p = (char *) MAXALIGN(p);
 	owners = (KvOwnerSlot *) p;
-	nowners = owner_slots();
+	nowners = KvProcSlots();
 	p += MAXALIGN(sizeof(KvOwnerSlot) * nowners);
 	KvBase = (char *) TYPEALIGN(KV_UNIT, p + KvAllocControlSize());
 	buckets = (KvPtr *) KvBase;
