@@ -22,6 +22,7 @@ our @EXPORT = qw(
   kill9_postmaster child_pids wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
+  spawn_psql wait_or_kill
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
@@ -258,23 +259,7 @@ sub start_load
 			}
 		}
 		close $fh;
-		my @cmd = (
-			$node->installed_command('psql'), '-XAtq',
-			'-v', 'ON_ERROR_STOP=1',
-			'-d', $node->connstr('postgres') . " application_name=${prefix}_$c",
-			'-f', $script);
-		# created here, so that it exists before psql starts
-		open(my $ofh, '>', $out) or die "open $out: $!";
-		close $ofh;
-		my $pid = fork();
-		die "fork: $!" unless defined $pid;
-		if ($pid == 0)
-		{
-			open(STDIN,  '<', '/dev/null') or POSIX::_exit(127);
-			open(STDOUT, '>>', $out)       or POSIX::_exit(127);
-			open(STDERR, '>', $err)        or POSIX::_exit(127);
-			exec(@cmd) or POSIX::_exit(127);
-		}
+		my $pid = spawn_psql($node, $script, $out, $err, "${prefix}_$c");
 		push @h, { pid => $pid, out => $out, err => $err, client => $c };
 	}
 	return { kind => $kind, prefix => $prefix, clients => \@h };
@@ -288,18 +273,51 @@ sub stop_load
 	my $deadline = time + 60;
 	for my $c (@{ $load->{clients} })
 	{
-		while (waitpid($c->{pid}, WNOHANG) == 0)
-		{
-			if (time > $deadline)
-			{
-				kill 'KILL', $c->{pid};
-				waitpid($c->{pid}, 0);
-				last;
-			}
-			usleep(20_000);
-		}
-		$c->{status} = $? >> 8;
+		$c->{status} = wait_or_kill($c->{pid}, $deadline) >> 8;
 	}
+}
+
+# spawn_psql(node, script, out, err, application_name): run psql -f script
+# in the background, its output appended to out (created first, so that it
+# exists before psql starts) and its errors to err; returns the pid
+sub spawn_psql
+{
+	my ($node, $script, $out, $err, $appname) = @_;
+	my @cmd = (
+		$node->installed_command('psql'), '-XAtq',
+		'-v', 'ON_ERROR_STOP=1',
+		'-d', $node->connstr('postgres') . (defined $appname ? " application_name=$appname" : ''),
+		'-f', $script);
+	open(my $ofh, '>', $out) or die "open $out: $!";
+	close $ofh;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN,  '<', '/dev/null') or POSIX::_exit(127);
+		open(STDOUT, '>>', $out)       or POSIX::_exit(127);
+		open(STDERR, '>', $err)        or POSIX::_exit(127);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	return $pid;
+}
+
+# wait_or_kill(pid, deadline): wait for a child to exit, killing it once
+# time() passes deadline; returns its wait status
+sub wait_or_kill
+{
+	my ($pid, $deadline) = @_;
+	while (waitpid($pid, WNOHANG) == 0)
+	{
+		if (time > $deadline)
+		{
+			kill 'KILL', $pid;
+			waitpid($pid, 0);
+			last;
+		}
+		usleep(20_000);
+	}
+	return $?;
 }
 
 # per client: the acknowledged values, in order (lines printed by psql)

@@ -233,19 +233,7 @@ sub start_writer
 	print $fh "SELECT $_ FROM kv_put('${prefix}_$_', 'v$_');\n" for 1 .. $n;
 	print $fh "SELECT pg_sleep(120);\n" if $hold;
 	close $fh;
-	open(my $ofh, '>', $out) or die "open $out: $!";
-	close $ofh;
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDIN,  '<',  '/dev/null')       or POSIX::_exit(127);
-		open(STDOUT, '>>', $out)              or POSIX::_exit(127);
-		open(STDERR, '>',  "$tmp/writer_$prefix.err") or POSIX::_exit(127);
-		exec($node->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=1',
-			'-d', $node->connstr('postgres'), '-f', $script)
-		  or POSIX::_exit(127);
-	}
+	my $pid = spawn_psql($node, $script, $out, "$tmp/writer_$prefix.err");
 	return { pid => $pid, out => $out };
 }
 
@@ -272,12 +260,7 @@ sub wait_acks
 sub wait_writer
 {
 	my ($w) = @_;
-	my $deadline = time + 60;
-	while (waitpid($w->{pid}, WNOHANG) == 0)
-	{
-		kill 'KILL', $w->{pid} if time > $deadline;
-		usleep(20_000);
-	}
+	wait_or_kill($w->{pid}, time + 60);
 }
 
 # the i in 1 .. n whose key is present with its value after the restart

@@ -78,36 +78,14 @@ sub start_client
 		  . "SELECT kv_put('k${r}_$i', 'v$i') \\; COMMIT;\n\\echo ack $i\n";
 	}
 	close $fh;
-	my @cmd = (
-		$node->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=1',
-		'-d', $node->connstr('postgres') . " application_name=loop_$r",
-		'-f', $script);
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDIN,  '<', '/dev/null') or POSIX::_exit(127);
-		open(STDOUT, '>', $out)        or POSIX::_exit(127);
-		open(STDERR, '>', $err)        or POSIX::_exit(127);
-		exec(@cmd) or POSIX::_exit(127);
-	}
+	my $pid = spawn_psql($node, $script, $out, $err, "loop_$r");
 	return { pid => $pid, out => $out, err => $err, round => $r };
 }
 
 sub wait_client
 {
 	my ($c) = @_;
-	my $deadline = time + 60;
-	while (waitpid($c->{pid}, WNOHANG) == 0)
-	{
-		if (time > $deadline)
-		{
-			kill 'KILL', $c->{pid};
-			waitpid($c->{pid}, 0);
-			last;
-		}
-		usleep(20_000);
-	}
+	wait_or_kill($c->{pid}, time + 60);
 	return;
 }
 
