@@ -662,16 +662,22 @@ start_new_log(uint64 term)
 						   InvalidKvLsn, sizeof(rec), NULL));
 }
 
-/* create a directory (and make its entry durable) unless it exists */
+/*
+ * make_dir
+ *		Create a directory unless it exists, and make it and its entry in
+ *		parent durable (fsync both, PANIC on failure).  The fsyncs run even
+ *		when it exists: a crash between an earlier mkdir and its fsync
+ *		leaves a directory whose entry may still be lost on power failure.
+ */
 static void
 make_dir(const char *path, const char *parent)
 {
-	if (MakePGDirectory(path) == 0)
-		fsync_fname(parent, true);
-	else if (errno != EEXIST)
+	if (MakePGDirectory(path) != 0 && errno != EEXIST)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create directory \"%s\": %m", path)));
+	fsync_fname(path, true);
+	fsync_fname(parent, true);
 }
 
 /*
