@@ -865,7 +865,9 @@ KvRecover(void)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* as in the checkpointer's loop: locks are still held here */
 		LWLockReleaseAll();
+		pgstat_report_wait_end();
 		AtEOXact_Files(false);
 
 		SpinLockAcquire(&rec->mutex);

@@ -38,8 +38,8 @@
  * fsync; done at the switch, under the insert lock, it stalled every
  * commit.  So the "kvext wal writer" prepares the next segment ahead of
  * time, outside any lock (KvWalPrepareNext: next.tmp, zero-filled,
- * fsynced, durable_rename to next, then next_ready), and a switch renames
- * it into place and fsyncs the directory.  A switch that finds none ready
+ * fsynced, renamed to next, directory fsynced, then next_ready), and a
+ * switch renames it into place and fsyncs the directory.  A switch that finds none ready
  * creates the segment itself and counts that (switches_inline).
  *
  * Status.  kv_wal_status() may be called by every role, as often as it
@@ -300,9 +300,11 @@ create_segment_inline(KvLsn newstart, const char *path)
  *		insert position.  Normally the wal writer has prepared it already
  *		(KvWalPrepareNext): the switch renames that file into place and
  *		fsyncs the directory.  Otherwise it is created here, zero-filled
- *		and synced, and the switch is counted as inline.  Either way the
- *		wal writer is woken to prepare the one after.  Caller holds the
- *		insert lock.
+ *		and synced, and the switch is counted as inline; so it is when the
+ *		prepared file has another size than kvext.wal_segment_size now asks
+ *		(the setting changed), which is then removed.  Either way the wal
+ *		writer is woken to prepare the one after.  Caller holds the insert
+ *		lock.
  */
 static void
 switch_segment(void)
@@ -311,6 +313,7 @@ switch_segment(void)
 	KvLsn		newstart = wal->insert_lsn;
 	char		path[MAXPGPATH];
 	bool		ready;
+	uint64		next_size;
 	bool		renamed = false;
 	int			writer;
 	struct stat st;
@@ -324,21 +327,29 @@ switch_segment(void)
 	if (wal->flush_lsn < newstart)
 		wal->flush_lsn = newstart;
 	ready = wal->next_ready;
+	next_size = wal->next_size;
 	writer = wal->writer_procno;
 	SpinLockRelease(&wal->mutex);
 
 	KvWalSegmentPath(path, newstart);
 	if (ready)
 	{
+		/*
+		 * The file is ours while next_ready is set: the writer creates a
+		 * new one only after we clear it, so clear it only once the name
+		 * is free.  One prepared before kvext.wal_segment_size changed is
+		 * dropped; the writer prepares another at the new size.
+		 */
+		if (next_size != (uint64) kvext_wal_segment_size)
+			(void) unlink(KVEXT_WAL_NEXT);
 		/* zero-filled and fsynced before it got the name "next" */
-		if (rename(KVEXT_WAL_NEXT, path) == 0)
+		else if (rename(KVEXT_WAL_NEXT, path) == 0)
 			renamed = true;
 		else
 			ereport(LOG,
 					(errcode_for_file_access(),
 					 errmsg("could not rename prepared kvext log file \"%s\" to \"%s\": %m",
 							KVEXT_WAL_NEXT, path)));
-		/* only after the rename: the wal writer looks for a left-over file */
 		SpinLockAcquire(&wal->mutex);
 		wal->next_ready = false;
 		SpinLockRelease(&wal->mutex);

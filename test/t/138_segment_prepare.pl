@@ -92,6 +92,19 @@ unlike(slurp_file($node->logfile, $logpos), qr/PANIC|terminated by signal|ERROR/
 
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET kvext.failpoint; SELECT pg_reload_conf()});
 ok(wait_next(0), 'space back: the next segment is prepared again');
+
+# kvext.wal_segment_size changes: a segment prepared at the old size is not
+# used; the next one is prepared at the new size
+$node->safe_psql('postgres', q{ALTER SYSTEM SET kvext.wal_segment_size = '128kB'; SELECT pg_reload_conf()});
+is(-s $next, 64 * 1024, 'a 64kB segment is prepared');
+$node->poll_query_until('postgres', q{SELECT current_setting('kvext.wal_segment_size') = '128kB'});
+$seg = write_until_switch();
+# (an inode number may be reused once the old file is removed: sizes tell)
+is(-s wal_dir($node) . "/$seg", 128 * 1024,
+	'after the size changed, the 64kB prepared segment is not used: the new one has the new size');
+ok(wait_next(0), 'a segment is prepared again');
+is(-s $next, 128 * 1024, 'at the new size');
+
 $node->stop('immediate');
 $node->start;
 kv_check_expected($node, \%expect, 'after a crash', 'acknowledged');
