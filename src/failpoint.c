@@ -24,6 +24,10 @@
  *							flush watermark (no crash; for torn-tail tests)
  *	wal-enospc				the log write fails with ENOSPC (no crash)
  *	wal-enospc-reserve		reserving space for COMMIT/ABORT records fails
+ *	wal-insert-hold			a TXN record's insert waits, holding the log insert
+ *							lock, while $PGDATA/kvext/hold exists (no crash)
+ *	wal-prepare-enospc		the wal writer's preparation of the next log
+ *							segment fails with ENOSPC (no crash)
  *	snapshot-mid			checkpointer, half-way through writing a snapshot
  *	snapshot-before-rename	snapshot written and synced, not yet renamed
  *	segment-removal-mid		after removing the first of several old segments

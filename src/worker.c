@@ -7,7 +7,10 @@
  *							(checkpoint.c)
  *	"kvext wal writer"		flushes the log every kvext.wal_writer_delay, so
  *							commits made with kvext.synchronous_commit = off
- *							are durable within that delay
+ *							are durable within that delay, and prepares the
+ *							next log segment ahead of the switch that needs
+ *							it (a switch wakes it), so that no commit waits
+ *							for a segment to be zero-filled (wal.c)
  *
  * Both start once PostgreSQL has finished its own recovery
  * (BgWorkerStart_RecoveryFinished), so pg_xact is consistent, and are
@@ -76,7 +79,8 @@ KvRegisterWorkers(void)
  *		Entry point of the "kvext wal writer" worker: flushes commits made
  *		with kvext.synchronous_commit = off every kvext.wal_writer_delay,
  *		advances the control file's flush watermark about once a second,
- *		and flushes everything when the server shuts down.
+ *		keeps the next log segment prepared (KvWalPrepareNext), and
+ *		flushes everything when the server shuts down.
  */
 void
 KvWalWriterMain(Datum arg)
@@ -86,6 +90,7 @@ KvWalWriterMain(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	KvWalWriterAttach();
 
 	for (;;)
 	{
@@ -119,5 +124,7 @@ KvWalWriterMain(Datum arg)
 		/* status 1: restarted unless the server is shutting down */
 		if (ShutdownRequestPending)
 			proc_exit(1);
+		/* after the flush: a full disk here must not delay off commits */
+		KvWalPrepareNext();
 	}
 }

@@ -216,9 +216,17 @@ KvCheckpointerMain(Datum arg)
 			{
 				EmitErrorReport();
 				FlushErrorState();
-				/* no transaction to clean up after us: do it here */
+
+				/*
+				 * No transaction to clean up after us: do it here, as
+				 * PostgreSQL's own auxiliary processes do.  The error reset
+				 * the interrupt hold-off count but left any LWLock held, so
+				 * LWLockReleaseAll (which holds interrupts around each
+				 * release), never LWLockRelease or RESUME_INTERRUPTS.
+				 */
 				LWLockReleaseAll();
 				ConditionVariableCancelSleep();
+				pgstat_report_wait_end();
 				AtEOXact_Files(false);
 				ok = false;
 			}

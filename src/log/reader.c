@@ -5,11 +5,18 @@
  *	  reads the log through it, and so will a log sender and a follower.
  *
  * A reader starts at a position (a snapshot's redo point, or the start of
- * the log) and returns one whole record at a time, in a buffer that grows
- * to the largest record: it never reads a whole segment into memory.
- * Records are checked for: a length that is a multiple of 8 and fits in
- * the file, a position that matches the record's place, a known format
- * version (1 or 2), and the CRC32C.
+ * the log) and returns one record at a time.  Records are checked for: a
+ * length that is a multiple of 8 and fits in the file, a position that
+ * matches the record's place, a known format version (1 or 2), and the
+ * CRC32C.
+ *
+ * Memory is bounded by KVEXT_READ_BUFFER, whatever the records' sizes: a
+ * record up to that size is read whole into the reader's buffer (r->rec
+ * is the whole record); a larger one (a transaction may log up to 4GB) is
+ * checked by streaming it through the buffer to compute its CRC, and only
+ * its header is kept: r->rec_whole is false, and the caller reads the
+ * payload piece by piece with KvLogRecordBytes, which reads from the file.
+ * Neither a segment nor a large record is ever read into memory whole.
  *
  * End of log.  Segments are zero-filled when created, so a segment's
  * records end at the first all-zero header that is followed only by
@@ -129,31 +136,95 @@ header_problem(const KvWalRecord *hdr, KvLsn pos, off_t room)
 	return NULL;
 }
 
-/* read the len-byte record at file offset off into the reader's buffer */
-static bool
-load_record(KvLogReader *r, off_t off, uint32 len)
+/* make the reader's buffer hold at least n bytes (n <= KVEXT_READ_BUFFER) */
+static void
+grow_buffer(KvLogReader *r, Size n)
 {
-	if (len > r->bufsize)
+	Assert(n <= KVEXT_READ_BUFFER);
+	if (n > r->bufsize)
 	{
-		r->bufsize = len;
-		r->buf = repalloc_huge(r->buf, r->bufsize);
+		r->bufsize = Max(n, Min(r->bufsize * 2, (Size) KVEXT_READ_BUFFER));
+		r->buf = repalloc(r->buf, r->bufsize);
 	}
-	return read_at(r, r->buf, len, off);
 }
 
-/* does the CRC32C of the whole record at rec match its header's? */
+/*
+ * load_record
+ *		Read and check the record whose header hdr (already checked) is at
+ *		file offset off: false if the file ends first or its CRC32C does
+ *		not match (*crc_bad set).  A record that fits KVEXT_READ_BUFFER is
+ *		left whole in the buffer; a larger one is streamed through it to
+ *		compute its CRC, and only its header is left there.
+ */
 static bool
-crc_holds(const char *rec)
+load_record(KvLogReader *r, off_t off, const KvWalRecord *hdr, bool *crc_bad)
 {
-	const KvWalRecord *hdr = (const KvWalRecord *) rec;
 	pg_crc32c	crc;
 
+	*crc_bad = false;
+	r->rec_whole = (hdr->len <= KVEXT_READ_BUFFER);
+	r->rec_off = off;
 	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, rec + sizeof(KvWalRecord), hdr->len - sizeof(KvWalRecord));
-	COMP_CRC32C(crc, rec + offsetof(KvWalRecord, len),
+	if (r->rec_whole)
+	{
+		grow_buffer(r, hdr->len);
+		if (!read_at(r, r->buf, hdr->len, off))
+			return false;
+		COMP_CRC32C(crc, r->buf + sizeof(KvWalRecord), hdr->len - sizeof(KvWalRecord));
+	}
+	else
+	{
+		grow_buffer(r, KVEXT_READ_BUFFER);
+		for (Size done = sizeof(KvWalRecord); done < hdr->len;)
+		{
+			Size		n = Min((Size) KVEXT_READ_BUFFER, hdr->len - done);
+
+			if (!read_at(r, r->buf, n, off + done))
+				return false;
+			COMP_CRC32C(crc, r->buf, n);
+			done += n;
+			CHECK_FOR_INTERRUPTS();
+		}
+		memcpy(r->buf, hdr, sizeof(KvWalRecord));
+	}
+	COMP_CRC32C(crc, r->buf + offsetof(KvWalRecord, len),
 				sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
 	FIN_CRC32C(crc);
-	return EQ_CRC32C(crc, hdr->crc);
+	*crc_bad = !EQ_CRC32C(crc, hdr->crc);
+	return !*crc_bad;
+}
+
+/*
+ * KvLogRecordBytes
+ *		n bytes of the current record (after KV_READ_RECORD), from byte at
+ *		of the record on; the caller has checked that they lie inside it.
+ *		The result is valid until the next call or KvLogReadNext.  For a
+ *		record held whole it points into the buffer; for a streamed one the
+ *		bytes are read from the file into a second buffer, as large as the
+ *		largest piece asked for (the caller bounds n: one key and value).
+ */
+const char *
+KvLogRecordBytes(KvLogReader *r, uint32 at, Size n)
+{
+	Assert(r->rec != NULL && (Size) at + n <= r->rec->len);
+	if (r->rec_whole)
+		return r->buf + at;
+	if (n > r->piecesize)
+	{
+		r->piecesize = Max(n, 8192);
+		r->piece = r->piece ? repalloc_huge(r->piece, r->piecesize)
+			: MemoryContextAllocHuge(CurrentMemoryContext, r->piecesize);
+	}
+	if (!read_at(r, r->piece, n, r->rec_off + at))
+	{
+		char		path[MAXPGPATH];
+
+		KvWalSegmentPath(path, r->segs[r->seg]);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext log file \"%s\" became shorter while it was read", path)));
+	}
+	return r->piece;
 }
 
 /* does segment file seg hold only zeros? */
@@ -255,12 +326,14 @@ KvLogReadNext(KvLogReader *r)
 				return bad(r, "incomplete record header");
 			if (hdr.len != 0 || hdr.crc != 0 || hdr.lsn != 0 || !zeros_to_end(r, off))
 			{
+				bool		crc_bad;
+
 				if ((why = header_problem(&hdr, r->pos, r->segsize - off)) != NULL)
 					return bad(r, why);
-				if (!load_record(r, off, hdr.len))
-					return bad(r, "record extends past the end of the file");
-				if (!crc_holds(r->buf))
+				if (!load_record(r, off, &hdr, &crc_bad))
 				{
+					if (!crc_bad)
+						return bad(r, "record extends past the end of the file");
 					/* the header holds together: the damage is inside it */
 					r->bad_extent = hdr.len;
 					return bad(r, "checksum mismatch");
@@ -302,11 +375,11 @@ static bool
 valid_record_at(KvLogReader *r, off_t off)
 {
 	KvWalRecord hdr;
+	bool		crc_bad;
 
 	return read_at(r, (char *) &hdr, sizeof(hdr), off) &&
 		header_problem(&hdr, r->segs[r->seg] + off, r->segsize - off) == NULL &&
-		load_record(r, off, hdr.len) &&
-		crc_holds(r->buf);
+		load_record(r, off, &hdr, &crc_bad);
 }
 
 /*
@@ -372,6 +445,8 @@ KvLogReaderEnd(KvLogReader *r)
 	if (r->fd >= 0)
 		CloseTransientFile(r->fd);
 	pfree(r->buf);
+	if (r->piece)
+		pfree(r->piece);
 	pfree(r->segs);
 	pfree(r);
 }

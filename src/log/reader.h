@@ -12,6 +12,12 @@
 
 #include "log/wal.h"
 
+/*
+ * A record up to this size is read into memory whole; a larger one is
+ * checked by streaming it, and read piece by piece (reader.c).
+ */
+#define KVEXT_READ_BUFFER		(4 * 1024 * 1024)
+
 typedef enum KvLogReadResult
 {
 	KV_READ_RECORD,				/* reader->rec is a valid record */
@@ -27,9 +33,14 @@ typedef struct KvLogReader
 	int			fd;				/* its file, or -1 */
 	off_t		segsize;		/* its size */
 	KvLsn		pos;			/* position of the next record */
-	char	   *buf;			/* the current record */
-	Size		bufsize;
+	char	   *buf;			/* the current record, or its header */
+	Size		bufsize;		/* at most KVEXT_READ_BUFFER */
 	KvWalRecord *rec;			/* = buf after KV_READ_RECORD */
+	bool		rec_whole;		/* buf holds all of rec (else only its
+								 * header: use KvLogRecordBytes) */
+	off_t		rec_off;		/* rec's offset in its file */
+	char	   *piece;			/* KvLogRecordBytes of a streamed record */
+	Size		piecesize;
 	const char *why;			/* after KV_READ_BAD: what is wrong */
 	bool		bad_in_last;	/* after KV_READ_BAD: in the last segment */
 	uint32		bad_extent;		/* after KV_READ_BAD: the damaged record's
@@ -43,5 +54,6 @@ extern KvLogReadResult KvLogReadNext(KvLogReader *r);
 extern KvLsn KvLogReaderValidAfter(KvLogReader *r);
 extern void KvLogReaderEnd(KvLogReader *r);
 extern KvLsn KvLogReaderSegStart(KvLogReader *r);
+extern const char *KvLogRecordBytes(KvLogReader *r, uint32 at, Size n);
 
 #endif							/* KVEXT_READER_H */

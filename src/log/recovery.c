@@ -245,6 +245,8 @@ fail_corrupt(KvLogReader *r, const char *why, const char *detail, const char *hi
 			 hint ? errhint("%s", hint) : 0));
 }
 
+static void invalid_record(KvLogReader *r, const char *why) pg_attribute_noreturn();
+
 static TxnFate *
 fate_of(LogScan *ls, KvLsn lsn, bool create)
 {
@@ -322,15 +324,23 @@ scan_pass1(LogScan *ls)
 			case KV_REC_COMMIT:
 			case KV_REC_ABORT:
 				{
-					TxnFate    *f = fate_of(ls, hdr->ref, false);
+					TxnFate    *f;
+
+					if (hdr->ref == InvalidKvLsn || hdr->ref >= hdr->lsn)
+						invalid_record(r, "a decision record names no earlier position");
+					f = fate_of(ls, hdr->ref, false);
 
 					/* a decision for a TXN record before the redo point is in the snapshot */
 					if (f != NULL)
 						f->decision = (hdr->type == KV_REC_COMMIT) ? 'c' : 'a';
 				}
 				break;
-			default:
+			case KV_REC_KS_CREATE:
+			case KV_REC_KS_DROP:
+			case KV_REC_TERM:
 				break;
+			default:
+				invalid_record(r, "unknown record type");
 		}
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -388,53 +398,120 @@ store_full_during_recovery(void)
 }
 
 /*
- * apply_txn
- *		Apply one committed TXN record atomically for readers: every write
- *		becomes a pending entry of this process, then all are committed at
- *		once (the store's commit path).  Lengths inside the record are
- *		checked against the record.
+ * invalid_record
+ *		Refuse a record whose CRC holds but whose contents do not (a length
+ *		that does not fit, a keyspace name that is not one): the record was
+ *		damaged before its CRC was computed, or by a bug.  Reported like a
+ *		damaged record: the store refuses to serve, naming file and LSN.
  */
 static void
-apply_txn(KvWalRecord *hdr)
+invalid_record(KvLogReader *r, const char *why)
 {
-	char	   *p = (char *) hdr + sizeof(KvWalRecord);
-	char	   *end = (char *) hdr + hdr->len;
+	char		path[MAXPGPATH];
+	KvLsn		segstart = KvLogReaderSegStart(r);
+
+	KvWalSegmentPath(path, segstart);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
+					path, (unsigned long long) (r->rec->lsn - segstart),
+					LSN_FORMAT_ARGS(r->rec->lsn), why),
+			 errdetail("The record's checksum holds, but what it holds is not a valid record.")));
+}
+
+/*
+ * check_keyspace_name
+ *		A keyspace name from the log: len bytes at name, not terminated.
+ *		It must be 1 to NAMEDATALEN - 1 bytes without a NUL byte; copies it,
+ *		terminated, into out (NAMEDATALEN bytes).
+ */
+static void
+check_keyspace_name(KvLogReader *r, const char *name, Size len, char *out)
+{
+	if (len == 0 || len >= NAMEDATALEN || memchr(name, '\0', len) != NULL)
+		invalid_record(r, "invalid keyspace name");
+	memcpy(out, name, len);
+	out[len] = '\0';
+}
+
+/*
+ * check_padding
+ *		The bytes of the record from at to its end must be zeros: what the
+ *		writer leaves after the last write.
+ */
+static void
+check_padding(KvLogReader *r, uint32 at)
+{
+	uint32		len = r->rec->len;
+
+	while (at < len)
+	{
+		uint32		n = Min(len - at, (uint32) 65536);
+		const char *p = KvLogRecordBytes(r, at, n);
+
+		for (uint32 i = 0; i < n; i++)
+			if (p[i] != 0)
+				invalid_record(r, "invalid write in a transaction record");
+		at += n;
+	}
+}
+
+/* the largest key and value a writer can log: the settings' maximums */
+#define MAX_LOGGED_KEY		(1024 * 1024)
+#define MAX_LOGGED_VALUE	((uint32) MaxAllocSize)
+
+/*
+ * apply_txn
+ *		Apply the committed TXN record the reader holds, atomically for
+ *		readers: every write becomes a pending entry of this process, then
+ *		all are committed at once (the store's commit path).  Every length
+ *		inside the record is checked against what is left of the record
+ *		before it is used, and a record is read one write at a time
+ *		(KvLogRecordBytes), so a transaction of any size needs memory for
+ *		one key and value plus one pointer per write.
+ */
+static void
+apply_txn(KvLogReader *r)
+{
+	KvWalRecord *hdr = r->rec;
+	uint32		len = hdr->len;
+	uint32		at = sizeof(KvWalRecord);
 	KvPtr	   *entries;
-	int			n = 0;
-	int			cap = 64;
+	Size		n = 0;
+	Size		cap = 64;
+	KvLsn		commit_lsn = hdr->lsn + hdr->len;
 
 	entries = palloc(sizeof(KvPtr) * cap);
-	while (p + sizeof(KvWalOp) <= end)
+	while (len - at >= sizeof(KvWalOp))
 	{
 		KvWalOp		op;
-		char	   *key;
+		const char *key;
 		KvPtr		e;
 
-		memcpy(&op, p, sizeof(op));
+		memcpy(&op, KvLogRecordBytes(r, at, sizeof(op)), sizeof(op));
 		if (op.op == 0)
-			break;				/* padding */
-		key = p + sizeof(KvWalOp);
+			break;				/* the zeros after the last write */
+		at += sizeof(KvWalOp);
 		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
-			op.keylen > (Size) (end - key) || op.vallen > (Size) (end - key) - op.keylen ||
-			(op.op == KV_WOP_KS_CREATE && (op.keylen == 0 || op.keylen >= NAMEDATALEN)))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("kvext log record at LSN %X/%X holds an invalid write",
-							LSN_FORMAT_ARGS(hdr->lsn))));
+			op.keylen > len - at || op.vallen > len - at - op.keylen ||
+			op.keylen > MAX_LOGGED_KEY || op.vallen > MAX_LOGGED_VALUE)
+			invalid_record(r, "invalid write in a transaction record");
+		key = KvLogRecordBytes(r, at, (Size) op.keylen + op.vallen);
+		at += op.keylen + op.vallen;
 		if (op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP)
 		{
 			/* keyspace changes take effect in their place in the record */
+			if (op.vallen != 0 || (op.op == KV_WOP_KS_DROP && op.keylen != 0))
+				invalid_record(r, "invalid keyspace change in a transaction record");
 			if (op.op == KV_WOP_KS_CREATE)
 			{
 				char		name[NAMEDATALEN];
 
-				memcpy(name, key, op.keylen);
-				name[op.keylen] = '\0';
+				check_keyspace_name(r, key, op.keylen, name);
 				KvKeyspaceRecoverCreate(op.keyspace, name);
 			}
 			else
 				KvKeyspaceRecoverDrop(op.keyspace);
-			p = key + op.keylen + op.vallen;
 			continue;
 		}
 		if (!KvKeyspaceIdIsActive(op.keyspace))
@@ -446,42 +523,44 @@ apply_txn(KvWalRecord *hdr)
 							  op.vallen, op.binary != 0, op.op == KV_WOP_DELETE);
 		if (e == InvalidKvPtr)
 		{
-			for (int i = n - 1; i >= 0; i--)
-				KvStoreAbortEntry(entries[i]);
+			for (Size i = n; i > 0; i--)
+				KvStoreAbortEntry(entries[i - 1]);
 			KvStoreEndXact();
 			store_full_during_recovery();
 		}
 		if (n == cap)
 		{
 			cap *= 2;
-			entries = repalloc(entries, sizeof(KvPtr) * cap);
+			entries = repalloc_huge(entries, sizeof(KvPtr) * cap);
 		}
 		entries[n++] = e;
-		p = key + op.keylen + op.vallen;
+		if ((n & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
 	}
-	KvStoreBeginCommit(hdr->lsn + hdr->len);
-	for (int i = 0; i < n; i++)
+	check_padding(r, at);
+	KvStoreBeginCommit(commit_lsn);
+	for (Size i = 0; i < n; i++)
 		KvStoreCommitEntry(entries[i]);
 	KvStoreEndXact();
 	pfree(entries);
 }
 
-/* replay one keyspace record */
+/* replay the keyspace record (older logs) the reader holds */
 static void
-apply_keyspace(KvWalRecord *hdr)
+apply_keyspace(KvLogReader *r)
 {
-	KvWalKeyspace *ks = (KvWalKeyspace *) (hdr + 1);
+	KvWalRecord *hdr = r->rec;
+	KvWalKeyspace ks;
+	char		name[NAMEDATALEN];
 
-	if (hdr->len < sizeof(KvWalRecord) + sizeof(KvWalKeyspace) ||
-		memchr(ks->name, '\0', NAMEDATALEN) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("kvext log record at LSN %X/%X holds an invalid keyspace",
-						LSN_FORMAT_ARGS(hdr->lsn))));
+	if (hdr->len < sizeof(KvWalRecord) + sizeof(KvWalKeyspace))
+		invalid_record(r, "keyspace record too short");
+	memcpy(&ks, KvLogRecordBytes(r, sizeof(KvWalRecord), sizeof(ks)), sizeof(ks));
+	check_keyspace_name(r, ks.name, strnlen(ks.name, NAMEDATALEN), name);
 	if (hdr->type == KV_REC_KS_CREATE)
-		KvKeyspaceRecoverCreate(ks->id, ks->name);
+		KvKeyspaceRecoverCreate(ks.id, name);
 	else
-		KvKeyspaceRecoverDrop(ks->id);
+		KvKeyspaceRecoverDrop(ks.id);
 }
 
 /*
@@ -505,9 +584,9 @@ scan_pass2(LogScan *ls)
 		if (hdr->version == KVEXT_WAL_VERSION_1)
 		{
 			if (hdr->type == KV_REC_TXN && v1_committed(ls, hdr))
-				apply_txn(hdr);
+				apply_txn(r);
 			else if (hdr->type == KV_REC_KS_CREATE || hdr->type == KV_REC_KS_DROP)
-				apply_keyspace(hdr);
+				apply_keyspace(r);
 			continue;
 		}
 		switch (hdr->type)
@@ -529,12 +608,12 @@ scan_pass2(LogScan *ls)
 							ls->resolved_abort = lappend(ls->resolved_abort, f);
 					}
 					if (commit)
-						apply_txn(hdr);
+						apply_txn(r);
 				}
 				break;
 			case KV_REC_KS_CREATE:
 			case KV_REC_KS_DROP:
-				apply_keyspace(hdr);
+				apply_keyspace(r);
 				break;
 			default:
 				break;
@@ -583,16 +662,22 @@ start_new_log(uint64 term)
 						   InvalidKvLsn, sizeof(rec), NULL));
 }
 
-/* create a directory (and make its entry durable) unless it exists */
+/*
+ * make_dir
+ *		Create a directory unless it exists, and make it and its entry in
+ *		parent durable (fsync both, PANIC on failure).  The fsyncs run even
+ *		when it exists: a crash between an earlier mkdir and its fsync
+ *		leaves a directory whose entry may still be lost on power failure.
+ */
 static void
 make_dir(const char *path, const char *parent)
 {
-	if (MakePGDirectory(path) == 0)
-		fsync_fname(parent, true);
-	else if (errno != EEXIST)
+	if (MakePGDirectory(path) != 0 && errno != EEXIST)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create directory \"%s\": %m", path)));
+	fsync_fname(path, true);
+	fsync_fname(parent, true);
 }
 
 /*
@@ -780,7 +865,9 @@ KvRecover(void)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* as in the checkpointer's loop: locks are still held here */
 		LWLockReleaseAll();
+		pgstat_report_wait_end();
 		AtEOXact_Files(false);
 
 		SpinLockAcquire(&rec->mutex);

@@ -39,6 +39,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -313,6 +314,7 @@ typedef struct SnapReader
 	Size		pos;
 	pg_crc32c	crc;
 	off_t		offset;			/* file offset of buf[0] */
+	off_t		filesize;		/* no length read may reach past it */
 } SnapReader;
 
 #define SNAP_READ_CHUNK		(4 * 1024 * 1024)
@@ -368,7 +370,8 @@ snap_take(SnapReader *r, Size n, bool crc)
 {
 	void	   *p;
 
-	if (!snap_fill(r, n))
+	/* a length from the file is checked before anything is allocated */
+	if ((off_t) n > r->filesize - SNAP_POS(r) || !snap_fill(r, n))
 		snap_damaged(SNAP_POS(r), "unexpected end of file");
 	p = r->buf + r->pos;
 	if (crc)
@@ -404,6 +407,15 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 				(errcode_for_file_access(),
 				 errmsg("could not open kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
 	}
+	{
+		struct stat st;
+
+		if (fstat(r.fd, &st) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not stat kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+		r.filesize = st.st_size;
+	}
 	r.buf = palloc(SNAP_READ_CHUNK);
 	INIT_CRC32C(r.crc);
 
@@ -423,7 +435,7 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 		off_t		at = SNAP_POS(&r);
 
 		memcpy(&sk, snap_take(&r, sizeof(sk), true), sizeof(sk));
-		if (memchr(sk.name, '\0', NAMEDATALEN) == NULL)
+		if (memchr(sk.name, '\0', NAMEDATALEN) == NULL || sk.name[0] == '\0')
 			snap_damaged(at, "bad keyspace name");
 		KvKeyspaceRecoverCreate(sk.id, sk.name);
 		known[sk.id] = true;

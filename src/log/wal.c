@@ -34,6 +34,18 @@
  * Switching segments fsyncs the old one (under the insert lock) and the
  * directory, so only the current segment is ever unflushed.
  *
+ * Prepared segments.  Zero-filling a segment takes a 16MB write and an
+ * fsync; done at the switch, under the insert lock, it stalled every
+ * commit.  So the "kvext wal writer" prepares the next segment ahead of
+ * time, outside any lock (KvWalPrepareNext: next.tmp, zero-filled,
+ * fsynced, renamed to next, directory fsynced, then next_ready), and a
+ * switch renames it into place and fsyncs the directory.  A switch that finds none ready
+ * creates the segment itself and counts that (switches_inline).
+ *
+ * Status.  kv_wal_status() may be called by every role, as often as it
+ * likes: it reads the positions through the mutex and the in-flight marks
+ * (KvWalApplyPos) and never takes the insert lock.
+ *
  * kvext.synchronous_commit = off commits do not flush; the "kvext wal
  * writer" worker flushes every kvext.wal_writer_delay.
  *
@@ -45,7 +57,9 @@
  * the insert position.
  *
  * Locks: insert lock, then (never the reverse) nothing else but the
- * mutex; flush lock alone.  The keyspace lock may be held when inserting
+ * mutex; flush lock alone.  The mutex (a spinlock) protects the positions,
+ * the term and the prepared-segment state; nothing that can fail or sleep
+ * runs under it.  The keyspace lock may be held when inserting
  * (keyspace records), so neither WAL lock may be held while taking it.
  *
  * Copyright (c) 2026, kvext authors
@@ -61,8 +75,11 @@
 
 #include "access/xlogdefs.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "port/atomics.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -88,6 +105,11 @@ typedef struct KvWalShared
 	KvLsn		seg_start;		/* first position of the current segment */
 	uint64		seg_alloc;		/* bytes of it allocated (zero-filled) */
 	uint64		term;
+	bool		next_ready;		/* KVEXT_WAL_NEXT is a prepared segment */
+	uint64		next_size;		/* its size */
+	uint64		switches;		/* segment switches since startup */
+	uint64		switches_inline;	/* of those, with no prepared segment */
+	int			writer_procno;	/* the wal writer's pgprocno, or -1 */
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
 } KvWalShared;
@@ -133,6 +155,10 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		wal->insert_lsn = wal->flush_lsn = wal->seg_start = InvalidKvLsn;
 		wal->seg_alloc = 0;
 		wal->term = 1;
+		wal->next_ready = false;
+		wal->next_size = 0;
+		wal->switches = wal->switches_inline = 0;
+		wal->writer_procno = -1;
 		wal->nprocs = KvProcSlots();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
@@ -236,29 +262,17 @@ zero_fill_segment(int fd, const char *path)
 }
 
 /*
- * switch_segment
- *		Close the current segment (fsync it) and start a new one at the
- *		insert position.  Caller holds the insert lock.
+ * create_segment_inline
+ *		No prepared segment: create and zero-fill the segment at newstart
+ *		here, under the insert lock (what every switch did before segments
+ *		were prepared ahead).  On disk full, removes the partial file and
+ *		raises the error.  Caller holds the insert lock.
  */
 static void
-switch_segment(void)
+create_segment_inline(KvLsn newstart, const char *path)
 {
-	int			fd = open_segment(wal->seg_start, false);
-	KvLsn		newstart = wal->insert_lsn;
-	char		path[MAXPGPATH];
+	int			fd = open_segment(newstart, true);
 
-	if (pg_fdatasync(fd) != 0)
-		ereport(PANIC,
-				(errcode_for_file_access(),
-				 errmsg("could not fdatasync kvext log segment %016llX: %m",
-						(unsigned long long) wal->seg_start)));
-	SpinLockAcquire(&wal->mutex);
-	if (wal->flush_lsn < newstart)
-		wal->flush_lsn = newstart;
-	SpinLockRelease(&wal->mutex);
-
-	KvWalSegmentPath(path, newstart);
-	fd = open_segment(newstart, true);
 	PG_TRY();
 	{
 		zero_fill_segment(fd, path);
@@ -268,7 +282,8 @@ switch_segment(void)
 		/*
 		 * Disk full: remove the partial file.  The log may go on in this
 		 * segment (COMMIT and ABORT records never switch), and a later
-		 * switch creates the next one under another name.
+		 * switch creates the next one under another name.  (Only file
+		 * cleanup here: the insert lock is released by error recovery.)
 		 */
 		close(seg_fd);
 		seg_fd = -1;
@@ -277,10 +292,226 @@ switch_segment(void)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * switch_segment
+ *		Close the current segment (fdatasync it) and start a new one at the
+ *		insert position.  Normally the wal writer has prepared it already
+ *		(KvWalPrepareNext): the switch renames that file into place and
+ *		fsyncs the directory.  Otherwise it is created here, zero-filled
+ *		and synced, and the switch is counted as inline; so it is when the
+ *		prepared file has another size than kvext.wal_segment_size now asks
+ *		(the setting changed), which is then removed.  Either way the wal
+ *		writer is woken to prepare the one after.  Caller holds the insert
+ *		lock.
+ */
+static void
+switch_segment(void)
+{
+	int			fd = open_segment(wal->seg_start, false);
+	KvLsn		newstart = wal->insert_lsn;
+	char		path[MAXPGPATH];
+	bool		ready;
+	uint64		next_size;
+	bool		renamed = false;
+	int			writer;
+	struct stat st;
+
+	if (pg_fdatasync(fd) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync kvext log segment %016llX: %m",
+						(unsigned long long) wal->seg_start)));
+	SpinLockAcquire(&wal->mutex);
+	if (wal->flush_lsn < newstart)
+		wal->flush_lsn = newstart;
+	ready = wal->next_ready;
+	next_size = wal->next_size;
+	writer = wal->writer_procno;
+	SpinLockRelease(&wal->mutex);
+
+	KvWalSegmentPath(path, newstart);
+	if (ready)
+	{
+		/*
+		 * The file is ours while next_ready is set: the writer creates a
+		 * new one only after we clear it, so clear it only once the name
+		 * is free.  One prepared before kvext.wal_segment_size changed is
+		 * dropped; the writer prepares another at the new size.
+		 */
+		if (next_size != (uint64) kvext_wal_segment_size)
+			(void) unlink(KVEXT_WAL_NEXT);
+		/* zero-filled and fsynced before it got the name "next" */
+		else if (rename(KVEXT_WAL_NEXT, path) == 0)
+			renamed = true;
+		else
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("could not rename prepared kvext log file \"%s\" to \"%s\": %m",
+							KVEXT_WAL_NEXT, path)));
+		SpinLockAcquire(&wal->mutex);
+		wal->next_ready = false;
+		SpinLockRelease(&wal->mutex);
+	}
+	if (renamed)
+	{
+		fsync_wal_dir();
+		fd = open_segment(newstart, false);
+	}
+	else
+	{
+		create_segment_inline(newstart, path);
+		fd = seg_fd;
+	}
+	if (writer >= 0)
+		SetLatch(&ProcGlobal->allProcs[writer].procLatch);
+	if (fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat kvext log file \"%s\": %m", path)));
 
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = newstart;
-	wal->seg_alloc = kvext_wal_segment_size;
+	wal->seg_alloc = (uint64) st.st_size;
+	wal->switches++;
+	if (!renamed)
+		wal->switches_inline++;
+	SpinLockRelease(&wal->mutex);
+}
+
+/*
+ * KvWalPrepareNext
+ *		Wal writer: make sure a prepared segment is waiting for the next
+ *		switch.  It is written as KVEXT_WAL_NEXT_TMP at
+ *		kvext.wal_segment_size, zero-filled, fsynced, and renamed to
+ *		KVEXT_WAL_NEXT (then the directory is fsynced, as durable_rename()
+ *		does), then published (next_ready);
+ *		no lock is held meanwhile, so commits go on.  A switch takes the
+ *		file under the insert lock and then clears next_ready; only this
+ *		function creates it, and only while next_ready is false, so the two
+ *		never race on the name.  A prepared file left by an earlier run (a
+ *		crash or restart) is reused by the worker's first call: it got its
+ *		name only once it was durable.  Segment file listings ignore both
+ *		names, so recovery never sees them.
+ *
+ *		Never raises an error for a full disk or a failed write: that is
+ *		reported as a WARNING (once, until a preparation succeeds), the
+ *		partial file is removed, and the next switch creates its segment
+ *		inline; commits that need no new segment are not affected.  An
+ *		fsync failure PANICs, as everywhere in the log.
+ */
+void
+KvWalPrepareNext(void)
+{
+	static bool warned = false;
+	static bool leftover_checked = false;
+	off_t		size = kvext_wal_segment_size;
+	struct stat st;
+	int			fd;
+	bool		ok;
+	int			save_errno;
+
+	SpinLockAcquire(&wal->mutex);
+	ok = wal->next_ready;
+	SpinLockRelease(&wal->mutex);
+	if (ok)
+		return;
+
+	if (!leftover_checked)
+	{
+		leftover_checked = true;
+		if (stat(KVEXT_WAL_NEXT, &st) == 0 && st.st_size > 0)
+		{
+			size = st.st_size;
+			goto publish;
+		}
+	}
+
+	fd = BasicOpenFile(KVEXT_WAL_NEXT_TMP, O_RDWR | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ok = false;
+	else if (KvFailpointSet("wal-prepare-enospc"))
+	{
+		ok = false;
+		errno = ENOSPC;
+	}
+	else
+		ok = KvWalWriteZeros(fd, 0, size);
+	if (!ok)
+	{
+		save_errno = errno;
+		if (fd >= 0)
+			close(fd);
+		(void) unlink(KVEXT_WAL_NEXT_TMP);
+		errno = save_errno;
+		ereport(warned ? DEBUG1 : WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not prepare the next kvext log segment \"%s\": %m",
+						KVEXT_WAL_NEXT_TMP),
+				 errdetail("The next segment switch will create its file while commits wait.")));
+		warned = true;
+		return;
+	}
+	if (pg_fsync(fd) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync kvext log file \"%s\": %m", KVEXT_WAL_NEXT_TMP)));
+	close(fd);
+	/* durable_rename's steps, with a failed directory fsync a PANIC */
+	if (rename(KVEXT_WAL_NEXT_TMP, KVEXT_WAL_NEXT) != 0)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not rename file \"%s\" to \"%s\": %m",
+						KVEXT_WAL_NEXT_TMP, KVEXT_WAL_NEXT)));
+		(void) unlink(KVEXT_WAL_NEXT_TMP);
+		return;
+	}
+	fsync_wal_dir();
+
+publish:
+	warned = false;
+	SpinLockAcquire(&wal->mutex);
+	wal->next_ready = true;
+	wal->next_size = size;
+	SpinLockRelease(&wal->mutex);
+}
+
+/* on_shmem_exit callback of the wal writer: it is gone */
+static void
+wal_writer_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&wal->mutex);
+	wal->writer_procno = -1;
+	SpinLockRelease(&wal->mutex);
+}
+
+/*
+ * KvWalWriterAttach
+ *		The wal writer announces itself, so that a segment switch can wake
+ *		it to prepare the next segment.
+ */
+void
+KvWalWriterAttach(void)
+{
+	SpinLockAcquire(&wal->mutex);
+	wal->writer_procno = MyProc->pgprocno;
+	SpinLockRelease(&wal->mutex);
+	on_shmem_exit(wal_writer_detach, (Datum) 0);
+}
+
+/*
+ * KvWalSegmentCounts
+ *		Segment switches since startup, and how many of them found no
+ *		prepared segment and created it under the insert lock.
+ */
+void
+KvWalSegmentCounts(uint64 *switches, uint64 *inline_created)
+{
+	SpinLockAcquire(&wal->mutex);
+	*switches = wal->switches;
+	*inline_created = wal->switches_inline;
 	SpinLockRelease(&wal->mutex);
 }
 
@@ -313,6 +544,24 @@ fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *w
 			 errmsg("could not %s kvext log file \"%s\" at offset %lld: %m",
 					what, path, (long long) offset),
 			 errdetail("The transaction was not committed.")));
+}
+
+/*
+ * hold_insert_lock_for_test
+ *		Failpoint wal-insert-hold: keep the insert lock while the file
+ *		$PGDATA/kvext/hold exists (at most two minutes), showing wait event
+ *		"Extension".  Lets a test check that something does not need the
+ *		insert lock, without timing anything.  Caller holds the insert lock.
+ */
+static void
+hold_insert_lock_for_test(void)
+{
+	struct stat st;
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	for (int i = 0; i < 12000 && stat(KVEXT_DIR "/hold", &st) == 0; i++)
+		pg_usleep(10000L);
+	pgstat_report_wait_end();
 }
 
 /*
@@ -355,6 +604,8 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		KvFailpoint("wal-before-write");
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	if (!IS_MARKER(type) && KvFailpointSet("wal-insert-hold"))
+		hold_insert_lock_for_test();
 
 	/* a marker goes into the space reserved for it (see below) */
 	if (!IS_MARKER(type) &&
@@ -765,18 +1016,50 @@ KvWalRemoveBefore(KvLsn redo)
 }
 
 /*
+ * KvWalApplyPos
+ *		Everything before this position has been applied to memory: the
+ *		oldest in-flight record, or the insert position.  Takes no LWLock,
+ *		so any number of callers never delay a commit: the insert position
+ *		is read first (under the mutex, a full barrier), then the in-flight
+ *		marks.  A record that starts before that insert position published
+ *		its mark before the insert position moved past it (both under the
+ *		insert lock, the mark first), so it is seen unless it was already
+ *		applied and cleared; a record inserted meanwhile starts at or after
+ *		the position read.  The answer is exact as of the moment the insert
+ *		position was read, except that it may be later when a record was
+ *		applied since, which only makes it fresher.
+ */
+KvLsn
+KvWalApplyPos(void)
+{
+	KvLsn		apply = KvWalInsertPos();
+
+	for (int i = 0; i < wal->nprocs; i++)
+	{
+		KvLsn		v = pg_atomic_read_u64(&wal->inflight[i]);
+
+		if (v != InvalidKvLsn && v < apply)
+			apply = v;
+	}
+	return apply;
+}
+
+/*
  * KvWalStatus
  *		Positions for kv_wal_status(): insert, flush, applied (everything
- *		before the oldest in-flight record) and the segment count.
+ *		before the oldest in-flight record) and the segment count.  Every
+ *		role may call kv_wal_status(), so this takes no LWLock at all: the
+ *		positions come from the mutex and atomics (KvWalApplyPos), never
+ *		from the insert lock that every commit needs.
  */
 void
 KvWalStatus(KvLsn *insert, KvLsn *flush, KvLsn *apply, int *segments)
 {
 	KvLsn	   *starts;
 
+	*apply = KvWalApplyPos();
 	*insert = KvWalInsertPos();
 	*flush = KvWalFlushPos();
-	*apply = KvWalRedoPoint();
 	*segments = KvWalListSegments(&starts);
 	pfree(starts);
 }

@@ -21,6 +21,9 @@
 
 #define KVEXT_DIR				"kvext"
 #define KVEXT_WAL_DIR			"kvext/wal"
+/* the next segment, prepared ahead by the wal writer (KvWalPrepareNext) */
+#define KVEXT_WAL_NEXT			KVEXT_WAL_DIR "/next"
+#define KVEXT_WAL_NEXT_TMP		KVEXT_WAL_DIR "/next.tmp"
 
 /*
  * Record header: 40 bytes, followed by the payload; records are padded to
@@ -106,6 +109,7 @@ extern KvLsn KvWalInsertPos(void);
 extern KvLsn KvWalFlushPos(void);
 extern KvLsn KvWalVisiblePos(void);
 extern KvLsn KvWalRedoPoint(void);
+extern KvLsn KvWalApplyPos(void);
 extern uint64 KvWalCurrentTerm(void);
 
 /* segments */
@@ -115,6 +119,9 @@ extern void KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term);
 extern void KvWalTruncate(KvLsn at);
 extern int	KvWalRemoveBefore(KvLsn redo);
 extern bool KvWalWriteZeros(int fd, off_t from, off_t to);
+extern void KvWalPrepareNext(void);
+extern void KvWalWriterAttach(void);
+extern void KvWalSegmentCounts(uint64 *switches, uint64 *inline_created);
 
 /* status */
 extern void KvWalStatus(KvLsn *insert, KvLsn *flush, KvLsn *apply,

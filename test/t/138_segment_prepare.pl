@@ -1,0 +1,112 @@
+# The next log segment is prepared ahead by the "kvext wal writer"
+# (kvext/wal/next: zero-filled, fsynced, renamed into place), so that a
+# segment switch under the insert lock is a rename: the new segment IS the
+# prepared file.  A crash with a prepared, unused segment recovers (the file
+# is no segment, and it is reused), and a full disk while preparing fails no
+# commit: the switch then creates its segment itself.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+use KvextDurability;
+
+my $node = kv_node('segment_prepare', "kvext.wal_segment_size = '64kB'\n");
+my $next = wal_dir($node) . '/next';
+my %expect;
+my $n = 0;
+
+# wait (bounded) until the prepared segment exists (or, with $gone, not)
+sub wait_next
+{
+	my ($gone) = @_;
+	for (1 .. 3000)
+	{
+		return 1 if ($gone ? !-e $next : -e $next);
+		usleep(20_000);
+	}
+	return 0;
+}
+
+# write 1kB values until the log switches to a new segment; returns its name
+sub write_until_switch
+{
+	my @before = wal_segments($node);
+	for (1 .. 200)
+	{
+		$n++;
+		$node->safe_psql('postgres', "SELECT kv_put('k$n', repeat('x', 1000))");
+		$expect{"k$n"} = 'x' x 1000;
+		my @now = wal_segments($node);
+		return $now[-1] if $now[-1] ne $before[-1];
+	}
+	die "no segment switch after 200 writes";
+}
+
+sub inode { my @st = stat($_[0]); return $st[1] // -1; }
+
+ok(wait_next(0), 'the wal writer prepares the next segment');
+is(-s $next, 64 * 1024, 'at kvext.wal_segment_size');
+is(slurp_file($next), "\0" x (64 * 1024), 'zero-filled');
+ok(!-e "$next.tmp", 'no temporary file is left');
+
+my $ino = inode($next);
+my $seg = write_until_switch();
+is(inode(wal_dir($node) . "/$seg"), $ino, 'the switch renamed the prepared file into the new segment');
+ok(wait_next(0), 'and the wal writer prepares the one after');
+isnt(inode($next), $ino, 'a new file');
+
+# a crash with a prepared, unused segment: recovery ignores it and the
+# worker reuses it
+$ino = inode($next);
+$node->stop('immediate');
+my $logpos = -s $node->logfile;
+$node->start;
+kv_check_expected($node, \%expect, 'after a crash with a prepared segment', 'acknowledged');
+unlike(slurp_file($node->logfile, $logpos), qr/torn record|recovery failed|removing kvext log file/,
+	'after a crash with a prepared segment: recovery is clean');
+$seg = write_until_switch();
+is(inode(wal_dir($node) . "/$seg"), $ino, 'the prepared segment left by the crash is used by the next switch');
+ok(wait_next(0), 'and another is prepared');
+
+# disk full while preparing: no commit fails; switches create their
+# segment themselves
+$node->safe_psql('postgres', q{ALTER SYSTEM SET kvext.failpoint = 'wal-prepare-enospc'; SELECT pg_reload_conf()});
+$logpos = -s $node->logfile;
+write_until_switch();    # takes the prepared one
+ok(wait_next(1), 'the prepared segment was used');
+my @segs_before = wal_segments($node);
+write_until_switch() for 1 .. 3;
+ok(scalar(wal_segments($node)) >= scalar(@segs_before) + 3, 'three more switches, each creating its segment');
+ok(!-e $next, 'no segment could be prepared');
+ok(!-e "$next.tmp", 'and no partial file is left');
+like(slurp_file($node->logfile, $logpos),
+	qr/WARNING:  could not prepare the next kvext log segment "kvext\/wal\/next.tmp": No space left on device/,
+	'the server log says why');
+kv_check_expected($node, \%expect, 'while no segment can be prepared', 'acknowledged');
+unlike(slurp_file($node->logfile, $logpos), qr/PANIC|terminated by signal|ERROR/, 'and nothing failed');
+
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET kvext.failpoint; SELECT pg_reload_conf()});
+ok(wait_next(0), 'space back: the next segment is prepared again');
+
+# kvext.wal_segment_size changes: a segment prepared at the old size is not
+# used; the next one is prepared at the new size
+$node->safe_psql('postgres', q{ALTER SYSTEM SET kvext.wal_segment_size = '128kB'; SELECT pg_reload_conf()});
+is(-s $next, 64 * 1024, 'a 64kB segment is prepared');
+$node->poll_query_until('postgres', q{SELECT current_setting('kvext.wal_segment_size') = '128kB'});
+$seg = write_until_switch();
+# (an inode number may be reused once the old file is removed: sizes tell)
+is(-s wal_dir($node) . "/$seg", 128 * 1024,
+	'after the size changed, the 64kB prepared segment is not used: the new one has the new size');
+ok(wait_next(0), 'a segment is prepared again');
+is(-s $next, 128 * 1024, 'at the new size');
+
+$node->stop('immediate');
+$node->start;
+kv_check_expected($node, \%expect, 'after a crash', 'acknowledged');
+
+done_testing();
