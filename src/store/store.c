@@ -54,6 +54,9 @@
  * allocates: at commit (txn.c) each pending entry replaces the committed
  * one, at abort it is unlinked and freed.  Neither can fail.
  *
+ * Whole-store scans (kv_scan, snapshots) are in scan.c, which reaches the
+ * bucket array and the visibility tests through store_internal.h.
+ *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
