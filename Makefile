@@ -17,6 +17,7 @@ OBJS = \
 	src/failpoint.o \
 	src/store/alloc.o \
 	src/store/store.o \
+	src/store/scan.o \
 	src/store/keyspace.o \
 	src/store/writeset.o \
 	src/store/txn.o \

@@ -173,7 +173,11 @@ CREATE FUNCTION kv_wal_status(OUT state text, OUT insert_lsn pg_lsn,
                               OUT snapshot_lsn pg_lsn,
                               OUT snapshot_time timestamptz,
                               OUT visible_lsn pg_lsn,
-                              OUT flush_watermark pg_lsn)
+                              OUT flush_watermark pg_lsn,
+                              OUT snapshot_failures integer,
+                              OUT snapshot_error text,
+                              OUT snapshot_error_time timestamptz,
+                              OUT snapshot_retry_time timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'kv_wal_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;

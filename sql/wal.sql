@@ -39,6 +39,9 @@ SELECT kv_checkpoint();
 SELECT snapshot_lsn IS NOT NULL AS has_snapshot, snapshot_lsn <= insert_lsn AS redo_ok,
        snapshot_time <= now() AS time_ok
   FROM kv_wal_status();
+-- and no snapshot is failing
+SELECT snapshot_failures, snapshot_error, snapshot_error_time, snapshot_retry_time
+  FROM kv_wal_status();
 
 -- a failure after the record is flushed, before the commit: an error, and
 -- the write is not visible (an ABORT record cancels the TXN record)

@@ -109,18 +109,30 @@ PG_FUNCTION_INFO_V1(kv_wal_status);
  * kv_wal_status() returns record (state text, insert_lsn pg_lsn,
  *		flush_lsn pg_lsn, apply_lsn pg_lsn, term bigint, segments integer,
  *		snapshot_lsn pg_lsn, snapshot_time timestamptz, visible_lsn pg_lsn,
- *		flush_watermark pg_lsn)
+ *		flush_watermark pg_lsn, snapshot_failures integer,
+ *		snapshot_error text, snapshot_error_time timestamptz,
+ *		snapshot_retry_time timestamptz)
  *
  * Answers while recovery runs or after it failed (it does not wait), so it
- * is the way to see why the store is unavailable.
+ * is the way to see why the store is unavailable.  The snapshot failure
+ * columns come from the checkpointer (KvCheckpointStatus): consecutive
+ * failed snapshots since the last success, and while there are any, the
+ * last one's message and time and when the checkpointer tries again on
+ * its own; they are shown in every state.
  */
+#define KV_WAL_STATUS_COLS	14
+
 Datum
 kv_wal_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[10];
-	bool		nulls[10];
+	Datum		values[KV_WAL_STATUS_COLS];
+	bool		nulls[KV_WAL_STATUS_COLS];
 	const char *state;
+	char		error[KVEXT_SNAPSHOT_ERROR_LEN];
+	TimestampTz failed_at;
+	TimestampTz retry_at;
+	int			failures;
 
 	if (!KvShmemAttached)
 		KvReportNotPreloaded();
@@ -160,6 +172,18 @@ kv_wal_status(PG_FUNCTION_ARGS)
 		for (int i = 1; i < 10; i++)
 			nulls[i] = true;
 	}
+
+	failures = KvCheckpointStatus(error, &failed_at, &retry_at);
+	values[10] = Int32GetDatum(failures);
+	if (failures > 0)
+	{
+		values[11] = CStringGetTextDatum(error);
+		values[12] = TimestampTzGetDatum(failed_at);
+		values[13] = TimestampTzGetDatum(retry_at);
+	}
+	else
+		nulls[11] = nulls[12] = nulls[13] = true;
+
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

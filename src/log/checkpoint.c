@@ -6,8 +6,21 @@
  *	  kvext.checkpoint_timeout, when kvext.max_wal_size of log has
  *	  accumulated, when kv_checkpoint() asks, and at shutdown.
  *
- * A failed snapshot is logged and reported to the session that asked; the
- * worker carries on.
+ * A failed snapshot is logged, reported to the session that asked, and
+ * recorded in shared memory for kv_wal_status() (KvCheckpointStatus): the
+ * number of consecutive failures, the last error message, its time and the
+ * time of the next automatic attempt.  A failed snapshot stays due and is
+ * retried after a delay that doubles with each consecutive failure, from
+ * KVEXT_SNAPSHOT_RETRY_MIN_MS to KVEXT_SNAPSHOT_RETRY_MAX_MS, instead of at
+ * every wakeup: a snapshot that cannot succeed (a full disk, a store that
+ * cannot be copied) would otherwise rescan the whole store every second
+ * or so.  kv_checkpoint() and a shutdown do not wait for the delay.  A
+ * success clears the failure state.
+ *
+ * Locking: KvCheckpointShared's fields are protected by its spinlock; only
+ * the checkpointer writes the failure state, and the error message is
+ * copied in and out under the spinlock (a bounded memcpy, nothing that
+ * can fail).
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -16,6 +29,7 @@
 #include "postgres.h"
 
 #include "access/xlogdefs.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -39,6 +53,10 @@
 #include "log/snapshot.h"
 #include "log/wal.h"
 
+/* retry delays after consecutive failed snapshots: 2 s, 4 s, ... 5 min */
+#define KVEXT_SNAPSHOT_RETRY_MIN_MS		2000
+#define KVEXT_SNAPSHOT_RETRY_MAX_MS		(5 * 60 * 1000)
+
 typedef struct KvCheckpointShared
 {
 	slock_t		mutex;
@@ -47,6 +65,11 @@ typedef struct KvCheckpointShared
 	uint64		failed;			/* highest request served by a failure */
 	int			procno;			/* checkpointer's pgprocno, -1 if none */
 	ConditionVariable cv;		/* broadcast when done advances */
+	/* failed snapshots since the last success (all 0 after one) */
+	int			failures;		/* consecutive failures */
+	TimestampTz failed_at;		/* when the last one failed */
+	TimestampTz retry_at;		/* next automatic attempt */
+	char		error[KVEXT_SNAPSHOT_ERROR_LEN];	/* its message */
 } KvCheckpointShared;
 
 static KvCheckpointShared *ckpt = NULL;
@@ -72,6 +95,9 @@ KvCheckpointShmemInit(void)
 		ckpt->requested = ckpt->done = ckpt->failed = 0;
 		ckpt->procno = -1;
 		ConditionVariableInit(&ckpt->cv);
+		ckpt->failures = 0;
+		ckpt->failed_at = ckpt->retry_at = 0;
+		ckpt->error[0] = '\0';
 	}
 }
 
@@ -115,13 +141,94 @@ KvRequestCheckpoint(void)
 	SpinLockAcquire(&ckpt->mutex);
 	if (ckpt->failed >= mine)
 	{
+		char		error[KVEXT_SNAPSHOT_ERROR_LEN];
+
+		memcpy(error, ckpt->error, sizeof(error));
 		SpinLockRelease(&ckpt->mutex);
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("kvext snapshot failed"),
-				 errhint("See the server log for the reason.")));
+				 errdetail("The checkpointer reported: %s", error),
+				 errhint("kv_wal_status() shows the failures; the server log has the details.")));
 	}
 	SpinLockRelease(&ckpt->mutex);
+}
+
+/*
+ * KvCheckpointStatus
+ *		The snapshot failure state for kv_wal_status(): consecutive
+ *		failures since the last success, and, if there were any, the last
+ *		error message (copied to error, of KVEXT_SNAPSHOT_ERROR_LEN bytes),
+ *		when it happened and when the next automatic attempt is due.
+ */
+int
+KvCheckpointStatus(char *error, TimestampTz *failed_at, TimestampTz *retry_at)
+{
+	int			failures;
+
+	SpinLockAcquire(&ckpt->mutex);
+	failures = ckpt->failures;
+	memcpy(error, ckpt->error, KVEXT_SNAPSHOT_ERROR_LEN);
+	*failed_at = ckpt->failed_at;
+	*retry_at = ckpt->retry_at;
+	SpinLockRelease(&ckpt->mutex);
+	return failures;
+}
+
+/*
+ * retry_delay_ms
+ *		How long to wait before the next automatic attempt after the given
+ *		number of consecutive failures (at least 1).
+ */
+static long
+retry_delay_ms(int failures)
+{
+	long		delay = KVEXT_SNAPSHOT_RETRY_MIN_MS;
+
+	for (int i = 1; i < failures && delay < KVEXT_SNAPSHOT_RETRY_MAX_MS; i++)
+		delay *= 2;
+	return Min(delay, KVEXT_SNAPSHOT_RETRY_MAX_MS);
+}
+
+/*
+ * record_outcome
+ *		Publish the outcome of a snapshot attempt: a success (edata NULL)
+ *		clears the failure state; a failure counts, keeps its message and
+ *		sets the next attempt.  Returns the consecutive failures.
+ */
+static int
+record_outcome(ErrorData *edata, TimestampTz now)
+{
+	int			failures;
+	const char *message = "";
+	int			len = 0;
+
+	if (edata != NULL)
+	{
+		/* clip outside the spinlock, at a character boundary */
+		message = edata->message ? edata->message : "unknown error";
+		len = pg_mbcliplen(message, strlen(message), KVEXT_SNAPSHOT_ERROR_LEN - 1);
+	}
+
+	SpinLockAcquire(&ckpt->mutex);
+	if (edata == NULL)
+	{
+		ckpt->failures = 0;
+		ckpt->failed_at = ckpt->retry_at = 0;
+		ckpt->error[0] = '\0';
+	}
+	else
+	{
+		ckpt->failures++;
+		ckpt->failed_at = now;
+		ckpt->retry_at = TimestampTzPlusMilliseconds(now,
+													 retry_delay_ms(ckpt->failures));
+		memcpy(ckpt->error, message, len);
+		ckpt->error[len] = '\0';
+	}
+	failures = ckpt->failures;
+	SpinLockRelease(&ckpt->mutex);
+	return failures;
 }
 
 static void
@@ -179,6 +286,9 @@ KvCheckpointerMain(Datum arg)
 		long		elapsed_ms;
 		KvLsn		insert;
 		bool		snapshot_ok = false;
+		int			failures;
+		TimestampTz retry_at;
+		TimestampTz now;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
@@ -192,20 +302,27 @@ KvCheckpointerMain(Datum arg)
 
 		SpinLockAcquire(&ckpt->mutex);
 		requested = ckpt->requested;
+		failures = ckpt->failures;
+		retry_at = ckpt->retry_at;
 		SpinLockRelease(&ckpt->mutex);
 
 		insert = KvWalInsertPos();
-		elapsed_ms = (long) ((GetCurrentTimestamp() - last) / 1000);
+		now = GetCurrentTimestamp();
+		elapsed_ms = (long) ((now - last) / 1000);
 		due = (insert != last_insert &&
 			   elapsed_ms >= (long) kvext_checkpoint_timeout * 1000) ||
 			(insert - last_insert >= (uint64) kvext_max_wal_size * 1024 * 1024);
+
+		/* a failed snapshot stays due, but waits for its retry time */
+		if (failures > 0)
+			due = (now >= retry_at);
 
 		if (ShutdownRequestPending)
 			due = true;			/* a clean shutdown ends with a snapshot */
 
 		if (requested > ckpt->done || due)
 		{
-			bool		ok = true;
+			ErrorData  *edata = NULL;
 
 			PG_TRY();
 			{
@@ -214,6 +331,8 @@ KvCheckpointerMain(Datum arg)
 			}
 			PG_CATCH();
 			{
+				MemoryContextSwitchTo(cxt);
+				edata = CopyErrorData();
 				EmitErrorReport();
 				FlushErrorState();
 
@@ -228,18 +347,24 @@ KvCheckpointerMain(Datum arg)
 				ConditionVariableCancelSleep();
 				pgstat_report_wait_end();
 				AtEOXact_Files(false);
-				ok = false;
+				KvSnapshotAbandon();
 			}
 			PG_END_TRY();
-			MemoryContextReset(cxt);
 
 			last = GetCurrentTimestamp();
-			snapshot_ok = ok;
-			if (ok)
+			failures = record_outcome(edata, last);
+			snapshot_ok = (edata == NULL);
+			if (snapshot_ok)
 				last_insert = insert;
+			else
+				ereport(LOG,
+						(errmsg("kvext snapshot failed %d time(s) in a row; next automatic attempt in %ld ms",
+								failures, retry_delay_ms(failures))));
+			MemoryContextReset(cxt);
+
 			SpinLockAcquire(&ckpt->mutex);
 			ckpt->done = requested;
-			if (!ok)
+			if (!snapshot_ok)
 				ckpt->failed = requested;
 			SpinLockRelease(&ckpt->mutex);
 			ConditionVariableBroadcast(&ckpt->cv);

@@ -7,13 +7,33 @@
  *
  * A snapshot is fuzzy: the checkpointer takes the redo point (the oldest
  * log record that may not be reflected in memory yet, see wal.c), flushes
- * the log up to it, then copies the committed entries partition by
- * partition while sessions keep writing.  Replaying the log from the redo
- * point over the snapshot yields the exact state, because every logged
- * write sets an absolute value (kv_incr logs its result) and replay applies
- * them in log order; replaying a write the snapshot already holds is
- * harmless.  So recovery time is bounded by the snapshot size plus the log
- * written since the last snapshot, not by the whole history.
+ * the log up to it, then copies the committed entries in batches of
+ * buckets (store/scan.c) while sessions keep writing, and streams each
+ * batch to the file before copying the next.  Replaying the log from the
+ * redo point over the snapshot yields the exact state, because every
+ * logged write sets an absolute value (kv_incr logs its result) and replay
+ * applies them in log order; replaying a write the snapshot already holds
+ * is harmless.  So recovery time is bounded by the snapshot size plus the
+ * log written since the last snapshot, not by the whole history.
+ *
+ * Why batches are as good as whole partitions: the argument is per key.
+ * All versions of a key are in one bucket's chain, and a bucket is copied
+ * under one lock hold, so the image holds each key as it was at one
+ * instant t(key) after the redo point was taken (committed entries only;
+ * a commit being converted shows its old value).  Every record before the
+ * redo point had been applied to memory when the redo point was taken (a
+ * TXN record stays in flight until all its entries are converted), so the
+ * key's state at t(key) is its state after the records before the redo
+ * point plus some of the ones after it.  Replay applies every committed
+ * record from the redo point on, in log order, with absolute values: the
+ * key ends with its last logged write, or, if it had none since the redo
+ * point, with the image's value, which is then the value before the redo
+ * point.  Nothing here depends on how many keys share one instant, so the
+ * size of a batch does not matter.  Keyspaces are read once, right after
+ * the redo point, and entries of keyspaces created later are left out:
+ * their creation is logged after the redo point and replayed.  The log is
+ * flushed to its end before the rename, since the image may hold commits
+ * logged during the scan.
  *
  * File format (kvext/snapshot), all integers in host byte order:
  *	header		KvSnapHeader: magic, format version, PostgreSQL major version,
@@ -27,10 +47,15 @@
  * before the redo point removed.  A crash at any point leaves either the
  * old snapshot with all the log it needs, or the new one.
  *
- * The checkpointer runs recovery first (recovery.c), then loops: a
- * snapshot every kvext.checkpoint_timeout, when kvext.max_wal_size of log
- * has accumulated, or when kv_checkpoint() asks.  A failed snapshot is
- * logged and reported to the session that asked; the worker carries on.
+ * Memory: the scan's batch (about 1MB, or one bucket's entries if larger),
+ * a 1MB write buffer (values larger than 256kB are written directly from
+ * the batch); loading needs a 4MB read buffer, or one entry if larger.
+ *
+ * The checkpointer (checkpoint.c) runs recovery first (recovery.c), then
+ * loops: a snapshot every kvext.checkpoint_timeout, when
+ * kvext.max_wal_size of log has accumulated, or when kv_checkpoint() asks.
+ * A failed snapshot is logged, reported to the session that asked and in
+ * kv_wal_status(), and retried with a growing delay.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -150,29 +175,66 @@ typedef struct SnapWriter
 	int			partitions;		/* partitions done, for the failpoint */
 } SnapWriter;
 
+/* snap_append's buffer size; larger pieces are written directly */
+#define SNAP_WRITE_BUF		(1024 * 1024)
+/* largest single write() */
+#define SNAP_WRITE_MAX		(64 * 1024 * 1024)
+
+/*
+ * snap_write
+ *		Write len bytes to the snapshot being written, however large (a
+ *		single write() moves at most about 2GB, and may move less).
+ */
+static void
+snap_write(SnapWriter *w, const char *data, Size len)
+{
+	while (len > 0)
+	{
+		ssize_t		n;
+
+		errno = 0;
+		n = write(w->fd, data, Min(len, (Size) SNAP_WRITE_MAX));
+		if (n <= 0)
+		{
+			if (errno == 0)
+				errno = ENOSPC;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+		}
+		data += n;
+		len -= n;
+	}
+}
+
+/* write out what snap_append has buffered */
 static void
 snap_flush_buf(SnapWriter *w)
 {
 	if (w->buf.len == 0)
 		return;
-	errno = 0;
-	if (write(w->fd, w->buf.data, w->buf.len) != w->buf.len)
-	{
-		if (errno == 0)
-			errno = ENOSPC;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
-	}
+	snap_write(w, w->buf.data, w->buf.len);
 	resetStringInfo(&w->buf);
 }
 
+/*
+ * snap_append
+ *		Add bytes to the snapshot and its CRC.  Small pieces are gathered in
+ *		a buffer of about SNAP_WRITE_BUF bytes; a large one (a value) goes
+ *		to the file directly, so no buffer ever holds more than that.
+ */
 static void
 snap_append(SnapWriter *w, const void *data, Size len)
 {
 	COMP_CRC32C(w->crc, data, len);
+	if (len >= SNAP_WRITE_BUF / 4)
+	{
+		snap_flush_buf(w);
+		snap_write(w, data, len);
+		return;
+	}
 	appendBinaryStringInfo(&w->buf, data, len);
-	if (w->buf.len >= 1024 * 1024)
+	if (w->buf.len >= SNAP_WRITE_BUF)
 		snap_flush_buf(w);
 }
 
@@ -205,9 +267,12 @@ snap_entry_cb(void *arg, const KvEntry *e)
 }
 
 /*
- * write_snapshot
+ * KvSnapshotWrite
  *		Write a snapshot and remove the log it makes unnecessary.  Errors
- *		are raised; the previous snapshot stays valid until the rename.
+ *		are raised; the previous snapshot stays valid until the rename, and
+ *		the caller removes the partial file (KvSnapshotAbandon).  Entries
+ *		reach the file in batches as the scan copies them (scan.c), so
+ *		memory use does not grow with the store.
  */
 void
 KvSnapshotWrite(void)
@@ -304,12 +369,29 @@ KvSnapshotWrite(void)
 					(long) ((GetCurrentTimestamp() - start) / 1000))));
 }
 
+/*
+ * KvSnapshotAbandon
+ *		After a failed KvSnapshotWrite (and once its file is closed, by
+ *		AtEOXact_Files): remove the partial snapshot.tmp, so that a failing
+ *		snapshot does not keep up to a store's size of disk in use, which,
+ *		when the disk is full, is what makes it fail.
+ */
+void
+KvSnapshotAbandon(void)
+{
+	if (unlink(KVEXT_SNAPSHOT_TMP) != 0 && errno != ENOENT)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not remove kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
+}
+
 /* ---- reading ---- */
 
 typedef struct SnapReader
 {
 	int			fd;
 	char	   *buf;
+	Size		cap;			/* allocated size of buf */
 	Size		len;
 	Size		pos;
 	pg_crc32c	crc;
@@ -336,10 +418,18 @@ snap_damaged(off_t off, const char *why)
 
 #define SNAP_POS(r)		((off_t) ((r)->offset + (r)->pos))
 
-/* make at least n bytes available at r->buf + r->pos; false at EOF */
+/*
+ * snap_fill
+ *		Make at least n bytes available at r->buf + r->pos; false at EOF.
+ *		The buffer is SNAP_READ_CHUNK bytes, grown to hold one entry larger
+ *		than that, and shrunk back after it: loading never needs more than
+ *		the largest entry in memory.
+ */
 static bool
 snap_fill(SnapReader *r, Size n)
 {
+	Size		want;
+
 	if (r->len - r->pos >= n)
 		return true;
 	/* keep the unread tail, read more after it */
@@ -347,12 +437,16 @@ snap_fill(SnapReader *r, Size n)
 	r->offset += r->pos;
 	r->len -= r->pos;
 	r->pos = 0;
-	if (n > SNAP_READ_CHUNK)
-		r->buf = repalloc_huge(r->buf, n);
+	want = Max(n, SNAP_READ_CHUNK);
+	if (r->cap != want)
+	{
+		r->buf = repalloc_huge(r->buf, want);
+		r->cap = want;
+	}
 	while (r->len < n)
 	{
-		Size		room = Max(n, SNAP_READ_CHUNK) - r->len;
-		ssize_t		got = read(r->fd, r->buf + r->len, room);
+		ssize_t		got = read(r->fd, r->buf + r->len,
+							   Min(r->cap - r->len, (Size) SNAP_WRITE_MAX));
 
 		if (got < 0)
 			ereport(ERROR,
@@ -417,6 +511,7 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 		r.filesize = st.st_size;
 	}
 	r.buf = palloc(SNAP_READ_CHUNK);
+	r.cap = SNAP_READ_CHUNK;
 	INIT_CRC32C(r.crc);
 
 	memcpy(&hdr, snap_take(&r, sizeof(hdr), true), sizeof(hdr));

@@ -20,6 +20,7 @@
 extern Size KvSnapshotShmemSize(void);
 extern void KvSnapshotShmemInit(void);
 extern void KvSnapshotWrite(void);
+extern void KvSnapshotAbandon(void);
 extern bool KvSnapshotLoad(KvLsn *redo, uint64 *term);
 extern void KvLastSnapshot(KvLsn *redo, TimestampTz *time);
 

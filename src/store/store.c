@@ -54,6 +54,9 @@
  * allocates: at commit (txn.c) each pending entry replaces the committed
  * one, at abort it is unlinked and freed.  Neither can fail.
  *
+ * Whole-store scans (kv_scan, snapshots) are in scan.c, which reaches the
+ * bucket array and the visibility tests through store_internal.h.
+ *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
@@ -78,6 +81,7 @@
 #include "kvext.h"
 #include "store/stats.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "store/writeset.h"
 
 typedef struct KvStoreControl
@@ -106,7 +110,7 @@ static KvOwnerSlot *owners = NULL;
 static int	nowners = 0;
 KvKeyspace *KvKeyspaces = NULL;
 pg_atomic_uint32 *KvKeyspaceDirGen = NULL;
-static KvPtr *buckets = NULL;
+KvPtr	   *KvStoreBuckets = NULL;
 static LWLockPadded *kv_locks = NULL;
 
 #define BUCKET_OF(hash)		((hash) & (sctl->nbuckets - 1))
@@ -197,7 +201,7 @@ KvStoreShmemInit(LWLockPadded *locks)
 	nowners = KvProcSlots();
 	p += MAXALIGN(sizeof(KvOwnerSlot) * nowners);
 	KvBase = (char *) TYPEALIGN(KV_UNIT, p + KvAllocControlSize());
-	buckets = (KvPtr *) KvBase;
+	KvStoreBuckets = (KvPtr *) KvBase;
 
 	if (!found)
 	{
@@ -207,7 +211,7 @@ KvStoreShmemInit(LWLockPadded *locks)
 		sctl->part_shift = pg_leftmost_one_pos32(nb) - KVEXT_NUM_PARTITIONS_LOG2;
 		sctl->region_bytes = region;
 		sctl->bucket_bytes = TYPEALIGN(KV_UNIT, (Size) nb * sizeof(KvPtr));
-		memset(buckets, 0, sctl->bucket_bytes);
+		memset(KvStoreBuckets, 0, sctl->bucket_bytes);
 		init_keyspace_slots();
 		for (int i = 0; i < nowners; i++)
 		{
@@ -353,6 +357,44 @@ entry_is_version(const KvEntry *e)
 	return is_own(e) || owner_committing(e->owner);
 }
 
+/* ---- for scan.c (store_internal.h); callers hold the partition lock ---- */
+
+/* number of buckets; a multiple of KVEXT_NUM_PARTITIONS */
+uint32
+KvStoreNumBuckets(void)
+{
+	return sctl->nbuckets;
+}
+
+/* the lock of partition part (buckets part * nbuckets / partitions ...) */
+LWLock *
+KvStorePartitionLock(uint32 part)
+{
+	return PART_LOCK(part);
+}
+
+/* entry_is_version, for scans */
+bool
+KvStoreEntryIsVersion(const KvEntry *e)
+{
+	return entry_is_version(e);
+}
+
+/* same_key, for scans */
+bool
+KvStoreSameKey(const KvEntry *a, const KvEntry *b)
+{
+	return same_key(a, b);
+}
+
+/* report_keyspace_gone, for scans; the caller has released its lock */
+void
+KvStoreReportKeyspaceGone(void)
+{
+	report_keyspace_gone();
+	pg_unreachable();
+}
+
 /*
  * find_visible
  *		The entry of (ks, key) this transaction sees, or NULL.  The caller
@@ -363,7 +405,7 @@ static KvEntry *
 find_visible(uint32 bucket, uint32 hash, uint16 ks,
 			 const char *key, uint32 keylen)
 {
-	KvPtr		p = buckets[bucket];
+	KvPtr		p = KvStoreBuckets[bucket];
 
 	while (p != InvalidKvPtr)
 	{
@@ -500,7 +542,7 @@ typedef struct KeyVersions
 static void
 find_versions(KeyVersions *kv, uint16 ks, const char *key, uint32 keylen)
 {
-	KvPtr	   *link = &buckets[kv->bucket];
+	KvPtr	   *link = &KvStoreBuckets[kv->bucket];
 
 	kv->plink = NULL;
 	kv->pend = kv->comm = NULL;
@@ -764,8 +806,8 @@ link_pending(KeyVersions *kv, uint16 ks, KvPtr np, bool was_visible)
 	}
 	else
 	{
-		n->next = buckets[kv->bucket];
-		buckets[kv->bucket] = np;
+		n->next = KvStoreBuckets[kv->bucket];
+		KvStoreBuckets[kv->bucket] = np;
 		n->wsidx = KvWsPush(np, ks, was_visible, is_visible);
 	}
 }
@@ -869,7 +911,7 @@ KvStoreOlderOwnVersion(KvPtr p)
 static void
 unlink_entry(uint32 bucket, KvPtr p)
 {
-	KvPtr	   *link = &buckets[bucket];
+	KvPtr	   *link = &KvStoreBuckets[bucket];
 
 	while (*link != p)
 	{
@@ -964,8 +1006,8 @@ KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 				   InvalidTransactionId, MyProc->pgprocno);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	n->next = buckets[bucket];
-	buckets[bucket] = np;
+	n->next = KvStoreBuckets[bucket];
+	KvStoreBuckets[bucket] = np;
 	account_mem(ks, np, true);
 	LWLockRelease(lock);
 	return np;
@@ -991,7 +1033,7 @@ KvStoreCommitEntry(KvPtr p)
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 
 	/* remove the committed version, if any */
-	for (link = &buckets[bucket]; *link != InvalidKvPtr;
+	for (link = &KvStoreBuckets[bucket]; *link != InvalidKvPtr;
 		 link = &KvEntryGet(*link)->next)
 	{
 		KvEntry    *c = KvEntryGet(*link);
@@ -1048,157 +1090,6 @@ KvStoreAbortEntry(KvPtr p)
 }
 
 /*
- * entry_visible_in_chain
- *		Is entry e (at ep) the version of its key this transaction sees, and
- *		not a delete?  Used by scans; chain_pending says whether the chain
- *		has pending entries at all (if not, every committed entry is the
- *		only version of its key).  Caller holds the partition lock.
- */
-static bool
-entry_visible_in_chain(KvPtr head, KvPtr ep, const KvEntry *e, bool chain_pending)
-{
-	if (!chain_pending)
-		return true;
-	if ((e->flags & KVE_TOMBSTONE) || !entry_is_version(e))
-		return false;
-
-	/* a newer version of the same key earlier in the chain hides e */
-	for (KvPtr q = head; q != ep; q = KvEntryGet(q)->next)
-	{
-		KvEntry    *qe = KvEntryGet(q);
-
-		if (same_key(qe, e) && entry_is_version(qe))
-			return false;
-	}
-	return true;
-}
-
-/*
- * scan_partitions
- *		The walk shared by KvStoreScan and KvStoreScanCommitted.  Partition
- *		by partition, the entries keep() accepts are copied out (header,
- *		key and value) under the partition's shared lock; then, with the
- *		lock released, emit() runs on each copy, and emit(NULL) marks the
- *		end of the partition.  So a scan never blocks writers for long and
- *		emit() may do anything, including raise an error.  With ks given,
- *		the keyspace is validated under each partition lock.
- */
-typedef bool (*KvScanFilter) (void *arg, KvPtr head, KvPtr p, const KvEntry *e);
-
-static void
-scan_partitions(const KvKeyspaceRef *ks, KvScanFilter keep, void *keep_arg,
-				KvSnapshotCallback emit, void *emit_arg)
-{
-	MemoryContext scancxt;
-	MemoryContext oldcxt;
-	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
-
-	scancxt = AllocSetContextCreate(CurrentMemoryContext, "kvext scan",
-									ALLOCSET_DEFAULT_SIZES);
-	for (uint32 part = 0; part < KVEXT_NUM_PARTITIONS; part++)
-	{
-		StringInfoData buf;
-		LWLock	   *lock = PART_LOCK(part);
-		Size		off;
-
-		CHECK_FOR_INTERRUPTS();
-		oldcxt = MemoryContextSwitchTo(scancxt);
-		initStringInfo(&buf);
-
-		LWLockAcquire(lock, LW_SHARED);
-		if (ks != NULL && unlikely(!KvKeyspaceIsValid(*ks)))
-		{
-			LWLockRelease(lock);
-			report_keyspace_gone();
-		}
-		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
-		{
-			KvPtr		head = buckets[b];
-
-			for (KvPtr p = head; p != InvalidKvPtr; p = KvEntryGet(p)->next)
-			{
-				KvEntry    *e = KvEntryGet(p);
-
-				if (!keep(keep_arg, head, p, e))
-					continue;
-				appendBinaryStringInfo(&buf, (char *) e,
-									   KvEntryHeaderSize + e->keylen + e->vallen);
-				/* keep copies aligned */
-				while (buf.len % MAXIMUM_ALIGNOF != 0)
-					appendStringInfoChar(&buf, '\0');
-			}
-		}
-		LWLockRelease(lock);
-		MemoryContextSwitchTo(oldcxt);
-
-		for (off = 0; off < (Size) buf.len;)
-		{
-			KvEntry    *e = (KvEntry *) (buf.data + off);
-
-			emit(emit_arg, e);
-			off += MAXALIGN(KvEntryHeaderSize + e->keylen + e->vallen);
-		}
-		emit(emit_arg, NULL);
-		MemoryContextReset(scancxt);
-	}
-	MemoryContextDelete(scancxt);
-}
-
-/* KvStoreScan's filter and emitter */
-typedef struct ScanArgs
-{
-	uint16		ks;
-	const char *prefix;
-	uint32		prefixlen;
-	KvScanCallback callback;
-	void	   *arg;
-} ScanArgs;
-
-static bool
-scan_keep_visible(void *arg, KvPtr head, KvPtr p, const KvEntry *e)
-{
-	ScanArgs   *sa = (ScanArgs *) arg;
-	bool		chain_pending = false;
-
-	if (e->keyspace != sa->ks || e->keylen < sa->prefixlen ||
-		memcmp(KvEntryKey(e), sa->prefix, sa->prefixlen) != 0)
-		return false;
-	for (KvPtr q = head; q != InvalidKvPtr && !chain_pending; q = KvEntryGet(q)->next)
-		chain_pending = (KvEntryGet(q)->flags & KVE_PENDING) != 0;
-	return entry_visible_in_chain(head, p, e, chain_pending);
-}
-
-static void
-scan_emit_visible(void *arg, const KvEntry *e)
-{
-	ScanArgs   *sa = (ScanArgs *) arg;
-
-	if (e != NULL)
-		sa->callback(sa->arg, KvEntryKey(e), e->keylen, KvEntryValue(e),
-					 e->vallen, (e->flags & KVE_BINARY) != 0);
-}
-
-/*
- * KvStoreScan
- *		Call callback for every key of keyspace ks that starts with prefix,
- *		as this transaction sees it, one partition at a time (see
- *		scan_partitions).  Order is unspecified.
- */
-void
-KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
-			KvScanCallback callback, void *arg)
-{
-	ScanArgs	sa;
-
-	sa.ks = ks.id;
-	sa.prefix = prefix;
-	sa.prefixlen = prefixlen;
-	sa.callback = callback;
-	sa.arg = arg;
-	scan_partitions(&ks, scan_keep_visible, &sa, scan_emit_visible, &sa);
-}
-
-/*
  * KvStoreKeyspaceHasPending
  *		Does any transaction have an uncommitted write in keyspace ks?
  *		Part of keyspace drop (keyspace.c).
@@ -1215,7 +1106,7 @@ KvStoreKeyspaceHasPending(uint16 ks)
 		LWLockAcquire(lock, LW_SHARED);
 		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
 		{
-			for (KvPtr p = buckets[b]; p != InvalidKvPtr; p = KvEntryGet(p)->next)
+			for (KvPtr p = KvStoreBuckets[b]; p != InvalidKvPtr; p = KvEntryGet(p)->next)
 			{
 				KvEntry    *e = KvEntryGet(p);
 
@@ -1248,7 +1139,7 @@ KvStoreRemoveKeyspace(uint16 ks)
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
 		{
-			KvPtr	   *link = &buckets[b];
+			KvPtr	   *link = &KvStoreBuckets[b];
 
 			while (*link != InvalidKvPtr)
 			{
@@ -1321,7 +1212,7 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 	}
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (link = &buckets[bucket]; *link != InvalidKvPtr;
+	for (link = &KvStoreBuckets[bucket]; *link != InvalidKvPtr;
 		 link = &KvEntryGet(*link)->next)
 	{
 		KvEntry    *c = KvEntryGet(*link);
@@ -1344,29 +1235,11 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 								   binary ? KVE_BINARY : 0,
 								   InvalidTransactionId, 0);
 
-		n->next = buckets[bucket];
-		buckets[bucket] = np;
+		n->next = KvStoreBuckets[bucket];
+		KvStoreBuckets[bucket] = np;
 		account_mem(ks, np, true);
 		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
 	}
 	LWLockRelease(lock);
 	return true;
-}
-
-static bool
-scan_keep_committed(void *arg, KvPtr head, KvPtr p, const KvEntry *e)
-{
-	return !(e->flags & KVE_PENDING);
-}
-
-/*
- * KvStoreScanCommitted
- *		Call callback for every committed entry of every keyspace, one
- *		partition at a time (see scan_partitions; callback(NULL) ends each
- *		partition).  For snapshots.
- */
-void
-KvStoreScanCommitted(KvSnapshotCallback callback, void *arg)
-{
-	scan_partitions(NULL, scan_keep_committed, NULL, callback, arg);
 }

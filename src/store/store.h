@@ -139,6 +139,7 @@ typedef enum KvReadMode
 extern bool KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 					   KvReadMode mode, struct varlena **result);
 
+/* scan.c: whole-keyspace reads, in bounded batches */
 typedef void (*KvScanCallback) (void *arg, const char *key, uint32 keylen,
 								const char *value, uint32 vallen, bool binary);
 extern void KvStoreScan(KvKeyspaceRef ks, const char *prefix, uint32 prefixlen,
@@ -192,9 +193,11 @@ extern KvPtr KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 extern bool KvStoreKeyspaceHasPending(uint16 ks);
 extern void KvStoreRemoveKeyspace(uint16 ks);
 
-/* store.c: recovery and snapshots */
+/* store.c: recovery */
 extern bool KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 								const char *value, uint32 vallen, bool binary);
+
+/* scan.c: snapshots (the callback gets a copy; NULL ends a partition) */
 typedef void (*KvSnapshotCallback) (void *arg, const KvEntry *e);
 extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
 
