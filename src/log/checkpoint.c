@@ -33,6 +33,7 @@
 
 #include "failpoint.h"
 #include "kvext.h"
+#include "log/backup.h"
 #include "log/checkpoint.h"
 #include "log/control.h"
 #include "log/recovery.h"
@@ -200,6 +201,9 @@ KvCheckpointerMain(Datum arg)
 			   elapsed_ms >= (long) kvext_checkpoint_timeout * 1000) ||
 			(insert - last_insert >= (uint64) kvext_max_wal_size * 1024 * 1024);
 
+		/* no timed snapshot under a running backup (backup.c) */
+		if (due && KvBackupInProgress())
+			due = false;
 		if (ShutdownRequestPending)
 			due = true;			/* a clean shutdown ends with a snapshot */
 
