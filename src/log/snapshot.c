@@ -222,7 +222,6 @@ KvSnapshotWrite(void)
 	int			removed;
 	TimestampTz start = GetCurrentTimestamp();
 
-	KvBackupReplaceDone();		/* an earlier attempt that failed */
 	KvBackupCheckSnapshotAllowed(false);
 	redo = KvWalRedoPoint();
 	/* everything before redo must be durable before the snapshot claims it */
