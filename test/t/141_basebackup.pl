@@ -162,6 +162,22 @@ for my $round (1 .. 2)
 	rmtree($dest);
 }
 
+# a hold ends with its session; kv_backup_stop() without a hold is an error
+{
+	my $bg = $node->background_psql('postgres');
+	$bg->query_safe(q{SELECT kv_backup_start()});
+	my $r = kv_call($node, q{SELECT kv_checkpoint()});
+	ok(!$r->{ok}, 'kv_checkpoint() is refused while a session holds kv_backup_start()');
+	$bg->quit;
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%kv_backup_start%' AND pid <> pg_backend_pid()})
+	  or die "the holding session did not end";
+	$r = kv_call($node, q{SELECT kv_checkpoint()});
+	ok($r->{ok}, 'the hold ends with the session that took it') or diag($r->{stderr});
+	$r = kv_call($node, q{SELECT kv_backup_stop()});
+	is($r->{sqlstate}, '55000', 'kv_backup_stop() without kv_backup_start() fails with 55000');
+}
+
 ok(kv_status($node)->{snapshot} > $snap_before,
 	'snapshots were written while the backups ran');
 
