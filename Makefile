@@ -28,6 +28,7 @@ OBJS = \
 	src/log/snapshot.o \
 	src/log/checkpoint.o \
 	src/log/recovery.o \
+	src/log/backup.o \
 	src/api/functions.o \
 	src/api/monitor.o
 

@@ -167,6 +167,22 @@ COMMENT ON FUNCTION kv_checkpoint() IS
 'write a snapshot of the store now, and remove the log it makes unnecessary';
 REVOKE ALL ON FUNCTION kv_checkpoint() FROM PUBLIC;
 
+CREATE FUNCTION kv_backup_start()
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_backup_start'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_backup_start() IS
+'hold snapshots and log removal while a file-level backup copies PGDATA/kvext, until kv_backup_stop() or the session ends';
+REVOKE ALL ON FUNCTION kv_backup_start() FROM PUBLIC;
+
+CREATE FUNCTION kv_backup_stop()
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_backup_stop'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_backup_stop() IS
+'end the hold taken by kv_backup_start() in this session';
+REVOKE ALL ON FUNCTION kv_backup_stop() FROM PUBLIC;
+
 CREATE FUNCTION kv_wal_status(OUT state text, OUT insert_lsn pg_lsn,
                               OUT flush_lsn pg_lsn, OUT apply_lsn pg_lsn,
                               OUT term bigint, OUT segments integer,

@@ -4,17 +4,30 @@
 #
 #   PORT=5499      first port to try (the first free one from there up is used)
 #   PG_CONFIG=...  pg_config to use (default: PostgreSQL 15's)
+#   NOBUILD=1      do not build or install: use the kvext installed already
+#                  (the README test runs make run against make test's
+#                  assert-enabled build)
+#   KVEXT_RUN_DIR=dir
+#                  directory for the state file and, if short enough, the
+#                  data directory (default: .run in the source tree); make
+#                  stop takes the same setting
 #
-# The data directory is .run/data in the source tree when the postgres user can
-# use it there, else /tmp/kvext-run/data.  Its location and port are recorded
-# in .run/state for scripts/stop.sh (make stop).
+# The data directory is $KVEXT_RUN_DIR/data when the postgres user can use it
+# there, else /tmp/kvext-run/data.  Its location and port are recorded in
+# $KVEXT_RUN_DIR/state for scripts/stop.sh (make stop).
+#
+# The demo runs in its own database (kvext_demo) and writes only its own
+# keyspace (demo), recreated at each run; the database printed at the end
+# (kvext) is left without the extension, so that the README's examples,
+# from CREATE EXTENSION on, run there as written.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-STATE_DIR="$ROOT/.run"
+STATE_DIR="${KVEXT_RUN_DIR:-$ROOT/.run}"
 STATE="$STATE_DIR/state"
 DBNAME=kvext
+DEMO_DBNAME=kvext_demo
 
 IS_ROOT=0
 [ "$(id -u)" -eq 0 ] && IS_ROOT=1
@@ -51,34 +64,39 @@ BINDIR=$("$PG_CONFIG" --bindir)
 PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 SHAREDIR=$("$PG_CONFIG" --sharedir)
 
-header "build: make"
-# always from clean: make test leaves an assert-enabled build behind, and
-# make does not notice a change of flags
-make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" clean >/dev/null
-make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG"
-
-header "install: make install"
-# Can make install write the system PostgreSQL directories?
-install_writable() {
-	[ -w "$PKGLIBDIR" ] && [ -w "$SHAREDIR/extension" ]
-}
-# Is exactly this build installed already (by root)?
-installed_matches() {
-	local f
-	cmp -s "$ROOT/kvext.so" "$PKGLIBDIR/kvext.so" || return 1
-	for f in "$ROOT"/kvext.control "$ROOT"/kvext--*.sql; do
-		cmp -s "$f" "$SHAREDIR/extension/$(basename "$f")" || return 1
-	done
-}
-
-if install_writable; then
-	make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" install >/dev/null
-	echo "installed into $PKGLIBDIR and $SHAREDIR/extension"
-elif installed_matches; then
-	echo "$PKGLIBDIR is not writable by $(id -un), but this build is already installed"
+if [ "${NOBUILD:-0}" = 1 ]; then
+	header "build and install: skipped (NOBUILD=1), using the installed kvext"
+	[ -f "$PKGLIBDIR/kvext.so" ] || die "NOBUILD=1, but kvext is not installed in $PKGLIBDIR"
 else
-	die "$PKGLIBDIR or $SHAREDIR/extension is not writable by $(id -un):" \
-		"run make run as root (or make install as root first)"
+	header "build: make"
+	# always from clean: make test leaves an assert-enabled build behind, and
+	# make does not notice a change of flags
+	make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" clean >/dev/null
+	make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG"
+
+	header "install: make install"
+	# Can make install write the system PostgreSQL directories?
+	install_writable() {
+		[ -w "$PKGLIBDIR" ] && [ -w "$SHAREDIR/extension" ]
+	}
+	# Is exactly this build installed already (by root)?
+	installed_matches() {
+		local f
+		cmp -s "$ROOT/kvext.so" "$PKGLIBDIR/kvext.so" || return 1
+		for f in "$ROOT"/kvext.control "$ROOT"/kvext--*.sql; do
+			cmp -s "$f" "$SHAREDIR/extension/$(basename "$f")" || return 1
+		done
+	}
+
+	if install_writable; then
+		make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" install >/dev/null
+		echo "installed into $PKGLIBDIR and $SHAREDIR/extension"
+	elif installed_matches; then
+		echo "$PKGLIBDIR is not writable by $(id -un), but this build is already installed"
+	else
+		die "$PKGLIBDIR or $SHAREDIR/extension is not writable by $(id -un):" \
+			"run make run as root (or make install as root first)"
+	fi
 fi
 
 # Libpq settings of the caller must not redirect us to another server.
@@ -137,6 +155,10 @@ if [ -z "$DATADIR" ]; then
 	if [ -n "$candidate" ] && [ ${#candidate} -gt 80 ]; then
 		candidate=""
 	fi
+	if [ -z "$candidate" ] && [ -n "${KVEXT_RUN_DIR:-}" ]; then
+		die "KVEXT_RUN_DIR=$KVEXT_RUN_DIR cannot hold the data directory" \
+			"(the postgres user must be able to write it, and its path must be under 80 bytes)"
+	fi
 	if [ -z "$candidate" ]; then
 		candidate=/tmp/kvext-run
 		mkdir -p "$candidate"
@@ -185,24 +207,30 @@ fi
 printf 'datadir=%s\nport=%s\nuser=%s\nlibrary=%s\n' "$DATADIR" "$PORT_USED" "$PGUSER_NAME" "$LIB_SUM" >"$STATE"
 
 PSQL=("$BINDIR/psql" -X -h 127.0.0.1 -p "$PORT_USED" -U "$PGUSER_NAME")
-if [ "$("${PSQL[@]}" -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$DBNAME'")" = 0 ]; then
-	"$BINDIR/createdb" -h 127.0.0.1 -p "$PORT_USED" -U "$PGUSER_NAME" "$DBNAME"
-fi
+for db in "$DBNAME" "$DEMO_DBNAME"; do
+	if [ "$("${PSQL[@]}" -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 0 ]; then
+		"$BINDIR/createdb" -h 127.0.0.1 -p "$PORT_USED" -U "$PGUSER_NAME" "$db"
+	fi
+done
 
-header "demo"
-"${PSQL[@]}" -d "$DBNAME" -v ON_ERROR_STOP=1 -a <<'EOF'
+# The store belongs to the server: the demo keeps to its own keyspace, so
+# the README's examples (default keyspace, keyspace "sessions") start fresh.
+header "demo (database $DEMO_DBNAME, keyspace demo)"
+"${PSQL[@]}" -d "$DEMO_DBNAME" -v ON_ERROR_STOP=1 -a <<'EOF'
 CREATE EXTENSION IF NOT EXISTS kvext;
-SELECT kv_put('greeting', 'hello');
-SELECT kv_get('greeting');
-SELECT kv_incr('visits');
-SELECT kv_incr('visits', 10);
-SELECT kv_create_keyspace('sessions', if_not_exists => true);
-SELECT kv_put('user:1', '{"name":"ada"}', keyspace => 'sessions');
-SELECT * FROM kv_scan('user:', keyspace => 'sessions');
+SELECT kv_drop_keyspace('demo', if_exists => true);
+SELECT kv_create_keyspace('demo');
+SELECT kv_put('greeting', 'hello', keyspace => 'demo');
+SELECT kv_get('greeting', keyspace => 'demo');
+SELECT kv_incr('visits', keyspace => 'demo');
+SELECT kv_incr('visits', 10, keyspace => 'demo');
+SELECT kv_put('user:1', '{"name":"ada"}', keyspace => 'demo');
+SELECT * FROM kv_scan('user:', keyspace => 'demo');
 SELECT * FROM kv_stats();
 EOF
 
 echo
 echo "kvext server running (data: $DATADIR, log: $SOCKDIR/logfile). Connect with:"
 echo "  psql -h 127.0.0.1 -p $PORT_USED -U $PGUSER_NAME $DBNAME"
+echo "and try the README's examples there, from CREATE EXTENSION kvext on"
 echo "make stop to stop it"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # make stop: stop the server started by scripts/run.sh (make run).
+# KVEXT_RUN_DIR: the same setting as make run's (default: .run here).
 # Harmless when nothing is running.  The data directory is kept, so the next
 # make run starts the same server again.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STATE="$ROOT/.run/state"
+STATE="${KVEXT_RUN_DIR:-$ROOT/.run}/state"
 
 if [ ! -f "$STATE" ]; then
 	echo "stop: no kvext server recorded (make run was not used here); nothing to stop"

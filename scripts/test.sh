@@ -17,6 +17,10 @@
 # Servers run as the postgres user (initdb/postgres refuse root), on copies of
 # the tests in a fresh directory under /tmp that is kept on failure.
 #
+# TAP tests get KVEXT_SOURCE_DIR, the source tree (test/t/140_readme.pl runs
+# make run and make stop there, with NOBUILD=1, on a private port and
+# directory).
+#
 # As root, a 16MB tmpfs is mounted at $TESTROOT/tmpfs for the TAP tests that
 # fill a disk (KVEXT_TEST_TMPFS, see test/t/105_disk_full.pl) and unmounted at
 # the end; if it cannot be mounted, those tests fall back to a failpoint.
@@ -374,7 +378,7 @@ if [ ${#TAP_FILES[@]} -gt 0 ]; then
 	for f in "${TAP_FILES[@]}"; do
 		b=$(basename "$f" .pl)
 		as_pg env PATH="$BINDIR:$PATH" TESTDIR="$TESTROOT/tap" PG_REGRESS="$PG_REGRESS" \
-			TMPDIR="$TESTROOT/tmp" KVEXT_TEST_TMPFS="$TMPFS_DIR" \
+			TMPDIR="$TESTROOT/tmp" KVEXT_TEST_TMPFS="$TMPFS_DIR" KVEXT_SOURCE_DIR="$ROOT" \
 			timeout --foreground -k 30 "$TIMEOUT" \
 			prove -I "$PERL_TESTLIB" -I "$TESTROOT/test" "$f"
 		rc=$?

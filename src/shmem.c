@@ -37,6 +37,7 @@
 #include "log/recovery.h"
 #include "store/keyspace.h"
 #include "store/store.h"
+#include "log/backup.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
 #include "shmem.h"
@@ -60,6 +61,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvRecoveryShmemSize());
 	RequestAddinShmemSpace(KvCheckpointShmemSize());
 	RequestAddinShmemSpace(KvSnapshotShmemSize());
+	RequestAddinShmemSpace(KvBackupShmemSize());
 	RequestNamedLWLockTranche(KVEXT_TRANCHE_NAME, KVEXT_NUM_LWLOCKS);
 }
 
@@ -82,6 +84,7 @@ kv_shmem_startup(void)
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();
+	KvBackupShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 
 	KvShmemAttached = true;

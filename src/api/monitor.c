@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * monitor.c
- *	  Status functions: kv_stats(), kv_wal_status(), kv_checkpoint().
+ *	  Status functions: kv_stats(), kv_wal_status(), kv_checkpoint(),
+ *	  kv_backup_start(), kv_backup_stop().
  *
  * kv_stats() sums the per-backend counters of store/stats.c; the others
  * read the log's positions and the checkpointer's state.
@@ -22,6 +23,7 @@
 
 #include "kvext.h"
 #include "shmem.h"
+#include "log/backup.h"
 #include "log/checkpoint.h"
 #include "log/control.h"
 #include "log/recovery.h"
@@ -197,5 +199,34 @@ kv_checkpoint(PG_FUNCTION_ARGS)
 {
 	KvCheckAvailable();
 	KvRequestCheckpoint();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(kv_backup_start);
+
+/*
+ * kv_backup_start() returns void: hold snapshots and log removal while a
+ * low-level file copy (between pg_backup_start and pg_backup_stop) copies
+ * $PGDATA/kvext; held until kv_backup_stop() or the end of the session.
+ */
+Datum
+kv_backup_start(PG_FUNCTION_ARGS)
+{
+	KvCheckAvailable();
+	KvBackupStart();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(kv_backup_stop);
+
+/*
+ * kv_backup_stop() returns void: give back this session's
+ * kv_backup_start() hold.
+ */
+Datum
+kv_backup_stop(PG_FUNCTION_ARGS)
+{
+	KvCheckAvailable();
+	KvBackupStop();
 	PG_RETURN_VOID();
 }

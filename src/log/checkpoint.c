@@ -47,6 +47,7 @@
 
 #include "failpoint.h"
 #include "kvext.h"
+#include "log/backup.h"
 #include "log/checkpoint.h"
 #include "log/control.h"
 #include "log/recovery.h"
@@ -316,6 +317,10 @@ KvCheckpointerMain(Datum arg)
 		/* a failed snapshot stays due, but waits for its retry time */
 		if (failures > 0)
 			due = (now >= retry_at);
+
+		/* no timed snapshot under a running backup (backup.c) */
+		if (due && KvBackupInProgress())
+			due = false;
 
 		if (ShutdownRequestPending)
 			due = true;			/* a clean shutdown ends with a snapshot */

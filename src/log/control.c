@@ -285,3 +285,23 @@ KvControlAdvanceWatermark(KvLsn flushed)
 		warned = true;
 	LWLockRelease(control_lock);
 }
+
+/*
+ * KvControlResetWatermark
+ *		Set the flush watermark to flushed even if that is lower than
+ *		recorded: a restored backup's control file may have been copied
+ *		after its log, and recovery has cut the log below its watermark.
+ *		Called by recovery only, with the log durable up to flushed.
+ */
+void
+KvControlResetWatermark(KvLsn flushed)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	data = ctl->data;
+	data.flush_watermark = flushed;
+	(void) write_control(&data, ERROR);
+	ctl->data = data;
+	LWLockRelease(control_lock);
+}

@@ -33,5 +33,6 @@ extern bool KvControlLoad(bool create);
 extern void KvControlGet(KvControl *out);
 extern void KvControlSetTerm(uint64 term, const char *voted_for);
 extern void KvControlAdvanceWatermark(KvLsn flushed);
+extern void KvControlResetWatermark(KvLsn flushed);
 
 #endif							/* KVEXT_CONTROL_H */

@@ -65,6 +65,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "log/backup.h"
 #include "log/control.h"
 #include "log/reader.h"
 #include "log/snapshot.h"
@@ -212,6 +213,7 @@ typedef struct LogScan
 	KvLsn		end;			/* end of the valid log */
 	KvLsn		watermark;		/* the control file's flush watermark */
 	bool		torn;			/* a torn tail follows end */
+	bool		restored;		/* a restored backup: cut at the first bad record */
 	uint64		term;
 	uint64		nrecords;
 	bool		has_v1;			/* version-1 records were replayed */
@@ -259,6 +261,24 @@ fate_of(LogScan *ls, KvLsn lsn, bool create)
 }
 
 /*
+ * restored_copy_ends
+ *		In a copy restored from a file-level backup, the first record that
+ *		fails its checks ends the log (backup.c says why that is sound):
+ *		log it, and let recovery cut the log there.
+ */
+static void
+restored_copy_ends(LogScan *ls, KvLogReader *r)
+{
+	char		path[MAXPGPATH];
+
+	KvWalSegmentPath(path, KvLogReaderSegStart(r));
+	ereport(LOG,
+			(errmsg("kvext log of this restored backup ends at LSN %X/%X in \"%s\" (%s); the rest was copied while it was being written and is cleared",
+					LSN_FORMAT_ARGS(r->pos), path, r->why)));
+	ls->torn = true;
+}
+
+/*
  * scan_pass1
  *		Check the log from the redo point, find its end, and collect the
  *		decisions: COMMIT and ABORT records name their TXN record by
@@ -285,6 +305,11 @@ scan_pass1(LogScan *ls)
 
 			KvLsn		next;
 
+			if (ls->restored)
+			{
+				restored_copy_ends(ls, r);
+				break;
+			}
 			if (!r->bad_in_last)
 				fail_corrupt(r, r->why, "A later log file follows the damaged record.", NULL);
 			if (r->pos < ls->watermark)
@@ -696,11 +721,13 @@ recover(void)
 	int			nsegs;
 	KvControl	control;
 	HASHCTL		ctl;
+	bool		restored;
 
 	make_dir(KVEXT_DIR, ".");
 	make_dir(KVEXT_WAL_DIR, KVEXT_DIR);
 	/* a snapshot that was being written when we crashed is garbage */
 	(void) unlink(KVEXT_SNAPSHOT_TMP);
+	restored = KvBackupRestoredCopy();
 
 	(void) KvControlLoad(true);
 	KvControlGet(&control);
@@ -723,6 +750,8 @@ recover(void)
 					 errhint("Restore the kvext log files, or remove \"%s\" to start an empty store.",
 							 KVEXT_CONTROL_FILE)));
 		start_new_log(term);
+		if (restored)
+			KvBackupRestoredDone();
 		ereport(LOG, (errmsg("kvext store initialized (empty)")));
 		return;
 	}
@@ -741,6 +770,14 @@ recover(void)
 	ls.redo = redo;
 	ls.term = term;
 	ls.watermark = control.flush_watermark;
+	ls.restored = restored;
+	if (restored)
+	{
+		/* the control file may have been copied after the log */
+		ereport(LOG,
+				(errmsg("kvext recovery of a restored backup: the log is read up to its first incomplete record")));
+		ls.watermark = InvalidKvLsn;
+	}
 	ctl.keysize = sizeof(KvLsn);
 	ctl.entrysize = sizeof(TxnFate);
 	ctl.hcxt = CurrentMemoryContext;
@@ -789,7 +826,13 @@ recover(void)
 		KvWalStartAt(segstart, ls.end, ls.term);
 	}
 	log_resolutions(&ls);
-	KvControlAdvanceWatermark(KvWalFlushPos());
+	if (restored)
+	{
+		KvControlResetWatermark(KvWalFlushPos());
+		KvBackupRestoredDone();
+	}
+	else
+		KvControlAdvanceWatermark(KvWalFlushPos());
 
 	/*
 	 * Version-1 records were judged by the old rules (xids, pg_xact);

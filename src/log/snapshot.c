@@ -84,6 +84,7 @@
 
 #include "failpoint.h"
 #include "kvext.h"
+#include "log/backup.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
 #include "store/keyspace.h"
@@ -287,6 +288,7 @@ KvSnapshotWrite(void)
 	int			removed;
 	TimestampTz start = GetCurrentTimestamp();
 
+	KvBackupCheckSnapshotAllowed(false);
 	redo = KvWalRedoPoint();
 	/* everything before redo must be durable before the snapshot claims it */
 	KvWalFlush(redo);
@@ -354,14 +356,24 @@ KvSnapshotWrite(void)
 	KvWalFlushAll();
 
 	KvFailpoint("snapshot-before-rename");
-	(void) durable_rename(KVEXT_SNAPSHOT_TMP, KVEXT_SNAPSHOT_FILE, ERROR);
+	/* a backup that began during the scan: leave its copy consistent */
+	KvBackupCheckSnapshotAllowed(true);
+	PG_TRY();
+	{
+		(void) durable_rename(KVEXT_SNAPSHOT_TMP, KVEXT_SNAPSHOT_FILE, ERROR);
 
-	SpinLockAcquire(&snap->mutex);
-	snap->last_redo = redo;
-	snap->last_time = start;
-	SpinLockRelease(&snap->mutex);
+		SpinLockAcquire(&snap->mutex);
+		snap->last_redo = redo;
+		snap->last_time = start;
+		SpinLockRelease(&snap->mutex);
 
-	removed = KvWalRemoveBefore(redo);
+		removed = KvWalRemoveBefore(redo);
+	}
+	PG_FINALLY();
+	{
+		KvBackupReplaceDone();
+	}
+	PG_END_TRY();
 	ereport(LOG,
 			(errmsg("kvext snapshot complete: %llu entries, redo at %X/%X, %d log segment(s) removed, %ld ms",
 					(unsigned long long) w.count,
