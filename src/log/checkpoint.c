@@ -38,6 +38,7 @@
 #include "log/recovery.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
+#include "worker.h"
 
 typedef struct KvCheckpointShared
 {
@@ -108,7 +109,7 @@ KvRequestCheckpoint(void)
 		SpinLockRelease(&ckpt->mutex);
 		if (done >= mine)
 			break;
-		ConditionVariableSleep(&ckpt->cv, PG_WAIT_EXTENSION);
+		ConditionVariableSleep(&ckpt->cv, WAIT_EVENT_CHECKPOINT_DONE);
 	}
 	ConditionVariableCancelSleep();
 
@@ -146,6 +147,7 @@ KvCheckpointerMain(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	KvWorkerAttach();			/* visible in pg_stat_activity */
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "kvext checkpointer",
 								ALLOCSET_DEFAULT_SIZES);
@@ -162,7 +164,7 @@ KvCheckpointerMain(Datum arg)
 		for (;;)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-							 PG_WAIT_EXTENSION);
+							 WAIT_EVENT_CHECKPOINTER_MAIN);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 			if (ShutdownRequestPending)
@@ -181,7 +183,7 @@ KvCheckpointerMain(Datum arg)
 		bool		snapshot_ok = false;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+						 1000L, WAIT_EVENT_CHECKPOINTER_MAIN);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)

@@ -152,10 +152,15 @@ typedef struct SnapWriter
 static void
 snap_flush_buf(SnapWriter *w)
 {
+	ssize_t		n;
+
 	if (w->buf.len == 0)
 		return;
 	errno = 0;
-	if (write(w->fd, w->buf.data, w->buf.len) != w->buf.len)
+	pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_WRITE);
+	n = write(w->fd, w->buf.data, w->buf.len);
+	pgstat_report_wait_end();
+	if (n != w->buf.len)
 	{
 		if (errno == 0)
 			errno = ENOSPC;
@@ -220,6 +225,7 @@ KvSnapshotWrite(void)
 	KvLsn		redo;
 	int			removed;
 	TimestampTz start = GetCurrentTimestamp();
+	int			rc;
 
 	redo = KvWalRedoPoint();
 	/* everything before redo must be durable before the snapshot claims it */
@@ -271,7 +277,10 @@ KvSnapshotWrite(void)
 	appendBinaryStringInfo(&w.buf, (char *) &w.crc, sizeof(w.crc));
 	snap_flush_buf(&w);
 
-	if (pg_fsync(w.fd) != 0)
+	pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_SYNC);
+	rc = pg_fsync(w.fd);
+	pgstat_report_wait_end();
+	if (rc != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
 				 errmsg("could not fsync kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
@@ -350,7 +359,11 @@ snap_fill(SnapReader *r, Size n)
 	while (r->len < n)
 	{
 		Size		room = Max(n, SNAP_READ_CHUNK) - r->len;
-		ssize_t		got = read(r->fd, r->buf + r->len, room);
+		ssize_t		got;
+
+		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+		got = read(r->fd, r->buf + r->len, room);
+		pgstat_report_wait_end();
 
 		if (got < 0)
 			ereport(ERROR,
