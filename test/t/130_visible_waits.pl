@@ -15,7 +15,10 @@
 #     holder's pid, and leave kv_locks empty, as does a terminated waiter;
 #  4. LWLock waits carry kvext's tranche names: a reader blocked on a
 #     partition lock that a writer holds (held in place by gdb, so the wait
-#     is certain) waits on "kvext partition".  Skipped without gdb.
+#     is certain) waits on "kvext partition";
+#  5. the same for the second kind of key wait, on a holder that is
+#     converting its entries at commit (wait event Extension).
+#  4 and 5 hold a backend still with gdb; they are skipped without it.
 use strict;
 use warnings;
 
@@ -284,6 +287,83 @@ SKIP:
 	like($a->query_safe(q{SELECT kv_get('lw')}), qr/held$/, 'and so does the writer');
 	$a->quit;
 	$b->quit;
+}
+
+# ---------------------------------------------------------------------------
+# 5. the second kind of key wait: for a holder that is converting its
+#    entries at commit (held by gdb at its first KvStoreCommitEntry, after
+#    its COMMIT record, with every entry still pending)
+
+SKIP:
+{
+	my $gdb = `command -v gdb 2>/dev/null`;
+	chomp $gdb;
+	skip 'gdb is not installed', 6 unless $gdb;
+
+	my $h = $node->background_psql('postgres');
+	my $hpid = $h->query_safe('SELECT pg_backend_pid()');
+	$h->query_safe(q{BEGIN; SELECT kv_put('c1', 'h', 'orders'), kv_put('c2', 'h', 'orders')});
+	my $hxid = $h->query_safe('SELECT pg_current_xact_id()');
+
+	my ($gin, $gout) = ('', '');
+	my $g = IPC::Run::start([ $gdb, '-q', '-nx', '-iex', 'set auto-solib-add off', '-p', $hpid ],
+		'<', \$gin, '>&', \$gout, IPC::Run::timeout(120));
+	$gin .= join("\n",
+		'set pagination off',
+		'set confirm off',
+		'handle SIGUSR1 SIGUSR2 SIGURG SIGALRM SIGPIPE SIGCHLD SIGINT SIGTERM SIGQUIT nostop noprint pass',
+		'sharedlibrary kvext',
+		'break KvStoreCommitEntry',
+		'echo GDB-READY\n',
+		'continue',
+		'');
+	my $ready = eval { $g->pump until $gout =~ /GDB-READY/ && $gout =~ /Continuing/; 1 };
+	if (!$ready || $gout =~ /ptrace: Operation not permitted|No symbol|not defined/)
+	{
+		diag("gdb output:\n$gout");
+		$g->kill_kill;
+		$h->quit;
+		skip 'gdb cannot hold a backend here', 6;
+	}
+	$h->{stdin} .= "COMMIT;\n";
+	$h->{run}->pump_nb;
+	my $held = eval { $g->pump until $gout =~ /Breakpoint 1, /; 1 };
+	if (!$held)
+	{
+		diag("gdb output:\n$gout");
+		$g->kill_kill;
+		$h->quit;
+		skip 'the committing session never reached KvStoreCommitEntry', 6;
+	}
+
+	my $w = $node->background_psql('postgres', on_error_stop => 0);
+	my $wpid = $w->query_safe('SELECT pg_backend_pid()');
+	$w->query_safe('\set VERBOSITY verbose');
+	start_sql($w, q{SELECT kv_put('c2', 'w', 'orders');}, 'done7');
+	ok($node->poll_query_until('postgres', $locks_q, "$wpid|orders|c2|$hpid|$hxid|t"),
+		'a wait for a committing holder is in kv_locks');
+	is( $node->safe_psql(
+			'postgres', qq{SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity
+  WHERE pid = $wpid}),
+		'Extension/Extension',
+		'... and waits on wait event Extension');
+	$node->safe_psql('postgres', "SELECT pg_cancel_backend($wpid)");
+	like(wait_marker($w, 'done7'),
+		qr/ERROR:  57014: canceling statement due to user request\nCONTEXT:  while waiting for key "c2" of keyspace "orders", held by transaction $hxid of process $hpid\n/,
+		'a cancel of that wait names the key, keyspace and holder');
+	is($node->safe_psql('postgres', $locks_q), '', 'kv_locks is empty after that cancel');
+
+	start_sql($w, q{SELECT kv_put('c2', 'w', 'orders');}, 'done8');
+	ok($node->poll_query_until('postgres', q{SELECT count(*) FROM kv_locks}, '1'),
+		'waiting for the committing holder again');
+	$gin .= "detach\nquit\n";
+	eval { $g->finish; 1 } or $g->kill_kill;
+	wait_marker($w, 'done8');
+	is( $node->safe_psql('postgres',
+			q{SELECT (SELECT count(*) FROM kv_locks) || ',' || kv_get('c1', 'orders') || kv_get('c2', 'orders')}),
+		'0,hw', 'once the holder finishes, the waiter writes and kv_locks is empty');
+	$h->quit;
+	$w->quit;
 }
 
 $holder->quit;
