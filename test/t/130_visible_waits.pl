@@ -57,6 +57,13 @@ ok( $node->poll_query_until(
 	'the postmaster restarts it, and it shows again');
 $node->safe_psql('postgres', q{SELECT kv_put('w2', 'two'); SELECT kv_checkpoint()});
 
+# connected workers take part in procsignal barriers: DROP DATABASE waits
+# for every such process to absorb one, so it would hang if they did not
+$node->safe_psql('postgres', 'CREATE DATABASE scratch');
+$node->safe_psql('postgres', 'DROP DATABASE scratch', timeout => 60);
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_database WHERE datname = 'scratch'}),
+	'0', 'DROP DATABASE completes with the workers connected');
+
 # the shutdown snapshot is still written, and the store comes back
 my $log_offset = -s $node->logfile;
 $node->restart;
