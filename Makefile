@@ -22,6 +22,7 @@ OBJS = \
 	src/store/writeset.o \
 	src/store/txn.o \
 	src/store/stats.o \
+	src/store/waits.o \
 	src/log/wal.o \
 	src/log/reader.o \
 	src/log/control.o \

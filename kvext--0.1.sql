@@ -157,6 +157,24 @@ LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
 COMMENT ON FUNCTION kv_stats() IS
 'per keyspace: keys, memory used, hits, misses and writes; the row with a NULL keyspace is the total';
 
+-- Every role may call kv_locks(), as every role may read pg_locks; the key
+-- is shown only to roles with the privileges of the waiting session's role
+-- or of pg_read_all_stats, as pg_stat_activity shows queries (README,
+-- "Monitoring").
+CREATE FUNCTION kv_locks(OUT pid integer, OUT keyspace text, OUT key text,
+                         OUT holder_pid integer, OUT holder_xid xid,
+                         OUT wait_start timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kv_locks'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION kv_locks() IS
+'writers waiting for a key held by another transaction: waiter, keyspace, key, holder and since when';
+
+CREATE VIEW kv_locks AS SELECT * FROM kv_locks();
+COMMENT ON VIEW kv_locks IS
+'writers waiting for a key held by another transaction (see kv_locks())';
+GRANT SELECT ON kv_locks TO PUBLIC;
+
 -- Durability
 
 CREATE FUNCTION kv_checkpoint()

@@ -38,6 +38,10 @@ SELECT p.oid::regprocedure AS function,
  WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'kv%'
  ORDER BY p.proname, p.oid::regprocedure::text;
 
+-- kv_locks is readable by every role, as pg_locks is (the key column is
+-- filtered per row, see README "Monitoring")
+SELECT has_table_privilege('public', 'kv_locks', 'SELECT') AS public_select;
+
 -- the store starts empty, with only the default keyspace
 SELECT * FROM kv_keyspaces() ORDER BY keyspace;
 SELECT kv_count();

@@ -12,7 +12,18 @@
  *	"kvext wal"			log positions and in-flight records
  *	"kvext recovery"	the store's state (recovering, ready, failed)
  *	"kvext checkpointer" snapshot requests
- * plus the named LWLock tranche "kvext" (see store.h).
+ *	"kvext waits"		per backend: the key it waits for (store/waits.c)
+ * plus one named LWLock tranche per group of locks, so that
+ * pg_stat_activity.wait_event tells them apart (wait_event_type LWLock):
+ *	"kvext partition"	KVEXT_NUM_PARTITIONS locks of the hash table
+ *	"kvext allocator"	the allocator of the store's heap
+ *	"kvext keyspace"	the keyspace directory
+ *	"kvext log insert"	appending records to the log
+ *	"kvext log flush"	writing and fsyncing the log
+ *	"kvext control"		the control file
+ * Named tranches (RequestNamedLWLockTranche) are registered by the
+ * postmaster when it creates shared memory, so every process, including
+ * those started after a crash-restart, knows their names.
  *
  * The startup hook runs in the postmaster, at start and after every
  * crash-restart (which re-creates shared memory, so the store starts
@@ -38,12 +49,39 @@
 #include "store/keyspace.h"
 #include "store/store.h"
 #include "log/backup.h"
+#include "store/waits.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
 bool		KvBackendReady = false;
+
+/* the LWLock tranches: name and number of locks */
+typedef enum KvTranche
+{
+	KV_TRANCHE_PARTITION,
+	KV_TRANCHE_ALLOCATOR,
+	KV_TRANCHE_KEYSPACE,
+	KV_TRANCHE_LOG_INSERT,
+	KV_TRANCHE_LOG_FLUSH,
+	KV_TRANCHE_CONTROL,
+	KV_NUM_TRANCHES
+} KvTranche;
+
+static const struct
+{
+	const char *name;
+	int			nlocks;
+}			kv_tranches[KV_NUM_TRANCHES] =
+{
+	[KV_TRANCHE_PARTITION] = {"kvext partition", KVEXT_NUM_PARTITIONS},
+	[KV_TRANCHE_ALLOCATOR] = {"kvext allocator", 1},
+	[KV_TRANCHE_KEYSPACE] = {"kvext keyspace", 1},
+	[KV_TRANCHE_LOG_INSERT] = {"kvext log insert", 1},
+	[KV_TRANCHE_LOG_FLUSH] = {"kvext log flush", 1},
+	[KV_TRANCHE_CONTROL] = {"kvext control", 1},
+};
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -62,25 +100,33 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvCheckpointShmemSize());
 	RequestAddinShmemSpace(KvSnapshotShmemSize());
 	RequestAddinShmemSpace(KvBackupShmemSize());
-	RequestNamedLWLockTranche(KVEXT_TRANCHE_NAME, KVEXT_NUM_LWLOCKS);
+	RequestAddinShmemSpace(KvWaitsShmemSize());
+	for (int i = 0; i < KV_NUM_TRANCHES; i++)
+		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
+}
+
+/* the first (or only) lock of a tranche; caller holds AddinShmemInitLock */
+static LWLock *
+tranche_lock(KvTranche t)
+{
+	return &GetNamedLWLockTranche(kv_tranches[t].name)[0].lock;
 }
 
 static void
 kv_shmem_startup(void)
 {
-	LWLockPadded *locks;
-
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	locks = GetNamedLWLockTranche(KVEXT_TRANCHE_NAME);
-	KvStoreShmemInit(locks);
-	KvKeyspaceInit(&locks[KVEXT_KEYSPACE_LOCK_INDEX].lock);
+	KvStoreShmemInit(GetNamedLWLockTranche(kv_tranches[KV_TRANCHE_PARTITION].name),
+					 tranche_lock(KV_TRANCHE_ALLOCATOR));
+	KvKeyspaceInit(tranche_lock(KV_TRANCHE_KEYSPACE));
 	KvStatsShmemInit();
-	KvWalShmemInit(&locks[KVEXT_WAL_INSERT_LOCK_INDEX].lock,
-				   &locks[KVEXT_WAL_FLUSH_LOCK_INDEX].lock);
-	KvControlShmemInit(&locks[KVEXT_CONTROL_LOCK_INDEX].lock);
+	KvWalShmemInit(tranche_lock(KV_TRANCHE_LOG_INSERT),
+				   tranche_lock(KV_TRANCHE_LOG_FLUSH));
+	KvControlShmemInit(tranche_lock(KV_TRANCHE_CONTROL));
+	KvWaitsShmemInit();
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();

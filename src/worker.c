@@ -20,6 +20,21 @@
  * rereads the configuration, every wait is WaitLatch with
  * WL_EXIT_ON_PM_DEATH.
  *
+ * Visible in pg_stat_activity.  A PG15 background worker gets a row there
+ * (backend_type = its bgw_type) only once it has run InitPostgres, so each
+ * worker calls KvWorkerAttach first: BackgroundWorkerInitializeConnection
+ * without a database, as the logical replication launcher does.  That
+ * runs (and commits) one empty transaction, puts the worker in the proc
+ * array without a snapshot or xmin, and needs
+ * BGWORKER_BACKEND_DATABASE_CONNECTION, which changes nothing else for
+ * these workers: they start at the same time, get SIGTERM at the same
+ * shutdown step (the checkpointer still writes its shutdown snapshot
+ * before PostgreSQL's checkpointer ends), and are restarted the same way.
+ * They never open a catalog.  Their sleeps report the closest wait events
+ * PostgreSQL 15 has (it has no custom ones): WalWriterMain and
+ * CheckpointerMain, the Activity events of core's workers of the same
+ * role, so tools that treat Activity waits as idle do so for them too.
+ *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
@@ -53,7 +68,7 @@ register_worker(const char *name, const char *function)
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "kvext");
@@ -61,6 +76,17 @@ register_worker(const char *name, const char *function)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * KvWorkerAttach
+ *		First step of every kvext worker, after unblocking signals: become
+ *		visible in pg_stat_activity (see the file header).
+ */
+void
+KvWorkerAttach(void)
+{
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 }
 
 /*
@@ -90,6 +116,7 @@ KvWalWriterMain(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	KvWorkerAttach();
 	KvWalWriterAttach();
 
 	for (;;)
@@ -97,7 +124,7 @@ KvWalWriterMain(Datum arg)
 		TimestampTz now;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 kvext_wal_writer_delay, PG_WAIT_EXTENSION);
+						 kvext_wal_writer_delay, WAIT_EVENT_WAL_WRITER_MAIN);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)

@@ -11,5 +11,6 @@
 #define KVEXT_WORKER_H
 
 extern void KvRegisterWorkers(void);
+extern void KvWorkerAttach(void);
 
 #endif							/* KVEXT_WORKER_H */

@@ -2,10 +2,12 @@
  *
  * monitor.c
  *	  Status functions: kv_stats(), kv_wal_status(), kv_checkpoint(),
- *	  kv_backup_start(), kv_backup_stop().
+ *	  kv_backup_start(), kv_backup_stop(),
+ *	  kv_locks().
  *
- * kv_stats() sums the per-backend counters of store/stats.c; the others
- * read the log's positions and the checkpointer's state.
+ * kv_stats() sums the per-backend counters of store/stats.c; kv_locks()
+ * copies the published waits of store/waits.c; the others read the log's
+ * positions and the checkpointer's state.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -14,11 +16,13 @@
 #include "postgres.h"
 
 #include "access/twophase.h"
+#include "catalog/pg_authid_d.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 
 #include "kvext.h"
@@ -32,6 +36,7 @@
 #include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
+#include "store/waits.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
@@ -229,4 +234,56 @@ kv_backup_stop(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	KvBackupStop();
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(kv_locks);
+
+/*
+ * kv_locks() returns table (pid integer, keyspace text, key text,
+ *		holder_pid integer, holder_xid xid, wait_start timestamptz)
+ *
+ * One row per writer waiting for the transaction that holds its key
+ * (key NULL: waiting for a transaction that drops the keyspace).  Like
+ * pg_locks, callable by every role and showing every wait; like a
+ * query in pg_stat_activity, the key itself is data, so it is shown only
+ * to roles that have the privileges of the waiting session's role or of
+ * pg_read_all_stats (superusers included), and is NULL for others.
+ * Never waits for recovery, and never blocks a writer (waits.c).
+ */
+Datum
+kv_locks(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	KvWaitInfo *waits;
+	int			n;
+	bool		read_all;
+
+	if (!KvShmemAttached)
+		KvReportNotPreloaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	waits = palloc(sizeof(KvWaitInfo) * KvWaitsMax());
+	n = KvWaitsList(waits, KvWaitsMax());
+	read_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+
+	for (int i = 0; i < n; i++)
+	{
+		KvWaitInfo *w = &waits[i];
+		Datum		values[6];
+		bool		nulls[6];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(w->pid);
+		values[1] = CStringGetTextDatum(w->keyspace);
+		if (w->has_key && (read_all || has_privs_of_role(GetUserId(), w->roleid)))
+			values[2] = CStringGetTextDatum(w->key);
+		else
+			nulls[2] = true;
+		values[3] = Int32GetDatum(w->holder_pid);
+		nulls[3] = (w->holder_pid == 0);
+		values[4] = TransactionIdGetDatum(w->holder_xid);
+		values[5] = TimestampTzGetDatum(w->since);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

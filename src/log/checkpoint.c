@@ -53,6 +53,7 @@
 #include "log/recovery.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
+#include "worker.h"
 
 /* retry delays after consecutive failed snapshots: 2 s, 4 s, ... 5 min */
 #define KVEXT_SNAPSHOT_RETRY_MIN_MS		2000
@@ -135,7 +136,7 @@ KvRequestCheckpoint(void)
 		SpinLockRelease(&ckpt->mutex);
 		if (done >= mine)
 			break;
-		ConditionVariableSleep(&ckpt->cv, PG_WAIT_EXTENSION);
+		ConditionVariableSleep(&ckpt->cv, WAIT_EVENT_CHECKPOINT_DONE);
 	}
 	ConditionVariableCancelSleep();
 
@@ -254,6 +255,7 @@ KvCheckpointerMain(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	KvWorkerAttach();			/* visible in pg_stat_activity */
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "kvext checkpointer",
 								ALLOCSET_DEFAULT_SIZES);
@@ -270,7 +272,7 @@ KvCheckpointerMain(Datum arg)
 		for (;;)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-							 PG_WAIT_EXTENSION);
+							 WAIT_EVENT_CHECKPOINTER_MAIN);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 			if (ShutdownRequestPending)
@@ -292,7 +294,7 @@ KvCheckpointerMain(Datum arg)
 		TimestampTz now;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+						 1000L, WAIT_EVENT_CHECKPOINTER_MAIN);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)

@@ -42,6 +42,7 @@
 #include "port/pg_crc32c.h"
 #include "storage/fd.h"
 #include "storage/shmem.h"
+#include "utils/wait_event.h"
 
 #include "log/control.h"
 
@@ -111,6 +112,7 @@ write_control(const KvControl *data, int elevel)
 {
 	KvControlFile f;
 	int			fd;
+	ssize_t		n;
 
 	memset(&f, 0, sizeof(f));
 	f.magic = KVEXT_CONTROL_MAGIC;
@@ -128,7 +130,10 @@ write_control(const KvControl *data, int elevel)
 		return false;
 	}
 	errno = 0;
-	if (write(fd, &f, sizeof(f)) != sizeof(f))
+	pgstat_report_wait_start(WAIT_EVENT_CONTROL_FILE_WRITE);
+	n = write(fd, &f, sizeof(f));
+	pgstat_report_wait_end();
+	if (n != sizeof(f))
 	{
 		int			save_errno = errno ? errno : ENOSPC;
 
@@ -140,7 +145,10 @@ write_control(const KvControl *data, int elevel)
 				 errmsg("could not write kvext control file \"%s\": %m", KVEXT_CONTROL_TMP)));
 		return false;
 	}
-	if (pg_fsync(fd) != 0)
+	pgstat_report_wait_start(WAIT_EVENT_CONTROL_FILE_SYNC);
+	n = pg_fsync(fd);
+	pgstat_report_wait_end();
+	if (n != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
 				 errmsg("could not fsync kvext control file \"%s\": %m", KVEXT_CONTROL_TMP)));
@@ -185,7 +193,9 @@ KvControlLoad(bool create)
 		LWLockRelease(control_lock);
 		return true;
 	}
+	pgstat_report_wait_start(WAIT_EVENT_CONTROL_FILE_READ);
 	n = read(fd, &f, sizeof(f));
+	pgstat_report_wait_end();
 	if (n < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),

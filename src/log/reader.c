@@ -41,6 +41,7 @@
 #include "access/xlogdefs.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/wait_event.h"
 
 #include "log/reader.h"
 
@@ -74,7 +75,11 @@ read_at(KvLogReader *r, char *dst, Size n, off_t off)
 
 	while (done < n)
 	{
-		ssize_t		got = pg_pread(r->fd, dst + done, n - done, off + done);
+		ssize_t		got;
+
+		pgstat_report_wait_start(WAIT_EVENT_WAL_READ);
+		got = pg_pread(r->fd, dst + done, n - done, off + done);
+		pgstat_report_wait_end();
 
 		if (got < 0)
 		{

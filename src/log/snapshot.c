@@ -194,7 +194,9 @@ snap_write(SnapWriter *w, const char *data, Size len)
 		ssize_t		n;
 
 		errno = 0;
+		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_WRITE);
 		n = write(w->fd, data, Min(len, (Size) SNAP_WRITE_MAX));
+		pgstat_report_wait_end();
 		if (n <= 0)
 		{
 			if (errno == 0)
@@ -287,6 +289,7 @@ KvSnapshotWrite(void)
 	KvLsn		redo;
 	int			removed;
 	TimestampTz start = GetCurrentTimestamp();
+	int			rc;
 
 	KvBackupCheckSnapshotAllowed(false);
 	redo = KvWalRedoPoint();
@@ -339,7 +342,10 @@ KvSnapshotWrite(void)
 	appendBinaryStringInfo(&w.buf, (char *) &w.crc, sizeof(w.crc));
 	snap_flush_buf(&w);
 
-	if (pg_fsync(w.fd) != 0)
+	pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_SYNC);
+	rc = pg_fsync(w.fd);
+	pgstat_report_wait_end();
+	if (rc != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
 				 errmsg("could not fsync kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_TMP)));
@@ -457,8 +463,12 @@ snap_fill(SnapReader *r, Size n)
 	}
 	while (r->len < n)
 	{
-		ssize_t		got = read(r->fd, r->buf + r->len,
-							   Min(r->cap - r->len, (Size) SNAP_WRITE_MAX));
+		ssize_t		got;
+
+		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+		got = read(r->fd, r->buf + r->len,
+				   Min(r->cap - r->len, (Size) SNAP_WRITE_MAX));
+		pgstat_report_wait_end();
 
 		if (got < 0)
 			ereport(ERROR,

@@ -84,6 +84,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/wait_event.h"
 
 #include "failpoint.h"
 #include "kvext.h"
@@ -636,7 +637,11 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 			errno = ENOSPC;
 		}
 		else
+		{
+			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
 			n = pg_pwrite(fd, rec + done, len - done, offset + done);
+			pgstat_report_wait_end();
+		}
 		if (n <= 0)
 			fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
 		done += n;
@@ -736,8 +741,12 @@ KvWalFlush(KvLsn upto)
 		if (flushed < upto)
 		{
 			int			fd = open_segment(segstart, false);
+			int			rc;
 
-			if (pg_fdatasync(fd) != 0)
+			pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
+			rc = pg_fdatasync(fd);
+			pgstat_report_wait_end();
+			if (rc != 0)
 				ereport(PANIC,
 						(errcode_for_file_access(),
 						 errmsg("could not fdatasync kvext log segment %016llX: %m",

@@ -82,6 +82,7 @@
 #include "store/stats.h"
 #include "store/store.h"
 #include "store/store_internal.h"
+#include "store/waits.h"
 #include "store/writeset.h"
 
 typedef struct KvStoreControl
@@ -179,9 +180,11 @@ KvStoreShmemSize(void)
 /*
  * KvStoreShmemInit
  *		Create or attach the store; the caller holds AddinShmemInitLock.
+ *		part_locks are the KVEXT_NUM_PARTITIONS partition locks, alloc_lock
+ *		the allocator lock (each in its own LWLock tranche, see shmem.c).
  */
 void
-KvStoreShmemInit(LWLockPadded *locks)
+KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 {
 	bool		found;
 	char	   *p;
@@ -190,7 +193,7 @@ KvStoreShmemInit(LWLockPadded *locks)
 	p = ShmemInitStruct("kvext store", KvStoreShmemSize(), &found);
 	sctl = (KvStoreControl *) p;
 	p += MAXALIGN(sizeof(KvStoreControl));
-	kv_locks = locks;
+	kv_locks = part_locks;
 
 	KvKeyspaceDirGen = (pg_atomic_uint32 *) p;
 	p += MAXALIGN(sizeof(pg_atomic_uint32));
@@ -219,7 +222,7 @@ KvStoreShmemInit(LWLockPadded *locks)
 			ConditionVariableInit(&owners[i].done);
 		}
 	}
-	KvAllocInit(p, &locks[KVEXT_ALLOC_LOCK_INDEX].lock,
+	KvAllocInit(p, alloc_lock,
 				(KvPtr) (sctl->bucket_bytes / KV_UNIT),
 				sctl->region_bytes - sctl->bucket_bytes, found);
 }
@@ -568,24 +571,6 @@ find_versions(KeyVersions *kv, uint16 ks, const char *key, uint32 keylen)
 }
 
 /*
- * wait_for_owner
- *		Sleep until backend owner has finished its end of transaction (its
- *		pending entries are all committed or removed).  Called holding
- *		lock, the partition lock under which one of its pending entries was
- *		seen, which is released here: the owner needs that lock to finish,
- *		and it broadcasts only after finishing, so the wakeup cannot be
- *		missed.  Interruptible.
- */
-static void
-wait_for_owner(int owner, LWLock *lock)
-{
-	ConditionVariablePrepareToSleep(&owners[owner].done);
-	LWLockRelease(lock);
-	ConditionVariableSleep(&owners[owner].done, PG_WAIT_EXTENSION);
-	ConditionVariableCancelSleep();
-}
-
-/*
  * lock_key
  *		Step 1 of a write: return holding the key's partition lock
  *		exclusively, with no other transaction's pending entry on the key
@@ -601,11 +586,14 @@ wait_for_owner(int owner, LWLock *lock)
  *		  in progress), or while it converts its entries at commit.  The
  *		  waiter decides from what the owner really did, never from a
  *		  subtransaction's transient state, and never removes the entry.
+ *		Each wait is published for kv_locks() and names the key, keyspace
+ *		and holder in the context of any error raised during it (waits.c).
  */
 static void
 lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 {
 	TransactionId waited = InvalidTransactionId;
+	KvWaitTarget target;
 
 	for (;;)
 	{
@@ -632,7 +620,9 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			LWLockRelease(kv->lock);
 			if (TransactionIdIsCurrentTransactionId(dropper))
 				report_keyspace_gone();
-			XactLockTableWait(dropper, NULL, NULL, XLTW_None);
+			target = (KvWaitTarget) {ks.id, NULL, 0,
+			KvKeyspaces[ks.id].xact_proc, dropper};
+			KvWaitOnXact(&target);
 			continue;
 		}
 		find_versions(kv, ks.id, key, keylen);
@@ -641,14 +631,16 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 
 		/* another transaction holds the key */
 		owner = kv->pend->owner;
+		target = (KvWaitTarget) {ks.id, key, keylen, owner, kv->pend->xid};
 		if (owner_committing(owner) || TransactionIdEquals(kv->pend->xid, waited))
 		{
-			wait_for_owner(owner, kv->lock);
+			/* published for kv_locks(); releases kv->lock (waits.c) */
+			KvWaitOnOwner(&target, &owners[owner].done, kv->lock);
 			continue;
 		}
 		waited = kv->pend->xid;
 		LWLockRelease(kv->lock);
-		XactLockTableWait(waited, NULL, NULL, XLTW_None);
+		KvWaitOnXact(&target);
 	}
 }
 

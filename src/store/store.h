@@ -22,17 +22,6 @@ typedef uint64 KvLsn;
 #define KVEXT_NUM_PARTITIONS		128
 #define KVEXT_NUM_PARTITIONS_LOG2	7
 
-/*
- * named LWLock tranche: partitions, then the allocator, keyspace, log
- * insert and log flush locks
- */
-#define KVEXT_TRANCHE_NAME			"kvext"
-#define KVEXT_NUM_LWLOCKS			(KVEXT_NUM_PARTITIONS + 5)
-#define KVEXT_ALLOC_LOCK_INDEX		KVEXT_NUM_PARTITIONS
-#define KVEXT_KEYSPACE_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 1)
-#define KVEXT_WAL_INSERT_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 2)
-#define KVEXT_WAL_FLUSH_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 3)
-#define KVEXT_CONTROL_LOCK_INDEX	(KVEXT_NUM_PARTITIONS + 4)
 
 /*
  * One version of one key.  Keys and values are stored inline after the
@@ -126,7 +115,7 @@ KvKeyspaceIsValid(KvKeyspaceRef ref)
 
 /* store.c: setup */
 extern Size KvStoreShmemSize(void);
-extern void KvStoreShmemInit(LWLockPadded *locks);
+extern void KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock);
 
 /* store.c: reads */
 typedef enum KvReadMode

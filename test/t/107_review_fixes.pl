@@ -27,8 +27,8 @@ $node->safe_psql('postgres',
 my $held = $node->background_psql('postgres', on_error_stop => 0);
 $held->query_safe(q{BEGIN; SELECT kv_put('r1', 'pending'), kv_put('held-new', 'x')});
 
-# the worker has no database connection, so it is not in pg_stat_activity:
-# find it among the postmaster's children by its process title
+# find the worker among the postmaster's children by its process title (it
+# is also in pg_stat_activity, see 130_visible_waits.pl)
 sub checkpointer_pid
 {
 	for my $pid (child_pids($node->{_pid} // 0))
