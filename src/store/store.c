@@ -620,7 +620,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			LWLockRelease(kv->lock);
 			if (TransactionIdIsCurrentTransactionId(dropper))
 				report_keyspace_gone();
-			target = (KvWaitTarget) {ks.id, NULL, 0,
+			target = (KvWaitTarget) {KvKeyspaces[ks.id].name, NULL, 0,
 			KvKeyspaces[ks.id].xact_proc, dropper};
 			KvWaitOnXact(&target);
 			continue;
@@ -631,7 +631,8 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 
 		/* another transaction holds the key */
 		owner = kv->pend->owner;
-		target = (KvWaitTarget) {ks.id, key, keylen, owner, kv->pend->xid};
+		target = (KvWaitTarget) {KvKeyspaces[ks.id].name, key, keylen,
+			owner, kv->pend->xid};
 		if (owner_committing(owner) || TransactionIdEquals(kv->pend->xid, waited))
 		{
 			/* published for kv_locks(); releases kv->lock (waits.c) */

@@ -36,6 +36,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
@@ -45,7 +46,6 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
-#include "store/store.h"
 #include "store/waits.h"
 
 typedef struct KvWaitSlot
@@ -149,15 +149,17 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 		info->holder_pid = ProcGlobal->allProcs[t->holder_procno].pid;
 	info->holder_xid = t->holder_xid;
 	info->since = GetCurrentTimestamp();
-	memcpy(info->keyspace, KvKeyspaces[t->keyspace].name, NAMEDATALEN);
+	memcpy(info->keyspace, t->keyspace, NAMEDATALEN);
 	info->keyspace[NAMEDATALEN - 1] = '\0';
 	info->has_key = (t->key != NULL);
 	if (t->key != NULL)
 	{
-		char	   *excerpt = KvKeyExcerpt(t->key, t->keylen);
+		/* as KvKeyExcerpt, without a palloc: cut at a character boundary */
+		int			len = pg_mbcliplen(t->key, (int) t->keylen,
+									   KVEXT_WAIT_KEY_BYTES);
 
-		strlcpy(info->key, excerpt, sizeof(info->key));
-		pfree(excerpt);
+		memcpy(info->key, t->key, len);
+		info->key[len] = '\0';
 	}
 
 	if (!exit_hook_registered)

@@ -21,7 +21,7 @@
 /* what a writer waits for; key == NULL: a transaction dropping keyspace */
 typedef struct KvWaitTarget
 {
-	uint16		keyspace;
+	const char *keyspace;		/* its name (KvKeyspace.name) */
 	const char *key;
 	uint32		keylen;
 	int			holder_procno;	/* pgprocno of the holding backend, or -1 */
