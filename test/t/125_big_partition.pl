@@ -213,13 +213,9 @@ is($node->safe_psql('postgres', 'SELECT snapshot_failures FROM kv_wal_status()')
 	'0', 'no snapshot failure reported');
 
 # ---------------------------------------------------------------------------
-# a clean restart (its shutdown snapshot, then loading it)
-$node->restart;
-kv_wait_ready($node);
-check_content('after a restart', 0);
-
-# writes after the shutdown snapshot, then kill -9: that snapshot plus log
-# replay
+# writes after the snapshot, then kill -9: loading that snapshot plus log
+# replay.  (A clean restart would write and load one more 1GB snapshot,
+# through the same code: left out to keep the test's time down.)
 $node->safe_psql('postgres', q{SELECT kv_put('h2', 'changed after the last snapshot')});
 $small_digest = kv_digest($node, 'default', 'h');
 kill9_postmaster($node);
@@ -229,5 +225,6 @@ check_content('after kill -9', 0);
 is($node->safe_psql('postgres', q{SELECT kv_get('h2')}),
 	'changed after the last snapshot', 'a write logged after the snapshot was replayed');
 
-$node->stop;
+# an immediate stop: a clean one would write another 1GB snapshot
+$node->stop('immediate');
 done_testing();
