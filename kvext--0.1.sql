@@ -157,6 +157,17 @@ LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
 COMMENT ON FUNCTION kv_stats() IS
 'per keyspace: keys, memory used, hits, misses and writes; the row with a NULL keyspace is the total';
 
+CREATE FUNCTION kv_memory(OUT memory_used bigint, OUT memory_limit bigint,
+                          OUT largest_free_block bigint,
+                          OUT compactions bigint, OUT failed_compactions bigint,
+                          OUT moved_entries bigint, OUT moved_bytes bigint,
+                          OUT longest_compaction_ms float8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_memory'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_memory() IS
+'the store''s memory: used, limit, largest free block, and the work compaction did since the server started';
+
 -- Durability
 
 CREATE FUNCTION kv_checkpoint()
