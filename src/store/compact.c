@@ -128,6 +128,8 @@ KvStoreCompact(Size size, bool use_reserve)
 	instr_time	start;
 	instr_time	duration;
 
+	if (!KvAllocFreeFor(size, use_reserve))
+		return false;			/* really full: nothing to compact for */
 	KvAllocUsage(&used, &total);
 	INSTR_TIME_SET_CURRENT(start);
 
