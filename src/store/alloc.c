@@ -658,7 +658,10 @@ KvAllocNoteCompaction(bool succeeded, uint64 usecs)
  * KvAllocGetStats
  *		Compaction counters and the size of the largest free block (what
  *		the next allocation could get without compacting; reserve
- *		included), for kv_memory().
+ *		included), for kv_memory().  The largest blocks are all in the
+ *		highest non-empty free list; at most 256 of its blocks are looked
+ *		at, so on a heap with many free blocks of one size class the answer
+ *		may be low by up to 1/16.
  */
 void
 KvAllocGetStats(KvAllocStats *stats)
@@ -671,10 +674,10 @@ KvAllocGetStats(KvAllocStats *stats)
 	{
 		int			fl = pg_leftmost_one_pos32(ctl->fl_bitmap);
 		int			sl = pg_leftmost_one_pos32(ctl->sl_bitmap[fl]);
+		int			n = 0;
 
-		/* the largest blocks are all in the highest non-empty list */
-		for (KvPtr p = ctl->heads[fl][sl]; p != InvalidKvPtr;
-			 p = BLK(p)->next_free)
+		for (KvPtr p = ctl->heads[fl][sl]; p != InvalidKvPtr && n < 256;
+			 p = BLK(p)->next_free, n++)
 			largest = Max(largest, BLK_SIZE(BLK(p)));
 	}
 	LWLockRelease(alloc_lock);
