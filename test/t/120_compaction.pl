@@ -172,6 +172,45 @@ is( kv_scalar(
 	'1000',
 	'after deleting 96-byte keys, 160-byte values fit in their place');
 
+# 8. entries over 2MB never move: compaction steps over them.  Free the
+#    96-byte keys (holes between the 32-byte ones), write two 3MB values
+#    (each needs 3MB gathered from small holes), then refill with 96-byte
+#    values again: the store still fills up past 85%, around the big ones.
+$node->safe_psql(
+	'postgres', q{
+DO $$
+BEGIN
+	FOR i IN 1..60000 LOOP
+		PERFORM kv_delete('r' || i);
+		PERFORM kv_delete('n' || i);
+		IF i % 2000 = 0 THEN
+			COMMIT;
+		END IF;
+	END LOOP;
+END $$;
+});
+$r = kv_call($node, q{
+SET kvext.max_value_size = '4MB';
+SELECT kv_put('big1', repeat('B', 3 * 1024 * 1024));
+SELECT kv_put('big2', repeat('C', 3 * 1024 * 1024));
+});
+is($r->{stderr}, '', 'two 3MB values fit in a heap of small holes');
+$r = kv_call($node, q{CALL fill('r', 3)});
+is($r->{sqlstate}, '53200', 'a refill around them ends with 53200');
+$used = used_fraction();
+note "with two 3MB entries: $used of memory_limit used at the first 53200";
+cmp_ok($used, '>=', 0.85, 'and still uses at least 85% of memory_limit');
+is( kv_scalar(
+		$node, q{
+SELECT (SELECT count(*) FILTER (WHERE value <> val(key, 1)) FROM kv_scan('k'))
+     + (SELECT count(*) FILTER (WHERE value <> val(key, 3)) FROM kv_scan('r'))
+     + (SELECT count(*) FROM kv_scan('n'))
+     + (SELECT count(*) FILTER (WHERE value <> repeat(CASE key WHEN 'big1' THEN 'B' ELSE 'C' END, 3 * 1024 * 1024)) FROM kv_scan('big'))
+     || ',' || (SELECT count(*) FROM kv_scan('big'))
+     || ',' || (SELECT count(*) FROM kv_scan('k'))}),
+	"0,2,$kept",
+	'every value intact, the big ones too');
+
 ok(!$node->log_contains(qr/TRAP:|PANIC:|terminated by signal/),
 	'no assertion failure or crash in the server log');
 $node->stop;
