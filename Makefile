@@ -16,6 +16,7 @@ OBJS = \
 	src/worker.o \
 	src/failpoint.o \
 	src/store/alloc.o \
+	src/store/compact.o \
 	src/store/store.o \
 	src/store/scan.o \
 	src/store/keyspace.o \

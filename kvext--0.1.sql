@@ -175,6 +175,17 @@ COMMENT ON VIEW kv_locks IS
 'writers waiting for a key held by another transaction (see kv_locks())';
 GRANT SELECT ON kv_locks TO PUBLIC;
 
+CREATE FUNCTION kv_memory(OUT memory_used bigint, OUT memory_limit bigint,
+                          OUT largest_free_block bigint,
+                          OUT compactions bigint, OUT failed_compactions bigint,
+                          OUT moved_entries bigint, OUT moved_bytes bigint,
+                          OUT longest_compaction_ms float8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_memory'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_memory() IS
+'the store''s memory: used, limit, largest free block, and the work compaction did since the server started';
+
 -- Durability
 
 CREATE FUNCTION kv_checkpoint()

@@ -6,6 +6,9 @@
 #   make bench QUICK=1    fewer, shorter rounds (under 3 minutes); prints the
 #                         report only (set OUT=path to write it somewhere)
 #   ROUNDS=n DURATION=s   override rounds per measurement / seconds per run
+#   make bench ONLY=fragmentation
+#                         only the fill / delete / refill experiment (about a
+#                         minute); prints its part of the report
 #
 # Installs what it needs (PostgreSQL 15, redis-server, redis-tools), builds and
 # installs kvext, then runs test/bench/bench.py, which starts its own servers

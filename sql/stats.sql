@@ -144,6 +144,15 @@ SELECT kv_create_keyspace('st_ks');
 SELECT entries, memory_used, hits, misses, writes FROM kv_stats() WHERE keyspace = 'st_ks';
 SELECT kv_drop_keyspace('st_ks');
 
+-- kv_memory(): the same memory as kv_stats()'s total row, the largest free
+-- block, and compaction's counters (none yet: nothing was fragmented)
+SELECT m.memory_limit = s.memory_limit AS same_limit,
+       m.memory_used <= m.memory_limit AS within_limit,
+       m.largest_free_block BETWEEN 1 AND m.memory_limit - m.memory_used AS largest_free_ok,
+       m.compactions >= m.failed_compactions AS counters_ok,
+       m.moved_entries >= 0 AND m.moved_bytes >= 0 AND m.longest_compaction_ms >= 0 AS moves_ok
+  FROM kv_memory() m, kv_stats() s WHERE s.keyspace IS NULL;
+
 -- clean up
 SELECT count(*) FROM kv_scan('st:') WHERE kv_delete(key);
 DROP VIEW st_delta;

@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * monitor.c
- *	  Status functions: kv_stats(), kv_wal_status(), kv_checkpoint(),
- *	  kv_backup_start(), kv_backup_stop(),
- *	  kv_locks().
+ *	  Status functions: kv_stats(), kv_memory(), kv_wal_status(),
+ *	  kv_checkpoint(), kv_backup_start(), kv_backup_stop(), kv_locks().
  *
- * kv_stats() sums the per-backend counters of store/stats.c; kv_locks()
- * copies the published waits of store/waits.c; the others read the log's
- * positions and the checkpointer's state.
+ * kv_stats() sums the per-backend counters of store/stats.c; kv_memory()
+ * reads the allocator's counters; kv_locks() copies the published waits of
+ * store/waits.c; the others read the log's positions and the
+ * checkpointer's state.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -108,6 +108,42 @@ kv_stats(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(kv_memory);
+
+/*
+ * kv_memory() returns record (memory_used bigint, memory_limit bigint,
+ *		largest_free_block bigint, compactions bigint,
+ *		failed_compactions bigint, moved_entries bigint, moved_bytes bigint,
+ *		longest_compaction_ms float8)
+ *
+ * The heap's state and the work compaction did since the server started
+ * (store/compact.c).  memory_used is kv_stats()'s total.
+ */
+Datum
+kv_memory(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8];
+	KvAllocStats st;
+
+	KvCheckAvailable();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	KvAllocGetStats(&st);
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum((int64) KvStoreMemoryUsed());
+	values[1] = Int64GetDatum((int64) KvStoreMemoryLimit());
+	values[2] = Int64GetDatum((int64) st.largest_free);
+	values[3] = Int64GetDatum((int64) st.compactions);
+	values[4] = Int64GetDatum((int64) st.failed_compactions);
+	values[5] = Int64GetDatum((int64) st.moved_blocks);
+	values[6] = Int64GetDatum((int64) st.moved_bytes);
+	values[7] = Float8GetDatum((double) st.longest_compaction_us / 1000.0);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 PG_FUNCTION_INFO_V1(kv_wal_status);

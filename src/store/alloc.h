@@ -34,9 +34,29 @@ extern PGDLLIMPORT char *KvBase;	/* start of the store region */
 extern Size KvAllocControlSize(void);
 extern void KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes,
 						bool found);
+extern Size KvAllocBlockNeed(Size size);
 extern KvPtr KvAlloc(Size size, bool use_reserve);
 extern void KvFree(KvPtr p);
 extern Size KvAllocBlockSize(KvPtr p);
 extern void KvAllocUsage(uint64 *used, uint64 *total);
+
+/* sliding blocks down, for compaction (compact.c) */
+extern bool KvAllocFreeFor(Size size, bool use_reserve);
+extern KvPtr KvAllocNextMovable(Size max_size, Size *size, Size *advanced);
+extern void KvAllocSkip(KvPtr ptr);
+extern KvPtr KvAllocSlideDown(KvPtr ptr, Size max_size, Size *free_after);
+
+typedef struct KvAllocStats
+{
+	uint64		largest_free;	/* bytes of the largest free block */
+	uint64		compactions;	/* compactions run, ... */
+	uint64		failed_compactions; /* ... of which did not make a block */
+	uint64		moved_blocks;	/* blocks moved, and their bytes */
+	uint64		moved_bytes;
+	uint64		longest_compaction_us;
+} KvAllocStats;
+
+extern void KvAllocNoteCompaction(bool succeeded, uint64 usecs);
+extern void KvAllocGetStats(KvAllocStats *stats);
 
 #endif							/* KVEXT_ALLOC_H */

@@ -57,6 +57,17 @@
  * Whole-store scans (kv_scan, snapshots) are in scan.c, which reaches the
  * bucket array and the visibility tests through store_internal.h.
  *
+ * Entries move.  When a write finds no free block big enough although
+ * enough bytes are free, it releases its partition lock and compacts the
+ * heap (compact.c), then starts over; only when the free bytes do not add
+ * up is the store full (53200).  Compaction moves committed entries, one
+ * at a time under the entry's partition lock (exclusive) and then the
+ * allocator lock, and repoints the one link to it.  Hence the rule for
+ * all code: a KvPtr or pointer to a committed entry is valid only while
+ * its partition lock is held; whatever must outlive the lock hold is
+ * copied (scans) or is a pending entry (write sets, the apply path,
+ * commit and abort), which never moves.  Recovery compacts the same way.
+ *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
@@ -79,6 +90,7 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
+#include "store/compact.h"
 #include "store/stats.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -232,6 +244,20 @@ static inline bool
 owner_committing(int procno)
 {
 	return pg_atomic_read_u64(&owners[procno].committing) != 0;
+}
+
+/*
+ * KvStoreChainHead
+ *		For compact.c: the link to the first entry of the bucket of hash,
+ *		and the partition lock that protects the chain.
+ */
+KvPtr *
+KvStoreChainHead(uint32 hash, LWLock **lock)
+{
+	uint32		bucket = BUCKET_OF(hash);
+
+	*lock = PART_LOCK(PART_OF(bucket));
+	return &KvStoreBuckets[bucket];
 }
 
 static inline uint32
@@ -813,9 +839,11 @@ link_pending(KeyVersions *kv, uint16 ks, KvPtr np, bool was_visible)
  * Assigns the transaction an xid, locks the key (lock_key: waiting for
  * another transaction that holds it), computes the new value from the one
  * visible to this transaction (new_version), and links a pending entry
- * that records it (link_pending).  Errors (store full, non-integer value,
- * overflow) are raised before anything in shared memory changes.  Results
- * go to the fields of *w.
+ * that records it (link_pending).  If no free block fits although enough
+ * bytes are free, it releases the lock, compacts the heap and starts over
+ * (the key may have changed meanwhile).  Errors (store full, non-integer
+ * value, overflow) are raised before anything in shared memory changes.
+ * Results go to the fields of *w.
  */
 void
 KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
@@ -829,6 +857,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	Size		size;
 	KvPtr		np;
 	uint16		flags;
+	int			tries = 0;
 
 	/* things that may fail come before any lock */
 	myxid = GetCurrentTransactionId();
@@ -837,24 +866,27 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	kv.hash = kv_hash(ks.id, key, keylen);
 	kv.bucket = BUCKET_OF(kv.hash);
 	kv.lock = PART_LOCK(PART_OF(kv.bucket));
-	lock_key(&kv, ks, key, keylen);
-
-	visible = kv.pend ? ((kv.pend->flags & KVE_TOMBSTONE) ? NULL : kv.pend) : kv.comm;
-	err = new_version(w, visible, &nv, &cur);
-	if (err != WRITE_OK)
+	for (;;)
 	{
-		LWLockRelease(kv.lock);
-		report_write_error(err, w, cur, key, keylen);
-		return;					/* WRITE_NOTHING */
-	}
+		lock_key(&kv, ks, key, keylen);
 
-	size = KvEntryHeaderSize + keylen + (nv.tombstone ? 0 : nv.len);
-	/* deletes may dip into the reserve, so a full store can be emptied */
-	np = KvAlloc(size, nv.tombstone);
-	if (np == InvalidKvPtr)
-	{
+		visible = kv.pend ? ((kv.pend->flags & KVE_TOMBSTONE) ? NULL : kv.pend) : kv.comm;
+		err = new_version(w, visible, &nv, &cur);
+		if (err != WRITE_OK)
+		{
+			LWLockRelease(kv.lock);
+			report_write_error(err, w, cur, key, keylen);
+			return;				/* WRITE_NOTHING */
+		}
+
+		size = KvEntryHeaderSize + keylen + (nv.tombstone ? 0 : nv.len);
+		/* deletes may dip into the reserve, so a full store can be emptied */
+		np = KvAlloc(size, nv.tombstone);
+		if (np != InvalidKvPtr)
+			break;
 		LWLockRelease(kv.lock);
-		report_store_full(size);
+		if (++tries > KVEXT_COMPACT_TRIES || !KvStoreCompact(size, nv.tombstone))
+			report_store_full(size);
 	}
 
 	flags = KVE_PENDING;
@@ -969,6 +1001,24 @@ KvStoreOwnerCommitting(int procno)
 }
 
 /*
+ * alloc_compacting
+ *		KvAlloc for the apply path and recovery (reserve included),
+ *		compacting the heap when no block fits.  No LWLock held.
+ */
+static KvPtr
+alloc_compacting(Size size)
+{
+	for (int tries = 0;; tries++)
+	{
+		KvPtr		np = KvAlloc(size, true);
+
+		if (np != InvalidKvPtr || tries >= KVEXT_COMPACT_TRIES ||
+			!KvStoreCompact(size, true))
+			return np;
+	}
+}
+
+/*
  * KvStoreApplyWrite
  *		Apply path (recovery, and followers later): link a pending entry of
  *		this backend for (ks, key) with the given value, or a tombstone,
@@ -990,7 +1040,7 @@ KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 
 	if (tombstone)
 		vallen = 0;
-	np = KvAlloc(KvEntryHeaderSize + keylen + vallen, true);
+	np = alloc_compacting(KvEntryHeaderSize + keylen + vallen);
 	if (np == InvalidKvPtr)
 		return InvalidKvPtr;
 	n = init_entry(np, hash, ks, key, keylen, value, vallen,
@@ -1199,7 +1249,7 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 
 	if (value != NULL)
 	{
-		np = KvAlloc(KvEntryHeaderSize + keylen + vallen, true);
+		np = alloc_compacting(KvEntryHeaderSize + keylen + vallen);
 		if (np == InvalidKvPtr)
 			return false;
 	}

@@ -28,7 +28,9 @@ typedef uint64 KvLsn;
  * header (key first).  Committed entries have KVE_PENDING clear; a
  * transaction's uncommitted write is a KVE_PENDING entry carrying the
  * writing (sub)transaction's xid, which doubles as the key's write lock.
- * See store.c for the chain-order invariant.
+ * See store.c for the chain-order invariant.  Committed entries may be
+ * moved by compaction (compact.c) whenever their partition lock is free:
+ * keep a pointer to one only while holding that lock.
  */
 typedef struct KvEntry
 {
