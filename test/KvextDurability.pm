@@ -22,7 +22,7 @@ our @EXPORT = qw(
   kill9_postmaster child_pids wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
-  spawn_psql wait_or_kill
+  spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
@@ -347,6 +347,68 @@ sub kv_check_expected
 		  . join(',', map { "'$expect->{$_}'" } @keys)
 		  . ']) AS t(k, v) WHERE kv_get(k) IS DISTINCT FROM v');
 	is($bad, '', "$what: all " . scalar(@keys) . " $kind keys present");
+	return;
+}
+
+# gdb_hold(pid, breakpoint, kvext => 1): attach gdb to a backend, set one
+# breakpoint (after loading kvext's symbols if kvext is set) and let the
+# backend run on.  Returns a handle, or undef (after a diag with gdb's
+# output) when gdb is missing or cannot attach here.  The caller makes the
+# backend reach the breakpoint, then calls gdb_wait_hit, and gdb_release
+# to let it go on.
+sub gdb_hold
+{
+	my ($pid, $break, %params) = @_;
+	my $gdb = `command -v gdb 2>/dev/null`;
+	chomp $gdb;
+	return undef unless $gdb;
+
+	my $h = { in => '', out => '' };
+	$h->{run} = IPC::Run::start(
+		[ $gdb, '-q', '-nx', '-iex', 'set auto-solib-add off', '-p', $pid ],
+		'<', \$h->{in}, '>&', \$h->{out}, IPC::Run::timeout(120));
+	$h->{in} .= join("\n",
+		'set pagination off',
+		'set confirm off',
+		'handle SIGUSR1 SIGUSR2 SIGURG SIGALRM SIGPIPE SIGCHLD SIGINT SIGTERM SIGQUIT nostop noprint pass',
+		($params{kvext} ? ('sharedlibrary kvext') : ()),
+		"break $break",
+		'echo GDB-READY\n',
+		'continue',
+		'');
+	my $ready = eval {
+		$h->{run}->pump until $h->{out} =~ /GDB-READY/ && $h->{out} =~ /Continuing/;
+		1;
+	};
+	if (!$ready || $h->{out} =~ /ptrace: Operation not permitted|No symbol|not defined/)
+	{
+		Test::More::diag("gdb output:\n$h->{out}");
+		$h->{run}->kill_kill;
+		return undef;
+	}
+	return $h;
+}
+
+# gdb_wait_hit(handle): wait until the backend stops at the breakpoint;
+# false (after a diag with gdb's output) if it never does.
+sub gdb_wait_hit
+{
+	my ($h) = @_;
+	my $hit = eval {
+		$h->{run}->pump until $h->{out} =~ /Breakpoint 1, /;
+		1;
+	};
+	Test::More::diag("gdb output:\n$h->{out}") unless $hit;
+	return $hit;
+}
+
+# gdb_release(handle, detach => 0): end gdb (detaching first if asked), so
+# the held backend goes on.
+sub gdb_release
+{
+	my ($h, %params) = @_;
+	$h->{in} .= ($params{detach} ? "detach\n" : '') . "quit\n";
+	eval { $h->{run}->finish; 1 } or $h->{run}->kill_kill;
 	return;
 }
 

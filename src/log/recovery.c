@@ -226,13 +226,17 @@ typedef struct LogScan
 } LogScan;
 
 /*
- * fail_corrupt
- *		Refuse the log: the record at the reader's position is damaged for
- *		the reason why; detail says why that is not a torn write, hint (or
- *		NULL) what the operator can do.
+ * report_corrupt
+ *		Refuse the log: the record at lsn is damaged for the reason why;
+ *		detail says why that is not a torn write, hint (or NULL) what the
+ *		operator can do.  Names the file, the offset and the LSN.
  */
+static void report_corrupt(KvLogReader *r, KvLsn lsn, const char *why,
+						   const char *detail, const char *hint) pg_attribute_noreturn();
+
 static void
-fail_corrupt(KvLogReader *r, const char *why, const char *detail, const char *hint)
+report_corrupt(KvLogReader *r, KvLsn lsn, const char *why, const char *detail,
+			   const char *hint)
 {
 	char		path[MAXPGPATH];
 	KvLsn		segstart = KvLogReaderSegStart(r);
@@ -241,10 +245,17 @@ fail_corrupt(KvLogReader *r, const char *why, const char *detail, const char *hi
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
-					path, (unsigned long long) (r->pos - segstart),
-					LSN_FORMAT_ARGS(r->pos), why),
+					path, (unsigned long long) (lsn - segstart),
+					LSN_FORMAT_ARGS(lsn), why),
 			 errdetail_internal("%s", detail),
 			 hint ? errhint("%s", hint) : 0));
+}
+
+/* a record at the reader's position that failed its checks (reader.c) */
+static void
+fail_corrupt(KvLogReader *r, const char *why, const char *detail, const char *hint)
+{
+	report_corrupt(r, r->pos, why, detail, hint);
 }
 
 static void invalid_record(KvLogReader *r, const char *why) pg_attribute_noreturn();
@@ -432,16 +443,9 @@ store_full_during_recovery(void)
 static void
 invalid_record(KvLogReader *r, const char *why)
 {
-	char		path[MAXPGPATH];
-	KvLsn		segstart = KvLogReaderSegStart(r);
-
-	KvWalSegmentPath(path, segstart);
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
-					path, (unsigned long long) (r->rec->lsn - segstart),
-					LSN_FORMAT_ARGS(r->rec->lsn), why),
-			 errdetail("The record's checksum holds, but what it holds is not a valid record.")));
+	report_corrupt(r, r->rec->lsn, why,
+				   _("The record's checksum holds, but what it holds is not a valid record."),
+				   NULL);
 }
 
 /*

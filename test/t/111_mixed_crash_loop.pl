@@ -248,10 +248,6 @@ $node->stop;
 # ===========================================================================
 SKIP:
 {
-	my $gdb = `command -v gdb 2>/dev/null`;
-	chomp $gdb;
-	skip 'gdb is not installed', 4 unless $gdb;
-
 	my $node4 = kv_node('mixed_visibility', qq(
 fsync = on
 autovacuum = off
@@ -266,25 +262,12 @@ wal_writer_delay = '10s'
 	# hold A at its first XLogFlush after its commit record was inserted:
 	# RecordTransactionCommit sets XactLastCommitEnd and clears
 	# XactLastRecEnd (no debug symbols needed)
-	my ($gin, $gout) = ('', '');
-	my $g = IPC::Run::start([ $gdb, '-q', '-nx', '-iex', 'set auto-solib-add off', '-p', $apid ],
-		'<', \$gin, '>&', \$gout, IPC::Run::timeout(120));
-	$gin .= join("\n",
-		'set pagination off',
-		'set confirm off',
-		'handle SIGUSR1 SIGUSR2 SIGURG SIGALRM SIGPIPE SIGCHLD SIGINT SIGTERM SIGQUIT nostop noprint pass',
-		'break XLogFlush if *(long *) &XactLastRecEnd == 0 && *(long *) &XactLastCommitEnd != 0',
-		'echo GDB-READY\n',
-		'continue',
-		'');
-	my $ready = eval { $g->pump until $gout =~ /GDB-READY/ && $gout =~ /Continuing/; 1 };
-	if (!$ready || $gout =~ /ptrace: Operation not permitted|No symbol|not defined/)
+	my $g = gdb_hold($apid, 'XLogFlush if *(long *) &XactLastRecEnd == 0 && *(long *) &XactLastCommitEnd != 0');
+	if (!$g)
 	{
-		diag("gdb output:\n$gout");
-		$g->kill_kill;
 		$a->quit;
 		$node4->stop('immediate');
-		skip 'gdb cannot hold a backend here', 4;
+		skip 'gdb is missing or cannot hold a backend here', 4;
 	}
 
 	# PostgreSQL's WAL writer would write A's commit record within
@@ -298,15 +281,11 @@ wal_writer_delay = '10s'
 	$a->{stdin} .= "SET synchronous_commit = off;\nBEGIN;\nINSERT INTO t4 VALUES (1);\n"
 	  . "SELECT kv_put('src', 'v1');\nCOMMIT;\n";
 	$a->{run}->pump_nb;
-	my $held = eval {
-		$g->pump until $gout =~ /Breakpoint 1, /;
-		1;
-	};
+	my $held = gdb_wait_hit($g);
 	if (!$held)
 	{
-		diag("gdb output:\n$gout");
 		kill 'CONT', $walwriter if $walwriter =~ /^\d+$/;
-		$g->kill_kill;
+		gdb_release($g);
 		$a->quit;
 		$node4->stop('immediate');
 		skip 'A never reached XLogFlush after its commit record', 4;
@@ -321,8 +300,7 @@ wal_writer_delay = '10s'
 
 	# crash: A's commit record is still only in WAL buffers
 	kill 'KILL', $apid, ($walwriter =~ /^\d+$/ ? $walwriter : ());
-	$gin .= "quit\n";
-	eval { $g->finish; 1 } or $g->kill_kill;
+	gdb_release($g);
 	eval { $a->quit; 1 };
 	kv_wait_ready($node4) or die 'the store did not become ready';
 

@@ -188,11 +188,9 @@ sub check_content
 
 check_content('before any snapshot', 1);
 
-# a full scan of the keyspace (more than 1GB passes through it)
-is( $node->safe_psql('postgres',
-		q{SELECT count(*) || ':' || sum(length(value)) FROM kv_scan('')}),
-	(3000 + 3) . ':' . ($len{ $big[0] } * 2 + $len{ $big[2] } + length(join('', map { "small value $_" } 1 .. 3000))),
-	'a full kv_scan over more than 1GB in one partition works');
+# (kv_scan('big_') above already copies more than 1GB out of one partition;
+# a full kv_scan('') would only repeat it, at the cost of another 1GB
+# through a tuplestore on disk.)
 
 # ---------------------------------------------------------------------------
 # the snapshot
