@@ -122,6 +122,9 @@ zeros_to_end(KvLogReader *r, off_t off)
 	return result;
 }
 
+/* one string, compared by address (header_problem's caller) */
+static const char record_past_end[] = "record extends past the end of the file";
+
 /*
  * header_problem
  *		What is wrong with the record header hdr found at position pos with
@@ -132,12 +135,13 @@ header_problem(const KvWalRecord *hdr, KvLsn pos, off_t room)
 {
 	if (hdr->len < sizeof(KvWalRecord) || hdr->len % 8 != 0)
 		return "invalid record length";
-	if ((off_t) hdr->len > room)
-		return "record extends past the end of the file";
 	if (hdr->lsn != pos)
 		return "record position does not match its place in the file";
 	if (hdr->version != KVEXT_WAL_VERSION && hdr->version != KVEXT_WAL_VERSION_1)
 		return "unknown record format version";
+	/* last: the header holds together, the file cuts the record short */
+	if ((off_t) hdr->len > room)
+		return record_past_end;
 	return NULL;
 }
 
@@ -255,8 +259,6 @@ static KvLogReadResult
 bad(KvLogReader *r, const char *why)
 {
 	r->why = why;
-	if (strcmp(why, "checksum mismatch") != 0)
-		r->bad_extent = 0;
 	r->bad_in_last = (r->seg == r->nsegs - 1);
 	return KV_READ_BAD;
 }
@@ -319,6 +321,7 @@ KvLogReadNext(KvLogReader *r)
 		const char *why;
 
 		r->rec = NULL;
+		r->bad_extent = 0;
 		if (off + (off_t) sizeof(KvWalRecord) > r->segsize)
 		{
 			/* fewer bytes left than a header: only zeros may remain */
@@ -334,13 +337,22 @@ KvLogReadNext(KvLogReader *r)
 				bool		crc_bad;
 
 				if ((why = header_problem(&hdr, r->pos, r->segsize - off)) != NULL)
+				{
+					/* a torn record: its payload is not searched (below) */
+					if (why == record_past_end)
+						r->bad_extent = hdr.len;
 					return bad(r, why);
+				}
 				if (!load_record(r, off, &hdr, &crc_bad))
 				{
-					if (!crc_bad)
-						return bad(r, "record extends past the end of the file");
-					/* the header holds together: the damage is inside it */
+					/*
+					 * The header holds together, so the record's payload,
+					 * which may hold anything (a client's value that looks
+					 * like a record), is not searched for valid records.
+					 */
 					r->bad_extent = hdr.len;
+					if (!crc_bad)
+						return bad(r, record_past_end);
 					return bad(r, "checksum mismatch");
 				}
 				r->rec = (KvWalRecord *) r->buf;
@@ -402,8 +414,8 @@ KvLogReaderValidAfter(KvLogReader *r)
 
 	/*
 	 * Look past the damaged record itself when its header holds together
-	 * (only its CRC failed): its payload may hold anything, even bytes that
-	 * look like a record.
+	 * (its CRC failed, or it runs past the end of the file): its payload
+	 * may hold anything, even bytes that look like a record.
 	 */
 	off_t		start = (off_t) (r->pos - segstart) + Max(8, (off_t) r->bad_extent);
 	char	   *chunk = palloc(ZERO_CHUNK);
