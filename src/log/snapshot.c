@@ -373,7 +373,19 @@ KvSnapshotWrite(void)
 		snap->last_time = start;
 		SpinLockRelease(&snap->mutex);
 
-		removed = KvWalRemoveBefore(redo);
+		/*
+		 * Look again: a pg_basebackup that began since the check above
+		 * (it does not wait on the replacing flag) may have copied the old
+		 * snapshot, and needs the segments after its redo point.  They go
+		 * with the next snapshot.  A backup that is not visible yet is
+		 * still in its own checkpoint and copies nothing before the
+		 * removal below is done.
+		 */
+		if (KvBackupInProgress())
+			ereport(LOG,
+					(errmsg("kvext snapshot keeps the old log files: a base backup began while it was written")));
+		else
+			removed = KvWalRemoveBefore(redo);
 	}
 	PG_FINALLY();
 	{

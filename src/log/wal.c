@@ -1000,14 +1000,27 @@ int
 KvWalRemoveBefore(KvLsn redo)
 {
 	KvLsn	   *starts;
-	int			n = KvWalListSegments(&starts);
+	int			n;
 	int			removed = 0;
+	KvLsn		current;
+
+	/*
+	 * The listing is not taken under the insert lock: it may show a file
+	 * that a failing segment switch is creating and about to unlink again,
+	 * named after the insert position (create_segment_inline).  So the
+	 * current segment, read first, bounds the removal, not only the next
+	 * file's name.
+	 */
+	SpinLockAcquire(&wal->mutex);
+	current = wal->seg_start;
+	SpinLockRelease(&wal->mutex);
+	n = KvWalListSegments(&starts);
 
 	for (int i = 0; i + 1 < n; i++)
 	{
 		char		path[MAXPGPATH];
 
-		if (starts[i + 1] > redo)
+		if (starts[i + 1] > redo || starts[i] >= current)
 			break;
 		KvWalSegmentPath(path, starts[i]);
 		if (unlink(path) != 0 && errno != ENOENT)
