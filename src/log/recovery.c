@@ -729,6 +729,8 @@ recover(void)
 
 	make_dir(KVEXT_DIR, ".");
 	make_dir(KVEXT_WAL_DIR, KVEXT_DIR);
+	/* nobody else uses the store until we are done: move anything */
+	KvStoreCompactUnbounded(true);
 	/* a snapshot that was being written when we crashed is garbage */
 	(void) unlink(KVEXT_SNAPSHOT_TMP);
 	restored = KvBackupRestoredCopy();
@@ -849,6 +851,7 @@ recover(void)
 				(errmsg("kvext converted a version-1 log: a snapshot now holds its data")));
 	}
 
+	KvStoreCompactUnbounded(false);
 	ereport(LOG,
 			(errmsg("kvext recovery complete: %s, %llu log records replayed from %X/%X to %X/%X in %ld ms",
 					have_snapshot ? "from snapshot" : "no snapshot",

@@ -29,7 +29,8 @@
  * a lock hold (a backend's write set, the apply path's list, commit and
  * abort) keeps it to a pending entry (KVE_PENDING), which never moves.  A
  * pending entry, an entry being initialized (not linked yet), a block over
- * KVEXT_COMPACT_MAX_MOVE and the fences at chunk ends are stepped over:
+ * KVEXT_COMPACT_MAX_MOVE (unless recovery runs, KvStoreCompactUnbounded)
+ * and the fences at chunk ends are stepped over:
  * the free block before them stays where it is, and sliding goes on after
  * them.
  *
@@ -44,8 +45,8 @@
  *
  * Cost.  A compaction stops as soon as a free block of the needed size
  * exists, so it moves about size * used / free bytes (the live data among
- * the holes it merges), and never more than one pass over the heap: the
- * bound for a large heap is one sweep, done one entry at a time, and only
+ * the holes it merges), and never more than two passes over the heap: the
+ * bound for a large heap is two sweeps, done one entry at a time, and only
  * when the heap is fragmented enough that a write could not be placed.
  *
  * Copyright (c) 2026, kvext authors
@@ -56,9 +57,16 @@
 
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "utils/memutils.h"
 
 #include "store/compact.h"
 #include "store/store.h"
+
+/*
+ * The largest block a compaction moves: KVEXT_COMPACT_MAX_MOVE, or no bound
+ * while this process recovers the store (KvStoreCompactUnbounded).
+ */
+static Size max_move = KVEXT_COMPACT_MAX_MOVE;
 
 /* outcome of trying to move one entry */
 typedef enum MoveResult
@@ -100,11 +108,25 @@ move_entry(KvPtr p, Size *free_after)
 		LWLockRelease(lock);
 		return MOVE_NEVER;
 	}
-	np = KvAllocSlideDown(p, KVEXT_COMPACT_MAX_MOVE, free_after);
+	np = KvAllocSlideDown(p, max_move, free_after);
 	if (np != InvalidKvPtr)
 		*link = np;
 	LWLockRelease(lock);
 	return np != InvalidKvPtr ? MOVE_DONE : MOVE_AGAIN;
+}
+
+/*
+ * KvStoreCompactUnbounded
+ *		While recovery replays the log, no other process uses the store, so
+ *		compaction may move entries of any size.  It must: replay places
+ *		entries in commit order, not where the running server placed them,
+ *		so it can leave holes next to large entries that the server never
+ *		had, and a log that fit at run time must fit at recovery.
+ */
+void
+KvStoreCompactUnbounded(bool on)
+{
+	max_move = on ? MaxAllocHugeSize : KVEXT_COMPACT_MAX_MOVE;
 }
 
 /*
@@ -113,7 +135,7 @@ move_entry(KvPtr p, Size *free_after)
  *		committed entries down (see the file header).  Returns true once
  *		such a block has formed (the caller then retries; a concurrent
  *		writer may take it first), false if the free bytes do not add up to
- *		size or one pass over the heap did not make the block.  Call with
+ *		size or two passes over the heap did not make the block.  Call with
  *		no LWLock held; interruptible.
  */
 bool
@@ -133,7 +155,14 @@ KvStoreCompact(Size size, bool use_reserve)
 	KvAllocUsage(&used, &total);
 	INSTR_TIME_SET_CURRENT(start);
 
-	while (swept < total)
+	/*
+	 * Up to two passes: a pass that starts at a cursor in the middle of the
+	 * heap gathers the free space after the cursor into a block at the end,
+	 * and after wrapping the free space before the cursor into a block that
+	 * stops short of it; going on slides the entries between the two, so
+	 * they merge.
+	 */
+	while (swept < 2 * total)
 	{
 		Size		bsize = 0;
 		Size		advanced;
@@ -144,7 +173,7 @@ KvStoreCompact(Size size, bool use_reserve)
 		if (!KvAllocFreeFor(size, use_reserve))
 			break;				/* really full (or filled meanwhile) */
 
-		p = KvAllocNextMovable(KVEXT_COMPACT_MAX_MOVE, &bsize, &advanced);
+		p = KvAllocNextMovable(max_move, &bsize, &advanced);
 		swept += advanced;
 		if (p == InvalidKvPtr)
 			continue;
