@@ -1070,6 +1070,7 @@ KvStoreCommitEntry(KvPtr p)
 	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
 	KvPtr	   *link;
 	uint16		ks = e->keyspace;
+	int			delta = 0;
 
 	Assert(e->flags & KVE_PENDING);
 
@@ -1087,7 +1088,7 @@ KvStoreCommitEntry(KvPtr p)
 
 			*link = c->next;
 			account_mem(ks, cp, false);
-			pg_atomic_fetch_sub_u64(&KvKeyspaces[ks].nentries, 1);
+			delta--;
 			KvFree(cp);
 			break;
 		}
@@ -1105,8 +1106,17 @@ KvStoreCommitEntry(KvPtr p)
 		e->xid = InvalidTransactionId;
 		e->wsidx = 0;
 		e->owner = 0;
-		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
+		delta++;
 	}
+
+	/*
+	 * One update of the count per key: an overwrite never shows kv_count()
+	 * one key short.  (A transaction's keys still commit one by one.)
+	 */
+	if (delta > 0)
+		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
+	else if (delta < 0)
+		pg_atomic_fetch_sub_u64(&KvKeyspaces[ks].nentries, 1);
 
 	LWLockRelease(lock);
 }
