@@ -279,11 +279,12 @@ PG_FUNCTION_INFO_V1(kv_locks);
  *		holder_pid integer, holder_xid xid, wait_start timestamptz)
  *
  * One row per writer waiting for the transaction that holds its key
- * (key NULL: waiting for a transaction that drops the keyspace).  Like
- * pg_locks, callable by every role and showing every wait; like a
- * query in pg_stat_activity, the key itself is data, so it is shown only
- * to roles that have the privileges of the waiting session's role or of
- * pg_read_all_stats (superusers included), and is NULL for others.
+ * (key NULL: waiting for a transaction that creates or drops the
+ * keyspace).  Like pg_locks, callable by every role and showing every
+ * wait; like a query in pg_stat_activity, the key itself is data, so it
+ * is shown only to roles that have the privileges of the waiting
+ * session's role or of pg_read_all_stats (superusers included), and is
+ * NULL for others.
  * Never waits for recovery, and never blocks a writer (waits.c).
  */
 Datum

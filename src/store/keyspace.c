@@ -57,6 +57,7 @@
 #include "store/stats.h"
 #include "store/keyspace.h"
 #include "store/store.h"
+#include "store/waits.h"
 #include "store/writeset.h"
 
 static LWLock *keyspace_lock = NULL;
@@ -194,11 +195,23 @@ find_slot(const char *name, int len, SlotVisibility *vis, TransactionId *waitxid
 	return found;
 }
 
-/* wait for another transaction that creates or drops a keyspace */
+/*
+ * wait_for_keyspace_xact
+ *		Wait for transaction xid, which creates or drops keyspace name (len
+ *		bytes, not terminated), published for kv_locks() and named in the
+ *		error context of the wait (waits.c).  Caller holds no LWLock.
+ */
 static void
-wait_for_keyspace_xact(TransactionId xid)
+wait_for_keyspace_xact(const char *name, int len, TransactionId xid)
 {
-	XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	char		ksname[NAMEDATALEN];
+	KvWaitTarget target;
+
+	len = Min(len, NAMEDATALEN - 1);
+	memcpy(ksname, name, len);
+	ksname[len] = '\0';
+	target = (KvWaitTarget) {ksname, NULL, 0, -1, xid};
+	KvWaitOnXact(&target);
 }
 
 /*
@@ -237,7 +250,7 @@ KvKeyspaceResolve(const char *name, int len, bool write)
 		{
 			xact = KvKeyspaces[slot].xact;
 			LWLockRelease(keyspace_lock);
-			wait_for_keyspace_xact(xact);
+			wait_for_keyspace_xact(name, len, xact);
 			continue;
 		}
 		cache.ref.id = (uint16) slot;
@@ -311,7 +324,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 		if (TransactionIdIsValid(waitxid))
 		{
 			LWLockRelease(keyspace_lock);
-			wait_for_keyspace_xact(waitxid);
+			wait_for_keyspace_xact(name, len, waitxid);
 			continue;
 		}
 		if (slot >= 0)
@@ -402,7 +415,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 			TransactionId xact = KvKeyspaces[slot].xact;
 
 			LWLockRelease(keyspace_lock);
-			wait_for_keyspace_xact(xact);
+			wait_for_keyspace_xact(name, len, xact);
 			continue;
 		}
 		break;

@@ -41,6 +41,7 @@
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/wait_event.h"
@@ -130,7 +131,7 @@ wait_context(void *arg)
 		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by transaction %u of process %d",
 				   w->key, w->keyspace, w->holder_xid, w->holder_pid);
 	else
-		errcontext("while waiting for transaction %u of process %d, which drops keyspace \"%s\"",
+		errcontext("while waiting for transaction %u of process %d, which creates or drops keyspace \"%s\"",
 				   w->holder_xid, w->holder_pid, w->keyspace);
 }
 
@@ -147,6 +148,8 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 	info->roleid = GetUserId();
 	if (t->holder_procno >= 0 && t->holder_procno < nslots)
 		info->holder_pid = ProcGlobal->allProcs[t->holder_procno].pid;
+	else if (t->key == NULL)
+		info->holder_pid = BackendXidGetPid(t->holder_xid);	/* no LWLock held */
 	info->holder_xid = t->holder_xid;
 	info->since = GetCurrentTimestamp();
 	memcpy(info->keyspace, t->keyspace, NAMEDATALEN);

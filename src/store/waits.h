@@ -18,7 +18,10 @@
 /* bytes of a key kept for kv_locks() and error contexts (KvKeyExcerpt) */
 #define KVEXT_WAIT_KEY_BYTES	64
 
-/* what a writer waits for; key == NULL: a transaction dropping keyspace */
+/*
+ * what a writer waits for; key == NULL: a transaction creating or dropping
+ * the keyspace, whose backend (holder_procno -1) is then looked up by xid
+ */
 typedef struct KvWaitTarget
 {
 	const char *keyspace;		/* its name (KvKeyspace.name) */

@@ -223,6 +223,23 @@ $waiter->query('ROLLBACK');
 $holder->{stderr} = $waiter->{stderr} = '';
 is($node->safe_psql('postgres', $locks_q), '', 'kv_locks is empty after a deadlock');
 
+# a writer waiting for a transaction that drops the keyspace: a row with
+# a NULL key, and an error context naming the keyspace and the dropper
+$node->safe_psql('postgres', q{SELECT kv_create_keyspace('doomed')});
+$holder->query_safe(q{BEGIN; SELECT kv_drop_keyspace('doomed')});
+my $dxid = $holder->query_safe('SELECT pg_current_xact_id()');
+start_sql($waiter, q{SELECT kv_put('x', '1', 'doomed');}, 'done8');
+ok( $node->poll_query_until(
+		'postgres', q{SELECT concat_ws('|', pid, keyspace, key IS NULL, holder_pid, holder_xid) FROM kv_locks},
+		"$waiter_pid|doomed|t|$holder_pid|$dxid"),
+	'a wait for a keyspace drop is in kv_locks, with a NULL key');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($waiter_pid)");
+like(wait_marker($waiter, 'done8'),
+	qr/ERROR:  57014: canceling statement due to user request\nCONTEXT:  while waiting for transaction $dxid of process $holder_pid, which creates or drops keyspace "doomed"\n/,
+	'a cancel of that wait names the keyspace and the dropper');
+is($node->safe_psql('postgres', $locks_q), '', 'kv_locks is empty after it');
+$holder->query_safe('ROLLBACK');
+
 # a waiter that is terminated leaves no trace
 $holder->query_safe(q{BEGIN; SELECT kv_put('order:42', 'x', 'orders')});
 start_sql($waiter, q{SELECT kv_put('order:42', 'y', 'orders');}, 'done6');
@@ -240,41 +257,22 @@ ok(!$node->log_contains(qr/TRAP:|terminated by signal/, $log_offset),
 
 SKIP:
 {
-	my $gdb = `command -v gdb 2>/dev/null`;
-	chomp $gdb;
-	skip 'gdb is not installed', 2 unless $gdb;
-
 	my $a = $node->background_psql('postgres');
 	my $apid = $a->query_safe('SELECT pg_backend_pid()');
 
 	# hold A at KvAlloc: its write has the key's partition lock exclusively
-	my ($gin, $gout) = ('', '');
-	my $g = IPC::Run::start([ $gdb, '-q', '-nx', '-iex', 'set auto-solib-add off', '-p', $apid ],
-		'<', \$gin, '>&', \$gout, IPC::Run::timeout(120));
-	$gin .= join("\n",
-		'set pagination off',
-		'set confirm off',
-		'handle SIGUSR1 SIGUSR2 SIGURG SIGALRM SIGPIPE SIGCHLD SIGINT SIGTERM SIGQUIT nostop noprint pass',
-		'sharedlibrary kvext',
-		'break KvAlloc',
-		'echo GDB-READY\n',
-		'continue',
-		'');
-	my $ready = eval { $g->pump until $gout =~ /GDB-READY/ && $gout =~ /Continuing/; 1 };
-	if (!$ready || $gout =~ /ptrace: Operation not permitted|No symbol|not defined/)
+	my $g = gdb_hold($apid, 'KvAlloc', kvext => 1);
+	if (!$g)
 	{
-		diag("gdb output:\n$gout");
-		$g->kill_kill;
 		$a->quit;
-		skip 'gdb cannot hold a backend here', 2;
+		skip 'gdb is missing or cannot hold a backend here', 2;
 	}
 	$a->{stdin} .= "SELECT kv_put('lw', 'held');\n";
 	$a->{run}->pump_nb;
-	my $held = eval { $g->pump until $gout =~ /Breakpoint 1, /; 1 };
+	my $held = gdb_wait_hit($g);
 	if (!$held)
 	{
-		diag("gdb output:\n$gout");
-		$g->kill_kill;
+		gdb_release($g);
 		$a->quit;
 		skip 'the writer never reached KvAlloc', 2;
 	}
@@ -288,8 +286,7 @@ SKIP:
   FROM pg_stat_activity WHERE pid = $bpid}, 'LWLock/kvext partition'),
 		'a reader blocked on a partition lock waits on "kvext partition"');
 
-	$gin .= "detach\nquit\n";
-	eval { $g->finish; 1 } or $g->kill_kill;
+	gdb_release($g, detach => 1);
 	like($b->query_until(qr/done-lw/, ''), qr/done-lw/, 'the reader goes on once the writer does');
 	like($a->query_safe(q{SELECT kv_get('lw')}), qr/held$/, 'and so does the writer');
 	$a->quit;
@@ -303,42 +300,23 @@ SKIP:
 
 SKIP:
 {
-	my $gdb = `command -v gdb 2>/dev/null`;
-	chomp $gdb;
-	skip 'gdb is not installed', 6 unless $gdb;
-
 	my $h = $node->background_psql('postgres');
 	my $hpid = $h->query_safe('SELECT pg_backend_pid()');
 	$h->query_safe(q{BEGIN; SELECT kv_put('c1', 'h', 'orders'), kv_put('c2', 'h', 'orders')});
 	my $hxid = $h->query_safe('SELECT pg_current_xact_id()');
 
-	my ($gin, $gout) = ('', '');
-	my $g = IPC::Run::start([ $gdb, '-q', '-nx', '-iex', 'set auto-solib-add off', '-p', $hpid ],
-		'<', \$gin, '>&', \$gout, IPC::Run::timeout(120));
-	$gin .= join("\n",
-		'set pagination off',
-		'set confirm off',
-		'handle SIGUSR1 SIGUSR2 SIGURG SIGALRM SIGPIPE SIGCHLD SIGINT SIGTERM SIGQUIT nostop noprint pass',
-		'sharedlibrary kvext',
-		'break KvStoreCommitEntry',
-		'echo GDB-READY\n',
-		'continue',
-		'');
-	my $ready = eval { $g->pump until $gout =~ /GDB-READY/ && $gout =~ /Continuing/; 1 };
-	if (!$ready || $gout =~ /ptrace: Operation not permitted|No symbol|not defined/)
+	my $g = gdb_hold($hpid, 'KvStoreCommitEntry', kvext => 1);
+	if (!$g)
 	{
-		diag("gdb output:\n$gout");
-		$g->kill_kill;
 		$h->quit;
-		skip 'gdb cannot hold a backend here', 6;
+		skip 'gdb is missing or cannot hold a backend here', 6;
 	}
 	$h->{stdin} .= "COMMIT;\n";
 	$h->{run}->pump_nb;
-	my $held = eval { $g->pump until $gout =~ /Breakpoint 1, /; 1 };
+	my $held = gdb_wait_hit($g);
 	if (!$held)
 	{
-		diag("gdb output:\n$gout");
-		$g->kill_kill;
+		gdb_release($g);
 		$h->quit;
 		skip 'the committing session never reached KvStoreCommitEntry', 6;
 	}
@@ -363,8 +341,7 @@ SKIP:
 	start_sql($w, q{SELECT kv_put('c2', 'w', 'orders');}, 'done8');
 	ok($node->poll_query_until('postgres', q{SELECT count(*) FROM kv_locks}, '1'),
 		'waiting for the committing holder again');
-	$gin .= "detach\nquit\n";
-	eval { $g->finish; 1 } or $g->kill_kill;
+	gdb_release($g, detach => 1);
 	wait_marker($w, 'done8');
 	is( $node->safe_psql('postgres',
 			q{SELECT (SELECT count(*) FROM kv_locks) || ',' || kv_get('c1', 'orders') || kv_get('c2', 'orders')}),
