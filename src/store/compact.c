@@ -20,7 +20,9 @@
  * the write needs; the next compaction goes on from there, wrapping around
  * at the end of the heap.  Only entries move: a used block is moved only
  * once it is found, under its partition lock, linked in the bucket chain
- * its hash names, and only if it is committed.
+ * its hash names, and only if it is committed: store.c's move step
+ * (KvMoveEntryFn) does that part, so this file knows the allocator and
+ * not the chains.
  *
  * What may move.  A committed entry is referenced only by its bucket chain
  * (the bucket head or the previous entry's next): every reader and writer
@@ -29,7 +31,7 @@
  * a lock hold (a backend's write set, the apply path's list, commit and
  * abort) keeps it to a pending entry (KVE_PENDING), which never moves.  A
  * pending entry, an entry being initialized (not linked yet), a block over
- * KVEXT_COMPACT_MAX_MOVE (unless recovery runs, KvStoreCompactUnbounded)
+ * KVEXT_COMPACT_MAX_MOVE (unless recovery runs, KvCompactUnbounded)
  * and the fences at chunk ends are stepped over:
  * the free block before them stays where it is, and sliding goes on after
  * them.
@@ -60,63 +62,15 @@
 #include "utils/memutils.h"
 
 #include "store/compact.h"
-#include "store/store.h"
 
 /*
  * The largest block a compaction moves: KVEXT_COMPACT_MAX_MOVE, or no bound
- * while this process recovers the store (KvStoreCompactUnbounded).
+ * while this process recovers the store (KvCompactUnbounded).
  */
 static Size max_move = KVEXT_COMPACT_MAX_MOVE;
 
-/* outcome of trying to move one entry */
-typedef enum MoveResult
-{
-	MOVE_DONE,					/* moved down */
-	MOVE_NEVER,					/* may not move: step over it */
-	MOVE_AGAIN					/* the heap changed meanwhile: look again */
-} MoveResult;
-
 /*
- * move_entry
- *		Slide the allocation at p (from KvAllocNextMovable) down, if it is a
- *		committed entry.  Takes and releases its partition lock; no lock
- *		held on entry.  *free_after: the free block's size after a move.
- */
-static MoveResult
-move_entry(KvPtr p, Size *free_after)
-{
-	KvEntry    *e = KvEntryGet(p);
-	LWLock	   *lock;
-	KvPtr	   *link;
-	KvPtr		np;
-
-	/*
-	 * The hash is read before the lock and may be garbage (the block may
-	 * be free again, or not initialized yet): it only picks the chain to
-	 * look in, and p counts only if that chain links it.
-	 */
-	link = KvStoreChainHead(e->hash, &lock);
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	while (*link != InvalidKvPtr && *link != p)
-		link = &KvEntryGet(*link)->next;
-	if (*link == InvalidKvPtr || (e->flags & KVE_PENDING))
-	{
-		/*
-		 * Not linked (being initialized, or freed meanwhile), or pending:
-		 * its owner's write set points at it.  Step over it.
-		 */
-		LWLockRelease(lock);
-		return MOVE_NEVER;
-	}
-	np = KvAllocSlideDown(p, max_move, free_after);
-	if (np != InvalidKvPtr)
-		*link = np;
-	LWLockRelease(lock);
-	return np != InvalidKvPtr ? MOVE_DONE : MOVE_AGAIN;
-}
-
-/*
- * KvStoreCompactUnbounded
+ * KvCompactUnbounded
  *		While recovery replays the log, no other process uses the store, so
  *		compaction may move entries of any size.  It must: replay places
  *		entries in commit order, not where the running server placed them,
@@ -124,22 +78,23 @@ move_entry(KvPtr p, Size *free_after)
  *		had, and a log that fit at run time must fit at recovery.
  */
 void
-KvStoreCompactUnbounded(bool on)
+KvCompactUnbounded(bool on)
 {
 	max_move = on ? MaxAllocHugeSize : KVEXT_COMPACT_MAX_MOVE;
 }
 
 /*
- * KvStoreCompact
+ * KvCompact
  *		Make a free block for KvAlloc(size, use_reserve) by sliding
- *		committed entries down (see the file header).  Returns true once
+ *		committed entries down (see the file header); move (store.c) moves
+ *		one entry if it may.  Returns true once
  *		such a block has formed (the caller then retries; a concurrent
  *		writer may take it first), false if the free bytes do not add up to
  *		size or two passes over the heap did not make the block.  Call with
  *		no LWLock held; interruptible.
  */
 bool
-KvStoreCompact(Size size, bool use_reserve)
+KvCompact(Size size, bool use_reserve, KvMoveEntryFn move)
 {
 	Size		need = KvAllocBlockNeed(size);
 	uint64		used;
@@ -180,17 +135,17 @@ KvStoreCompact(Size size, bool use_reserve)
 
 		/* every outcome counts as passing p, so one pass ends */
 		swept += bsize;
-		switch (move_entry(p, &free_after))
+		switch (move(p, max_move, &free_after))
 		{
-			case MOVE_DONE:
+			case KV_MOVE_DONE:
 				moved += bsize;
 				if (free_after >= need)
 					result = true;
 				break;
-			case MOVE_NEVER:
+			case KV_MOVE_NEVER:
 				KvAllocSkip(p);
 				break;
-			case MOVE_AGAIN:
+			case KV_MOVE_AGAIN:
 				break;
 		}
 		if (result)

@@ -11,8 +11,6 @@
 #ifndef KVEXT_COMPACT_H
 #define KVEXT_COMPACT_H
 
-#include "storage/lwlock.h"
-
 #include "store/alloc.h"
 
 /* entries whose heap block is larger than this are never moved */
@@ -25,10 +23,24 @@
  */
 #define KVEXT_COMPACT_TRIES			8
 
-/* compact.c */
-extern bool KvStoreCompact(Size size, bool use_reserve);
+/* what a move callback did with one allocation */
+typedef enum KvMoveResult
+{
+	KV_MOVE_DONE,				/* moved down */
+	KV_MOVE_NEVER,				/* may not move: step over it */
+	KV_MOVE_AGAIN				/* the heap changed meanwhile: look again */
+} KvMoveResult;
 
-/* store.c: the link to the first entry of hash's bucket, and its lock */
-extern KvPtr *KvStoreChainHead(uint32 hash, LWLock **lock);
+/*
+ * Move the allocation at p (from KvAllocNextMovable) down with
+ * KvAllocSlideDown(p, max_move, free_after) if it is a committed entry, and
+ * repoint the one link to it (store.c, which owns the chains).  Called with
+ * no LWLock held.
+ */
+typedef KvMoveResult (*KvMoveEntryFn) (KvPtr p, Size max_move, Size *free_after);
+
+/* compact.c */
+extern bool KvCompact(Size size, bool use_reserve, KvMoveEntryFn move);
+extern void KvCompactUnbounded(bool on);
 
 #endif							/* KVEXT_COMPACT_H */

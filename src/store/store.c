@@ -247,17 +247,55 @@ owner_committing(int procno)
 }
 
 /*
- * KvStoreChainHead
- *		For compact.c: the link to the first entry of the bucket of hash,
- *		and the partition lock that protects the chain.
+ * move_entry
+ *		Compaction's move step (compact.c, KvMoveEntryFn): slide the
+ *		allocation at p down if it is a committed entry linked in its chain,
+ *		and repoint the link to it.  Takes and releases its partition lock
+ *		(then the allocator lock inside KvAllocSlideDown); no lock held on
+ *		entry.
  */
-KvPtr *
-KvStoreChainHead(uint32 hash, LWLock **lock)
+static KvMoveResult
+move_entry(KvPtr p, Size max_move, Size *free_after)
 {
-	uint32		bucket = BUCKET_OF(hash);
+	KvEntry    *e = KvEntryGet(p);
+	uint32		bucket = BUCKET_OF(e->hash);
+	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
+	KvPtr	   *link = &KvStoreBuckets[bucket];
+	KvPtr		np;
 
-	*lock = PART_LOCK(PART_OF(bucket));
-	return &KvStoreBuckets[bucket];
+	/*
+	 * The hash was read before the lock and may be garbage (the block may
+	 * be free again, or not initialized yet): it only picks the chain to
+	 * look in, and p counts only if that chain links it.
+	 */
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	while (*link != InvalidKvPtr && *link != p)
+		link = &KvEntryGet(*link)->next;
+	if (*link == InvalidKvPtr || (e->flags & KVE_PENDING))
+	{
+		/*
+		 * Not linked (being initialized, or freed meanwhile), or pending:
+		 * its owner's write set points at it.  Step over it.
+		 */
+		LWLockRelease(lock);
+		return KV_MOVE_NEVER;
+	}
+	np = KvAllocSlideDown(p, max_move, free_after);
+	if (np != InvalidKvPtr)
+		*link = np;
+	LWLockRelease(lock);
+	return np != InvalidKvPtr ? KV_MOVE_DONE : KV_MOVE_AGAIN;
+}
+
+/*
+ * KvStoreCompactUnbounded
+ *		Recovery (the only user of the store meanwhile) lets compaction
+ *		move entries of any size (compact.c, KvCompactUnbounded).
+ */
+void
+KvStoreCompactUnbounded(bool on)
+{
+	KvCompactUnbounded(on);
 }
 
 static inline uint32
@@ -885,7 +923,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 		if (np != InvalidKvPtr)
 			break;
 		LWLockRelease(kv.lock);
-		if (++tries > KVEXT_COMPACT_TRIES || !KvStoreCompact(size, nv.tombstone))
+		if (++tries > KVEXT_COMPACT_TRIES || !KvCompact(size, nv.tombstone, move_entry))
 			report_store_full(size);
 	}
 
@@ -1013,7 +1051,7 @@ alloc_compacting(Size size)
 		KvPtr		np = KvAlloc(size, true);
 
 		if (np != InvalidKvPtr || tries >= KVEXT_COMPACT_TRIES ||
-			!KvStoreCompact(size, true))
+			!KvCompact(size, true, move_entry))
 			return np;
 	}
 }

@@ -192,7 +192,7 @@ extern bool KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 typedef void (*KvSnapshotCallback) (void *arg, const KvEntry *e);
 extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
 
-/* compact.c: recovery moves entries of any size */
+/* store.c: while recovery runs, compaction moves entries of any size */
 extern void KvStoreCompactUnbounded(bool on);
 
 /* store.c: messages */
