@@ -287,7 +287,7 @@ KvSnapshotWrite(void)
 	int			nks;
 	KvSnapEntry end;
 	KvLsn		redo;
-	int			removed;
+	int			removed = 0;
 	TimestampTz start = GetCurrentTimestamp();
 	int			rc;
 
