@@ -75,6 +75,7 @@
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -249,7 +250,13 @@ snap_entry_cb(void *arg, const KvEntry *e)
 
 	if (e == NULL)
 	{
-		/* a partition is done */
+		/*
+		 * A partition is done.  If the postmaster died, stop: a restart
+		 * cannot begin while this process keeps shared memory, and the
+		 * half-written snapshot.tmp is removed by the next recovery.
+		 */
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		if (++w->partitions == KVEXT_NUM_PARTITIONS / 2)
 		{
 			snap_flush_buf(w);
