@@ -75,18 +75,8 @@ else
 	make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG"
 
 	header "install: make install"
-	# Can make install write the system PostgreSQL directories?
-	install_writable() {
-		[ -w "$PKGLIBDIR" ] && [ -w "$SHAREDIR/extension" ]
-	}
-	# Is exactly this build installed already (by root)?
-	installed_matches() {
-		local f
-		cmp -s "$ROOT/kvext.so" "$PKGLIBDIR/kvext.so" || return 1
-		for f in "$ROOT"/kvext.control "$ROOT"/kvext--*.sql; do
-			cmp -s "$f" "$SHAREDIR/extension/$(basename "$f")" || return 1
-		done
-	}
+	# install_writable, installed_matches
+	. "$ROOT/scripts/lib.sh"
 
 	if install_writable; then
 		make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" install >/dev/null
