@@ -23,6 +23,7 @@ our @EXPORT = qw(
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
+  kv_delete_every_other
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
@@ -347,6 +348,27 @@ sub kv_check_expected
 		  . join(',', map { "'$expect->{$_}'" } @keys)
 		  . ']) AS t(k, v) WHERE kv_get(k) IS DISTINCT FROM v');
 	is($bad, '', "$what: all " . scalar(@keys) . " $kind keys present");
+	return;
+}
+
+# kv_delete_every_other(node, prefix, n): delete keys prefix2, prefix4, ...
+# up to prefix<n>, committing every 2000 deletes (each uncommitted delete
+# holds a tombstone from the allocator's reserve).
+sub kv_delete_every_other
+{
+	my ($node, $prefix, $n) = @_;
+	$node->safe_psql(
+		'postgres', qq{
+DO \$\$
+BEGIN
+	FOR i IN 2..$n BY 2 LOOP
+		PERFORM kv_delete('$prefix' || i);
+		IF i % 2000 = 0 THEN
+			COMMIT;
+		END IF;
+	END LOOP;
+END \$\$;
+});
 	return;
 }
 

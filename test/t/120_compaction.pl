@@ -64,18 +64,7 @@ cmp_ok($nk, '>', 150000, 'the fill took many keys');
 
 # 2. delete every other key, in batches (each delete needs a tombstone
 #    from the reserve until it commits)
-$node->safe_psql(
-	'postgres', qq{
-DO \$\$
-BEGIN
-	FOR i IN 2..$nk BY 2 LOOP
-		PERFORM kv_delete('k' || i);
-		IF i % 2000 = 0 THEN
-			COMMIT;
-		END IF;
-	END LOOP;
-END \$\$;
-});
+kv_delete_every_other($node, 'k', $nk);
 my $kept = int(($nk + 1) / 2);
 is(kv_scalar($node, 'SELECT kv_count()'), $kept, 'every other key deleted');
 note 'after the deletes: ' . used_fraction() . ' of memory_limit used';

@@ -49,18 +49,7 @@ END $$;
 my $r = kv_call($node, q{CALL fill('b')});
 is($r->{sqlstate}, '53200', 'the fill ends with 53200');
 my $nb = kv_scalar($node, q{SELECT count(*) FROM kv_scan('b')});
-$node->safe_psql(
-	'postgres', qq{
-DO \$\$
-BEGIN
-	FOR i IN 2..$nb BY 2 LOOP
-		PERFORM kv_delete('b' || i);
-		IF i % 2000 = 0 THEN
-			COMMIT;
-		END IF;
-	END LOOP;
-END \$\$;
-});
+kv_delete_every_other($node, 'b', $nb);
 my $kept = int(($nb + 1) / 2);
 is(kv_scalar($node, 'SELECT kv_count()'), $kept, "$kept odd keys kept");
 
