@@ -31,6 +31,7 @@ OBJS = \
 	src/log/checkpoint.o \
 	src/log/recovery.o \
 	src/log/backup.o \
+	src/log/visible.o \
 	src/api/functions.o \
 	src/api/monitor.o
 

@@ -35,6 +35,9 @@ int			kvext_wal_segment_size = 16 * 1024 * 1024;
 int			kvext_checkpoint_timeout = 300;
 int			kvext_max_wal_size = 1024;
 int			kvext_recovery_wait_timeout = 60000;
+char	   *kvext_node_name = NULL;
+char	   *kvext_peers = NULL;
+char	   *kvext_leader = NULL;
 
 static const struct config_enum_entry sync_commit_options[] = {
 	{"off", KV_SYNC_OFF, false},
@@ -194,6 +197,39 @@ KvGucInit(void)
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	/*
+	 * Replication (src/replication/config.c checks them at startup; a bad
+	 * value makes the group "misconfigured" rather than stopping the
+	 * server, so every kv function can say why).
+	 */
+	DefineCustomStringVariable("kvext.node_name",
+							   "This node's name in its replication group.",
+							   "Empty for a server without peers.",
+							   &kvext_node_name,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("kvext.peers",
+							   "The other nodes of the replication group, as "
+							   "'name:conninfo; name:conninfo'.",
+							   "Empty: a group of one (no replication).",
+							   &kvext_peers,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("kvext.leader",
+							   "The initial leader of a new replication group.",
+							   NULL,
+							   &kvext_leader,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("kvext.failpoint",
 							   "Testing aid: crash or fail at the named point.",

@@ -29,5 +29,8 @@ extern PGDLLIMPORT int kvext_wal_segment_size;	/* bytes, SIGHUP */
 extern PGDLLIMPORT int kvext_checkpoint_timeout;	/* s, SIGHUP */
 extern PGDLLIMPORT int kvext_max_wal_size;	/* MB, SIGHUP */
 extern PGDLLIMPORT int kvext_recovery_wait_timeout;	/* ms, USERSET */
+extern PGDLLIMPORT char *kvext_node_name;	/* PGC_POSTMASTER */
+extern PGDLLIMPORT char *kvext_peers;	/* PGC_POSTMASTER, superuser only */
+extern PGDLLIMPORT char *kvext_leader;	/* PGC_POSTMASTER */
 
 #endif							/* KVEXT_H */

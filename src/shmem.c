@@ -51,6 +51,7 @@
 #include "log/backup.h"
 #include "store/waits.h"
 #include "log/snapshot.h"
+#include "log/visible.h"
 #include "log/wal.h"
 #include "shmem.h"
 
@@ -101,6 +102,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvSnapshotShmemSize());
 	RequestAddinShmemSpace(KvBackupShmemSize());
 	RequestAddinShmemSpace(KvWaitsShmemSize());
+	RequestAddinShmemSpace(KvVisibleShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -127,6 +129,7 @@ kv_shmem_startup(void)
 				   tranche_lock(KV_TRANCHE_LOG_FLUSH));
 	KvControlShmemInit(tranche_lock(KV_TRANCHE_CONTROL));
 	KvWaitsShmemInit();
+	KvVisibleShmemInit();
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();

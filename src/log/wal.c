@@ -88,6 +88,7 @@
 
 #include "failpoint.h"
 #include "kvext.h"
+#include "log/visible.h"
 #include "log/wal.h"
 
 /*
@@ -800,11 +801,14 @@ KvWalFlushPos(void)
  * KvWalVisiblePos
  *		The "visible up to" position: a commit whose COMMIT record ends at
  *		or before it may be seen by every session.  In a group of one it is
- *		the local flush position; replication makes it the majority's.
+ *		the local flush position; in a group, the commit position (the
+ *		majority's, see visible.c).
  */
 KvLsn
 KvWalVisiblePos(void)
 {
+	if (KvVisibleInGroup())
+		return KvVisibleCommitPos();
 	return KvWalFlushPos();
 }
 

@@ -1,0 +1,297 @@
+/*-------------------------------------------------------------------------
+ *
+ * visible.c
+ *	  The positions replication decides, as the rest of kvext sees them:
+ *	  the commit position (what readers may see), the applied-majority
+ *	  position (for remote_apply), this node's role (whether its log takes
+ *	  local writes), and the wait of a committing backend for its record to
+ *	  become visible.
+ *
+ * In a group of one nothing here is used: KvWalVisiblePos() is the local
+ * flush position and every node may write.  In a group (kvext.peers set),
+ * the leader's senders (src/replication) advance the commit position as
+ * followers report what they flushed, and KvWalVisiblePos() returns it;
+ * on a follower the append path advances it to what the leader said is
+ * committed.  See docs/architecture.md, "Replication".
+ *
+ * Waiting.  A committing backend publishes the position it waits for in
+ * its slot (by pgprocno), then checks the position, then sleeps on its
+ * latch; KvVisibleAdvance stores the new position, then wakes every
+ * backend whose target it passed.  (Store, then read the other's word, on
+ * both sides, with a full barrier between: one of them always sees the
+ * other.)  As in PostgreSQL's synchronous replication, the wait handles
+ * cancel and die requests itself instead of letting
+ * CHECK_FOR_INTERRUPTS throw: the caller must turn them into "in doubt"
+ * (SQLSTATE 40003), never into a plain error or a plain success.
+ *
+ * Locking: positions and role are read and written under a spinlock (or
+ * as atomics); no LWLock is taken here.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+#include "kvext.h"
+#include "log/visible.h"
+
+typedef struct KvVisibleShared
+{
+	bool		group;			/* kvext.peers is set */
+	slock_t		mutex;			/* protects the role fields */
+	bool		leader;			/* this node leads (or is a group of one) */
+	uint64		term;			/* the term it leads or follows in */
+	char		leader_name[NAMEDATALEN];	/* "" if unknown */
+	pg_atomic_uint64 commit;	/* commit position */
+	pg_atomic_uint64 applied;	/* applied-majority position */
+	pg_atomic_uint32 role_gen;	/* bumped at every role change */
+	pg_atomic_uint64 waiting[FLEXIBLE_ARRAY_MEMBER];	/* per pgprocno: the
+														 * position it waits
+														 * for, or 0 */
+} KvVisibleShared;
+
+static KvVisibleShared *vis = NULL;
+
+/* wait for the applied-majority position, not the commit position */
+#define WAIT_APPLIED_BIT	(UINT64CONST(1) << 63)
+
+Size
+KvVisibleShmemSize(void)
+{
+	return add_size(offsetof(KvVisibleShared, waiting),
+					mul_size(KvProcSlots(), sizeof(pg_atomic_uint64)));
+}
+
+/*
+ * KvVisibleShmemInit
+ *		Create or attach the shared state (caller holds AddinShmemInitLock).
+ */
+void
+KvVisibleShmemInit(void)
+{
+	bool		found;
+
+	vis = ShmemInitStruct("kvext visible", KvVisibleShmemSize(), &found);
+	if (!found)
+	{
+		vis->group = false;
+		SpinLockInit(&vis->mutex);
+		vis->leader = true;
+		vis->term = 0;
+		vis->leader_name[0] = '\0';
+		pg_atomic_init_u64(&vis->commit, 0);
+		pg_atomic_init_u64(&vis->applied, 0);
+		pg_atomic_init_u32(&vis->role_gen, 0);
+		for (int i = 0; i < KvProcSlots(); i++)
+			pg_atomic_init_u64(&vis->waiting[i], 0);
+	}
+}
+
+/*
+ * KvVisibleSetGroup
+ *		Startup (recovery, before the store is ready): is this node part of
+ *		a group with peers?
+ */
+void
+KvVisibleSetGroup(bool group)
+{
+	vis->group = group;
+}
+
+/* is this node part of a group with peers? */
+bool
+KvVisibleInGroup(void)
+{
+	return vis != NULL && vis->group;
+}
+
+/*
+ * KvVisibleSetRole
+ *		Record this node's role: leader (its log takes local writes) or
+ *		follower of leader_name (may be NULL: unknown), in term.  Waiting
+ *		committers of an old leadership are woken: their wait is in doubt.
+ */
+void
+KvVisibleSetRole(bool leader, uint64 term, const char *leader_name)
+{
+	SpinLockAcquire(&vis->mutex);
+	vis->leader = leader;
+	vis->term = term;
+	strlcpy(vis->leader_name, leader_name ? leader_name : "", NAMEDATALEN);
+	SpinLockRelease(&vis->mutex);
+	pg_atomic_fetch_add_u32(&vis->role_gen, 1);
+
+	/* wake everyone: a wait that started under another role is in doubt */
+	for (int i = 0; i < KvProcSlots(); i++)
+	{
+		if (pg_atomic_read_u64(&vis->waiting[i]) != 0)
+			SetLatch(&ProcGlobal->allProcs[i].procLatch);
+	}
+}
+
+/* may this node's log take local writes? */
+bool
+KvVisibleIsLeader(void)
+{
+	bool		leader;
+
+	SpinLockAcquire(&vis->mutex);
+	leader = vis->leader;
+	SpinLockRelease(&vis->mutex);
+	return leader;
+}
+
+/* copy the leader's name (NAMEDATALEN bytes; "" if unknown) to out */
+void
+KvVisibleLeaderName(char *out)
+{
+	SpinLockAcquire(&vis->mutex);
+	strlcpy(out, vis->leader_name, NAMEDATALEN);
+	SpinLockRelease(&vis->mutex);
+}
+
+/*
+ * KvVisibleCheckWritable
+ *		Raise 25006 unless this node may write (it leads, or is a group of
+ *		one).  Called before any local write reaches the log.
+ */
+void
+KvVisibleCheckWritable(void)
+{
+	char		leader[NAMEDATALEN];
+
+	if (vis == NULL || !vis->group || KvVisibleIsLeader())
+		return;
+	KvVisibleLeaderName(leader);
+	if (leader[0] != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write kvext keys on a follower"),
+				 errdetail("This node (\"%s\") follows the group's leader.",
+						   kvext_node_name),
+				 errhint("Write on the leader, node \"%s\".", leader)));
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot write kvext keys on a follower"),
+			 errdetail("This node (\"%s\") does not lead its group and has not heard from a leader yet.",
+					   kvext_node_name),
+			 errhint("Write on the group's leader; kv_cluster_status() shows the roles.")));
+}
+
+/* advance an atomic position to at least pos */
+static bool
+advance(pg_atomic_uint64 *p, KvLsn pos)
+{
+	uint64		cur = pg_atomic_read_u64(p);
+
+	while (cur < pos)
+	{
+		if (pg_atomic_compare_exchange_u64(p, &cur, pos))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * KvVisibleAdvance
+ *		Move the commit and applied-majority positions forward (never back;
+ *		0 leaves one alone) and wake the backends waiting for them.
+ */
+void
+KvVisibleAdvance(KvLsn commit, KvLsn applied)
+{
+	bool		moved = false;
+	KvLsn		c,
+				a;
+
+	moved |= advance(&vis->commit, commit);
+	moved |= advance(&vis->applied, applied);
+	if (!moved)
+		return;
+	pg_memory_barrier();
+	c = pg_atomic_read_u64(&vis->commit);
+	a = pg_atomic_read_u64(&vis->applied);
+	for (int i = 0; i < KvProcSlots(); i++)
+	{
+		uint64		w = pg_atomic_read_u64(&vis->waiting[i]);
+
+		if (w == 0)
+			continue;
+		if ((w & WAIT_APPLIED_BIT) ? (w & ~WAIT_APPLIED_BIT) <= a : w <= c)
+			SetLatch(&ProcGlobal->allProcs[i].procLatch);
+	}
+}
+
+/* the commit position */
+KvLsn
+KvVisibleCommitPos(void)
+{
+	return pg_atomic_read_u64(&vis->commit);
+}
+
+/* the applied-majority position */
+KvLsn
+KvVisibleAppliedPos(void)
+{
+	return pg_atomic_read_u64(&vis->applied);
+}
+
+/*
+ * KvVisibleWait
+ *		Wait until the commit position (applied: the applied-majority
+ *		position) reaches upto.  Returns KV_VISIBLE_CANCELLED on a query
+ *		cancel (whose flag it clears: the caller reports 40003 instead) or a
+ *		die request (left pending, so the backend still exits), and
+ *		KV_VISIBLE_NOT_LEADER if this node stops leading meanwhile.  May be
+ *		called with interrupts held (after PostgreSQL's commit record).
+ */
+KvVisibleWaitResult
+KvVisibleWait(KvLsn upto, bool applied)
+{
+	pg_atomic_uint64 *mine = &vis->waiting[MyProc->pgprocno];
+	uint32		gen = pg_atomic_read_u32(&vis->role_gen);
+	KvVisibleWaitResult result;
+
+	pg_atomic_write_u64(mine, upto | (applied ? WAIT_APPLIED_BIT : 0));
+	pg_memory_barrier();
+	for (;;)
+	{
+		KvLsn		pos = applied ? KvVisibleAppliedPos() : KvVisibleCommitPos();
+
+		if (pos >= upto)
+		{
+			result = KV_VISIBLE_REACHED;
+			break;
+		}
+		if (pg_atomic_read_u32(&vis->role_gen) != gen || !KvVisibleIsLeader())
+		{
+			result = KV_VISIBLE_NOT_LEADER;
+			break;
+		}
+		if (ProcDiePending)
+		{
+			result = KV_VISIBLE_CANCELLED;
+			break;
+		}
+		if (QueryCancelPending)
+		{
+			QueryCancelPending = false;
+			result = KV_VISIBLE_CANCELLED;
+			break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, WAIT_EVENT_SYNC_REP);
+		ResetLatch(MyLatch);
+	}
+	pg_atomic_write_u64(mine, 0);
+	return result;
+}

@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * visible.h
+ *	  The positions replication decides: what readers may see (the commit
+ *	  position), whether this node's log takes local writes, and waiting
+ *	  for a commit to become visible.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_VISIBLE_H
+#define KVEXT_VISIBLE_H
+
+#include "log/wal.h"
+
+/* what KvVisibleWait ended with */
+typedef enum KvVisibleWaitResult
+{
+	KV_VISIBLE_REACHED,			/* the position passed the target */
+	KV_VISIBLE_CANCELLED,		/* query cancel or die request: in doubt */
+	KV_VISIBLE_NOT_LEADER		/* this node stopped leading: in doubt */
+} KvVisibleWaitResult;
+
+extern Size KvVisibleShmemSize(void);
+extern void KvVisibleShmemInit(void);
+
+/* configuration, set once at startup by replication */
+extern void KvVisibleSetGroup(bool group);
+extern bool KvVisibleInGroup(void);
+
+/* who may write */
+extern void KvVisibleSetRole(bool leader, uint64 term, const char *leader_name);
+extern bool KvVisibleIsLeader(void);
+extern void KvVisibleCheckWritable(void);
+extern void KvVisibleLeaderName(char *out);
+
+/* the commit and applied-majority positions */
+extern void KvVisibleAdvance(KvLsn commit, KvLsn applied);
+extern KvLsn KvVisibleCommitPos(void);
+extern KvLsn KvVisibleAppliedPos(void);
+extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied);
+
+#endif							/* KVEXT_VISIBLE_H */
