@@ -24,6 +24,7 @@ OBJS = \
 	src/store/txn.o \
 	src/store/stats.o \
 	src/store/waits.o \
+	src/store/park.o \
 	src/log/wal.o \
 	src/log/reader.o \
 	src/log/control.o \

@@ -47,6 +47,7 @@
 #include "store/stats.h"
 #include "log/recovery.h"
 #include "store/keyspace.h"
+#include "store/park.h"
 #include "store/store.h"
 #include "log/backup.h"
 #include "store/waits.h"
@@ -103,6 +104,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvBackupShmemSize());
 	RequestAddinShmemSpace(KvWaitsShmemSize());
 	RequestAddinShmemSpace(KvVisibleShmemSize());
+	RequestAddinShmemSpace(KvParkShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -130,6 +132,7 @@ kv_shmem_startup(void)
 	KvControlShmemInit(tranche_lock(KV_TRANCHE_CONTROL));
 	KvWaitsShmemInit();
 	KvVisibleShmemInit();
+	KvParkShmemInit();
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();
@@ -169,6 +172,7 @@ KvBackendSetup(void)
 	}
 	if (pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)
 		KvWaitReady();
+	KvParkWaitOwn();
 }
 
 /*

@@ -58,6 +58,7 @@
 #include "shmem.h"
 #include "log/recovery.h"
 #include "log/wal.h"
+#include "store/park.h"
 #include "worker.h"
 
 PGDLLEXPORT void KvWalWriterMain(Datum arg);
@@ -140,6 +141,8 @@ KvWalWriterMain(Datum arg)
 		}
 		if (KvWalFlushPos() < KvWalInsertPos())
 			KvWalFlushAll();
+		/* parked transactions the commit position has passed (park.c) */
+		KvParkResolve();
 		now = GetCurrentTimestamp();
 		if (ShutdownRequestPending ||
 			(TimestampDifferenceExceeds(last_mark, now, 1000) &&

@@ -217,6 +217,8 @@ KvVisibleAdvance(KvLsn commit, KvLsn applied)
 	moved |= advance(&vis->applied, applied);
 	if (!moved)
 		return;
+	/* it converts the parked transactions the position passed */
+	KvWalWakeWriter();
 	pg_memory_barrier();
 	c = pg_atomic_read_u64(&vis->commit);
 	a = pg_atomic_read_u64(&vis->applied);

@@ -52,7 +52,7 @@
  * In-flight records.  A transaction's TXN record is written at pre-commit
  * and applied to memory at commit; in between, a snapshot could miss it
  * while starting replay after it.  So each backend publishes the position
- * of its logged-but-unapplied record (inflight[pgprocno], set under the
+ * of its logged-but-unapplied record (inflight[owner slot], set under the
  * insert lock), and the snapshot's redo point is the oldest of those, or
  * the insert position.
  *
@@ -133,7 +133,7 @@ Size
 KvWalShmemSize(void)
 {
 	return add_size(offsetof(KvWalShared, inflight),
-					mul_size(sizeof(pg_atomic_uint64), KvProcSlots()));
+					mul_size(sizeof(pg_atomic_uint64), KvOwnerSlotCount()));
 }
 
 /*
@@ -161,7 +161,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		wal->next_size = 0;
 		wal->switches = wal->switches_inline = 0;
 		wal->writer_procno = -1;
-		wal->nprocs = KvProcSlots();
+		wal->nprocs = KvOwnerSlotCount();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
 	}
@@ -586,10 +586,14 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	off_t		offset;
 	int			fd;
 	ssize_t		done = 0;
+	int			slot = -1;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
 	if (unlikely(wal->insert_lsn == InvalidKvLsn))
 		elog(ERROR, "kvext log is not open");
+	/* the owner slot its in-flight mark goes to; may wait: not under a lock */
+	if (type == KV_REC_TXN)
+		slot = KvStoreMySlot();
 
 	hdr->len = len;
 	hdr->ref = ref;
@@ -668,7 +672,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	}
 
 	if (type == KV_REC_TXN)
-		pg_atomic_write_u64(&wal->inflight[MyProc->pgprocno], start);
+		pg_atomic_write_u64(&wal->inflight[slot], start);
 
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
@@ -705,8 +709,36 @@ KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn)
 void
 KvWalClearInflight(void)
 {
-	if (wal && MyProc)
-		pg_atomic_write_u64(&wal->inflight[MyProc->pgprocno], InvalidKvLsn);
+	if (wal && KvMyOwnerSlot >= 0)
+		pg_atomic_write_u64(&wal->inflight[KvMyOwnerSlot], InvalidKvLsn);
+}
+
+/*
+ * KvWalWakeWriter
+ *		Wake the kvext wal writer (it also resolves parked transactions once
+ *		the commit position has passed them).
+ */
+void
+KvWalWakeWriter(void)
+{
+	int			writer;
+
+	SpinLockAcquire(&wal->mutex);
+	writer = wal->writer_procno;
+	SpinLockRelease(&wal->mutex);
+	if (writer >= 0)
+		SetLatch(&ProcGlobal->allProcs[writer].procLatch);
+}
+
+/*
+ * KvWalClearInflightSlot
+ *		The parked transaction of owner slot s has been applied or dropped
+ *		(park.c): its TXN record no longer holds back the redo point.
+ */
+void
+KvWalClearInflightSlot(int s)
+{
+	pg_atomic_write_u64(&wal->inflight[s], InvalidKvLsn);
 }
 
 /*

@@ -105,6 +105,8 @@ extern KvLsn KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn);
 extern void KvWalFlush(KvLsn upto);
 extern void KvWalFlushAll(void);
 extern void KvWalClearInflight(void);
+extern void KvWalClearInflightSlot(int s);
+extern void KvWalWakeWriter(void);
 extern KvLsn KvWalInsertPos(void);
 extern KvLsn KvWalFlushPos(void);
 extern KvLsn KvWalVisiblePos(void);

@@ -56,6 +56,7 @@
 #include "kvext.h"
 #include "store/stats.h"
 #include "store/keyspace.h"
+#include "store/park.h"
 #include "store/store.h"
 #include "store/waits.h"
 #include "store/writeset.h"
@@ -106,9 +107,9 @@ KvReportNoKeyspace(const char *name, int len)
 static inline bool
 is_mine(const KvKeyspace *ks)
 {
-	return ks->xact_proc == MyProc->pgprocno ||
-		(MyProc->lockGroupLeader != NULL &&
-		 ks->xact_proc == MyProc->lockGroupLeader->pgprocno);
+	return ks->xact_proc == KvMyOwnerSlot ||
+		(MyProc->lockGroupLeader != NULL && MyProc->lockGroupLeader != MyProc &&
+		 ks->xact_proc == KvStoreProcSlot(MyProc->lockGroupLeader->pgprocno));
 }
 
 /*
@@ -309,6 +310,9 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 	check_name(name);
 	/* things that may fail come first: the write-set item, the xid */
 	KvWsReserve();
+	/* before any lock: may wait for a free owner slot, or refuse */
+	(void) KvStoreMySlot();
+	KvParkCheckKeyspaceOps();
 	myxid = GetTopTransactionId();
 
 	for (;;)
@@ -365,7 +369,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 		pg_atomic_write_u64(&ks->mem_bytes, 0);
 		strlcpy(ks->name, name, NAMEDATALEN);
 		ks->xact = myxid;
-		ks->xact_proc = MyProc->pgprocno;
+		ks->xact_proc = KvMyOwnerSlot;
 		ks->state = KS_CREATING;
 		bump(ks);
 		LWLockRelease(keyspace_lock);
@@ -402,6 +406,9 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				 errmsg("cannot drop keyspace \"%s\"", name),
 				 errdetail("The default keyspace always exists.")));
 	KvWsReserve();
+	/* before any lock: may wait for a free owner slot, or refuse */
+	(void) KvStoreMySlot();
+	KvParkCheckKeyspaceOps();
 	myxid = GetTopTransactionId();
 
 	for (;;)
@@ -450,7 +457,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	{
 		ks->state = KS_DROPPING;
 		ks->xact = myxid;
-		ks->xact_proc = MyProc->pgprocno;
+		ks->xact_proc = KvMyOwnerSlot;
 		pg_atomic_write_u32(&ks->drop_xact, myxid);
 	}
 	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);

@@ -90,6 +90,7 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
+#include "log/wal.h"
 #include "store/compact.h"
 #include "store/stats.h"
 #include "store/store.h"
@@ -106,14 +107,20 @@ typedef struct KvStoreControl
 } KvStoreControl;
 
 /*
- * Per backend (by pgprocno): whether it is committing, and a condition
- * variable on which writers wait for it to finish its end of transaction.
- * See "Commit" in the file header.
+ * Owner slots: a pending entry names the slot of the transaction that
+ * wrote it.  Each backend (pgprocno p) has two, 2p and 2p + 1, and uses
+ * one at a time (KvMyOwnerSlot).  A slot says whether its transaction is
+ * committing, and has a condition variable on which writers wait for it
+ * to finish its end of transaction.  In a replicated group a transaction
+ * whose commit is not yet majority-durable when its backend moves on is
+ * parked in its slot (park.c): its entries stay pending until the commit
+ * position passes its COMMIT record, and the backend takes its other slot.
  */
 typedef struct KvOwnerSlot
 {
 	pg_atomic_uint64 committing;	/* end of its COMMIT record while it
-									 * converts its pending entries; else 0 */
+									 * converts its pending entries, with
+									 * KV_SLOT_PARKED while parked; else 0 */
 	ConditionVariable done;		/* broadcast when its pending entries are
 								 * all committed or removed */
 } KvOwnerSlot;
@@ -121,6 +128,8 @@ typedef struct KvOwnerSlot
 static KvStoreControl *sctl = NULL;
 static KvOwnerSlot *owners = NULL;
 static int	nowners = 0;
+static pg_atomic_uint32 *proc_slot = NULL;	/* per pgprocno: its current slot */
+int			KvMyOwnerSlot = -1;
 KvKeyspace *KvKeyspaces = NULL;
 pg_atomic_uint32 *KvKeyspaceDirGen = NULL;
 KvPtr	   *KvStoreBuckets = NULL;
@@ -185,7 +194,8 @@ KvStoreShmemSize(void)
 	size = add_size(size, region_bytes());
 	size = add_size(size, MAXALIGN(sizeof(pg_atomic_uint32)));
 	size = add_size(size, mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
-	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), KvProcSlots())));
+	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), KvOwnerSlotCount())));
+	size = add_size(size, MAXALIGN(mul_size(sizeof(pg_atomic_uint32), KvProcSlots())));
 	return size;
 }
 
@@ -213,8 +223,10 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 	p += sizeof(KvKeyspace) * kvext_max_keyspaces;
 	p = (char *) MAXALIGN(p);
 	owners = (KvOwnerSlot *) p;
-	nowners = KvProcSlots();
+	nowners = KvOwnerSlotCount();
 	p += MAXALIGN(sizeof(KvOwnerSlot) * nowners);
+	proc_slot = (pg_atomic_uint32 *) p;
+	p += MAXALIGN(sizeof(pg_atomic_uint32) * KvProcSlots());
 	KvBase = (char *) TYPEALIGN(KV_UNIT, p + KvAllocControlSize());
 	KvStoreBuckets = (KvPtr *) KvBase;
 
@@ -233,17 +245,114 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 			pg_atomic_init_u64(&owners[i].committing, 0);
 			ConditionVariableInit(&owners[i].done);
 		}
+		for (int i = 0; i < KvProcSlots(); i++)
+			pg_atomic_init_u32(&proc_slot[i], 2 * i);
 	}
 	KvAllocInit(p, alloc_lock,
 				(KvPtr) (sctl->bucket_bytes / KV_UNIT),
 				sctl->region_bytes - sctl->bucket_bytes, found);
 }
 
-/* is backend procno committing (see KvStoreBeginCommit)? */
+/*
+ * owner_committing
+ *		Do the pending entries of owner slot s count as committed?  Yes while
+ *		its backend converts them (KvStoreBeginCommit), and for a parked
+ *		transaction once the visible position has passed its COMMIT record.
+ */
 static inline bool
-owner_committing(int procno)
+owner_committing(int s)
 {
-	return pg_atomic_read_u64(&owners[procno].committing) != 0;
+	uint64		c = pg_atomic_read_u64(&owners[s].committing);
+
+	if (c == 0)
+		return false;
+	if (!(c & KV_SLOT_PARKED))
+		return true;
+	return (c & ~KV_SLOT_PARKED) <= KvWalVisiblePos();
+}
+
+/*
+ * owner_ending
+ *		Has owner slot s's transaction left PostgreSQL's transaction (it is
+ *		converting, or parked)?  A writer then waits on the slot's condition
+ *		variable, not on the xid.
+ */
+static inline bool
+owner_ending(int s)
+{
+	return pg_atomic_read_u64(&owners[s].committing) != 0;
+}
+
+/*
+ * KvStoreMySlot
+ *		This backend's current owner slot, chosen at first use: whichever of
+ *		its two slots is free (a parked transaction of an earlier backend
+ *		with the same pgprocno may hold one; if both are held, wait).
+ */
+int
+KvStoreMySlot(void)
+{
+	int			first = 2 * MyProc->pgprocno;
+
+	if (likely(KvMyOwnerSlot >= 0))
+		return KvMyOwnerSlot;
+	/* take a free one; if both are parked, wait for the first */
+	if (pg_atomic_read_u64(&owners[first].committing) != 0 &&
+		pg_atomic_read_u64(&owners[first + 1].committing) == 0)
+		first++;
+	KvStoreNextSlot(first % 2 == 0 ? first + 1 : first - 1);
+	return KvMyOwnerSlot;
+}
+
+/*
+ * KvStoreNextSlot
+ *		Leave owner slot cur (parked, or never used) and take this backend's
+ *		other slot, waiting until it is free.  Interruptible.
+ */
+void
+KvStoreNextSlot(int cur)
+{
+	int			next = (cur % 2 == 0) ? cur + 1 : cur - 1;
+
+	Assert(next / 2 == MyProc->pgprocno);
+	if (pg_atomic_read_u64(&owners[next].committing) != 0)
+	{
+		ConditionVariablePrepareToSleep(&owners[next].done);
+		while (pg_atomic_read_u64(&owners[next].committing) != 0)
+			ConditionVariableSleep(&owners[next].done, WAIT_EVENT_SYNC_REP);
+		ConditionVariableCancelSleep();
+	}
+	KvMyOwnerSlot = next;
+	pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], next);
+}
+
+/* the number of owner slots: two per PGPROC */
+int
+KvOwnerSlotCount(void)
+{
+	return 2 * KvProcSlots();
+}
+
+/* the current owner slot of backend procno (for its parallel workers) */
+int
+KvStoreProcSlot(int procno)
+{
+	return (int) pg_atomic_read_u32(&proc_slot[procno]);
+}
+
+/* the owner slot array, for park.c (store_internal.h) */
+pg_atomic_uint64 *
+KvStoreSlotCommitting(int s)
+{
+	Assert(s >= 0 && s < nowners);
+	return &owners[s].committing;
+}
+
+/* wake the writers waiting on owner slot s */
+void
+KvStoreSlotWake(int s)
+{
+	ConditionVariableBroadcast(&owners[s].done);
 }
 
 /*
@@ -400,9 +509,9 @@ init_entry(KvPtr np, uint32 hash, uint16 ks, const char *key, uint32 keylen,
 static inline bool
 is_own(const KvEntry *e)
 {
-	return e->owner == MyProc->pgprocno ||
-		(MyProc->lockGroupLeader != NULL &&
-		 e->owner == MyProc->lockGroupLeader->pgprocno);
+	return e->owner == KvMyOwnerSlot ||
+		(MyProc->lockGroupLeader != NULL && MyProc->lockGroupLeader != MyProc &&
+		 e->owner == KvStoreProcSlot(MyProc->lockGroupLeader->pgprocno));
 }
 
 /*
@@ -697,7 +806,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 		owner = kv->pend->owner;
 		target = (KvWaitTarget) {KvKeyspaces[ks.id].name, key, keylen,
 			owner, kv->pend->xid};
-		if (owner_committing(owner) || TransactionIdEquals(kv->pend->xid, waited))
+		if (owner_ending(owner) || TransactionIdEquals(kv->pend->xid, waited))
 		{
 			/* published for kv_locks(); releases kv->lock (waits.c) */
 			KvWaitOnOwner(&target, &owners[owner].done, kv->lock);
@@ -933,7 +1042,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	else if (w->binary && w->op != KV_OP_INCR)
 		flags |= KVE_BINARY;
 	(void) init_entry(np, kv.hash, ks.id, key, keylen, nv.value, nv.len,
-					  flags, myxid, MyProc->pgprocno);
+					  flags, myxid, KvStoreMySlot());
 	account_mem(ks.id, np, true);
 
 	link_pending(&kv, ks.id, np, visible != NULL);
@@ -962,7 +1071,7 @@ KvStoreOlderOwnVersion(KvPtr p)
 
 		if (!same_key(qe, e))
 			continue;
-		if ((qe->flags & KVE_PENDING) && qe->owner == MyProc->pgprocno)
+		if ((qe->flags & KVE_PENDING) && qe->owner == KvMyOwnerSlot)
 			result = q;
 		break;
 	}
@@ -996,7 +1105,7 @@ void
 KvStoreBeginCommit(KvLsn commit_end)
 {
 	Assert(commit_end != 0);
-	pg_atomic_write_u64(&owners[MyProc->pgprocno].committing, commit_end);
+	pg_atomic_write_u64(&owners[KvStoreMySlot()].committing, commit_end);
 	/* readers must see the flag before any entry is converted */
 	pg_memory_barrier();
 }
@@ -1009,7 +1118,7 @@ KvStoreBeginCommit(KvLsn commit_end)
 void
 KvStoreEndXact(void)
 {
-	KvOwnerSlot *slot = &owners[MyProc->pgprocno];
+	KvOwnerSlot *slot = &owners[KvStoreMySlot()];
 
 	if (pg_atomic_read_u64(&slot->committing) != 0)
 		pg_atomic_write_u64(&slot->committing, 0);
@@ -1024,18 +1133,19 @@ KvStoreEndXact(void)
 void
 KvStoreWakeWaiters(void)
 {
-	ConditionVariableBroadcast(&owners[MyProc->pgprocno].done);
+	ConditionVariableBroadcast(&owners[KvStoreMySlot()].done);
 }
 
 /*
  * KvStoreOwnerCommitting
- *		Is backend procno committing (see KvStoreBeginCommit)?  Keyspace
+ *		Does owner slot s's transaction count as committed (it is converting
+ *		its entries, or is parked and visible)?  Keyspace
  *		visibility follows its entries' (keyspace.c).
  */
 bool
-KvStoreOwnerCommitting(int procno)
+KvStoreOwnerCommitting(int slot)
 {
-	return procno >= 0 && procno < nowners && owner_committing(procno);
+	return slot >= 0 && slot < nowners && owner_committing(slot);
 }
 
 /*
@@ -1084,7 +1194,7 @@ KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 	n = init_entry(np, hash, ks, key, keylen, value, vallen,
 				   KVE_PENDING | (tombstone ? KVE_TOMBSTONE : 0) |
 				   (binary && !tombstone ? KVE_BINARY : 0),
-				   InvalidTransactionId, MyProc->pgprocno);
+				   InvalidTransactionId, KvStoreMySlot());
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	n->next = KvStoreBuckets[bucket];

@@ -38,7 +38,8 @@ typedef struct KvEntry
 	uint32		hash;			/* hash of (keyspace, key) */
 	TransactionId xid;			/* pending: writing (sub)transaction */
 	uint32		wsidx;			/* pending: index in the owner's write set */
-	int32		owner;			/* pending: pgprocno of the writing backend */
+	int32		owner;			/* pending: owner slot of the writing
+								 * transaction (store.c) */
 	uint32		keylen;
 	uint32		vallen;
 	uint16		keyspace;
@@ -85,7 +86,7 @@ typedef struct KvKeyspace
 	char		name[NAMEDATALEN];	/* keyspace lock */
 	TransactionId xact;			/* CREATING, DROPPING, ABANDONED: the
 								 * top-level xid of the transaction */
-	int			xact_proc;		/* ... and the pgprocno of its backend */
+	int			xact_proc;		/* ... and the owner slot of its transaction */
 	pg_atomic_uint32 drop_xact; /* DROPPING: xact, read by writers under a
 								 * partition lock; else 0 */
 	pg_atomic_uint64 nentries;	/* committed entries */
@@ -172,7 +173,15 @@ extern void KvStoreCommitEntry(KvPtr p);
 extern void KvStoreAbortEntry(KvPtr p);
 extern void KvStoreEndXact(void);
 extern void KvStoreWakeWaiters(void);
-extern bool KvStoreOwnerCommitting(int procno);
+extern bool KvStoreOwnerCommitting(int slot);
+
+/* owner slots (store.c): two per PGPROC, slot / 2 is its pgprocno */
+#define KvOwnerSlotProc(s)	((s) / 2)
+extern PGDLLIMPORT int KvMyOwnerSlot;	/* -1 until the first write */
+extern int	KvOwnerSlotCount(void);
+extern int	KvStoreMySlot(void);
+extern int	KvStoreProcSlot(int procno);
+extern void KvStoreNextSlot(int cur);
 extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 
 /* store.c: applying a logged transaction (recovery, followers) */

@@ -27,4 +27,9 @@ extern bool KvStoreEntryIsVersion(const KvEntry *e);
 extern bool KvStoreSameKey(const KvEntry *a, const KvEntry *b);
 extern void KvStoreReportKeyspaceGone(void) pg_attribute_noreturn();
 
+/* owner slots, for park.c: committing word and its waiters */
+#define KV_SLOT_PARKED		(UINT64CONST(1) << 63)
+extern pg_atomic_uint64 *KvStoreSlotCommitting(int s);
+extern void KvStoreSlotWake(int s);
+
 #endif							/* KVEXT_STORE_INTERNAL_H */

@@ -57,13 +57,16 @@
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "replication/message.h"
+#include "storage/predicate.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
 
 #include "failpoint.h"
 #include "kvext.h"
 #include "log/wal.h"
+#include "log/visible.h"
 #include "store/keyspace.h"
+#include "store/park.h"
 #include "store/store.h"
 #include "store/txn.h"
 #include "store/writeset.h"
@@ -74,6 +77,9 @@
 static bool ws_logged = false;	/* TXN record written at pre-commit */
 static bool ws_mixed = false;	/* ... and the transaction wrote PG WAL */
 static KvLsn ws_txn_lsn = InvalidKvLsn;	/* ... at this position */
+static bool ws_decided = false; /* kv-only, in a group: its COMMIT record
+								 * was written at pre-commit ... */
+static KvLsn ws_commit_end = InvalidKvLsn;	/* ... and ends here */
 
 /* end of the last record this backend wrote (flushed at backend exit) */
 static KvLsn my_last_record_end = InvalidKvLsn;
@@ -275,6 +281,61 @@ merge_superseded(uint32 from)
 }
 
 /*
+ * report_in_doubt
+ *		The wait for the majority ended before the commit was durable there.
+ *		elevel ERROR at pre-commit (a kv-only transaction), WARNING after
+ *		PostgreSQL's commit (a mixed one).  The transaction is parked either
+ *		way (abort_txn, commit_txn): its keys stay locked and invisible
+ *		until its record commits or a new leader drops it.
+ */
+static void
+report_in_doubt(int elevel, KvVisibleWaitResult r)
+{
+	ereport(elevel,
+			(errcode(ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN),
+			 errmsg("the transaction's kvext writes may or may not be committed"),
+			 r == KV_VISIBLE_NOT_LEADER ?
+			 errdetail("This node stopped leading its group before the commit was durable on a majority.") :
+			 errdetail("The wait for a majority of the group was cancelled; the commit record stays in the log."),
+			 errhint("The keys stay locked and invisible until the group commits the record, or a new leader drops it; kv_cluster_status() shows the group.")));
+}
+
+/*
+ * decide_in_group
+ *		Pre-commit of a kv-only transaction in a replicated group: write its
+ *		COMMIT record now and, for synchronous_commit on or remote_apply,
+ *		wait until the group's commit position passes it.  A cancelled wait
+ *		raises 40003; the records stay in the log and the transaction is
+ *		parked by abort_txn (no ABORT record: it may have left the leader).
+ *		off and local return at once (after the local flush for local) and
+ *		are parked by commit_txn.
+ */
+static void
+decide_in_group(void)
+{
+	KvLsn		end;
+
+	START_CRIT_SECTION();
+	end = KvWalInsertMarker(KV_REC_COMMIT, 0, ws_txn_lsn);
+	END_CRIT_SECTION();
+	note_record(end);
+	ws_decided = true;
+	ws_commit_end = end;
+
+	if (kvext_synchronous_commit != KV_SYNC_OFF)
+		KvWalFlush(end);
+	if (kvext_synchronous_commit == KV_SYNC_ON ||
+		kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY)
+	{
+		KvVisibleWaitResult r;
+
+		r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY);
+		if (r != KV_VISIBLE_REACHED)
+			report_in_doubt(ERROR, r);
+	}
+}
+
+/*
  * log_txn
  *		Pre-commit: write the write set as one TXN record.  A mixed
  *		transaction's record is flushed at once (PostgreSQL's commit record
@@ -291,6 +352,19 @@ log_txn(void)
 	KvLsn		end;
 
 	ws_mixed = (XactLastRecEnd != 0);
+
+	/*
+	 * In a group, a kv-only transaction is decided and waited for here,
+	 * where an error is still possible: run PostgreSQL's serialization
+	 * check first, so that the wait is the last step that can fail.
+	 */
+	if (KvVisibleInGroup())
+	{
+		KvVisibleCheckWritable();
+		if (!ws_mixed && IsolationIsSerializable())
+			PreCommit_CheckForSerializationFailure();
+	}
+
 	if (ws_mixed)
 	{
 		xid = GetTopTransactionId();
@@ -307,6 +381,75 @@ log_txn(void)
 	if (ws_mixed)
 		KvWalFlush(end);
 	KvFailpoint("wal-after-fsync");
+
+	if (KvVisibleInGroup() && !ws_mixed)
+		decide_in_group();
+}
+
+/*
+ * publish_commit
+ *		The COMMIT record ending at end is as durable as required: make the
+ *		writes visible as a whole, then convert them entry by entry.
+ */
+static void
+publish_commit(KvLsn end)
+{
+	uint32		n = KvWsCount();
+
+	KvStoreBeginCommit(end);
+	if (KvWsHasKeyspaceOps())
+		KvKeyspaceCommitStarting();
+	for (uint32 i = 0; i < n; i++)
+	{
+		KvWsItem   *item = KvWsItemAt(i);
+
+		if (item->kind != KV_WS_ENTRY)
+			KvKeyspaceEndXact(item->keyspace, item->kind, item->prev_state, true);
+		else if (item->entry != InvalidKvPtr)
+			KvStoreCommitEntry(item->entry);
+	}
+	KvWalClearInflight();
+	KvStoreEndXact();
+}
+
+/*
+ * commit_in_group
+ *		XACT_EVENT_COMMIT in a replicated group.  A kv-only transaction
+ *		wrote its COMMIT record at pre-commit (decide_in_group); a mixed one
+ *		writes it now and flushes it (the senders ship flushed records only),
+ *		then waits for the majority as the setting asks.  No error is
+ *		possible here: a cancelled wait is a WARNING with 40003.  Whatever
+ *		is not yet visible is parked.
+ */
+static void
+commit_in_group(void)
+{
+	KvLsn		end = ws_commit_end;
+
+	if (!ws_decided)
+	{
+		Assert(ws_mixed);
+		XLogFlush(XactLastCommitEnd);
+		START_CRIT_SECTION();
+		end = KvWalInsertMarker(KV_REC_COMMIT, 0, ws_txn_lsn);
+		note_record(end);
+		KvWalFlush(end);
+		END_CRIT_SECTION();
+		if (kvext_synchronous_commit == KV_SYNC_ON ||
+			kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY)
+		{
+			KvVisibleWaitResult r;
+
+			r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY);
+			if (r != KV_VISIBLE_REACHED)
+				report_in_doubt(WARNING, r);
+		}
+	}
+
+	if (KvWalVisiblePos() >= end)
+		publish_commit(end);
+	else
+		KvParkCurrent(end);
 }
 
 /*
@@ -321,7 +464,12 @@ static void
 commit_txn(void)
 {
 	KvLsn		end;
-	uint32		n = KvWsCount();
+
+	if (KvVisibleInGroup())
+	{
+		commit_in_group();
+		return;
+	}
 
 	/*
 	 * A mixed transaction's fate is its PostgreSQL commit record: durable
@@ -348,21 +496,7 @@ commit_txn(void)
 
 	KvFailpoint("commit-after-marker");
 
-	/* visible as a whole from here on, then converted entry by entry */
-	KvStoreBeginCommit(end);
-	if (KvWsHasKeyspaceOps())
-		KvKeyspaceCommitStarting();
-	for (uint32 i = 0; i < n; i++)
-	{
-		KvWsItem   *item = KvWsItemAt(i);
-
-		if (item->kind != KV_WS_ENTRY)
-			KvKeyspaceEndXact(item->keyspace, item->kind, item->prev_state, true);
-		else if (item->entry != InvalidKvPtr)
-			KvStoreCommitEntry(item->entry);
-	}
-	KvWalClearInflight();
-	KvStoreEndXact();
+	publish_commit(end);
 }
 
 /*
@@ -373,6 +507,16 @@ commit_txn(void)
 static void
 abort_txn(void)
 {
+	if (ws_decided)
+	{
+		/*
+		 * Its COMMIT record is in the log (kv-only, in a group) and may have
+		 * left the leader: never take it back.  Park it; it commits when the
+		 * group's commit position passes it.
+		 */
+		KvParkCurrent(ws_commit_end);
+		return;
+	}
 	if (ws_logged)
 	{
 		/* a crash here: the TXN record has no decision, so it is aborted */
@@ -393,8 +537,8 @@ abort_txn(void)
 static void
 reset_write_set(void)
 {
-	ws_logged = ws_mixed = false;
-	ws_txn_lsn = InvalidKvLsn;
+	ws_logged = ws_mixed = ws_decided = false;
+	ws_txn_lsn = ws_commit_end = InvalidKvLsn;
 	KvWsReset();
 }
 

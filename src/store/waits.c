@@ -47,6 +47,7 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
+#include "store/store.h"
 #include "store/waits.h"
 
 typedef struct KvWaitSlot
@@ -146,8 +147,8 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 	memset(info, 0, sizeof(*info));
 	info->pid = MyProcPid;
 	info->roleid = GetUserId();
-	if (t->holder_procno >= 0 && t->holder_procno < nslots)
-		info->holder_pid = ProcGlobal->allProcs[t->holder_procno].pid;
+	if (t->holder_slot >= 0 && KvOwnerSlotProc(t->holder_slot) < nslots)
+		info->holder_pid = ProcGlobal->allProcs[KvOwnerSlotProc(t->holder_slot)].pid;
 	else if (t->key == NULL)
 		info->holder_pid = BackendXidGetPid(t->holder_xid);	/* no LWLock held */
 	info->holder_xid = t->holder_xid;

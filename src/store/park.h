@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * park.h
+ *	  Parked transactions: committed in the log, waiting for the majority
+ *	  (replicated groups only; see park.c).
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_PARK_H
+#define KVEXT_PARK_H
+
+#include "store/store.h"
+
+/* keyspace creates and drops a transaction may make in a replicated group */
+#define KVEXT_PARK_MAX_KS_OPS	16
+
+extern Size KvParkShmemSize(void);
+extern void KvParkShmemInit(void);
+extern void KvParkCheckKeyspaceOps(void);
+extern void KvParkCurrent(KvLsn commit_end);
+extern void KvParkResolve(void);
+extern void KvParkDropAfter(KvLsn cut);
+extern void KvParkWaitOwn(void);
+
+#endif							/* KVEXT_PARK_H */
