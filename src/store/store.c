@@ -87,6 +87,7 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "kvext.h"
@@ -744,6 +745,22 @@ find_versions(KeyVersions *kv, uint16 ks, const char *key, uint32 keylen)
 }
 
 /*
+ * report_lock_timeout
+ *		lock_timeout ran out while waiting on a key's owner slot.
+ */
+static void report_lock_timeout(const KvWaitTarget *t) pg_attribute_noreturn();
+
+static void
+report_lock_timeout(const KvWaitTarget *t)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("canceling statement due to lock timeout"),
+			 errdetail("Waiting for key \"%s\" in keyspace \"%s\", written by a transaction that is still committing.",
+					   KvKeyExcerpt(t->key, t->keylen), t->keyspace)));
+}
+
+/*
  * lock_key
  *		Step 1 of a write: return holding the key's partition lock
  *		exclusively, with no other transaction's pending entry on the key
@@ -767,6 +784,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 {
 	TransactionId waited = InvalidTransactionId;
 	KvWaitTarget target;
+	TimestampTz owner_wait_start = 0;
 
 	for (;;)
 	{
@@ -808,8 +826,29 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			owner, kv->pend->xid};
 		if (owner_ending(owner) || TransactionIdEquals(kv->pend->xid, waited))
 		{
+			long		timeout = -1;
+
+			/*
+			 * A parked transaction (park.c) may hold its keys until the
+			 * group's majority returns: lock_timeout bounds this wait as it
+			 * bounds the xid wait.
+			 */
+			if (LockTimeout > 0)
+			{
+				TimestampTz now = GetCurrentTimestamp();
+
+				if (owner_wait_start == 0)
+					owner_wait_start = now;
+				timeout = LockTimeout -
+					TimestampDifferenceMilliseconds(owner_wait_start, now);
+				if (timeout <= 0)
+				{
+					LWLockRelease(kv->lock);
+					report_lock_timeout(&target);
+				}
+			}
 			/* published for kv_locks(); releases kv->lock (waits.c) */
-			KvWaitOnOwner(&target, &owners[owner].done, kv->lock);
+			(void) KvWaitOnOwner(&target, &owners[owner].done, kv->lock, timeout);
 			continue;
 		}
 		waited = kv->pend->xid;

@@ -210,20 +210,26 @@ KvWaitOnXact(const KvWaitTarget *t)
  *		condition variable.  Called holding lock, the partition lock under
  *		which the holder's pending entry was seen; it is released here,
  *		after preparing to sleep, so the broadcast cannot be missed.
- *		Interruptible.
+ *		Interruptible.  timeout_ms >= 0 bounds the sleep; returns true if
+ *		it ran out.
  */
-void
-KvWaitOnOwner(const KvWaitTarget *t, ConditionVariable *cv, LWLock *lock)
+bool
+KvWaitOnOwner(const KvWaitTarget *t, ConditionVariable *cv, LWLock *lock,
+			  long timeout_ms)
 {
 	KvWaitInfo	info;
 	ErrorContextCallback cb;
+	bool		timed_out = false;
 
 	begin_wait(&info, &cb, t);
 	ConditionVariablePrepareToSleep(cv);
 	LWLockRelease(lock);
 	PG_TRY();
 	{
-		ConditionVariableSleep(cv, PG_WAIT_EXTENSION);
+		if (timeout_ms >= 0)
+			timed_out = ConditionVariableTimedSleep(cv, timeout_ms, PG_WAIT_EXTENSION);
+		else
+			ConditionVariableSleep(cv, PG_WAIT_EXTENSION);
 	}
 	PG_FINALLY();
 	{
@@ -232,6 +238,7 @@ KvWaitOnOwner(const KvWaitTarget *t, ConditionVariable *cv, LWLock *lock)
 	PG_END_TRY();
 	ConditionVariableCancelSleep();
 	error_context_stack = cb.previous;
+	return timed_out;
 }
 
 /*

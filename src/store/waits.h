@@ -49,8 +49,8 @@ extern Size KvWaitsShmemSize(void);
 extern void KvWaitsShmemInit(void);
 
 extern void KvWaitOnXact(const KvWaitTarget *t);
-extern void KvWaitOnOwner(const KvWaitTarget *t, ConditionVariable *cv,
-						  LWLock *lock);
+extern bool KvWaitOnOwner(const KvWaitTarget *t, ConditionVariable *cv,
+						  LWLock *lock, long timeout_ms);
 extern int	KvWaitsList(KvWaitInfo *out, int max);
 extern int	KvWaitsMax(void);
 
