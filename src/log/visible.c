@@ -23,6 +23,10 @@
  * cancel and die requests itself instead of letting
  * CHECK_FOR_INTERRUPTS throw: the caller must turn them into "in doubt"
  * (SQLSTATE 40003), never into a plain error or a plain success.
+ * PostgreSQL disarms statement_timeout before it commits a statement's
+ * transaction, so the wait applies it itself, from the statement's start:
+ * a COMMIT (or an autocommitted call) is bounded by statement_timeout as
+ * its users expect.
  *
  * Locking: positions and role are read and written under a spinlock (or
  * as atomics); no LWLock is taken here.
@@ -33,6 +37,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"
@@ -40,6 +45,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "kvext.h"
 #include "log/visible.h"
@@ -247,14 +253,27 @@ KvVisibleAppliedPos(void)
 	return pg_atomic_read_u64(&vis->applied);
 }
 
+/* how long to sleep before looking again: 1 s at most, or until deadline */
+static long
+sleep_ms(TimestampTz deadline)
+{
+	long		ms;
+
+	if (deadline == 0)
+		return 1000L;
+	ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	return Max(1L, Min(1000L, ms));
+}
+
 /*
  * KvVisibleWait
  *		Wait until the commit position (applied: the applied-majority
  *		position) reaches upto.  Returns KV_VISIBLE_CANCELLED on a query
  *		cancel (whose flag it clears: the caller reports 40003 instead) or a
  *		die request (left pending, so the backend still exits), and
- *		KV_VISIBLE_NOT_LEADER if this node stops leading meanwhile.  May be
- *		called with interrupts held (after PostgreSQL's commit record).
+ *		KV_VISIBLE_NOT_LEADER if this node stops leading meanwhile; a
+ *		statement_timeout that runs out counts as a cancel.  May be called
+ *		with interrupts held (after PostgreSQL's commit record).
  */
 KvVisibleWaitResult
 KvVisibleWait(KvLsn upto, bool applied)
@@ -262,6 +281,11 @@ KvVisibleWait(KvLsn upto, bool applied)
 	pg_atomic_uint64 *mine = &vis->waiting[MyProc->pgprocno];
 	uint32		gen = pg_atomic_read_u32(&vis->role_gen);
 	KvVisibleWaitResult result;
+	TimestampTz deadline = 0;
+
+	if (StatementTimeout > 0)
+		deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
+											   StatementTimeout);
 
 	pg_atomic_write_u64(mine, upto | (applied ? WAIT_APPLIED_BIT : 0));
 	pg_memory_barrier();
@@ -290,8 +314,13 @@ KvVisibleWait(KvLsn upto, bool applied)
 			result = KV_VISIBLE_CANCELLED;
 			break;
 		}
+		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
+		{
+			result = KV_VISIBLE_CANCELLED;
+			break;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, WAIT_EVENT_SYNC_REP);
+						 sleep_ms(deadline), WAIT_EVENT_SYNC_REP);
 		ResetLatch(MyLatch);
 	}
 	pg_atomic_write_u64(mine, 0);

@@ -1,0 +1,83 @@
+# Majority commit in a group of three: a commit returns once a majority
+# has the record; with no majority the wait is in doubt (40003), never a
+# plain error or a plain success, and the write stays invisible and locked
+# until the majority returns; off and local commits return early but stay
+# invisible; a mixed transaction's cancelled wait is a WARNING.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use KvextDurability;
+use KvextGroup;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my ($n1, $n2, $n3) = kv_group(3);
+
+# --- the group commits with one follower, and ships to both ---------------
+
+my $r = kv_call($n1, "SELECT kv_put('a', '1')");
+ok($r->{ok}, 'a commit on the leader returns') or diag($r->{stderr});
+ok(kv_poll($n2, "SELECT kv_get('a')", '1'), 'the write reaches follower n2');
+ok(kv_poll($n3, "SELECT kv_get('a')", '1'), 'the write reaches follower n3');
+
+$r = kv_call($n2, "SELECT kv_put('b', '1')");
+is($r->{sqlstate}, '25006', 'a write on a follower is refused with 25006');
+like($r->{stderr}, qr/n1/, '... and the error names the leader');
+
+$n3->stop('fast');
+$r = kv_call($n1, "SET statement_timeout = '60s'; SELECT kv_put('c', '1')");
+ok($r->{ok}, 'with one follower down, commits go on (majority 2 of 3)')
+  or diag($r->{stderr});
+
+# --- no majority: the wait is in doubt -------------------------------------
+
+$n2->stop('fast');
+
+$r = kv_call($n1, "SET statement_timeout = '1s'; SELECT kv_put('d', 'doubt')");
+is($r->{sqlstate}, '40003', 'with no majority, a cancelled commit wait is 40003');
+like($r->{stderr}, qr/may or may not be committed/, '... saying the outcome is unknown');
+
+is(kv_scalar($n1, "SELECT kv_get('d') IS NULL"), 't',
+	'the in-doubt write is invisible to other sessions on the leader');
+
+$r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
+is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
+
+$r = kv_call($n1, "SET kvext.synchronous_commit = off; SELECT kv_put('e', 'async')");
+ok($r->{ok}, 'an off commit returns without a majority') or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('e') IS NULL"), 't',
+	'... but stays invisible to others until the majority has it');
+
+$r = kv_call($n1, "SET kvext.synchronous_commit = local; SELECT kv_put('f', 'local')");
+ok($r->{ok}, 'a local commit returns without a majority') or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('f') IS NULL"), 't', '... and is invisible too');
+
+$n1->safe_psql('postgres', 'CREATE TABLE t (i int)');
+# CREATE TABLE's own commit does not involve kvext, so it returned
+$r = kv_call($n1,
+	"SET statement_timeout = '1s'; BEGIN; INSERT INTO t VALUES (1); SELECT kv_put('g', 'mixed'); COMMIT;");
+ok($r->{ok}, 'a mixed transaction commits (PostgreSQL decides it)') or diag($r->{stderr});
+like($r->{stderr}, qr/WARNING:\s+40003/, '... with a 40003 WARNING for its keys');
+is(kv_scalar($n1, 'SELECT count(*) FROM t'), '1', '... its row is committed');
+is(kv_scalar($n1, "SELECT kv_get('g') IS NULL"), 't', '... its key is not yet visible');
+
+# --- the majority returns: everything in doubt commits ----------------------
+
+$n2->start;
+ok(kv_poll($n1, "SELECT kv_get('d')", 'doubt'), 'the in-doubt write commits once a follower is back');
+ok(kv_poll($n1, "SELECT kv_get('e')", 'async'), 'the off commit becomes visible');
+ok(kv_poll($n1, "SELECT kv_get('f')", 'local'), 'the local commit becomes visible');
+ok(kv_poll($n1, "SELECT kv_get('g')", 'mixed'), "the mixed transaction's key becomes visible");
+$r = kv_call($n1, "SET lock_timeout = '10s'; SELECT kv_put('d', 'after')");
+ok($r->{ok}, 'the key is writable again') or diag($r->{stderr});
+ok(kv_poll($n2, "SELECT kv_get('d')", 'after'), 'and the follower has the newer value');
+
+$n3->start;
+my $sql = "SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM kv_scan('')";
+ok(defined kv_group_wait_equal($sql, $n1, $n2, $n3), 'all three nodes converge');
+
+$_->stop for ($n1, $n2, $n3);
+done_testing();
