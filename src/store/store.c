@@ -1045,9 +1045,10 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	uint16		flags;
 	int			tries = 0;
 
-	/* things that may fail come before any lock */
+	/* things that may fail or wait come before any lock */
 	myxid = GetCurrentTransactionId();
 	KvWsReserve();
+	(void) KvStoreMySlot();
 
 	kv.hash = kv_hash(ks.id, key, keylen);
 	kv.bucket = BUCKET_OF(kv.hash);
@@ -1081,7 +1082,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	else if (w->binary && w->op != KV_OP_INCR)
 		flags |= KVE_BINARY;
 	(void) init_entry(np, kv.hash, ks.id, key, keylen, nv.value, nv.len,
-					  flags, myxid, KvStoreMySlot());
+					  flags, myxid, KvMyOwnerSlot);
 	account_mem(ks.id, np, true);
 
 	link_pending(&kv, ks.id, np, visible != NULL);
@@ -1144,7 +1145,8 @@ void
 KvStoreBeginCommit(KvLsn commit_end)
 {
 	Assert(commit_end != 0);
-	pg_atomic_write_u64(&owners[KvStoreMySlot()].committing, commit_end);
+	Assert(KvMyOwnerSlot >= 0);
+	pg_atomic_write_u64(&owners[KvMyOwnerSlot].committing, commit_end);
 	/* readers must see the flag before any entry is converted */
 	pg_memory_barrier();
 }
@@ -1157,7 +1159,11 @@ KvStoreBeginCommit(KvLsn commit_end)
 void
 KvStoreEndXact(void)
 {
-	KvOwnerSlot *slot = &owners[KvStoreMySlot()];
+	KvOwnerSlot *slot;
+
+	if (KvMyOwnerSlot < 0)
+		return;					/* never wrote, or parked (park.c) */
+	slot = &owners[KvMyOwnerSlot];
 
 	if (pg_atomic_read_u64(&slot->committing) != 0)
 		pg_atomic_write_u64(&slot->committing, 0);
@@ -1172,7 +1178,8 @@ KvStoreEndXact(void)
 void
 KvStoreWakeWaiters(void)
 {
-	ConditionVariableBroadcast(&owners[KvStoreMySlot()].done);
+	if (KvMyOwnerSlot >= 0)
+		ConditionVariableBroadcast(&owners[KvMyOwnerSlot].done);
 }
 
 /*
