@@ -1145,8 +1145,8 @@ void
 KvStoreBeginCommit(KvLsn commit_end)
 {
 	Assert(commit_end != 0);
-	Assert(KvMyOwnerSlot >= 0);
-	pg_atomic_write_u64(&owners[KvMyOwnerSlot].committing, commit_end);
+	/* a transaction of keyspace operations alone may have none yet */
+	pg_atomic_write_u64(&owners[KvStoreMySlot()].committing, commit_end);
 	/* readers must see the flag before any entry is converted */
 	pg_memory_barrier();
 }
