@@ -32,8 +32,10 @@ OBJS = \
 	src/log/recovery.o \
 	src/log/backup.o \
 	src/log/visible.o \
+	src/replication/sender.o \
 	src/api/functions.o \
-	src/api/monitor.o
+	src/api/monitor.o \
+	src/api/cluster.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql
@@ -60,7 +62,9 @@ endif
 endif
 
 # Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
-PG_CPPFLAGS += -I$(srcdir)/src
+PG_CPPFLAGS += -I$(srcdir)/src -I$(libpq_srcdir)
+# the log senders are libpq clients (as contrib/postgres_fdw)
+SHLIB_LINK_INTERNAL = $(libpq)
 PG_CFLAGS += -Werror -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-clobbered -Wno-cast-function-type
 ifdef ASSERTS

@@ -13,6 +13,8 @@
  *	"kvext recovery"	the store's state (recovering, ready, failed)
  *	"kvext checkpointer" snapshot requests
  *	"kvext waits"		per backend: the key it waits for (store/waits.c)
+ *	"kvext senders"		per peer: what its log sender published
+ *						(replication/sender.c)
  * plus one named LWLock tranche per group of locks, so that
  * pg_stat_activity.wait_event tells them apart (wait_event_type LWLock):
  *	"kvext partition"	KVEXT_NUM_PARTITIONS locks of the hash table
@@ -53,6 +55,7 @@
 #include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
+#include "replication/sender.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
@@ -103,6 +106,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvBackupShmemSize());
 	RequestAddinShmemSpace(KvWaitsShmemSize());
 	RequestAddinShmemSpace(KvVisibleShmemSize());
+	RequestAddinShmemSpace(KvSenderShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -130,6 +134,7 @@ kv_shmem_startup(void)
 	KvControlShmemInit(tranche_lock(KV_TRANCHE_CONTROL));
 	KvWaitsShmemInit();
 	KvVisibleShmemInit();
+	KvSenderShmemInit();
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();

@@ -24,6 +24,10 @@
  * CHECK_FOR_INTERRUPTS throw: the caller must turn them into "in doubt"
  * (SQLSTATE 40003), never into a plain error or a plain success.
  *
+ * Senders.  The leader's log senders wait on their latch and a socket at
+ * once; KvWalFlush wakes them (KvVisibleWakeSenders) whenever the local
+ * flush position moves, and a role change does too.
+ *
  * Locking: positions and role are read and written under a spinlock (or
  * as atomics); no LWLock is taken here.
  *
@@ -36,6 +40,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -54,6 +59,8 @@ typedef struct KvVisibleShared
 	pg_atomic_uint64 commit;	/* commit position */
 	pg_atomic_uint64 applied;	/* applied-majority position */
 	pg_atomic_uint32 role_gen;	/* bumped at every role change */
+	pg_atomic_uint32 senders[KVEXT_VISIBLE_MAX_SENDERS];	/* pgprocno + 1 of
+															 * each sender, or 0 */
 	pg_atomic_uint64 waiting[FLEXIBLE_ARRAY_MEMBER];	/* per pgprocno: the
 														 * position it waits
 														 * for, or 0 */
@@ -91,6 +98,8 @@ KvVisibleShmemInit(void)
 		pg_atomic_init_u64(&vis->commit, 0);
 		pg_atomic_init_u64(&vis->applied, 0);
 		pg_atomic_init_u32(&vis->role_gen, 0);
+		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
+			pg_atomic_init_u32(&vis->senders[i], 0);
 		for (int i = 0; i < KvProcSlots(); i++)
 			pg_atomic_init_u64(&vis->waiting[i], 0);
 	}
@@ -129,6 +138,7 @@ KvVisibleSetRole(bool leader, uint64 term, const char *leader_name)
 	strlcpy(vis->leader_name, leader_name ? leader_name : "", NAMEDATALEN);
 	SpinLockRelease(&vis->mutex);
 	pg_atomic_fetch_add_u32(&vis->role_gen, 1);
+	KvVisibleWakeSenders();
 
 	/* wake everyone: a wait that started under another role is in doubt */
 	for (int i = 0; i < KvProcSlots(); i++)
@@ -294,4 +304,45 @@ KvVisibleWait(KvLsn upto, bool applied)
 	}
 	pg_atomic_write_u64(mine, 0);
 	return result;
+}
+
+/* a sender's process has exited: forget its latch */
+static void
+sender_detach(int code, Datum arg)
+{
+	pg_atomic_write_u32(&vis->senders[DatumGetInt32(arg)], 0);
+}
+
+/*
+ * KvVisibleRegisterSender
+ *		Called by the log sender of peer slot (0 .. KVEXT_VISIBLE_MAX_SENDERS
+ *		- 1) when it starts: its latch is set at every local flush and role
+ *		change, until the process exits.
+ */
+void
+KvVisibleRegisterSender(int slot)
+{
+	Assert(slot >= 0 && slot < KVEXT_VISIBLE_MAX_SENDERS);
+	pg_atomic_write_u32(&vis->senders[slot], MyProc->pgprocno + 1);
+	on_shmem_exit(sender_detach, Int32GetDatum(slot));
+}
+
+/*
+ * KvVisibleWakeSenders
+ *		Set the latch of every registered sender: there may be more log to
+ *		ship, or the role changed.  Cheap (no lock); a no-op outside a
+ *		group.
+ */
+void
+KvVisibleWakeSenders(void)
+{
+	if (vis == NULL || !vis->group)
+		return;
+	for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
+	{
+		uint32		procno = pg_atomic_read_u32(&vis->senders[i]);
+
+		if (procno != 0)
+			SetLatch(&ProcGlobal->allProcs[procno - 1].procLatch);
+	}
 }

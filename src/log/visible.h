@@ -41,4 +41,13 @@ extern KvLsn KvVisibleCommitPos(void);
 extern KvLsn KvVisibleAppliedPos(void);
 extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied);
 
+/*
+ * The log senders' latches, woken when the local flush position moves or
+ * the role changes (a sender waits on its latch and a socket at once, so it
+ * cannot sleep on a condition variable).
+ */
+#define KVEXT_VISIBLE_MAX_SENDERS	8
+extern void KvVisibleRegisterSender(int slot);
+extern void KvVisibleWakeSenders(void);
+
 #endif							/* KVEXT_VISIBLE_H */
