@@ -15,6 +15,9 @@
  *	"kvext waits"		per backend: the key it waits for (store/waits.c)
  *	"kvext senders"		per peer: what its log sender published
  *						(replication/sender.c)
+ *	"kvext replication config" the group's parsed configuration
+ *						(replication/config.c), loaded here, in the
+ *						postmaster, before any process is forked
  * plus one named LWLock tranche per group of locks, so that
  * pg_stat_activity.wait_event tells them apart (wait_event_type LWLock):
  *	"kvext partition"	KVEXT_NUM_PARTITIONS locks of the hash table
@@ -56,6 +59,7 @@
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/sender.h"
+#include "replication/config.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
@@ -107,6 +111,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvWaitsShmemSize());
 	RequestAddinShmemSpace(KvVisibleShmemSize());
 	RequestAddinShmemSpace(KvSenderShmemSize());
+	RequestAddinShmemSpace(KvReplConfigShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -139,7 +144,12 @@ kv_shmem_startup(void)
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();
 	KvBackupShmemInit();
+	KvReplConfigShmemInit();
 	LWLockRelease(AddinShmemInitLock);
+
+	/* in the postmaster only: backends inherit the result */
+	if (!IsUnderPostmaster)
+		KvReplConfigLoad();
 
 	KvShmemAttached = true;
 }
@@ -160,13 +170,16 @@ KvShmemInit(void)
 /*
  * KvBackendSetup
  *		Slow path of KvCheckAvailable: error out if shared memory is not
- *		attached, set up this backend's counters, and wait for recovery.
+ *		attached or the replication configuration is bad (KvBackendReady
+ *		stays false then, so every call comes back here and fails), set up
+ *		this backend's counters, and wait for recovery.
  */
 void
 KvBackendSetup(void)
 {
 	if (!KvShmemAttached)
 		KvReportNotPreloaded();
+	KvReplCheckConfig();
 	if (!KvBackendReady)
 	{
 		KvStatsAttachBackend();

@@ -148,6 +148,33 @@ KvVisibleSetRole(bool leader, uint64 term, const char *leader_name)
 	}
 }
 
+/*
+ * KvVisibleRecoveredTerm
+ *		Recovery read the current term from the control file.  Record it;
+ *		in a group, the node configured as the initial leader leads only in
+ *		the group's first term: a node that restarts in a later term
+ *		follows, its leader unknown until one contacts it (Raft restarts
+ *		every node as a follower; only a new group needs a leader without
+ *		an election).
+ */
+void
+KvVisibleRecoveredTerm(uint64 term)
+{
+	bool		leader;
+	char		name[NAMEDATALEN];
+
+	SpinLockAcquire(&vis->mutex);
+	leader = vis->leader;
+	strlcpy(name, vis->leader_name, NAMEDATALEN);
+	SpinLockRelease(&vis->mutex);
+	if (vis->group && term > 1)
+	{
+		leader = false;
+		name[0] = '\0';
+	}
+	KvVisibleSetRole(leader, term, name);
+}
+
 /* may this node's log take local writes? */
 bool
 KvVisibleIsLeader(void)

@@ -31,6 +31,7 @@ extern bool KvVisibleInGroup(void);
 
 /* who may write */
 extern void KvVisibleSetRole(bool leader, uint64 term, const char *leader_name);
+extern void KvVisibleRecoveredTerm(uint64 term);
 extern bool KvVisibleIsLeader(void);
 extern void KvVisibleCheckWritable(void);
 extern void KvVisibleLeaderName(char *out);
