@@ -372,6 +372,15 @@ sample_flush(void)
 		memmove(S->samples, S->samples + drop, (S->nsamples - drop) * sizeof(FlushSample));
 		S->nsamples -= drop;
 	}
+	/* published at once: a peer that stopped answering falls behind too */
+	if (S->term != 0)
+	{
+		TimestampTz since = behind_since();
+
+		SpinLockAcquire(&snd->mutex);
+		snd->peers[S->slot].behind_since = since;
+		SpinLockRelease(&snd->mutex);
+	}
 }
 
 /* ----------------------------------------------------------------
@@ -401,22 +410,26 @@ reader_open(KvLsn pos)
 
 /*
  * read_record
- *		The next record of the sender's reader, reopening it when it reached
- *		the end of the segments it listed (the log has moved on to a new
- *		segment since).  Caller knows there is a flushed record at
- *		S->reader->pos; anything else is an ERROR.
+ *		The next record of the sender's reader.  The caller knows there is a
+ *		flushed record at S->reader->pos.  A reader lists the segments and
+ *		takes a segment's size when it opens it, and the log moves on: at
+ *		the end of the listed segments, or at a record that seems to run
+ *		past the end of its file (a record larger than what is left of its
+ *		segment makes the file longer), the reader is opened again at the
+ *		same position, once.  Anything else is an ERROR.
  */
 static KvWalRecord *
 read_record(void)
 {
+	KvLsn		pos = S->reader->pos;
+
 	for (int tries = 0; tries < 2; tries++)
 	{
-		KvLsn		pos = S->reader->pos;
 		KvLogReadResult res = KvLogReadNext(S->reader);
 
 		if (res == KV_READ_RECORD)
 			return S->reader->rec;
-		if (res == KV_READ_BAD)
+		if (res == KV_READ_BAD && tries > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("cannot read the kvext log at %X/%X to ship it: %s",
@@ -426,7 +439,7 @@ read_record(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("the kvext log ends at %X/%X, before its flush position %X/%X",
-					LSN_FORMAT_ARGS(S->reader->pos), LSN_FORMAT_ARGS(KvWalFlushPos()))));
+					LSN_FORMAT_ARGS(pos), LSN_FORMAT_ARGS(KvWalFlushPos()))));
 	return NULL;				/* keep compiler quiet */
 }
 
@@ -570,18 +583,31 @@ advance_commit(void)
  * Connection and outages
  * ---------------------------------------------------------------- */
 
-/* PQerrorMessage and friends on one line, without the trailing newline */
+/* PQerrorMessage and friends on one line: runs of white space become one */
 static char *
 one_line(const char *msg)
 {
 	char	   *s = pstrdup(msg ? msg : "");
-	int			len = strlen(s);
+	char	   *out = s;
+	bool		space = true;	/* drops leading white space */
 
-	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' '))
-		s[--len] = '\0';
-	for (char *p = s; *p; p++)
-		if (*p == '\n' || *p == '\t')
-			*p = ' ';
+	for (const char *p = s; *p; p++)
+	{
+		if (*p == '\n' || *p == '\t' || *p == ' ' || *p == '\r')
+		{
+			if (!space)
+				*out++ = ' ';
+			space = true;
+		}
+		else
+		{
+			*out++ = *p;
+			space = false;
+		}
+	}
+	if (out > s && out[-1] == ' ')
+		out--;
+	*out = '\0';
 	return s;
 }
 
@@ -1046,9 +1072,13 @@ read_results(void)
 			case PGRES_FATAL_ERROR:
 				{
 					char	   *msg = one_line(PQresultErrorMessage(res));
+					const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+					bool		lost = (PQstatus(S->conn) == CONNECTION_BAD ||
+										(sev && strcmp(sev, "ERROR") != 0));
 
+					/* a FATAL (the backend was terminated) ends the session */
 					PQclear(res);
-					fail(FAIL_REFUSED, msg);
+					fail(lost ? FAIL_LOST : FAIL_REFUSED, msg);
 					pfree(msg);
 					return;
 				}
