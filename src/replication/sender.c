@@ -484,10 +484,10 @@ term_at(KvLsn pos)
  * term_start_end
  *		The end of this node's first record of term: the commit position
  *		counts only from there.  Looks at the first record of each segment,
- *		newest first, then reads the segment where term begins.  Returns
- *		the start of the oldest segment if every kept record is of term
- *		(the term's first record was removed with its segment: everything
- *		before it is then below the kept log).
+ *		newest first, then reads the segment where term begins.  If every
+ *		kept record is of term, returns the end of the oldest one (the
+ *		term's first record, or one after it if that was removed with its
+ *		segment: either way nothing older is counted).
  */
 static KvLsn
 term_start_end(uint64 term)
@@ -508,7 +508,15 @@ term_start_end(uint64 term)
 			break;
 	}
 	if (i < 0)
-		result = (nsegs > 0) ? segs[0] : InvalidKvLsn;
+	{
+		/* the oldest kept record is of term: the term starts there or before */
+		if (nsegs > 0 && segs[0] < flush)
+		{
+			reader_open(segs[0]);
+			(void) read_record();
+			result = S->reader->pos;
+		}
+	}
 	else
 	{
 		reader_open(segs[i]);
