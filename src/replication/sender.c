@@ -937,6 +937,7 @@ step_down(uint64 term)
 	disconnect();
 	S->phase = PHASE_INACTIVE;
 	S->term = 0;
+	publish_state("inactive");
 }
 
 static bool
