@@ -32,6 +32,7 @@ OBJS = \
 	src/log/recovery.o \
 	src/log/backup.o \
 	src/log/visible.o \
+	src/log/apply.o \
 	src/replication/config.o \
 	src/api/functions.o \
 	src/api/monitor.o

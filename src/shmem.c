@@ -13,6 +13,8 @@
  *	"kvext recovery"	the store's state (recovering, ready, failed)
  *	"kvext checkpointer" snapshot requests
  *	"kvext waits"		per backend: the key it waits for (store/waits.c)
+ *	"kvext apply"		a follower's applied position and undecided
+ *						transactions (log/apply.c)
  *	"kvext replication config" the group's parsed configuration
  *						(replication/config.c), loaded here, in the
  *						postmaster, before any process is forked
@@ -56,6 +58,7 @@
 #include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
+#include "log/apply.h"
 #include "replication/config.h"
 #include "shmem.h"
 
@@ -108,6 +111,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvWaitsShmemSize());
 	RequestAddinShmemSpace(KvVisibleShmemSize());
 	RequestAddinShmemSpace(KvReplConfigShmemSize());
+	RequestAddinShmemSpace(KvApplyShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -140,6 +144,7 @@ kv_shmem_startup(void)
 	KvSnapshotShmemInit();
 	KvBackupShmemInit();
 	KvReplConfigShmemInit();
+	KvApplyShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 
 	/* in the postmaster only: backends inherit the result */
