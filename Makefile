@@ -34,6 +34,7 @@ OBJS = \
 	src/log/visible.o \
 	src/log/apply.o \
 	src/replication/config.o \
+	src/replication/receiver.o \
 	src/api/functions.o \
 	src/api/monitor.o
 

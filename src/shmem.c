@@ -26,6 +26,8 @@
  *	"kvext log insert"	appending records to the log
  *	"kvext log flush"	writing and fsyncing the log
  *	"kvext control"		the control file
+ *	"kvext log append"	a follower's appends from its leader (one at a
+ *						time; replication/receiver.c)
  * Named tranches (RequestNamedLWLockTranche) are registered by the
  * postmaster when it creates shared memory, so every process, including
  * those started after a crash-restart, knows their names.
@@ -60,6 +62,7 @@
 #include "log/wal.h"
 #include "log/apply.h"
 #include "replication/config.h"
+#include "replication/receiver.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
@@ -74,6 +77,7 @@ typedef enum KvTranche
 	KV_TRANCHE_LOG_INSERT,
 	KV_TRANCHE_LOG_FLUSH,
 	KV_TRANCHE_CONTROL,
+	KV_TRANCHE_APPEND,
 	KV_NUM_TRANCHES
 } KvTranche;
 
@@ -89,6 +93,7 @@ static const struct
 	[KV_TRANCHE_LOG_INSERT] = {"kvext log insert", 1},
 	[KV_TRANCHE_LOG_FLUSH] = {"kvext log flush", 1},
 	[KV_TRANCHE_CONTROL] = {"kvext control", 1},
+	[KV_TRANCHE_APPEND] = {"kvext log append", 1},
 };
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -145,6 +150,7 @@ kv_shmem_startup(void)
 	KvBackupShmemInit();
 	KvReplConfigShmemInit();
 	KvApplyShmemInit();
+	KvReceiverInit(tranche_lock(KV_TRANCHE_APPEND));
 	LWLockRelease(AddinShmemInitLock);
 
 	/* in the postmaster only: backends inherit the result */
