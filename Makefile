@@ -32,7 +32,9 @@ OBJS = \
 	src/log/recovery.o \
 	src/log/backup.o \
 	src/log/visible.o \
+	src/log/apply.o \
 	src/replication/config.o \
+	src/replication/receiver.o \
 	src/replication/sender.o \
 	src/api/functions.o \
 	src/api/monitor.o \
