@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 
 #include "log/apply.h"
+#include "log/visible.h"
 #include "log/checkpoint.h"
 #include "log/control.h"
 #include "failpoint.h"
@@ -59,6 +60,7 @@
 #include "shmem.h"
 #include "log/recovery.h"
 #include "log/wal.h"
+#include "replication/receiver.h"
 #include "store/park.h"
 #include "worker.h"
 
@@ -103,6 +105,23 @@ KvRegisterWorkers(void)
 }
 
 /*
+ * commit_watermark
+ *		Up to where this node knows its log committed and may be replayed
+ *		by its recovery (0: not in a group).
+ */
+static KvLsn
+commit_watermark(void)
+{
+	if (!KvVisibleInGroup())
+		return InvalidKvLsn;
+	if (KvApplyFollowerPos() != InvalidKvLsn)
+		return KvApplyFollowerPos();
+	if (KvVisibleIsLeader())
+		return KvVisibleCommitPos();
+	return InvalidKvLsn;
+}
+
+/*
  * KvWalWriterMain
  *		Entry point of the "kvext wal writer" worker: flushes commits made
  *		with kvext.synchronous_commit = off every kvext.wal_writer_delay,
@@ -144,13 +163,19 @@ KvWalWriterMain(Datum arg)
 			KvWalFlushAll();
 		/* parked transactions the commit position has passed (park.c) */
 		KvParkResolve();
+		/* a restarted leader applies what its group has since confirmed */
+		KvReplLeaderCatchUp();
 		now = GetCurrentTimestamp();
 		if (ShutdownRequestPending ||
 			(TimestampDifferenceExceeds(last_mark, now, 1000) &&
 			 !KvFailpointSet("watermark-hold")))
 		{
-			/* a follower's commit watermark too (control.c) */
-			KvControlAdvance(KvWalFlushPos(), KvApplyFollowerPos());
+			/*
+			 * The commit watermark too (control.c): a follower's (or
+			 * catching-up leader's) applied position; a leader's commit
+			 * position, all of which its recovery may replay.
+			 */
+			KvControlAdvance(KvWalFlushPos(), commit_watermark());
 			last_mark = now;
 		}
 		/* status 1: restarted unless the server is shutting down */

@@ -396,6 +396,21 @@ KvApplyFollowerStart(KvLsn applied, KvLsn from, const KvLsn *pending, int npendi
 }
 
 /*
+ * KvApplyFollowerStop
+ *		A leader that caught up (KvReplLeaderCatchUp) has applied its whole
+ *		log: from now on its own commits apply themselves.  Caller holds the
+ *		append lock.
+ */
+void
+KvApplyFollowerStop(void)
+{
+	Assert(ap->npending == 0);
+	ap->npending = 0;
+	pg_atomic_write_u64(&ap->applied, InvalidKvLsn);
+	KvWalSetApplyFloor(InvalidKvLsn);
+}
+
+/*
  * KvApplyFollowerPos
  *		The follower's applied position, or 0 if this node is not applying
  *		as a follower.

@@ -31,5 +31,6 @@ extern void KvApplyFollowerStart(KvLsn applied, KvLsn from,
 								 const KvLsn *pending, int npending);
 extern KvLsn KvApplyFollowerAdvance(KvLsn upto);
 extern KvLsn KvApplyFollowerPos(void);
+extern void KvApplyFollowerStop(void);
 
 #endif							/* KVEXT_APPLY_H */

@@ -215,6 +215,10 @@ typedef struct TxnFate
 {
 	KvLsn		lsn;			/* hash key: position of the TXN record */
 	char		decision;		/* 'c', 'a', or 0: none logged */
+	char		late;			/* in a group: 'c' or 'a' logged past the
+								 * commit watermark (not known committed) */
+	uint8		flags;			/* the TXN record's flags and xid */
+	TransactionId xid;
 } TxnFate;
 
 typedef struct LogScan
@@ -236,8 +240,9 @@ typedef struct LogScan
 	/* the last valid record */
 	KvLsn		last_start;
 	uint64		last_term;
-	/* a follower applies only what its group had committed (see below) */
-	bool		follower;
+	/* in a group, only what the group had committed is applied (below) */
+	bool		limited;
+	bool		follower;		/* ... and a follower decides nothing */
 	KvLsn		limit;			/* follower: apply records ending by here */
 	KvLsn	   *pending;		/* follower: undecided TXN records before
 								 * limit, ascending */
@@ -260,7 +265,7 @@ fate_of(LogScan *ls, KvLsn lsn, bool create)
 	TxnFate    *f = hash_search(ls->fates, &lsn, create ? HASH_ENTER : HASH_FIND, &found);
 
 	if (create && !found)
-		f->decision = 0;
+		f->decision = f->late = 0;
 	return f;
 }
 
@@ -350,7 +355,12 @@ scan_pass1(LogScan *ls)
 		switch (hdr->type)
 		{
 			case KV_REC_TXN:
-				(void) fate_of(ls, hdr->lsn, true);
+				{
+					TxnFate    *f = fate_of(ls, hdr->lsn, true);
+
+					f->flags = hdr->flags;
+					f->xid = hdr->xid;
+				}
 				break;
 			case KV_REC_COMMIT:
 			case KV_REC_ABORT:
@@ -366,9 +376,12 @@ scan_pass1(LogScan *ls)
 					 * in the snapshot; on a follower, one past the limit
 					 * is not known committed by the group yet.
 					 */
-					if (f != NULL &&
-						(!ls->follower || hdr->lsn + hdr->len <= ls->limit))
+					if (f == NULL)
+						break;
+					if (!ls->limited || hdr->lsn + hdr->len <= ls->limit)
 						f->decision = (hdr->type == KV_REC_COMMIT) ? 'c' : 'a';
+					else
+						f->late = (hdr->type == KV_REC_COMMIT) ? 'c' : 'a';
 				}
 				break;
 			case KV_REC_KS_CREATE:
@@ -395,22 +408,20 @@ scan_pass1(LogScan *ls)
  *		knows cannot be decided: refuse rather than guess.
  */
 static bool
-mixed_committed(KvWalRecord *hdr)
+mixed_committed(KvLsn lsn, TransactionId xid)
 {
-	TransactionId xid = hdr->xid;
-
 	if (!TransactionIdIsNormal(xid))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext log record at LSN %X/%X names invalid transaction %u",
-						LSN_FORMAT_ARGS(hdr->lsn), xid)));
+						LSN_FORMAT_ARGS(lsn), xid)));
 	if (TransactionIdFollowsOrEquals(xid, ReadNextTransactionId()))
 		return false;			/* PostgreSQL never saw it commit */
 	if (TransactionIdPrecedes(xid, ShmemVariableCache->oldestClogXid))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("cannot decide the kvext transaction logged at LSN %X/%X: the status of transaction %u is no longer in pg_xact",
-						LSN_FORMAT_ARGS(hdr->lsn), xid),
+						LSN_FORMAT_ARGS(lsn), xid),
 				 errdetail("Its tables and keys were written together, and only PostgreSQL knew whether it committed.")));
 	return TransactionIdDidCommit(xid);
 }
@@ -421,7 +432,7 @@ v1_committed(LogScan *ls, KvWalRecord *hdr)
 {
 	if (!(hdr->flags & KV_RECF_HEAP))
 		return hash_search(ls->v1_aborted, &hdr->xid, HASH_FIND, NULL) == NULL;
-	return mixed_committed(hdr);
+	return mixed_committed(hdr->lsn, hdr->xid);
 }
 
 /*
@@ -433,6 +444,18 @@ v1_committed(LogScan *ls, KvWalRecord *hdr)
  *		record without a decision is decided here: kv-only, it is aborted;
  *		mixed, pg_xact decides.  Those decisions are logged after replay.
  */
+/* remember an undecided TXN record before the limit (a group's recovery) */
+static void
+add_pending(LogScan *ls, KvLsn lsn)
+{
+	if (ls->npending == ls->maxpending)
+	{
+		ls->maxpending *= 2;
+		ls->pending = repalloc(ls->pending, sizeof(KvLsn) * ls->maxpending);
+	}
+	ls->pending[ls->npending++] = lsn;
+}
+
 static void
 scan_pass2(LogScan *ls)
 {
@@ -442,8 +465,8 @@ scan_pass2(LogScan *ls)
 	{
 		KvWalRecord *hdr = r->rec;
 
-		/* a follower: nothing past the limit (apply.c goes on from it) */
-		if (ls->follower && hdr->lsn + hdr->len > ls->limit)
+		/* in a group: nothing past the limit (apply.c goes on from it) */
+		if (ls->limited && hdr->lsn + hdr->len > ls->limit)
 			break;
 
 		if (hdr->version == KVEXT_WAL_VERSION_1)
@@ -464,28 +487,35 @@ scan_pass2(LogScan *ls)
 					Assert(f != NULL);
 					if (f->decision != 0)
 						commit = (f->decision == 'c');
-					else if (ls->follower)
+					else if (ls->follower || f->late != 0)
 					{
 						/*
-						 * Its decision comes from the leader, in a record
-						 * not committed yet: it waits (apply.c).  A
-						 * follower never decides anything itself.
+						 * Its decision is in a record the group has not
+						 * committed yet (or, on a follower, comes from the
+						 * leader): it waits (apply.c).  A follower never
+						 * decides anything itself.
 						 */
-						if (ls->npending == ls->maxpending)
-						{
-							ls->maxpending *= 2;
-							ls->pending = repalloc(ls->pending, sizeof(KvLsn) * ls->maxpending);
-						}
-						ls->pending[ls->npending++] = hdr->lsn;
+						add_pending(ls, hdr->lsn);
 						commit = false;
 					}
 					else
 					{
-						commit = (hdr->flags & KV_RECF_HEAP) && mixed_committed(hdr);
+						commit = (hdr->flags & KV_RECF_HEAP) && mixed_committed(hdr->lsn, hdr->xid);
 						if (commit)
 							ls->resolved_commit = lappend(ls->resolved_commit, f);
 						else
 							ls->resolved_abort = lappend(ls->resolved_abort, f);
+
+						/*
+						 * A leader in a group logs its decision at the end
+						 * of its log, past the commit watermark: it is
+						 * applied (apply.c) once the group has it.
+						 */
+						if (ls->limited)
+						{
+							add_pending(ls, hdr->lsn);
+							commit = false;
+						}
 					}
 					if (commit)
 						KvApplyTxn(r, r->rec->lsn + r->rec->len);
@@ -501,6 +531,33 @@ scan_pass2(LogScan *ls)
 		CHECK_FOR_INTERRUPTS();
 	}
 	KvLogReaderEnd(r);
+}
+
+/*
+ * decide_past_limit
+ *		A leader in a group replays its log only up to its commit watermark
+ *		(scan_pass2 stops there), but it must still decide, once, every TXN
+ *		record past it that has no COMMIT or ABORT record at all, as a
+ *		single server does: a kv-only one is aborted, a mixed one decided by
+ *		pg_xact.  The decisions are logged (log_resolutions) and applied with
+ *		the rest of the log once the group confirms it (apply.c).
+ */
+static void
+decide_past_limit(LogScan *ls)
+{
+	HASH_SEQ_STATUS seq;
+	TxnFate    *f;
+
+	hash_seq_init(&seq, ls->fates);
+	while ((f = hash_seq_search(&seq)) != NULL)
+	{
+		if (f->lsn < ls->limit || f->decision != 0 || f->late != 0)
+			continue;
+		if ((f->flags & KV_RECF_HEAP) && mixed_committed(f->lsn, f->xid))
+			ls->resolved_commit = lappend(ls->resolved_commit, f);
+		else
+			ls->resolved_abort = lappend(ls->resolved_abort, f);
+	}
 }
 
 /*
@@ -637,6 +694,7 @@ recover(void)
 	ls.term = term;
 	ls.watermark = control.flush_watermark;
 	ls.restored = restored;
+	ls.limited = KvVisibleInGroup();
 	ls.follower = follower;
 	ls.limit = Max(control.commit_watermark, redo);
 	ls.maxpending = 64;
@@ -668,6 +726,8 @@ recover(void)
 						   LSN_FORMAT_ARGS(ls.watermark)),
 				 errhint("Restore the missing kvext log files.")));
 	scan_pass2(&ls);
+	if (ls.limited && !follower)
+		decide_past_limit(&ls);
 
 	/* only now change files: a failed recovery leaves them as they were */
 	if (ls.stray != InvalidKvLsn)
@@ -698,13 +758,26 @@ recover(void)
 		if (ls.nrecords > 0)
 			KvWalSetLastRecord(ls.last_start, ls.last_term);
 	}
-	if (follower)
+	if (ls.limited)
 	{
 		KvApplyFollowerStart(ls.limit, redo, ls.pending, ls.npending);
 		KvVisibleAdvance(ls.limit, InvalidKvLsn);
-		ereport(LOG,
-				(errmsg("kvext follower recovery applied the log up to %X/%X (its commit watermark); the log goes on to %X/%X, %d transactions wait for their leader's decision",
-						LSN_FORMAT_ARGS(ls.limit), LSN_FORMAT_ARGS(ls.end), ls.npending)));
+		if (follower)
+			ereport(LOG,
+					(errmsg("kvext follower recovery applied the log up to %X/%X (its commit watermark); the log goes on to %X/%X, %d transactions wait for their leader's decision",
+							LSN_FORMAT_ARGS(ls.limit), LSN_FORMAT_ARGS(ls.end), ls.npending)));
+		else
+		{
+			/*
+			 * A leader too shows only what its group had committed: it
+			 * applies the rest as the commit position passes it, and takes
+			 * no writes until then (KvReplLeaderCatchUp).
+			 */
+			KvVisibleSetCatchingUp(true);
+			ereport(LOG,
+					(errmsg("kvext leader recovery applied the log up to %X/%X (its commit watermark); it applies the rest, to %X/%X, once its group confirms it, and takes writes after that",
+							LSN_FORMAT_ARGS(ls.limit), LSN_FORMAT_ARGS(ls.end))));
+		}
 	}
 	log_resolutions(&ls);
 	if (restored)

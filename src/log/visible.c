@@ -60,6 +60,8 @@ typedef struct KvVisibleShared
 	bool		group;			/* kvext.peers is set */
 	slock_t		mutex;			/* protects the role fields */
 	bool		leader;			/* this node leads (or is a group of one) */
+	bool		catching_up;	/* ... but still applies what its recovery
+								 * left past its commit watermark */
 	uint64		term;			/* the term it leads or follows in */
 	char		leader_name[NAMEDATALEN];	/* "" if unknown */
 	pg_atomic_uint64 commit;	/* commit position */
@@ -99,6 +101,7 @@ KvVisibleShmemInit(void)
 		vis->group = false;
 		SpinLockInit(&vis->mutex);
 		vis->leader = true;
+		vis->catching_up = false;
 		vis->term = 0;
 		vis->leader_name[0] = '\0';
 		pg_atomic_init_u64(&vis->commit, 0);
@@ -181,6 +184,32 @@ KvVisibleRecoveredTerm(uint64 term)
 	KvVisibleSetRole(leader, term, name);
 }
 
+/*
+ * KvVisibleSetCatchingUp
+ *		A leader restarted in a group has applied only what its group had
+ *		committed (recovery); until it has applied the rest of its log
+ *		(KvReplLeaderCatchUp) it takes no writes.
+ */
+void
+KvVisibleSetCatchingUp(bool on)
+{
+	SpinLockAcquire(&vis->mutex);
+	vis->catching_up = on;
+	SpinLockRelease(&vis->mutex);
+}
+
+/* is this node a leader still catching up (see KvVisibleSetCatchingUp)? */
+bool
+KvVisibleCatchingUp(void)
+{
+	bool		on;
+
+	SpinLockAcquire(&vis->mutex);
+	on = vis->catching_up;
+	SpinLockRelease(&vis->mutex);
+	return on;
+}
+
 /* may this node's log take local writes? */
 bool
 KvVisibleIsLeader(void)
@@ -212,8 +241,19 @@ KvVisibleCheckWritable(void)
 {
 	char		leader[NAMEDATALEN];
 
-	if (vis == NULL || !vis->group || KvVisibleIsLeader())
+	if (vis == NULL || !vis->group)
 		return;
+	if (KvVisibleIsLeader())
+	{
+		if (KvVisibleCatchingUp())
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("cannot write kvext keys yet: this leader is still applying its log"),
+					 errdetail("After a restart, node \"%s\" shows only what its group had committed, and applies the rest of its log once a majority confirms it.",
+							   kvext_node_name),
+					 errhint("Retry once a majority of the group is reachable; kv_cluster_status() shows the commit position.")));
+		return;
+	}
 	KvVisibleLeaderName(leader);
 	if (leader[0] != '\0')
 		ereport(ERROR,

@@ -33,6 +33,8 @@ extern bool KvVisibleInGroup(void);
 extern void KvVisibleSetRole(bool leader, uint64 term, const char *leader_name);
 extern void KvVisibleRecoveredTerm(uint64 term);
 extern bool KvVisibleIsLeader(void);
+extern void KvVisibleSetCatchingUp(bool on);
+extern bool KvVisibleCatchingUp(void);
 extern void KvVisibleCheckWritable(void);
 extern void KvVisibleLeaderName(char *out);
 

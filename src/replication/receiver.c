@@ -458,3 +458,38 @@ kv_repl_append(PG_FUNCTION_ARGS)
 		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
+
+/*
+ * KvReplLeaderCatchUp
+ *		A leader restarted in a group: its recovery applied its log only up
+ *		to its commit watermark (what the group had committed), so it does
+ *		not show a write that a new majority could still drop.  Apply the
+ *		rest, as a follower would, as the commit position passes it; once
+ *		the whole log is applied, let the node take writes.  Run by the wal
+ *		writer each round; takes the append lock.
+ */
+void
+KvReplLeaderCatchUp(void)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+
+	if (!KvVisibleInGroup() || !KvVisibleIsLeader() || !KvVisibleCatchingUp())
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "kvext leader catch-up",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	LWLockAcquire(append_lock, LW_EXCLUSIVE);
+	if (KvApplyFollowerPos() != InvalidKvLsn &&
+		KvApplyFollowerAdvance(Min(KvVisibleCommitPos(), KvWalInsertPos())) >= KvWalInsertPos())
+	{
+		KvApplyFollowerStop();
+		KvVisibleSetCatchingUp(false);
+		ereport(LOG,
+				(errmsg("kvext leader \"%s\" has applied its log up to %X/%X and takes writes",
+						kvext_node_name, LSN_FORMAT_ARGS(KvWalInsertPos()))));
+	}
+	LWLockRelease(append_lock);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}

@@ -13,5 +13,6 @@
 #include "storage/lwlock.h"
 
 extern void KvReceiverInit(LWLock *append_lock);
+extern void KvReplLeaderCatchUp(void);
 
 #endif							/* KVEXT_REPL_RECEIVER_H */
