@@ -20,8 +20,8 @@
  * visible position has passed that end (owner_committing in store.c).
  * The entries are chained through their wsidx field (a pending entry's
  * index in its write set, no longer needed once the transaction has
- * logged), the keyspace operations are copied here, and the backend takes
- * a free slot (its other one) at its next write.  The TXN record's in-flight
+ * logged), the keyspace operations are copied here, and the backend gives
+ * the slot up: it takes another from the pool at its next write.  The TXN record's in-flight
  * mark (wal.c) stays with the parked slot, so no snapshot takes a redo
  * point past a transaction that is not yet in memory.
  *
@@ -179,7 +179,7 @@ KvParkCurrent(KvLsn commit_end)
 	 * (KvStoreMySlot), where it may wait; not here, where interrupts may be
 	 * held.
 	 */
-	KvMyOwnerSlot = -1;
+	KvStoreReleaseSlot();
 }
 
 /*

@@ -109,27 +109,36 @@ typedef struct KvStoreControl
 
 /*
  * Owner slots: a pending entry names the slot of the transaction that
- * wrote it.  Each backend (pgprocno p) has two, 2p and 2p + 1, and uses
- * one at a time (KvMyOwnerSlot).  A slot says whether its transaction is
- * committing, and has a condition variable on which writers wait for it
- * to finish its end of transaction.  In a replicated group a transaction
- * whose commit is not yet majority-durable when its backend moves on is
- * parked in its slot (park.c): its entries stay pending until the commit
- * position passes its COMMIT record, and the backend takes its other slot.
+ * wrote it.  A backend takes a free slot from the shared pool at its first
+ * write and keeps it (KvMyOwnerSlot) until its transaction ends, or until
+ * it parks the transaction in it.  A slot says whether its transaction is committing,
+ * and has a condition variable on which writers wait for it to finish its
+ * end of transaction.  In a replicated group a transaction whose commit is
+ * not yet majority-durable when its backend moves on is parked in its slot
+ * (park.c): its entries stay pending until the commit position passes its
+ * COMMIT record, the slot stays taken until then, and the backend takes
+ * another at its next write.  The pool has KVEXT_SLOTS_PER_PROC slots per
+ * PGPROC, so that many transactions per backend may wait for an absent
+ * majority before new writers wait for a slot.
  */
 typedef struct KvOwnerSlot
 {
 	pg_atomic_uint64 committing;	/* end of its COMMIT record while it
 									 * converts its pending entries, with
 									 * KV_SLOT_PARKED while parked; else 0 */
+	pg_atomic_uint32 user;		/* pgprocno + 1 of the backend using it, 0
+								 * if none (free unless parked) */
 	ConditionVariable done;		/* broadcast when its pending entries are
 								 * all committed or removed */
 } KvOwnerSlot;
+
+#define KVEXT_SLOTS_PER_PROC	4
 
 static KvStoreControl *sctl = NULL;
 static KvOwnerSlot *owners = NULL;
 static int	nowners = 0;
 static pg_atomic_uint32 *proc_slot = NULL;	/* per pgprocno: its current slot */
+static ConditionVariable *slot_freed = NULL;	/* broadcast when a slot frees */
 int			KvMyOwnerSlot = -1;
 KvKeyspace *KvKeyspaces = NULL;
 pg_atomic_uint32 *KvKeyspaceDirGen = NULL;
@@ -197,6 +206,7 @@ KvStoreShmemSize(void)
 	size = add_size(size, mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
 	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), KvOwnerSlotCount())));
 	size = add_size(size, MAXALIGN(mul_size(sizeof(pg_atomic_uint32), KvProcSlots())));
+	size = add_size(size, MAXALIGN(sizeof(ConditionVariable)));
 	return size;
 }
 
@@ -228,6 +238,8 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 	p += MAXALIGN(sizeof(KvOwnerSlot) * nowners);
 	proc_slot = (pg_atomic_uint32 *) p;
 	p += MAXALIGN(sizeof(pg_atomic_uint32) * KvProcSlots());
+	slot_freed = (ConditionVariable *) p;
+	p += MAXALIGN(sizeof(ConditionVariable));
 	KvBase = (char *) TYPEALIGN(KV_UNIT, p + KvAllocControlSize());
 	KvStoreBuckets = (KvPtr *) KvBase;
 
@@ -244,10 +256,12 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 		for (int i = 0; i < nowners; i++)
 		{
 			pg_atomic_init_u64(&owners[i].committing, 0);
+			pg_atomic_init_u32(&owners[i].user, 0);
 			ConditionVariableInit(&owners[i].done);
 		}
 		for (int i = 0; i < KvProcSlots(); i++)
-			pg_atomic_init_u32(&proc_slot[i], 2 * i);
+			pg_atomic_init_u32(&proc_slot[i], PG_UINT32_MAX);
+		ConditionVariableInit(slot_freed);
 	}
 	KvAllocInit(p, alloc_lock,
 				(KvPtr) (sctl->bucket_bytes / KV_UNIT),
@@ -285,53 +299,100 @@ owner_ending(int s)
 }
 
 /*
+ * try_take
+ *		Take owner slot s if it is free.
+ */
+static bool
+try_take(int s)
+{
+	uint32		expected = 0;
+
+	if (pg_atomic_read_u64(&owners[s].committing) != 0 ||
+		pg_atomic_read_u32(&owners[s].user) != 0)
+		return false;
+	if (!pg_atomic_compare_exchange_u32(&owners[s].user, &expected,
+										(uint32) MyProc->pgprocno + 1))
+		return false;
+	/* a parker clears user only after setting committing: look again */
+	if (pg_atomic_read_u64(&owners[s].committing) != 0)
+	{
+		pg_atomic_write_u32(&owners[s].user, 0);
+		return false;
+	}
+	return true;
+}
+
+/*
  * KvStoreMySlot
- *		This backend's current owner slot, chosen at first use: whichever of
- *		its two slots is free (a parked transaction of an earlier backend
- *		with the same pgprocno may hold one; if both are held, wait).
+ *		This backend's current owner slot, taken from the pool at first use
+ *		(starting with the slots nearest its pgprocno); a backend gives it
+ *		back at the end of each transaction (txn.c), parked or not.  If every slot is
+ *		taken (transactions parked while the group has no majority), wait,
+ *		interruptibly, for one to free.  Call with no LWLock held.
  */
 int
 KvStoreMySlot(void)
 {
-	int			first = 2 * MyProc->pgprocno;
+	int			start;
 
 	if (likely(KvMyOwnerSlot >= 0))
 		return KvMyOwnerSlot;
-	/* take a free one; if both are parked, wait for the first */
-	if (pg_atomic_read_u64(&owners[first].committing) != 0 &&
-		pg_atomic_read_u64(&owners[first + 1].committing) == 0)
-		first++;
-	KvStoreNextSlot(first % 2 == 0 ? first + 1 : first - 1);
-	return KvMyOwnerSlot;
+	start = MyProc->pgprocno * KVEXT_SLOTS_PER_PROC;
+	for (;;)
+	{
+		ConditionVariablePrepareToSleep(slot_freed);
+		for (int i = 0; i < nowners; i++)
+		{
+			int			s = (start + i) % nowners;
+
+			if (try_take(s))
+			{
+				ConditionVariableCancelSleep();
+				KvMyOwnerSlot = s;
+				pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], (uint32) s);
+				return s;
+			}
+		}
+		ConditionVariableTimedSleep(slot_freed, 1000L, WAIT_EVENT_SYNC_REP);
+	}
 }
 
 /*
- * KvStoreNextSlot
- *		Leave owner slot cur (parked, or never used) and take this backend's
- *		other slot, waiting until it is free.  Interruptible.
+ * KvStoreReleaseSlot
+ *		This backend is done with its slot: its transaction ended (its
+ *		entries are all committed or removed, and KvStoreEndXact woke their
+ *		waiters), or it parked the transaction there (the slot then stays
+ *		taken until that resolves).
  */
 void
-KvStoreNextSlot(int cur)
+KvStoreReleaseSlot(void)
 {
-	int			next = (cur % 2 == 0) ? cur + 1 : cur - 1;
-
-	Assert(next / 2 == MyProc->pgprocno);
-	if (pg_atomic_read_u64(&owners[next].committing) != 0)
-	{
-		ConditionVariablePrepareToSleep(&owners[next].done);
-		while (pg_atomic_read_u64(&owners[next].committing) != 0)
-			ConditionVariableSleep(&owners[next].done, WAIT_EVENT_SYNC_REP);
-		ConditionVariableCancelSleep();
-	}
-	KvMyOwnerSlot = next;
-	pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], next);
+	if (KvMyOwnerSlot < 0)
+		return;
+	pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], PG_UINT32_MAX);
+	pg_atomic_write_u32(&owners[KvMyOwnerSlot].user, 0);
+	KvMyOwnerSlot = -1;
+	ConditionVariableBroadcast(slot_freed);
 }
 
-/* the number of owner slots: two per PGPROC */
+/*
+ * KvStoreSlotProc
+ *		The pgprocno of the backend using owner slot s, or -1 (a parked
+ *		transaction has none).
+ */
+int
+KvStoreSlotProc(int s)
+{
+	if (s < 0 || s >= nowners)
+		return -1;
+	return (int) pg_atomic_read_u32(&owners[s].user) - 1;
+}
+
+/* the number of owner slots */
 int
 KvOwnerSlotCount(void)
 {
-	return 2 * KvProcSlots();
+	return KVEXT_SLOTS_PER_PROC * KvProcSlots();
 }
 
 /* the current owner slot of backend procno (for its parallel workers) */
@@ -349,11 +410,12 @@ KvStoreSlotCommitting(int s)
 	return &owners[s].committing;
 }
 
-/* wake the writers waiting on owner slot s */
+/* wake the writers waiting on owner slot s, which has become free */
 void
 KvStoreSlotWake(int s)
 {
 	ConditionVariableBroadcast(&owners[s].done);
+	ConditionVariableBroadcast(slot_freed);
 }
 
 /*

@@ -175,13 +175,13 @@ extern void KvStoreEndXact(void);
 extern void KvStoreWakeWaiters(void);
 extern bool KvStoreOwnerCommitting(int slot);
 
-/* owner slots (store.c): two per PGPROC, slot / 2 is its pgprocno */
-#define KvOwnerSlotProc(s)	((s) / 2)
+/* owner slots (store.c): a shared pool */
 extern PGDLLIMPORT int KvMyOwnerSlot;	/* -1 until the first write */
 extern int	KvOwnerSlotCount(void);
 extern int	KvStoreMySlot(void);
+extern void KvStoreReleaseSlot(void);
 extern int	KvStoreProcSlot(int procno);
-extern void KvStoreNextSlot(int cur);
+extern int	KvStoreSlotProc(int s);
 extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 
 /* store.c: applying a logged transaction (recovery, followers) */

@@ -539,6 +539,8 @@ reset_write_set(void)
 {
 	ws_logged = ws_mixed = ws_decided = false;
 	ws_txn_lsn = ws_commit_end = InvalidKvLsn;
+	/* every entry is committed, removed or parked: give the slot back */
+	KvStoreReleaseSlot();
 	KvWsReset();
 }
 

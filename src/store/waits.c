@@ -147,8 +147,9 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 	memset(info, 0, sizeof(*info));
 	info->pid = MyProcPid;
 	info->roleid = GetUserId();
-	if (t->holder_slot >= 0 && KvOwnerSlotProc(t->holder_slot) < nslots)
-		info->holder_pid = ProcGlobal->allProcs[KvOwnerSlotProc(t->holder_slot)].pid;
+	if (KvStoreSlotProc(t->holder_slot) >= 0 &&
+		KvStoreSlotProc(t->holder_slot) < nslots)
+		info->holder_pid = ProcGlobal->allProcs[KvStoreSlotProc(t->holder_slot)].pid;
 	else if (t->key == NULL)
 		info->holder_pid = BackendXidGetPid(t->holder_xid);	/* no LWLock held */
 	info->holder_xid = t->holder_xid;

@@ -28,7 +28,7 @@ typedef struct KvWaitTarget
 	const char *key;
 	uint32		keylen;
 	int			holder_slot;	/* owner slot of the holding transaction
-								 * (store.c; its backend is slot / 2), or -1 */
+								 * (store.c), or -1 */
 	TransactionId holder_xid;	/* the (sub)transaction waited for */
 } KvWaitTarget;
 
