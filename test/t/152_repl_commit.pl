@@ -79,5 +79,29 @@ $n3->start;
 my $sql = "SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM kv_scan('')";
 ok(defined kv_group_wait_equal($sql, $n1, $n2, $n3), 'all three nodes converge');
 
+# --- a leader restarted without a majority shows only committed writes -----
+
+$n2->stop('fast');
+$n3->stop('fast');
+$r = kv_call($n1, "SET kvext.synchronous_commit = local; SELECT kv_put('h', 'unconfirmed')");
+ok($r->{ok}, 'a local commit with no majority returns') or diag($r->{stderr});
+$n1->stop('immediate');
+$n1->start;
+kv_wait_ready($n1);
+is(kv_scalar($n1, "SELECT kv_get('h') IS NULL"), 't',
+	'after a crash-restart the leader does not show a write its majority never had');
+is(kv_scalar($n1, "SELECT kv_get('d')"), 'after', '... but shows what the group had committed');
+$r = kv_call($n1, "SELECT kv_put('i', '1')");
+is($r->{sqlstate}, '25006', 'it takes no writes before it has applied its whole log');
+like($r->{stderr}, qr/still applying its log/, '... and says why');
+
+$n2->start;
+ok(kv_poll($n1, "SELECT kv_get('h')", 'unconfirmed'),
+	'once a follower has the record, the restarted leader applies it');
+ok(kv_poll($n1, "SELECT 't' FROM (SELECT kv_put('i', '1')) s", 't'),
+	'and takes writes again');
+$n3->start;
+ok(defined kv_group_wait_equal($sql, $n1, $n2, $n3), 'all three nodes converge again');
+
 $_->stop for ($n1, $n2, $n3);
 done_testing();
