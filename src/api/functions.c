@@ -35,6 +35,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "api/api.h"
 #include "kvext.h"
 #include "shmem.h"
 #include "store/keyspace.h"
@@ -68,8 +69,12 @@ report_null(const char *what)
 			 errmsg("%s must not be null", what)));
 }
 
-static void
-check_key_size(uint32 keylen)
+/*
+ * KvCheckKeySize
+ *		Raise 54000 for a key over kvext.max_key_size (writes only).
+ */
+void
+KvCheckKeySize(uint32 keylen)
 {
 	if (keylen > (uint32) kvext_max_key_size)
 		ereport(ERROR,
@@ -79,8 +84,12 @@ check_key_size(uint32 keylen)
 						   keylen, kvext_max_key_size)));
 }
 
-static void
-check_value_size(uint32 vallen)
+/*
+ * KvCheckValueSize
+ *		Raise 54000 for a value over kvext.max_value_size.
+ */
+void
+KvCheckValueSize(uint32 vallen)
 {
 	if (vallen > (uint32) kvext_max_value_size)
 		ereport(ERROR,
@@ -100,7 +109,7 @@ arg_key(FunctionCallInfo fcinfo, int argno, bool write)
 		report_null("key");
 	key = PG_GETARG_TEXT_PP(argno);
 	if (write)
-		check_key_size(VARSIZE_ANY_EXHDR(key));
+		KvCheckKeySize(VARSIZE_ANY_EXHDR(key));
 	return key;
 }
 
@@ -187,7 +196,7 @@ put_common(FunctionCallInfo fcinfo, bool binary)
 	if (PG_ARGISNULL(1))
 		report_null("value");
 	value = PG_GETARG_VARLENA_PP(1);
-	check_value_size(VARSIZE_ANY_EXHDR(value));
+	KvCheckValueSize(VARSIZE_ANY_EXHDR(value));
 	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_put()");
 
@@ -289,7 +298,7 @@ kv_cas(PG_FUNCTION_ARGS)
 
 		w.value = VARDATA_ANY(value);
 		w.vallen = VARSIZE_ANY_EXHDR(value);
-		check_value_size(w.vallen);
+		KvCheckValueSize(w.vallen);
 	}
 	ks = arg_keyspace(fcinfo, 3, true);
 	prepare_write("kv_cas()");
@@ -391,8 +400,8 @@ kv_mput(PG_FUNCTION_ARGS)
 			report_null("key");
 		if (valnulls[i])
 			report_null("value");
-		check_key_size(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
-		check_value_size(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
+		KvCheckKeySize(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
+		KvCheckValueSize(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
 	}
 	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_mput()");
