@@ -32,7 +32,12 @@ OBJS = \
 	src/log/recovery.o \
 	src/log/backup.o \
 	src/api/functions.o \
-	src/api/monitor.o
+	src/api/monitor.o \
+	src/fdw/fdw.o \
+	src/fdw/options.o \
+	src/fdw/pushdown.o \
+	src/fdw/codec.o \
+	src/fdw/modify.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql
@@ -58,8 +63,12 @@ $(error pg_config --pgxs failed: install postgresql-server-dev-15 (make deps doe
 endif
 endif
 
+# kvext_fdw's validator knows libpq's connection options (PQconndefaults),
+# as postgres_fdw's does.
+SHLIB_LINK_INTERNAL = $(libpq)
+
 # Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
-PG_CPPFLAGS += -I$(srcdir)/src
+PG_CPPFLAGS += -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS += -Werror -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-clobbered -Wno-cast-function-type
 ifdef ASSERTS
