@@ -45,7 +45,7 @@ PGFILEDESC = "kvext - distributed key-value store"
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
-REGRESS = load api errors txn savepoint keyspace bytea stats full wal
+REGRESS = load api errors txn savepoint keyspace bytea stats full wal fdw fdw_partition
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
 ISOLATION = visibility locking drop_race

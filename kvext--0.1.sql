@@ -269,7 +269,7 @@ DECLARE
     r record;
 BEGIN
     FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
-             WHERE classid = 'pg_class'::regclass AND object_type = 'foreign table'
+             WHERE classid = 'pg_class'::regclass
     LOOP
         PERFORM @extschema@.kvext_fdw_check_table(r.objid);
     END LOOP;

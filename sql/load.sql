@@ -10,8 +10,9 @@ CREATE EXTENSION kvext;
 SELECT extname, extversion, extrelocatable FROM pg_extension WHERE extname = 'kvext';
 
 -- every function of the extension: signature, result, volatility, whether
--- it is parallel unsafe (the writing functions must be), strictness (none is
--- strict: a NULL argument is an error, not a NULL result), and its comment
+-- it is parallel unsafe (the writing functions must be), strictness (no kv
+-- function is strict: a NULL argument is an error, not a NULL result; the
+-- wrapper's handler and validator are, as in contrib), and its comment
 SELECT p.oid::regprocedure AS function,
        pg_get_function_result(p.oid) AS result,
        p.provolatile AS vol, p.proparallel = 'u' AS par_unsafe,
@@ -41,6 +42,13 @@ SELECT p.oid::regprocedure AS function,
 -- kv_locks is readable by every role, as pg_locks is (the key column is
 -- filtered per row, see README "Monitoring")
 SELECT has_table_privilege('public', 'kv_locks', 'SELECT') AS public_select;
+
+-- the foreign data wrapper, and the event trigger that checks the columns
+-- of its foreign tables
+SELECT fdwname, fdwhandler::regproc, fdwvalidator::regproc, fdwoptions
+  FROM pg_foreign_data_wrapper;
+SELECT evtname, evtevent, evtfoid::regproc, evtenabled, evttags
+  FROM pg_event_trigger;
 
 -- the store starts empty, with only the default keyspace
 SELECT * FROM kv_keyspaces() ORDER BY keyspace;

@@ -776,6 +776,7 @@ kvExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
 	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	List	   *context;
 
 	if (list_length(plan->fdw_private) > KvFdwPrivateRelations)
 		ExplainPropertyText("Relations",
@@ -785,10 +786,13 @@ kvExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (!es->verbose)
 		return;
 	if (plan->fdw_exprs != NIL)
+	{
+		context = set_deparse_context_plan(es->deparse_cxt, (Plan *) plan, NIL);
 		ExplainPropertyText(st->kind == KV_LOOKUP_MULTI ? "Lookup Keys" : "Lookup Key",
 							deparse_expression(linitial(plan->fdw_exprs),
-											   NIL, false, false),
+											   context, false, false),
 							es);
+	}
 	if (st->prefix)
 		ExplainPropertyText("Lookup Prefix",
 							quote_literal_cstr(st->prefix), es);

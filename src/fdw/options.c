@@ -13,15 +13,20 @@
  *					(false: superusers only, as in postgres_fdw)
  *	foreign table	keyspace (default: the table's name), create_keyspace
  *					(a write creates a missing keyspace), upsert (INSERT
- *					overwrites an existing key)
+ *					overwrites an existing key), key_column and
+ *					value_column (the names of the key and value columns,
+ *					when they are not key and value: a partition has its
+ *					parent's column names, and CREATE FOREIGN TABLE ...
+ *					PARTITION OF takes no column options)
  *	column			column_name: 'key' or 'value', for a column named
- *					otherwise (a partition has its parent's column names)
+ *					otherwise (as postgres_fdw's column_name)
  * A misspelt option gets a hint: the option of that name elsewhere, the
  * closest valid option, or the list of valid ones (PostgreSQL 15's
  * postgres_fdw gives the list, 16's the closest match).
  *
  * Columns.  A kvext foreign table has exactly two columns, its key and its
- * value, named key and value or mapped with column_name; their types are
+ * value, named key and value or mapped with column_name, key_column or
+ * value_column (a column option wins over a table option); their types are
  * free (codec.c).  The validator sees no columns, so the column set is
  * checked when the table is used (planning, COPY), and at CREATE and ALTER
  * FOREIGN TABLE by the extension's event trigger (kvext_fdw_check_table).
@@ -67,6 +72,8 @@ static const KvFdwOption kvext_options[] = {
 	{"keyspace", ForeignTableRelationId, false},
 	{"create_keyspace", ForeignTableRelationId, false},
 	{"upsert", ForeignTableRelationId, false},
+	{"key_column", ForeignTableRelationId, false},
+	{"value_column", ForeignTableRelationId, false},
 	{"column_name", AttributeRelationId, false},
 	{"password_required", UserMappingRelationId, false},
 	{NULL, InvalidOid, false}
@@ -321,7 +328,8 @@ server_is_remote(ForeignServer *server)
  *		missing one.
  */
 static void
-check_columns(Relation rel, KvFdwTable *table)
+check_columns(Relation rel, KvFdwTable *table, const char *key_column,
+			  const char *value_column)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -336,6 +344,14 @@ check_columns(Relation rel, KvFdwTable *table)
 
 		if (att->attisdropped)
 			continue;
+		if (key_column && strcmp(role, key_column) == 0)
+			role = "key";
+		else if (value_column && strcmp(role, value_column) == 0)
+			role = "value";
+		else if (key_column && strcmp(role, "key") == 0)
+			role = "";			/* the key is another column */
+		else if (value_column && strcmp(role, "value") == 0)
+			role = "";
 		foreach(lc, GetForeignColumnOptions(RelationGetRelid(rel), att->attnum))
 		{
 			DefElem    *def = (DefElem *) lfirst(lc);
@@ -352,7 +368,7 @@ check_columns(Relation rel, KvFdwTable *table)
 					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
 					 errmsg("column \"%s\" of foreign table \"%s\" is neither the key nor the value",
 							NameStr(att->attname), RelationGetRelationName(rel)),
-					 errhint("A kvext foreign table has two columns, key and value; name them so, or map them with the column option column_name 'key' or 'value'.")));
+					 errhint("A kvext foreign table has two columns, key and value; name them so, or name them with the table options key_column and value_column.")));
 		if (*slot != InvalidAttrNumber)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
@@ -367,13 +383,17 @@ check_columns(Relation rel, KvFdwTable *table)
 				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
 				 errmsg("foreign table \"%s\" has no key column",
 						RelationGetRelationName(rel)),
-				 errhint("A kvext foreign table has two columns, key and value; name them so, or map them with the column option column_name 'key' or 'value'.")));
+				 key_column ?
+				 errdetail("Table option key_column names \"%s\".", key_column) : 0,
+				 errhint("A kvext foreign table has two columns, key and value; name them so, or name them with the table options key_column and value_column.")));
 	if (table->value_attno == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
 				 errmsg("foreign table \"%s\" has no value column",
 						RelationGetRelationName(rel)),
-				 errhint("A kvext foreign table has two columns, key and value; name them so, or map them with the column option column_name 'key' or 'value'.")));
+				 value_column ?
+				 errdetail("Table option value_column names \"%s\".", value_column) : 0,
+				 errhint("A kvext foreign table has two columns, key and value; name them so, or name them with the table options key_column and value_column.")));
 
 	table->key_type = TupleDescAttr(desc, table->key_attno - 1)->atttypid;
 	table->key_typmod = TupleDescAttr(desc, table->key_attno - 1)->atttypmod;
@@ -396,6 +416,8 @@ KvFdwGetTable(Relation rel, bool for_use)
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rel));
 	ForeignServer *server = GetForeignServer(ft->serverid);
 	const char *keyspace = RelationGetRelationName(rel);
+	const char *key_column = NULL;
+	const char *value_column = NULL;
 	ListCell   *lc;
 
 	if (for_use && server_is_remote(server))
@@ -418,13 +440,17 @@ KvFdwGetTable(Relation rel, bool for_use)
 			table->create_keyspace = option_bool(def);
 		else if (strcmp(def->defname, "upsert") == 0)
 			table->upsert = option_bool(def);
+		else if (strcmp(def->defname, "key_column") == 0)
+			key_column = defGetString(def);
+		else if (strcmp(def->defname, "value_column") == 0)
+			value_column = defGetString(def);
 	}
 	/* a table name is at most NAMEDATALEN - 1 bytes too */
 	check_keyspace_name(keyspace);
 	strlcpy(table->keyspace, keyspace, NAMEDATALEN);
 	table->keyspace_len = strlen(table->keyspace);
 
-	check_columns(rel, table);
+	check_columns(rel, table, key_column, value_column);
 	return table;
 }
 
