@@ -48,7 +48,7 @@ PGFILEDESC = "kvext - distributed key-value store"
 REGRESS = load api errors txn savepoint keyspace bytea stats full wal fdw fdw_partition
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
-ISOLATION = visibility locking drop_race
+ISOLATION = visibility locking drop_race fdw_locking
 ISOLATION_OPTS = --temp-config=test/kvext.conf
 
 PG_CONFIG ?= pg_config
