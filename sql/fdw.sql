@@ -5,22 +5,8 @@
 --
 \set SHOW_CONTEXT never
 
--- fdw_try(stmt): 'ok' or the error as "SQLSTATE: message" plus detail and
--- hint, as errors.sql does.
-CREATE FUNCTION fdw_try(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; det text; hnt text;
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN others THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg
-        || coalesce(' DETAIL: ' || nullif(det, ''), '')
-        || coalesce(' HINT: ' || nullif(hnt, ''), '');
-END $$;
+-- kv_try(stmt) (load.sql): 'ok' or the error as "SQLSTATE: message" plus
+-- detail and hint
 
 -- fdw_rows(query): the planner's row estimate of a query
 CREATE FUNCTION fdw_rows(query text) RETURNS bigint
@@ -42,7 +28,7 @@ CREATE SERVER fdw_local FOREIGN DATA WRAPPER kvext_fdw;
 --
 -- Options, per kind of object; a misspelt option gets a hint
 --
-SELECT stmt, fdw_try(stmt) FROM (VALUES
+SELECT stmt, kv_try(stmt) FROM (VALUES
     -- the wrapper itself takes none
     ($$ALTER FOREIGN DATA WRAPPER kvext_fdw OPTIONS (keyspace 'x')$$),
     ($$ALTER FOREIGN DATA WRAPPER kvext_fdw OPTIONS (nothing 'x')$$),
@@ -83,9 +69,9 @@ SELECT relname, ftoptions FROM pg_foreign_table JOIN pg_class ON oid = ftrelid
 CREATE ROLE regress_kvext_fdw_user;
 GRANT USAGE ON FOREIGN SERVER fdw_s1 TO regress_kvext_fdw_user;
 SET ROLE regress_kvext_fdw_user;
-SELECT fdw_try($$CREATE USER MAPPING FOR CURRENT_USER SERVER fdw_s1 OPTIONS (password_required 'false')$$);
+SELECT kv_try($$CREATE USER MAPPING FOR CURRENT_USER SERVER fdw_s1 OPTIONS (password_required 'false')$$);
 RESET ROLE;
-SELECT fdw_try($$CREATE USER MAPPING FOR regress_kvext_fdw_user SERVER fdw_s1 OPTIONS (password_required 'false')$$);
+SELECT kv_try($$CREATE USER MAPPING FOR regress_kvext_fdw_user SERVER fdw_s1 OPTIONS (password_required 'false')$$);
 
 -- A server with connection options is a remote node: not supported yet
 CREATE FOREIGN TABLE fdw_remote (key text, value text) SERVER fdw_s1;
@@ -98,7 +84,7 @@ COPY fdw_remote FROM stdin;
 -- Columns: key and value, by name, by column_name, by key_column and
 -- value_column; anything else fails CREATE / ALTER FOREIGN TABLE
 --
-SELECT stmt, fdw_try(stmt) FROM (VALUES
+SELECT stmt, kv_try(stmt) FROM (VALUES
     ($$CREATE FOREIGN TABLE fdw_c (k text, value text) SERVER fdw_local$$),
     ($$CREATE FOREIGN TABLE fdw_c (key text) SERVER fdw_local$$),
     ($$CREATE FOREIGN TABLE fdw_c (value text) SERVER fdw_local$$),
@@ -128,7 +114,7 @@ ALTER EVENT TRIGGER kvext_fdw_check_ddl ENABLE;
 --
 SELECT * FROM fdw_t1;
 INSERT INTO fdw_t1 VALUES ('a', 'b');
-SELECT fdw_try($$SELECT * FROM fdw_t2$$), fdw_try($$INSERT INTO fdw_t2 VALUES ('a', 'b')$$);
+SELECT kv_try($$SELECT * FROM fdw_t2$$), kv_try($$INSERT INTO fdw_t2 VALUES ('a', 'b')$$);
 SELECT kv_create_keyspace('fdw_t2');
 INSERT INTO fdw_t2 VALUES ('a', 'in fdw_t2');
 SELECT kv_get('a', 'fdw_t2');
@@ -160,23 +146,23 @@ SELECT kv_put('3', '{"c":   true}'::jsonb, 'fdw_docs');
 SELECT * FROM fdw_docs WHERE id = 3;
 -- a key that is not the text form of its type is an error, not a hidden row
 SELECT kv_put('007', '{}', 'fdw_docs');
-SELECT fdw_try($$SELECT * FROM fdw_docs$$);
+SELECT kv_try($$SELECT * FROM fdw_docs$$);
 SELECT kv_delete('007', 'fdw_docs');
 SELECT kv_put('x', '{}', 'fdw_docs');
-SELECT fdw_try($$SELECT * FROM fdw_docs$$);
+SELECT kv_try($$SELECT * FROM fdw_docs$$);
 SELECT kv_delete('x', 'fdw_docs');
 SELECT kv_put('4', 'not json', 'fdw_docs');
-SELECT fdw_try($$SELECT * FROM fdw_docs ORDER BY id$$);
+SELECT kv_try($$SELECT * FROM fdw_docs ORDER BY id$$);
 SELECT kv_delete('4', 'fdw_docs');
 -- bytea values are binary, as kv_put(key, bytea) writes them
 CREATE FOREIGN TABLE fdw_blob (key text, value bytea) SERVER fdw_local
   OPTIONS (keyspace 'fdw_one');
 INSERT INTO fdw_blob VALUES ('blob', '\x00ff10');
 SELECT kv_get_bytea('blob', 'fdw_one');
-SELECT fdw_try($$SELECT kv_get('blob', 'fdw_one')$$);
+SELECT kv_try($$SELECT kv_get('blob', 'fdw_one')$$);
 SELECT * FROM fdw_blob WHERE key = 'blob';
-SELECT fdw_try($$SELECT * FROM fdw_text WHERE key = 'blob'$$);
-SELECT fdw_try($$SELECT * FROM fdw_text$$);
+SELECT kv_try($$SELECT * FROM fdw_text WHERE key = 'blob'$$);
+SELECT kv_try($$SELECT * FROM fdw_text$$);
 DELETE FROM fdw_blob WHERE key = 'blob';
 -- bytea keys are the bytes themselves
 CREATE FOREIGN TABLE fdw_bkeys (key bytea, value text) SERVER fdw_local
@@ -269,9 +255,9 @@ SELECT kv_count('fdw_one'), fdw_rows('SELECT * FROM fdw_text'),
 -- Writes
 --
 -- INSERT of an existing key: 23505, ON CONFLICT DO NOTHING, or upsert
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('user:1', 'again')$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('user:1', 'again')$$);
 INSERT INTO fdw_text VALUES ('user:1', 'again'), ('user:4', 'dee') ON CONFLICT DO NOTHING;
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('user:1', 'again') ON CONFLICT (key) DO NOTHING$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('user:1', 'again') ON CONFLICT (key) DO NOTHING$$);
 SELECT kv_get('user:1', 'fdw_one'), kv_get('user:4', 'fdw_one');
 CREATE FOREIGN TABLE fdw_upsert (key text, value text) SERVER fdw_local
   OPTIONS (keyspace 'fdw_one', upsert 'true');
@@ -280,25 +266,25 @@ SELECT kv_get('user:1', 'fdw_one');
 EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO fdw_upsert VALUES ('k', 'v');
 EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO fdw_text VALUES ('k', 'v');
 -- NULL key or value: 22004; over the limits: 54000; nothing written
-SELECT fdw_try($$INSERT INTO fdw_text VALUES (NULL, 'v')$$);
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('k', NULL)$$);
-SELECT fdw_try($$INSERT INTO fdw_text (key) VALUES ('k')$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES (NULL, 'v')$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('k', NULL)$$);
+SELECT kv_try($$INSERT INTO fdw_text (key) VALUES ('k')$$);
 SET kvext.max_key_size = 8;
 SET kvext.max_value_size = 8;
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('123456789', 'v')$$);
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('k', '123456789')$$);
-SELECT fdw_try($$UPDATE fdw_text SET value = '123456789' WHERE key = 'user:2'$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('123456789', 'v')$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('k', '123456789')$$);
+SELECT kv_try($$UPDATE fdw_text SET value = '123456789' WHERE key = 'user:2'$$);
 RESET kvext.max_key_size;
 RESET kvext.max_value_size;
-SELECT fdw_try($$UPDATE fdw_text SET value = NULL WHERE key = 'user:2'$$);
-SELECT fdw_try($$UPDATE fdw_text SET key = NULL WHERE key = 'user:2'$$);
+SELECT kv_try($$UPDATE fdw_text SET value = NULL WHERE key = 'user:2'$$);
+SELECT kv_try($$UPDATE fdw_text SET key = NULL WHERE key = 'user:2'$$);
 SELECT * FROM fdw_text ORDER BY key;
 -- UPDATE of the value; of the key (delete + insert); RETURNING
 EXPLAIN (VERBOSE, COSTS OFF) UPDATE fdw_text SET value = value || '!' WHERE key = 'user:2';
 UPDATE fdw_text SET value = value || '!' WHERE key = 'user:2' RETURNING *;
 UPDATE fdw_text SET key = 'user:5' WHERE key = 'user:4' RETURNING *;
 SELECT kv_exists('user:4', 'fdw_one'), kv_get('user:5', 'fdw_one');
-SELECT fdw_try($$UPDATE fdw_text SET key = 'user:1' WHERE key = 'user:5'$$);
+SELECT kv_try($$UPDATE fdw_text SET key = 'user:1' WHERE key = 'user:5'$$);
 UPDATE fdw_text SET value = upper(value) WHERE key LIKE 'user:%';
 -- an UPDATE that renames every key visits each key once
 UPDATE fdw_text SET key = key || '.x' WHERE key LIKE 'user:%' RETURNING *;
@@ -315,7 +301,7 @@ copy:1	one
 copy:2	two
 \.
 SELECT kv_get('copy:1', 'fdw_one'), kv_get('copy:2', 'fdw_one');
-SELECT fdw_try($$COPY fdw_text FROM PROGRAM 'printf "copy:1\tagain\n"'$$);
+SELECT kv_try($$COPY fdw_text FROM PROGRAM 'printf "copy:1\tagain\n"'$$);
 -- INSERT ... SELECT from the table itself reads it once
 INSERT INTO fdw_text SELECT key || '.copy', value FROM fdw_text WHERE key LIKE 'copy:%';
 SELECT * FROM fdw_text WHERE key LIKE 'copy:%' ORDER BY key;
@@ -342,11 +328,11 @@ SELECT * FROM fdw_text WHERE key IN ('tx:1', 'tx:2', 'user:1');
 COMMIT;
 SELECT kv_get('tx:1', 'fdw_one'), kv_get('tx:2', 'fdw_one'), kv_get('user:1', 'fdw_one');
 -- a failed statement writes nothing
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('tx:3', 'three'), ('tx:1', 'dup')$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('tx:3', 'three'), ('tx:1', 'dup')$$);
 SELECT kv_exists('tx:3', 'fdw_one');
 -- read-only transactions refuse writes (25006)
 BEGIN READ ONLY;
-SELECT fdw_try($$INSERT INTO fdw_text VALUES ('tx:4', 'four')$$);
+SELECT kv_try($$INSERT INTO fdw_text VALUES ('tx:4', 'four')$$);
 COMMIT;
 
 --
@@ -367,19 +353,19 @@ SELECT t.key, t.value AS one, w.value AS two
 CREATE SCHEMA fdw_role_schema AUTHORIZATION regress_kvext_fdw_user;
 SET ROLE regress_kvext_fdw_user;
 SET search_path = fdw_role_schema, public;
-SELECT fdw_try($$CREATE FOREIGN TABLE fdw_mine (key text, value text) SERVER fdw_local$$);
-SELECT fdw_try($$SELECT * FROM fdw_text$$);
+SELECT kv_try($$CREATE FOREIGN TABLE fdw_mine (key text, value text) SERVER fdw_local$$);
+SELECT kv_try($$SELECT * FROM fdw_text$$);
 RESET ROLE;
 GRANT USAGE ON FOREIGN SERVER fdw_local TO regress_kvext_fdw_user;
 GRANT SELECT, INSERT ON fdw_text TO regress_kvext_fdw_user;
 SET ROLE regress_kvext_fdw_user;
 SELECT count(*) FROM fdw_text WHERE key = 'user:1';
 INSERT INTO fdw_text VALUES ('role:1', 'by role');
-SELECT fdw_try($$DELETE FROM fdw_text WHERE key = 'role:1'$$);
+SELECT kv_try($$DELETE FROM fdw_text WHERE key = 'role:1'$$);
 CREATE FOREIGN TABLE fdw_mine (key text, value text) SERVER fdw_local
   OPTIONS (keyspace 'fdw_role', create_keyspace 'true');
 SELECT * FROM fdw_mine;
-SELECT fdw_try($$INSERT INTO fdw_mine VALUES ('k', 'v')$$);
+SELECT kv_try($$INSERT INTO fdw_mine VALUES ('k', 'v')$$);
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION kv_create_keyspace(text, boolean) TO regress_kvext_fdw_user;
 SET ROLE regress_kvext_fdw_user;
@@ -403,4 +389,4 @@ DROP ROLE regress_kvext_fdw_user;
 SELECT kv_drop_keyspace(k) FROM unnest(ARRAY['fdw_t2', 'fdw_docs', 'fdw_one',
   'fdw_times', 'fdw_nums', 'fdw_two', 'fdw_role']) AS k;
 SELECT keyspace FROM kv_keyspaces() WHERE keyspace LIKE 'fdw\_%';
-DROP FUNCTION fdw_try(text), fdw_rows(text);
+DROP FUNCTION fdw_rows(text);

@@ -6,22 +6,8 @@
 --
 \set SHOW_CONTEXT never
 
--- fdw_try(stmt): 'ok' or the error as "SQLSTATE: message" plus detail and
--- hint (as in fdw.sql)
-CREATE FUNCTION fdw_try(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; det text; hnt text;
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN others THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg
-        || coalesce(' DETAIL: ' || nullif(det, ''), '')
-        || coalesce(' HINT: ' || nullif(hnt, ''), '');
-END $$;
+-- kv_try(stmt) (load.sql): 'ok' or the error as "SQLSTATE: message" plus
+-- detail and hint
 
 CREATE SERVER part_local FOREIGN DATA WRAPPER kvext_fdw;
 
@@ -51,7 +37,7 @@ yy	copied
 \.
 SELECT tableoid::regclass AS part, * FROM part_list WHERE value = 'copied' ORDER BY key;
 -- INSERT through the parent: an existing key is 23505, or skipped
-SELECT fdw_try($$INSERT INTO part_list VALUES ('a1', 'again')$$);
+SELECT kv_try($$INSERT INTO part_list VALUES ('a1', 'again')$$);
 INSERT INTO part_list VALUES ('a1', 'again'), ('a2', 'again') ON CONFLICT DO NOTHING;
 SELECT kv_get('a1', 'part_a');
 
@@ -73,22 +59,22 @@ SELECT count(*) FROM part_list_a;
 SELECT count(*) FROM part_list;
 
 -- a direct INSERT into a partition is checked against its bound: 23514
-SELECT fdw_try($$INSERT INTO part_list_a VALUES ('b9', 'misplaced')$$);
-SELECT fdw_try($$INSERT INTO part_list_d VALUES ('a4', 'misplaced')$$);
+SELECT kv_try($$INSERT INTO part_list_a VALUES ('b9', 'misplaced')$$);
+SELECT kv_try($$INSERT INTO part_list_d VALUES ('a4', 'misplaced')$$);
 INSERT INTO part_list_a VALUES ('a3', 'ok') ON CONFLICT DO NOTHING;
 INSERT INTO part_list_d VALUES ('d1', 'direct');
 SELECT kv_exists('b9', 'part_a'), kv_exists('a4', 'part_d'), kv_get('d1', 'part_d');
 -- so is a direct UPDATE that takes a row out of its partition
-SELECT fdw_try($$UPDATE part_list_a SET key = 'b9' WHERE key = 'a1'$$);
+SELECT kv_try($$UPDATE part_list_a SET key = 'b9' WHERE key = 'a1'$$);
 UPDATE part_list_a SET value = 'updated in place' WHERE key = 'a1' RETURNING *;
 -- the check runs in COPY into the partition too
-SELECT fdw_try($$COPY part_list_b FROM PROGRAM 'printf "a7\tmisplaced\n"'$$);
+SELECT kv_try($$COPY part_list_b FROM PROGRAM 'printf "a7\tmisplaced\n"'$$);
 -- and after a BEFORE trigger of a partition changed a routed row
 CREATE FUNCTION part_rename() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.key := NEW.key || '-renamed'; RETURN NEW; END $$;
 CREATE TRIGGER part_rename BEFORE INSERT ON part_list_b
   FOR EACH ROW EXECUTE FUNCTION part_rename();
-SELECT fdw_try($$INSERT INTO part_list VALUES ('b1', 'renamed')$$);
+SELECT kv_try($$INSERT INTO part_list VALUES ('b1', 'renamed')$$);
 DROP TRIGGER part_rename ON part_list_b;
 
 -- UPDATE through the parent moves rows: kvext -> kvext, heap -> kvext;
@@ -99,13 +85,13 @@ SELECT kv_exists('a1', 'part_a'), kv_get('b9', 'part_b');
 UPDATE part_list SET key = 'a1' WHERE key = 'h1' RETURNING *;
 SELECT * FROM part_list_h ORDER BY key;
 SELECT tableoid::regclass AS part, * FROM part_list WHERE key IN ('a1', 'b9', 'h1');
-SELECT fdw_try($$UPDATE part_list SET key = 'h1' WHERE key = 'a1'$$);
+SELECT kv_try($$UPDATE part_list SET key = 'h1' WHERE key = 'a1'$$);
 -- a moved key that exists in its new partition: 23505, and nothing moved
-SELECT fdw_try($$UPDATE part_list SET key = 'b2' WHERE key = 'b9'$$);
-SELECT fdw_try($$UPDATE part_list SET key = 'a1' WHERE key = 'b9'$$);
+SELECT kv_try($$UPDATE part_list SET key = 'b2' WHERE key = 'b9'$$);
+SELECT kv_try($$UPDATE part_list SET key = 'a1' WHERE key = 'b9'$$);
 SELECT kv_get('b9', 'part_b'), kv_get('a1', 'part_a');
 -- moving into a partition this UPDATE has yet to scan is refused
-SELECT fdw_try($$UPDATE part_list SET key = 'zz2' WHERE key IN ('a1', 'zz')$$);
+SELECT kv_try($$UPDATE part_list SET key = 'zz2' WHERE key IN ('a1', 'zz')$$);
 -- into one it has scanned already, it is not
 UPDATE part_list SET key = CASE key WHEN 'zz' THEN 'a4' ELSE key END
  WHERE key IN ('a2', 'zz') RETURNING *;
@@ -137,8 +123,8 @@ SELECT tableoid::regclass AS part, * FROM part_range ORDER BY id;
 SELECT kv_get('250', 'part_hi');
 EXPLAIN (COSTS OFF) SELECT * FROM part_range WHERE id = 250;
 EXPLAIN (COSTS OFF) SELECT * FROM part_range WHERE id < 100;
-SELECT fdw_try($$INSERT INTO part_range VALUES (300, '{}')$$);
-SELECT fdw_try($$INSERT INTO part_range_hi VALUES (5, '{}')$$);
+SELECT kv_try($$INSERT INTO part_range VALUES (300, '{}')$$);
+SELECT kv_try($$INSERT INTO part_range_hi VALUES (5, '{}')$$);
 UPDATE part_range SET id = id + 210 WHERE id < 100 RETURNING *;
 SELECT tableoid::regclass AS part, * FROM part_range ORDER BY id;
 SELECT k, kv_count(k) FROM unnest(ARRAY['part_lo', 'part_hi']) AS k;
@@ -168,7 +154,7 @@ SELECT * FROM part_hash WHERE key = 'k1';
 SELECT count(*) FROM part_hash WHERE key IN ('k1', 'k2', 'k3', 'k4', 'nope');
 -- a direct insert of a key of another partition: 23514
 SELECT key FROM part_hash_1 ORDER BY key LIMIT 1 \gset
-SELECT fdw_try(format($$INSERT INTO part_hash_0 VALUES (%L, 'misplaced')$$, :'key'));
+SELECT kv_try(format($$INSERT INTO part_hash_0 VALUES (%L, 'misplaced')$$, :'key'));
 
 --
 -- Clean up
@@ -176,7 +162,6 @@ SELECT fdw_try(format($$INSERT INTO part_hash_0 VALUES (%L, 'misplaced')$$, :'ke
 DROP TABLE part_list, part_range, part_hash;
 DROP FUNCTION part_rename();
 DROP SERVER part_local;
-DROP FUNCTION fdw_try(text);
 SELECT kv_drop_keyspace(k) FROM unnest(ARRAY['part_a', 'part_b', 'part_d',
   'part_lo', 'part_hi', 'part_h0', 'part_h1']) AS k;
 SELECT keyspace FROM kv_keyspaces() WHERE keyspace LIKE 'part\_%';

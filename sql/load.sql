@@ -53,3 +53,22 @@ SELECT evtname, evtevent, evtfoid::regproc, evtenabled, evttags
 -- the store starts empty, with only the default keyspace
 SELECT * FROM kv_keyspaces() ORDER BY keyspace;
 SELECT kv_count();
+
+-- A helper of the regress files that check errors (errors, fdw, ...):
+-- kv_try(stmt): run stmt; 'ok' or the error as "SQLSTATE: message" plus
+-- detail and hint.  The statement runs in a subtransaction (the exception
+-- block), like any failed statement its writes are rolled back.
+CREATE FUNCTION kv_try(stmt text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN others THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    RETURN st || ': ' || msg
+        || coalesce(' DETAIL: ' || nullif(det, ''), '')
+        || coalesce(' HINT: ' || nullif(hnt, ''), '');
+END $$;

@@ -49,7 +49,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 
-#include "fdw/fdw.h"
+#include "fdw/kvext_fdw.h"
 
 /*
  * Types whose text form does not depend on any setting; every other type

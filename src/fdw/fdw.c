@@ -38,15 +38,10 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
 #include "access/table.h"
-#include "catalog/indexing.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
-#include "commands/extension.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "foreign/fdwapi.h"
@@ -58,8 +53,6 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
-#include "parser/parse_func.h"
-#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -70,13 +63,14 @@
 #include "utils/ruleutils.h"
 #include "utils/tuplestore.h"
 
-#include "fdw/fdw.h"
+#include "fdw/kvext_fdw.h"
 #include "shmem.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 #include "store/writeset.h"
 
 PG_FUNCTION_INFO_V1(kvext_fdw_handler);
+PG_FUNCTION_INFO_V1(kvext_fdw_check_table);
 
 /* indexes into a ForeignScan's fdw_private */
 enum KvFdwScanPrivate
@@ -125,91 +119,6 @@ typedef struct KvFdwScanState
 #define RAW_KEY		0
 #define RAW_VALUE	1
 #define RAW_BINARY	2
-
-/*
- * kvext_function_oid
- *		The OID of function name(argtypes) of the kvext extension, found in
- *		the extension's schema whatever the search path.
- */
-static Oid
-kvext_function_oid(const char *name, int nargs, Oid *argtypes)
-{
-	Oid			extoid = get_extension_oid("kvext", false);
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			nspid = InvalidOid;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		nspid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(nspid))
-		elog(ERROR, "extension kvext has no schema");
-	return LookupFuncName(list_make2(makeString(get_namespace_name(nspid)),
-									 makeString(pstrdup(name))),
-						  nargs, argtypes, false);
-}
-
-/*
- * create_keyspace
- *		Create the keyspace of a create_keyspace 'true' table for a write,
- *		in the current transaction, as kv_create_keyspace() would: the
- *		current user needs EXECUTE on it (42501).
- */
-static void
-create_keyspace(const KvFdwTable *table)
-{
-	Oid			argtypes[2] = {TEXTOID, BOOLOID};
-	Oid			func = kvext_function_oid("kv_create_keyspace", 2, argtypes);
-
-	if (pg_proc_aclcheck(func, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to create keyspace \"%s\"",
-						table->keyspace),
-				 errdetail("Foreign table \"%s\" creates its keyspace on first write (create_keyspace 'true'), which needs EXECUTE on kv_create_keyspace(text, boolean).",
-						   table->relname)));
-	(void) KvKeyspaceCreate(table->keyspace, true);
-}
-
-/*
- * KvFdwKeyspace
- *		The keyspace of a table, for a read or a write; *exists gets whether
- *		it exists.  A missing keyspace is 42704 unless the table has
- *		create_keyspace 'true': then a write creates it (in the current
- *		transaction) and a read finds it empty (*exists false, and the
- *		reference returned must not be used).
- */
-KvKeyspaceRef
-KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
-{
-	KvKeyspaceRef ref = {0, 0};
-
-	KvCheckAvailable();
-	*exists = true;
-	if (KvKeyspaceTryResolve(table->keyspace, table->keyspace_len, write, &ref))
-		return ref;
-	if (!table->create_keyspace)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("keyspace \"%s\" does not exist", table->keyspace),
-				 errdetail("Foreign table \"%s\" maps to it.", table->relname),
-				 errhint("Create it with kv_create_keyspace(), or set the table option create_keyspace 'true'.")));
-	if (!write)
-	{
-		*exists = false;
-		return ref;
-	}
-	create_keyspace(table);
-	return KvKeyspaceResolve(table->keyspace, table->keyspace_len, true);
-}
 
 /* keys in the keyspace as this transaction sees them (kv_count()) */
 static int64
@@ -817,13 +726,25 @@ fill_routine(FdwRoutine *routine)
 }
 
 /*
- * KvFdwRoutineIsOurs
- *		Is routine kvext_fdw's?
+ * kvext_fdw_check_table(regclass) returns void
+ *
+ * Called by the extension's event trigger after CREATE and ALTER FOREIGN
+ * TABLE: for a kvext foreign table, checks its options and column set, so
+ * that a wrong one fails the DDL instead of the first query.
  */
-bool
-KvFdwRoutineIsOurs(const FdwRoutine *routine)
+Datum
+kvext_fdw_check_table(PG_FUNCTION_ARGS)
 {
-	return routine->GetForeignRelSize == kvGetForeignRelSize;
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE ||
+		GetFdwRoutineByRelId(relid)->GetForeignRelSize != kvGetForeignRelSize)
+		PG_RETURN_VOID();
+	rel = table_open(relid, AccessShareLock);
+	(void) KvFdwGetTable(rel, false);
+	table_close(rel, AccessShareLock);
+	PG_RETURN_VOID();
 }
 
 /*

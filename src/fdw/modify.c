@@ -68,7 +68,7 @@
 #include "utils/rel.h"
 
 #include "api/api.h"
-#include "fdw/fdw.h"
+#include "fdw/kvext_fdw.h"
 #include "store/store.h"
 
 /* the state of one result relation, in ri_FdwState */
@@ -361,18 +361,29 @@ replace_checked(KvFdwModifyState *fm, const char *key, uint32 keylen,
 	}
 }
 
-/* the row identity columns of the row an UPDATE or DELETE is at */
-static void
-old_row(KvFdwModifyState *fm, TupleTableSlot *planSlot, Datum *key, Datum *value)
+/*
+ * start_old_row
+ *		Start work on the row an UPDATE or DELETE is at: reset the per-row
+ *		context and switch to it (returning the context to switch back to),
+ *		fetch the row identity columns and encode the key.
+ */
+static MemoryContext
+start_old_row(KvFdwModifyState *fm, TupleTableSlot *planSlot, Datum *keyd,
+			  Datum *value, char **key, uint32 *keylen)
 {
+	MemoryContext old;
 	bool		isnull;
 
-	*key = slot_getattr(planSlot, fm->key_junk, &isnull);
+	MemoryContextReset(fm->temp_cxt);
+	old = MemoryContextSwitchTo(fm->temp_cxt);
+	*keyd = slot_getattr(planSlot, fm->key_junk, &isnull);
 	if (isnull)
 		elog(ERROR, "kvext_fdw: row identity key is null");
 	*value = slot_getattr(planSlot, fm->value_junk, &isnull);
 	if (isnull)
 		elog(ERROR, "kvext_fdw: row identity value is null");
+	*key = KvFdwEncode(&fm->key_codec, *keyd, keylen);
+	return old;
 }
 
 /*
@@ -414,7 +425,8 @@ move_row(KvFdwModifyState *fm, EState *estate, ResultRelInfo *rinfo,
 		rootslot = execute_attr_map_slot(map->attrMap, slot, mtstate->mt_root_tuple_slot);
 	dest = ExecFindPartition(mtstate, root, mtstate->mt_partition_tuple_routing,
 							 rootslot, estate);
-	if (dest->ri_FdwRoutine == NULL || !KvFdwRoutineIsOurs(dest->ri_FdwRoutine))
+	if (dest->ri_FdwRoutine == NULL ||
+		dest->ri_FdwRoutine->ExecForeignInsert != kvExecForeignInsert)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot move a row from foreign table \"%s\" to partition \"%s\"",
@@ -464,10 +476,7 @@ kvExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	uint32		vallen;
 	TupleTableSlot *result = slot;
 
-	MemoryContextReset(fm->temp_cxt);
-	old = MemoryContextSwitchTo(fm->temp_cxt);
-	old_row(fm, planSlot, &oldkeyd, &oldvalue);
-	oldkey = KvFdwEncode(&fm->key_codec, oldkeyd, &oldkeylen);
+	old = start_old_row(fm, planSlot, &oldkeyd, &oldvalue, &oldkey, &oldkeylen);
 	key = encode_column(fm, slot, fm->table->key_attno, &keylen);
 	value = encode_column(fm, slot, fm->table->value_attno, &vallen);
 	KvCheckKeySize(keylen);
@@ -506,10 +515,7 @@ kvExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	uint32		keylen;
 	bool		deleted;
 
-	MemoryContextReset(fm->temp_cxt);
-	old = MemoryContextSwitchTo(fm->temp_cxt);
-	old_row(fm, planSlot, &keyd, &value);
-	key = KvFdwEncode(&fm->key_codec, keyd, &keylen);
+	old = start_old_row(fm, planSlot, &keyd, &value, &key, &keylen);
 	deleted = replace_checked(fm, key, keylen, value, NULL, 0);
 	MemoryContextSwitchTo(old);
 	if (!deleted)

@@ -29,7 +29,11 @@
  * value_column (a column option wins over a table option); their types are
  * free (codec.c).  The validator sees no columns, so the column set is
  * checked when the table is used (planning, COPY), and at CREATE and ALTER
- * FOREIGN TABLE by the extension's event trigger (kvext_fdw_check_table).
+ * FOREIGN TABLE by the extension's event trigger (kvext_fdw_check_table in
+ * fdw.c).
+ *
+ * Keyspace.  KvFdwKeyspace resolves a table's keyspace for a read or a
+ * write, creating it for a write when the table says create_keyspace.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -37,27 +41,39 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/varlena.h"
 
-#include "fdw/fdw.h"
+#include "fdw/kvext_fdw.h"
+#include "shmem.h"
+#include "store/keyspace.h"
 
 PG_FUNCTION_INFO_V1(kvext_fdw_validator);
-PG_FUNCTION_INFO_V1(kvext_fdw_check_table);
 
 /* an option name and the catalog of the objects it belongs to */
 typedef struct KvFdwOption
@@ -455,34 +471,86 @@ KvFdwGetTable(Relation rel, bool for_use)
 }
 
 /*
- * KvFdwIsKvextTable
- *		Is relid a foreign table of kvext_fdw?
+ * kvext_function_oid
+ *		The OID of function name(argtypes) of the kvext extension, found in
+ *		the extension's schema whatever the search path.
  */
-bool
-KvFdwIsKvextTable(Oid relid)
+static Oid
+kvext_function_oid(const char *name, int nargs, Oid *argtypes)
 {
-	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
-		return false;
-	return KvFdwRoutineIsOurs(GetFdwRoutineByRelId(relid));
+	Oid			extoid = get_extension_oid("kvext", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nspid = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nspid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(nspid))
+		elog(ERROR, "extension kvext has no schema");
+	return LookupFuncName(list_make2(makeString(get_namespace_name(nspid)),
+									 makeString(pstrdup(name))),
+						  nargs, argtypes, false);
 }
 
 /*
- * kvext_fdw_check_table(regclass) returns void
- *
- * Called by the extension's event trigger after CREATE and ALTER FOREIGN
- * TABLE: for a kvext foreign table, checks its options and column set, so
- * that a wrong one fails the DDL instead of the first query.
+ * create_keyspace
+ *		Create the keyspace of a create_keyspace 'true' table for a write,
+ *		in the current transaction, as kv_create_keyspace() would: the
+ *		current user needs EXECUTE on it (42501).
  */
-Datum
-kvext_fdw_check_table(PG_FUNCTION_ARGS)
+static void
+create_keyspace(const KvFdwTable *table)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	Relation	rel;
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Oid			func = kvext_function_oid("kv_create_keyspace", 2, argtypes);
 
-	if (!KvFdwIsKvextTable(relid))
-		PG_RETURN_VOID();
-	rel = table_open(relid, AccessShareLock);
-	(void) KvFdwGetTable(rel, false);
-	table_close(rel, AccessShareLock);
-	PG_RETURN_VOID();
+	if (pg_proc_aclcheck(func, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create keyspace \"%s\"",
+						table->keyspace),
+				 errdetail("Foreign table \"%s\" creates its keyspace on first write (create_keyspace 'true'), which needs EXECUTE on kv_create_keyspace(text, boolean).",
+						   table->relname)));
+	(void) KvKeyspaceCreate(table->keyspace, true);
+}
+
+/*
+ * KvFdwKeyspace
+ *		The keyspace of a table, for a read or a write; *exists gets whether
+ *		it exists.  A missing keyspace is 42704 unless the table has
+ *		create_keyspace 'true': then a write creates it (in the current
+ *		transaction) and a read finds it empty (*exists false, and the
+ *		reference returned must not be used).
+ */
+KvKeyspaceRef
+KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
+{
+	KvKeyspaceRef ref = {0, 0};
+
+	KvCheckAvailable();
+	*exists = true;
+	if (KvKeyspaceTryResolve(table->keyspace, table->keyspace_len, write, &ref))
+		return ref;
+	if (!table->create_keyspace)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("keyspace \"%s\" does not exist", table->keyspace),
+				 errdetail("Foreign table \"%s\" maps to it.", table->relname),
+				 errhint("Create it with kv_create_keyspace(), or set the table option create_keyspace 'true'.")));
+	if (!write)
+	{
+		*exists = false;
+		return ref;
+	}
+	create_keyspace(table);
+	return KvKeyspaceResolve(table->keyspace, table->keyspace_len, true);
 }

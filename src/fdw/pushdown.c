@@ -54,7 +54,7 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
-#include "fdw/fdw.h"
+#include "fdw/kvext_fdw.h"
 
 /* is expr the key column of rel (under binary-compatible relabelings)? */
 static bool

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * fdw.h
+ * kvext_fdw.h
  *	  kvext_fdw, the foreign data wrapper over kvext keyspaces: what its
  *	  files share.
  *
  * The wrapper is split by concern, as contrib/postgres_fdw is:
  *	fdw.c		the handler, planner callbacks, scans and EXPLAIN
- *	options.c	the validator, and a foreign table's settings and columns
+ *	options.c	the validator; a foreign table's settings, columns and
+ *				keyspace
  *	pushdown.c	which quals become point, multi-key and prefix lookups,
  *				and when count(*) becomes the keyspace's count
  *	codec.c		how a column value becomes the bytes of a key or value
@@ -15,14 +16,16 @@
  *				partition-bound check
  * It calls the store (store/store.h, store/keyspace.h) in process, as the
  * SQL functions do, and the API's argument checks (api/api.h); nothing
- * below calls into it.
+ * below calls into it.  Within it, fdw.c (the handler) calls the others,
+ * modify.c calls options.c and codec.c, and options.c, pushdown.c and
+ * codec.c call no other file of the wrapper: no circle.
  *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
  */
-#ifndef KVEXT_FDW_H
-#define KVEXT_FDW_H
+#ifndef KVEXT_KVEXT_FDW_H
+#define KVEXT_KVEXT_FDW_H
 
 #include "fmgr.h"
 #include "foreign/fdwapi.h"
@@ -104,7 +107,8 @@ typedef struct KvFdwRelInfo
 
 /* options.c */
 extern KvFdwTable *KvFdwGetTable(Relation rel, bool for_use);
-extern bool KvFdwIsKvextTable(Oid relid);
+extern KvKeyspaceRef KvFdwKeyspace(const KvFdwTable *table, bool write,
+								   bool *exists);
 
 /* pushdown.c */
 extern void KvFdwChooseLookup(PlannerInfo *root, RelOptInfo *baserel,
@@ -123,12 +127,7 @@ extern Datum KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes,
 extern bool KvFdwValueEquals(const KvFdwCodec *codec, Datum value,
 							 const char *bytes, uint32 len);
 
-/* fdw.c */
-extern bool KvFdwRoutineIsOurs(const FdwRoutine *routine);
-extern KvKeyspaceRef KvFdwKeyspace(const KvFdwTable *table, bool write,
-								   bool *exists);
-
 /* modify.c: the modify callbacks, installed by the handler */
 extern void KvFdwModifyRoutine(FdwRoutine *routine);
 
-#endif							/* KVEXT_FDW_H */
+#endif							/* KVEXT_KVEXT_FDW_H */
