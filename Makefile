@@ -39,7 +39,12 @@ OBJS = \
 	src/replication/sender.o \
 	src/api/functions.o \
 	src/api/monitor.o \
-	src/api/cluster.o
+	src/api/cluster.o \
+	src/fdw/fdw.o \
+	src/fdw/options.o \
+	src/fdw/pushdown.o \
+	src/fdw/codec.o \
+	src/fdw/modify.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql
@@ -47,10 +52,10 @@ PGFILEDESC = "kvext - distributed key-value store"
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
-REGRESS = load api errors txn savepoint keyspace bytea stats full wal
+REGRESS = load api errors txn savepoint keyspace bytea stats full wal fdw fdw_partition
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
-ISOLATION = visibility locking drop_race
+ISOLATION = visibility locking drop_race fdw_locking
 ISOLATION_OPTS = --temp-config=test/kvext.conf
 
 PG_CONFIG ?= pg_config
@@ -65,12 +70,13 @@ $(error pg_config --pgxs failed: install postgresql-server-dev-15 (make deps doe
 endif
 endif
 
-# Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
-PG_CPPFLAGS += -I$(srcdir)/src
-# libpq: replication parses peers' conninfos and connects to them (as
-# contrib/postgres_fdw links it)
-PG_CPPFLAGS += -I$(libpq_srcdir)
+# libpq, as contrib/postgres_fdw links it: replication parses the peers'
+# conninfos and connects to them; kvext_fdw's validator knows libpq's
+# connection options (PQconndefaults).
+PG_CPPFLAGS += -I$(srcdir)/src -I$(libpq_srcdir)
 SHLIB_LINK_INTERNAL = $(libpq)
+
+# Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
 PG_CFLAGS += -Werror -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-clobbered -Wno-cast-function-type
 ifdef ASSERTS

@@ -289,3 +289,55 @@ COMMENT ON VIEW kv_replication IS
 'per peer replication state on this node (see kv_replication_status())';
 REVOKE ALL ON kv_replication FROM PUBLIC;
 GRANT SELECT ON kv_replication TO pg_monitor;
+-- kvext_fdw: foreign tables over keyspaces (README "Partitioned tables").
+
+CREATE FUNCTION kvext_fdw_handler()
+RETURNS fdw_handler
+AS 'MODULE_PATHNAME', 'kvext_fdw_handler'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION kvext_fdw_handler() IS
+'handler of the kvext_fdw foreign data wrapper';
+
+CREATE FUNCTION kvext_fdw_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kvext_fdw_validator'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION kvext_fdw_validator(text[], oid) IS
+'validator of the options of kvext_fdw servers, user mappings, foreign tables and columns';
+
+CREATE FOREIGN DATA WRAPPER kvext_fdw
+  HANDLER kvext_fdw_handler
+  VALIDATOR kvext_fdw_validator;
+COMMENT ON FOREIGN DATA WRAPPER kvext_fdw IS
+'foreign tables over kvext keyspaces';
+
+-- A wrong column set fails CREATE or ALTER FOREIGN TABLE, not the first
+-- query that uses the table (the validator sees options, not columns).
+CREATE FUNCTION kvext_fdw_check_table(regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kvext_fdw_check_table'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION kvext_fdw_check_table(regclass) IS
+'internal: raise an error if a kvext foreign table has a wrong column set';
+
+CREATE FUNCTION kvext_fdw_check_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
+             WHERE classid = 'pg_class'::regclass
+    LOOP
+        PERFORM @extschema@.kvext_fdw_check_table(r.objid);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION kvext_fdw_check_ddl() IS
+'internal: event trigger checking the columns of kvext foreign tables';
+
+CREATE EVENT TRIGGER kvext_fdw_check_ddl ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+  EXECUTE FUNCTION kvext_fdw_check_ddl();

@@ -5,23 +5,9 @@
 \set SHOW_CONTEXT never
 \set VERBOSITY default
 
--- kv_try(stmt): run stmt; 'ok' or the error as "SQLSTATE: message" plus
+-- kv_try(stmt) (load.sql): 'ok' or the error as "SQLSTATE: message" plus
 -- detail and hint.  The statement runs in a subtransaction (the exception
 -- block), like any failed statement its writes are rolled back.
-CREATE FUNCTION kv_try(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; det text; hnt text;
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN others THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg
-        || coalesce(' DETAIL: ' || nullif(det, ''), '')
-        || coalesce(' HINT: ' || nullif(hnt, ''), '');
-END $$;
 
 -- the state that every failed write below must leave unchanged
 SELECT kv_put('err:k', 'old'), kv_put('err:n', '10');
@@ -296,4 +282,3 @@ SELECT * FROM err_state;
 SELECT kv_delete('err:k'), kv_delete('err:n');
 SELECT * FROM err_state;
 DROP VIEW err_state;
-DROP FUNCTION kv_try(text);

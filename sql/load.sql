@@ -10,8 +10,9 @@ CREATE EXTENSION kvext;
 SELECT extname, extversion, extrelocatable FROM pg_extension WHERE extname = 'kvext';
 
 -- every function of the extension: signature, result, volatility, whether
--- it is parallel unsafe (the writing functions must be), strictness (none is
--- strict: a NULL argument is an error, not a NULL result), and its comment
+-- it is parallel unsafe (the writing functions must be), strictness (no kv
+-- function is strict: a NULL argument is an error, not a NULL result; the
+-- wrapper's handler and validator are, as in contrib), and its comment
 SELECT p.oid::regprocedure AS function,
        pg_get_function_result(p.oid) AS result,
        p.provolatile AS vol, p.proparallel = 'u' AS par_unsafe,
@@ -46,6 +47,32 @@ SELECT v, has_table_privilege('public', v, 'SELECT') AS public_select,
        has_table_privilege('pg_monitor', v, 'SELECT') AS pg_monitor_select
   FROM unnest(ARRAY['kv_cluster', 'kv_replication']) v;
 
+-- the foreign data wrapper, and the event trigger that checks the columns
+-- of its foreign tables
+SELECT fdwname, fdwhandler::regproc, fdwvalidator::regproc, fdwoptions
+  FROM pg_foreign_data_wrapper;
+SELECT evtname, evtevent, evtfoid::regproc, evtenabled, evttags
+  FROM pg_event_trigger;
+
 -- the store starts empty, with only the default keyspace
 SELECT * FROM kv_keyspaces() ORDER BY keyspace;
 SELECT kv_count();
+
+-- A helper of the regress files that check errors (errors, fdw, ...):
+-- kv_try(stmt): run stmt; 'ok' or the error as "SQLSTATE: message" plus
+-- detail and hint.  The statement runs in a subtransaction (the exception
+-- block), like any failed statement its writes are rolled back.
+CREATE FUNCTION kv_try(stmt text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN others THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    RETURN st || ': ' || msg
+        || coalesce(' DETAIL: ' || nullif(det, ''), '')
+        || coalesce(' HINT: ' || nullif(hnt, ''), '');
+END $$;

@@ -36,6 +36,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "api/api.h"
 #include "kvext.h"
 #include "log/visible.h"
 #include "shmem.h"
@@ -70,8 +71,12 @@ report_null(const char *what)
 			 errmsg("%s must not be null", what)));
 }
 
-static void
-check_key_size(uint32 keylen)
+/*
+ * KvCheckKeySize
+ *		Raise 54000 for a key over kvext.max_key_size (writes only).
+ */
+void
+KvCheckKeySize(uint32 keylen)
 {
 	if (keylen > (uint32) kvext_max_key_size)
 		ereport(ERROR,
@@ -81,8 +86,12 @@ check_key_size(uint32 keylen)
 						   keylen, kvext_max_key_size)));
 }
 
-static void
-check_value_size(uint32 vallen)
+/*
+ * KvCheckValueSize
+ *		Raise 54000 for a value over kvext.max_value_size.
+ */
+void
+KvCheckValueSize(uint32 vallen)
 {
 	if (vallen > (uint32) kvext_max_value_size)
 		ereport(ERROR,
@@ -102,7 +111,7 @@ arg_key(FunctionCallInfo fcinfo, int argno, bool write)
 		report_null("key");
 	key = PG_GETARG_TEXT_PP(argno);
 	if (write)
-		check_key_size(VARSIZE_ANY_EXHDR(key));
+		KvCheckKeySize(VARSIZE_ANY_EXHDR(key));
 	return key;
 }
 
@@ -190,7 +199,7 @@ put_common(FunctionCallInfo fcinfo, bool binary)
 	if (PG_ARGISNULL(1))
 		report_null("value");
 	value = PG_GETARG_VARLENA_PP(1);
-	check_value_size(VARSIZE_ANY_EXHDR(value));
+	KvCheckValueSize(VARSIZE_ANY_EXHDR(value));
 	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_put()");
 
@@ -292,7 +301,7 @@ kv_cas(PG_FUNCTION_ARGS)
 
 		w.value = VARDATA_ANY(value);
 		w.vallen = VARSIZE_ANY_EXHDR(value);
-		check_value_size(w.vallen);
+		KvCheckValueSize(w.vallen);
 	}
 	ks = arg_keyspace(fcinfo, 3, true);
 	prepare_write("kv_cas()");
@@ -394,8 +403,8 @@ kv_mput(PG_FUNCTION_ARGS)
 			report_null("key");
 		if (valnulls[i])
 			report_null("value");
-		check_key_size(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
-		check_value_size(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
+		KvCheckKeySize(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
+		KvCheckValueSize(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
 	}
 	ks = arg_keyspace(fcinfo, 2, true);
 	prepare_write("kv_mput()");

@@ -216,16 +216,16 @@ wait_for_keyspace_xact(const char *name, int len, TransactionId xid)
 }
 
 /*
- * KvKeyspaceResolve
- *		Name -> reference, raising 42704 for an unknown name.  The name need
+ * KvKeyspaceTryResolve
+ *		Name -> reference in *ref; false for an unknown name.  The name need
  *		not be NUL-terminated.  For a write, a keyspace that another
  *		transaction is dropping is waited for (its drop may commit or roll
  *		back); a read goes on reading it.  Costs one atomic read when the
  *		name is the one this backend resolved last and no keyspace changed
  *		since.
  */
-KvKeyspaceRef
-KvKeyspaceResolve(const char *name, int len, bool write)
+bool
+KvKeyspaceTryResolve(const char *name, int len, bool write, KvKeyspaceRef *ref)
 {
 	for (;;)
 	{
@@ -237,7 +237,10 @@ KvKeyspaceResolve(const char *name, int len, bool write)
 		if (likely(cache.valid && cache.dir_gen == gen && cache.len == len &&
 				   memcmp(cache.name, name, len) == 0 &&
 				   (!write || cache.writable)))
-			return cache.ref;
+		{
+			*ref = cache.ref;
+			return true;
+		}
 
 		LWLockAcquire(keyspace_lock, LW_SHARED);
 		gen = pg_atomic_read_u32(KvKeyspaceDirGen);
@@ -245,7 +248,7 @@ KvKeyspaceResolve(const char *name, int len, bool write)
 		if (slot < 0)
 		{
 			LWLockRelease(keyspace_lock);
-			KvReportNoKeyspace(name, len);
+			return false;
 		}
 		if (write && vis == VIS_DROPPING)
 		{
@@ -263,8 +266,23 @@ KvKeyspaceResolve(const char *name, int len, bool write)
 		cache.len = len;
 		memcpy(cache.name, name, len);
 		cache.valid = true;
-		return cache.ref;
+		*ref = cache.ref;
+		return true;
 	}
+}
+
+/*
+ * KvKeyspaceResolve
+ *		KvKeyspaceTryResolve, raising 42704 for an unknown name.
+ */
+KvKeyspaceRef
+KvKeyspaceResolve(const char *name, int len, bool write)
+{
+	KvKeyspaceRef ref;
+
+	if (!KvKeyspaceTryResolve(name, len, write, &ref))
+		KvReportNoKeyspace(name, len);
+	return ref;
 }
 
 /* mark a slot's state change; caller holds the keyspace lock exclusively */

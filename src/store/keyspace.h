@@ -16,6 +16,8 @@
 
 extern void KvKeyspaceInit(LWLock *lock);
 extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len, bool write);
+extern bool KvKeyspaceTryResolve(const char *name, int len, bool write,
+								 KvKeyspaceRef *ref);
 extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
 extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
 extern bool KvKeyspaceDrop(const char *name, bool if_exists);

@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.h
+ *	  Checks of the SQL API that the foreign data wrapper (src/fdw/) shares,
+ *	  so that a key or value refused by kv_put() is refused, with the same
+ *	  error, by an INSERT into a kvext foreign table.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_API_H
+#define KVEXT_API_H
+
+extern void KvCheckKeySize(uint32 keylen);
+extern void KvCheckValueSize(uint32 vallen);
+
+#endif							/* KVEXT_API_H */

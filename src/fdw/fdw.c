@@ -1,0 +1,760 @@
+/*-------------------------------------------------------------------------
+ *
+ * fdw.c
+ *	  kvext_fdw: the handler, the planner callbacks, scans and EXPLAIN.
+ *
+ * A foreign table of a server without connection options maps to one
+ * keyspace of this node's store, which the wrapper calls in process, as
+ * the kv functions do: a pushed-down point read costs about a kv_get().
+ *
+ * Planning.  GetForeignRelSize reads the table's settings and columns
+ * (options.c) and chooses its lookup (pushdown.c); row counts come from
+ * the keyspace's count.  GetForeignPaths offers one path, GetForeignPlan
+ * keeps the point or multi-key clause out of the local quals and passes
+ * its expression in fdw_exprs, so that PostgreSQL fixes up its parameters
+ * (fdw_private: the lookup kind, the prefix, the table's OID and, for a
+ * count, the relation's name).  GetForeignUpperPaths offers a
+ * count(*) path, a ForeignScan with no scan relation whose fdw_scan_tlist
+ * is the count(*) aggregates.
+ *
+ * Execution.  A scan reads the store at its first IterateForeignScan (so
+ * that initplans and parameters have values), all at once: a point or
+ * multi-key lookup keeps the values it found, a full or prefix scan copies
+ * the keyspace's matching entries into a tuplestore (in kv_scan's
+ * bounded batches; beyond work_mem it spills to a temporary file).  A scan
+ * therefore never sees the rows its own statement writes afterwards (an
+ * UPDATE that moves keys visits each key once).  Rows are converted to
+ * column values one at a time (codec.c), with an error context naming the
+ * key, keyspace and table.  A rescan reads again.
+ *
+ * Reads see what kv_get() sees: committed keys plus this transaction's
+ * own writes, each key as of the moment it is read (read committed per
+ * key; see README "Transactions").  A keyspace that does not exist is
+ * 42704, or no rows for a table with create_keyspace 'true'.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/selfuncs.h"
+#include "utils/ruleutils.h"
+#include "utils/tuplestore.h"
+
+#include "fdw/kvext_fdw.h"
+#include "shmem.h"
+#include "store/keyspace.h"
+#include "store/store.h"
+#include "store/writeset.h"
+
+PG_FUNCTION_INFO_V1(kvext_fdw_handler);
+PG_FUNCTION_INFO_V1(kvext_fdw_check_table);
+
+/* indexes into a ForeignScan's fdw_private */
+enum KvFdwScanPrivate
+{
+	KvFdwPrivateKind,			/* Integer: KvLookupKind */
+	KvFdwPrivatePrefix,			/* String: PREFIX's prefix, else "" */
+	KvFdwPrivateRelid,			/* Integer: the foreign table's OID */
+	KvFdwPrivateRelations		/* String: COUNT's "Aggregate on (...)" */
+};
+
+/* planner cost of reading one key from the store, beyond cpu_tuple_cost */
+#define KVEXT_KEY_READ_COST		(2 * DEFAULT_CPU_OPERATOR_COST)
+
+typedef struct KvFdwScanState
+{
+	KvFdwTable *table;
+	KvLookupKind kind;
+	char	   *prefix;
+	ExprState  *key_state;		/* POINT, MULTI: the key expression */
+	KvFdwCodec	key_codec;		/* the key column */
+	KvFdwCodec	value_codec;	/* the value column */
+	KvFdwCodec	arg_codec;		/* the key expression, or its elements */
+	Oid			arg_elemtype;	/* MULTI: the array's element type */
+	int			natts;			/* COUNT: columns of fdw_scan_tlist */
+	MemoryContext rows_cxt;		/* what a read keeps, reset at rescan */
+
+	bool		read;			/* the store was read for this scan */
+	/* POINT, MULTI: the keys found, their values */
+	int			nfound;
+	int			next;
+	char	  **keys;
+	uint32	   *keylens;
+	struct varlena **values;
+	/* FULL, PREFIX: (key bytea, value bytea, binary bool) rows */
+	Tuplestorestate *rows;
+	TupleTableSlot *raw_slot;
+	/* COUNT */
+	int64		count;
+
+	/* for the error context while a row is converted */
+	const char *cur_key;
+	uint32		cur_keylen;
+} KvFdwScanState;
+
+/* the row layout of a full or prefix scan's tuplestore */
+#define RAW_KEY		0
+#define RAW_VALUE	1
+#define RAW_BINARY	2
+
+/* keys in the keyspace as this transaction sees them (kv_count()) */
+static int64
+keyspace_count(KvKeyspaceRef ks)
+{
+	return (int64) pg_atomic_read_u64(&KvKeyspaces[ks.id].nentries) +
+		KvWsCountDelta(ks.id);
+}
+
+/*
+ * kvGetForeignRelSize
+ *		Read the table's settings, choose its lookup, estimate its rows.
+ */
+static void
+kvGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	KvFdwRelInfo *info = palloc0(sizeof(KvFdwRelInfo));
+	Relation	rel = table_open(foreigntableid, NoLock);
+	KvKeyspaceRef ks;
+	double		sel;
+	double		rows;
+
+	info->table = KvFdwGetTable(rel, true);
+	table_close(rel, NoLock);
+
+	/* a missing keyspace is reported when the scan runs, not here */
+	KvCheckAvailable();
+	if (KvKeyspaceTryResolve(info->table->keyspace, info->table->keyspace_len,
+							 false, &ks))
+		info->nentries = Max(keyspace_count(ks), 0);
+
+	KvFdwChooseLookup(root, baserel, info);
+	sel = clauselist_selectivity(root, info->local_conds, baserel->relid,
+								 JOIN_INNER, NULL);
+	switch (info->kind)
+	{
+		case KV_LOOKUP_POINT:
+			rows = 1;
+			break;
+		case KV_LOOKUP_MULTI:
+			rows = Min(info->nkeys, Max(info->nentries, 1));
+			break;
+		default:
+			rows = info->nentries;
+			break;
+	}
+	baserel->tuples = info->nentries;
+	baserel->rows = clamp_row_est(rows * sel);
+	baserel->fdw_private = info;
+}
+
+/*
+ * kvGetForeignPaths
+ *		One path: the chosen lookup.  A full or prefix scan reads every
+ *		matching key before its first row (startup cost).
+ */
+static void
+kvGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	KvFdwRelInfo *info = (KvFdwRelInfo *) baserel->fdw_private;
+	QualCost	qual;
+	double		fetched;
+	Cost		startup = 0;
+	Cost		total;
+
+	cost_qual_eval(&qual, info->local_conds, root);
+	switch (info->kind)
+	{
+		case KV_LOOKUP_POINT:
+			fetched = 1;
+			break;
+		case KV_LOOKUP_MULTI:
+			fetched = info->nkeys;
+			break;
+		case KV_LOOKUP_PREFIX:
+			/* every key is looked at; the matching ones are copied */
+			fetched = clamp_row_est(info->nentries * DEFAULT_MATCH_SEL);
+			startup = info->nentries * cpu_operator_cost;
+			break;
+		default:
+			fetched = info->nentries;
+			break;
+	}
+	startup += qual.startup;
+	if (info->kind == KV_LOOKUP_FULL || info->kind == KV_LOOKUP_PREFIX)
+		startup += fetched * KVEXT_KEY_READ_COST;
+	total = startup + fetched * (cpu_tuple_cost + qual.per_tuple);
+	if (info->kind == KV_LOOKUP_POINT || info->kind == KV_LOOKUP_MULTI)
+		total += fetched * KVEXT_KEY_READ_COST;
+
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 startup, total, NIL, NULL, NULL, NIL));
+}
+
+/*
+ * kvGetForeignUpperPaths
+ *		For count(*) over a kvext table alone, a path that reads the
+ *		keyspace's count (pushdown.c says when).
+ */
+static void
+kvGetForeignUpperPaths(PlannerInfo *root, UpperRelationKind stage,
+					   RelOptInfo *input_rel, RelOptInfo *output_rel,
+					   void *extra)
+{
+	KvFdwRelInfo *info = (KvFdwRelInfo *) input_rel->fdw_private;
+	List	   *aggs;
+	ForeignPath *path;
+
+	if (stage != UPPERREL_GROUP_AGG || output_rel->fdw_private != NULL)
+		return;
+	aggs = KvFdwCountTargets(root, input_rel, output_rel, extra);
+	if (aggs == NIL)
+		return;
+	output_rel->fdw_private = info;
+	path = create_foreign_upper_path(root, output_rel, output_rel->reltarget,
+									 1, 0, cpu_tuple_cost + KVEXT_KEY_READ_COST,
+									 NIL, NULL,
+									 list_make2(aggs,
+												makeInteger((int) info->table->relid)));
+	add_path(output_rel, (Path *) path);
+}
+
+/*
+ * kvGetForeignPlan
+ *		The ForeignScan of a base relation (its lookup, local quals) or of
+ *		a count(*) (no scan relation; fdw_scan_tlist holds the count(*)
+ *		aggregates).
+ */
+static ForeignScan *
+kvGetForeignPlan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntableid,
+				 ForeignPath *best_path, List *tlist, List *scan_clauses,
+				 Plan *outer_plan)
+{
+	KvFdwRelInfo *info = (KvFdwRelInfo *) foreignrel->fdw_private;
+	List	   *local = NIL;
+	List	   *fdw_exprs = NIL;
+	List	   *private;
+	ListCell   *lc;
+
+	if (foreignrel->reloptkind == RELOPT_UPPER_REL)
+	{
+		List	   *aggs = (List *) linitial(best_path->fdw_private);
+		Oid			relid = (Oid) intVal(lsecond(best_path->fdw_private));
+		List	   *scan_tlist = NIL;
+		char	   *relations;
+
+		foreach(lc, aggs)
+			scan_tlist = lappend(scan_tlist,
+								 makeTargetEntry(copyObject(lfirst(lc)),
+												 list_length(scan_tlist) + 1,
+												 NULL, false));
+		relations = psprintf("Aggregate on (%s)",
+							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														get_rel_name(relid)));
+		private = list_make4(makeInteger(KV_LOOKUP_COUNT), makeString(""),
+							 makeInteger((int) relid), makeString(relations));
+		return make_foreignscan(tlist, NIL, 0, NIL, private, scan_tlist,
+								NIL, outer_plan);
+	}
+
+	foreach(lc, scan_clauses)
+	{
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+
+		if (ri == info->pushed || ri->pseudoconstant)
+			continue;
+		local = lappend(local, ri->clause);
+	}
+	if (info->key_expr)
+		fdw_exprs = list_make1(info->key_expr);
+	private = list_make3(makeInteger(info->kind),
+						 makeString(info->prefix ? info->prefix : pstrdup("")),
+						 makeInteger((int) foreigntableid));
+	return make_foreignscan(tlist, local, foreignrel->relid, fdw_exprs,
+							private, NIL, NIL, outer_plan);
+}
+
+/*
+ * kvBeginForeignScan
+ *		Set up a scan: the table, its codecs, the key expression.  Nothing
+ *		is read before the first row is asked for.
+ */
+static void
+kvBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+	EState	   *estate = node->ss.ps.state;
+	KvFdwScanState *st = palloc0(sizeof(KvFdwScanState));
+	Oid			relid = (Oid) intVal(list_nth(plan->fdw_private, KvFdwPrivateRelid));
+	char	   *prefix = strVal(list_nth(plan->fdw_private, KvFdwPrivatePrefix));
+	Relation	rel;
+
+	node->fdw_state = st;
+	st->kind = (KvLookupKind) intVal(list_nth(plan->fdw_private, KvFdwPrivateKind));
+	st->prefix = prefix[0] ? prefix : NULL;
+
+	if (node->ss.ss_currentRelation)
+		st->table = KvFdwGetTable(node->ss.ss_currentRelation, true);
+	else
+	{
+		rel = table_open(relid, AccessShareLock);
+		st->table = KvFdwGetTable(rel, true);
+		table_close(rel, AccessShareLock);
+		st->natts = list_length(plan->fdw_scan_tlist);
+	}
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	KvFdwCodecInit(&st->key_codec, st->table->key_type, st->table->key_typmod);
+	KvFdwCodecInit(&st->value_codec, st->table->value_type, st->table->value_typmod);
+	if (plan->fdw_exprs != NIL)
+	{
+		Expr	   *expr = (Expr *) linitial(plan->fdw_exprs);
+		Oid			type = exprType((Node *) expr);
+
+		st->key_state = ExecInitExpr(expr, &node->ss.ps);
+		if (st->kind == KV_LOOKUP_MULTI)
+		{
+			st->arg_elemtype = get_element_type(type);
+			type = st->arg_elemtype;
+		}
+		KvFdwCodecInit(&st->arg_codec, type, -1);
+	}
+	st->rows_cxt = AllocSetContextCreate(estate->es_query_cxt,
+										 "kvext_fdw scan rows",
+										 ALLOCSET_DEFAULT_SIZES);
+}
+
+/* keep one key found by a point or multi-key lookup */
+static void
+keep_found(KvFdwScanState *st, char *key, uint32 keylen, struct varlena *value)
+{
+	st->keys[st->nfound] = key;
+	st->keylens[st->nfound] = keylen;
+	st->values[st->nfound] = value;
+	st->nfound++;
+}
+
+/* a key of a multi-key lookup, for sorting out repeated ones */
+typedef struct MultiKey
+{
+	char	   *bytes;
+	uint32		len;
+	int			pos;			/* position in the array */
+	bool		repeated;		/* an earlier element has the same bytes */
+} MultiKey;
+
+static int
+multikey_cmp(const void *a, const void *b)
+{
+	const MultiKey *x = (const MultiKey *) a;
+	const MultiKey *y = (const MultiKey *) b;
+	int			c = memcmp(x->bytes, y->bytes, Min(x->len, y->len));
+
+	if (c != 0)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->pos - y->pos;
+}
+
+static int
+multikey_pos_cmp(const void *a, const void *b)
+{
+	return ((const MultiKey *) a)->pos - ((const MultiKey *) b)->pos;
+}
+
+/*
+ * read_keys
+ *		POINT and MULTI: evaluate the key expression and look the keys up,
+ *		each distinct key once, in the order of their first appearance.
+ *		A NULL key (or array element) matches nothing.  Caller is in
+ *		rows_cxt.
+ */
+static void
+read_keys(ForeignScanState *node, KvFdwScanState *st, KvKeyspaceRef ks)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	KvReadMode	mode = st->value_codec.kind == KV_CODEC_BYTEA ? KV_READ_BYTEA : KV_READ_TEXT;
+	bool		isnull;
+	Datum		arg;
+	MultiKey   *keys;
+	int			n = 0;
+
+	arg = ExecEvalExpr(st->key_state, econtext, &isnull);
+	if (isnull)
+		return;
+	if (st->kind == KV_LOOKUP_POINT)
+	{
+		keys = palloc(sizeof(MultiKey));
+		keys[0].bytes = KvFdwEncode(&st->arg_codec, arg, &keys[0].len);
+		keys[0].repeated = false;
+		n = 1;
+	}
+	else
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(arg);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			nelems;
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+
+		get_typlenbyvalalign(st->arg_elemtype, &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(arr, st->arg_elemtype, elmlen, elmbyval, elmalign,
+						  &elems, &nulls, &nelems);
+		keys = palloc(sizeof(MultiKey) * Max(nelems, 1));
+		for (int i = 0; i < nelems; i++)
+		{
+			if (nulls[i])
+				continue;
+			keys[n].bytes = KvFdwEncode(&st->arg_codec, elems[i], &keys[n].len);
+			keys[n].pos = n;
+			keys[n].repeated = false;
+			n++;
+		}
+		qsort(keys, n, sizeof(MultiKey), multikey_cmp);
+		for (int i = 1; i < n; i++)
+			keys[i].repeated = (keys[i].len == keys[i - 1].len &&
+								memcmp(keys[i].bytes, keys[i - 1].bytes, keys[i].len) == 0);
+		qsort(keys, n, sizeof(MultiKey), multikey_pos_cmp);
+	}
+
+	st->keys = palloc(sizeof(char *) * Max(n, 1));
+	st->keylens = palloc(sizeof(uint32) * Max(n, 1));
+	st->values = palloc(sizeof(struct varlena *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		struct varlena *value;
+
+		CHECK_FOR_INTERRUPTS();
+		if (keys[i].repeated)
+			continue;
+		if (KvStoreGet(ks, keys[i].bytes, keys[i].len, mode, &value))
+			keep_found(st, keys[i].bytes, keys[i].len, value);
+	}
+}
+
+/* KvStoreScan callback: keep one entry of a full or prefix scan */
+static void
+scan_keep(void *arg, const char *key, uint32 keylen,
+		  const char *value, uint32 vallen, bool binary)
+{
+	KvFdwScanState *st = (KvFdwScanState *) arg;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	values[RAW_KEY] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
+	values[RAW_VALUE] = PointerGetDatum(cstring_to_text_with_len(value, vallen));
+	values[RAW_BINARY] = BoolGetDatum(binary);
+	tuplestore_putvalues(st->rows, st->raw_slot->tts_tupleDescriptor,
+						 values, nulls);
+	pfree(DatumGetPointer(values[RAW_KEY]));
+	pfree(DatumGetPointer(values[RAW_VALUE]));
+}
+
+/*
+ * read_store
+ *		The one read of a scan: resolve the keyspace, then look up, scan or
+ *		count.
+ */
+static void
+read_store(ForeignScanState *node, KvFdwScanState *st)
+{
+	MemoryContext old = MemoryContextSwitchTo(st->rows_cxt);
+	KvKeyspaceRef ks;
+	bool		exists;
+
+	st->read = true;
+	st->nfound = 0;
+	st->next = 0;
+	st->count = 0;
+	ks = KvFdwKeyspace(st->table, false, &exists);
+	if (exists)
+	{
+		switch (st->kind)
+		{
+			case KV_LOOKUP_POINT:
+			case KV_LOOKUP_MULTI:
+				read_keys(node, st, ks);
+				break;
+			case KV_LOOKUP_FULL:
+			case KV_LOOKUP_PREFIX:
+				{
+					TupleDesc	desc = CreateTemplateTupleDesc(3);
+
+					TupleDescInitEntry(desc, 1, "key", BYTEAOID, -1, 0);
+					TupleDescInitEntry(desc, 2, "value", BYTEAOID, -1, 0);
+					TupleDescInitEntry(desc, 3, "binary", BOOLOID, -1, 0);
+					st->raw_slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+					st->rows = tuplestore_begin_heap(false, false, work_mem);
+					KvStoreScan(ks, st->prefix ? st->prefix : "",
+								st->prefix ? strlen(st->prefix) : 0,
+								scan_keep, st);
+				}
+				break;
+			case KV_LOOKUP_COUNT:
+				st->count = keyspace_count(ks);
+				break;
+		}
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* error context: which key of which keyspace and table was being read */
+static void
+row_error_context(void *arg)
+{
+	KvFdwScanState *st = (KvFdwScanState *) arg;
+
+	if (st->cur_key)
+		errcontext("key \"%s\" of keyspace \"%s\", foreign table \"%s\"",
+				   KvKeyExcerpt(st->cur_key, st->cur_keylen),
+				   st->table->keyspace, st->table->relname);
+}
+
+/*
+ * next_row
+ *		The key and value of the next row, or false.  *binary: the value
+ *		was written as bytea and is unchecked.
+ */
+static bool
+next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
+		 const char **value, uint32 *vallen, bool *binary)
+{
+	if (st->kind == KV_LOOKUP_POINT || st->kind == KV_LOOKUP_MULTI)
+	{
+		struct varlena *v;
+
+		if (st->next >= st->nfound)
+			return false;
+		*key = st->keys[st->next];
+		*keylen = st->keylens[st->next];
+		v = st->values[st->next];
+		*value = VARDATA(v);
+		*vallen = VARSIZE(v) - VARHDRSZ;
+		*binary = false;		/* KvStoreGet checked it for a text read */
+		st->next++;
+		return true;
+	}
+	else
+	{
+		bool		isnull;
+		bytea	   *k;
+		bytea	   *v;
+
+		if (st->rows == NULL ||
+			!tuplestore_gettupleslot(st->rows, true, false, st->raw_slot))
+			return false;
+		k = DatumGetByteaPP(slot_getattr(st->raw_slot, RAW_KEY + 1, &isnull));
+		v = DatumGetByteaPP(slot_getattr(st->raw_slot, RAW_VALUE + 1, &isnull));
+		*key = VARDATA_ANY(k);
+		*keylen = VARSIZE_ANY_EXHDR(k);
+		*value = VARDATA_ANY(v);
+		*vallen = VARSIZE_ANY_EXHDR(v);
+		*binary = DatumGetBool(slot_getattr(st->raw_slot, RAW_BINARY + 1, &isnull));
+		return true;
+	}
+}
+
+/*
+ * kvIterateForeignScan
+ *		The next row, converted to column values in the per-tuple memory
+ *		the executor calls us in; an empty slot at the end.
+ */
+static TupleTableSlot *
+kvIterateForeignScan(ForeignScanState *node)
+{
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	const char *key;
+	const char *value;
+	uint32		keylen;
+	uint32		vallen;
+	bool		binary;
+	ErrorContextCallback errcb;
+
+	ExecClearTuple(slot);
+	if (!st->read)
+		read_store(node, st);
+
+	if (st->kind == KV_LOOKUP_COUNT)
+	{
+		if (st->next++ > 0)
+			return slot;
+		for (int i = 0; i < st->natts; i++)
+		{
+			slot->tts_values[i] = Int64GetDatum(st->count);
+			slot->tts_isnull[i] = false;
+		}
+		return ExecStoreVirtualTuple(slot);
+	}
+
+	if (!next_row(st, &key, &keylen, &value, &vallen, &binary))
+		return slot;
+
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	st->cur_key = key;
+	st->cur_keylen = keylen;
+	errcb.callback = row_error_context;
+	errcb.arg = st;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	slot->tts_values[st->table->key_attno - 1] =
+		KvFdwDecodeKey(&st->key_codec, key, keylen);
+	slot->tts_isnull[st->table->key_attno - 1] = false;
+	slot->tts_values[st->table->value_attno - 1] =
+		KvFdwDecode(&st->value_codec, value, vallen, binary);
+	slot->tts_isnull[st->table->value_attno - 1] = false;
+	error_context_stack = errcb.previous;
+	st->cur_key = NULL;
+
+	return ExecStoreVirtualTuple(slot);
+}
+
+/* forget what the last read kept */
+static void
+forget_rows(KvFdwScanState *st)
+{
+	if (st->rows)
+		tuplestore_end(st->rows);
+	st->rows = NULL;
+	if (st->raw_slot)
+		ExecDropSingleTupleTableSlot(st->raw_slot);
+	st->raw_slot = NULL;
+	if (st->rows_cxt)
+		MemoryContextReset(st->rows_cxt);
+	st->read = false;
+}
+
+/*
+ * kvReScanForeignScan
+ *		Start over: the next row reads the store again, with the key
+ *		expression's new value.
+ */
+static void
+kvReScanForeignScan(ForeignScanState *node)
+{
+	forget_rows((KvFdwScanState *) node->fdw_state);
+}
+
+/*
+ * kvEndForeignScan
+ *		Free the tuplestore (its temporary file, if any).
+ */
+static void
+kvEndForeignScan(ForeignScanState *node)
+{
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+
+	if (st && st->rows_cxt)
+		forget_rows(st);
+}
+
+/*
+ * kvExplainForeignScan
+ *		Lookup: the kind of read; with VERBOSE, the key expression or
+ *		prefix, the keyspace and the node.
+ */
+static void
+kvExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	List	   *context;
+
+	if (list_length(plan->fdw_private) > KvFdwPrivateRelations)
+		ExplainPropertyText("Relations",
+							strVal(list_nth(plan->fdw_private, KvFdwPrivateRelations)),
+							es);
+	ExplainPropertyText("Lookup", KvFdwLookupName(st->kind), es);
+	if (!es->verbose)
+		return;
+	if (plan->fdw_exprs != NIL)
+	{
+		context = set_deparse_context_plan(es->deparse_cxt, (Plan *) plan, NIL);
+		ExplainPropertyText(st->kind == KV_LOOKUP_MULTI ? "Lookup Keys" : "Lookup Key",
+							deparse_expression(linitial(plan->fdw_exprs),
+											   context, false, false),
+							es);
+	}
+	if (st->prefix)
+		ExplainPropertyText("Lookup Prefix",
+							quote_literal_cstr(st->prefix), es);
+	ExplainPropertyText("Keyspace", st->table->keyspace, es);
+	ExplainPropertyText("Node", "local", es);
+}
+
+/* the routine of this wrapper; the modify callbacks come from modify.c */
+static void
+fill_routine(FdwRoutine *routine)
+{
+	routine->GetForeignRelSize = kvGetForeignRelSize;
+	routine->GetForeignPaths = kvGetForeignPaths;
+	routine->GetForeignPlan = kvGetForeignPlan;
+	routine->GetForeignUpperPaths = kvGetForeignUpperPaths;
+	routine->BeginForeignScan = kvBeginForeignScan;
+	routine->IterateForeignScan = kvIterateForeignScan;
+	routine->ReScanForeignScan = kvReScanForeignScan;
+	routine->EndForeignScan = kvEndForeignScan;
+	routine->ExplainForeignScan = kvExplainForeignScan;
+	KvFdwModifyRoutine(routine);
+}
+
+/*
+ * kvext_fdw_check_table(regclass) returns void
+ *
+ * Called by the extension's event trigger after CREATE and ALTER FOREIGN
+ * TABLE: for a kvext foreign table, checks its options and column set, so
+ * that a wrong one fails the DDL instead of the first query.
+ */
+Datum
+kvext_fdw_check_table(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE ||
+		GetFdwRoutineByRelId(relid)->GetForeignRelSize != kvGetForeignRelSize)
+		PG_RETURN_VOID();
+	rel = table_open(relid, AccessShareLock);
+	(void) KvFdwGetTable(rel, false);
+	table_close(rel, AccessShareLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * kvext_fdw_handler() returns fdw_handler
+ */
+Datum
+kvext_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	fill_routine(routine);
+	PG_RETURN_POINTER(routine);
+}

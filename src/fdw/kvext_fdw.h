@@ -1,0 +1,133 @@
+/*-------------------------------------------------------------------------
+ *
+ * kvext_fdw.h
+ *	  kvext_fdw, the foreign data wrapper over kvext keyspaces: what its
+ *	  files share.
+ *
+ * The wrapper is split by concern, as contrib/postgres_fdw is:
+ *	fdw.c		the handler, planner callbacks, scans and EXPLAIN
+ *	options.c	the validator; a foreign table's settings, columns and
+ *				keyspace
+ *	pushdown.c	which quals become point, multi-key and prefix lookups,
+ *				and when count(*) becomes the keyspace's count
+ *	codec.c		how a column value becomes the bytes of a key or value
+ *				and back
+ *	modify.c	INSERT, UPDATE, DELETE, COPY FROM, tuple routing and the
+ *				partition-bound check
+ * It calls the store (store/store.h, store/keyspace.h) in process, as the
+ * SQL functions do, and the API's argument checks (api/api.h); nothing
+ * below calls into it.  Within it, fdw.c (the handler) calls the others,
+ * modify.c calls options.c and codec.c, and options.c, pushdown.c and
+ * codec.c call no other file of the wrapper: no circle.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_KVEXT_FDW_H
+#define KVEXT_KVEXT_FDW_H
+
+#include "fmgr.h"
+#include "foreign/fdwapi.h"
+#include "nodes/pathnodes.h"
+#include "utils/relcache.h"
+
+#include "store/store.h"
+
+/*
+ * How a column value and the bytes of a key or value correspond.
+ *	TEXT	text and varchar: the string's bytes
+ *	BYTEA	bytea: the bytes themselves (values are marked binary, as
+ *			kv_put(key, bytea) marks them)
+ *	IO		any other type: the text of the type's output function, read
+ *			back with its input function; for types whose text depends on
+ *			settings (dates, times, floats, money...), under fixed ones
+ *			(see codec.c)
+ */
+typedef enum KvFdwCodecKind
+{
+	KV_CODEC_TEXT,
+	KV_CODEC_BYTEA,
+	KV_CODEC_IO
+} KvFdwCodecKind;
+
+typedef struct KvFdwCodec
+{
+	Oid			type;
+	int32		typmod;
+	KvFdwCodecKind kind;
+	bool		fixed_settings; /* convert under codec.c's fixed settings */
+	FmgrInfo	in;
+	FmgrInfo	out;
+	Oid			ioparam;
+	int16		typlen;
+	bool		typbyval;
+} KvFdwCodec;
+
+/* A foreign table's settings and columns (options.c: KvFdwGetTable). */
+typedef struct KvFdwTable
+{
+	Oid			relid;
+	char	   *relname;
+	char		keyspace[NAMEDATALEN];
+	int			keyspace_len;
+	bool		create_keyspace;	/* a write creates a missing keyspace */
+	bool		upsert;			/* INSERT overwrites an existing key */
+	AttrNumber	key_attno;
+	AttrNumber	value_attno;
+	Oid			key_type;
+	int32		key_typmod;
+	Oid			key_collation;
+	Oid			value_type;
+	int32		value_typmod;
+} KvFdwTable;
+
+/* What a scan of a foreign table reads (pushdown.c decides). */
+typedef enum KvLookupKind
+{
+	KV_LOOKUP_FULL,				/* every key of the keyspace */
+	KV_LOOKUP_POINT,			/* key = expr */
+	KV_LOOKUP_MULTI,			/* key = ANY(array expr), key IN (...) */
+	KV_LOOKUP_PREFIX,			/* key LIKE 'abc%', key ^@ 'abc' */
+	KV_LOOKUP_COUNT				/* count(*) of the keyspace */
+} KvLookupKind;
+
+/* The planner's state of a foreign base relation (baserel->fdw_private). */
+typedef struct KvFdwRelInfo
+{
+	KvFdwTable *table;
+	KvLookupKind kind;
+	Expr	   *key_expr;		/* POINT: the key; MULTI: the array */
+	RestrictInfo *pushed;		/* POINT, MULTI: the clause it answers */
+	char	   *prefix;			/* PREFIX: the prefix (NUL-terminated) */
+	double		nkeys;			/* MULTI: elements, when known */
+	double		nentries;		/* keys in the keyspace now */
+	List	   *local_conds;	/* RestrictInfos evaluated locally */
+} KvFdwRelInfo;
+
+/* options.c */
+extern KvFdwTable *KvFdwGetTable(Relation rel, bool for_use);
+extern KvKeyspaceRef KvFdwKeyspace(const KvFdwTable *table, bool write,
+								   bool *exists);
+
+/* pushdown.c */
+extern void KvFdwChooseLookup(PlannerInfo *root, RelOptInfo *baserel,
+							  KvFdwRelInfo *info);
+extern List *KvFdwCountTargets(PlannerInfo *root, RelOptInfo *input_rel,
+							   RelOptInfo *output_rel, void *extra);
+extern const char *KvFdwLookupName(KvLookupKind kind);
+
+/* codec.c */
+extern void KvFdwCodecInit(KvFdwCodec *codec, Oid type, int32 typmod);
+extern char *KvFdwEncode(const KvFdwCodec *codec, Datum value, uint32 *len);
+extern Datum KvFdwDecode(const KvFdwCodec *codec, const char *bytes,
+						 uint32 len, bool binary);
+extern Datum KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes,
+							uint32 len);
+extern bool KvFdwValueEquals(const KvFdwCodec *codec, Datum value,
+							 const char *bytes, uint32 len);
+
+/* modify.c: the modify callbacks, installed by the handler */
+extern void KvFdwModifyRoutine(FdwRoutine *routine);
+
+#endif							/* KVEXT_KVEXT_FDW_H */

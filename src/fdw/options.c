@@ -1,0 +1,556 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *	  kvext_fdw's options: the validator, and the settings and columns of a
+ *	  foreign table as the planner and executor use them.
+ *
+ * Options, by object:
+ *	server			the libpq connection options postgres_fdw accepts
+ *					(host, port, dbname, ...); a server with any of them is
+ *					a remote kvext node, which this version refuses to use
+ *					(0A000); a server without is this node's store
+ *	user mapping	user, password, sslcert, sslkey, password_required
+ *					(false: superusers only, as in postgres_fdw)
+ *	foreign table	keyspace (default: the table's name), create_keyspace
+ *					(a write creates a missing keyspace), upsert (INSERT
+ *					overwrites an existing key), key_column and
+ *					value_column (the names of the key and value columns,
+ *					when they are not key and value: a partition has its
+ *					parent's column names, and CREATE FOREIGN TABLE ...
+ *					PARTITION OF takes no column options)
+ *	column			column_name: 'key' or 'value', for a column named
+ *					otherwise (as postgres_fdw's column_name)
+ * A misspelt option gets a hint: the option of that name elsewhere, the
+ * closest valid option, or the list of valid ones (PostgreSQL 15's
+ * postgres_fdw gives the list, 16's the closest match).
+ *
+ * Columns.  A kvext foreign table has exactly two columns, its key and its
+ * value, named key and value or mapped with column_name, key_column or
+ * value_column (a column option wins over a table option); their types are
+ * free (codec.c).  The validator sees no columns, so the column set is
+ * checked when the table is used (planning, COPY), and at CREATE and ALTER
+ * FOREIGN TABLE by the extension's event trigger (kvext_fdw_check_table in
+ * fdw.c).
+ *
+ * Keyspace.  KvFdwKeyspace resolves a table's keyspace for a read or a
+ * write, creating it for a write when the table says create_keyspace.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_type.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/varlena.h"
+
+#include "fdw/kvext_fdw.h"
+#include "shmem.h"
+#include "store/keyspace.h"
+
+PG_FUNCTION_INFO_V1(kvext_fdw_validator);
+
+/* an option name and the catalog of the objects it belongs to */
+typedef struct KvFdwOption
+{
+	const char *keyword;
+	Oid			context;
+	bool		libpq;			/* passed to libpq (remote servers) */
+} KvFdwOption;
+
+/* kvext's own options */
+static const KvFdwOption kvext_options[] = {
+	{"keyspace", ForeignTableRelationId, false},
+	{"create_keyspace", ForeignTableRelationId, false},
+	{"upsert", ForeignTableRelationId, false},
+	{"key_column", ForeignTableRelationId, false},
+	{"value_column", ForeignTableRelationId, false},
+	{"column_name", AttributeRelationId, false},
+	{"password_required", UserMappingRelationId, false},
+	{NULL, InvalidOid, false}
+};
+
+/* kvext's options plus libpq's, built once per backend */
+static KvFdwOption *all_options = NULL;
+
+/* closest matches farther than this are not suggested (as PostgreSQL 16) */
+#define KVEXT_OPTION_MAX_DISTANCE 4
+/* varstr_levenshtein's limit (KVEXT_LEVENSHTEIN_MAX_LEN, not exported) */
+#define KVEXT_LEVENSHTEIN_MAX_LEN 255
+
+/*
+ * init_options
+ *		Build all_options: libpq's connection options, less those
+ *		postgres_fdw hides (debug options, client_encoding,
+ *		fallback_application_name), user, password, sslcert and sslkey
+ *		going to user mappings, then kvext's own.
+ */
+static void
+init_options(void)
+{
+	PQconninfoOption *libpq_options;
+	PQconninfoOption *lopt;
+	int			n = 0;
+	KvFdwOption *opts;
+	int			i = 0;
+
+	if (all_options)
+		return;
+	libpq_options = PQconndefaults();
+	if (libpq_options == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not get libpq's default connection options.")));
+	for (lopt = libpq_options; lopt->keyword; lopt++)
+		n++;
+	opts = MemoryContextAllocZero(TopMemoryContext,
+								  sizeof(KvFdwOption) * (n + lengthof(kvext_options)));
+	for (lopt = libpq_options; lopt->keyword; lopt++)
+	{
+		if (strchr(lopt->dispchar, 'D') ||
+			strcmp(lopt->keyword, "fallback_application_name") == 0 ||
+			strcmp(lopt->keyword, "client_encoding") == 0)
+			continue;
+		opts[i].keyword = MemoryContextStrdup(TopMemoryContext, lopt->keyword);
+		if (strcmp(lopt->keyword, "user") == 0 ||
+			strcmp(lopt->keyword, "password") == 0 ||
+			strcmp(lopt->keyword, "sslcert") == 0 ||
+			strcmp(lopt->keyword, "sslkey") == 0)
+			opts[i].context = UserMappingRelationId;
+		else
+			opts[i].context = ForeignServerRelationId;
+		opts[i].libpq = true;
+		i++;
+	}
+	PQconninfoFree(libpq_options);
+	for (int k = 0; kvext_options[k].keyword; k++)
+		opts[i++] = kvext_options[k];
+	opts[i].keyword = NULL;
+	all_options = opts;
+}
+
+/* the option named keyword, or NULL */
+static const KvFdwOption *
+find_option(const char *keyword, Oid context)
+{
+	for (const KvFdwOption *o = all_options; o->keyword; o++)
+		if (strcmp(o->keyword, keyword) == 0 &&
+			(context == InvalidOid || o->context == context))
+			return o;
+	return NULL;
+}
+
+/*
+ * report_invalid_option
+ *		Raise HV00D for an option that is not valid on this kind of object,
+ *		with the most useful hint: where the option belongs, the closest
+ *		valid name, or the list of valid names.
+ */
+static void
+report_invalid_option(const char *name, Oid context)
+{
+	const KvFdwOption *elsewhere = find_option(name, InvalidOid);
+	const char *closest = NULL;
+	int			closest_d = -1;
+	int			namelen = strlen(name);
+	StringInfoData valid;
+
+	initStringInfo(&valid);
+	for (const KvFdwOption *o = all_options; o->keyword; o++)
+	{
+		int			len = strlen(o->keyword);
+		int			d;
+
+		if (o->context != context)
+			continue;
+		appendStringInfo(&valid, "%s%s", valid.len > 0 ? ", " : "", o->keyword);
+		if (namelen > KVEXT_LEVENSHTEIN_MAX_LEN || len > KVEXT_LEVENSHTEIN_MAX_LEN)
+			continue;
+		d = varstr_levenshtein_less_equal(name, namelen, o->keyword, len,
+										  1, 1, 1,
+										  KVEXT_OPTION_MAX_DISTANCE + 1, true);
+		if (d <= KVEXT_OPTION_MAX_DISTANCE && d <= namelen / 2 &&
+			(closest_d < 0 || d < closest_d))
+		{
+			closest = o->keyword;
+			closest_d = d;
+		}
+	}
+
+	if (elsewhere && elsewhere->context == ForeignServerRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 errhint("\"%s\" is an option of servers.", name)));
+	if (elsewhere && elsewhere->context == UserMappingRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 errhint("\"%s\" is an option of user mappings.", name)));
+	if (elsewhere && elsewhere->context == ForeignTableRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 errhint("\"%s\" is an option of foreign tables.", name)));
+	if (elsewhere && elsewhere->context == AttributeRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 errhint("\"%s\" is an option of foreign table columns.", name)));
+	if (closest)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 errhint("Perhaps you meant the option \"%s\".", closest)));
+	if (valid.len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 errhint("Valid options in this context are: %s.", valid.data)));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid option \"%s\"", name),
+			 errhint("There are no valid options in this context.")));
+}
+
+/* a boolean option's value; 22023 if it is not one */
+static bool
+option_bool(DefElem *def)
+{
+	bool		result;
+
+	if (!parse_bool(defGetString(def), &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for boolean option \"%s\": %s",
+						def->defname, defGetString(def))));
+	return result;
+}
+
+/* check the value of keyspace: the rules of kv_create_keyspace() */
+static void
+check_keyspace_name(const char *name)
+{
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("keyspace name must not be empty")));
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("keyspace name \"%s\" is too long", name),
+				 errdetail("Keyspace names are at most %d bytes.", NAMEDATALEN - 1)));
+}
+
+/*
+ * kvext_fdw_validator(options text[], catalog oid) returns void
+ *
+ * The validator of kvext_fdw: every option is known for its kind of
+ * object and has a valid value.
+ */
+Datum
+kvext_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	ListCell   *lc;
+
+	init_options();
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (!find_option(def->defname, catalog))
+			report_invalid_option(def->defname, catalog);
+
+		if (strcmp(def->defname, "keyspace") == 0)
+			check_keyspace_name(defGetString(def));
+		else if (strcmp(def->defname, "create_keyspace") == 0 ||
+				 strcmp(def->defname, "upsert") == 0)
+			(void) option_bool(def);
+		else if (strcmp(def->defname, "password_required") == 0)
+		{
+			if (!option_bool(def) && !superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("password_required=false is superuser-only"),
+						 errhint("User mappings with the password_required option set to false may only be created or modified by the superuser.")));
+		}
+		else if (strcmp(def->defname, "column_name") == 0)
+		{
+			const char *v = defGetString(def);
+
+			if (strcmp(v, "key") != 0 && strcmp(v, "value") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+						 errmsg("invalid value for option \"column_name\": \"%s\"", v),
+						 errhint("A kvext foreign table has two columns, \"key\" and \"value\".")));
+		}
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * server_is_remote
+ *		Does the server name another node (any libpq option)?
+ */
+static bool
+server_is_remote(ForeignServer *server)
+{
+	ListCell   *lc;
+
+	init_options();
+	foreach(lc, server->options)
+	{
+		const KvFdwOption *o = find_option(((DefElem *) lfirst(lc))->defname,
+										   ForeignServerRelationId);
+
+		if (o && o->libpq)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * check_columns
+ *		Find the key and value columns of rel into table, raising HV007 for
+ *		a column that is neither or is one of them twice, HV005 for a
+ *		missing one.
+ */
+static void
+check_columns(Relation rel, KvFdwTable *table, const char *key_column,
+			  const char *value_column)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	table->key_attno = InvalidAttrNumber;
+	table->value_attno = InvalidAttrNumber;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *role = NameStr(att->attname);
+		ListCell   *lc;
+		AttrNumber *slot;
+
+		if (att->attisdropped)
+			continue;
+		if (key_column && strcmp(role, key_column) == 0)
+			role = "key";
+		else if (value_column && strcmp(role, value_column) == 0)
+			role = "value";
+		else if (key_column && strcmp(role, "key") == 0)
+			role = "";			/* the key is another column */
+		else if (value_column && strcmp(role, "value") == 0)
+			role = "";
+		foreach(lc, GetForeignColumnOptions(RelationGetRelid(rel), att->attnum))
+		{
+			DefElem    *def = (DefElem *) lfirst(lc);
+
+			if (strcmp(def->defname, "column_name") == 0)
+				role = defGetString(def);
+		}
+		if (strcmp(role, "key") == 0)
+			slot = &table->key_attno;
+		else if (strcmp(role, "value") == 0)
+			slot = &table->value_attno;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+					 errmsg("column \"%s\" of foreign table \"%s\" is neither the key nor the value",
+							NameStr(att->attname), RelationGetRelationName(rel)),
+					 errhint("A kvext foreign table has two columns, key and value; name them so, or name them with the table options key_column and value_column.")));
+		if (*slot != InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+					 errmsg("foreign table \"%s\" has two %s columns, \"%s\" and \"%s\"",
+							RelationGetRelationName(rel), role,
+							NameStr(TupleDescAttr(desc, *slot - 1)->attname),
+							NameStr(att->attname))));
+		*slot = att->attnum;
+	}
+	if (table->key_attno == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
+				 errmsg("foreign table \"%s\" has no key column",
+						RelationGetRelationName(rel)),
+				 key_column ?
+				 errdetail("Table option key_column names \"%s\".", key_column) : 0,
+				 errhint("A kvext foreign table has two columns, key and value; name them so, or name them with the table options key_column and value_column.")));
+	if (table->value_attno == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
+				 errmsg("foreign table \"%s\" has no value column",
+						RelationGetRelationName(rel)),
+				 value_column ?
+				 errdetail("Table option value_column names \"%s\".", value_column) : 0,
+				 errhint("A kvext foreign table has two columns, key and value; name them so, or name them with the table options key_column and value_column.")));
+
+	table->key_type = TupleDescAttr(desc, table->key_attno - 1)->atttypid;
+	table->key_typmod = TupleDescAttr(desc, table->key_attno - 1)->atttypmod;
+	table->key_collation = TupleDescAttr(desc, table->key_attno - 1)->attcollation;
+	table->value_type = TupleDescAttr(desc, table->value_attno - 1)->atttypid;
+	table->value_typmod = TupleDescAttr(desc, table->value_attno - 1)->atttypmod;
+}
+
+/*
+ * KvFdwGetTable
+ *		The settings and columns of foreign table rel, palloc'd in the
+ *		current memory context.  Raises the errors of check_columns and,
+ *		with for_use, 0A000 for a table of a remote server (not supported
+ *		yet).
+ */
+KvFdwTable *
+KvFdwGetTable(Relation rel, bool for_use)
+{
+	KvFdwTable *table = palloc0(sizeof(KvFdwTable));
+	ForeignTable *ft = GetForeignTable(RelationGetRelid(rel));
+	ForeignServer *server = GetForeignServer(ft->serverid);
+	const char *keyspace = RelationGetRelationName(rel);
+	const char *key_column = NULL;
+	const char *value_column = NULL;
+	ListCell   *lc;
+
+	if (for_use && server_is_remote(server))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("remote kvext servers are not supported yet"),
+				 errdetail("Foreign table \"%s\" is on server \"%s\", which has connection options; this version of kvext_fdw reads and writes only this server's store.",
+						   RelationGetRelationName(rel), server->servername),
+				 errhint("Use a server without connection options (host, port, dbname, ...) for this node's store.")));
+
+	table->relid = RelationGetRelid(rel);
+	table->relname = pstrdup(RelationGetRelationName(rel));
+	foreach(lc, ft->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "keyspace") == 0)
+			keyspace = defGetString(def);
+		else if (strcmp(def->defname, "create_keyspace") == 0)
+			table->create_keyspace = option_bool(def);
+		else if (strcmp(def->defname, "upsert") == 0)
+			table->upsert = option_bool(def);
+		else if (strcmp(def->defname, "key_column") == 0)
+			key_column = defGetString(def);
+		else if (strcmp(def->defname, "value_column") == 0)
+			value_column = defGetString(def);
+	}
+	/* a table name is at most NAMEDATALEN - 1 bytes too */
+	check_keyspace_name(keyspace);
+	strlcpy(table->keyspace, keyspace, NAMEDATALEN);
+	table->keyspace_len = strlen(table->keyspace);
+
+	check_columns(rel, table, key_column, value_column);
+	return table;
+}
+
+/*
+ * kvext_function_oid
+ *		The OID of function name(argtypes) of the kvext extension, found in
+ *		the extension's schema whatever the search path.
+ */
+static Oid
+kvext_function_oid(const char *name, int nargs, Oid *argtypes)
+{
+	Oid			extoid = get_extension_oid("kvext", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nspid = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nspid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(nspid))
+		elog(ERROR, "extension kvext has no schema");
+	return LookupFuncName(list_make2(makeString(get_namespace_name(nspid)),
+									 makeString(pstrdup(name))),
+						  nargs, argtypes, false);
+}
+
+/*
+ * create_keyspace
+ *		Create the keyspace of a create_keyspace 'true' table for a write,
+ *		in the current transaction, as kv_create_keyspace() would: the
+ *		current user needs EXECUTE on it (42501).
+ */
+static void
+create_keyspace(const KvFdwTable *table)
+{
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Oid			func = kvext_function_oid("kv_create_keyspace", 2, argtypes);
+
+	if (pg_proc_aclcheck(func, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create keyspace \"%s\"",
+						table->keyspace),
+				 errdetail("Foreign table \"%s\" creates its keyspace on first write (create_keyspace 'true'), which needs EXECUTE on kv_create_keyspace(text, boolean).",
+						   table->relname)));
+	(void) KvKeyspaceCreate(table->keyspace, true);
+}
+
+/*
+ * KvFdwKeyspace
+ *		The keyspace of a table, for a read or a write; *exists gets whether
+ *		it exists.  A missing keyspace is 42704 unless the table has
+ *		create_keyspace 'true': then a write creates it (in the current
+ *		transaction) and a read finds it empty (*exists false, and the
+ *		reference returned must not be used).
+ */
+KvKeyspaceRef
+KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
+{
+	KvKeyspaceRef ref = {0, 0};
+
+	KvCheckAvailable();
+	*exists = true;
+	if (KvKeyspaceTryResolve(table->keyspace, table->keyspace_len, write, &ref))
+		return ref;
+	if (!table->create_keyspace)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("keyspace \"%s\" does not exist", table->keyspace),
+				 errdetail("Foreign table \"%s\" maps to it.", table->relname),
+				 errhint("Create it with kv_create_keyspace(), or set the table option create_keyspace 'true'.")));
+	if (!write)
+	{
+		*exists = false;
+		return ref;
+	}
+	create_keyspace(table);
+	return KvKeyspaceResolve(table->keyspace, table->keyspace_len, true);
+}
