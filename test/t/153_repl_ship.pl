@@ -48,6 +48,11 @@ sub converged
 			sleep 1;
 		}
 		is($got, $want, "$what: " . $f->name . ' has the leader\'s contents');
+		my $commit = $n1->safe_psql('postgres', 'SELECT commit_lsn FROM kv_cluster');
+		ok( $f->poll_query_until(
+				'postgres', qq{SELECT applied_lsn >= '$commit' AND commit_lsn >= '$commit'
+  FROM kv_cluster}),
+			"$what: " . $f->name . ' shows the commit position and has applied up to it');
 	}
 }
 
