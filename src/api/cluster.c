@@ -26,6 +26,7 @@
 
 #include "kvext.h"
 #include "shmem.h"
+#include "log/apply.h"
 #include "log/control.h"
 #include "log/recovery.h"
 #include "log/visible.h"
@@ -48,7 +49,8 @@ PG_FUNCTION_INFO_V1(kv_cluster_status);
  *
  * role is 'single' for a node without peers (commit_lsn is then its flush
  * position and applied_lsn what it applied), else 'leader' or 'follower'
- * (applied_lsn: the applied-majority position on the leader); NULL with
+ * (applied_lsn: the applied-majority position on the leader, what this
+ * node has applied on a follower); NULL with
  * config_error set when the group is misconfigured.  term, commit_lsn,
  * applied_lsn and cluster_id are NULL until recovery has finished.
  */
@@ -101,7 +103,12 @@ kv_cluster_status(PG_FUNCTION_ARGS)
 		KvControlGet(&control);
 		values[2] = Int64GetDatum((int64) control.term);
 		values[4] = LSNGetDatum(KvWalVisiblePos());
-		values[5] = LSNGetDatum(group ? KvVisibleAppliedPos() : KvWalApplyPos());
+		if (!group)
+			values[5] = LSNGetDatum(KvWalApplyPos());
+		else if (KvVisibleIsLeader())
+			values[5] = LSNGetDatum(KvVisibleAppliedPos());
+		else
+			values[5] = LSNGetDatum(KvApplyFollowerPos());
 		values[6] = Int64GetDatum((int64) control.cluster_id);
 	}
 	else

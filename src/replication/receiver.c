@@ -174,7 +174,13 @@ check_term(uint64 term, const char *leader, uint64 *current)
 				 errdetail("Two nodes claim to lead the same term.")));
 
 	KvVisibleLeaderName(known);
-	if (term > control.term || strcmp(known, leader) != 0 || KvVisibleIsLeader())
+	if (term == control.term && known[0] != '\0' && strcmp(known, leader) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("kvext append from \"%s\" in term " UINT64_FORMAT ", which \"%s\" leads",
+						leader, term, known),
+				 errdetail("Two nodes claim to lead the same term.")));
+	if (term > control.term || strcmp(known, leader) != 0)
 		KvVisibleSetRole(false, term, leader);
 
 	/*

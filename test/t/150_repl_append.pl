@@ -64,7 +64,7 @@ $bad->stop;
 
 my $src = kv_node('src');    # a group of one: its records are the "leader's"
 my $f1 = kv_node('f1',
-	"kvext.node_name = 'f1'\nkvext.peers = 'n1: host=127.0.0.1 port=1 dbname=postgres'\nkvext.leader = 'n1'\n");
+	"kvext.node_name = 'f1'\nkvext.peers = 'n1: host=127.0.0.1 port=1 dbname=postgres; n3: host=127.0.0.1 port=2'\nkvext.leader = 'n1'\n");
 
 for my $sql ("SELECT kv_put('k', 'v')", "SELECT kv_delete('k')", "SELECT kv_incr('c')",
 	"SELECT kv_create_keyspace('ks')")
@@ -182,6 +182,11 @@ my @f1recs = parse_records($seg);
 is($f1recs[-1][3], 2, "the follower's last record has term 2");
 is(substr($seg, $p - 16, length($tail2)), $tail2, 'the new records are byte for byte the leader\'s');
 ok(!grep({ $_->[5] eq $t1a } @f1recs), 'the old TXN record is gone');
+
+# another node claiming the same term is refused
+$r = append($f1, leader => "'n3'", term => 2, prev_end => $p + length($tail2), prev_term => 2, records => '');
+is($r->{sqlstate}, '08P01', 'a second leader of term 2: refused');
+like($r->{stderr}, qr/which "n1" leads/, '... naming the leader it follows');
 
 # a stale leader (term 1) is refused with the current term
 $r = append($f1, term => 1, prev_end => $p + length($tail2), prev_term => 2, records => '', commit => 0);

@@ -48,6 +48,11 @@ sub converged
 			sleep 1;
 		}
 		is($got, $want, "$what: " . $f->name . ' has the leader\'s contents');
+		my $commit = $n1->safe_psql('postgres', 'SELECT commit_lsn FROM kv_cluster');
+		ok( $f->poll_query_until(
+				'postgres', qq{SELECT applied_lsn >= '$commit' AND commit_lsn >= '$commit'
+  FROM kv_cluster}),
+			"$what: " . $f->name . ' shows the commit position and has applied up to it');
 	}
 }
 
@@ -87,9 +92,6 @@ is( $n1->safe_psql(
 	'kv_cluster on the leader');
 is($n2->safe_psql('postgres', q{SELECT node, role, group_size FROM kv_cluster_status()}),
 	'n2|follower|3', 'kv_cluster_status() on a follower');
-is( $n1->safe_psql(
-		'postgres', q{SELECT count(DISTINCT cluster_id) FROM kv_cluster_status()}),
-	'1', 'the cluster id is shown');
 
 # ---------------------------------------------------------------------------
 # 2. shipping
@@ -106,12 +108,15 @@ $n1->safe_psql('postgres', q{SELECT kv_delete('k7')});
 cmp_ok($n1->safe_psql('postgres', q{SELECT segments FROM kv_wal_status()}),
 	'>', 2, 'the leader\'s log spans several segments');
 converged('writes', $n2, $n3);
+is( join(',', map { $_->safe_psql('postgres', 'SELECT cluster_id FROM kv_cluster') } ($n2, $n3)),
+	join(',', ($n1->safe_psql('postgres', 'SELECT cluster_id FROM kv_cluster')) x 2),
+	'the followers took the leader\'s cluster id');
 
 ok( $n1->poll_query_until(
-		'postgres', q{SELECT string_agg(peer || ':' || state || ':' || (flushed_lsn = w.flush_lsn)
-                               || ':' || (sent_lsn = w.flush_lsn) || ':' || lag_bytes,
-                               ',' ORDER BY peer)
-  FROM kv_replication, kv_wal_status() w},
+		'postgres', q{SELECT string_agg(r.peer || ':' || r.state || ':' || (r.flushed_lsn = w.flush_lsn)
+                               || ':' || (r.sent_lsn = w.flush_lsn) || ':' || r.lag_bytes,
+                               ',' ORDER BY r.peer)
+  FROM kv_replication r, kv_wal_status() w},
 		'n2:streaming:true:true:0,n3:streaming:true:true:0'),
 	'kv_replication: both peers streaming, everything sent and flushed');
 is( $n1->safe_psql(
@@ -144,7 +149,7 @@ ok(wait_log($n1, $offset, qr/reconnected to peer "n2" after \d+ attempts/),
 is(log_count($n1, $offset, qr/(?:lost connection to peer "n2"|peer "n2" refused)/),
 	1, 'one LOG line for the lost connection');
 converged('after pg_terminate_backend', $n2);
-ok($n2->poll_query_until('postgres', $repl_backend . " AND pid <> $pid"),
+ok($n2->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($repl_backend AND pid <> $pid) b"),
 	'n2 has a new replication backend');
 
 # ---------------------------------------------------------------------------
