@@ -122,7 +122,8 @@ sub control
 	my ($node) = @_;
 	my $b = pack('H*', $node->safe_psql('postgres',
 		"SELECT encode(pg_read_binary_file('kvext/control'), 'hex')"));
-	my ($cluster, $term) = unpack('Q<Q<', substr($b, 16, 16));
+	# the cluster id as SQL's bigint sees it (signed)
+	my ($cluster, $term) = unpack('q<Q<', substr($b, 16, 16));
 	my ($flush, $commit) = unpack('Q<Q<', substr($b, 16 + 16 + 64, 16));
 	return { cluster => $cluster, term => $term, commit => $commit };
 }
