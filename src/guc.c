@@ -76,6 +76,18 @@ KvProcSlots(void)
 }
 
 /*
+ * KvOwnerSlotCount
+ *		How many owner slots the store keeps (store.c, "Owner slots"); the
+ *		log's in-flight marks (wal.c) and parked transactions (park.c) are
+ *		indexed by them too.
+ */
+int
+KvOwnerSlotCount(void)
+{
+	return KVEXT_SLOTS_PER_PROC * KvProcSlots();
+}
+
+/*
  * KvGucInit
  *		Define all kvext.* settings and reserve the prefix.
  */

@@ -22,4 +22,8 @@ typedef enum KvSyncCommit
 extern void KvGucInit(void);
 extern int	KvProcSlots(void);
 
+/* owner slots of the store (store.c): a pool of this many per PGPROC */
+#define KVEXT_SLOTS_PER_PROC	4
+extern int	KvOwnerSlotCount(void);
+
 #endif							/* KVEXT_GUC_H */

@@ -18,6 +18,9 @@
 
 #include "guc.h"
 
+/* a position in kvext's log (log/wal.h) */
+typedef uint64 KvLsn;
+
 /* GUC variables, defined in guc.c */
 extern PGDLLIMPORT int kvext_memory_limit;	/* kB, PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_max_key_size;	/* bytes, PGC_SUSET */

@@ -596,7 +596,7 @@ start_new_log(uint64 term)
 	KvWalStartAt(InvalidKvLsn, InvalidKvLsn, term);
 	memset(rec, 0, sizeof(rec));
 	KvWalFlush(KvWalInsert(rec, KV_REC_TERM, 0, InvalidTransactionId,
-						   InvalidKvLsn, sizeof(rec), NULL));
+						   InvalidKvLsn, sizeof(rec), -1, NULL));
 }
 
 /*

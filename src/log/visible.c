@@ -67,6 +67,7 @@ typedef struct KvVisibleShared
 	pg_atomic_uint64 commit;	/* commit position */
 	pg_atomic_uint64 applied;	/* applied-majority position */
 	pg_atomic_uint32 role_gen;	/* bumped at every role change */
+	pg_atomic_uint32 writer;	/* pgprocno + 1 of the kvext wal writer, or 0 */
 	pg_atomic_uint32 senders[KVEXT_VISIBLE_MAX_SENDERS];	/* pgprocno + 1 of
 															 * each sender, or 0 */
 	pg_atomic_uint64 waiting[FLEXIBLE_ARRAY_MEMBER];	/* per pgprocno: the
@@ -107,6 +108,7 @@ KvVisibleShmemInit(void)
 		pg_atomic_init_u64(&vis->commit, 0);
 		pg_atomic_init_u64(&vis->applied, 0);
 		pg_atomic_init_u32(&vis->role_gen, 0);
+		pg_atomic_init_u32(&vis->writer, 0);
 		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
 			pg_atomic_init_u32(&vis->senders[i], 0);
 		for (int i = 0; i < KvProcSlots(); i++)
@@ -301,7 +303,12 @@ KvVisibleAdvance(KvLsn commit, KvLsn applied)
 	if (!moved)
 		return;
 	/* it converts the parked transactions the position passed */
-	KvWalWakeWriter();
+	{
+		uint32		writer = pg_atomic_read_u32(&vis->writer);
+
+		if (writer != 0)
+			SetLatch(&ProcGlobal->allProcs[writer - 1].procLatch);
+	}
 	pg_memory_barrier();
 	c = pg_atomic_read_u64(&vis->commit);
 	a = pg_atomic_read_u64(&vis->applied);
@@ -423,6 +430,18 @@ KvVisibleRegisterSender(int slot)
 	Assert(slot >= 0 && slot < KVEXT_VISIBLE_MAX_SENDERS);
 	pg_atomic_write_u32(&vis->senders[slot], MyProc->pgprocno + 1);
 	on_shmem_exit(sender_detach, Int32GetDatum(slot));
+}
+
+/*
+ * KvVisibleSetWriter
+ *		The kvext wal writer starts (procno) or stops (-1): KvVisibleAdvance
+ *		wakes it, to convert the parked transactions the commit position
+ *		passed (park.c).
+ */
+void
+KvVisibleSetWriter(int procno)
+{
+	pg_atomic_write_u32(&vis->writer, (uint32) (procno + 1));
 }
 
 /*

@@ -40,6 +40,7 @@ extern void KvVisibleLeaderName(char *out);
 
 /* the commit and applied-majority positions */
 extern void KvVisibleAdvance(KvLsn commit, KvLsn applied);
+extern void KvVisibleSetWriter(int procno);
 extern KvLsn KvVisibleCommitPos(void);
 extern KvLsn KvVisibleAppliedPos(void);
 extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied);

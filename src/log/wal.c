@@ -520,6 +520,7 @@ wal_writer_detach(int code, Datum arg)
 	SpinLockAcquire(&wal->mutex);
 	wal->writer_procno = -1;
 	SpinLockRelease(&wal->mutex);
+	KvVisibleSetWriter(-1);
 }
 
 /*
@@ -533,6 +534,7 @@ KvWalWriterAttach(void)
 	SpinLockAcquire(&wal->mutex);
 	wal->writer_procno = MyProc->pgprocno;
 	SpinLockRelease(&wal->mutex);
+	KvVisibleSetWriter(MyProc->pgprocno);
 	on_shmem_exit(wal_writer_detach, (Datum) 0);
 }
 
@@ -604,13 +606,15 @@ hold_insert_lock_for_test(void)
  *		Append a record.  rec holds len bytes: room for the header, then the
  *		payload (already filled in); len is a multiple of 8.  Fills in the
  *		header, writes the record and returns the position after it.  For
- *		TXN records, also publishes this backend's in-flight position (see
- *		file header); the caller clears it once the record is applied.
+ *		TXN records, also publishes the record's in-flight position in
+ *		owner_slot, the transaction's owner slot (see file header); the
+ *		caller clears it once the record is applied.  owner_slot is -1 for
+ *		other records.
  *		Raises an error, with nothing written, if the write fails.
  */
 KvLsn
 KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
-			uint32 len, KvLsn *startp)
+			uint32 len, int owner_slot, KvLsn *startp)
 {
 	KvWalRecord *hdr = (KvWalRecord *) rec;
 	pg_crc32c	crc;
@@ -619,14 +623,10 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	off_t		offset;
 	int			fd;
 	ssize_t		done = 0;
-	int			slot = -1;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
 	if (unlikely(wal->insert_lsn == InvalidKvLsn))
 		elog(ERROR, "kvext log is not open");
-	/* the owner slot its in-flight mark goes to; may wait: not under a lock */
-	if (type == KV_REC_TXN)
-		slot = KvStoreMySlot();
 
 	hdr->len = len;
 	hdr->ref = ref;
@@ -717,7 +717,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	}
 
 	if (type == KV_REC_TXN)
-		pg_atomic_write_u64(&wal->inflight[slot], start);
+		pg_atomic_write_u64(&wal->inflight[owner_slot], start);
 
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
@@ -746,35 +746,19 @@ KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn)
 	Assert(IS_MARKER(type));
 	memset(rec, 0, sizeof(rec));
 	return KvWalInsert(rec, type, flags, InvalidTransactionId, txn,
-					   sizeof(rec), NULL);
+					   sizeof(rec), -1, NULL);
 }
 
 /*
  * KvWalClearInflight
- *		This backend's logged transaction has been applied (or abandoned).
+ *		The logged transaction of owner_slot has been applied (or
+ *		abandoned); -1 does nothing.
  */
 void
-KvWalClearInflight(void)
+KvWalClearInflight(int owner_slot)
 {
-	if (wal && KvMyOwnerSlot >= 0)
-		pg_atomic_write_u64(&wal->inflight[KvMyOwnerSlot], InvalidKvLsn);
-}
-
-/*
- * KvWalWakeWriter
- *		Wake the kvext wal writer (it also resolves parked transactions once
- *		the commit position has passed them).
- */
-void
-KvWalWakeWriter(void)
-{
-	int			writer;
-
-	SpinLockAcquire(&wal->mutex);
-	writer = wal->writer_procno;
-	SpinLockRelease(&wal->mutex);
-	if (writer >= 0)
-		SetLatch(&ProcGlobal->allProcs[writer].procLatch);
+	if (wal && owner_slot >= 0)
+		pg_atomic_write_u64(&wal->inflight[owner_slot], InvalidKvLsn);
 }
 
 /*

@@ -13,7 +13,7 @@
 #include "port/pg_crc32c.h"
 #include "storage/lwlock.h"
 
-#include "store/store.h"		/* KvLsn */
+#include "kvext.h"
 
 #define InvalidKvLsn			((KvLsn) 0)
 /* the first record of a new log starts here (0 means "none") */
@@ -100,13 +100,12 @@ extern void KvWalShmemInit(LWLock *insert_lock, LWLock *flush_lock);
 
 /* writing */
 extern KvLsn KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid,
-						 KvLsn ref, uint32 len, KvLsn *start);
+						 KvLsn ref, uint32 len, int owner_slot, KvLsn *start);
 extern KvLsn KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn);
 extern void KvWalFlush(KvLsn upto);
 extern void KvWalFlushAll(void);
-extern void KvWalClearInflight(void);
+extern void KvWalClearInflight(int owner_slot);
 extern void KvWalClearInflightSlot(int s);
-extern void KvWalWakeWriter(void);
 extern KvLsn KvWalInsertPos(void);
 extern KvLsn KvWalFlushPos(void);
 extern KvLsn KvWalVisiblePos(void);

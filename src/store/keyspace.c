@@ -56,7 +56,6 @@
 #include "kvext.h"
 #include "store/stats.h"
 #include "store/keyspace.h"
-#include "store/park.h"
 #include "store/store.h"
 #include "store/waits.h"
 #include "store/writeset.h"
@@ -330,7 +329,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 	KvWsReserve();
 	/* before any lock: may wait for a free owner slot, or refuse */
 	(void) KvStoreMySlot();
-	KvParkCheckKeyspaceOps();
+	KvWsCheckKeyspaceRoom();
 	myxid = GetTopTransactionId();
 
 	for (;;)
@@ -426,7 +425,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	KvWsReserve();
 	/* before any lock: may wait for a free owner slot, or refuse */
 	(void) KvStoreMySlot();
-	KvParkCheckKeyspaceOps();
+	KvWsCheckKeyspaceRoom();
 	myxid = GetTopTransactionId();
 
 	for (;;)

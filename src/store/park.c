@@ -97,29 +97,6 @@ KvParkShmemInit(void)
 }
 
 /*
- * KvParkCheckKeyspaceOps
- *		A transaction that may park keeps its keyspace operations in a
- *		fixed array: refuse the one too many (called before it is made).
- */
-void
-KvParkCheckKeyspaceOps(void)
-{
-	uint32		nks = 0;
-
-	if (!KvVisibleInGroup())
-		return;
-	for (uint32 i = 0; i < KvWsCount(); i++)
-		if (KvWsItemAt(i)->kind != KV_WS_ENTRY)
-			nks++;
-	if (nks >= KVEXT_PARK_MAX_KS_OPS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many keyspace creates and drops in one transaction"),
-				 errdetail("In a replicated group a transaction may create or drop at most %d keyspaces.",
-						   KVEXT_PARK_MAX_KS_OPS)));
-}
-
-/*
  * KvParkCurrent
  *		Park this backend's transaction, whose COMMIT record ends at
  *		commit_end: chain its pending entries, copy its keyspace
@@ -145,7 +122,7 @@ KvParkCurrent(KvLsn commit_end)
 
 		if (item->kind != KV_WS_ENTRY)
 		{
-			/* KvParkCheckKeyspaceOps kept the count in bounds */
+			/* KvWsCheckKeyspaceRoom kept the count in bounds */
 			Assert(pk->nks < KVEXT_PARK_MAX_KS_OPS);
 			pk->ks[pk->nks].keyspace = item->keyspace;
 			pk->ks[pk->nks].kind = item->kind;

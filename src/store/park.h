@@ -12,13 +12,13 @@
 #define KVEXT_PARK_H
 
 #include "store/store.h"
+#include "store/writeset.h"
 
-/* keyspace creates and drops a transaction may make in a replicated group */
-#define KVEXT_PARK_MAX_KS_OPS	16
+/* keyspace creates and drops a parked transaction may hold (writeset.h) */
+#define KVEXT_PARK_MAX_KS_OPS	KVEXT_WS_MAX_GROUP_KS_OPS
 
 extern Size KvParkShmemSize(void);
 extern void KvParkShmemInit(void);
-extern void KvParkCheckKeyspaceOps(void);
 extern void KvParkCurrent(KvLsn commit_end);
 extern void KvParkResolve(void);
 extern void KvParkDropAfter(KvLsn cut);

@@ -132,8 +132,6 @@ typedef struct KvOwnerSlot
 								 * all committed or removed */
 } KvOwnerSlot;
 
-#define KVEXT_SLOTS_PER_PROC	4
-
 static KvStoreControl *sctl = NULL;
 static KvOwnerSlot *owners = NULL;
 static int	nowners = 0;
@@ -386,13 +384,6 @@ KvStoreSlotProc(int s)
 	if (s < 0 || s >= nowners)
 		return -1;
 	return (int) pg_atomic_read_u32(&owners[s].user) - 1;
-}
-
-/* the number of owner slots */
-int
-KvOwnerSlotCount(void)
-{
-	return KVEXT_SLOTS_PER_PROC * KvProcSlots();
 }
 
 /* the current owner slot of backend procno (for its parallel workers) */
@@ -874,7 +865,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			if (TransactionIdIsCurrentTransactionId(dropper))
 				report_keyspace_gone();
 			target = (KvWaitTarget) {KvKeyspaces[ks.id].name, NULL, 0,
-			KvKeyspaces[ks.id].xact_proc, dropper};
+			KvStoreSlotProc(KvKeyspaces[ks.id].xact_proc), dropper};
 			KvWaitOnXact(&target);
 			continue;
 		}
@@ -885,7 +876,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 		/* another transaction holds the key */
 		owner = kv->pend->owner;
 		target = (KvWaitTarget) {KvKeyspaces[ks.id].name, key, keylen,
-			owner, kv->pend->xid};
+			KvStoreSlotProc(owner), kv->pend->xid};
 		if (owner_ending(owner) || TransactionIdEquals(kv->pend->xid, waited))
 		{
 			long		timeout = -1;

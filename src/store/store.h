@@ -13,10 +13,9 @@
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 
+#include "kvext.h"
 #include "store/alloc.h"
 
-/* a position in kvext's log (log/wal.h); the store only passes it along */
-typedef uint64 KvLsn;
 
 /* number of partition locks of the hash table; a power of two */
 #define KVEXT_NUM_PARTITIONS		128
@@ -177,7 +176,6 @@ extern bool KvStoreOwnerCommitting(int slot);
 
 /* owner slots (store.c): a shared pool */
 extern PGDLLIMPORT int KvMyOwnerSlot;	/* -1 until the first write */
-extern int	KvOwnerSlotCount(void);
 extern int	KvStoreMySlot(void);
 extern void KvStoreReleaseSlot(void);
 extern int	KvStoreProcSlot(int procno);

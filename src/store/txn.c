@@ -371,7 +371,7 @@ log_txn(void)
 		make_xid_durable(KvWalInsertPos());
 	}
 	end = KvWalInsert(rec, KV_REC_TXN, ws_mixed ? KV_RECF_HEAP : 0, xid,
-					  InvalidKvLsn, len, &ws_txn_lsn);
+					  InvalidKvLsn, len, KvStoreMySlot(), &ws_txn_lsn);
 	ws_logged = true;
 	note_record(end);
 	pfree(rec);
@@ -408,7 +408,7 @@ publish_commit(KvLsn end)
 		else if (item->entry != InvalidKvPtr)
 			KvStoreCommitEntry(item->entry);
 	}
-	KvWalClearInflight();
+	KvWalClearInflight(KvMyOwnerSlot);
 	KvStoreEndXact();
 }
 
@@ -524,7 +524,7 @@ abort_txn(void)
 		START_CRIT_SECTION();
 		note_record(KvWalInsertMarker(KV_REC_ABORT, 0, ws_txn_lsn));
 		END_CRIT_SECTION();
-		KvWalClearInflight();
+		KvWalClearInflight(KvMyOwnerSlot);
 	}
 	if (KvWsCount() > 0)
 	{

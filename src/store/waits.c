@@ -47,7 +47,6 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
-#include "store/store.h"
 #include "store/waits.h"
 
 typedef struct KvWaitSlot
@@ -147,9 +146,8 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 	memset(info, 0, sizeof(*info));
 	info->pid = MyProcPid;
 	info->roleid = GetUserId();
-	if (KvStoreSlotProc(t->holder_slot) >= 0 &&
-		KvStoreSlotProc(t->holder_slot) < nslots)
-		info->holder_pid = ProcGlobal->allProcs[KvStoreSlotProc(t->holder_slot)].pid;
+	if (t->holder_procno >= 0 && t->holder_procno < nslots)
+		info->holder_pid = ProcGlobal->allProcs[t->holder_procno].pid;
 	else if (t->key == NULL)
 		info->holder_pid = BackendXidGetPid(t->holder_xid);	/* no LWLock held */
 	info->holder_xid = t->holder_xid;

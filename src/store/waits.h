@@ -20,15 +20,15 @@
 
 /*
  * what a writer waits for; key == NULL: a transaction creating or dropping
- * the keyspace, whose backend (holder_slot -1) is then looked up by xid
+ * the keyspace, whose backend (holder_procno -1) is then looked up by xid
  */
 typedef struct KvWaitTarget
 {
 	const char *keyspace;		/* its name (KvKeyspace.name) */
 	const char *key;
 	uint32		keylen;
-	int			holder_slot;	/* owner slot of the holding transaction
-								 * (store.c), or -1 */
+	int			holder_procno;	/* pgprocno of the holding backend, or -1
+								 * (none: a parked transaction, store.c) */
 	TransactionId holder_xid;	/* the (sub)transaction waited for */
 } KvWaitTarget;
 

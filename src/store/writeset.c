@@ -32,6 +32,7 @@
 #include "utils/memutils.h"
 
 #include "kvext.h"
+#include "log/visible.h"
 #include "store/writeset.h"
 
 static MemoryContext WriteSetContext = NULL;
@@ -218,4 +219,28 @@ KvWsReset(void)
 	ws_keyspace_ops = false;
 	if (WriteSetContext)
 		MemoryContextReset(WriteSetContext);
+}
+
+/*
+ * KvWsCheckKeyspaceRoom
+ *		Before a keyspace create or drop: in a replicated group a
+ *		transaction may be parked (park.c), which keeps its keyspace
+ *		operations in a fixed array; refuse the one too many.
+ */
+void
+KvWsCheckKeyspaceRoom(void)
+{
+	uint32		nks = 0;
+
+	if (!KvVisibleInGroup())
+		return;
+	for (uint32 i = 0; i < KvWsCount(); i++)
+		if (KvWsItemAt(i)->kind != KV_WS_ENTRY)
+			nks++;
+	if (nks >= KVEXT_WS_MAX_GROUP_KS_OPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many keyspace creates and drops in one transaction"),
+				 errdetail("In a replicated group a transaction may create or drop at most %d keyspaces.",
+						   KVEXT_WS_MAX_GROUP_KS_OPS)));
 }

@@ -41,6 +41,10 @@ extern uint32 KvWsCount(void);
 extern KvWsItem *KvWsItemAt(uint32 idx);
 extern void KvWsPop(void);
 extern bool KvWsHasKeyspaceOps(void);
+
+/* keyspace creates and drops one transaction may make in a replicated group */
+#define KVEXT_WS_MAX_GROUP_KS_OPS	16
+extern void KvWsCheckKeyspaceRoom(void);
 extern void KvWsReset(void);
 extern MemoryContext KvWsContext(void);
 
