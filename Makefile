@@ -4,8 +4,9 @@
 #   make install    install into the PostgreSQL found by $(PG_CONFIG)
 #   make test       the one test command: deps, build, install, pg_regress,
 #                   isolation and TAP tests; ends with "N passed, N failed"
-#   make run        start a local server with kvext preloaded and run a demo
-#   make stop       stop it
+#   make run        start a local group of three servers (a leader, two
+#                   followers) with kvext preloaded and run a demo
+#   make stop       stop them
 #   make bench      benchmarks (docs/benchmarks.md)
 
 MODULE_big = kvext
