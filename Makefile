@@ -34,8 +34,11 @@ OBJS = \
 	src/log/recovery.o \
 	src/log/backup.o \
 	src/log/visible.o \
+	src/replication/config.o \
+	src/replication/sender.o \
 	src/api/functions.o \
-	src/api/monitor.o
+	src/api/monitor.o \
+	src/api/cluster.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql
@@ -63,6 +66,10 @@ endif
 
 # Warnings are errors.  -Wextra minus what PostgreSQL's own headers trip over.
 PG_CPPFLAGS += -I$(srcdir)/src
+# libpq: replication parses peers' conninfos and connects to them (as
+# contrib/postgres_fdw links it)
+PG_CPPFLAGS += -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
 PG_CFLAGS += -Werror -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-clobbered -Wno-cast-function-type
 ifdef ASSERTS

@@ -228,3 +228,46 @@ AS 'MODULE_PATHNAME', 'kv_wal_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION kv_wal_status() IS
 'state of the store and of its log: positions, segments, last snapshot';
+
+-- Replication (README, "Replication"; docs/architecture.md, "Replication")
+
+-- Every role may call kv_cluster_status(), as kv_wal_status(): it shows no
+-- connection details.
+CREATE FUNCTION kv_cluster_status(OUT node text, OUT role text, OUT term bigint,
+                                  OUT leader text, OUT commit_lsn pg_lsn,
+                                  OUT applied_lsn pg_lsn, OUT cluster_id bigint,
+                                  OUT group_size integer, OUT config_error text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_cluster_status'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_cluster_status() IS
+'this node in its replication group: name, role, term, leader, commit and applied positions, cluster id, size, configuration error';
+
+CREATE VIEW kv_cluster AS SELECT * FROM kv_cluster_status();
+COMMENT ON VIEW kv_cluster IS
+'this node in its replication group (see kv_cluster_status())';
+GRANT SELECT ON kv_cluster TO PUBLIC;
+
+-- kv_replication_status() shows each peer's conninfo (never its password):
+-- like pg_stat_replication's details, only for pg_monitor (and superusers).
+CREATE FUNCTION kv_replication_status(OUT peer text, OUT conninfo text,
+                                      OUT state text, OUT sent_lsn pg_lsn,
+                                      OUT flushed_lsn pg_lsn, OUT applied_lsn pg_lsn,
+                                      OUT lag_bytes bigint, OUT lag_time interval,
+                                      OUT last_reply_time timestamptz,
+                                      OUT connected_since timestamptz,
+                                      OUT last_error text,
+                                      OUT last_error_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kv_replication_status'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 4;
+COMMENT ON FUNCTION kv_replication_status() IS
+'per peer, as this node''s log sender sees it: state, sent, flushed and applied positions, lag in bytes and time, last error';
+REVOKE ALL ON FUNCTION kv_replication_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION kv_replication_status() TO pg_monitor;
+
+CREATE VIEW kv_replication AS SELECT * FROM kv_replication_status();
+COMMENT ON VIEW kv_replication IS
+'per peer replication state on this node (see kv_replication_status())';
+REVOKE ALL ON kv_replication FROM PUBLIC;
+GRANT SELECT ON kv_replication TO pg_monitor;

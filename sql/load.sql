@@ -41,6 +41,10 @@ SELECT p.oid::regprocedure AS function,
 -- kv_locks is readable by every role, as pg_locks is (the key column is
 -- filtered per row, see README "Monitoring")
 SELECT has_table_privilege('public', 'kv_locks', 'SELECT') AS public_select;
+-- kv_cluster is too; kv_replication shows conninfos: pg_monitor only
+SELECT v, has_table_privilege('public', v, 'SELECT') AS public_select,
+       has_table_privilege('pg_monitor', v, 'SELECT') AS pg_monitor_select
+  FROM unnest(ARRAY['kv_cluster', 'kv_replication']) v;
 
 -- the store starts empty, with only the default keyspace
 SELECT * FROM kv_keyspaces() ORDER BY keyspace;

@@ -76,5 +76,13 @@ SELECT kv_checkpoint();
 RESET ROLE;
 DROP ROLE kv_wal_user;
 
+-- a server without peers is a group of one: its commit position is its
+-- flush position, and it has no peer to report on
+SELECT node, role, c.term, leader, commit_lsn = w.flush_lsn AS commit_is_flush,
+       applied_lsn = w.apply_lsn AS applied, cluster_id IS NOT NULL AS has_id,
+       group_size, config_error
+  FROM kv_cluster c, kv_wal_status() w;
+SELECT count(*) FROM kv_replication;
+
 -- clean up
 SELECT count(*) FROM kv_scan('wal:') WHERE kv_delete(key);

@@ -25,6 +25,7 @@
 
 #include "guc.h"
 #include "kvext.h"
+#include "replication/sender.h"
 #include "shmem.h"
 #include "store/txn.h"
 #include "worker.h"
@@ -48,4 +49,5 @@ _PG_init(void)
 	KvShmemInit();
 	KvTxnInit();
 	KvRegisterWorkers();
+	KvSenderRegisterWorkers();
 }

@@ -13,6 +13,11 @@
  *	"kvext recovery"	the store's state (recovering, ready, failed)
  *	"kvext checkpointer" snapshot requests
  *	"kvext waits"		per backend: the key it waits for (store/waits.c)
+ *	"kvext senders"		per peer: what its log sender published
+ *						(replication/sender.c)
+ *	"kvext replication config" the group's parsed configuration
+ *						(replication/config.c), loaded here, in the
+ *						postmaster, before any process is forked
  * plus one named LWLock tranche per group of locks, so that
  * pg_stat_activity.wait_event tells them apart (wait_event_type LWLock):
  *	"kvext partition"	KVEXT_NUM_PARTITIONS locks of the hash table
@@ -54,6 +59,8 @@
 #include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
+#include "replication/sender.h"
+#include "replication/config.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
@@ -105,6 +112,8 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvWaitsShmemSize());
 	RequestAddinShmemSpace(KvVisibleShmemSize());
 	RequestAddinShmemSpace(KvParkShmemSize());
+	RequestAddinShmemSpace(KvSenderShmemSize());
+	RequestAddinShmemSpace(KvReplConfigShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -133,11 +142,17 @@ kv_shmem_startup(void)
 	KvWaitsShmemInit();
 	KvVisibleShmemInit();
 	KvParkShmemInit();
+	KvSenderShmemInit();
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
 	KvSnapshotShmemInit();
 	KvBackupShmemInit();
+	KvReplConfigShmemInit();
 	LWLockRelease(AddinShmemInitLock);
+
+	/* in the postmaster only: backends inherit the result */
+	if (!IsUnderPostmaster)
+		KvReplConfigLoad();
 
 	KvShmemAttached = true;
 }
@@ -158,13 +173,16 @@ KvShmemInit(void)
 /*
  * KvBackendSetup
  *		Slow path of KvCheckAvailable: error out if shared memory is not
- *		attached, set up this backend's counters, and wait for recovery.
+ *		attached or the replication configuration is bad (KvBackendReady
+ *		stays false then, so every call comes back here and fails), set up
+ *		this backend's counters, and wait for recovery.
  */
 void
 KvBackendSetup(void)
 {
 	if (!KvShmemAttached)
 		KvReportNotPreloaded();
+	KvReplCheckConfig();
 	if (!KvBackendReady)
 	{
 		KvStatsAttachBackend();

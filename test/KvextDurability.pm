@@ -23,7 +23,7 @@ our @EXPORT = qw(
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
-  kv_delete_every_other
+  kv_delete_every_other kv_repl_group
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
@@ -45,6 +45,47 @@ log_statement = none
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION kvext');
 	return $node;
+}
+
+# kv_repl_group(prefix, n, extra postgresql.conf text): a new replication group
+# of n started nodes on 127.0.0.1, node names n1 .. nN, n1 the initial
+# leader.  Each node's kvext.peers names the others by port, as user
+# kvext_repl (a login role with EXECUTE on kv_repl_append, created on every
+# node) with password 's3cret' (never checked: loopback is trusted in test
+# clusters; it is there so tests can check it is never shown).  Returns the
+# nodes, extension created.
+sub kv_repl_group
+{
+	my ($prefix, $n, $conf) = @_;
+	my @nodes = map { PostgreSQL::Test::Cluster->new("${prefix}_n$_") } 1 .. $n;
+	for my $i (0 .. $n - 1)
+	{
+		my @peers = map {
+			'n' . ($_ + 1) . ':host=127.0.0.1 port=' . $nodes[$_]->port
+			  . ' dbname=postgres user=kvext_repl password=s3cret connect_timeout=5'
+		} grep { $_ != $i } 0 .. $n - 1;
+		$nodes[$i]->init;
+		$nodes[$i]->append_conf(
+			'postgresql.conf', qq(
+shared_preload_libraries = 'kvext'
+kvext.memory_limit = '64MB'
+restart_after_crash = on
+log_statement = none
+listen_addresses = '127.0.0.1'
+kvext.node_name = 'n@{[$i + 1]}'
+kvext.peers = '@{[join('; ', @peers)]}'
+kvext.leader = 'n1'
+) . ($conf // ''));
+	}
+	for my $node (@nodes)
+	{
+		$node->start;
+		$node->safe_psql('postgres', q{
+CREATE EXTENSION kvext;
+CREATE ROLE kvext_repl LOGIN;
+GRANT EXECUTE ON FUNCTION kv_repl_append TO kvext_repl;});
+	}
+	return @nodes;
 }
 
 # Wait until the store has finished recovery (after a crash-restart the

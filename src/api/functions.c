@@ -10,7 +10,8 @@
  *			kvext.max_value_size (writes only: reads of a longer key simply
  *			find nothing)
  *	42704	unknown keyspace
- *	25006	a write in a read-only transaction or on a standby
+ *	25006	a write in a read-only transaction, on a standby, or on a
+ *			follower of a replication group (the hint names the leader)
  *	2202E	kv_mput arrays of different lengths
  * and, from store.c, 53200 (store full), 22P02 / 22003 (kv_incr).
  *
@@ -36,6 +37,7 @@
 #include "utils/lsyscache.h"
 
 #include "kvext.h"
+#include "log/visible.h"
 #include "shmem.h"
 #include "store/keyspace.h"
 #include "store/store.h"
@@ -116,12 +118,13 @@ arg_keyspace(FunctionCallInfo fcinfo, int argno, bool write)
 	return KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), write);
 }
 
-/* common checks of every writing function */
+/* common checks of every writing function (a follower refuses: 25006) */
 static void
 prepare_write(const char *fname)
 {
 	PreventCommandIfReadOnly(fname);
 	PreventCommandIfParallelMode(fname);
+	KvVisibleCheckWritable();
 }
 
 static Datum

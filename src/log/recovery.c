@@ -69,6 +69,7 @@
 #include "log/control.h"
 #include "log/reader.h"
 #include "log/snapshot.h"
+#include "log/visible.h"
 #include "kvext.h"
 #include "log/recovery.h"
 #include "store/keyspace.h"
@@ -738,6 +739,7 @@ recover(void)
 
 	(void) KvControlLoad(true);
 	KvControlGet(&control);
+	KvVisibleRecoveredTerm(control.term);
 	have_snapshot = KvSnapshotLoad(&redo, &term);
 	term = Max(term, control.term);
 

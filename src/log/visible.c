@@ -28,6 +28,10 @@
  * a COMMIT (or an autocommitted call) is bounded by statement_timeout as
  * its users expect.
  *
+ * Senders.  The leader's log senders wait on their latch and a socket at
+ * once; KvWalFlush wakes them (KvVisibleWakeSenders) whenever the local
+ * flush position moves, and a role change does too.
+ *
  * Locking: positions and role are read and written under a spinlock (or
  * as atomics); no LWLock is taken here.
  *
@@ -41,6 +45,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -60,6 +65,8 @@ typedef struct KvVisibleShared
 	pg_atomic_uint64 commit;	/* commit position */
 	pg_atomic_uint64 applied;	/* applied-majority position */
 	pg_atomic_uint32 role_gen;	/* bumped at every role change */
+	pg_atomic_uint32 senders[KVEXT_VISIBLE_MAX_SENDERS];	/* pgprocno + 1 of
+															 * each sender, or 0 */
 	pg_atomic_uint64 waiting[FLEXIBLE_ARRAY_MEMBER];	/* per pgprocno: the
 														 * position it waits
 														 * for, or 0 */
@@ -97,6 +104,8 @@ KvVisibleShmemInit(void)
 		pg_atomic_init_u64(&vis->commit, 0);
 		pg_atomic_init_u64(&vis->applied, 0);
 		pg_atomic_init_u32(&vis->role_gen, 0);
+		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
+			pg_atomic_init_u32(&vis->senders[i], 0);
 		for (int i = 0; i < KvProcSlots(); i++)
 			pg_atomic_init_u64(&vis->waiting[i], 0);
 	}
@@ -135,6 +144,7 @@ KvVisibleSetRole(bool leader, uint64 term, const char *leader_name)
 	strlcpy(vis->leader_name, leader_name ? leader_name : "", NAMEDATALEN);
 	SpinLockRelease(&vis->mutex);
 	pg_atomic_fetch_add_u32(&vis->role_gen, 1);
+	KvVisibleWakeSenders();
 
 	/* wake everyone: a wait that started under another role is in doubt */
 	for (int i = 0; i < KvProcSlots(); i++)
@@ -142,6 +152,33 @@ KvVisibleSetRole(bool leader, uint64 term, const char *leader_name)
 		if (pg_atomic_read_u64(&vis->waiting[i]) != 0)
 			SetLatch(&ProcGlobal->allProcs[i].procLatch);
 	}
+}
+
+/*
+ * KvVisibleRecoveredTerm
+ *		Recovery read the current term from the control file.  Record it;
+ *		in a group, the node configured as the initial leader leads only in
+ *		the group's first term: a node that restarts in a later term
+ *		follows, its leader unknown until one contacts it (Raft restarts
+ *		every node as a follower; only a new group needs a leader without
+ *		an election).
+ */
+void
+KvVisibleRecoveredTerm(uint64 term)
+{
+	bool		leader;
+	char		name[NAMEDATALEN];
+
+	SpinLockAcquire(&vis->mutex);
+	leader = vis->leader;
+	strlcpy(name, vis->leader_name, NAMEDATALEN);
+	SpinLockRelease(&vis->mutex);
+	if (vis->group && term > 1)
+	{
+		leader = false;
+		name[0] = '\0';
+	}
+	KvVisibleSetRole(leader, term, name);
 }
 
 /* may this node's log take local writes? */
@@ -325,4 +362,45 @@ KvVisibleWait(KvLsn upto, bool applied)
 	}
 	pg_atomic_write_u64(mine, 0);
 	return result;
+}
+
+/* a sender's process has exited: forget its latch */
+static void
+sender_detach(int code, Datum arg)
+{
+	pg_atomic_write_u32(&vis->senders[DatumGetInt32(arg)], 0);
+}
+
+/*
+ * KvVisibleRegisterSender
+ *		Called by the log sender of peer slot (0 .. KVEXT_VISIBLE_MAX_SENDERS
+ *		- 1) when it starts: its latch is set at every local flush and role
+ *		change, until the process exits.
+ */
+void
+KvVisibleRegisterSender(int slot)
+{
+	Assert(slot >= 0 && slot < KVEXT_VISIBLE_MAX_SENDERS);
+	pg_atomic_write_u32(&vis->senders[slot], MyProc->pgprocno + 1);
+	on_shmem_exit(sender_detach, Int32GetDatum(slot));
+}
+
+/*
+ * KvVisibleWakeSenders
+ *		Set the latch of every registered sender: there may be more log to
+ *		ship, or the role changed.  Cheap (no lock); a no-op outside a
+ *		group.
+ */
+void
+KvVisibleWakeSenders(void)
+{
+	if (vis == NULL || !vis->group)
+		return;
+	for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
+	{
+		uint32		procno = pg_atomic_read_u32(&vis->senders[i]);
+
+		if (procno != 0)
+			SetLatch(&ProcGlobal->allProcs[procno - 1].procLatch);
+	}
 }

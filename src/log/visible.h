@@ -31,6 +31,7 @@ extern bool KvVisibleInGroup(void);
 
 /* who may write */
 extern void KvVisibleSetRole(bool leader, uint64 term, const char *leader_name);
+extern void KvVisibleRecoveredTerm(uint64 term);
 extern bool KvVisibleIsLeader(void);
 extern void KvVisibleCheckWritable(void);
 extern void KvVisibleLeaderName(char *out);
@@ -40,5 +41,14 @@ extern void KvVisibleAdvance(KvLsn commit, KvLsn applied);
 extern KvLsn KvVisibleCommitPos(void);
 extern KvLsn KvVisibleAppliedPos(void);
 extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied);
+
+/*
+ * The log senders' latches, woken when the local flush position moves or
+ * the role changes (a sender waits on its latch and a socket at once, so it
+ * cannot sleep on a condition variable).
+ */
+#define KVEXT_VISIBLE_MAX_SENDERS	8
+extern void KvVisibleRegisterSender(int slot);
+extern void KvVisibleWakeSenders(void);
 
 #endif							/* KVEXT_VISIBLE_H */

@@ -788,6 +788,8 @@ KvWalFlush(KvLsn upto)
 			if (wal->flush_lsn < target)
 				wal->flush_lsn = target;
 			SpinLockRelease(&wal->mutex);
+			/* more to ship: wake the log senders (no-op without peers) */
+			KvVisibleWakeSenders();
 		}
 		LWLockRelease(flush_lock);
 	}
