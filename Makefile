@@ -34,8 +34,10 @@ OBJS = \
 	src/log/recovery.o \
 	src/log/backup.o \
 	src/log/visible.o \
+	src/log/apply.o \
 	src/replication/config.o \
 	src/replication/sender.o \
+	src/replication/receiver.o \
 	src/api/functions.o \
 	src/api/monitor.o \
 	src/api/cluster.o

@@ -271,3 +271,21 @@ COMMENT ON VIEW kv_replication IS
 'per peer replication state on this node (see kv_replication_status())';
 REVOKE ALL ON kv_replication FROM PUBLIC;
 GRANT SELECT ON kv_replication TO pg_monitor;
+
+-- Replication: a leader's senders call this on each follower (see
+-- docs/architecture.md, "Replication").  The replication right is EXECUTE
+-- on it: revoked from PUBLIC here, granted to the role the leader connects
+-- as (GRANT EXECUTE ON FUNCTION kv_repl_append(bigint, text, bigint,
+-- pg_lsn, bigint, pg_lsn, bytea) TO kvext_repl).  Superuser is not needed.
+CREATE FUNCTION kv_repl_append(cluster_id bigint, leader text, leader_term bigint,
+                               prev_end pg_lsn, prev_term bigint,
+                               commit_lsn pg_lsn, records bytea,
+                               OUT term bigint, OUT success boolean,
+                               OUT flushed pg_lsn, OUT applied pg_lsn,
+                               OUT hint pg_lsn)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_repl_append'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_repl_append(bigint, text, bigint, pg_lsn, bigint, pg_lsn, bytea) IS
+'replication: append a leader''s log records to this follower, commit and apply them';
+REVOKE ALL ON FUNCTION kv_repl_append(bigint, text, bigint, pg_lsn, bigint, pg_lsn, bytea) FROM PUBLIC;

@@ -15,6 +15,8 @@
  *	"kvext waits"		per backend: the key it waits for (store/waits.c)
  *	"kvext senders"		per peer: what its log sender published
  *						(replication/sender.c)
+ *	"kvext apply"		a follower's applied position and undecided
+ *						transactions (log/apply.c)
  *	"kvext replication config" the group's parsed configuration
  *						(replication/config.c), loaded here, in the
  *						postmaster, before any process is forked
@@ -26,6 +28,8 @@
  *	"kvext log insert"	appending records to the log
  *	"kvext log flush"	writing and fsyncing the log
  *	"kvext control"		the control file
+ *	"kvext log append"	a follower's appends from its leader (one at a
+ *						time; replication/receiver.c)
  * Named tranches (RequestNamedLWLockTranche) are registered by the
  * postmaster when it creates shared memory, so every process, including
  * those started after a crash-restart, knows their names.
@@ -60,7 +64,9 @@
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/sender.h"
+#include "log/apply.h"
 #include "replication/config.h"
+#include "replication/receiver.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
@@ -75,6 +81,7 @@ typedef enum KvTranche
 	KV_TRANCHE_LOG_INSERT,
 	KV_TRANCHE_LOG_FLUSH,
 	KV_TRANCHE_CONTROL,
+	KV_TRANCHE_APPEND,
 	KV_NUM_TRANCHES
 } KvTranche;
 
@@ -90,6 +97,7 @@ static const struct
 	[KV_TRANCHE_LOG_INSERT] = {"kvext log insert", 1},
 	[KV_TRANCHE_LOG_FLUSH] = {"kvext log flush", 1},
 	[KV_TRANCHE_CONTROL] = {"kvext control", 1},
+	[KV_TRANCHE_APPEND] = {"kvext log append", 1},
 };
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -114,6 +122,7 @@ kv_shmem_request(void)
 	RequestAddinShmemSpace(KvParkShmemSize());
 	RequestAddinShmemSpace(KvSenderShmemSize());
 	RequestAddinShmemSpace(KvReplConfigShmemSize());
+	RequestAddinShmemSpace(KvApplyShmemSize());
 	for (int i = 0; i < KV_NUM_TRANCHES; i++)
 		RequestNamedLWLockTranche(kv_tranches[i].name, kv_tranches[i].nlocks);
 }
@@ -148,6 +157,8 @@ kv_shmem_startup(void)
 	KvSnapshotShmemInit();
 	KvBackupShmemInit();
 	KvReplConfigShmemInit();
+	KvApplyShmemInit();
+	KvReceiverInit(tranche_lock(KV_TRANCHE_APPEND));
 	LWLockRelease(AddinShmemInitLock);
 
 	/* in the postmaster only: backends inherit the result */

@@ -51,6 +51,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "log/apply.h"
 #include "log/checkpoint.h"
 #include "log/control.h"
 #include "failpoint.h"
@@ -148,7 +149,8 @@ KvWalWriterMain(Datum arg)
 			(TimestampDifferenceExceeds(last_mark, now, 1000) &&
 			 !KvFailpointSet("watermark-hold")))
 		{
-			KvControlAdvanceWatermark(KvWalFlushPos());
+			/* a follower's commit watermark too (control.c) */
+			KvControlAdvance(KvWalFlushPos(), KvApplyFollowerPos());
 			last_mark = now;
 		}
 		/* status 1: restarted unless the server is shutting down */

@@ -47,6 +47,7 @@
 
 #include "failpoint.h"
 #include "kvext.h"
+#include "log/apply.h"
 #include "log/backup.h"
 #include "log/checkpoint.h"
 #include "log/control.h"
@@ -334,7 +335,7 @@ KvCheckpointerMain(Datum arg)
 			PG_TRY();
 			{
 				KvSnapshotWrite();
-				KvControlAdvanceWatermark(KvWalFlushPos());
+				KvControlAdvance(KvWalFlushPos(), KvApplyFollowerPos());
 			}
 			PG_CATCH();
 			{

@@ -18,11 +18,19 @@
  *	  snapshots advance it too.  A record damaged past the watermark is
  *	  treated as torn: that is the window in which a damaged record cannot
  *	  be told from a torn one.
+ *	- the commit watermark: on a follower, a position up to which the log
+ *	  was known committed by the group (and applied here).  A follower's
+ *	  recovery applies only up to it, so that a restarted follower never
+ *	  shows a record its leader had not committed; it lags like the flush
+ *	  watermark (the wal writer advances it about once a second, a clean
+ *	  shutdown fully), and the follower catches up from its leader.
  *
  * File format (all integers in host byte order): magic, format version,
  * PostgreSQL major version, then the KvControl fields, then a CRC32C of
  * everything before it.  It is written to kvext/control.tmp, fsynced, and
  * renamed with durable_rename(), as STYLE asks of every kvext file.
+ * Version 1 had no commit watermark; it is read as 0 and the file is
+ * rewritten in version 2 at the next change.
  *
  * Locking: the control lock (an LWLock) serializes writers and protects
  * the shared copy; readers take it shared.
@@ -47,7 +55,7 @@
 #include "log/control.h"
 
 #define KVEXT_CONTROL_MAGIC		0x4C434B4B	/* "KKCL" */
-#define KVEXT_CONTROL_VERSION	1
+#define KVEXT_CONTROL_VERSION	2
 
 typedef struct KvControlFile
 {
@@ -58,6 +66,25 @@ typedef struct KvControlFile
 	KvControl	data;
 	pg_crc32c	crc;			/* of every byte before it */
 } KvControlFile;
+
+/* version 1: the same without the commit watermark */
+typedef struct KvControlDataV1
+{
+	uint64		cluster_id;
+	uint64		term;
+	char		voted_for[NAMEDATALEN];
+	KvLsn		flush_watermark;
+} KvControlDataV1;
+
+typedef struct KvControlFileV1
+{
+	uint32		magic;
+	uint32		version;
+	uint32		pg_major;
+	uint32		pad;
+	KvControlDataV1 data;
+	pg_crc32c	crc;
+} KvControlFileV1;
 
 typedef struct KvControlShared
 {
@@ -201,6 +228,31 @@ KvControlLoad(bool create)
 				(errcode_for_file_access(),
 				 errmsg("could not read kvext control file \"%s\": %m", KVEXT_CONTROL_FILE)));
 	CloseTransientFile(fd);
+	if (n == sizeof(KvControlFileV1) && f.version == 1)
+	{
+		/* version 1: no commit watermark */
+		KvControlFileV1 v1;
+		pg_crc32c	crc;
+
+		memcpy(&v1, &f, sizeof(v1));
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, &v1, offsetof(KvControlFileV1, crc));
+		FIN_CRC32C(crc);
+		if (v1.magic == KVEXT_CONTROL_MAGIC && EQ_CRC32C(crc, v1.crc))
+		{
+			memset(&f, 0, sizeof(f));
+			f.magic = v1.magic;
+			f.version = KVEXT_CONTROL_VERSION;
+			f.pg_major = v1.pg_major;
+			f.data.cluster_id = v1.data.cluster_id;
+			f.data.term = v1.data.term;
+			memcpy(f.data.voted_for, v1.data.voted_for, NAMEDATALEN);
+			f.data.flush_watermark = v1.data.flush_watermark;
+			f.data.commit_watermark = InvalidKvLsn;
+			f.crc = control_crc(&f);
+			n = sizeof(f);
+		}
+	}
 	if (n != sizeof(f))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -266,26 +318,64 @@ KvControlSetTerm(uint64 term, const char *voted_for)
 }
 
 /*
+ * KvControlSetClusterId
+ *		A new follower joins its group: take the group's cluster id,
+ *		durably, before acting on it.
+ */
+void
+KvControlSetClusterId(uint64 cluster_id)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	Assert(ctl->loaded);
+	data = ctl->data;
+	data.cluster_id = cluster_id;
+	(void) write_control(&data, ERROR);
+	ctl->data = data;
+	LWLockRelease(control_lock);
+}
+
+/*
  * KvControlAdvanceWatermark
- *		Record that the log is durable up to flushed, if that is further
- *		than recorded.  The caller must know it is durable (KvWalFlushPos).
- *		A failure to write the file (a full disk) is a WARNING, reported
- *		once until a write succeeds again: the watermark only stays behind.
+ *		KvControlAdvance for the flush watermark alone.
  */
 void
 KvControlAdvanceWatermark(KvLsn flushed)
+{
+	KvControlAdvance(flushed, InvalidKvLsn);
+}
+
+/*
+ * KvControlAdvance
+ *		Record that the log is durable up to flushed and (a follower)
+ *		committed and applied up to committed, where that is further than
+ *		recorded (0: leave it).  The caller must know it (KvWalFlushPos,
+ *		the follower's applied position); flushed is also capped at the
+ *		current flush position, which a follower's truncation may have
+ *		moved back meanwhile (KvWalTruncate lowers the watermark after the
+ *		position).  A failure to write the file (a full disk) is a
+ *		WARNING, reported once until a write succeeds again: the
+ *		watermarks only stay behind.
+ */
+void
+KvControlAdvance(KvLsn flushed, KvLsn committed)
 {
 	static bool warned = false;
 	KvControl	data;
 
 	LWLockAcquire(control_lock, LW_EXCLUSIVE);
-	if (!ctl->loaded || flushed <= ctl->data.flush_watermark)
+	flushed = Min(flushed, KvWalFlushPos());
+	if (!ctl->loaded ||
+		(flushed <= ctl->data.flush_watermark &&
+		 committed <= ctl->data.commit_watermark))
 	{
 		LWLockRelease(control_lock);
 		return;
 	}
 	data = ctl->data;
-	data.flush_watermark = flushed;
+	data.flush_watermark = Max(flushed, data.flush_watermark);
+	data.commit_watermark = Max(committed, data.commit_watermark);
 	if (write_control(&data, warned ? DEBUG1 : WARNING))
 	{
 		ctl->data = data;
@@ -293,6 +383,31 @@ KvControlAdvanceWatermark(KvLsn flushed)
 	}
 	else
 		warned = true;
+	LWLockRelease(control_lock);
+}
+
+/*
+ * KvControlLowerWatermark
+ *		A follower cuts its log at at (KvWalTruncate): a flush watermark
+ *		beyond it would make recovery take the cut for lost records.
+ *		Lowers it to at (durably) if it is beyond; the commit watermark is
+ *		never beyond at (nothing committed is cut).
+ */
+void
+KvControlLowerWatermark(KvLsn at)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	if (!ctl->loaded || ctl->data.flush_watermark <= at)
+	{
+		LWLockRelease(control_lock);
+		return;
+	}
+	data = ctl->data;
+	data.flush_watermark = at;
+	(void) write_control(&data, ERROR);
+	ctl->data = data;
 	LWLockRelease(control_lock);
 }
 

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * control.h
- *	  kvext's control file: cluster id, current term and vote, and a flush
- *	  watermark.
+ *	  kvext's control file: cluster id, current term and vote, the flush
+ *	  and commit watermarks.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -25,6 +25,8 @@ typedef struct KvControl
 	uint64		term;			/* current term */
 	char		voted_for[NAMEDATALEN];	/* vote in that term, "" if none */
 	KvLsn		flush_watermark;	/* the log was durable at least up to here */
+	KvLsn		commit_watermark;	/* a follower: the log was committed
+									 * (and applied) at least up to here */
 } KvControl;
 
 extern Size KvControlShmemSize(void);
@@ -32,7 +34,10 @@ extern void KvControlShmemInit(LWLock *lock);
 extern bool KvControlLoad(bool create);
 extern void KvControlGet(KvControl *out);
 extern void KvControlSetTerm(uint64 term, const char *voted_for);
+extern void KvControlSetClusterId(uint64 cluster_id);
 extern void KvControlAdvanceWatermark(KvLsn flushed);
+extern void KvControlAdvance(KvLsn flushed, KvLsn committed);
+extern void KvControlLowerWatermark(KvLsn at);
 extern void KvControlResetWatermark(KvLsn flushed);
 
 #endif							/* KVEXT_CONTROL_H */

@@ -145,6 +145,37 @@ header_problem(const KvWalRecord *hdr, KvLsn pos, off_t room)
 	return NULL;
 }
 
+/*
+ * KvLogCheckRecord
+ *		Check a record held in memory, as the reader checks one in a file:
+ *		the record at rec claims to start at position pos, and room bytes
+ *		are available from rec on.  Returns what is wrong, or NULL if its
+ *		header holds together, it fits in room and its CRC32C matches.
+ *		(A follower checks a shipped batch with it before writing any of
+ *		it.)
+ */
+const char *
+KvLogCheckRecord(const char *rec, Size room, KvLsn pos)
+{
+	KvWalRecord hdr;
+	const char *why;
+	pg_crc32c	crc;
+
+	if (room < sizeof(KvWalRecord))
+		return "incomplete record header";
+	memcpy(&hdr, rec, sizeof(hdr));
+	if ((why = header_problem(&hdr, pos, (off_t) Min(room, (Size) PG_INT64_MAX))) != NULL)
+		return why;
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, rec + sizeof(KvWalRecord), hdr.len - sizeof(KvWalRecord));
+	COMP_CRC32C(crc, rec + offsetof(KvWalRecord, len),
+				sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
+	FIN_CRC32C(crc);
+	if (!EQ_CRC32C(crc, hdr.crc))
+		return "checksum mismatch";
+	return NULL;
+}
+
 /* make the reader's buffer hold at least n bytes (n <= KVEXT_READ_BUFFER) */
 static void
 grow_buffer(KvLogReader *r, Size n)
@@ -293,6 +324,33 @@ KvLogReaderBegin(KvLsn from)
 	r->bufsize = 8192;
 	r->buf = palloc(r->bufsize);
 	return r;
+}
+
+/*
+ * KvLogReaderSeek
+ *		Move the reader to position pos, which must be a record boundary
+ *		inside one of the segments it listed when it began (else
+ *		ERRCODE_DATA_CORRUPTED).  Lets one reader fetch records out of
+ *		order (a follower reads the TXN record a COMMIT record names)
+ *		without listing the directory again.
+ */
+void
+KvLogReaderSeek(KvLogReader *r, KvLsn pos)
+{
+	int			seg = -1;
+
+	for (int i = 0; i < r->nsegs; i++)
+		if (r->segs[i] <= pos)
+			seg = i;
+	if (seg < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the kvext log file containing position %X/%X is missing",
+						LSN_FORMAT_ARGS(pos))));
+	if (seg != r->seg || r->fd < 0)
+		open_seg(r, seg);
+	r->pos = pos;
+	r->rec = NULL;
 }
 
 /*

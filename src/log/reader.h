@@ -50,6 +50,8 @@ typedef struct KvLogReader
 } KvLogReader;
 
 extern KvLogReader *KvLogReaderBegin(KvLsn from);
+extern void KvLogReaderSeek(KvLogReader *r, KvLsn pos);
+extern const char *KvLogCheckRecord(const char *rec, Size room, KvLsn pos);
 extern KvLogReadResult KvLogReadNext(KvLogReader *r);
 extern KvLsn KvLogReaderValidAfter(KvLogReader *r);
 extern void KvLogReaderEnd(KvLogReader *r);

@@ -39,6 +39,14 @@
  * changed.  The same applies when the data no longer fits in
  * kvext.memory_limit.
  *
+ * A follower (kvext.peers set, not leading after KvVisibleRecoveredTerm)
+ * applies only the records that end by its commit watermark (control.c:
+ * a position its group had committed), or its snapshot's redo point if
+ * that is later, decides nothing itself (a TXN record without a decision
+ * waits for its leader's) and logs nothing: its log must stay a prefix of
+ * its leader's.  What follows the limit is applied by apply.c once the
+ * leader sends a commit position past it.
+ *
  * Replay is idempotent (absolute values, log order), so a crash during
  * recovery only means doing it again.
  *
@@ -65,6 +73,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "log/apply.h"
 #include "log/backup.h"
 #include "log/control.h"
 #include "log/reader.h"
@@ -224,42 +233,25 @@ typedef struct LogScan
 	/* decisions recovery takes and logs: TXN positions */
 	List	   *resolved_commit;
 	List	   *resolved_abort;
+	/* the last valid record */
+	KvLsn		last_start;
+	uint64		last_term;
+	/* a follower applies only what its group had committed (see below) */
+	bool		follower;
+	KvLsn		limit;			/* follower: apply records ending by here */
+	KvLsn	   *pending;		/* follower: undecided TXN records before
+								 * limit, ascending */
+	int			npending;
+	int			maxpending;
 } LogScan;
-
-/*
- * report_corrupt
- *		Refuse the log: the record at lsn is damaged for the reason why;
- *		detail says why that is not a torn write, hint (or NULL) what the
- *		operator can do.  Names the file, the offset and the LSN.
- */
-static void report_corrupt(KvLogReader *r, KvLsn lsn, const char *why,
-						   const char *detail, const char *hint) pg_attribute_noreturn();
-
-static void
-report_corrupt(KvLogReader *r, KvLsn lsn, const char *why, const char *detail,
-			   const char *hint)
-{
-	char		path[MAXPGPATH];
-	KvLsn		segstart = KvLogReaderSegStart(r);
-
-	KvWalSegmentPath(path, segstart);
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
-					path, (unsigned long long) (lsn - segstart),
-					LSN_FORMAT_ARGS(lsn), why),
-			 errdetail_internal("%s", detail),
-			 hint ? errhint("%s", hint) : 0));
-}
 
 /* a record at the reader's position that failed its checks (reader.c) */
 static void
 fail_corrupt(KvLogReader *r, const char *why, const char *detail, const char *hint)
 {
-	report_corrupt(r, r->pos, why, detail, hint);
+	KvLogReportCorrupt(r, r->pos, why, detail, hint);
 }
 
-static void invalid_record(KvLogReader *r, const char *why) pg_attribute_noreturn();
 
 static TxnFate *
 fate_of(LogScan *ls, KvLsn lsn, bool create)
@@ -346,6 +338,8 @@ scan_pass1(LogScan *ls)
 
 		ls->term = Max(ls->term, hdr->term);
 		ls->nrecords++;
+		ls->last_start = hdr->lsn;
+		ls->last_term = hdr->term;
 		if (hdr->version == KVEXT_WAL_VERSION_1)
 		{
 			ls->has_v1 = true;
@@ -364,11 +358,16 @@ scan_pass1(LogScan *ls)
 					TxnFate    *f;
 
 					if (hdr->ref == InvalidKvLsn || hdr->ref >= hdr->lsn)
-						invalid_record(r, "a decision record names no earlier position");
+						KvLogInvalidRecord(r, "a decision record names no earlier position");
 					f = fate_of(ls, hdr->ref, false);
 
-					/* a decision for a TXN record before the redo point is in the snapshot */
-					if (f != NULL)
+					/*
+					 * A decision for a TXN record before the redo point is
+					 * in the snapshot; on a follower, one past the limit
+					 * is not known committed by the group yet.
+					 */
+					if (f != NULL &&
+						(!ls->follower || hdr->lsn + hdr->len <= ls->limit))
 						f->decision = (hdr->type == KV_REC_COMMIT) ? 'c' : 'a';
 				}
 				break;
@@ -377,7 +376,7 @@ scan_pass1(LogScan *ls)
 			case KV_REC_TERM:
 				break;
 			default:
-				invalid_record(r, "unknown record type");
+				KvLogInvalidRecord(r, "unknown record type");
 		}
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -425,175 +424,6 @@ v1_committed(LogScan *ls, KvWalRecord *hdr)
 	return mixed_committed(hdr);
 }
 
-static void
-store_full_during_recovery(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OUT_OF_MEMORY),
-			 errmsg("the kvext data does not fit in kvext.memory_limit"),
-			 errdetail("Either kvext.memory_limit was lowered, or, in a store over 1GB, replay placed the data so that no 1GB part of the heap has room for the next entry."),
-			 errhint("Raise kvext.memory_limit (above its previous value in the second case) and restart the server.")));
-}
-
-/*
- * invalid_record
- *		Refuse a record whose CRC holds but whose contents do not (a length
- *		that does not fit, a keyspace name that is not one): the record was
- *		damaged before its CRC was computed, or by a bug.  Reported like a
- *		damaged record: the store refuses to serve, naming file and LSN.
- */
-static void
-invalid_record(KvLogReader *r, const char *why)
-{
-	report_corrupt(r, r->rec->lsn, why,
-				   _("The record's checksum holds, but what it holds is not a valid record."),
-				   NULL);
-}
-
-/*
- * check_keyspace_name
- *		A keyspace name from the log: len bytes at name, not terminated.
- *		It must be 1 to NAMEDATALEN - 1 bytes without a NUL byte; copies it,
- *		terminated, into out (NAMEDATALEN bytes).
- */
-static void
-check_keyspace_name(KvLogReader *r, const char *name, Size len, char *out)
-{
-	if (len == 0 || len >= NAMEDATALEN || memchr(name, '\0', len) != NULL)
-		invalid_record(r, "invalid keyspace name");
-	memcpy(out, name, len);
-	out[len] = '\0';
-}
-
-/*
- * check_padding
- *		The bytes of the record from at to its end must be zeros: what the
- *		writer leaves after the last write.
- */
-static void
-check_padding(KvLogReader *r, uint32 at)
-{
-	uint32		len = r->rec->len;
-
-	while (at < len)
-	{
-		uint32		n = Min(len - at, (uint32) 65536);
-		const char *p = KvLogRecordBytes(r, at, n);
-
-		for (uint32 i = 0; i < n; i++)
-			if (p[i] != 0)
-				invalid_record(r, "invalid write in a transaction record");
-		at += n;
-	}
-}
-
-/* the largest key and value a writer can log: the settings' maximums */
-#define MAX_LOGGED_KEY		(1024 * 1024)
-#define MAX_LOGGED_VALUE	((uint32) MaxAllocSize)
-
-/*
- * apply_txn
- *		Apply the committed TXN record the reader holds, atomically for
- *		readers: every write becomes a pending entry of this process, then
- *		all are committed at once (the store's commit path).  Every length
- *		inside the record is checked against what is left of the record
- *		before it is used, and a record is read one write at a time
- *		(KvLogRecordBytes), so a transaction of any size needs memory for
- *		one key and value plus one pointer per write.
- */
-static void
-apply_txn(KvLogReader *r)
-{
-	KvWalRecord *hdr = r->rec;
-	uint32		len = hdr->len;
-	uint32		at = sizeof(KvWalRecord);
-	KvPtr	   *entries;
-	Size		n = 0;
-	Size		cap = 64;
-	KvLsn		commit_lsn = hdr->lsn + hdr->len;
-
-	entries = palloc(sizeof(KvPtr) * cap);
-	while (len - at >= sizeof(KvWalOp))
-	{
-		KvWalOp		op;
-		const char *key;
-		KvPtr		e;
-
-		memcpy(&op, KvLogRecordBytes(r, at, sizeof(op)), sizeof(op));
-		if (op.op == 0)
-			break;				/* the zeros after the last write */
-		at += sizeof(KvWalOp);
-		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
-			op.keylen > len - at || op.vallen > len - at - op.keylen ||
-			op.keylen > MAX_LOGGED_KEY || op.vallen > MAX_LOGGED_VALUE)
-			invalid_record(r, "invalid write in a transaction record");
-		key = KvLogRecordBytes(r, at, (Size) op.keylen + op.vallen);
-		at += op.keylen + op.vallen;
-		if (op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP)
-		{
-			/* keyspace changes take effect in their place in the record */
-			if (op.vallen != 0 || (op.op == KV_WOP_KS_DROP && op.keylen != 0))
-				invalid_record(r, "invalid keyspace change in a transaction record");
-			if (op.op == KV_WOP_KS_CREATE)
-			{
-				char		name[NAMEDATALEN];
-
-				check_keyspace_name(r, key, op.keylen, name);
-				KvKeyspaceRecoverCreate(op.keyspace, name);
-			}
-			else
-				KvKeyspaceRecoverDrop(op.keyspace);
-			continue;
-		}
-		if (!KvKeyspaceIdIsActive(op.keyspace))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
-							LSN_FORMAT_ARGS(hdr->lsn), op.keyspace)));
-		e = KvStoreApplyWrite(op.keyspace, key, op.keylen, key + op.keylen,
-							  op.vallen, op.binary != 0, op.op == KV_WOP_DELETE);
-		if (e == InvalidKvPtr)
-		{
-			for (Size i = n; i > 0; i--)
-				KvStoreAbortEntry(entries[i - 1]);
-			KvStoreEndXact();
-			store_full_during_recovery();
-		}
-		if (n == cap)
-		{
-			cap *= 2;
-			entries = repalloc_huge(entries, sizeof(KvPtr) * cap);
-		}
-		entries[n++] = e;
-		if ((n & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-	check_padding(r, at);
-	KvStoreBeginCommit(commit_lsn);
-	for (Size i = 0; i < n; i++)
-		KvStoreCommitEntry(entries[i]);
-	KvStoreEndXact();
-	pfree(entries);
-}
-
-/* replay the keyspace record (older logs) the reader holds */
-static void
-apply_keyspace(KvLogReader *r)
-{
-	KvWalRecord *hdr = r->rec;
-	KvWalKeyspace ks;
-	char		name[NAMEDATALEN];
-
-	if (hdr->len < sizeof(KvWalRecord) + sizeof(KvWalKeyspace))
-		invalid_record(r, "keyspace record too short");
-	memcpy(&ks, KvLogRecordBytes(r, sizeof(KvWalRecord), sizeof(ks)), sizeof(ks));
-	check_keyspace_name(r, ks.name, strnlen(ks.name, NAMEDATALEN), name);
-	if (hdr->type == KV_REC_KS_CREATE)
-		KvKeyspaceRecoverCreate(ks.id, name);
-	else
-		KvKeyspaceRecoverDrop(ks.id);
-}
-
 /*
  * scan_pass2
  *		Apply the (checked) log from the redo point to its end, in log
@@ -612,12 +442,16 @@ scan_pass2(LogScan *ls)
 	{
 		KvWalRecord *hdr = r->rec;
 
+		/* a follower: nothing past the limit (apply.c goes on from it) */
+		if (ls->follower && hdr->lsn + hdr->len > ls->limit)
+			break;
+
 		if (hdr->version == KVEXT_WAL_VERSION_1)
 		{
 			if (hdr->type == KV_REC_TXN && v1_committed(ls, hdr))
-				apply_txn(r);
+				KvApplyTxn(r, r->rec->lsn + r->rec->len);
 			else if (hdr->type == KV_REC_KS_CREATE || hdr->type == KV_REC_KS_DROP)
-				apply_keyspace(r);
+				KvApplyKeyspace(r);
 			continue;
 		}
 		switch (hdr->type)
@@ -630,6 +464,21 @@ scan_pass2(LogScan *ls)
 					Assert(f != NULL);
 					if (f->decision != 0)
 						commit = (f->decision == 'c');
+					else if (ls->follower)
+					{
+						/*
+						 * Its decision comes from the leader, in a record
+						 * not committed yet: it waits (apply.c).  A
+						 * follower never decides anything itself.
+						 */
+						if (ls->npending == ls->maxpending)
+						{
+							ls->maxpending *= 2;
+							ls->pending = repalloc(ls->pending, sizeof(KvLsn) * ls->maxpending);
+						}
+						ls->pending[ls->npending++] = hdr->lsn;
+						commit = false;
+					}
 					else
 					{
 						commit = (hdr->flags & KV_RECF_HEAP) && mixed_committed(hdr);
@@ -639,12 +488,12 @@ scan_pass2(LogScan *ls)
 							ls->resolved_abort = lappend(ls->resolved_abort, f);
 					}
 					if (commit)
-						apply_txn(r);
+						KvApplyTxn(r, r->rec->lsn + r->rec->len);
 				}
 				break;
 			case KV_REC_KS_CREATE:
 			case KV_REC_KS_DROP:
-				apply_keyspace(r);
+				KvApplyKeyspace(r);
 				break;
 			default:
 				break;
@@ -728,6 +577,7 @@ recover(void)
 	KvControl	control;
 	HASHCTL		ctl;
 	bool		restored;
+	bool		follower;
 
 	make_dir(KVEXT_DIR, ".");
 	make_dir(KVEXT_WAL_DIR, KVEXT_DIR);
@@ -740,6 +590,7 @@ recover(void)
 	(void) KvControlLoad(true);
 	KvControlGet(&control);
 	KvVisibleRecoveredTerm(control.term);
+	follower = KvVisibleInGroup() && !KvVisibleIsLeader();
 	have_snapshot = KvSnapshotLoad(&redo, &term);
 	term = Max(term, control.term);
 
@@ -759,6 +610,12 @@ recover(void)
 					 errhint("Restore the kvext log files, or remove \"%s\" to start an empty store.",
 							 KVEXT_CONTROL_FILE)));
 		start_new_log(term);
+		if (follower)
+		{
+			/* the first TERM record is the same on every node */
+			KvApplyFollowerStart(KvWalInsertPos(), KVEXT_WAL_START_LSN, NULL, 0);
+			KvVisibleAdvance(KvWalInsertPos(), InvalidKvLsn);
+		}
 		if (restored)
 			KvBackupRestoredDone();
 		ereport(LOG, (errmsg("kvext store initialized (empty)")));
@@ -780,6 +637,10 @@ recover(void)
 	ls.term = term;
 	ls.watermark = control.flush_watermark;
 	ls.restored = restored;
+	ls.follower = follower;
+	ls.limit = Max(control.commit_watermark, redo);
+	ls.maxpending = 64;
+	ls.pending = palloc(sizeof(KvLsn) * ls.maxpending);
 	if (restored)
 	{
 		/* the control file may have been copied after the log */
@@ -797,6 +658,7 @@ recover(void)
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	scan_pass1(&ls);
+	ls.limit = Min(ls.limit, ls.end);
 	if (ls.end < ls.watermark)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -833,6 +695,16 @@ recover(void)
 			if (segs[i] <= ls.end)
 				segstart = segs[i];
 		KvWalStartAt(segstart, ls.end, ls.term);
+		if (ls.nrecords > 0)
+			KvWalSetLastRecord(ls.last_start, ls.last_term);
+	}
+	if (follower)
+	{
+		KvApplyFollowerStart(ls.limit, redo, ls.pending, ls.npending);
+		KvVisibleAdvance(ls.limit, InvalidKvLsn);
+		ereport(LOG,
+				(errmsg("kvext follower recovery applied the log up to %X/%X (its commit watermark); the log goes on to %X/%X, %d transactions wait for their leader's decision",
+						LSN_FORMAT_ARGS(ls.limit), LSN_FORMAT_ARGS(ls.end), ls.npending)));
 	}
 	log_resolutions(&ls);
 	if (restored)

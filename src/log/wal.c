@@ -56,8 +56,18 @@
  * insert lock), and the snapshot's redo point is the oldest of those, or
  * the insert position.
  *
+ * A follower (replication/receiver.c) does not insert: it appends its
+ * leader's records byte for byte (KvWalAppendRaw, under the insert lock,
+ * switching segments the same way), may cut a divergent tail
+ * (KvWalTruncate on the live log), and keeps an apply floor that bounds
+ * the redo point like the in-flight marks (log/apply.c).  The last
+ * record's (start, end, term) is kept here, so that the check of an
+ * append's previous record rarely reads the log.  TXN records are refused
+ * under the insert lock while this node follows (25006).
+ *
  * Locks: insert lock, then (never the reverse) nothing else but the
- * mutex; flush lock alone.  The mutex (a spinlock) protects the positions,
+ * mutex; flush lock alone; the one exception is KvWalTruncate on a live
+ * log: flush lock, then insert lock (then the control lock).  The mutex (a spinlock) protects the positions,
  * the term and the prepared-segment state; nothing that can fail or sleep
  * runs under it.  The keyspace lock may be held when inserting
  * (keyspace records), so neither WAL lock may be held while taking it.
@@ -88,6 +98,7 @@
 
 #include "failpoint.h"
 #include "kvext.h"
+#include "log/control.h"
 #include "log/visible.h"
 #include "log/wal.h"
 
@@ -112,6 +123,13 @@ typedef struct KvWalShared
 	uint64		switches;		/* segment switches since startup */
 	uint64		switches_inline;	/* of those, with no prepared segment */
 	int			writer_procno;	/* the wal writer's pgprocno, or -1 */
+	/* the last record of the log, for a follower's check of prev_end */
+	KvLsn		last_start;		/* its position, or 0 if not known */
+	uint64		last_term;		/* its term */
+	/* a follower: records from here on may still have to be applied */
+	KvLsn		apply_floor;	/* 0 if none (log/apply.c) */
+	pg_atomic_uint64 seg_gen;	/* bumped when KvWalTruncate removes
+								 * segments: cached descriptors go stale */
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
 } KvWalShared;
@@ -123,6 +141,9 @@ static LWLock *flush_lock = NULL;
 /* this backend's open segment */
 static int	seg_fd = -1;
 static KvLsn seg_fd_start = InvalidKvLsn;
+static uint64 seg_fd_gen = 0;
+
+static KvLsn floor_or(KvLsn pos);
 
 
 /*
@@ -161,6 +182,10 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		wal->next_size = 0;
 		wal->switches = wal->switches_inline = 0;
 		wal->writer_procno = -1;
+		wal->last_start = InvalidKvLsn;
+		wal->last_term = 0;
+		wal->apply_floor = InvalidKvLsn;
+		pg_atomic_init_u64(&wal->seg_gen, 0);
 		wal->nprocs = KvOwnerSlotCount();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
@@ -179,13 +204,20 @@ KvWalSegmentPath(char *path, KvLsn start)
 			 (unsigned long long) start);
 }
 
-/* open (and cache) the segment starting at start, for writing */
+/*
+ * open_segment
+ *		Open (and cache) the segment starting at start, for writing.  The
+ *		cache is dropped when KvWalTruncate has removed segments since it
+ *		was opened: a follower may create a new file under the name of one
+ *		it removed, and an fsync of the old descriptor would sync nothing.
+ */
 static int
 open_segment(KvLsn start, bool create)
 {
 	char		path[MAXPGPATH];
+	uint64		gen = pg_atomic_read_u64(&wal->seg_gen);
 
-	if (seg_fd >= 0 && seg_fd_start == start)
+	if (seg_fd >= 0 && seg_fd_start == start && seg_fd_gen == gen)
 		return seg_fd;
 	if (seg_fd >= 0)
 	{
@@ -199,6 +231,7 @@ open_segment(KvLsn start, bool create)
 				(errcode_for_file_access(),
 				 errmsg("could not open kvext log file \"%s\": %m", path)));
 	seg_fd_start = start;
+	seg_fd_gen = gen;
 	return seg_fd;
 }
 
@@ -610,6 +643,18 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		KvFailpoint("wal-before-write");
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+
+	/*
+	 * A follower's log takes only what its leader ships (KvWalAppendRaw,
+	 * under this lock): a transaction that began while this node led and
+	 * commits after it stepped down fails here, with nothing written.
+	 */
+	if (type == KV_REC_TXN && KvVisibleInGroup() && !KvVisibleIsLeader())
+	{
+		LWLockRelease(insert_lock);
+		KvVisibleCheckWritable();
+		elog(ERROR, "kvext log refused a write while this node changed role");
+	}
 	if (!IS_MARKER(type) && KvFailpointSet("wal-insert-hold"))
 		hold_insert_lock_for_test();
 
@@ -676,6 +721,8 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
+	wal->last_start = start;
+	wal->last_term = hdr->term;
 	SpinLockRelease(&wal->mutex);
 
 	LWLockRelease(insert_lock);
@@ -868,7 +915,7 @@ KvWalRedoPoint(void)
 	KvLsn		redo;
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-	redo = wal->insert_lsn;
+	redo = floor_or(wal->insert_lsn);
 	for (int i = 0; i < wal->nprocs; i++)
 	{
 		KvLsn		v = pg_atomic_read_u64(&wal->inflight[i]);
@@ -975,12 +1022,35 @@ void
 KvWalTruncate(KvLsn at)
 {
 	KvLsn	   *starts;
-	int			n = KvWalListSegments(&starts);
+	int			n;
 	int			seg = -1;
 	char		path[MAXPGPATH];
 	int			fd;
 	struct stat st;
+	bool		live = (wal->insert_lsn != InvalidKvLsn);
 
+	/*
+	 * On a live log (a follower dropping a divergent tail), hold the flush
+	 * lock, then the insert lock, for the whole cut: no flush may sync the
+	 * old files and then claim the new positions.  (The only place where
+	 * both are held; nobody takes them in the other order.)  The positions
+	 * move back first, then the control file's flush watermark, so that a
+	 * crash part-way never leaves a watermark beyond the end of the log.
+	 */
+	if (live)
+	{
+		LWLockAcquire(flush_lock, LW_EXCLUSIVE);
+		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+		SpinLockAcquire(&wal->mutex);
+		wal->insert_lsn = Min(wal->insert_lsn, at);
+		wal->flush_lsn = Min(wal->flush_lsn, at);
+		wal->last_start = InvalidKvLsn;
+		wal->last_term = 0;
+		SpinLockRelease(&wal->mutex);
+		KvControlLowerWatermark(at);
+	}
+
+	n = KvWalListSegments(&starts);
 	for (int i = 0; i < n; i++)
 		if (starts[i] <= at)
 			seg = i;
@@ -1016,17 +1086,158 @@ KvWalTruncate(KvLsn at)
 				 errmsg("could not fsync kvext log file \"%s\": %m", path)));
 	CloseTransientFile(fd);
 
-	if (wal->insert_lsn != InvalidKvLsn)
+	if (live)
 	{
-		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+		/* every process drops its cached descriptor (open_segment) */
+		pg_atomic_fetch_add_u64(&wal->seg_gen, 1);
 		SpinLockAcquire(&wal->mutex);
 		wal->seg_start = starts[seg];
-		wal->insert_lsn = Min(wal->insert_lsn, at);
-		wal->flush_lsn = Min(wal->flush_lsn, at);
+		wal->seg_alloc = (uint64) st.st_size;
 		SpinLockRelease(&wal->mutex);
 		LWLockRelease(insert_lock);
+		LWLockRelease(flush_lock);
 	}
 	pfree(starts);
+}
+
+/*
+ * KvWalAppendRaw
+ *		A follower appends records shipped by its leader, byte for byte:
+ *		len bytes of whole records at recs, which must start at the end of
+ *		the log (start).  The caller has checked every record
+ *		(KvLogCheckRecord) and serializes appends (the append lock); the
+ *		records are written under the insert lock, switching segments as
+ *		KvWalInsert does (a record never starts past a full segment).  The
+ *		log's term follows the records'.  Nothing is flushed (the caller
+ *		flushes once per batch).  A failed write raises an error; the
+ *		records of the batch written before it stay (whole records; the
+ *		leader sends the rest again), the failed part is cleared.
+ */
+void
+KvWalAppendRaw(const char *recs, Size len, KvLsn start)
+{
+	Size		off = 0;
+
+	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	if (wal->insert_lsn != start)
+	{
+		KvLsn		end = wal->insert_lsn;
+
+		LWLockRelease(insert_lock);
+		elog(ERROR, "kvext log append at %X/%X, but the log ends at %X/%X",
+			 LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(end));
+	}
+	while (off < len)
+	{
+		KvLsn		run_start;
+		Size		run = 0;
+		KvLsn		last = InvalidKvLsn;
+		uint64		term = 0;
+		off_t		offset;
+		ssize_t		done = 0;
+		int			fd;
+
+		if (wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
+			wal->insert_lsn > wal->seg_start)
+			switch_segment();
+		run_start = wal->insert_lsn;
+
+		/* the records that start inside this segment */
+		while (off + run < len)
+		{
+			KvWalRecord hdr;
+
+			if (run > 0 &&
+				run_start + run - wal->seg_start >= (KvLsn) kvext_wal_segment_size)
+				break;
+			memcpy(&hdr, recs + off + run, sizeof(hdr));
+			Assert(hdr.lsn == run_start + run && hdr.len % 8 == 0);
+			last = hdr.lsn;
+			term = hdr.term;
+			run += hdr.len;
+		}
+
+		fd = open_segment(wal->seg_start, false);
+		offset = (off_t) (run_start - wal->seg_start);
+		while (done < (ssize_t) run)
+		{
+			ssize_t		w;
+
+			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
+			w = pg_pwrite(fd, recs + off + done, run - done, offset + done);
+			pgstat_report_wait_end();
+			if (w <= 0)
+				fail_insert(fd, offset, done, (w == 0) ? ENOSPC : errno, "write to");
+			done += w;
+		}
+
+		SpinLockAcquire(&wal->mutex);
+		wal->insert_lsn = run_start + run;
+		wal->last_start = last;
+		wal->last_term = term;
+		if (wal->term < term)
+			wal->term = term;
+		SpinLockRelease(&wal->mutex);
+		off += run;
+	}
+	LWLockRelease(insert_lock);
+}
+
+/*
+ * KvWalLastRecord
+ *		The last record of the log: its position, its end (the end of the
+ *		log) and its term.  Returns false if it is not known (after a
+ *		truncation, before anything was appended): read the log then.
+ */
+bool
+KvWalLastRecord(KvLsn *start, KvLsn *end, uint64 *term)
+{
+	SpinLockAcquire(&wal->mutex);
+	*start = wal->last_start;
+	*end = wal->insert_lsn;
+	*term = wal->last_term;
+	SpinLockRelease(&wal->mutex);
+	return *start != InvalidKvLsn;
+}
+
+/*
+ * KvWalSetLastRecord
+ *		Recovery found the log's last record at start, of term.
+ */
+void
+KvWalSetLastRecord(KvLsn start, uint64 term)
+{
+	SpinLockAcquire(&wal->mutex);
+	wal->last_start = start;
+	wal->last_term = term;
+	SpinLockRelease(&wal->mutex);
+}
+
+/*
+ * KvWalSetApplyFloor
+ *		A follower: records from floor on may still have to be applied to
+ *		memory (a TXN record whose COMMIT has not been applied, and all
+ *		records past the applied position), so a snapshot's redo point
+ *		must not pass it.  InvalidKvLsn: no such record.
+ */
+void
+KvWalSetApplyFloor(KvLsn floor)
+{
+	SpinLockAcquire(&wal->mutex);
+	wal->apply_floor = floor;
+	SpinLockRelease(&wal->mutex);
+}
+
+/* the apply floor, or the insert position if there is none */
+static KvLsn
+floor_or(KvLsn pos)
+{
+	KvLsn		floor;
+
+	SpinLockAcquire(&wal->mutex);
+	floor = wal->apply_floor;
+	SpinLockRelease(&wal->mutex);
+	return (floor != InvalidKvLsn && floor < pos) ? floor : pos;
 }
 
 /*
@@ -1092,7 +1303,7 @@ KvWalRemoveBefore(KvLsn redo)
 KvLsn
 KvWalApplyPos(void)
 {
-	KvLsn		apply = KvWalInsertPos();
+	KvLsn		apply = floor_or(KvWalInsertPos());
 
 	for (int i = 0; i < wal->nprocs; i++)
 	{

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.h
+ *	  Applying log records to the store (recovery and followers).
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_APPLY_H
+#define KVEXT_APPLY_H
+
+#include "log/reader.h"
+
+/* undecided TXN records a follower can hold (apply.c) */
+#define KVEXT_APPLY_MAX_PENDING		8192
+
+/* checks and errors shared with recovery */
+extern void KvLogReportCorrupt(KvLogReader *r, KvLsn lsn, const char *why,
+							   const char *detail, const char *hint) pg_attribute_noreturn();
+extern void KvLogInvalidRecord(KvLogReader *r, const char *why) pg_attribute_noreturn();
+
+/* applying the record a reader holds */
+extern void KvApplyTxn(KvLogReader *r, KvLsn commit_end);
+extern void KvApplyKeyspace(KvLogReader *r);
+
+/* a follower's apply state */
+extern Size KvApplyShmemSize(void);
+extern void KvApplyShmemInit(void);
+extern void KvApplyFollowerStart(KvLsn applied, KvLsn from,
+								 const KvLsn *pending, int npending);
+extern KvLsn KvApplyFollowerAdvance(KvLsn upto);
+extern KvLsn KvApplyFollowerPos(void);
+
+#endif							/* KVEXT_APPLY_H */
