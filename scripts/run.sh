@@ -400,14 +400,9 @@ EOF
 else
 	msg="the follower $F has not applied the leader's writes after ${FOLLOWER_WAIT}s"
 	msg+=" (it has written_at = '${got:-nothing}')"
-	if [ "${KVEXT_RUN_FOLLOWER_READ_OPTIONAL:-0}" = 1 ]; then
-		echo "note: $msg; going on because KVEXT_RUN_FOLLOWER_READ_OPTIONAL=1"
-		echo "note: $(replication_hint)"
-	else
-		echo "run: $msg" >&2
-		echo "run: $(replication_hint)" >&2
-		exit 1
-	fi
+	echo "run: $msg" >&2
+	echo "run: $(replication_hint)" >&2
+	exit 1
 fi
 
 # The status functions, where this build has them.
