@@ -1,8 +1,10 @@
 # The README's examples run as written: start a fresh `make run` (on a
 # private port and directory, without rebuilding: make test's build is the
 # one installed), run every ```sql block of README.md in order with psql in
-# the database make run prints, as a user would (ON_ERROR_STOP), check the
-# results the README shows in a "-- result" comment, then `make stop`.
+# the leader's database make run prints, as a user would (ON_ERROR_STOP),
+# check the results the README shows in a "-- result" comment, check that a
+# follower has the README's writes and refuses its own (25006), then
+# `make stop`.
 #
 # Conventions the README follows, checked here:
 #	- a statement ends with ';' at the end of a line; a line starting with
@@ -148,11 +150,47 @@ for my $i (0 .. $#stmts)
 }
 
 # ---------------------------------------------------------------------------
+# make run's group, as the README describes it: a follower, in kvext_demo,
+# gets the leader's writes (the README's among them) and refuses its own.
+like($out, qr/^==> read on the follower/m, 'the demo reads on a follower');
+my ($fport) = $out =~ /psql -h 127\.0\.0\.1 -p (\d+) -U \S+ kvext_demo\b/;
+ok(defined $fport && $fport != $port, 'make run prints how to connect to a follower');
+SKIP:
+{
+	skip 'no follower port printed', 3 unless defined $fport;
+	my @conn = ('psql', '-X', '-q', '-A', '-t', '-h', '127.0.0.1', '-U', $user);
+	my ($fout, $ferr) = run_command(
+		[
+			@conn, '-p', $fport, '-d', 'kvext_demo',
+			'-c', '\set VERBOSITY verbose',
+			'-c', "SELECT kv_put('readme', 'on a follower')"
+		]);
+	like($ferr, qr/ERROR:\s+25006:/, 'a write on a follower fails with 25006')
+	  or diag("stdout:\n$fout\nstderr:\n$ferr");
+
+	# what the README's examples left in the store, per keyspace
+	my $sql = q{SELECT string_agg(keyspace || '=' || entries, ',' ORDER BY keyspace)
+				FROM kv_stats() WHERE keyspace IS NOT NULL};
+	my ($want) = run_command([ @conn, '-p', $port, '-d', 'kvext', '-c', $sql ]);
+	like($want, qr/^default=\d+/, 'the leader lists its keyspaces');
+	my $got = '';
+	for (1 .. 300)
+	{
+		($got) = run_command([ @conn, '-p', $fport, '-d', 'kvext_demo', '-c', $sql ]);
+		last if $got eq $want;
+		select(undef, undef, undef, 0.1);
+	}
+	is($got, $want, 'the follower has what the README wrote on the leader');
+}
+
+# ---------------------------------------------------------------------------
 {
 	local @ENV{ keys %env } = values %env;
 	local $ENV{MAKEFLAGS};
 	($out, $err) = run_command([ 'make', '-s', '--no-print-directory', '-C', $root, 'stop' ]);
 }
 like($out, qr/stopped/, 'make stop stops it') or diag("stdout:\n$out\nstderr:\n$err");
+unlike($out, qr/not running|did not stop/, 'make stop stops all three')
+  or diag("stdout:\n$out\nstderr:\n$err");
 
 done_testing();
