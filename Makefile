@@ -37,6 +37,7 @@ OBJS = \
 	src/replication/config.o \
 	src/replication/receiver.o \
 	src/replication/sender.o \
+	src/replication/role.o \
 	src/api/functions.o \
 	src/api/monitor.o \
 	src/api/cluster.o \

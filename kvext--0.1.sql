@@ -69,6 +69,19 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION kv_count(text) IS
 'number of keys in the keyspace';
 
+-- Compare nodes of a group (README, "Replication"): equal digests, equal
+-- committed contents.  It reads the whole keyspace, as kv_scan does.
+CREATE FUNCTION kv_digest(keyspace text DEFAULT 'default')
+RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT md5(coalesce(string_agg(md5(s.key) || md5(s.value), '' ORDER BY s.key COLLATE "C"), ''))
+  FROM @extschema@.kv_scan_bytea('', $1) AS s
+$$;
+COMMENT ON FUNCTION kv_digest(text) IS
+'a digest of the keyspace''s committed keys and values, independent of their order';
+
 -- Writes: transactional, they lock their key until the transaction ends.
 
 CREATE FUNCTION kv_put(key text, value text, keyspace text DEFAULT 'default')
@@ -127,14 +140,14 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'kv_create_keyspace'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION kv_create_keyspace(text, boolean) IS
-'create a keyspace (not transactional)';
+'create a keyspace; a rollback undoes it';
 
 CREATE FUNCTION kv_drop_keyspace(keyspace text, if_exists boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'kv_drop_keyspace'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION kv_drop_keyspace(text, boolean) IS
-'drop a keyspace and every key in it (not transactional)';
+'drop a keyspace and every key in it; a rollback undoes it';
 
 REVOKE ALL ON FUNCTION kv_create_keyspace(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION kv_drop_keyspace(text, boolean) FROM PUBLIC;
@@ -246,6 +259,27 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION kv_repl_append(bigint, text, bigint, pg_lsn, bigint, pg_lsn, bytea) IS
 'replication: append a leader''s log records to this follower, commit and apply them';
 REVOKE ALL ON FUNCTION kv_repl_append(bigint, text, bigint, pg_lsn, bigint, pg_lsn, bytea) FROM PUBLIC;
+
+-- A candidate's kv_promote() calls this on each peer.  It needs the same
+-- replication right (EXECUTE on kv_repl_append), which it checks itself.
+CREATE FUNCTION kv_repl_vote(cluster_id bigint, candidate text, candidate_term bigint,
+                             last_end pg_lsn, last_term bigint,
+                             OUT term bigint, OUT granted boolean, OUT reason text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_repl_vote'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_repl_vote(bigint, text, bigint, pg_lsn, bigint) IS
+'replication: vote for a candidate leader whose log is at least as up to date as this node''s';
+
+-- Failover: make this follower the group's leader in a new term, if a
+-- majority votes for it.  Superuser only unless granted, as pg_promote().
+CREATE FUNCTION kv_promote()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'kv_promote'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_promote() IS
+'make this follower the leader of its group in a new term; returns the term';
+REVOKE ALL ON FUNCTION kv_promote() FROM PUBLIC;
 
 -- Replication status (README, "Monitoring"; docs/architecture.md, "The leader's senders")
 

@@ -66,7 +66,7 @@
 #include "replication/sender.h"
 #include "log/apply.h"
 #include "replication/config.h"
-#include "replication/receiver.h"
+#include "replication/role.h"
 #include "shmem.h"
 
 bool		KvShmemAttached = false;
@@ -158,7 +158,7 @@ kv_shmem_startup(void)
 	KvBackupShmemInit();
 	KvReplConfigShmemInit();
 	KvApplyShmemInit();
-	KvReceiverInit(tranche_lock(KV_TRANCHE_APPEND));
+	KvRoleInit(tranche_lock(KV_TRANCHE_APPEND));
 	LWLockRelease(AddinShmemInitLock);
 
 	/* in the postmaster only: backends inherit the result */

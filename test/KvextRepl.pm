@@ -124,8 +124,8 @@ sub control
 		"SELECT encode(pg_read_binary_file('kvext/control'), 'hex')"));
 	# the cluster id as SQL's bigint sees it (signed)
 	my ($cluster, $term) = unpack('q<Q<', substr($b, 16, 16));
-	my ($flush, $commit) = unpack('Q<Q<', substr($b, 16 + 16 + 64, 16));
-	return { cluster => $cluster, term => $term, commit => $commit };
+	my ($flush, $commit, $led) = unpack("Q<Q<Q<", substr($b, 16 + 16 + 64, 24));
+	return { cluster => $cluster, term => $term, commit => $commit, led => $led };
 }
 
 # the cluster id append() sends unless told otherwise

@@ -519,3 +519,73 @@ KvApplyFollowerAdvance(KvLsn upto)
 	KvLogReaderEnd(r);
 	return pg_atomic_read_u64(&ap->applied);
 }
+
+/*
+ * KvApplyFollowerPending
+ *		A copy (palloc'd) of the follower's undecided TXN positions, in log
+ *		order; returns how many.  Caller holds the append lock.
+ */
+int
+KvApplyFollowerPending(KvLsn **out)
+{
+	*out = palloc(sizeof(KvLsn) * Max(ap->npending, 1));
+	memcpy(*out, ap->pending, sizeof(KvLsn) * ap->npending);
+	return ap->npending;
+}
+
+/*
+ * KvApplyUndecided
+ *		The TXN records still undecided at position to: those of initial
+ *		(ascending, all before from), plus every TXN record read from from
+ *		up to to, less those a COMMIT or ABORT record before to decides.
+ *		Returns how many, in log order, in *out (palloc'd).
+ */
+int
+KvApplyUndecided(const KvLsn *initial, int ninitial, KvLsn from, KvLsn to,
+				 KvLsn **out)
+{
+	int			cap = Max(ninitial, 16);
+	int			n = ninitial;
+	KvLsn	   *list = palloc(sizeof(KvLsn) * cap);
+	KvLogReader *r;
+
+	memcpy(list, initial, sizeof(KvLsn) * ninitial);
+	r = KvLogReaderBegin(from);
+	while (r->pos < to && KvLogReadNext(r) == KV_READ_RECORD)
+	{
+		KvWalRecord *hdr = r->rec;
+
+		if (hdr->lsn + hdr->len > to)
+			break;
+		if (hdr->type == KV_REC_TXN)
+		{
+			if (n >= KVEXT_APPLY_MAX_PENDING)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("kvext log holds more than %d undecided transactions before LSN %X/%X",
+								KVEXT_APPLY_MAX_PENDING, LSN_FORMAT_ARGS(to))));
+			if (n == cap)
+			{
+				cap *= 2;
+				list = repalloc(list, sizeof(KvLsn) * cap);
+			}
+			list[n++] = hdr->lsn;
+		}
+		else if (hdr->type == KV_REC_COMMIT || hdr->type == KV_REC_ABORT)
+		{
+			for (int i = 0; i < n; i++)
+			{
+				if (list[i] == hdr->ref)
+				{
+					memmove(&list[i], &list[i + 1], sizeof(KvLsn) * (n - i - 1));
+					n--;
+					break;
+				}
+			}
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	KvLogReaderEnd(r);
+	*out = list;
+	return n;
+}

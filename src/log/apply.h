@@ -32,5 +32,8 @@ extern void KvApplyFollowerStart(KvLsn applied, KvLsn from,
 extern KvLsn KvApplyFollowerAdvance(KvLsn upto);
 extern KvLsn KvApplyFollowerPos(void);
 extern void KvApplyFollowerStop(void);
+extern int	KvApplyFollowerPending(KvLsn **out);
+extern int	KvApplyUndecided(const KvLsn *initial, int ninitial, KvLsn from,
+							 KvLsn to, KvLsn **out);
 
 #endif							/* KVEXT_APPLY_H */

@@ -29,8 +29,10 @@
  * PostgreSQL major version, then the KvControl fields, then a CRC32C of
  * everything before it.  It is written to kvext/control.tmp, fsynced, and
  * renamed with durable_rename(), as STYLE asks of every kvext file.
- * Version 1 had no commit watermark; it is read as 0 and the file is
- * rewritten in version 2 at the next change.
+ * Version 1 had no commit watermark, version 2 no led term and term
+ * leader; what is
+ * missing is read as 0 and the file is rewritten in version 3 at the next
+ * change.
  *
  * Locking: the control lock (an LWLock) serializes writers and protects
  * the shared copy; readers take it shared.
@@ -52,10 +54,11 @@
 #include "storage/shmem.h"
 #include "utils/wait_event.h"
 
+#include "kvext.h"
 #include "log/control.h"
 
 #define KVEXT_CONTROL_MAGIC		0x4C434B4B	/* "KKCL" */
-#define KVEXT_CONTROL_VERSION	2
+#define KVEXT_CONTROL_VERSION	3
 
 typedef struct KvControlFile
 {
@@ -85,6 +88,26 @@ typedef struct KvControlFileV1
 	KvControlDataV1 data;
 	pg_crc32c	crc;
 } KvControlFileV1;
+
+/* version 2: the same without the led term */
+typedef struct KvControlDataV2
+{
+	uint64		cluster_id;
+	uint64		term;
+	char		voted_for[NAMEDATALEN];
+	KvLsn		flush_watermark;
+	KvLsn		commit_watermark;
+} KvControlDataV2;
+
+typedef struct KvControlFileV2
+{
+	uint32		magic;
+	uint32		version;
+	uint32		pg_major;
+	uint32		pad;
+	KvControlDataV2 data;
+	pg_crc32c	crc;
+} KvControlFileV2;
 
 typedef struct KvControlShared
 {
@@ -230,7 +253,7 @@ KvControlLoad(bool create)
 	CloseTransientFile(fd);
 	if (n == sizeof(KvControlFileV1) && f.version == 1)
 	{
-		/* version 1: no commit watermark */
+		/* version 1: no commit watermark, no led term */
 		KvControlFileV1 v1;
 		pg_crc32c	crc;
 
@@ -248,7 +271,27 @@ KvControlLoad(bool create)
 			f.data.term = v1.data.term;
 			memcpy(f.data.voted_for, v1.data.voted_for, NAMEDATALEN);
 			f.data.flush_watermark = v1.data.flush_watermark;
-			f.data.commit_watermark = InvalidKvLsn;
+			f.crc = control_crc(&f);
+			n = sizeof(f);
+		}
+	}
+	else if (n == sizeof(KvControlFileV2) && f.version == 2)
+	{
+		/* version 2: no led term */
+		KvControlFileV2 v2;
+		pg_crc32c	crc;
+
+		memcpy(&v2, &f, sizeof(v2));
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, &v2, offsetof(KvControlFileV2, crc));
+		FIN_CRC32C(crc);
+		if (v2.magic == KVEXT_CONTROL_MAGIC && EQ_CRC32C(crc, v2.crc))
+		{
+			memset(&f, 0, sizeof(f));
+			f.magic = v2.magic;
+			f.version = KVEXT_CONTROL_VERSION;
+			f.pg_major = v2.pg_major;
+			memcpy(&f.data, &v2.data, sizeof(v2.data));
 			f.crc = control_crc(&f);
 			n = sizeof(f);
 		}
@@ -270,7 +313,8 @@ KvControlLoad(bool create)
 						KVEXT_CONTROL_FILE, f.version, f.pg_major),
 				 errdetail("This build expects version %u for PostgreSQL %u.",
 						   KVEXT_CONTROL_VERSION, PG_VERSION_NUM / 100)));
-	if (memchr(f.data.voted_for, '\0', NAMEDATALEN) == NULL)
+	if (memchr(f.data.voted_for, '\0', NAMEDATALEN) == NULL ||
+		memchr(f.data.term_leader, '\0', NAMEDATALEN) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext control file \"%s\" is damaged: bad vote", KVEXT_CONTROL_FILE)));
@@ -310,6 +354,8 @@ KvControlSetTerm(uint64 term, const char *voted_for)
 		elog(ERROR, "kvext term cannot go back from " UINT64_FORMAT " to " UINT64_FORMAT,
 			 ctl->data.term, term);
 	data = ctl->data;
+	if (term > data.term)
+		data.term_leader[0] = '\0';
 	data.term = term;
 	strlcpy(data.voted_for, voted_for ? voted_for : "", NAMEDATALEN);
 	(void) write_control(&data, ERROR);
@@ -333,6 +379,52 @@ KvControlSetClusterId(uint64 cluster_id)
 	data.cluster_id = cluster_id;
 	(void) write_control(&data, ERROR);
 	ctl->data = data;
+	LWLockRelease(control_lock);
+}
+
+/*
+ * KvControlSetLedTerm
+ *		This node leads the current term: persisted before it acts as
+ *		leader, so that a restart in the same term leads again (no other
+ *		node can lead a term this node won).
+ */
+void
+KvControlSetLedTerm(uint64 term)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	Assert(ctl->loaded);
+	if (term != ctl->data.term)
+		elog(ERROR, "kvext cannot lead term " UINT64_FORMAT ": the current term is " UINT64_FORMAT,
+			 term, ctl->data.term);
+	data = ctl->data;
+	data.led_term = term;
+	strlcpy(data.term_leader, kvext_node_name, NAMEDATALEN);
+	(void) write_control(&data, ERROR);
+	ctl->data = data;
+	LWLockRelease(control_lock);
+}
+
+/*
+ * KvControlSetTermLeader
+ *		A follower accepted leader for the current term: persisted, so that
+ *		after a restart it still refuses another node claiming that term.
+ */
+void
+KvControlSetTermLeader(const char *leader)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	Assert(ctl->loaded);
+	if (strcmp(ctl->data.term_leader, leader) != 0)
+	{
+		data = ctl->data;
+		strlcpy(data.term_leader, leader, NAMEDATALEN);
+		(void) write_control(&data, ERROR);
+		ctl->data = data;
+	}
 	LWLockRelease(control_lock);
 }
 

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * control.h
- *	  kvext's control file: cluster id, current term and vote, the flush
- *	  and commit watermarks.
+ *	  kvext's control file: cluster id, current term and vote, the term
+ *	  this node led last, the flush and commit watermarks.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -27,6 +27,8 @@ typedef struct KvControl
 	KvLsn		flush_watermark;	/* the log was durable at least up to here */
 	KvLsn		commit_watermark;	/* a follower: the log was committed
 									 * (and applied) at least up to here */
+	uint64		led_term;		/* the last term this node led (0: none) */
+	char		term_leader[NAMEDATALEN];	/* who leads term, "" if unknown */
 } KvControl;
 
 extern Size KvControlShmemSize(void);
@@ -35,6 +37,8 @@ extern bool KvControlLoad(bool create);
 extern void KvControlGet(KvControl *out);
 extern void KvControlSetTerm(uint64 term, const char *voted_for);
 extern void KvControlSetClusterId(uint64 cluster_id);
+extern void KvControlSetLedTerm(uint64 term);
+extern void KvControlSetTermLeader(const char *leader);
 extern void KvControlAdvanceWatermark(KvLsn flushed);
 extern void KvControlAdvance(KvLsn flushed, KvLsn committed);
 extern void KvControlLowerWatermark(KvLsn at);

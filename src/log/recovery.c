@@ -657,7 +657,7 @@ recover(void)
 
 	(void) KvControlLoad(true);
 	KvControlGet(&control);
-	KvVisibleRecoveredTerm(control.term);
+	KvVisibleRecoveredTerm(control.term, control.led_term, control.term_leader);
 	follower = KvVisibleInGroup() && !KvVisibleIsLeader();
 	have_snapshot = KvSnapshotLoad(&redo, &term);
 	term = Max(term, control.term);

@@ -67,6 +67,8 @@ typedef struct KvVisibleShared
 	pg_atomic_uint64 commit;	/* commit position */
 	pg_atomic_uint64 applied;	/* applied-majority position */
 	pg_atomic_uint32 role_gen;	/* bumped at every role change */
+	pg_atomic_uint64 park_ceiling;	/* parked commits past it are dropped
+									 * (KvVisibleSetParkCeiling) */
 	pg_atomic_uint32 writer;	/* pgprocno + 1 of the kvext wal writer, or 0 */
 	pg_atomic_uint32 senders[KVEXT_VISIBLE_MAX_SENDERS];	/* pgprocno + 1 of
 															 * each sender, or 0 */
@@ -108,6 +110,7 @@ KvVisibleShmemInit(void)
 		pg_atomic_init_u64(&vis->commit, 0);
 		pg_atomic_init_u64(&vis->applied, 0);
 		pg_atomic_init_u32(&vis->role_gen, 0);
+		pg_atomic_init_u64(&vis->park_ceiling, PG_UINT64_MAX);
 		pg_atomic_init_u32(&vis->writer, 0);
 		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
 			pg_atomic_init_u32(&vis->senders[i], 0);
@@ -161,15 +164,16 @@ KvVisibleSetRole(bool leader, uint64 term, const char *leader_name)
 
 /*
  * KvVisibleRecoveredTerm
- *		Recovery read the current term from the control file.  Record it;
- *		in a group, the node configured as the initial leader leads only in
- *		the group's first term: a node that restarts in a later term
- *		follows, its leader unknown until one contacts it (Raft restarts
- *		every node as a follower; only a new group needs a leader without
- *		an election).
+ *		Recovery read the current term, and the last term this node led,
+ *		from the control file.  Record the role: in a group, the node
+ *		configured as the initial leader leads the group's first term, and
+ *		a node leads a later term only if it won it (led_term, persisted
+ *		before it led); any other node follows the leader it had accepted
+ *		for the term (term_leader), or, if none, waits for one to contact
+ *		it.
  */
 void
-KvVisibleRecoveredTerm(uint64 term)
+KvVisibleRecoveredTerm(uint64 term, uint64 led_term, const char *term_leader)
 {
 	bool		leader;
 	char		name[NAMEDATALEN];
@@ -180,8 +184,8 @@ KvVisibleRecoveredTerm(uint64 term)
 	SpinLockRelease(&vis->mutex);
 	if (vis->group && term > 1)
 	{
-		leader = false;
-		name[0] = '\0';
+		leader = (led_term == term);
+		strlcpy(name, leader ? kvext_node_name : term_leader, NAMEDATALEN);
 	}
 	KvVisibleSetRole(leader, term, name);
 }
@@ -251,7 +255,7 @@ KvVisibleCheckWritable(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 					 errmsg("cannot write kvext keys yet: this leader is still applying its log"),
-					 errdetail("After a restart, node \"%s\" shows only what its group had committed, and applies the rest of its log once a majority confirms it.",
+					 errdetail("Node \"%s\" restarted or was just promoted: it shows only what its group had committed, and applies the rest of its log once a majority confirms it.",
 							   kvext_node_name),
 					 errhint("Retry once a majority of the group is reachable; kv_cluster_status() shows the commit position.")));
 		return;
@@ -270,6 +274,28 @@ KvVisibleCheckWritable(void)
 			 errdetail("This node (\"%s\") does not lead its group and has not heard from a leader yet.",
 					   kvext_node_name),
 			 errhint("Write on the group's leader; kv_cluster_status() shows the roles.")));
+}
+
+/*
+ * KvVisibleSetParkCeiling
+ *		A leader steps down at commit position ceiling: the transactions it
+ *		parked past it are no longer its to commit (the next leader decides
+ *		them; this node applies them from its log if they commit), so they
+ *		never become visible through their parked slot and are dropped.
+ *		PG_UINT64_MAX when it leads again.
+ */
+void
+KvVisibleSetParkCeiling(KvLsn ceiling)
+{
+	pg_atomic_write_u64(&vis->park_ceiling, ceiling);
+	pg_memory_barrier();
+}
+
+/* up to where parked commits may become visible (KvVisibleSetParkCeiling) */
+KvLsn
+KvVisibleParkCeiling(void)
+{
+	return vis ? pg_atomic_read_u64(&vis->park_ceiling) : PG_UINT64_MAX;
 }
 
 /* advance an atomic position to at least pos */

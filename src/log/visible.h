@@ -31,7 +31,8 @@ extern bool KvVisibleInGroup(void);
 
 /* who may write */
 extern void KvVisibleSetRole(bool leader, uint64 term, const char *leader_name);
-extern void KvVisibleRecoveredTerm(uint64 term);
+extern void KvVisibleRecoveredTerm(uint64 term, uint64 led_term,
+								   const char *term_leader);
 extern bool KvVisibleIsLeader(void);
 extern void KvVisibleSetCatchingUp(bool on);
 extern bool KvVisibleCatchingUp(void);
@@ -44,6 +45,8 @@ extern void KvVisibleSetWriter(int procno);
 extern KvLsn KvVisibleCommitPos(void);
 extern KvLsn KvVisibleAppliedPos(void);
 extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied);
+extern void KvVisibleSetParkCeiling(KvLsn ceiling);
+extern KvLsn KvVisibleParkCeiling(void);
 
 /*
  * The log senders' latches, woken when the local flush position moves or

@@ -655,6 +655,20 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		KvVisibleCheckWritable();
 		elog(ERROR, "kvext log refused a write while this node changed role");
 	}
+
+	/*
+	 * The same for a transaction's decision: once this node has stepped
+	 * down, a TXN record it logged as leader is decided by the group's
+	 * next leader (which aborts what it finds undecided), never here.  The
+	 * caller, possibly in a critical section, gets InvalidKvLsn.  Recovery
+	 * and promotion log their decisions (KV_RECF_RESOLVED) as leader.
+	 */
+	if (IS_MARKER(type) && !(flags & KV_RECF_RESOLVED) &&
+		KvVisibleInGroup() && !KvVisibleIsLeader())
+	{
+		LWLockRelease(insert_lock);
+		return InvalidKvLsn;
+	}
 	if (!IS_MARKER(type) && KvFailpointSet("wal-insert-hold"))
 		hold_insert_lock_for_test();
 
@@ -735,8 +749,9 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 /*
  * KvWalInsertMarker
  *		Append a COMMIT or ABORT record deciding the TXN record at txn;
- *		returns the position after it.  Callers are in a critical section:
- *		the space was reserved when the TXN record was written.
+ *		returns the position after it, or InvalidKvLsn if this node no
+ *		longer leads its group (see KvWalInsert).  Callers are in a critical
+ *		section: the space was reserved when the TXN record was written.
  */
 KvLsn
 KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn)
@@ -875,6 +890,27 @@ KvWalVisiblePos(void)
 	if (KvVisibleInGroup())
 		return KvVisibleCommitPos();
 	return KvWalFlushPos();
+}
+
+/*
+ * KvWalSetTerm
+ *		This node starts leading term: its next records carry it.
+ */
+void
+KvWalSetTerm(uint64 term)
+{
+	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	SpinLockAcquire(&wal->mutex);
+	wal->term = term;
+	SpinLockRelease(&wal->mutex);
+	LWLockRelease(insert_lock);
+}
+
+/* the in-flight TXN position of owner slot s, or InvalidKvLsn */
+KvLsn
+KvWalInflight(int s)
+{
+	return pg_atomic_read_u64(&wal->inflight[s]);
 }
 
 uint64

@@ -109,6 +109,8 @@ extern void KvWalClearInflightSlot(int s);
 extern KvLsn KvWalInsertPos(void);
 extern KvLsn KvWalFlushPos(void);
 extern KvLsn KvWalVisiblePos(void);
+extern void KvWalSetTerm(uint64 term);
+extern KvLsn KvWalInflight(int s);
 extern KvLsn KvWalRedoPoint(void);
 extern KvLsn KvWalApplyPos(void);
 extern uint64 KvWalCurrentTerm(void);

@@ -64,11 +64,10 @@
 #include "log/wal.h"
 #include "replication/config.h"
 #include "replication/receiver.h"
+#include "replication/role.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(kv_repl_append);
-
-static LWLock *append_lock = NULL;
 
 /* what step 8 (or an early refusal) answers */
 typedef struct AppendResult
@@ -79,16 +78,6 @@ typedef struct AppendResult
 	KvLsn		applied;
 	KvLsn		hint;			/* InvalidKvLsn: NULL */
 } AppendResult;
-
-/*
- * KvReceiverInit
- *		Remember the append lock (shared memory startup, in the postmaster).
- */
-void
-KvReceiverInit(LWLock *lock)
-{
-	append_lock = lock;
-}
 
 /* raise 22004 for a NULL argument */
 static void
@@ -160,11 +149,12 @@ check_term(uint64 term, const char *leader, uint64 *current)
 		return false;
 	if (term > control.term)
 	{
-		KvControlSetTerm(term, "");
+		KvRoleFollow(term, leader);
 		*current = term;
 		ereport(LOG,
 				(errmsg("kvext node \"%s\" follows leader \"%s\" in term " UINT64_FORMAT,
 						kvext_node_name, leader, term)));
+		return true;
 	}
 	else if (KvVisibleIsLeader())
 		ereport(ERROR,
@@ -180,16 +170,14 @@ check_term(uint64 term, const char *leader, uint64 *current)
 				 errmsg("kvext append from \"%s\" in term " UINT64_FORMAT ", which \"%s\" leads",
 						leader, term, known),
 				 errdetail("Two nodes claim to lead the same term.")));
-	if (term > control.term || strcmp(known, leader) != 0)
-		KvVisibleSetRole(false, term, leader);
-
-	/*
-	 * A node that led until now has no follower apply state: everything
-	 * in its log was applied by its own commits.  (Dropping a leader's
-	 * uncommitted tail is the failover work; see architecture.md.)
-	 */
-	if (KvApplyFollowerPos() == InvalidKvLsn)
-		KvApplyFollowerStart(KvWalInsertPos(), KvWalInsertPos(), NULL, 0);
+	if (strcmp(known, leader) != 0)
+	{
+		/* a candidate, or a follower that restarted: its leader is known now */
+		KvRoleFollow(term, leader);
+		ereport(LOG,
+				(errmsg("kvext node \"%s\" follows leader \"%s\" in term " UINT64_FORMAT,
+						kvext_node_name, leader, term)));
+	}
 	return true;
 }
 
@@ -447,10 +435,10 @@ kv_repl_append(PG_FUNCTION_ARGS)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "kvext append",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	LWLockAcquire(append_lock, LW_EXCLUSIVE);
+	LWLockAcquire(KvRoleLock(), LW_EXCLUSIVE);
 	do_append(cluster_id, leader, term, prev_end, prev_term, commit_lsn,
 			  VARDATA_ANY(records), VARSIZE_ANY_EXHDR(records), &res);
-	LWLockRelease(append_lock);
+	LWLockRelease(KvRoleLock());
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 
@@ -485,7 +473,7 @@ KvReplLeaderCatchUp(void)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "kvext leader catch-up",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	LWLockAcquire(append_lock, LW_EXCLUSIVE);
+	LWLockAcquire(KvRoleLock(), LW_EXCLUSIVE);
 	if (KvApplyFollowerPos() != InvalidKvLsn &&
 		KvApplyFollowerAdvance(Min(KvVisibleCommitPos(), KvWalInsertPos())) >= KvWalInsertPos())
 	{
@@ -495,7 +483,7 @@ KvReplLeaderCatchUp(void)
 				(errmsg("kvext leader \"%s\" has applied its log up to %X/%X and takes writes",
 						kvext_node_name, LSN_FORMAT_ARGS(KvWalInsertPos()))));
 	}
-	LWLockRelease(append_lock);
+	LWLockRelease(KvRoleLock());
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 }

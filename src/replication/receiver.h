@@ -10,9 +10,6 @@
 #ifndef KVEXT_REPL_RECEIVER_H
 #define KVEXT_REPL_RECEIVER_H
 
-#include "storage/lwlock.h"
-
-extern void KvReceiverInit(LWLock *append_lock);
 extern void KvReplLeaderCatchUp(void);
 
 #endif							/* KVEXT_REPL_RECEIVER_H */

@@ -102,6 +102,7 @@
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/config.h"
+#include "replication/role.h"
 #include "replication/sender.h"
 #include "worker.h"
 
@@ -539,6 +540,8 @@ term_start_end(uint64 term)
  * Majority
  * ---------------------------------------------------------------- */
 
+static bool may_lead(void);
+
 static int
 cmp_lsn_desc(const void *a, const void *b)
 {
@@ -582,7 +585,7 @@ advance_commit(void)
 	qsort(applied, n, sizeof(KvLsn), cmp_lsn_desc);
 	commit = flushed[quorum - 1];
 	app = Min(applied[quorum - 1], commit);
-	if (commit < S->term_start_end)
+	if (commit < S->term_start_end || !may_lead())
 		return;
 	KvVisibleAdvance(commit, app < S->term_start_end ? InvalidKvLsn : app);
 }
@@ -921,20 +924,24 @@ fill_pipeline(void)
 	}
 }
 
-/* a higher term was seen: persist it, then stop leading */
+/* a higher term was seen: persist it, then stop leading (role.c) */
 static void
 step_down(uint64 term)
 {
+	MemoryContext old = MemoryContextSwitchTo(S->batch_cxt);
 	KvControl	control;
 
 	ereport(LOG,
 			(errmsg("stepping down: peer \"%s\" is in term " UINT64_FORMAT ", above this node's term " UINT64_FORMAT,
 					S->peer->name, term, S->term)));
+	disconnect();
+	LWLockAcquire(KvRoleLock(), LW_EXCLUSIVE);
 	KvControlGet(&control);
 	if (term > control.term)
-		KvControlSetTerm(term, NULL);
-	KvVisibleSetRole(false, term, NULL);
-	disconnect();
+		KvRoleFollow(term, NULL);	/* else another sender did it already */
+	LWLockRelease(KvRoleLock());
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(S->batch_cxt);
 	S->phase = PHASE_INACTIVE;
 	S->term = 0;
 	publish_state("inactive");

@@ -30,8 +30,10 @@
  * next kv call, claims each parked slot the visible position has passed
  * (compare-and-swap of the committing word from "parked" to "converting",
  * so exactly one process converts it), converts its entries in write
- * order, and frees the slot.  KvParkDropAfter, run where the log is cut,
- * removes the parked transactions past the cut.
+ * order, and frees the slot.  A leader that steps down sets a park ceiling
+ * (its commit position then): parked transactions past it are dropped
+ * here, never committed through their slot; if the group commits them,
+ * this node applies them from its log as a follower (role.c).
  *
  * Pending entries never move (compaction moves committed entries only),
  * so the chain stays valid while parked.  Locks: none of its own; each
@@ -207,24 +209,37 @@ end_parked(int s, bool commit)
 /*
  * KvParkResolve
  *		Commit every parked transaction that the visible position has
- *		passed.  Any process attached to shared memory may call it; each
- *		slot is converted by exactly one.
+ *		passed, and drop those past the park ceiling (a leader that stepped
+ *		down: KvVisibleSetParkCeiling).  Any process attached to shared
+ *		memory may call it; each slot is converted by exactly one.
  */
 void
 KvParkResolve(void)
 {
-	KvLsn		visible = KvWalVisiblePos();
+	KvLsn		ceiling = KvVisibleParkCeiling();
+	KvLsn		visible = Min(KvWalVisiblePos(), ceiling);
 	int			n = KvOwnerSlotCount();
 
 	for (int s = 0; s < n; s++)
 	{
 		pg_atomic_uint64 *c = KvStoreSlotCommitting(s);
 		uint64		v = pg_atomic_read_u64(c);
+		KvLsn		end = v & ~KV_SLOT_PARKED;
 
-		if (!(v & KV_SLOT_PARKED) || (v & ~KV_SLOT_PARKED) > visible)
+		if (!(v & KV_SLOT_PARKED))
+			continue;
+		if (end > ceiling)
+		{
+			/* claim it invisibly: a plain end position would read as visible */
+			if (!pg_atomic_compare_exchange_u64(c, &v, KV_SLOT_PARKED | PG_UINT64_MAX >> 1))
+				continue;
+			end_parked(s, false);
+			continue;
+		}
+		if (end > visible)
 			continue;
 		/* claim it: "parked" becomes "converting", still visible */
-		if (!pg_atomic_compare_exchange_u64(c, &v, v & ~KV_SLOT_PARKED))
+		if (!pg_atomic_compare_exchange_u64(c, &v, end))
 			continue;
 		pg_read_barrier();
 		end_parked(s, true);
@@ -232,27 +247,16 @@ KvParkResolve(void)
 }
 
 /*
- * KvParkDropAfter
- *		The log was cut at cut (a new leader never had what followed):
- *		remove the parked transactions whose COMMIT record was past it.
+ * KvParkBusy
+ *		Is a transaction logged in owner slot s still on its way to being
+ *		committed, parked or abandoned by its backend?  (A leader stepping
+ *		down waits until none is: KvRoleFollow.)
  */
-void
-KvParkDropAfter(KvLsn cut)
+bool
+KvParkBusy(int s)
 {
-	int			n = KvOwnerSlotCount();
-
-	for (int s = 0; s < n; s++)
-	{
-		pg_atomic_uint64 *c = KvStoreSlotCommitting(s);
-		uint64		v = pg_atomic_read_u64(c);
-
-		if (!(v & KV_SLOT_PARKED) || (v & ~KV_SLOT_PARKED) <= cut)
-			continue;
-		/* claim it invisibly: a plain end position would read as visible */
-		if (!pg_atomic_compare_exchange_u64(c, &v, KV_SLOT_PARKED | PG_UINT64_MAX >> 1))
-			continue;
-		end_parked(s, false);
-	}
+	return KvWalInflight(s) != InvalidKvLsn &&
+		!(pg_atomic_read_u64(KvStoreSlotCommitting(s)) & KV_SLOT_PARKED);
 }
 
 /*

@@ -21,7 +21,7 @@ extern Size KvParkShmemSize(void);
 extern void KvParkShmemInit(void);
 extern void KvParkCurrent(KvLsn commit_end);
 extern void KvParkResolve(void);
-extern void KvParkDropAfter(KvLsn cut);
+extern bool KvParkBusy(int s);
 extern void KvParkWaitOwn(void);
 
 #endif							/* KVEXT_PARK_H */

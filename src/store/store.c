@@ -91,6 +91,7 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
+#include "log/visible.h"
 #include "log/wal.h"
 #include "store/compact.h"
 #include "store/stats.h"
@@ -281,7 +282,8 @@ owner_committing(int s)
 		return false;
 	if (!(c & KV_SLOT_PARKED))
 		return true;
-	return (c & ~KV_SLOT_PARKED) <= KvWalVisiblePos();
+	c &= ~KV_SLOT_PARKED;
+	return c <= KvWalVisiblePos() && c <= KvVisibleParkCeiling();
 }
 
 /*

@@ -320,6 +320,33 @@ wait_for_majority(KvLsn end, int elevel)
 }
 
 /*
+ * stepped_down
+ *		This node stopped leading between the transaction's TXN record and
+ *		its COMMIT record, which the log then refused (KvWalInsert): the
+ *		record stays undecided, and the group's next leader aborts it.  So
+ *		the transaction did not commit its keys.  ERROR at pre-commit (a
+ *		kv-only transaction: it rolls back), WARNING after PostgreSQL's
+ *		commit (a mixed one: the tables are committed, the keys are not).
+ */
+static void
+stepped_down(int elevel)
+{
+	char		leader[NAMEDATALEN];
+
+	KvVisibleLeaderName(leader);
+	ereport(elevel,
+			(errcode(ERRCODE_TRANSACTION_ROLLBACK),
+			 errmsg("the transaction's kvext writes were not committed: node \"%s\" stopped leading its group",
+					kvext_node_name),
+			 elevel == WARNING ?
+			 errdetail("PostgreSQL committed the transaction's tables; its keys were rolled back.") :
+			 errdetail("The transaction was rolled back before its commit record was logged."),
+			 leader[0] != '\0' ?
+			 errhint("Retry on the leader, node \"%s\".", leader) :
+			 errhint("Retry on the group's leader; kv_cluster_status() shows the roles.")));
+}
+
+/*
  * decide_in_group
  *		Pre-commit of a kv-only transaction in a replicated group: write its
  *		COMMIT record now and, for synchronous_commit on or remote_apply,
@@ -337,6 +364,8 @@ decide_in_group(void)
 	START_CRIT_SECTION();
 	end = KvWalInsertMarker(KV_REC_COMMIT, 0, ws_txn_lsn);
 	END_CRIT_SECTION();
+	if (end == InvalidKvLsn)
+		stepped_down(ERROR);
 	note_record(end);
 	ws_decided = true;
 	ws_commit_end = end;
@@ -443,9 +472,21 @@ commit_in_group(void)
 		XLogFlush(XactLastCommitEnd);
 		START_CRIT_SECTION();
 		end = KvWalInsertMarker(KV_REC_COMMIT, 0, ws_txn_lsn);
-		note_record(end);
-		KvWalFlush(end);
+		if (end != InvalidKvLsn)
+		{
+			note_record(end);
+			KvWalFlush(end);
+		}
 		END_CRIT_SECTION();
+		if (end == InvalidKvLsn)
+		{
+			/* no longer ours to decide: drop the keys (see stepped_down) */
+			stepped_down(WARNING);
+			KvWalClearInflight(KvMyOwnerSlot);
+			abort_items(0);
+			KvStoreEndXact();
+			return;
+		}
 		wait_for_majority(end, WARNING);
 	}
 
@@ -525,7 +566,13 @@ abort_txn(void)
 		/* a crash here: the TXN record has no decision, so it is aborted */
 		KvFailpoint("abort-after-error");
 		START_CRIT_SECTION();
-		note_record(KvWalInsertMarker(KV_REC_ABORT, 0, ws_txn_lsn));
+		{
+			KvLsn		end = KvWalInsertMarker(KV_REC_ABORT, 0, ws_txn_lsn);
+
+			/* InvalidKvLsn: stepped down, the next leader aborts it */
+			if (end != InvalidKvLsn)
+				note_record(end);
+		}
 		END_CRIT_SECTION();
 		KvWalClearInflight(KvMyOwnerSlot);
 	}

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * role.h
+ *	  A node's role in its group: stepping down to follow, voting, and
+ *	  kv_promote() (role.c).
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KVEXT_REPL_ROLE_H
+#define KVEXT_REPL_ROLE_H
+
+#include "storage/lwlock.h"
+
+/*
+ * The replication lock ("kvext log append"): one appender, voter or role
+ * change at a time.  Taken before the control lock, the log's locks and
+ * the store's locks, never after them.
+ */
+extern void KvRoleInit(LWLock *lock);
+extern LWLock *KvRoleLock(void);
+
+/* caller holds KvRoleLock(): follow leader (NULL: not known yet) in term */
+extern void KvRoleFollow(uint64 term, const char *leader);
+
+#endif							/* KVEXT_REPL_ROLE_H */
