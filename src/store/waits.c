@@ -127,7 +127,10 @@ wait_context(void *arg)
 {
 	KvWaitInfo *w = (KvWaitInfo *) arg;
 
-	if (w->has_key)
+	if (w->has_key && w->holder_pid == 0)
+		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by a transaction whose commit waits for its replication group",
+				   w->key, w->keyspace);
+	else if (w->has_key)
 		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by transaction %u of process %d",
 				   w->key, w->keyspace, w->holder_xid, w->holder_pid);
 	else
