@@ -280,10 +280,14 @@ KvParkWaitOwn(void)
 					 errmsg("canceling statement due to user request"),
 					 errdetail("The statement was waiting for the session's previous commit to become durable on a majority of the group.")));
 		if (r == KV_VISIBLE_NOT_LEADER)
+		{
+			/* reported once: this node will not decide it any more */
+			my_parked_end = InvalidKvLsn;
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN),
 					 errmsg("the session's previous commit may or may not be committed"),
 					 errdetail("This node stopped leading its group before the commit was durable on a majority.")));
+		}
 	}
 	my_parked_end = InvalidKvLsn;
 	KvParkResolve();
