@@ -53,15 +53,22 @@ log_statement = none
 # kvext_repl (a login role with EXECUTE on kv_repl_append, created on every
 # node) with password 's3cret' (never checked: loopback is trusted in test
 # clusters; it is there so tests can check it is never shown).  Returns the
-# nodes, extension created.
+# nodes, extension created.  port_of, if given, maps node names to a
+# function that gets the node and returns the port the other nodes use to
+# reach it (a proxy in front of it, see test/KvextProxy.pm); it is called
+# once, before any node starts.
 sub kv_repl_group
 {
-	my ($prefix, $n, $conf) = @_;
+	my ($prefix, $n, $conf, $port_of) = @_;
 	my @nodes = map { PostgreSQL::Test::Cluster->new("${prefix}_n$_") } 1 .. $n;
+	my @port = map {
+		my $f = $port_of->{ 'n' . ($_ + 1) };
+		$f ? $f->($nodes[$_]) : $nodes[$_]->port
+	} 0 .. $n - 1;
 	for my $i (0 .. $n - 1)
 	{
 		my @peers = map {
-			'n' . ($_ + 1) . ':host=127.0.0.1 port=' . $nodes[$_]->port
+			'n' . ($_ + 1) . ':host=127.0.0.1 port=' . $port[$_]
 			  . ' dbname=postgres user=kvext_repl password=s3cret connect_timeout=5'
 		} grep { $_ != $i } 0 .. $n - 1;
 		$nodes[$i]->init;
