@@ -23,7 +23,7 @@ our @EXPORT = qw(
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
-  kv_delete_every_other kv_repl_group sigstop_server sigcont_server
+  kv_delete_every_other kv_repl_group sigstop_server sigcont_server proc_state
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext

@@ -85,7 +85,7 @@ is( $n1->safe_psql(
 		'postgres', q{SELECT coalesce(r.flushed_lsn < w.flush_lsn, true)
   FROM kv_replication r, kv_wal_status() w WHERE r.peer = 'n3'}),
 	't', 'the leader does not count the frozen n3 as having flushed the new records');
-is(join(',', grep { proc_state_letter($_) !~ /^(|T|t|Z)$/ } @frozen), '', 'n3 stayed frozen meanwhile');
+is(join(',', grep { proc_state($_) !~ /^(|T|t|Z)$/ } @frozen), '', 'n3 stayed frozen meanwhile');
 
 sigcont_server(@frozen);
 all_equal('n3 woken up');
@@ -272,12 +272,3 @@ for my $n (@nodes)
 $_->stop for @nodes;
 done_testing();
 
-# /proc state letter of a pid ('' once gone)
-sub proc_state_letter
-{
-	my ($pid) = @_;
-	open(my $fh, '<', "/proc/$pid/stat") or return '';
-	my $stat = <$fh>;
-	close $fh;
-	return (defined $stat && $stat =~ /\)\s+(\S)/) ? $1 : '';
-}
