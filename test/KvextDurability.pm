@@ -23,7 +23,7 @@ our @EXPORT = qw(
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
-  kv_delete_every_other kv_repl_group
+  kv_delete_every_other kv_repl_group sigstop_server sigcont_server proc_state
 );
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
@@ -53,15 +53,22 @@ log_statement = none
 # kvext_repl (a login role with EXECUTE on kv_repl_append, created on every
 # node) with password 's3cret' (never checked: loopback is trusted in test
 # clusters; it is there so tests can check it is never shown).  Returns the
-# nodes, extension created.
+# nodes, extension created.  port_of, if given, maps node names to a
+# function that gets the node and returns the port the other nodes use to
+# reach it (a proxy in front of it, see test/KvextProxy.pm); it is called
+# once, before any node starts.
 sub kv_repl_group
 {
-	my ($prefix, $n, $conf) = @_;
+	my ($prefix, $n, $conf, $port_of) = @_;
 	my @nodes = map { PostgreSQL::Test::Cluster->new("${prefix}_n$_") } 1 .. $n;
+	my @port = map {
+		my $f = $port_of->{ 'n' . ($_ + 1) };
+		$f ? $f->($nodes[$_]) : $nodes[$_]->port
+	} 0 .. $n - 1;
 	for my $i (0 .. $n - 1)
 	{
 		my @peers = map {
-			'n' . ($_ + 1) . ':host=127.0.0.1 port=' . $nodes[$_]->port
+			'n' . ($_ + 1) . ':host=127.0.0.1 port=' . $port[$_]
 			  . ' dbname=postgres user=kvext_repl password=s3cret connect_timeout=5'
 		} grep { $_ != $i } 0 .. $n - 1;
 		$nodes[$i]->init;
@@ -181,6 +188,73 @@ sub child_pids
 	}
 	closedir $d;
 	return @pids;
+}
+
+# every process under pid (children, their children, ...)
+sub descendant_pids
+{
+	my ($pid) = @_;
+	my @all;
+	my @todo = ($pid);
+	while (defined(my $p = shift @todo))
+	{
+		my @c = child_pids($p);
+		push @all, @c;
+		push @todo, @c;
+	}
+	return @all;
+}
+
+# the state letter of /proc/<pid>/stat ('T' stopped), '' once it is gone
+sub proc_state
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or return '';
+	my $stat = <$fh>;
+	close $fh;
+	return (defined $stat && $stat =~ /\)\s+(\S)/) ? $1 : '';
+}
+
+# sigstop_server(node): freeze a whole server with SIGSTOP, as a hung
+# machine would be.  kill -STOP on the postmaster's process group is not
+# enough: every child of the postmaster makes itself a process group leader
+# (InitPostmasterChild calls setsid()), so the postmaster is stopped first
+# (it forks nothing while stopped), then every process under it, pass after
+# pass until a pass finds no new one.  Returns the list of pids (postmaster
+# first), once /proc shows each of them stopped; dies otherwise.
+sub sigstop_server
+{
+	my ($node) = @_;
+	my $pm = $node->{_pid};
+	die "node is not running" unless defined $pm;
+	kill('STOP', $pm) or die "kill -STOP $pm: $!";
+	my @pids = ($pm);
+	my %seen = ($pm => 1);
+	while (1)
+	{
+		my @new = grep { !$seen{$_}++ } descendant_pids($pm);
+		last unless @new;
+		kill 'STOP', @new;
+		push @pids, @new;
+	}
+	my $deadline = time + 60;
+	while (time < $deadline)
+	{
+		my @running = grep { proc_state($_) !~ /^(|T|t|Z|X)$/ } @pids;
+		return @pids unless @running;
+		usleep(20_000);
+	}
+	die "processes @pids of " . $node->name . " not all stopped after SIGSTOP";
+}
+
+# sigcont_server(pids...): wake what sigstop_server froze, the postmaster
+# last (it may then act on its children's state at once)
+sub sigcont_server
+{
+	my ($pm, @children) = @_;
+	kill 'CONT', @children if @children;
+	kill 'CONT', $pm;
+	return;
 }
 
 # kill -9 the postmaster, then wait until every server process it left
