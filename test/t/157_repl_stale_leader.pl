@@ -226,14 +226,9 @@ for my $recs ('', $f2a . $f2c)
 # ... also after a restart of the follower.  n3 led term 2 here, so n1
 # claiming term 2 first after the restart is a second leader of the term.
 $n2->restart;
-TODO:
-{
-	local $TODO = 'the leader of the current term is kept in shared memory only: after a '
-	  . 'restart the first node to claim the term is followed (receiver.c check_term)';
-	$r = append($n2, as => 'kvext_repl', leader => "'n1'", term => 2, prev_end => $end,
-		prev_term => 2, records => '', commit => $end);
-	is($r->{sqlstate}, '08P01', 'after a restart: another node claiming term 2 first is refused');
-}
+$r = append($n2, as => 'kvext_repl', leader => "'n1'", term => 2, prev_end => $end,
+	prev_term => 2, records => '', commit => $end);
+is($r->{sqlstate}, '08P01', 'after a restart: another node claiming term 2 first is refused');
 is(state_of($n2), $state, '... nothing changed');
 $n2->restart;
 $r = append($n2, as => 'kvext_repl', leader => "'n3'", term => 2, prev_end => $end,
