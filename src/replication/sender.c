@@ -18,8 +18,10 @@
  *	- keeps up to KVEXT_SENDER_PIPELINE batches in flight, each about
  *	  KVEXT_SENDER_BATCH bytes of whole records read with the log reader
  *	  from the peer's next position, and only below the local flush
- *	  position: SELECT * FROM kv_repl_append($1..$7), records as a binary
- *	  bytea, each batch followed by a sync so it is its own transaction;
+ *	  position (SELECT * FROM kv_repl_append($1..$7), records as a binary
+ *	  bytea, each batch followed by a sync so it is its own transaction);
+ *	  a smaller batch goes only when nothing is in flight, so that the
+ *	  commits arriving meanwhile share the follower's next fsync;
  *	- sends an empty batch (a heartbeat) when it has nothing else to send
  *	  for a second, or at once when the commit position has moved past
  *	  what the peer was told;
@@ -887,6 +889,14 @@ fill_pipeline(void)
 			S->next_known = true;
 		}
 
+		/*
+		 * Group commit across the network: while a batch is in flight, a
+		 * small one waits for its answer and grows meanwhile, so that the
+		 * follower's single fsync covers every commit of that time (a full
+		 * batch, when catching up, goes at once).
+		 */
+		if (S->next < flush && S->nflight > 0 && flush - S->next < KVEXT_SENDER_BATCH)
+			return;
 		if (S->next < flush)
 		{
 			if (S->reader == NULL || S->reader->pos != S->next)
