@@ -45,8 +45,12 @@ is(kv_scalar($n1, "SELECT kv_get('d') IS NULL"), 't',
 
 $r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
 is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
-like($r->{stderr}, qr/key "d" of keyspace "default", held by a transaction whose commit waits for its replication group/,
-	'... and the error context says what holds the key');
+like($r->{stderr}, qr/Waiting for key "d" in keyspace "default", written by a transaction that is still committing/,
+	'... and says what holds the key');
+$r = kv_call($n1, "SET statement_timeout = '500ms'; SELECT kv_put('d', 'other')");
+is($r->{sqlstate}, '57014', 'statement_timeout ends such a wait too');
+like($r->{stderr}, qr/CONTEXT:  while waiting for key "d" of keyspace "default", held by a transaction whose commit waits for its replication group/,
+	'... and the error context names no process (the transaction has none)');
 
 $r = kv_call($n1, "SET kvext.synchronous_commit = off; SELECT kv_put('e', 'async')");
 ok($r->{ok}, 'an off commit returns without a majority') or diag($r->{stderr});
