@@ -179,6 +179,7 @@ CREATE FUNCTION kv_memory(OUT memory_used bigint, OUT memory_limit bigint,
                           OUT largest_free_block bigint,
                           OUT compactions bigint, OUT failed_compactions bigint,
                           OUT moved_entries bigint, OUT moved_bytes bigint,
+                          OUT evacuated_entries bigint, OUT evacuated_bytes bigint,
                           OUT longest_compaction_ms float8)
 RETURNS record
 AS 'MODULE_PATHNAME', 'kv_memory'
