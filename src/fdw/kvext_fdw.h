@@ -80,6 +80,13 @@ typedef struct KvFdwTable
 	Oid			key_collation;
 	Oid			value_type;
 	int32		value_typmod;
+	/* the server */
+	bool		remote;			/* another node: read and written over
+								 * remote.c's connections (serve.c there) */
+	Oid			serverid;
+	char		servername[NAMEDATALEN];
+	int			batch_size;		/* rows per remote INSERT call */
+	bool		async_capable;	/* remote scans may run under async Append */
 } KvFdwTable;
 
 /* What a scan of a foreign table reads (pushdown.c decides). */
@@ -104,6 +111,14 @@ typedef struct KvFdwRelInfo
 	double		nentries;		/* keys in the keyspace now */
 	List	   *local_conds;	/* RestrictInfos evaluated locally */
 } KvFdwRelInfo;
+
+/* the calls a remote table makes on its node (serve.c there) */
+#define KVEXT_REMOTE_READ_SQL \
+	"SELECT key, value, \"binary\" FROM kvext_fdw_remote_read($1, $2, $3, $4, $5)"
+#define KVEXT_REMOTE_COUNT_SQL "SELECT kvext_fdw_remote_count($1, $2)"
+#define KVEXT_REMOTE_INSERT_SQL "SELECT kvext_fdw_remote_insert($1, $2, $3, $4, $5)"
+#define KVEXT_REMOTE_CAS_SQL "SELECT kvext_fdw_remote_cas($1, $2, $3, $4, $5)"
+#define KVEXT_REMOTE_CREATE_SQL "SELECT kv_create_keyspace($1, true)"
 
 /* options.c */
 extern KvFdwTable *KvFdwGetTable(Relation rel, bool for_use);
