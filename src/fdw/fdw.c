@@ -27,6 +27,13 @@
  * column values one at a time (codec.c), with an error context naming the
  * key, keyspace and table.  A rescan reads again.
  *
+ * Remote tables.  A table of a server with connection options reads its
+ * node: the same read, done there by kvext_fdw_remote_read or
+ * kvext_fdw_remote_count (serve.c) in this transaction's remote
+ * transaction (remote.c), whose (key, value, binary) rows go to the same
+ * tuplestore and are converted here.  The planner asks the node nothing:
+ * it assumes KVEXT_REMOTE_ROWS_GUESS rows and one round trip's cost.
+ *
  * Reads see what kv_get() sees: committed keys plus this transaction's
  * own writes, each key as of the moment it is read (read committed per
  * key; see README "Transactions").  A keyspace that does not exist is

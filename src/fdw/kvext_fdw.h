@@ -14,9 +14,12 @@
  *				and back
  *	modify.c	INSERT, UPDATE, DELETE, COPY FROM, tuple routing and the
  *				partition-bound check
- * It calls the store (store/store.h, store/keyspace.h) in process, as the
- * SQL functions do, and the API's argument checks (api/api.h); nothing
- * below calls into it.  Within it, fdw.c (the handler) calls the others,
+ *	serve.c		the SQL entry points a remote table calls on its node
+ * For a table of this node it calls the store (store/store.h,
+ * store/keyspace.h) in process, as the SQL functions do, and the API's
+ * argument checks (api/api.h); for a table of a remote server, fdw.c and
+ * modify.c call serve.c's functions on that node over remote.c's
+ * connections (remote.h).  Nothing below calls into it.  Within it, fdw.c (the handler) calls the others,
  * modify.c calls options.c and codec.c, and options.c, pushdown.c and
  * codec.c call no other file of the wrapper: no circle.
  *
@@ -86,7 +89,6 @@ typedef struct KvFdwTable
 	Oid			serverid;
 	char		servername[NAMEDATALEN];
 	int			batch_size;		/* rows per remote INSERT call */
-	bool		async_capable;	/* remote scans may run under async Append */
 } KvFdwTable;
 
 /* What a scan of a foreign table reads (pushdown.c decides). */

@@ -11,6 +11,13 @@
  * and locks its key until the transaction ends, so a second writer of the
  * key waits for it as it would for kv_put().
  *
+ * A table of a remote server writes on its node, in the remote transaction
+ * of this one (remote.c): INSERT through kvext_fdw_remote_insert (an
+ * array of rows per call with batch_size, each an insert-if-absent there),
+ * UPDATE and DELETE as a read of the key's bytes, the comparison here,
+ * then kvext_fdw_remote_cas there (serve.c).  A create_keyspace table's
+ * first write calls kv_create_keyspace(keyspace, true) on the node.
+ *
  * INSERT writes a key only if it does not exist (a compare-and-set whose
  * expected value is "absent"): an existing key is 23505, or is skipped
  * with ON CONFLICT DO NOTHING, unless the table has upsert 'true', which

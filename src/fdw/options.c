@@ -9,10 +9,8 @@
  *					(host, port, dbname, ...); a server with any of them is
  *					a remote kvext node (remote.c connects to it); a
  *					server without is this node's store.  batch_size
- *					(rows per remote INSERT call, default 1) and
- *					async_capable (remote scans run concurrently under an
- *					Append, default false) are server or table options,
- *					the table's winning
+ *					(rows per remote INSERT call, default 1) is a server
+ *					or table option, the table's winning
  *	user mapping	user, password, sslcert, sslkey, password_required
  *					(false: superusers only, as in postgres_fdw)
  *	foreign table	keyspace (default: the table's name), create_keyspace
@@ -98,8 +96,6 @@ static const KvFdwOption kvext_options[] = {
 	{"password_required", UserMappingRelationId, false},
 	{"batch_size", ForeignServerRelationId, false},
 	{"batch_size", ForeignTableRelationId, false},
-	{"async_capable", ForeignServerRelationId, false},
-	{"async_capable", ForeignTableRelationId, false},
 	{NULL, InvalidOid, false}
 };
 
@@ -316,8 +312,7 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 		if (strcmp(def->defname, "keyspace") == 0)
 			check_keyspace_name(defGetString(def));
 		else if (strcmp(def->defname, "create_keyspace") == 0 ||
-				 strcmp(def->defname, "upsert") == 0 ||
-				 strcmp(def->defname, "async_capable") == 0)
+				 strcmp(def->defname, "upsert") == 0)
 			(void) option_bool(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			(void) option_batch_size(def);
@@ -471,8 +466,6 @@ KvFdwGetTable(Relation rel, bool for_use)
 
 		if (strcmp(def->defname, "batch_size") == 0)
 			table->batch_size = option_batch_size(def);
-		else if (strcmp(def->defname, "async_capable") == 0)
-			table->async_capable = option_bool(def);
 	}
 	table->relid = RelationGetRelid(rel);
 	table->relname = pstrdup(RelationGetRelationName(rel));
@@ -492,8 +485,6 @@ KvFdwGetTable(Relation rel, bool for_use)
 			value_column = defGetString(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			table->batch_size = option_batch_size(def);
-		else if (strcmp(def->defname, "async_capable") == 0)
-			table->async_capable = option_bool(def);
 	}
 	/* a table name is at most NAMEDATALEN - 1 bytes too */
 	check_keyspace_name(keyspace);
