@@ -641,7 +641,8 @@ remote_xact_callback(XactEvent event, void *arg)
 	hash_seq_init(&scan, conn_cache);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
-		if (entry->xact_depth <= 0 && !entry->lost)
+		/* busy with no depth: START TRANSACTION itself was interrupted */
+		if (entry->xact_depth <= 0 && !entry->lost && !entry->busy)
 			continue;
 		switch (event)
 		{
@@ -722,7 +723,15 @@ remote_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		char		sql[100];
 
 		if (entry->xact_depth < level)
+		{
+			/* interrupted while starting this level's savepoint */
+			if (event == SUBXACT_EVENT_ABORT_SUB && entry->busy)
+			{
+				cancel_busy(entry);
+				entry->lost = entry->xact_depth > 0;
+			}
 			continue;
+		}
 		if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
 		{
 			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);
