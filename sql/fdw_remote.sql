@@ -115,7 +115,7 @@ SELECT count(*) FROM rem_a;
 SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rem_loop_app';
 
 -- a broken cached connection is replaced at next use
-SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+SELECT count(pg_terminate_backend(pid, 60000)) FROM pg_stat_activity
   WHERE application_name = 'rem_loop_app';
 SELECT count(*) FROM rem_a;
 SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rem_loop_app';
