@@ -462,6 +462,24 @@ v1_committed(LogScan *ls, KvWalRecord *hdr)
 }
 
 /*
+ * decide_once
+ *		A TXN record with no COMMIT or ABORT record: decide it now, once (a
+ *		kv-only one aborted, a mixed one as pg_xact says), and remember the
+ *		decision for log_resolutions.  Returns whether it committed.
+ */
+static bool
+decide_once(LogScan *ls, TxnFate *f)
+{
+	bool		commit = (f->flags & KV_RECF_HEAP) && mixed_committed(f->lsn, f->xid);
+
+	if (commit)
+		ls->resolved_commit = lappend(ls->resolved_commit, f);
+	else
+		ls->resolved_abort = lappend(ls->resolved_abort, f);
+	return commit;
+}
+
+/*
  * scan_pass2
  *		Apply the (checked) log from the redo point to its end, in log
  *		order.  A TXN record is applied where it stands, if it committed:
@@ -526,11 +544,7 @@ scan_pass2(LogScan *ls)
 					}
 					else
 					{
-						commit = (hdr->flags & KV_RECF_HEAP) && mixed_committed(hdr->lsn, hdr->xid);
-						if (commit)
-							ls->resolved_commit = lappend(ls->resolved_commit, f);
-						else
-							ls->resolved_abort = lappend(ls->resolved_abort, f);
+						commit = decide_once(ls, f);
 
 						/*
 						 * A leader in a group logs its decision at the end
@@ -579,10 +593,7 @@ decide_past_limit(LogScan *ls)
 	{
 		if (f->lsn < ls->limit || f->decision != 0 || f->late != 0)
 			continue;
-		if ((f->flags & KV_RECF_HEAP) && mixed_committed(f->lsn, f->xid))
-			ls->resolved_commit = lappend(ls->resolved_commit, f);
-		else
-			ls->resolved_abort = lappend(ls->resolved_abort, f);
+		(void) decide_once(ls, f);
 	}
 }
 

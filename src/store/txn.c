@@ -301,6 +301,25 @@ report_in_doubt(int elevel, KvVisibleWaitResult r)
 }
 
 /*
+ * wait_for_majority
+ *		For synchronous_commit on or remote_apply, wait until the group's
+ *		commit (remote_apply: applied-majority) position passes end; a wait
+ *		that ends otherwise is reported in doubt at elevel.
+ */
+static void
+wait_for_majority(KvLsn end, int elevel)
+{
+	KvVisibleWaitResult r;
+
+	if (kvext_synchronous_commit != KV_SYNC_ON &&
+		kvext_synchronous_commit != KV_SYNC_REMOTE_APPLY)
+		return;
+	r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY);
+	if (r != KV_VISIBLE_REACHED)
+		report_in_doubt(elevel, r);
+}
+
+/*
  * decide_in_group
  *		Pre-commit of a kv-only transaction in a replicated group: write its
  *		COMMIT record now and, for synchronous_commit on or remote_apply,
@@ -324,15 +343,7 @@ decide_in_group(void)
 
 	if (kvext_synchronous_commit != KV_SYNC_OFF)
 		KvWalFlush(end);
-	if (kvext_synchronous_commit == KV_SYNC_ON ||
-		kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY)
-	{
-		KvVisibleWaitResult r;
-
-		r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY);
-		if (r != KV_VISIBLE_REACHED)
-			report_in_doubt(ERROR, r);
-	}
+	wait_for_majority(end, ERROR);
 }
 
 /*
@@ -435,15 +446,7 @@ commit_in_group(void)
 		note_record(end);
 		KvWalFlush(end);
 		END_CRIT_SECTION();
-		if (kvext_synchronous_commit == KV_SYNC_ON ||
-			kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY)
-		{
-			KvVisibleWaitResult r;
-
-			r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY);
-			if (r != KV_VISIBLE_REACHED)
-				report_in_doubt(WARNING, r);
-		}
+		wait_for_majority(end, WARNING);
 	}
 
 	if (KvWalVisiblePos() >= end)
