@@ -15,6 +15,7 @@ OBJS = \
 	src/shmem.o \
 	src/worker.o \
 	src/failpoint.o \
+	src/remote.o \
 	src/store/alloc.o \
 	src/store/compact.o \
 	src/store/store.o \
@@ -45,7 +46,8 @@ OBJS = \
 	src/fdw/options.o \
 	src/fdw/pushdown.o \
 	src/fdw/codec.o \
-	src/fdw/modify.o
+	src/fdw/modify.o \
+	src/fdw/serve.o
 
 EXTENSION = kvext
 DATA = kvext--0.1.sql
@@ -53,7 +55,7 @@ PGFILEDESC = "kvext - distributed key-value store"
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
-REGRESS = load api errors txn savepoint keyspace bytea stats full wal fdw fdw_partition
+REGRESS = load api errors txn savepoint keyspace bytea stats full wal fdw fdw_partition fdw_remote
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
 ISOLATION = visibility locking drop_race fdw_locking

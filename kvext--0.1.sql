@@ -192,6 +192,7 @@ CREATE FUNCTION kv_memory(OUT memory_used bigint, OUT memory_limit bigint,
                           OUT largest_free_block bigint,
                           OUT compactions bigint, OUT failed_compactions bigint,
                           OUT moved_entries bigint, OUT moved_bytes bigint,
+                          OUT evacuated_entries bigint, OUT evacuated_bytes bigint,
                           OUT longest_compaction_ms float8)
 RETURNS record
 AS 'MODULE_PATHNAME', 'kv_memory'
@@ -375,3 +376,72 @@ COMMENT ON FUNCTION kvext_fdw_check_ddl() IS
 CREATE EVENT TRIGGER kvext_fdw_check_ddl ON ddl_command_end
   WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
   EXECUTE FUNCTION kvext_fdw_check_ddl();
+
+-- What a kvext foreign table of a remote server runs on that node
+-- (src/fdw/serve.c): keys and values as their exact bytes.
+
+CREATE FUNCTION kvext_fdw_remote_read(keyspace text, missing_ok boolean,
+    text_values boolean, prefix bytea, keys bytea[],
+    OUT key bytea, OUT value bytea, OUT "binary" boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kvext_fdw_remote_read'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION kvext_fdw_remote_read(text, boolean, boolean, bytea, bytea[]) IS
+'internal: kvext_fdw point, multi-key, prefix and full reads for another node';
+
+CREATE FUNCTION kvext_fdw_remote_count(keyspace text, missing_ok boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'kvext_fdw_remote_count'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION kvext_fdw_remote_count(text, boolean) IS
+'internal: kvext_fdw count(*) pushdown for another node';
+
+CREATE FUNCTION kvext_fdw_remote_insert(keyspace text, keys bytea[],
+    "values" bytea[], "binary" boolean, upsert boolean)
+RETURNS boolean[]
+AS 'MODULE_PATHNAME', 'kvext_fdw_remote_insert'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION kvext_fdw_remote_insert(text, bytea[], bytea[], boolean, boolean) IS
+'internal: kvext_fdw INSERT (insert-if-absent per key) for another node';
+
+CREATE FUNCTION kvext_fdw_remote_cas(keyspace text, key bytea, expected bytea,
+    value bytea, "binary" boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kvext_fdw_remote_cas'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION kvext_fdw_remote_cas(text, bytea, bytea, bytea, boolean) IS
+'internal: kvext_fdw UPDATE and DELETE (compare-and-set) for another node';
+
+-- A hash partitioned table spread over servers (README "Partitioned
+-- tables"): partition i is foreign table <name>_<i> on servers[i % n + 1],
+-- over keyspace <name>_<i>, which its first write creates.
+CREATE FUNCTION kv_create_distributed_table(name text, servers text[],
+    partitions integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    nservers integer := coalesce(array_length(servers, 1), 0);
+    nparts integer := coalesce(partitions, nservers);
+    part text;
+BEGIN
+    IF name IS NULL OR nservers = 0 THEN
+        RAISE EXCEPTION 'kv_create_distributed_table needs a name and at least one server'
+            USING ERRCODE = '22023';
+    END IF;
+    IF nparts < 1 THEN
+        RAISE EXCEPTION 'number of partitions must be at least 1, not %', nparts
+            USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('CREATE TABLE %I (key text, value text) PARTITION BY HASH (key)', name);
+    FOR i IN 0 .. nparts - 1 LOOP
+        part := name || '_' || i;
+        EXECUTE format('CREATE FOREIGN TABLE %I PARTITION OF %I '
+                       'FOR VALUES WITH (MODULUS %s, REMAINDER %s) SERVER %I '
+                       'OPTIONS (keyspace %L, create_keyspace ''true'')',
+                       part, name, nparts, i, servers[i % nservers + 1], part);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION kv_create_distributed_table(text, text[], integer) IS
+'create a hash partitioned table (key text, value text) of kvext foreign tables spread over servers';

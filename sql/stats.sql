@@ -150,7 +150,8 @@ SELECT m.memory_limit = s.memory_limit AS same_limit,
        m.memory_used <= m.memory_limit AS within_limit,
        m.largest_free_block BETWEEN 1 AND m.memory_limit - m.memory_used AS largest_free_ok,
        m.compactions >= m.failed_compactions AS counters_ok,
-       m.moved_entries >= 0 AND m.moved_bytes >= 0 AND m.longest_compaction_ms >= 0 AS moves_ok
+       m.moved_entries >= 0 AND m.moved_bytes >= 0 AND
+       m.evacuated_entries >= 0 AND m.evacuated_bytes >= 0 AND m.longest_compaction_ms >= 0 AS moves_ok
   FROM kv_memory() m, kv_stats() s WHERE s.keyspace IS NULL;
 
 -- clean up

@@ -116,6 +116,7 @@ PG_FUNCTION_INFO_V1(kv_memory);
  * kv_memory() returns record (memory_used bigint, memory_limit bigint,
  *		largest_free_block bigint, compactions bigint,
  *		failed_compactions bigint, moved_entries bigint, moved_bytes bigint,
+ *		evacuated_entries bigint, evacuated_bytes bigint,
  *		longest_compaction_ms float8)
  *
  * The heap's state and the work compaction did since the server started
@@ -125,8 +126,8 @@ Datum
 kv_memory(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8];
+	Datum		values[10];
+	bool		nulls[10];
 	KvAllocStats st;
 
 	KvCheckAvailable();
@@ -142,7 +143,9 @@ kv_memory(PG_FUNCTION_ARGS)
 	values[4] = Int64GetDatum((int64) st.failed_compactions);
 	values[5] = Int64GetDatum((int64) st.moved_blocks);
 	values[6] = Int64GetDatum((int64) st.moved_bytes);
-	values[7] = Float8GetDatum((double) st.longest_compaction_us / 1000.0);
+	values[7] = Int64GetDatum((int64) st.evacuated_blocks);
+	values[8] = Int64GetDatum((int64) st.evacuated_bytes);
+	values[9] = Float8GetDatum((double) st.longest_compaction_us / 1000.0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

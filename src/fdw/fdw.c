@@ -27,6 +27,13 @@
  * column values one at a time (codec.c), with an error context naming the
  * key, keyspace and table.  A rescan reads again.
  *
+ * Remote tables.  A table of a server with connection options reads its
+ * node: the same read, done there by kvext_fdw_remote_read or
+ * kvext_fdw_remote_count (serve.c) in this transaction's remote
+ * transaction (remote.c), whose (key, value, binary) rows go to the same
+ * tuplestore and are converted here.  The planner asks the node nothing:
+ * it assumes KVEXT_REMOTE_ROWS_GUESS rows and one round trip's cost.
+ *
  * Reads see what kv_get() sees: committed keys plus this transaction's
  * own writes, each key as of the moment it is read (read committed per
  * key; see README "Transactions").  A keyspace that does not exist is
@@ -64,6 +71,7 @@
 #include "utils/tuplestore.h"
 
 #include "fdw/kvext_fdw.h"
+#include "remote.h"
 #include "shmem.h"
 #include "store/keyspace.h"
 #include "store/store.h"
@@ -81,6 +89,11 @@ enum KvFdwScanPrivate
 	KvFdwPrivateRelations		/* String: COUNT's "Aggregate on (...)" */
 };
 
+/* rows the planner assumes for a remote table: it asks the node nothing */
+#define KVEXT_REMOTE_ROWS_GUESS	1000
+/* planner cost of one round trip to a remote node */
+#define KVEXT_REMOTE_CALL_COST	100.0
+
 /* planner cost of reading one key from the store, beyond cpu_tuple_cost */
 #define KVEXT_KEY_READ_COST		(2 * DEFAULT_CPU_OPERATOR_COST)
 
@@ -96,6 +109,7 @@ typedef struct KvFdwScanState
 	Oid			arg_elemtype;	/* MULTI: the array's element type */
 	int			natts;			/* COUNT: columns of fdw_scan_tlist */
 	MemoryContext rows_cxt;		/* what a read keeps, reset at rescan */
+	Oid			userid;			/* remote: whose user mapping */
 
 	bool		read;			/* the store was read for this scan */
 	/* POINT, MULTI: the keys found, their values */
@@ -146,7 +160,9 @@ kvGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	/* a missing keyspace is reported when the scan runs, not here */
 	KvCheckAvailable();
-	if (KvKeyspaceTryResolve(info->table->keyspace, info->table->keyspace_len,
+	if (info->table->remote)
+		info->nentries = KVEXT_REMOTE_ROWS_GUESS;
+	else if (KvKeyspaceTryResolve(info->table->keyspace, info->table->keyspace_len,
 							 false, &ks))
 		info->nentries = Max(keyspace_count(ks), 0);
 
@@ -203,6 +219,8 @@ kvGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 			break;
 	}
 	startup += qual.startup;
+	if (info->table->remote)
+		startup += KVEXT_REMOTE_CALL_COST;
 	if (info->kind == KV_LOOKUP_FULL || info->kind == KV_LOOKUP_PREFIX)
 		startup += fetched * KVEXT_KEY_READ_COST;
 	total = startup + fetched * (cpu_tuple_cost + qual.per_tuple);
@@ -315,6 +333,14 @@ kvBeginForeignScan(ForeignScanState *node, int eflags)
 	node->fdw_state = st;
 	st->kind = (KvLookupKind) intVal(list_nth(plan->fdw_private, KvFdwPrivateKind));
 	st->prefix = prefix[0] ? prefix : NULL;
+	st->userid = GetUserId();
+	if (plan->scan.scanrelid > 0)
+	{
+		RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, estate);
+
+		if (OidIsValid(rte->checkAsUser))
+			st->userid = rte->checkAsUser;
+	}
 
 	if (node->ss.ss_currentRelation)
 		st->table = KvFdwGetTable(node->ss.ss_currentRelation, true);
@@ -477,6 +503,124 @@ scan_keep(void *arg, const char *key, uint32 keylen,
 	pfree(DatumGetPointer(values[RAW_VALUE]));
 }
 
+/* the raw rows' tuplestore of a full, prefix or remote read */
+static void
+start_rows(KvFdwScanState *st)
+{
+	TupleDesc	desc = CreateTemplateTupleDesc(3);
+
+	TupleDescInitEntry(desc, 1, "key", BYTEAOID, -1, 0);
+	TupleDescInitEntry(desc, 2, "value", BYTEAOID, -1, 0);
+	TupleDescInitEntry(desc, 3, "binary", BOOLOID, -1, 0);
+	st->raw_slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	st->rows = tuplestore_begin_heap(false, false, work_mem);
+}
+
+/*
+ * remote_keys
+ *		POINT and MULTI of a remote table: the keys to ask for, as the
+ *		binary form of a bytea[] parameter (NULL: none).
+ */
+static char *
+remote_keys(ForeignScanState *node, KvFdwScanState *st, int *len)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	bool		isnull;
+	Datum		arg = ExecEvalExpr(st->key_state, econtext, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	ArrayType  *keys;
+	bytea	   *bin;
+
+	if (isnull)
+		return NULL;
+	if (st->kind == KV_LOOKUP_POINT)
+	{
+		elems = palloc(sizeof(Datum));
+		nulls = palloc0(sizeof(bool));
+		elems[0] = arg;
+		nelems = 1;
+	}
+	else
+	{
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+
+		get_typlenbyvalalign(st->arg_elemtype, &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(DatumGetArrayTypeP(arg), st->arg_elemtype, elmlen,
+						  elmbyval, elmalign, &elems, &nulls, &nelems);
+	}
+	for (int i = 0; i < nelems; i++)
+	{
+		uint32		klen;
+		char	   *k;
+
+		if (nulls[i])
+			continue;
+		k = KvFdwEncode(&st->arg_codec, elems[i], &klen);
+		elems[i] = PointerGetDatum(cstring_to_text_with_len(k, klen));
+	}
+	keys = construct_md_array(elems, nulls, 1, &nelems, (int[]) {1},
+							  BYTEAOID, -1, false, TYPALIGN_INT);
+	bin = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND, PointerGetDatum(keys)));
+	*len = VARSIZE_ANY_EXHDR(bin);
+	return VARDATA_ANY(bin);
+}
+
+/*
+ * read_remote
+ *		The one read of a scan of a remote table: kvext_fdw_remote_read or
+ *		kvext_fdw_remote_count on the node (serve.c), in this
+ *		transaction's remote transaction.  Rows go to the tuplestore.
+ *		Caller is in rows_cxt.
+ */
+static void
+read_remote(ForeignScanState *node, KvFdwScanState *st)
+{
+	KvRemoteConn *conn = KvRemoteConnect(st->table->serverid, st->userid);
+	const char *values[5];
+	int			lengths[5] = {0, 0, 0, 0, 0};
+	int			formats[5] = {0, 0, 0, 1, 1};
+	PGresult   *res;
+
+	values[0] = st->table->keyspace;
+	values[1] = st->table->create_keyspace ? "true" : "false";
+	if (st->kind == KV_LOOKUP_COUNT)
+	{
+		res = KvRemoteExec(conn, KVEXT_REMOTE_COUNT_SQL, 2, values, lengths,
+						   formats, 0);
+		st->count = PQntuples(res) == 1 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+		PQclear(res);
+		return;
+	}
+	values[2] = st->value_codec.kind == KV_CODEC_BYTEA ? "false" : "true";
+	values[3] = NULL;
+	values[4] = NULL;
+	if (st->kind == KV_LOOKUP_POINT || st->kind == KV_LOOKUP_MULTI)
+	{
+		values[4] = remote_keys(node, st, &lengths[4]);
+		if (values[4] == NULL)
+			return;
+	}
+	else if (st->prefix)
+	{
+		values[3] = st->prefix;
+		lengths[3] = strlen(st->prefix);
+	}
+	res = KvRemoteExec(conn, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
+					   formats, 1);
+	start_rows(st);
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		scan_keep(st, PQgetvalue(res, i, 0), PQgetlength(res, i, 0),
+				  PQgetvalue(res, i, 1), PQgetlength(res, i, 1),
+				  *PQgetvalue(res, i, 2) != 0);
+	}
+	PQclear(res);
+}
+
 /*
  * read_store
  *		The one read of a scan: resolve the keyspace, then look up, scan or
@@ -493,6 +637,12 @@ read_store(ForeignScanState *node, KvFdwScanState *st)
 	st->nfound = 0;
 	st->next = 0;
 	st->count = 0;
+	if (st->table->remote)
+	{
+		read_remote(node, st);
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	ks = KvFdwKeyspace(st->table, false, &exists);
 	if (exists)
 	{
@@ -505,13 +655,7 @@ read_store(ForeignScanState *node, KvFdwScanState *st)
 			case KV_LOOKUP_FULL:
 			case KV_LOOKUP_PREFIX:
 				{
-					TupleDesc	desc = CreateTemplateTupleDesc(3);
-
-					TupleDescInitEntry(desc, 1, "key", BYTEAOID, -1, 0);
-					TupleDescInitEntry(desc, 2, "value", BYTEAOID, -1, 0);
-					TupleDescInitEntry(desc, 3, "binary", BOOLOID, -1, 0);
-					st->raw_slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-					st->rows = tuplestore_begin_heap(false, false, work_mem);
+					start_rows(st);
 					KvStoreScan(ks, st->prefix ? st->prefix : "",
 								st->prefix ? strlen(st->prefix) : 0,
 								scan_keep, st);
@@ -546,7 +690,8 @@ static bool
 next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
 		 const char **value, uint32 *vallen, bool *binary)
 {
-	if (st->kind == KV_LOOKUP_POINT || st->kind == KV_LOOKUP_MULTI)
+	if ((st->kind == KV_LOOKUP_POINT || st->kind == KV_LOOKUP_MULTI) &&
+		!st->table->remote)
 	{
 		struct varlena *v;
 
@@ -706,7 +851,11 @@ kvExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyText("Lookup Prefix",
 							quote_literal_cstr(st->prefix), es);
 	ExplainPropertyText("Keyspace", st->table->keyspace, es);
-	ExplainPropertyText("Node", "local", es);
+	ExplainPropertyText("Node", st->table->remote ? st->table->servername : "local", es);
+	if (st->table->remote)
+		ExplainPropertyText("Remote Call",
+							st->kind == KV_LOOKUP_COUNT ? KVEXT_REMOTE_COUNT_SQL :
+							KVEXT_REMOTE_READ_SQL, es);
 }
 
 /* the routine of this wrapper; the modify callbacks come from modify.c */

@@ -14,9 +14,12 @@
  *				and back
  *	modify.c	INSERT, UPDATE, DELETE, COPY FROM, tuple routing and the
  *				partition-bound check
- * It calls the store (store/store.h, store/keyspace.h) in process, as the
- * SQL functions do, and the API's argument checks (api/api.h); nothing
- * below calls into it.  Within it, fdw.c (the handler) calls the others,
+ *	serve.c		the SQL entry points a remote table calls on its node
+ * For a table of this node it calls the store (store/store.h,
+ * store/keyspace.h) in process, as the SQL functions do, and the API's
+ * argument checks (api/api.h); for a table of a remote server, fdw.c and
+ * modify.c call serve.c's functions on that node over remote.c's
+ * connections (remote.h).  Nothing below calls into it.  Within it, fdw.c (the handler) calls the others,
  * modify.c calls options.c and codec.c, and options.c, pushdown.c and
  * codec.c call no other file of the wrapper: no circle.
  *
@@ -80,6 +83,12 @@ typedef struct KvFdwTable
 	Oid			key_collation;
 	Oid			value_type;
 	int32		value_typmod;
+	/* the server */
+	bool		remote;			/* another node: read and written over
+								 * remote.c's connections (serve.c there) */
+	Oid			serverid;
+	char		servername[NAMEDATALEN];
+	int			batch_size;		/* rows per remote INSERT call */
 } KvFdwTable;
 
 /* What a scan of a foreign table reads (pushdown.c decides). */
@@ -104,6 +113,14 @@ typedef struct KvFdwRelInfo
 	double		nentries;		/* keys in the keyspace now */
 	List	   *local_conds;	/* RestrictInfos evaluated locally */
 } KvFdwRelInfo;
+
+/* the calls a remote table makes on its node (serve.c there) */
+#define KVEXT_REMOTE_READ_SQL \
+	"SELECT key, value, \"binary\" FROM kvext_fdw_remote_read($1, $2, $3, $4, $5)"
+#define KVEXT_REMOTE_COUNT_SQL "SELECT kvext_fdw_remote_count($1, $2)"
+#define KVEXT_REMOTE_INSERT_SQL "SELECT kvext_fdw_remote_insert($1, $2, $3, $4, $5)"
+#define KVEXT_REMOTE_CAS_SQL "SELECT kvext_fdw_remote_cas($1, $2, $3, $4, $5)"
+#define KVEXT_REMOTE_CREATE_SQL "SELECT kv_create_keyspace($1, true)"
 
 /* options.c */
 extern KvFdwTable *KvFdwGetTable(Relation rel, bool for_use);

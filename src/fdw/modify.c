@@ -11,6 +11,13 @@
  * and locks its key until the transaction ends, so a second writer of the
  * key waits for it as it would for kv_put().
  *
+ * A table of a remote server writes on its node, in the remote transaction
+ * of this one (remote.c): INSERT through kvext_fdw_remote_insert (an
+ * array of rows per call with batch_size, each an insert-if-absent there),
+ * UPDATE and DELETE as a read of the key's bytes, the comparison here,
+ * then kvext_fdw_remote_cas there (serve.c).  A create_keyspace table's
+ * first write calls kv_create_keyspace(keyspace, true) on the node.
+ *
  * INSERT writes a key only if it does not exist (a compare-and-set whose
  * expected value is "absent"): an existing key is 23505, or is skipped
  * with ON CONFLICT DO NOTHING, unless the table has upsert 'true', which
@@ -64,11 +71,15 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/appendinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "catalog/pg_type.h"
 #include "utils/rel.h"
 
 #include "api/api.h"
 #include "fdw/kvext_fdw.h"
+#include "remote.h"
 #include "store/store.h"
 
 /* the state of one result relation, in ri_FdwState */
@@ -83,6 +94,7 @@ typedef struct KvFdwModifyState
 	bool		skip_existing;	/* ON CONFLICT DO NOTHING */
 	ModifyTableState *mtstate;	/* NULL for COPY */
 	MemoryContext temp_cxt;		/* per row, reset at each */
+	bool		keyspace_made;	/* remote create_keyspace: asked for it */
 } KvFdwModifyState;
 
 /* the names of the row identity columns */
@@ -241,6 +253,157 @@ encode_column(KvFdwModifyState *fm, TupleTableSlot *slot, AttrNumber attno,
 }
 
 /*
+ * remote_conn
+ *		The connection of a remote table's writes, in this transaction's
+ *		remote transaction; the first write of a create_keyspace table
+ *		creates its keyspace there if missing.
+ */
+static KvRemoteConn *
+remote_conn(KvFdwModifyState *fm)
+{
+	KvRemoteConn *conn = KvRemoteConnect(fm->table->serverid, GetUserId());
+
+	if (fm->table->create_keyspace && !fm->keyspace_made)
+	{
+		const char *values[1] = {fm->table->keyspace};
+
+		PQclear(KvRemoteExec(conn, KVEXT_REMOTE_CREATE_SQL, 1, values, NULL,
+							 NULL, 0));
+		fm->keyspace_made = true;
+	}
+	return conn;
+}
+
+/* the binary form of a bytea[] parameter of n items; *len its length */
+static char *
+bytea_array_param(char **items, uint32 *lens, int n, int *len)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	bytea	   *bin;
+
+	for (int i = 0; i < n; i++)
+		elems[i] = PointerGetDatum(cstring_to_text_with_len(items[i], lens[i]));
+	bin = DatumGetByteaPP(OidFunctionCall1(F_ARRAY_SEND,
+										   PointerGetDatum(construct_array(elems, n, BYTEAOID, -1, false, TYPALIGN_INT))));
+	*len = VARSIZE_ANY_EXHDR(bin);
+	return VARDATA_ANY(bin);
+}
+
+/* 23505 for key, which exists */
+static void
+report_exists(KvFdwModifyState *fm, const char *key, uint32 keylen)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("key \"%s\" already exists in keyspace \"%s\"",
+					KvKeyExcerpt(key, keylen), fm->table->keyspace),
+			 errdetail("An INSERT into foreign table \"%s\" writes only keys that do not exist yet.",
+					   fm->table->relname),
+			 errhint("Set the table option upsert 'true' to overwrite existing keys, or use ON CONFLICT DO NOTHING to skip them.")));
+}
+
+/*
+ * remote_insert
+ *		Insert n keys into a remote table in one kvext_fdw_remote_insert
+ *		call; written[i] gets whether key i was written (with upsert,
+ *		always).
+ */
+static void
+remote_insert(KvFdwModifyState *fm, char **keys, uint32 *keylens,
+			  char **vals, uint32 *vallens, int n, bool *written)
+{
+	KvRemoteConn *conn = remote_conn(fm);
+	const char *values[5];
+	int			lengths[5] = {0, 0, 0, 0, 0};
+	int			formats[5] = {0, 1, 1, 0, 0};
+	PGresult   *res;
+	const char *r;
+	int			i = 0;
+
+	values[0] = fm->table->keyspace;
+	values[1] = bytea_array_param(keys, keylens, n, &lengths[1]);
+	values[2] = bytea_array_param(vals, vallens, n, &lengths[2]);
+	values[3] = fm->value_codec.kind == KV_CODEC_BYTEA ? "true" : "false";
+	values[4] = fm->table->upsert ? "true" : "false";
+	res = KvRemoteExec(conn, KVEXT_REMOTE_INSERT_SQL, 5, values, lengths,
+					   formats, 0);
+	/* the text form of a bool[]: {t,f,...} */
+	r = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
+	for (; *r && i < n; r++)
+		if (*r == 't' || *r == 'f')
+			written[i++] = (*r == 't');
+	PQclear(res);
+	if (i != n)
+		elog(ERROR, "kvext_fdw: unexpected answer of server \"%s\" to an insert",
+			 fm->table->servername);
+}
+
+/*
+ * remote_replace_checked
+ *		replace_checked on a remote table: read the key's bytes, compare,
+ *		then compare-and-set them on the node.
+ */
+static bool
+remote_replace_checked(KvFdwModifyState *fm, const char *key, uint32 keylen,
+					   Datum old, const char *value, uint32 vallen)
+{
+	KvRemoteConn *conn = remote_conn(fm);
+
+	for (;;)
+	{
+		const char *values[5];
+		int			lengths[5] = {0, 0, 0, 0, 0};
+		int			formats[5] = {0, 0, 0, 1, 1};
+		char	   *k = (char *) key;
+		PGresult   *res;
+		char	   *cur;
+		int			curlen;
+		bool		swapped;
+
+		CHECK_FOR_INTERRUPTS();
+		values[0] = fm->table->keyspace;
+		values[1] = "false";
+		values[2] = "false";
+		values[3] = NULL;
+		values[4] = bytea_array_param(&k, &keylen, 1, &lengths[4]);
+		res = KvRemoteExec(conn, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
+						   formats, 1);
+		if (PQntuples(res) == 0)
+		{
+			PQclear(res);
+			return false;
+		}
+		curlen = PQgetlength(res, 0, 1);
+		cur = palloc(curlen + 1);
+		memcpy(cur, PQgetvalue(res, 0, 1), curlen);
+		PQclear(res);
+		if (!KvFdwValueEquals(&fm->value_codec, old, cur, curlen))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("Key \"%s\" of keyspace \"%s\" changed after this statement read it.",
+							   KvKeyExcerpt(key, keylen), fm->table->keyspace),
+					 errhint("Retry the statement; kv_incr() and kv_cas() change a key atomically.")));
+		values[1] = key;
+		lengths[1] = keylen;
+		values[2] = cur;
+		lengths[2] = curlen;
+		values[3] = value;
+		lengths[3] = vallen;
+		values[4] = fm->value_codec.kind == KV_CODEC_BYTEA ? "true" : "false";
+		formats[1] = formats[2] = formats[3] = 1;
+		formats[4] = 0;
+		res = KvRemoteExec(conn, KVEXT_REMOTE_CAS_SQL, 5, values, lengths,
+						   formats, 0);
+		swapped = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		pfree(cur);
+		if (swapped)
+			return true;
+	}
+}
+
+/*
  * insert_key
  *		Write key = value as a new key of the table's keyspace (or over an
  *		existing one, with upsert).  Returns false if the key exists and
@@ -256,6 +419,18 @@ insert_key(KvFdwModifyState *fm, const char *key, uint32 keylen,
 
 	KvCheckKeySize(keylen);
 	KvCheckValueSize(vallen);
+	if (fm->table->remote)
+	{
+		bool		written;
+
+		remote_insert(fm, (char **) &key, &keylen, (char **) &value, &vallen,
+					  1, &written);
+		if (written)
+			return true;
+		if (fm->skip_existing)
+			return false;
+		report_exists(fm, key, keylen);
+	}
 	ks = KvFdwKeyspace(fm->table, true, &exists);
 	w.op = fm->table->upsert ? KV_OP_PUT : KV_OP_CAS;
 	w.value = value;
@@ -267,13 +442,7 @@ insert_key(KvFdwModifyState *fm, const char *key, uint32 keylen,
 		return true;
 	if (fm->skip_existing)
 		return false;
-	ereport(ERROR,
-			(errcode(ERRCODE_UNIQUE_VIOLATION),
-			 errmsg("key \"%s\" already exists in keyspace \"%s\"",
-					KvKeyExcerpt(key, keylen), fm->table->keyspace),
-			 errdetail("An INSERT into foreign table \"%s\" writes only keys that do not exist yet.",
-					   fm->table->relname),
-			 errhint("Set the table option upsert 'true' to overwrite existing keys, or use ON CONFLICT DO NOTHING to skip them.")));
+	report_exists(fm, key, keylen);
 	return false;
 }
 
@@ -317,6 +486,70 @@ kvExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 }
 
 /*
+ * kvGetForeignModifyBatchSize
+ *		batch_size for INSERTs into a remote table, as postgres_fdw: 1
+ *		when rows must come back one at a time (RETURNING, WITH CHECK
+ *		OPTION, row triggers) or ON CONFLICT DO NOTHING needs each row's
+ *		outcome.
+ */
+static int
+kvGetForeignModifyBatchSize(ResultRelInfo *rinfo)
+{
+	KvFdwModifyState *fm = (KvFdwModifyState *) rinfo->ri_FdwState;
+
+	if (fm == NULL || !fm->table->remote || fm->skip_existing ||
+		rinfo->ri_projectReturning || rinfo->ri_WithCheckOptions ||
+		(rinfo->ri_TrigDesc &&
+		 (rinfo->ri_TrigDesc->trig_insert_before_row ||
+		  rinfo->ri_TrigDesc->trig_insert_after_row)))
+		return 1;
+	return fm->table->batch_size;
+}
+
+/*
+ * kvExecForeignBatchInsert
+ *		Insert *numSlots rows of a remote table in one call; 23505 for the
+ *		first existing key (unless upsert).
+ */
+static TupleTableSlot **
+kvExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
+						 TupleTableSlot **slots, TupleTableSlot **planSlots,
+						 int *numSlots)
+{
+	KvFdwModifyState *fm = (KvFdwModifyState *) rinfo->ri_FdwState;
+	int			n = *numSlots;
+	MemoryContext old;
+	char	  **keys;
+	char	  **vals;
+	uint32	   *keylens;
+	uint32	   *vallens;
+	bool	   *written;
+
+	MemoryContextReset(fm->temp_cxt);
+	old = MemoryContextSwitchTo(fm->temp_cxt);
+	keys = palloc(sizeof(char *) * n);
+	vals = palloc(sizeof(char *) * n);
+	keylens = palloc(sizeof(uint32) * n);
+	vallens = palloc(sizeof(uint32) * n);
+	written = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		if (fm->check_partition)
+			(void) ExecPartitionCheck(rinfo, slots[i], estate, true);
+		keys[i] = encode_column(fm, slots[i], fm->table->key_attno, &keylens[i]);
+		vals[i] = encode_column(fm, slots[i], fm->table->value_attno, &vallens[i]);
+		KvCheckKeySize(keylens[i]);
+		KvCheckValueSize(vallens[i]);
+	}
+	remote_insert(fm, keys, keylens, vals, vallens, n, written);
+	for (int i = 0; i < n; i++)
+		if (!written[i])
+			report_exists(fm, keys[i], keylens[i]);
+	MemoryContextSwitchTo(old);
+	return slots;
+}
+
+/*
  * replace_checked
  *		Write value (NULL: delete) over key, provided the key still holds a
  *		value that reads as old, the value the scan read.  Returns false if
@@ -330,8 +563,11 @@ replace_checked(KvFdwModifyState *fm, const char *key, uint32 keylen,
 				Datum old, const char *value, uint32 vallen)
 {
 	bool		exists;
-	KvKeyspaceRef ks = KvFdwKeyspace(fm->table, true, &exists);
+	KvKeyspaceRef ks;
 
+	if (fm->table->remote)
+		return remote_replace_checked(fm, key, keylen, old, value, vallen);
+	ks = KvFdwKeyspace(fm->table, true, &exists);
 	for (;;)
 	{
 		struct varlena *cur;
@@ -555,7 +791,14 @@ kvExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	if (!es->verbose || fm == NULL)
 		return;
 	ExplainPropertyText("Keyspace", fm->table->keyspace, es);
-	ExplainPropertyText("Node", "local", es);
+	ExplainPropertyText("Node", fm->table->remote ? fm->table->servername : "local", es);
+	if (fm->table->remote)
+		ExplainPropertyText("Remote Call",
+							mtstate->operation == CMD_INSERT ? KVEXT_REMOTE_INSERT_SQL :
+							KVEXT_REMOTE_CAS_SQL, es);
+	if (fm->table->remote && mtstate->operation == CMD_INSERT)
+		ExplainPropertyInteger("Batch Size", NULL,
+							   kvGetForeignModifyBatchSize(rinfo), es);
 	if (mtstate->operation == CMD_INSERT)
 		ExplainPropertyText("Existing Key",
 							fm->table->upsert ? "overwrite" :
@@ -576,6 +819,8 @@ KvFdwModifyRoutine(FdwRoutine *routine)
 	routine->ExecForeignUpdate = kvExecForeignUpdate;
 	routine->ExecForeignDelete = kvExecForeignDelete;
 	routine->BeginForeignInsert = kvBeginForeignInsert;
+	routine->GetForeignModifyBatchSize = kvGetForeignModifyBatchSize;
+	routine->ExecForeignBatchInsert = kvExecForeignBatchInsert;
 	routine->IsForeignRelUpdatable = kvIsForeignRelUpdatable;
 	routine->ExplainForeignModify = kvExplainForeignModify;
 }

@@ -7,8 +7,10 @@
  * Options, by object:
  *	server			the libpq connection options postgres_fdw accepts
  *					(host, port, dbname, ...); a server with any of them is
- *					a remote kvext node, which this version refuses to use
- *					(0A000); a server without is this node's store
+ *					a remote kvext node (remote.c connects to it); a
+ *					server without is this node's store.  batch_size
+ *					(rows per remote INSERT call, default 1) is a server
+ *					or table option, the table's winning
  *	user mapping	user, password, sslcert, sslkey, password_required
  *					(false: superusers only, as in postgres_fdw)
  *	foreign table	keyspace (default: the table's name), create_keyspace
@@ -92,6 +94,8 @@ static const KvFdwOption kvext_options[] = {
 	{"value_column", ForeignTableRelationId, false},
 	{"column_name", AttributeRelationId, false},
 	{"password_required", UserMappingRelationId, false},
+	{"batch_size", ForeignServerRelationId, false},
+	{"batch_size", ForeignTableRelationId, false},
 	{NULL, InvalidOid, false}
 };
 
@@ -253,6 +257,22 @@ option_bool(DefElem *def)
 	return result;
 }
 
+/* batch_size's value: an integer of at least 1; 22023 otherwise */
+static int
+option_batch_size(DefElem *def)
+{
+	char	   *end;
+	long		v = strtol(defGetString(def), &end, 10);
+
+	if (*end != '\0' || v < 1 || v > 100000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"batch_size\": %s",
+						defGetString(def)),
+				 errhint("batch_size is an integer from 1 to 100000.")));
+	return (int) v;
+}
+
 /* check the value of keyspace: the rules of kv_create_keyspace() */
 static void
 check_keyspace_name(const char *name)
@@ -294,6 +314,8 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 		else if (strcmp(def->defname, "create_keyspace") == 0 ||
 				 strcmp(def->defname, "upsert") == 0)
 			(void) option_bool(def);
+		else if (strcmp(def->defname, "batch_size") == 0)
+			(void) option_batch_size(def);
 		else if (strcmp(def->defname, "password_required") == 0)
 		{
 			if (!option_bool(def) && !superuser())
@@ -421,9 +443,7 @@ check_columns(Relation rel, KvFdwTable *table, const char *key_column,
 /*
  * KvFdwGetTable
  *		The settings and columns of foreign table rel, palloc'd in the
- *		current memory context.  Raises the errors of check_columns and,
- *		with for_use, 0A000 for a table of a remote server (not supported
- *		yet).
+ *		current memory context.  Raises the errors of check_columns.
  */
 KvFdwTable *
 KvFdwGetTable(Relation rel, bool for_use)
@@ -436,14 +456,17 @@ KvFdwGetTable(Relation rel, bool for_use)
 	const char *value_column = NULL;
 	ListCell   *lc;
 
-	if (for_use && server_is_remote(server))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("remote kvext servers are not supported yet"),
-				 errdetail("Foreign table \"%s\" is on server \"%s\", which has connection options; this version of kvext_fdw reads and writes only this server's store.",
-						   RelationGetRelationName(rel), server->servername),
-				 errhint("Use a server without connection options (host, port, dbname, ...) for this node's store.")));
+	table->remote = server_is_remote(server);
+	table->serverid = server->serverid;
+	strlcpy(table->servername, server->servername, NAMEDATALEN);
+	table->batch_size = 1;
+	foreach(lc, server->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
 
+		if (strcmp(def->defname, "batch_size") == 0)
+			table->batch_size = option_batch_size(def);
+	}
 	table->relid = RelationGetRelid(rel);
 	table->relname = pstrdup(RelationGetRelationName(rel));
 	foreach(lc, ft->options)
@@ -460,6 +483,8 @@ KvFdwGetTable(Relation rel, bool for_use)
 			key_column = defGetString(def);
 		else if (strcmp(def->defname, "value_column") == 0)
 			value_column = defGetString(def);
+		else if (strcmp(def->defname, "batch_size") == 0)
+			table->batch_size = option_batch_size(def);
 	}
 	/* a table name is at most NAMEDATALEN - 1 bytes too */
 	check_keyspace_name(keyspace);

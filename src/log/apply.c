@@ -121,8 +121,8 @@ store_full_during_apply(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("the kvext data does not fit in kvext.memory_limit"),
-			 errdetail("Either kvext.memory_limit was lowered, or, in a store over 1GB, replay placed the data so that no 1GB part of the heap has room for the next entry."),
-			 errhint("Raise kvext.memory_limit (above its previous value in the second case) and restart the server.")));
+			 errdetail("Either kvext.memory_limit was lowered, or, in a store over 1GB holding values of hundreds of MB, no 1GB part of the heap could be cleared for the next entry."),
+			 errhint("Raise kvext.memory_limit (in the second case, by the size of the largest value) and restart the server.")));
 }
 
 /*

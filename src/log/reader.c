@@ -24,7 +24,12 @@
  * exactly there; if there is none, that is the clean end of the log.
  * Anything else is KV_READ_BAD, with reader->why saying what is wrong and
  * reader->bad_in_last whether it is in the last segment; the caller
- * decides whether that is a torn tail or corruption (recovery.c).
+ * decides whether that is a torn tail or corruption (recovery.c).  A
+ * damaged record's payload is not searched for valid records (a client's
+ * value may look like one), but a record whose CRC holds with a length
+ * one bit different from its header's is reported as such
+ * (reader->bad_len_claimed, length_fix): a damaged length, not a torn
+ * write.
  *
  * Memory: the reader and its buffer are palloc'd in the caller's context.
  *
@@ -124,6 +129,9 @@ zeros_to_end(KvLogReader *r, off_t off)
 
 /* one string, compared by address (header_problem's caller) */
 static const char record_past_end[] = "record extends past the end of the file";
+static const char length_damaged[] = "damaged record length";
+
+static KvLogReadResult bad(KvLogReader *r, const char *why);
 
 /*
  * header_problem
@@ -235,6 +243,109 @@ load_record(KvLogReader *r, off_t off, const KvWalRecord *hdr, bool *crc_bad)
 }
 
 /*
+ * length_fix
+ *		The record whose header hdr is at file offset off held together but
+ *		failed its CRC or ran past the end of the file.  If a length that
+ *		differs from hdr->len in one bit (a multiple of 8 that fits in the
+ *		file) makes its CRC hold, return that length: the record was written
+ *		whole and its length field damaged since.  Else 0.  Reads the bytes
+ *		of the longest candidate once, through the reader's buffer.
+ *
+ * Why: the reader does not search a damaged record's payload for valid
+ * records (a client's value may look like one), so a length damaged to a
+ * larger value would hide the valid records that follow, and a damaged
+ * last record would be taken for a torn write and cleared.  A torn write
+ * never leaves a complete record behind a wrong length: with the real
+ * length found, both are reported as the corruption they are.  A random
+ * match needs 2^32 tries per candidate: 29 candidates make a false alarm
+ * about one in 150 million damaged records.
+ */
+static uint32
+length_fix(KvLogReader *r, off_t off, const KvWalRecord *hdr)
+{
+	uint32		cand[32];
+	int			ncand = 0;
+	pg_crc32c	crc;
+	Size		done = sizeof(KvWalRecord);
+	KvWalRecord fixed;
+
+	/* the candidates, ascending */
+	for (int b = 3; b < 32; b++)
+	{
+		uint32		len = hdr->len ^ ((uint32) 1 << b);
+
+		if (len < hdr->len && len >= sizeof(KvWalRecord) &&
+			(off_t) len <= r->segsize - off)
+			cand[ncand++] = len;
+	}
+	for (int i = 0, j = ncand - 1; i < j; i++, j--)
+	{
+		uint32		t = cand[i];
+
+		cand[i] = cand[j];
+		cand[j] = t;
+	}
+	for (int b = 3; b < 32; b++)
+	{
+		uint32		len = hdr->len ^ ((uint32) 1 << b);
+
+		if (len > hdr->len && (off_t) len <= r->segsize - off)
+			cand[ncand++] = len;
+	}
+
+	grow_buffer(r, KVEXT_READ_BUFFER);
+	fixed = *hdr;
+	INIT_CRC32C(crc);
+	for (int i = 0; i < ncand; i++)
+	{
+		pg_crc32c	c;
+
+		/* the payload up to this candidate's end */
+		while (done < cand[i])
+		{
+			Size		n = Min((Size) KVEXT_READ_BUFFER, cand[i] - done);
+
+			if (!read_at(r, r->buf, n, off + done))
+				return 0;
+			COMP_CRC32C(crc, r->buf, n);
+			done += n;
+			CHECK_FOR_INTERRUPTS();
+		}
+		c = crc;
+		fixed.len = cand[i];
+		COMP_CRC32C(c, (char *) &fixed + offsetof(KvWalRecord, len),
+					sizeof(KvWalRecord) - offsetof(KvWalRecord, len));
+		FIN_CRC32C(c);
+		if (EQ_CRC32C(c, hdr->crc))
+			return cand[i];
+	}
+	return 0;
+}
+
+/*
+ * bad_record
+ *		KvLogReadNext's verdict on a record whose header holds together but
+ *		that failed its CRC (crc_bad) or ran past the end of the file: the
+ *		reader is not to search its payload for valid records
+ *		(r->bad_extent), unless only its length field is damaged
+ *		(length_fix): then the record ends where its CRC holds.
+ */
+static KvLogReadResult
+bad_record(KvLogReader *r, off_t off, const KvWalRecord *hdr, bool crc_bad)
+{
+	uint32		real = length_fix(r, off, hdr);
+
+	if (real != 0)
+	{
+		r->bad_extent = real;
+		r->bad_len_claimed = hdr->len;
+		return bad(r, length_damaged);
+	}
+	r->bad_extent = hdr->len;
+	return bad(r, crc_bad ? "checksum mismatch" : record_past_end);
+}
+
+/*
  * KvLogRecordBytes
  *		n bytes of the current record (after KV_READ_RECORD), from byte at
  *		of the record on; the caller has checked that they lie inside it.
@@ -286,6 +397,7 @@ segment_is_empty(KvLogReader *r, int seg)
 	return empty;
 }
 
+/* no valid record at r->pos, because of why */
 static KvLogReadResult
 bad(KvLogReader *r, const char *why)
 {
@@ -380,6 +492,7 @@ KvLogReadNext(KvLogReader *r)
 
 		r->rec = NULL;
 		r->bad_extent = 0;
+		r->bad_len_claimed = 0;
 		if (off + (off_t) sizeof(KvWalRecord) > r->segsize)
 		{
 			/* fewer bytes left than a header: only zeros may remain */
@@ -398,7 +511,7 @@ KvLogReadNext(KvLogReader *r)
 				{
 					/* a torn record: its payload is not searched (below) */
 					if (why == record_past_end)
-						r->bad_extent = hdr.len;
+						return bad_record(r, off, &hdr, false);
 					return bad(r, why);
 				}
 				if (!load_record(r, off, &hdr, &crc_bad))
@@ -408,10 +521,7 @@ KvLogReadNext(KvLogReader *r)
 					 * which may hold anything (a client's value that looks
 					 * like a record), is not searched for valid records.
 					 */
-					r->bad_extent = hdr.len;
-					if (!crc_bad)
-						return bad(r, record_past_end);
-					return bad(r, "checksum mismatch");
+					return bad_record(r, off, &hdr, crc_bad);
 				}
 				r->rec = (KvWalRecord *) r->buf;
 				r->pos += hdr.len;

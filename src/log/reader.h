@@ -45,6 +45,10 @@ typedef struct KvLogReader
 	bool		bad_in_last;	/* after KV_READ_BAD: in the last segment */
 	uint32		bad_extent;		/* after KV_READ_BAD: the damaged record's
 								 * length, if its header holds together */
+	uint32		bad_len_claimed;	/* after KV_READ_BAD: if only the record's
+									 * length field is damaged, what it says
+									 * (bad_extent is then the real length);
+									 * else 0 */
 	KvLsn		stray_last;		/* after KV_READ_END: start of an all-zero
 								 * last file the log never reached, or 0 */
 } KvLogReader;

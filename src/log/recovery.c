@@ -288,6 +288,30 @@ restored_copy_ends(LogScan *ls, KvLogReader *r)
 }
 
 /*
+ * damaged_length
+ *		The record at r->pos was written whole, but its length field was
+ *		damaged later (reader.c, length_fix): no crash does that, so it is
+ *		corruption wherever it is, and the records after it may have been
+ *		durable.  Refuse, saying whether valid records follow.
+ */
+static void
+damaged_length(KvLogReader *r)
+{
+	KvLsn		next = KvLogReaderValidAfter(r);
+	char	   *detail;
+
+	if (next != InvalidKvLsn)
+		detail = psprintf("The record's header says %u bytes; with %u bytes, one bit different, its checksum holds, and a valid record follows at LSN %X/%X: it was written whole and damaged later, which no crash does.",
+						  r->bad_len_claimed, r->bad_extent, LSN_FORMAT_ARGS(next));
+	else
+		detail = psprintf("The record's header says %u bytes; with %u bytes, one bit different, its checksum holds: it was written whole and damaged later, which no crash does.",
+						  r->bad_len_claimed, r->bad_extent);
+	fail_corrupt(r, r->why, detail,
+				 psprintf("Restore the kvext log from a backup; zeroing the file from offset %llu lets the store start without this record and the ones after it.",
+						  (unsigned long long) (r->pos - KvLogReaderSegStart(r))));
+}
+
+/*
  * scan_pass1
  *		Check the log from the redo point, find its end, and collect the
  *		decisions: COMMIT and ABORT records name their TXN record by
@@ -314,6 +338,8 @@ scan_pass1(LogScan *ls)
 
 			KvLsn		next;
 
+			if (r->bad_len_claimed != 0)
+				damaged_length(r);
 			if (ls->restored)
 			{
 				restored_copy_ends(ls, r);

@@ -3,26 +3,42 @@
  * compact.c
  *	  Compaction of the store's heap: when a write finds no free block big
  *	  enough although enough bytes are free in total, committed entries are
- *	  slid down over the free blocks before them until a block that fits
- *	  has formed.
+ *	  moved until a block that fits has formed: slid down over the free
+ *	  blocks before them, or evacuated into another chunk of the heap.
  *
  * Why.  alloc.c coalesces free neighbours, but a free block between two
  * live entries stays as small as the entry it held.  Filled with small
  * values, every other key deleted, then refilled with larger values, a
- * store used to report "full" (53200) with half its heap free.  Memory
- * used is now bounded by kvext.memory_limit, not by fragmentation.
+ * store used to report "full" (53200) with half its heap free.  And the
+ * heap is cut into chunks of at most 1GB whose free space never merges
+ * across the fence at a chunk's end, so in a store over 1GB a large value
+ * could find its bytes free, but spread over several chunks.  Memory used
+ * is now bounded by kvext.memory_limit, not by fragmentation.
  *
- * How.  The allocator keeps a cursor (a block start) and offers a sliding
- * step (KvAllocNextMovable, KvAllocSlideDown): the used block after the
- * free block at the cursor moves down into it, so the free space moves up
- * past it and merges with the next free block.  Step after step, the free
- * block at the cursor absorbs every hole it passes, until it is as big as
- * the write needs; the next compaction goes on from there, wrapping around
- * at the end of the heap.  Only entries move: a used block is moved only
- * once it is found, under its partition lock, linked in the bucket chain
- * its hash names, and only if it is committed: store.c's move step
- * (KvMoveEntryFn) does that part, so this file knows the allocator and
- * not the chains.
+ * How.  A compaction works in one chunk at a time, the one with the most
+ * free bytes (KvAllocPickChunk), and grows a free block there.  Each chunk
+ * has a cursor (a block start); a step (KvAllocNextMovable) looks at the
+ * free block at the cursor and a used block next to it:
+ *	- evacuation: the used block after the free block (or, if a fence or a
+ *	  block too big to slide follows, the one before it) is copied into a
+ *	  free block of exactly its size in another chunk and freed, so the
+ *	  free block grows by its size and merges with the free block beyond;
+ *	- sliding, when the heap has one chunk or no other chunk has a free
+ *	  block that fits the entry: the used block after the free block moves
+ *	  down into it, so the free block moves up past it and merges with the
+ *	  next free block.
+ * Step after step, the free block at the cursor absorbs every hole it
+ * passes, and grows by what is evacuated, until it is as big as the write
+ * needs; the next compaction goes on from there, wrapping around at the
+ * chunk's end (up to two passes: one that starts mid-chunk gathers the
+ * free space after the cursor, then, after wrapping, the free space before
+ * it).  Evacuation comes first because it costs one copy, as a slide does,
+ * but makes the block grow instead of only moving it: a compaction moves
+ * about what the write needs less the holes it merges.  Evacuated entries
+ * take a good fit among the other chunks' free blocks, exact-size holes
+ * first.  When an entry finds no such block, another chunk is compacted by
+ * sliding until it has one (make_outside_room); if none can, entries of
+ * that size are slid from then on.
  *
  * What may move.  A committed entry is referenced only by its bucket chain
  * (the bucket head or the previous entry's next): every reader and writer
@@ -33,23 +49,34 @@
  * pending entry, an entry being initialized (not linked yet), a block over
  * KVEXT_COMPACT_MAX_MOVE (unless recovery runs, KvCompactUnbounded)
  * and the fences at chunk ends are stepped over:
- * the free block before them stays where it is, and sliding goes on after
- * them.
+ * the free block before them stays where it is, and compaction goes on
+ * after them.  store.c's move step (KvMoveEntryFn) validates the entry, so
+ * this file knows the allocator and not the chains.
  *
  * Locking.  One move holds the entry's partition lock exclusively (no
  * reader is inside the chain meanwhile) and then the allocator lock for
- * one memmove of at most KVEXT_COMPACT_MAX_MOVE bytes: the order of
- * store.c, partition lock -> allocator lock, and only one partition lock
- * at a time.  Between moves no lock is held and interrupts are checked, so
- * a long compaction delays only the write that needs it; others see
- * pauses of one entry's move.  Several backends may compact at once: they
- * share the cursor and every step is validated under the locks.
+ * one copy of at most KVEXT_COMPACT_MAX_MOVE bytes: the order of store.c,
+ * partition lock -> allocator lock, and only one partition lock at a
+ * time.  An evacuation takes its new block and frees the old one within
+ * that one allocator lock hold.  Between moves no lock is held and
+ * interrupts are checked, so a long compaction delays only the write that
+ * needs it; others see pauses of one entry's move.  Several backends may
+ * compact at once: they share the chunks' cursors and every step is
+ * validated under the locks.
+ *
+ * The reserve.  Puts stop short of the allocator's reserve (kept for
+ * deletes).  A move never changes how many bytes are used: a slide keeps
+ * the block, an evacuation takes a block of exactly the same size (never
+ * one that would leave an unsplittable remainder) and frees the old one.
+ * So evacuation targets cannot eat into the reserve, and the per-keyspace
+ * byte counts stay exact.
  *
  * Cost.  A compaction stops as soon as a free block of the needed size
- * exists, so it moves about size * used / free bytes (the live data among
- * the holes it merges), and never more than two passes over the heap: the
- * bound for a large heap is two sweeps, done one entry at a time, and only
- * when the heap is fragmented enough that a write could not be placed.
+ * exists.  It never does more than two passes' worth of steps over a
+ * chunk, and two over the whole heap in all (chunks tried in turn, and
+ * the compactions that make room for evacuated entries, included): the
+ * bound for a large heap, done one entry at a time, and only when the heap
+ * is fragmented enough that a write could not be placed.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -69,6 +96,19 @@
  */
 static Size max_move = KVEXT_COMPACT_MAX_MOVE;
 
+/* one compaction (KvCompact): its budget, and the work done so far */
+typedef struct CompactRun
+{
+	KvMoveEntryFn move;			/* store.c's move step */
+	uint64		budget;			/* bytes of steps allowed in all */
+	uint64		work;			/* bytes of steps taken (passed or moved) */
+	uint64		moved;			/* bytes moved, ... */
+	uint64		evacuated;		/* ... of which into other chunks */
+} CompactRun;
+
+static bool compact_chunk(CompactRun *run, int chunk, Size size,
+						  bool use_reserve, bool evacuate);
+
 /*
  * KvCompactUnbounded
  *		While recovery replays the log, no other process uses the store, so
@@ -84,24 +124,143 @@ KvCompactUnbounded(bool on)
 }
 
 /*
+ * make_outside_room
+ *		An entry of bsize bytes (block size) in chunk found no free block in
+ *		the other chunks: compact the other chunk with the most free bytes,
+ *		if they add up to the block, by sliding only, until one has formed
+ *		there; if it cannot, the next one.  Chunks in *skip are not tried,
+ *		and chunks that could not make one are added to it.  Returns
+ *		whether a block has formed.
+ */
+static bool
+make_outside_room(CompactRun *run, int chunk, Size bsize, uint32 *skip)
+{
+	for (;;)
+	{
+		Size		need = bsize + KV_ALLOC_MIN_BLOCK;
+		int			other = KvAllocPickChunk(need, need,
+											 *skip | KV_CHUNK_BIT(chunk));
+
+		if (other < 0)
+			return false;
+		/*
+		 * A block of bsize + MIN_BLOCK always takes an evacuation (alloc.c,
+		 * find_free).  A move keeps the bytes used: the reserve does not
+		 * count.
+		 */
+		if (compact_chunk(run, other, need - KV_ALLOC_OVERHEAD, true, false))
+			return true;
+		*skip |= KV_CHUNK_BIT(other);
+	}
+}
+
+/*
+ * compact_chunk
+ *		Grow the free block at chunk's cursor until KvAlloc(size,
+ *		use_reserve) finds a block, moving the entries next to it: into
+ *		other chunks first if evacuate, else (or when they have no room)
+ *		by sliding.  Returns true once such a block exists, false after two
+ *		passes over the chunk, when the run's budget is spent, or when the
+ *		free bytes no longer add up to size.  No LWLock held; interruptible.
+ */
+static bool
+compact_chunk(CompactRun *run, int chunk, Size size, bool use_reserve,
+			  bool evacuate)
+{
+	Size		need = KvAllocBlockNeed(size);
+	uint64		limit = Min(run->work + 2 * (uint64) KvAllocChunkBytes(chunk),
+							run->budget);
+	Size		evacuate_max = evacuate ? max_move : 0;
+	uint32		outside_skip = 0;	/* chunks that could not make room */
+	bool		room_made = false;	/* make_outside_room just succeeded */
+
+	while (run->work < limit)
+	{
+		KvAllocStep step;
+		Size		advanced;
+		Size		free_after = 0;
+		bool		evacuate_it;
+		KvMoveResult res;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!KvAllocFreeFor(size, use_reserve))
+			return false;		/* really full (or filled meanwhile) */
+
+		switch (KvAllocNextMovable(chunk, need, max_move, evacuate_max,
+								   &step, &advanced))
+		{
+			case KV_STEP_FITS:
+				return true;
+			case KV_STEP_NONE:
+				run->work += advanced;
+				continue;
+			case KV_STEP_MOVE:
+				break;
+		}
+		/* every outcome counts as passing the block, so the loop ends */
+		run->work += advanced + step.size;
+
+		evacuate_it = step.size <= evacuate_max;
+		res = run->move(step.entry, max_move, evacuate_it, step.before,
+						&free_after);
+		if (evacuate_it && (res == KV_MOVE_SLID || res == KV_MOVE_NO_ROOM))
+		{
+			/*
+			 * No other chunk has a block for it.  Make one there, once per
+			 * chunk; if that cannot be done (or did not help), slide
+			 * entries of this size from now on.
+			 */
+			if (!room_made &&
+				make_outside_room(run, chunk, step.size, &outside_skip))
+				room_made = true;
+			else
+			{
+				evacuate_max = step.size - 1;
+				room_made = false;
+			}
+		}
+		switch (res)
+		{
+			case KV_MOVE_EVACUATED:
+				run->evacuated += step.size;
+				room_made = false;
+				/* FALLTHROUGH */
+			case KV_MOVE_SLID:
+				run->moved += step.size;
+				if (free_after >= need)
+					return true;
+				break;
+			case KV_MOVE_NEVER:
+				KvAllocSkip(chunk, &step);
+				break;
+			case KV_MOVE_NO_ROOM:
+			case KV_MOVE_AGAIN:
+				break;
+		}
+	}
+	return false;
+}
+
+/*
  * KvCompact
- *		Make a free block for KvAlloc(size, use_reserve) by sliding
- *		committed entries down (see the file header); move (store.c) moves
- *		one entry if it may.  Returns true once
- *		such a block has formed (the caller then retries; a concurrent
- *		writer may take it first), false if the free bytes do not add up to
- *		size or two passes over the heap did not make the block.  Call with
- *		no LWLock held; interruptible.
+ *		Make a free block for KvAlloc(size, use_reserve) by moving committed
+ *		entries (see the file header); move (store.c) moves one entry if it
+ *		may.  Chunks are tried from the one with the most free bytes.
+ *		Returns true once such a block has formed (the caller then retries;
+ *		a concurrent writer may take it first), false if the free bytes do
+ *		not add up to size or no chunk could make the block.  Call with no
+ *		LWLock held; interruptible.
  */
 bool
 KvCompact(Size size, bool use_reserve, KvMoveEntryFn move)
 {
 	Size		need = KvAllocBlockNeed(size);
+	bool		evacuate = KvAllocChunkCount() > 1;
 	uint64		used;
 	uint64		total;
-	uint64		swept = 0;
-	uint64		moved = 0;
+	uint32		tried = 0;
 	bool		result = false;
+	CompactRun	run;
 	instr_time	start;
 	instr_time	duration;
 
@@ -110,53 +269,27 @@ KvCompact(Size size, bool use_reserve, KvMoveEntryFn move)
 	KvAllocUsage(&used, &total);
 	INSTR_TIME_SET_CURRENT(start);
 
-	/*
-	 * Up to two passes: a pass that starts at a cursor in the middle of the
-	 * heap gathers the free space after the cursor into a block at the end,
-	 * and after wrapping the free space before the cursor into a block that
-	 * stops short of it; going on slides the entries between the two, so
-	 * they merge.
-	 */
-	while (swept < 2 * total)
+	memset(&run, 0, sizeof(run));
+	run.move = move;
+	run.budget = 2 * total;
+
+	while (!result && run.work < run.budget)
 	{
-		Size		bsize = 0;
-		Size		advanced;
-		Size		free_after = 0;
-		KvPtr		p;
+		int			chunk = KvAllocPickChunk(need, 0, tried);
 
-		CHECK_FOR_INTERRUPTS();
-		if (!KvAllocFreeFor(size, use_reserve))
-			break;				/* really full (or filled meanwhile) */
-
-		p = KvAllocNextMovable(max_move, &bsize, &advanced);
-		swept += advanced;
-		if (p == InvalidKvPtr)
-			continue;
-
-		/* every outcome counts as passing p, so one pass ends */
-		swept += bsize;
-		switch (move(p, max_move, &free_after))
-		{
-			case KV_MOVE_DONE:
-				moved += bsize;
-				if (free_after >= need)
-					result = true;
-				break;
-			case KV_MOVE_NEVER:
-				KvAllocSkip(p);
-				break;
-			case KV_MOVE_AGAIN:
-				break;
-		}
-		if (result)
+		if (chunk < 0)
+			break;
+		tried |= KV_CHUNK_BIT(chunk);
+		result = compact_chunk(&run, chunk, size, use_reserve, evacuate);
+		if (!result && !KvAllocFreeFor(size, use_reserve))
 			break;
 	}
 
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 	KvAllocNoteCompaction(result, INSTR_TIME_GET_MICROSEC(duration));
-	elog(DEBUG1, "kvext compaction for %zu bytes: %s after moving " UINT64_FORMAT " bytes and passing " UINT64_FORMAT " in %.3f ms",
-		 need, result ? "succeeded" : "failed", moved, swept,
-		 INSTR_TIME_GET_MILLISEC(duration));
+	elog(DEBUG1, "kvext compaction for %zu bytes: %s after moving " UINT64_FORMAT " bytes (" UINT64_FORMAT " into other chunks) and passing " UINT64_FORMAT " in %.3f ms",
+		 need, result ? "succeeded" : "failed", run.moved, run.evacuated,
+		 run.work, INSTR_TIME_GET_MILLISEC(duration));
 	return result;
 }

@@ -2,7 +2,9 @@
  *
  * compact.h
  *	  Compaction of the store's heap: moving committed entries so that the
- *	  free space between them merges.  Internal to the store (src/store/).
+ *	  free space between them merges, within a chunk of the heap or by
+ *	  evacuating entries into other chunks.  Internal to the store
+ *	  (src/store/).
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -26,18 +28,21 @@
 /* what a move callback did with one allocation */
 typedef enum KvMoveResult
 {
-	KV_MOVE_DONE,				/* moved down */
+	KV_MOVE_SLID,				/* slid down within its chunk */
+	KV_MOVE_EVACUATED,			/* moved into another chunk */
+	KV_MOVE_NO_ROOM,			/* not moved: no other chunk has room for it */
 	KV_MOVE_NEVER,				/* may not move: step over it */
 	KV_MOVE_AGAIN				/* the heap changed meanwhile: look again */
 } KvMoveResult;
 
 /*
- * Move the allocation at p (from KvAllocNextMovable) down with
- * KvAllocSlideDown(p, max_move, free_after) if it is a committed entry, and
- * repoint the one link to it (store.c, which owns the chains).  Called with
- * no LWLock held.
+ * Move the allocation at p (a step of KvAllocNextMovable) with
+ * KvAllocRelocate(p, max_move, evacuate, before, free_after, ...) if it is a
+ * committed entry, and repoint the one link to it (store.c, which owns the
+ * chains).  Called with no LWLock held.
  */
-typedef KvMoveResult (*KvMoveEntryFn) (KvPtr p, Size max_move, Size *free_after);
+typedef KvMoveResult (*KvMoveEntryFn) (KvPtr p, Size max_move, bool evacuate,
+									   bool before, Size *free_after);
 
 /* compact.c */
 extern bool KvCompact(Size size, bool use_reserve, KvMoveEntryFn move);

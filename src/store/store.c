@@ -60,9 +60,10 @@
  * Entries move.  When a write finds no free block big enough although
  * enough bytes are free, it releases its partition lock and compacts the
  * heap (compact.c), then starts over; only when the free bytes do not add
- * up is the store full (53200).  Compaction moves committed entries, one
- * at a time under the entry's partition lock (exclusive) and then the
- * allocator lock, and repoints the one link to it.  Hence the rule for
+ * up is the store full (53200).  Compaction moves committed entries (slid
+ * down within their 1GB chunk of the heap, or evacuated into another
+ * chunk), one at a time under the entry's partition lock (exclusive) and
+ * then the allocator lock, and repoints the one link to it.  Hence the rule for
  * all code: a KvPtr or pointer to a committed entry is valid only while
  * its partition lock is held; whatever must outlive the lock hold is
  * copied (scans) or is a pending entry (write sets, the apply path,
@@ -413,20 +414,23 @@ KvStoreSlotWake(int s)
 
 /*
  * move_entry
- *		Compaction's move step (compact.c, KvMoveEntryFn): slide the
- *		allocation at p down if it is a committed entry linked in its chain,
- *		and repoint the link to it.  Takes and releases its partition lock
- *		(then the allocator lock inside KvAllocSlideDown); no lock held on
- *		entry.
+ *		Compaction's move step (compact.c, KvMoveEntryFn): if the allocation
+ *		at p is a committed entry linked in its chain, move it with
+ *		KvAllocRelocate (into another chunk if evacuate, else or if no other
+ *		chunk has room by sliding it down) and repoint the link to it.
+ *		Takes and releases its partition lock (then the allocator lock
+ *		inside KvAllocRelocate); no lock held on entry.
  */
 static KvMoveResult
-move_entry(KvPtr p, Size max_move, Size *free_after)
+move_entry(KvPtr p, Size max_move, bool evacuate, bool before,
+		   Size *free_after)
 {
 	KvEntry    *e = KvEntryGet(p);
 	uint32		bucket = BUCKET_OF(e->hash);
 	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
 	KvPtr	   *link = &KvStoreBuckets[bucket];
 	KvPtr		np;
+	KvRelocation how;
 
 	/*
 	 * The hash was read before the lock and may be garbage (the block may
@@ -445,11 +449,22 @@ move_entry(KvPtr p, Size max_move, Size *free_after)
 		LWLockRelease(lock);
 		return KV_MOVE_NEVER;
 	}
-	np = KvAllocSlideDown(p, max_move, free_after);
+	np = KvAllocRelocate(p, max_move, evacuate, before, free_after, &how);
 	if (np != InvalidKvPtr)
 		*link = np;
 	LWLockRelease(lock);
-	return np != InvalidKvPtr ? KV_MOVE_DONE : KV_MOVE_AGAIN;
+	switch (how)
+	{
+		case KV_RELOC_SLID:
+			return KV_MOVE_SLID;
+		case KV_RELOC_EVACUATED:
+			return KV_MOVE_EVACUATED;
+		case KV_RELOC_NO_ROOM:
+			return KV_MOVE_NO_ROOM;
+		case KV_RELOC_CHANGED:
+			break;
+	}
+	return KV_MOVE_AGAIN;
 }
 
 /*

@@ -19,6 +19,9 @@ Environment:
   ONLY=fragmentation
                 run only the fill / delete / refill experiment (about a
                 minute) and print its section of the report
+  ONLY=fdw      run only the kvext_fdw experiment (issue 10, item 10) and
+                print its section of the report
+  PGBIN=dir     PostgreSQL 15 binaries (default /usr/lib/postgresql/15/bin)
 """
 
 import atexit
@@ -45,7 +48,7 @@ DURATION = int(os.environ.get("DURATION") or (1 if QUICK else 3))
 OUT = os.environ.get("OUT") or ("" if QUICK else os.path.join(ROOT, "docs", "benchmarks.md"))
 ONLY = os.environ.get("ONLY", "")
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+PGBIN = os.environ.get("PGBIN") or "/usr/lib/postgresql/15/bin"
 IS_ROOT = os.geteuid() == 0
 PGUSER = "postgres" if IS_ROOT else os.environ.get("USER", "postgres")
 
@@ -261,6 +264,9 @@ SCRIPTS = {
     # concurrent kv_mput calls lock keys in the same order)
     "kv_mget":   "\\set b random(1, :nbatches)\nSELECT kv_mget(keys, '{ks}') FROM {table} WHERE id = :b;\n",
     "kv_mput":   "\\set b random(1, :nbatches)\nSELECT kv_mput(keys, vals, '{ks}') FROM {table} WHERE id = :b;\n",
+    # kvext_fdw: a point read through a partitioned table
+    "fdw_point": "\\set k random(1, :nkeys)\nSELECT value FROM {table} WHERE key = 'k' || :k;\n",
+    # (kv_get of the same keys from one keyspace: the kv_get script above)
 }
 
 
@@ -705,6 +711,109 @@ END $$;""" % n)
     pg.cleanup()
 
 
+FDW_KEYS = 100_000
+FDW_BATCH = 100
+
+
+def fdw_experiment(b, results):
+    """kvext_fdw (issue 10, item 10): a coordinator and a data node.
+
+    Point SELECT through a hash partitioned table of 4 kvext partitions,
+    local (coordinator's store) and remote (the node's), against kv_get of
+    a key of one partition on the node that owns it; and against
+    postgres_fdw over a heap table of the same node.  Bulk INSERT of
+    FDW_KEYS rows through the remote parent vs through postgres_fdw with
+    the same batch_size."""
+    log("== kvext_fdw: point reads and bulk insert, local / remote / postgres_fdw")
+    coord = PgServer("fdw-coord")
+    node = PgServer("fdw-node")
+    coord.start()
+    node.start()
+    coord.setup_db()
+    node.setup_db()
+    n = FDW_KEYS
+    node.psql("""
+CREATE TABLE heap_t (key text PRIMARY KEY, value text);
+INSERT INTO heap_t SELECT 'k' || i, '%s' FROM generate_series(1, %d) i;
+CREATE TABLE heap_ins (key text PRIMARY KEY, value text);
+VACUUM ANALYZE heap_t;""" % (VAL, n))
+    coord.psql("""
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER kvlocal FOREIGN DATA WRAPPER kvext_fdw;
+CREATE SERVER kvnode FOREIGN DATA WRAPPER kvext_fdw
+  OPTIONS (host '%(dir)s', port '%(port)d', dbname 'bench', batch_size '%(batch)d');
+CREATE USER MAPPING FOR CURRENT_USER SERVER kvnode;
+CREATE SERVER pgnode FOREIGN DATA WRAPPER postgres_fdw
+  OPTIONS (host '%(dir)s', port '%(port)d', dbname 'bench', batch_size '%(batch)d');
+CREATE USER MAPPING FOR CURRENT_USER SERVER pgnode;
+CREATE FOREIGN TABLE pg_heap (key text, value text) SERVER pgnode OPTIONS (table_name 'heap_t');
+CREATE FOREIGN TABLE pg_ins (key text, value text) SERVER pgnode OPTIONS (table_name 'heap_ins');
+SELECT kv_create_distributed_table('dl', ARRAY['kvlocal'], partitions => 4);
+SELECT kv_create_distributed_table('dr', ARRAY['kvnode'], partitions => 4);
+SELECT kv_create_distributed_table('di', ARRAY['kvnode'], partitions => 4);
+INSERT INTO dl SELECT 'k' || i, '%(val)s' FROM generate_series(1, %(n)d) i;
+INSERT INTO dr SELECT 'k' || i, '%(val)s' FROM generate_series(1, %(n)d) i;
+""" % {"dir": node.dir, "port": node.port, "batch": FDW_BATCH, "val": VAL, "n": n})
+    # the direct baseline: the same keys in one keyspace, read with kv_get
+    for pg in (coord, node):
+        pg.psql("SELECT kv_create_keyspace('flat'); SELECT count(kv_put('k' || i, '%s', 'flat'))"
+                " FROM generate_series(1, %d) i;" % (VAL, n))
+    rows = []
+    for c in (1, 4) if not QUICK else (1,):
+        v = [("local_fdw", pg_variant(b, coord, "fdw_point", c, nkeys=n, table="dl")),
+             ("local_get", pg_variant(b, coord, "kv_get", c, nkeys=n, ks="flat")),
+             ("remote_fdw", pg_variant(b, coord, "fdw_point", c, nkeys=n, table="dr")),
+             ("node_get", pg_variant(b, node, "kv_get", c, nkeys=n, ks="flat")),
+             ("postgres_fdw", pg_variant(b, coord, "fdw_point", c, nkeys=n, table="pg_heap"))]
+        m = alternate("fdw point reads, %d clients" % c, v)
+        rows.append(dict(clients=c, **m))
+    ins = {"kvext_fdw": [], "postgres_fdw": []}
+    for _ in range(max(1, ROUNDS // 2)):
+        for name, table, clear_node in (
+                ("kvext_fdw", "di", "SELECT kv_drop_keyspace('di_' || i, true) FROM generate_series(0, 3) i;"),
+                ("postgres_fdw", "pg_ins", "TRUNCATE heap_ins;")):
+            node.psql(clear_node)
+            t = time.monotonic()
+            coord.psql("INSERT INTO %s SELECT 'k' || i, '%s' FROM generate_series(1, %d) i;"
+                       % (table, VAL, n))
+            ins[name].append(n / (time.monotonic() - t))
+    log("  bulk insert rows/s: kvext_fdw=%.0f postgres_fdw=%.0f" % (
+        median(ins["kvext_fdw"]), median(ins["postgres_fdw"])))
+    coord.cleanup()
+    node.cleanup()
+    results["fdw"] = {"reads": rows, "insert": {k: median(x) for k, x in ins.items()},
+                      "insert_rounds": ins}
+
+
+def fdw_report(P, r):
+    """The report's section for fdw_experiment()."""
+    P("## kvext_fdw: partitioned tables over keyspaces (issue 10)")
+    P("")
+    P("A coordinator and one data node on this machine (unix sockets). Tables"
+      " `dl`, `dr`: hash partitioned, 4 kvext partitions, %s keys, made with"
+      " `kv_create_distributed_table` over this server's store (`dl`) and over"
+      " the node (`dr`). Point read: `SELECT value FROM t WHERE key = $k`;"
+      " baselines: `kv_get` of the same keys (one keyspace) on the server holding them,"
+      " and postgres_fdw over a heap table (primary key) of the node."
+      " Targets: local pushdown >= 0.8x direct kv_get; remote >= 1.0x postgres_fdw." % fmt_rate(FDW_KEYS))
+    P("")
+    P("| clients | local fdw tps | kv_get (coordinator) tps | local / kv_get | remote fdw tps | kv_get (node) tps | remote / kv_get on node | postgres_fdw tps | remote / postgres_fdw |")
+    P("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for x in r["reads"]:
+        P("| %d | %s | %s | %.2f | %s | %s | %.2f | %s | %.2f |" % (
+            x["clients"], fmt_rate(x["local_fdw"]), fmt_rate(x["local_get"]),
+            x["local_fdw"] / x["local_get"], fmt_rate(x["remote_fdw"]), fmt_rate(x["node_get"]),
+            x["remote_fdw"] / x["node_get"], fmt_rate(x["postgres_fdw"]),
+            x["remote_fdw"] / x["postgres_fdw"]))
+    P("")
+    i = r["insert"]
+    P("Bulk INSERT of %s rows through the remote parent (`batch_size %d`) vs"
+      " postgres_fdw into a heap table with the same `batch_size`: %s vs %s rows/s,"
+      " ratio **%.2f**." % (fmt_rate(FDW_KEYS), FDW_BATCH, fmt_rate(i["kvext_fdw"]),
+                            fmt_rate(i["postgres_fdw"]), i["kvext_fdw"] / i["postgres_fdw"]))
+    P("")
+
+
 def fragmentation_report(P, fr):
     """The report's section for fragmentation()."""
     P("## Fragmentation: fill, delete every other key, refill with larger values")
@@ -961,6 +1070,9 @@ def report(env, results, fsync, elapsed):
     if "fragmentation" in results:
         fragmentation_report(P, results["fragmentation"])
 
+    if "fdw" in results:
+        fdw_report(P, results["fdw"])
+
     P("## Scaling")
     P("")
     P("Ratios by client count (1M keys for reads; %s keys for writes), from the tables above." % "{:,}".format(NKEYS_WRITE))
@@ -1020,8 +1132,32 @@ def main():
             with open(os.environ["OUT"], "w") as f:
                 f.write(text)
         return
+    if ONLY == "fdw":
+        work = tempfile.mkdtemp(prefix="kvbench-work-")
+        os.chmod(work, 0o755)
+        atexit.register(shutil.rmtree, work, True)
+        results = {}
+        cpu = "unknown"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        git = run(["git", "-C", ROOT, "log", "-1", "--format=%h"], check=False).strip()
+        fdw_experiment(Bench(work), results)
+        cleanup_all()
+        L = ["Machine: %s, %d cores; %s; commit %s; %d rounds of %d s." % (
+            cpu, os.cpu_count(), date, git, ROUNDS, DURATION), ""]
+        fdw_report(L.append, results["fdw"])
+        text = "\n".join(L) + "\n"
+        print(text)
+        if os.environ.get("OUT"):
+            with open(os.environ["OUT"], "w") as f:
+                f.write(text)
+        return
     if ONLY:
-        sys.exit("bench: ONLY=%s: only ONLY=fragmentation is known" % ONLY)
+        sys.exit("bench: ONLY=%s: only ONLY=fragmentation and ONLY=fdw are known" % ONLY)
     if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
         sys.exit("bench: redis-server / redis-benchmark missing (scripts/deps.sh redis-server redis-tools)")
     work = tempfile.mkdtemp(prefix="kvbench-work-")
@@ -1048,6 +1184,7 @@ def main():
     batching(b, pg, results)
     in_process(b, pg, results)
     cleanup_all()
+    fdw_experiment(b, results)
     results.pop("redis_mem_server", None)
 
     saved = {"env": env, "results": results, "fsync": fsync,

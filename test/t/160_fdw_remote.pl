@@ -1,0 +1,207 @@
+# kvext_fdw over remote kvext nodes: a coordinator and three plain kvext
+# nodes.  A distributed table (kv_create_distributed_table) spreads rows
+# over the nodes: rows inserted, updated, deleted and copied through the
+# partitioned parent land on the node that owns their partition (checked
+# there with the kv functions), and reads through the parent see them.
+# Failures: a node that is down is a clear error naming its server (no
+# hang), a cancel interrupts a remote call that waits on the node, and a
+# cached connection whose remote backend was terminated is replaced.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use KvextDurability;
+
+my $coord = kv_node('coord');
+my @nodes = map { kv_node("data$_") } (1 .. 3);
+
+my $NROWS = 10_000;
+my $NPARTS = 6;
+
+foreach my $i (1 .. 3)
+{
+	my $n = $nodes[ $i - 1 ];
+	$coord->safe_psql('postgres', sprintf(q{
+CREATE SERVER s%d FOREIGN DATA WRAPPER kvext_fdw
+  OPTIONS (host '%s', port '%d', dbname 'postgres', batch_size '100', connect_timeout '5',
+           application_name 'kvext_fdw');
+CREATE USER MAPPING FOR CURRENT_USER SERVER s%d;},
+		$i, $n->host, $n->port, $i));
+}
+$coord->safe_psql('postgres', qq{
+SELECT kv_create_distributed_table('dist', ARRAY['s1', 's2', 's3'], partitions => $NPARTS);});
+
+# the node that owns partition r (kv_create_distributed_table's rule)
+sub owner { my ($r) = @_; return $nodes[ $r % 3 ]; }
+
+# how many of the keys the coordinator's hash puts in partition r
+sub expected_in
+{
+	my ($r, $keys_sql) = @_;
+	return $coord->safe_psql('postgres', qq{
+SELECT count(*) FROM ($keys_sql) k(key)
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $r, key)});
+}
+
+# ---------------------------------------------------------------------------
+# 10,000 rows through the parent land on the right nodes
+$coord->safe_psql('postgres', qq{
+INSERT INTO dist SELECT 'k' || i, 'v' || i FROM generate_series(1, $NROWS) i;});
+my $keys = "SELECT 'k' || i FROM generate_series(1, $NROWS) i";
+my $total = 0;
+foreach my $r (0 .. $NPARTS - 1)
+{
+	my $want = expected_in($r, $keys);
+	my $got = owner($r)->safe_psql('postgres', "SELECT kv_count('dist_$r')");
+	is($got, $want, "partition $r: its node holds the $want keys routed to it");
+	$total += $got;
+	foreach my $other (grep { $_ != owner($r) } @nodes)
+	{
+		is( $other->safe_psql('postgres',
+				"SELECT count(*) FROM kv_keyspaces() WHERE keyspace = 'dist_$r'"),
+			'0', "partition $r: no keyspace on another node");
+	}
+}
+is($total, $NROWS, 'every row is on some node');
+
+# sample keys: the value is on the owning node
+foreach my $i (1, 77, 4242, $NROWS)
+{
+	my $r = $coord->safe_psql('postgres', qq{
+SELECT r FROM generate_series(0, $NPARTS - 1) r
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, r, 'k$i'::text)});
+	is(owner($r)->safe_psql('postgres', "SELECT kv_get('k$i', 'dist_$r')"),
+		"v$i", "key k$i is on its partition's node");
+}
+
+# reads through the parent
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM dist'), $NROWS,
+	'count(*) through the parent');
+is($coord->safe_psql('postgres', q{SELECT value FROM dist WHERE key = 'k4242'}),
+	'v4242', 'point read through the parent');
+is( $coord->safe_psql('postgres',
+		q{SELECT string_agg(value, ',' ORDER BY key) FROM dist WHERE key IN ('k1', 'k2', 'nope')}),
+	'v1,v2', 'multi-key read through the parent');
+like(
+	$coord->safe_psql('postgres',
+		q{EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM dist WHERE key = 'k1'}),
+	qr/Node: s[123]/, 'EXPLAIN VERBOSE names the node');
+
+# ---------------------------------------------------------------------------
+# UPDATE moves keys across nodes
+my $moved = 0;
+foreach my $i (1 .. 20)
+{
+	my ($from, $to) = split /\|/, $coord->safe_psql('postgres', qq{
+SELECT (SELECT r FROM generate_series(0, $NPARTS - 1) r
+         WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, r, 'k$i'::text)),
+       (SELECT r FROM generate_series(0, $NPARTS - 1) r
+         WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, r, 'm$i'::text))});
+	next if owner($from) == owner($to);
+	$coord->safe_psql('postgres', qq{UPDATE dist SET key = 'm$i' WHERE key = 'k$i'});
+	is(owner($from)->safe_psql('postgres', "SELECT kv_exists('k$i', 'dist_$from')"),
+		'f', "k$i: gone from its old node");
+	is(owner($to)->safe_psql('postgres', "SELECT kv_get('m$i', 'dist_$to')"),
+		"v$i", "m$i: on its new node");
+	$moved++;
+	last if $moved >= 3;
+}
+ok($moved > 0, 'some UPDATEs moved keys across nodes');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM dist'), $NROWS,
+	'count unchanged by the moves');
+
+# DELETE
+$coord->safe_psql('postgres', q{DELETE FROM dist WHERE key LIKE 'k99%'});
+my $deleted = $coord->safe_psql('postgres',
+	"SELECT count(*) FROM generate_series(1, $NROWS) i WHERE ('k' || i) LIKE 'k99%'");
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM dist'), $NROWS - $deleted,
+	'DELETE through the parent');
+is( $nodes[0]->safe_psql('postgres',
+		"SELECT count(*) FROM generate_series(0, $NPARTS - 1) r, kv_scan('k99', 'dist_' || r)
+		  WHERE r % 3 = 0"),
+	'0', 'deleted keys are gone on the node');
+
+# COPY through the parent
+my $copy = join('', map { "c$_\tcv$_\n" } (1 .. 500));
+$coord->safe_psql('postgres', "COPY dist FROM stdin;\n$copy\\.\n");
+my $csum = 0;
+foreach my $r (0 .. $NPARTS - 1)
+{
+	$csum += owner($r)->safe_psql('postgres',
+		"SELECT count(*) FROM kv_scan('c', 'dist_$r')");
+}
+is($csum, 500, 'COPY through the parent: 500 keys on the nodes');
+
+# batch_size: an INSERT whose batch holds an existing key fails whole
+my ($ret, $out, $err) = $coord->psql('postgres',
+	q{INSERT INTO dist SELECT 'new' || i, 'x' FROM generate_series(1, 300) i UNION ALL SELECT 'k5000', 'dup'});
+like($err, qr/already exists/, 'an existing key in a batched INSERT is 23505');
+is( $coord->safe_psql('postgres', q{SELECT count(*) FROM dist WHERE key LIKE 'new%'}),
+	'0', 'and nothing of the statement stays on any node');
+
+# ---------------------------------------------------------------------------
+# a node that is down: a clear error naming its server, no hang
+$nodes[2]->stop('fast');
+($ret, $out, $err) = $coord->psql('postgres', 'SELECT count(*) FROM dist',
+	timeout => 120);
+isnt($ret, 0, 'a read of a table with a partition on a stopped node fails');
+like($err, qr/server "s3"/, 'the error names the server of the stopped node');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM dist_0'),
+	$nodes[0]->safe_psql('postgres', q{SELECT kv_count('dist_0')}),
+	'partitions on the other nodes still work');
+$nodes[2]->start;
+is($coord->safe_psql('postgres', 'SELECT count(*) > 0 FROM dist_2'), 't',
+	'the restarted node is used again');
+
+# ---------------------------------------------------------------------------
+# a cancel interrupts a remote call waiting on the node: a session on
+# data1 holds key k5001's lock, the coordinator's UPDATE waits for it there
+my $rc = $coord->safe_psql('postgres', qq{
+SELECT r FROM generate_series(0, $NPARTS - 1) r
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, r, 'k5001'::text)});
+my $holder = owner($rc)->background_psql('postgres');
+$holder->query_safe(qq{BEGIN; SELECT kv_put('k5001', 'held', 'dist_$rc')});
+my $waiter = $coord->background_psql('postgres', on_error_stop => 0);
+my $wpid = $waiter->query_safe('SELECT pg_backend_pid()');
+$waiter->query_until(qr/start/, qq{\\echo start
+UPDATE dist SET value = 'w' WHERE key = 'k5001';
+});
+ok( owner($rc)->poll_query_until('postgres', q{
+SELECT count(*) > 0 FROM pg_stat_activity
+ WHERE application_name = 'kvext_fdw' AND query LIKE '%kvext_fdw_remote_cas%'
+   AND state = 'active'}),
+	'the UPDATE waits on the node');
+$coord->safe_psql('postgres', "SELECT pg_cancel_backend($wpid)");
+$waiter->query('SELECT 1');
+like($waiter->{stderr}, qr/canceling statement due to user request/,
+	'the cancel interrupts the waiting remote call');
+ok( owner($rc)->poll_query_until('postgres', q{
+SELECT count(*) = 0 FROM pg_stat_activity
+ WHERE application_name = 'kvext_fdw' AND query LIKE '%kvext_fdw_remote_cas%'
+   AND state = 'active'}),
+	'and the remote call no longer runs on the node');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+$waiter->{stderr} = '';
+is($waiter->query_safe(q{SELECT value FROM dist WHERE key = 'k5001'}), 'v5001',
+	'the session works after the cancel');
+
+# ---------------------------------------------------------------------------
+# a cached connection whose remote backend was terminated is replaced
+is($waiter->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
+	'a session with cached connections');
+my $killed = $nodes[1]->safe_psql('postgres', q{
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE application_name = 'kvext_fdw'});
+ok($killed > 0, 'its remote backend on data2 is terminated');
+is($waiter->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
+	'the next use replaces the broken connection');
+$waiter->quit;
+
+$coord->stop;
+$_->stop foreach @nodes;
+done_testing();
