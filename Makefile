@@ -34,8 +34,10 @@ OBJS = \
 	src/log/backup.o \
 	src/log/visible.o \
 	src/log/apply.o \
+	src/log/install.o \
 	src/replication/config.o \
 	src/replication/receiver.o \
+	src/replication/snaprecv.o \
 	src/replication/sender.o \
 	src/api/functions.o \
 	src/api/monitor.o \

@@ -499,3 +499,28 @@ KvReplLeaderCatchUp(void)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 }
+
+/*
+ * KvReceiverCheckLeader
+ *		Steps 1 to 3 of an append, for another message of the leader (a
+ *		snapshot chunk, snaprecv.c): the cluster id (a new node adopts it),
+ *		then the term.  Returns false if the message's term is stale;
+ *		*current is this node's term.  Caller holds the append lock.
+ */
+bool
+KvReceiverCheckLeader(uint64 cluster_id, const char *leader, uint64 term,
+					  uint64 *current)
+{
+	check_cluster(cluster_id, leader);
+	return check_term(term, leader, current);
+}
+
+/*
+ * KvReceiverAppendLock
+ *		The append lock, for snaprecv.c.
+ */
+LWLock *
+KvReceiverAppendLock(void)
+{
+	return append_lock;
+}
