@@ -60,6 +60,7 @@
 #include "log/apply.h"
 #include "log/control.h"
 #include "log/reader.h"
+#include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/config.h"
@@ -225,7 +226,14 @@ log_has_record_ending(KvLsn end, uint64 term)
 			from = segs[i];
 	pfree(segs);
 	if (from == InvalidKvLsn)
-		return false;
+	{
+		KvLsn		redo;
+		uint64		redo_term;
+
+		/* a log rebuilt from a snapshot starts at its redo point */
+		return KvSnapshotRedoTerm(&redo, &redo_term) && redo == end &&
+			redo_term == term;
+	}
 	r = KvLogReaderBegin(from);
 	while (r->pos < end && KvLogReadNext(r) == KV_READ_RECORD)
 	{

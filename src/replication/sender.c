@@ -922,13 +922,15 @@ fill_pipeline(void)
 		}
 		if (!S->next_known)
 		{
-			/* Raft's nextIndex: our last matched position, or our end */
-			S->next = (S->matched > InvalidKvLsn) ? S->matched : flush;
-			if (log_lacks(S->next))
-			{
-				start_snapshot(S->next);
-				continue;
-			}
+			/*
+			 * Raft's nextIndex: our last matched position, or our end.  If
+			 * our log no longer goes back that far, ask from our end: the
+			 * peer's hint says what it has now (it may have been rebuilt
+			 * from a snapshot meanwhile), and a snapshot is sent only if
+			 * that is gone too.
+			 */
+			S->next = (S->matched > InvalidKvLsn && !log_lacks(S->matched)) ?
+				S->matched : flush;
 			S->next_prev_term = term_at(S->next);
 			end_term = S->next_prev_term;
 			S->next_known = true;
