@@ -35,8 +35,10 @@ OBJS = \
 	src/log/backup.o \
 	src/log/visible.o \
 	src/log/apply.o \
+	src/log/install.o \
 	src/replication/config.o \
 	src/replication/receiver.o \
+	src/replication/snaprecv.o \
 	src/replication/sender.o \
 	src/replication/role.o \
 	src/api/functions.o \

@@ -282,6 +282,21 @@ COMMENT ON FUNCTION kv_promote() IS
 'make this follower the leader of its group in a new term; returns the term';
 REVOKE ALL ON FUNCTION kv_promote() FROM PUBLIC;
 
+-- Catch-up from a snapshot: a leader's sender streams its snapshot to a
+-- follower that needs log the leader no longer has, chunk by chunk.  It is
+-- executable by every role and checks the replication right itself
+-- (EXECUTE on kv_repl_append), so the one grant covers both.
+CREATE FUNCTION kv_repl_snapshot(cluster_id bigint, leader text, leader_term bigint,
+                                 redo pg_lsn, total_size bigint,
+                                 chunk_offset bigint, chunk bytea,
+                                 OUT term bigint, OUT success boolean,
+                                 OUT received bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_repl_snapshot'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_repl_snapshot(bigint, text, bigint, pg_lsn, bigint, bigint, bytea) IS
+'replication: receive a chunk of the leader''s snapshot; the last one rebuilds this follower from it';
+
 -- Replication status (README, "Monitoring"; docs/architecture.md, "The leader's senders")
 
 -- Every role may call kv_cluster_status(), as kv_wal_status(): it shows no

@@ -31,6 +31,12 @@
  *	snapshot-mid			checkpointer, half-way through writing a snapshot
  *	snapshot-before-rename	snapshot written and synced, not yet renamed
  *	segment-removal-mid		after removing the first of several old segments
+ *	install-before-marker	follower installing its leader's snapshot
+ *							(log/install.c): received and checked, the install
+ *							not decided yet
+ *	install-after-marker	decided (snapshot.install), nothing else done
+ *	install-mid				its log replaced, control file and snapshot not yet
+ *	install-before-load		files done, the store not reloaded yet
  *
  * Points in the checkpointer see the setting from the configuration file
  * (ALTER SYSTEM + pg_reload_conf()); points in a backend see its session's.

@@ -34,6 +34,7 @@ int			kvext_wal_writer_delay = 200;
 int			kvext_wal_segment_size = 16 * 1024 * 1024;
 int			kvext_checkpoint_timeout = 300;
 int			kvext_max_wal_size = 1024;
+int			kvext_wal_keep_size = 128;
 int			kvext_recovery_wait_timeout = 60000;
 char	   *kvext_node_name = NULL;
 char	   *kvext_peers = NULL;
@@ -193,6 +194,19 @@ KvGucInit(void)
 							&kvext_max_wal_size,
 							1024,
 							1,
+							INT_MAX / 2,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.wal_keep_size",
+							"Log kept behind its end after a snapshot, for followers that "
+							"fall behind.",
+							"Only on a node with peers.  A follower that needs log older "
+							"than what is kept is rebuilt from a streamed snapshot.",
+							&kvext_wal_keep_size,
+							128,
+							0,
 							INT_MAX / 2,
 							PGC_SIGHUP,
 							GUC_UNIT_MB,

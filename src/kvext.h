@@ -31,6 +31,7 @@ extern PGDLLIMPORT int kvext_wal_writer_delay;	/* ms, SIGHUP */
 extern PGDLLIMPORT int kvext_wal_segment_size;	/* bytes, SIGHUP */
 extern PGDLLIMPORT int kvext_checkpoint_timeout;	/* s, SIGHUP */
 extern PGDLLIMPORT int kvext_max_wal_size;	/* MB, SIGHUP */
+extern PGDLLIMPORT int kvext_wal_keep_size;	/* MB, SIGHUP */
 extern PGDLLIMPORT int kvext_recovery_wait_timeout;	/* ms, USERSET */
 extern PGDLLIMPORT char *kvext_node_name;	/* PGC_POSTMASTER */
 extern PGDLLIMPORT char *kvext_peers;	/* PGC_POSTMASTER, superuser only */

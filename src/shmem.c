@@ -82,6 +82,7 @@ typedef enum KvTranche
 	KV_TRANCHE_LOG_FLUSH,
 	KV_TRANCHE_CONTROL,
 	KV_TRANCHE_APPEND,
+	KV_TRANCHE_SNAPSHOT,
 	KV_NUM_TRANCHES
 } KvTranche;
 
@@ -98,6 +99,7 @@ static const struct
 	[KV_TRANCHE_LOG_FLUSH] = {"kvext log flush", 1},
 	[KV_TRANCHE_CONTROL] = {"kvext control", 1},
 	[KV_TRANCHE_APPEND] = {"kvext log append", 1},
+	[KV_TRANCHE_SNAPSHOT] = {"kvext snapshot", 1},
 };
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -154,7 +156,7 @@ kv_shmem_startup(void)
 	KvSenderShmemInit();
 	KvRecoveryShmemInit();
 	KvCheckpointShmemInit();
-	KvSnapshotShmemInit();
+	KvSnapshotShmemInit(tranche_lock(KV_TRANCHE_SNAPSHOT));
 	KvBackupShmemInit();
 	KvReplConfigShmemInit();
 	KvApplyShmemInit();

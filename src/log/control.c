@@ -522,3 +522,24 @@ KvControlResetWatermark(KvLsn flushed)
 	ctl->data = data;
 	LWLockRelease(control_lock);
 }
+
+/*
+ * KvControlResetToSnapshot
+ *		A follower's log was replaced by an empty one starting at at, the
+ *		redo point of a snapshot streamed from its leader (log/install.c):
+ *		both watermarks become at, durably, even if they were further (the
+ *		old log is gone; everything before at is in the snapshot).
+ */
+void
+KvControlResetToSnapshot(KvLsn at)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	data = ctl->data;
+	data.flush_watermark = at;
+	data.commit_watermark = at;
+	(void) write_control(&data, ERROR);
+	ctl->data = data;
+	LWLockRelease(control_lock);
+}

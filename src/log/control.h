@@ -43,5 +43,6 @@ extern void KvControlAdvanceWatermark(KvLsn flushed);
 extern void KvControlAdvance(KvLsn flushed, KvLsn committed);
 extern void KvControlLowerWatermark(KvLsn at);
 extern void KvControlResetWatermark(KvLsn flushed);
+extern void KvControlResetToSnapshot(KvLsn at);
 
 #endif							/* KVEXT_CONTROL_H */

@@ -76,6 +76,7 @@
 #include "log/apply.h"
 #include "log/backup.h"
 #include "log/control.h"
+#include "log/install.h"
 #include "log/reader.h"
 #include "log/snapshot.h"
 #include "log/visible.h"
@@ -137,6 +138,8 @@ KvStateName(void)
 			return "recovering";
 		case KV_STATE_READY:
 			return "ready";
+		case KV_STATE_REBUILDING:
+			return "rebuilding";
 		default:
 			return "failed";
 	}
@@ -169,6 +172,15 @@ KvWaitReady(void)
 		if (state == KV_STATE_READY || state == KV_STATE_FAILED)
 			break;
 		waited = (long) ((GetCurrentTimestamp() - start) / 1000);
+		if (waited >= kvext_recovery_wait_timeout && state == KV_STATE_REBUILDING)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_CANNOT_CONNECT_NOW),
+					 errmsg("the kvext store is not ready: it is being rebuilt from its leader's snapshot"),
+					 errdetail("Waited %ld ms (kvext.recovery_wait_timeout).", waited),
+					 errhint("Retry later; the server log shows the rebuild.")));
+		}
 		if (waited >= kvext_recovery_wait_timeout)
 		{
 			ConditionVariableCancelSleep();
@@ -206,6 +218,41 @@ KvWaitReady(void)
 				 detail[0] ? errdetail_internal("%s", detail) : 0,
 				 errhint("%s", hint)));
 	}
+}
+
+/*
+ * KvRecoveryBeginRebuild / KvRecoveryEndRebuild
+ *		A follower replaces its store with its leader's snapshot
+ *		(install.c): meanwhile new kv calls wait, as during recovery.
+ */
+void
+KvRecoveryBeginRebuild(void)
+{
+	set_state(KV_STATE_REBUILDING);
+}
+
+void
+KvRecoveryEndRebuild(void)
+{
+	set_state(KV_STATE_READY);
+}
+
+/*
+ * KvRecoveryFail
+ *		The store cannot serve any more (a rebuild failed half-way): every
+ *		kv function reports this error until the server restarts.
+ */
+void
+KvRecoveryFail(int sqlstate, const char *message, const char *detail,
+			   const char *hint)
+{
+	SpinLockAcquire(&rec->mutex);
+	rec->sqlstate = sqlstate;
+	strlcpy(rec->message, message ? message : "", sizeof(rec->message));
+	strlcpy(rec->detail, detail ? detail : "", sizeof(rec->detail));
+	strlcpy(rec->hint, hint ? hint : "", sizeof(rec->hint));
+	SpinLockRelease(&rec->mutex);
+	set_state(KV_STATE_FAILED);
 }
 
 /* ---- replaying the log ---- */
@@ -682,6 +729,8 @@ recover(void)
 	restored = KvBackupRestoredCopy();
 
 	(void) KvControlLoad(true);
+	/* a snapshot streamed from the leader whose install a crash cut */
+	KvSnapshotFinishInstall();
 	KvControlGet(&control);
 	KvVisibleRecoveredTerm(control.term, control.led_term, control.term_leader);
 	follower = KvVisibleInGroup() && !KvVisibleIsLeader();

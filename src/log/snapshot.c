@@ -37,7 +37,10 @@
  *
  * File format (kvext/snapshot), all integers in host byte order:
  *	header		KvSnapHeader: magic, format version, PostgreSQL major version,
- *				redo LSN, term, creation time, number of keyspaces
+ *				redo LSN, term, creation time, number of keyspaces, and
+ *				(version 2) the term of the log record that ends at the
+ *				redo point (a follower rebuilt from the snapshot checks its
+ *				leader's next append against it; install.c)
  *	keyspaces	KvSnapKeyspace x nkeyspaces (id, name)
  *	entries		KvSnapEntry + key + value, repeated
  *	end			a KvSnapEntry with keyspace = KVEXT_SNAP_END
@@ -46,6 +49,11 @@
  * snapshot with durable_rename(); only then are log segments that end
  * before the redo point removed.  A crash at any point leaves either the
  * old snapshot with all the log it needs, or the new one.
+ *
+ * The snapshot lock (an LWLock of its own) is held while a snapshot is
+ * written and while a follower installs one streamed from its leader
+ * (install.c), so the two never replace the file under each other, and a
+ * snapshot never copies a store that is being rebuilt.
  *
  * Memory: the scan's batch (about 1MB, or one bucket's entries if larger),
  * a 1MB write buffer (values larger than 256kB are written directly from
@@ -86,13 +94,15 @@
 #include "failpoint.h"
 #include "kvext.h"
 #include "log/backup.h"
+#include "log/reader.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 
 #define KVEXT_SNAP_MAGIC		0x4E534B4B	/* "KKSN" */
-#define KVEXT_SNAP_VERSION		1
+#define KVEXT_SNAP_VERSION		2
+#define KVEXT_SNAP_VERSION_1	1	/* no redo_term; still loaded */
 #define KVEXT_SNAP_END			0xFFFF
 
 typedef struct KvSnapHeader
@@ -104,7 +114,12 @@ typedef struct KvSnapHeader
 	KvLsn		redo;
 	uint64		term;
 	TimestampTz created;
+	/* version 2 */
+	uint64		redo_term;		/* term of the record ending at redo */
 } KvSnapHeader;
+
+/* a version-1 header ends before redo_term */
+#define KVEXT_SNAP_HEADER_V1	offsetof(KvSnapHeader, redo_term)
 
 typedef struct KvSnapKeyspace
 {
@@ -125,9 +140,12 @@ typedef struct KvSnapshotShared
 	slock_t		mutex;
 	KvLsn		last_redo;		/* of the last snapshot written or loaded */
 	TimestampTz last_time;
+	bool		redo_term_known;	/* false for a version-1 snapshot */
+	uint64		last_redo_term; /* term of the record ending at last_redo */
 } KvSnapshotShared;
 
 static KvSnapshotShared *snap = NULL;
+static LWLock *snapshot_lock = NULL;
 
 /*
  * KvSnapshotShmemSize / KvSnapshotShmemInit
@@ -139,17 +157,112 @@ KvSnapshotShmemSize(void)
 }
 
 void
-KvSnapshotShmemInit(void)
+KvSnapshotShmemInit(LWLock *lock)
 {
 	bool		found;
 
 	snap = ShmemInitStruct("kvext snapshot", sizeof(KvSnapshotShared), &found);
+	snapshot_lock = lock;
 	if (!found)
 	{
 		SpinLockInit(&snap->mutex);
 		snap->last_redo = InvalidKvLsn;
 		snap->last_time = 0;
+		snap->redo_term_known = false;
+		snap->last_redo_term = 0;
 	}
+}
+
+/*
+ * KvSnapshotLock
+ *		The snapshot lock (see the file header), for install.c.
+ */
+LWLock *
+KvSnapshotLock(void)
+{
+	return snapshot_lock;
+}
+
+/*
+ * KvSnapshotRedoTerm
+ *		The redo point of the last snapshot written or loaded, and the term
+ *		of the log record that ends there (0 at the start of the log).
+ *		false if there is none, or it is a version-1 snapshot that does not
+ *		say.
+ */
+bool
+KvSnapshotRedoTerm(KvLsn *redo, uint64 *term)
+{
+	bool		known;
+
+	SpinLockAcquire(&snap->mutex);
+	*redo = snap->last_redo;
+	*term = snap->last_redo_term;
+	known = snap->redo_term_known && snap->last_redo != InvalidKvLsn;
+	SpinLockRelease(&snap->mutex);
+	return known;
+}
+
+/* publish what the last snapshot written, loaded or installed says */
+static void
+set_last(const KvSnapHeader *hdr)
+{
+	SpinLockAcquire(&snap->mutex);
+	snap->last_redo = hdr->redo;
+	snap->last_time = hdr->created;
+	snap->redo_term_known = (hdr->version >= KVEXT_SNAP_VERSION);
+	snap->last_redo_term = hdr->redo_term;
+	SpinLockRelease(&snap->mutex);
+}
+
+/*
+ * term_ending_at
+ *		The term of this node's log record that ends at pos (0 at the start
+ *		of the log): known if it is the last record, or the last snapshot's
+ *		redo point; else read from the segment before pos.  Raises
+ *		ERRCODE_DATA_CORRUPTED if the log does not hold it.
+ */
+static uint64
+term_ending_at(KvLsn pos)
+{
+	KvLsn		start,
+				end,
+				redo;
+	uint64		term;
+	KvLsn	   *segs;
+	int			nsegs;
+	KvLsn		from = InvalidKvLsn;
+	KvLogReader *r;
+	bool		found = false;
+
+	if (pos <= KVEXT_WAL_START_LSN)
+		return 0;
+	if (KvWalLastRecord(&start, &end, &term) && end == pos)
+		return term;
+	if (KvSnapshotRedoTerm(&redo, &term) && redo == pos)
+		return term;
+	nsegs = KvWalListSegments(&segs);
+	for (int i = 0; i < nsegs; i++)
+		if (segs[i] < pos)
+			from = segs[i];
+	pfree(segs);
+	if (from != InvalidKvLsn)
+	{
+		r = KvLogReaderBegin(from);
+		while (r->pos < pos && KvLogReadNext(r) == KV_READ_RECORD)
+		{
+			term = r->rec->term;
+			if (r->pos == pos)
+				found = true;
+		}
+		KvLogReaderEnd(r);
+	}
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("cannot find the kvext log record that ends at %X/%X",
+						LSN_FORMAT_ARGS(pos))));
+	return term;
 }
 
 /*
@@ -299,6 +412,8 @@ KvSnapshotWrite(void)
 	int			rc;
 
 	KvBackupCheckSnapshotAllowed(false);
+	/* released by error recovery (LWLockReleaseAll) if this fails */
+	LWLockAcquire(snapshot_lock, LW_EXCLUSIVE);
 	redo = KvWalRedoPoint();
 	/* everything before redo must be durable before the snapshot claims it */
 	KvWalFlush(redo);
@@ -328,6 +443,7 @@ KvSnapshotWrite(void)
 	hdr.redo = redo;
 	hdr.term = KvWalCurrentTerm();
 	hdr.created = start;
+	hdr.redo_term = term_ending_at(redo);
 	snap_append(&w, &hdr, sizeof(hdr));
 	for (int i = 0; i < nks; i++)
 	{
@@ -374,11 +490,7 @@ KvSnapshotWrite(void)
 	PG_TRY();
 	{
 		(void) durable_rename(KVEXT_SNAPSHOT_TMP, KVEXT_SNAPSHOT_FILE, ERROR);
-
-		SpinLockAcquire(&snap->mutex);
-		snap->last_redo = redo;
-		snap->last_time = start;
-		SpinLockRelease(&snap->mutex);
+		set_last(&hdr);
 
 		/*
 		 * Look again: a pg_basebackup that began since the check above
@@ -399,6 +511,7 @@ KvSnapshotWrite(void)
 		KvBackupReplaceDone();
 	}
 	PG_END_TRY();
+	LWLockRelease(snapshot_lock);
 	ereport(LOG,
 			(errmsg("kvext snapshot complete: %llu entries, redo at %X/%X, %d log segment(s) removed, %ld ms",
 					(unsigned long long) w.count,
@@ -434,23 +547,24 @@ typedef struct SnapReader
 	pg_crc32c	crc;
 	off_t		offset;			/* file offset of buf[0] */
 	off_t		filesize;		/* no length read may reach past it */
+	const char *path;
 } SnapReader;
 
 #define SNAP_READ_CHUNK		(4 * 1024 * 1024)
 
 /* the damage starts at file offset off; -1: the file as a whole */
 static void
-snap_damaged(off_t off, const char *why)
+snap_damaged(SnapReader *r, off_t off, const char *why)
 {
 	if (off < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext snapshot \"%s\" is damaged: %s",
-						KVEXT_SNAPSHOT_FILE, why)));
+						r->path, why)));
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("kvext snapshot \"%s\" is damaged at offset %lld: %s",
-					KVEXT_SNAPSHOT_FILE, (long long) off, why)));
+					r->path, (long long) off, why)));
 }
 
 #define SNAP_POS(r)		((off_t) ((r)->offset + (r)->pos))
@@ -492,7 +606,7 @@ snap_fill(SnapReader *r, Size n)
 		if (got < 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not read kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+					 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
 		if (got == 0)
 			return false;
 		r->len += got;
@@ -507,7 +621,7 @@ snap_take(SnapReader *r, Size n, bool crc)
 
 	/* a length from the file is checked before anything is allocated */
 	if ((off_t) n > r->filesize - SNAP_POS(r) || !snap_fill(r, n))
-		snap_damaged(SNAP_POS(r), "unexpected end of file");
+		snap_damaged(r, SNAP_POS(r), "unexpected end of file");
 	p = r->buf + r->pos;
 	if (crc)
 		COMP_CRC32C(r->crc, p, n);
@@ -516,14 +630,15 @@ snap_take(SnapReader *r, Size n, bool crc)
 }
 
 /*
- * KvSnapshotLoad
- *		Load kvext/snapshot into the (empty) store.  Returns false if there
- *		is no snapshot; raises ERRCODE_DATA_CORRUPTED if it is damaged,
- *		ERRCODE_OUT_OF_MEMORY if it does not fit in kvext.memory_limit.
- *		The file is never modified.
+ * snap_read
+ *		Read and check the snapshot at path: header, keyspaces, entries,
+ *		count and CRC.  With load, its contents go into the (empty) store.
+ *		Returns false if the file does not exist; raises
+ *		ERRCODE_DATA_CORRUPTED if it is damaged, ERRCODE_OUT_OF_MEMORY if
+ *		it does not fit in kvext.memory_limit.  The file is never modified.
  */
-bool
-KvSnapshotLoad(KvLsn *redo, uint64 *term)
+static bool
+snap_read(const char *path, bool load, KvSnapshotInfo *info)
 {
 	SnapReader	r;
 	KvSnapHeader hdr;
@@ -533,14 +648,15 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 	bool	   *known = palloc0(sizeof(bool) * kvext_max_keyspaces);
 
 	memset(&r, 0, sizeof(r));
-	r.fd = OpenTransientFile(KVEXT_SNAPSHOT_FILE, O_RDONLY | PG_BINARY);
+	r.path = path;
+	r.fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (r.fd < 0)
 	{
 		if (errno == ENOENT)
 			return false;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+				 errmsg("could not open kvext snapshot \"%s\": %m", path)));
 	}
 	{
 		struct stat st;
@@ -548,22 +664,27 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 		if (fstat(r.fd, &st) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not stat kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+					 errmsg("could not stat kvext snapshot \"%s\": %m", path)));
 		r.filesize = st.st_size;
 	}
 	r.buf = palloc(SNAP_READ_CHUNK);
 	r.cap = SNAP_READ_CHUNK;
 	INIT_CRC32C(r.crc);
 
-	memcpy(&hdr, snap_take(&r, sizeof(hdr), true), sizeof(hdr));
+	memset(&hdr, 0, sizeof(hdr));
+	memcpy(&hdr, snap_take(&r, KVEXT_SNAP_HEADER_V1, true), KVEXT_SNAP_HEADER_V1);
 	if (hdr.magic != KVEXT_SNAP_MAGIC)
-		snap_damaged(0, "bad magic number");
-	if (hdr.version != KVEXT_SNAP_VERSION)
-		snap_damaged(0, psprintf("format version %u, expected %u", hdr.version, KVEXT_SNAP_VERSION));
+		snap_damaged(&r, 0, "bad magic number");
+	if (hdr.version != KVEXT_SNAP_VERSION && hdr.version != KVEXT_SNAP_VERSION_1)
+		snap_damaged(&r, 0, psprintf("format version %u, expected %u", hdr.version, KVEXT_SNAP_VERSION));
 	if (hdr.pg_major != PG_VERSION_NUM / 100)
-		snap_damaged(0, psprintf("written by PostgreSQL %u", hdr.pg_major));
+		snap_damaged(&r, 0, psprintf("written by PostgreSQL %u", hdr.pg_major));
 	if (hdr.nkeyspaces > 65535)
-		snap_damaged(0, "bad keyspace count");
+		snap_damaged(&r, 0, "bad keyspace count");
+	if (hdr.version >= KVEXT_SNAP_VERSION)
+		memcpy((char *) &hdr + KVEXT_SNAP_HEADER_V1,
+			   snap_take(&r, sizeof(hdr) - KVEXT_SNAP_HEADER_V1, true),
+			   sizeof(hdr) - KVEXT_SNAP_HEADER_V1);
 
 	for (uint32 i = 0; i < hdr.nkeyspaces; i++)
 	{
@@ -572,8 +693,14 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 
 		memcpy(&sk, snap_take(&r, sizeof(sk), true), sizeof(sk));
 		if (memchr(sk.name, '\0', NAMEDATALEN) == NULL || sk.name[0] == '\0')
-			snap_damaged(at, "bad keyspace name");
-		KvKeyspaceRecoverCreate(sk.id, sk.name);
+			snap_damaged(&r, at, "bad keyspace name");
+		if (load)
+			KvKeyspaceRecoverCreate(sk.id, sk.name);	/* checks the id */
+		else if (sk.id >= kvext_max_keyspaces)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("keyspace \"%s\" in kvext snapshot \"%s\" has id %u, beyond kvext.max_keyspaces (%d)",
+							sk.name, path, sk.id, kvext_max_keyspaces)));
 		known[sk.id] = true;
 	}
 
@@ -588,9 +715,12 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 			break;
 		if (se.keyspace >= kvext_max_keyspaces || se.keylen > MaxAllocSize ||
 			se.vallen > MaxAllocSize)
-			snap_damaged(at, "bad entry header");
+			snap_damaged(&r, at, "bad entry header");
 		data = snap_take(&r, (Size) se.keylen + se.vallen, true);
-		if (!known[se.keyspace])
+		count++;
+		if ((count & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (!known[se.keyspace] || !load)
 			continue;			/* not written by current versions; be safe */
 		if (!KvStoreRecoverWrite(se.keyspace, data, se.keylen,
 								 data + se.keylen, se.vallen,
@@ -599,35 +729,94 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("the kvext snapshot does not fit in kvext.memory_limit"),
 					 errdetail("%llu entries were loaded before the store was full.",
-							   (unsigned long long) count),
+							   (unsigned long long) count - 1),
 					 errhint("Raise kvext.memory_limit to at least its previous value and restart the server.")));
-		count++;
-		if ((count & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
 	}
 	memcpy(&stored_count, snap_take(&r, sizeof(stored_count), true), sizeof(stored_count));
 	FIN_CRC32C(r.crc);
 	memcpy(&stored_crc, snap_take(&r, sizeof(stored_crc), false), sizeof(stored_crc));
 	if (!EQ_CRC32C(r.crc, stored_crc))
-		snap_damaged(-1, "checksum mismatch");
+		snap_damaged(&r, -1, "checksum mismatch");
 	if (stored_count != count)
-		snap_damaged(-1, "entry count mismatch");
+		snap_damaged(&r, -1, "entry count mismatch");
 	if (snap_fill(&r, 1))
-		snap_damaged(SNAP_POS(&r), "trailing data");
+		snap_damaged(&r, SNAP_POS(&r), "trailing data");
 
 	CloseTransientFile(r.fd);
 	pfree(r.buf);
+	pfree(known);
 
-	SpinLockAcquire(&snap->mutex);
-	snap->last_redo = hdr.redo;
-	snap->last_time = hdr.created;
-	SpinLockRelease(&snap->mutex);
-
-	*redo = hdr.redo;
-	*term = hdr.term;
-	ereport(LOG,
-			(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X",
-					(unsigned long long) count, LSN_FORMAT_ARGS(hdr.redo))));
+	info->redo = hdr.redo;
+	info->term = hdr.term;
+	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION);
+	info->redo_term = info->redo_term_known ? hdr.redo_term : 0;
+	info->entries = count;
+	if (load)
+		set_last(&hdr);
 	return true;
 }
 
+/*
+ * KvSnapshotLoad
+ *		Load kvext/snapshot into the (empty) store.  Returns false if there
+ *		is no snapshot; raises ERRCODE_DATA_CORRUPTED if it is damaged,
+ *		ERRCODE_OUT_OF_MEMORY if it does not fit in kvext.memory_limit.
+ *		The file is never modified.
+ */
+bool
+KvSnapshotLoad(KvLsn *redo, uint64 *term)
+{
+	KvSnapshotInfo info;
+
+	if (!snap_read(KVEXT_SNAPSHOT_FILE, true, &info))
+		return false;
+	*redo = info.redo;
+	*term = info.term;
+	ereport(LOG,
+			(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X",
+					(unsigned long long) info.entries, LSN_FORMAT_ARGS(info.redo))));
+	return true;
+}
+
+/*
+ * KvSnapshotCheck
+ *		Check the snapshot file at path as KvSnapshotLoad would (every
+ *		entry, the count, the CRC) without loading it, and fill *info.
+ *		Raises ERRCODE_DATA_CORRUPTED if it is missing or damaged.
+ */
+void
+KvSnapshotCheck(const char *path, KvSnapshotInfo *info)
+{
+	if (!snap_read(path, false, info))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext snapshot \"%s\" is missing", path)));
+}
+
+/*
+ * KvSnapshotReadHeader
+ *		The header of the snapshot open as fd (read from offset 0, without
+ *		moving the file position): redo point, terms.  false if it is not a
+ *		snapshot this version reads.  For a leader streaming its snapshot.
+ */
+bool
+KvSnapshotReadHeader(int fd, KvSnapshotInfo *info)
+{
+	KvSnapHeader hdr;
+	ssize_t		got;
+
+	memset(&hdr, 0, sizeof(hdr));
+	pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+	got = pg_pread(fd, &hdr, sizeof(hdr), 0);
+	pgstat_report_wait_end();
+	if (got < (ssize_t) KVEXT_SNAP_HEADER_V1 || hdr.magic != KVEXT_SNAP_MAGIC ||
+		(hdr.version != KVEXT_SNAP_VERSION && hdr.version != KVEXT_SNAP_VERSION_1) ||
+		(hdr.version == KVEXT_SNAP_VERSION && got < (ssize_t) sizeof(hdr)))
+		return false;
+	info->redo = hdr.redo;
+	info->term = hdr.term;
+	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION);
+	info->redo_term = info->redo_term_known ? hdr.redo_term : 0;
+	info->entries = 0;
+	return true;
+}

@@ -130,6 +130,8 @@ typedef struct KvWalShared
 	KvLsn		apply_floor;	/* 0 if none (log/apply.c) */
 	pg_atomic_uint64 seg_gen;	/* bumped when KvWalTruncate removes
 								 * segments: cached descriptors go stale */
+	/* log senders: where their connected peer still reads (0: nothing) */
+	pg_atomic_uint64 holds[KVEXT_VISIBLE_MAX_SENDERS];
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
 } KvWalShared;
@@ -186,6 +188,8 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		wal->last_term = 0;
 		wal->apply_floor = InvalidKvLsn;
 		pg_atomic_init_u64(&wal->seg_gen, 0);
+		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
+			pg_atomic_init_u64(&wal->holds[i], InvalidKvLsn);
 		wal->nprocs = KvOwnerSlotCount();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
@@ -1121,6 +1125,78 @@ KvWalTruncate(KvLsn at)
 }
 
 /*
+ * KvWalResetTo
+ *		Replace the whole log by an empty one that starts at at: a follower
+ *		rebuilt from its leader's snapshot (log/install.c), whose redo point
+ *		is at.  The new segment is created (zero-filled, synced; an old
+ *		segment of that name is overwritten), then every other segment is
+ *		removed and the directory synced.  Not atomic by itself: the caller
+ *		makes a crash part-way harmless (install.c's marker file).  On a
+ *		live log, holds the flush lock, then the insert lock, as
+ *		KvWalTruncate does, and moves the positions to at; the log's term
+ *		becomes at least term.
+ */
+void
+KvWalResetTo(KvLsn at, uint64 term)
+{
+	bool		live = (wal->insert_lsn != InvalidKvLsn);
+	char		path[MAXPGPATH];
+	KvLsn	   *starts;
+	int			n;
+	int			fd;
+	struct stat st;
+
+	if (live)
+	{
+		LWLockAcquire(flush_lock, LW_EXCLUSIVE);
+		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	}
+	KvWalSegmentPath(path, at);
+	fd = OpenTransientFile(path, O_RDWR | O_CREAT | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create kvext log file \"%s\": %m", path)));
+	zero_fill_segment(fd, path);
+	if (fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat kvext log file \"%s\": %m", path)));
+	CloseTransientFile(fd);
+
+	n = KvWalListSegments(&starts);
+	for (int i = n - 1; i >= 0; i--)
+	{
+		if (starts[i] == at)
+			continue;
+		KvWalSegmentPath(path, starts[i]);
+		if (unlink(path) != 0 && errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove kvext log file \"%s\": %m", path)));
+	}
+	fsync_wal_dir();
+	pfree(starts);
+
+	if (live)
+	{
+		/* every process drops its cached descriptor (open_segment) */
+		pg_atomic_fetch_add_u64(&wal->seg_gen, 1);
+		SpinLockAcquire(&wal->mutex);
+		wal->insert_lsn = wal->flush_lsn = at;
+		wal->seg_start = at;
+		wal->seg_alloc = (uint64) st.st_size;
+		wal->last_start = InvalidKvLsn;
+		wal->last_term = 0;
+		wal->apply_floor = InvalidKvLsn;
+		wal->term = Max(wal->term, term);
+		SpinLockRelease(&wal->mutex);
+		LWLockRelease(insert_lock);
+		LWLockRelease(flush_lock);
+	}
+}
+
+/*
  * KvWalAppendRaw
  *		A follower appends records shipped by its leader, byte for byte:
  *		len bytes of whole records at recs, which must start at the end of
@@ -1261,9 +1337,54 @@ floor_or(KvLsn pos)
 }
 
 /*
+ * KvWalSetHold
+ *		A log sender (slot 0 .. KVEXT_VISIBLE_MAX_SENDERS - 1) says that its
+ *		connected peer still reads the log from pos (InvalidKvLsn: nothing,
+ *		the peer is away).  Segment removal keeps that much, within a bound
+ *		(KvWalRetainFrom).
+ */
+void
+KvWalSetHold(int slot, KvLsn pos)
+{
+	Assert(slot >= 0 && slot < KVEXT_VISIBLE_MAX_SENDERS);
+	pg_atomic_write_u64(&wal->holds[slot], pos);
+}
+
+/*
+ * KvWalRetainFrom
+ *		Where segment removal after a snapshot with redo point redo may cut:
+ *		not past redo, and, on a node with peers, not past what
+ *		kvext.wal_keep_size keeps behind the end of the log, nor past the
+ *		position a connected follower still reads, unless that is more than
+ *		kvext.max_wal_size behind the end (a follower that slow is rebuilt
+ *		from a snapshot instead: the log does not grow without bound).
+ */
+KvLsn
+KvWalRetainFrom(KvLsn redo)
+{
+	KvLsn		end = KvWalInsertPos();
+	KvLsn		keep = (KvLsn) kvext_wal_keep_size * 1024 * 1024;
+	KvLsn		bound = (KvLsn) kvext_max_wal_size * 1024 * 1024;
+	KvLsn		cut = redo;
+
+	if (!KvVisibleInGroup())
+		return cut;
+	cut = Min(cut, end > keep ? end - keep : InvalidKvLsn);
+	for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
+	{
+		KvLsn		hold = pg_atomic_read_u64(&wal->holds[i]);
+
+		if (hold != InvalidKvLsn && hold + bound >= end)
+			cut = Min(cut, hold);
+	}
+	return cut;
+}
+
+/*
  * KvWalRemoveBefore
- *		Remove the segments that end at or before redo; returns how many.
- *		The current segment is never removed.
+ *		Remove the segments that end at or before redo, as far as
+ *		KvWalRetainFrom allows; returns how many.  The current segment is
+ *		never removed.
  */
 int
 KvWalRemoveBefore(KvLsn redo)
@@ -1272,6 +1393,8 @@ KvWalRemoveBefore(KvLsn redo)
 	int			n;
 	int			removed = 0;
 	KvLsn		current;
+
+	redo = KvWalRetainFrom(redo);
 
 	/*
 	 * The listing is not taken under the insert lock: it may show a file

@@ -372,3 +372,15 @@ KvReplQuorum(void)
 {
 	return (config->npeers + 1) / 2 + 1;
 }
+
+/* is name one of this node's peers? */
+bool
+KvReplIsPeer(const char *name)
+{
+	const KvGroupConfig *c = KvReplConfig();
+
+	for (int i = 0; i < c->npeers; i++)
+		if (strcmp(c->peers[i].name, name) == 0)
+			return true;
+	return false;
+}

@@ -47,4 +47,6 @@ extern void KvReplCheckConfig(void);
 /* number of nodes needed for a majority (npeers + 1 nodes in all) */
 extern int	KvReplQuorum(void);
 
+extern bool KvReplIsPeer(const char *name);
+
 #endif							/* KVEXT_REPL_CONFIG_H */

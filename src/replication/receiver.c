@@ -60,6 +60,7 @@
 #include "log/apply.h"
 #include "log/control.h"
 #include "log/reader.h"
+#include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/config.h"
@@ -87,18 +88,6 @@ check_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
-}
-
-/* is name one of this node's peers? */
-static bool
-is_peer(const char *name)
-{
-	const KvGroupConfig *c = KvReplConfig();
-
-	for (int i = 0; i < c->npeers; i++)
-		if (strcmp(c->peers[i].name, name) == 0)
-			return true;
-	return false;
 }
 
 /*
@@ -213,7 +202,14 @@ log_has_record_ending(KvLsn end, uint64 term)
 			from = segs[i];
 	pfree(segs);
 	if (from == InvalidKvLsn)
-		return false;
+	{
+		KvLsn		redo;
+		uint64		redo_term;
+
+		/* a log rebuilt from a snapshot starts at its redo point */
+		return KvSnapshotRedoTerm(&redo, &redo_term) && redo == end &&
+			redo_term == term;
+	}
 	r = KvLogReaderBegin(from);
 	while (r->pos < end && KvLogReadNext(r) == KV_READ_RECORD)
 	{
@@ -422,7 +418,7 @@ kv_repl_append(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this kvext node is not part of a replication group"),
 				 errhint("Set kvext.node_name, kvext.peers and kvext.leader and restart the server.")));
-	if (!is_peer(leader))
+	if (!KvReplIsPeer(leader))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("kvext append from \"%s\" refused: not a peer of this node", leader),
@@ -486,4 +482,19 @@ KvReplLeaderCatchUp(void)
 	LWLockRelease(KvRoleLock());
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+}
+
+/*
+ * KvReceiverCheckLeader
+ *		Steps 1 to 3 of an append, for another message of the leader (a
+ *		snapshot chunk, snaprecv.c): the cluster id (a new node adopts it),
+ *		then the term.  Returns false if the message's term is stale;
+ *		*current is this node's term.  Caller holds the append lock.
+ */
+bool
+KvReceiverCheckLeader(uint64 cluster_id, const char *leader, uint64 term,
+					  uint64 *current)
+{
+	check_cluster(cluster_id, leader);
+	return check_term(term, leader, current);
 }

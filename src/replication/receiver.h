@@ -12,4 +12,8 @@
 
 extern void KvReplLeaderCatchUp(void);
 
+/* for snaprecv.c: the checks of an append's steps 1 to 3, the append lock */
+extern bool KvReceiverCheckLeader(uint64 cluster_id, const char *leader,
+								  uint64 term, uint64 *current);
+
 #endif							/* KVEXT_REPL_RECEIVER_H */

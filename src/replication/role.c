@@ -195,18 +195,6 @@ KvRoleFollow(uint64 term, const char *leader)
 		KvApplyFollowerStart(KvWalInsertPos(), KvWalInsertPos(), NULL, 0);
 }
 
-/* is name one of this node's peers? */
-static bool
-is_peer(const char *name)
-{
-	const KvGroupConfig *c = KvReplConfig();
-
-	for (int i = 0; i < c->npeers; i++)
-		if (strcmp(c->peers[i].name, name) == 0)
-			return true;
-	return false;
-}
-
 /* raise 55000 unless this node is part of a valid group */
 static void
 check_group(void)
@@ -220,12 +208,13 @@ check_group(void)
 }
 
 /*
- * check_replication_right
+ * KvReplCheckRight
  *		The replication right is EXECUTE on kv_repl_append(), in the schema
- *		of the function being called: one right for every replication call.
+ *		of the function being called: one right for every replication call
+ *		(votes, snapshot chunks).
  */
-static void
-check_replication_right(FunctionCallInfo fcinfo)
+void
+KvReplCheckRight(FunctionCallInfo fcinfo)
 {
 	Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, PG_LSNOID, INT8OID,
 	PG_LSNOID, BYTEAOID};
@@ -243,7 +232,7 @@ check_replication_right(FunctionCallInfo fcinfo)
 				 errmsg("permission denied for kvext replication"),
 				 errdetail("Role \"%s\" lacks the replication right.",
 						   GetUserNameFromId(GetUserId(), false)),
-				 errhint("The replication right is EXECUTE on kv_repl_append().")));
+				 errhint("The replication right is EXECUTE on kv_repl_append(); grant it to the role the nodes connect as.")));
 }
 
 /* the end and term of this node's last record */
@@ -360,10 +349,10 @@ kv_repl_vote(PG_FUNCTION_ARGS)
 	cand_term = (uint64) PG_GETARG_INT64(4);
 
 	check_group();
-	check_replication_right(fcinfo);
+	KvReplCheckRight(fcinfo);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (!is_peer(candidate))
+	if (!KvReplIsPeer(candidate))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("kvext vote request from \"%s\" refused: not a peer of this node", candidate),

@@ -11,6 +11,7 @@
 #ifndef KVEXT_REPL_ROLE_H
 #define KVEXT_REPL_ROLE_H
 
+#include "fmgr.h"
 #include "storage/lwlock.h"
 
 /*
@@ -20,6 +21,9 @@
  */
 extern void KvRoleInit(LWLock *lock);
 extern LWLock *KvRoleLock(void);
+
+/* the replication right (EXECUTE on kv_repl_append): 42501 if missing */
+extern void KvReplCheckRight(FunctionCallInfo fcinfo);
 
 /* caller holds KvRoleLock(): follow leader (NULL: not known yet) in term */
 extern void KvRoleFollow(uint64 term, const char *leader);

@@ -49,6 +49,11 @@
  * position sent with a batch is capped at the batch's end, so a follower
  * never takes records the append did not check for committed.
  *
+ * Catch-up from a snapshot.  A peer that needs log this node has removed
+ * gets the snapshot file instead (section "Catch-up from a snapshot"), then
+ * appends from its redo point.  While connected, a sender holds back
+ * segment removal from where its peer reads (KvWalSetHold).
+ *
  * Majority.  After every successful answer (advance_commit): the commit
  * position is the largest position flushed by a majority (KvReplQuorum
  * nodes), counting this node's own KvWalFlushPos() and each peer's
@@ -77,6 +82,8 @@
 #include "postgres.h"
 
 #include <setjmp.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 
 #include "access/xlogdefs.h"
 #include "catalog/pg_type_d.h"
@@ -101,6 +108,7 @@
 #include "log/control.h"
 #include "log/reader.h"
 #include "log/recovery.h"
+#include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/config.h"
@@ -117,9 +125,12 @@
 #define KVEXT_SENDER_REPLY_TIMEOUT	60000	/* ms without an answer */
 #define KVEXT_SENDER_SAMPLES		64	/* flush samples, for lag_time */
 #define KVEXT_SENDER_MAX_RECORD		(MaxAllocSize - 1024)	/* fits a bytea */
+#define KVEXT_SENDER_SNAP_CHUNK		(1024 * 1024)	/* bytes of snapshot per call */
 
 static const char append_sql[] =
 "SELECT term, success, flushed, applied, hint FROM kv_repl_append($1, $2, $3, $4, $5, $6, $7)";
+static const char snapshot_sql[] =
+"SELECT term, success, received FROM kv_repl_snapshot($1, $2, $3, $4, $5, $6, $7)";
 
 PGDLLEXPORT void KvSenderMain(Datum arg);
 
@@ -247,6 +258,7 @@ typedef struct Batch
 	KvLsn		start;			/* prev_end of the append */
 	KvLsn		end;			/* start + bytes of records */
 	TimestampTz sent_at;
+	bool		snap;			/* a snapshot chunk: end is its end offset */
 } Batch;
 
 typedef struct FlushSample
@@ -296,12 +308,27 @@ typedef struct Sender
 	bool		resync;			/* a mismatch: drain, then resend */
 	KvLsn		resync_from;
 
+	/* streaming the snapshot (snap_fd >= 0): see "Catch-up" below */
+	int			snap_fd;
+	KvLsn		snap_redo;
+	uint64		snap_redo_term;
+	int64		snap_size;
+	int64		snap_sent;		/* bytes sent (in chunks) */
+
 	/* (flush position, time) samples not yet acknowledged, oldest first */
 	FlushSample samples[KVEXT_SENDER_SAMPLES];
 	int			nsamples;
 } Sender;
 
 static Sender *S = NULL;
+
+/* catch-up from a snapshot (below) */
+static bool log_lacks(KvLsn pos);
+static void start_snapshot(KvLsn needed);
+static void snapshot_close(void);
+static bool send_snapshot_chunk(void);
+static bool handle_snapshot_reply(PGresult *res, Batch *b);
+static void publish_hold(void);
 
 /* publish part of this sender's status */
 static void
@@ -459,6 +486,7 @@ term_at(KvLsn pos)
 	int			nsegs;
 	KvLsn		from = InvalidKvLsn;
 	uint64		term = 0;
+	KvLsn		snap_redo;
 
 	if (pos <= KVEXT_WAL_START_LSN)
 		return 0;
@@ -467,6 +495,9 @@ term_at(KvLsn pos)
 		if (segs[i] < pos)
 			from = segs[i];
 	pfree(segs);
+	/* the record ending at our snapshot's redo point may be gone */
+	if (from == InvalidKvLsn && KvSnapshotRedoTerm(&snap_redo, &term) && snap_redo == pos)
+		return term;
 	if (from == InvalidKvLsn)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -638,6 +669,7 @@ disconnect(void)
 	S->want_write = false;
 	S->next_known = false;
 	reader_close();
+	snapshot_close();
 	SpinLockAcquire(&snd->mutex);
 	snd->peers[S->slot].connected_since = 0;
 	SpinLockRelease(&snd->mutex);
@@ -822,6 +854,7 @@ send_append(StringInfo buf, KvLsn end, uint64 end_term)
 	b = &S->flight[S->nflight++];
 	b->start = S->next;
 	b->end = end;
+	b->snap = false;
 	b->sent_at = GetCurrentTimestamp();
 	S->last_send = b->sent_at;
 	S->commit_sent = Max(S->commit_sent, commit_pos);
@@ -880,10 +913,29 @@ fill_pipeline(void)
 		uint64		end_term = S->next_prev_term;
 		bool		ok;
 
+		if (S->snap_fd >= 0)
+		{
+			/* streaming the snapshot: nothing else until it is installed */
+			if (S->snap_sent >= S->snap_size)
+				return;
+			if (!send_snapshot_chunk())
+			{
+				fail(FAIL_LOST, PQerrorMessage(S->conn));
+				return;
+			}
+			continue;
+		}
 		if (!S->next_known)
 		{
-			/* Raft's nextIndex: our last matched position, or our end */
-			S->next = (S->matched > InvalidKvLsn) ? S->matched : flush;
+			/*
+			 * Raft's nextIndex: our last matched position, or our end.  If
+			 * our log no longer goes back that far, ask from our end: the
+			 * peer's hint says what it has now (it may have been rebuilt
+			 * from a snapshot meanwhile), and a snapshot is sent only if
+			 * that is gone too.
+			 */
+			S->next = (S->matched > InvalidKvLsn && !log_lacks(S->matched)) ?
+				S->matched : flush;
 			S->next_prev_term = term_at(S->next);
 			end_term = S->next_prev_term;
 			S->next_known = true;
@@ -1083,7 +1135,7 @@ read_results(void)
 		switch (PQresultStatus(res))
 		{
 			case PGRES_TUPLES_OK:
-				if (!handle_reply(res, b))
+				if (!(b->snap ? handle_snapshot_reply(res, b) : handle_reply(res, b)))
 				{
 					PQclear(res);
 					return;
@@ -1121,11 +1173,279 @@ read_results(void)
 	if (S->phase == PHASE_STREAMING && S->resync && S->nflight == 0)
 	{
 		S->next = Max(S->resync_from, KVEXT_WAL_START_LSN);
-		S->next_prev_term = term_at(S->next);
-		S->next_known = true;
 		S->resync = false;
 		reader_close();
+		if (log_lacks(S->next))
+			start_snapshot(S->next);
+		else
+		{
+			S->next_prev_term = term_at(S->next);
+			S->next_known = true;
+		}
 	}
+}
+
+/* ----------------------------------------------------------------
+ * Catch-up from a snapshot
+ *
+ * A peer that needs log this node no longer has (removed after a
+ * snapshot: its position is before the oldest segment, or the record
+ * ending there is gone) gets this node's snapshot file instead, in chunks
+ * of KVEXT_SENDER_SNAP_CHUNK bytes through kv_repl_snapshot(), pipelined
+ * like appends.  The file stays open for the whole transfer, so a new
+ * snapshot renamed over it (and the old file unlinked) does not disturb
+ * it.  The chunk that completes the file makes the peer install it
+ * (replication/snaprecv.c, log/install.c); the peer's log then starts at
+ * the snapshot's redo point, and appends go on from there, with prev =
+ * (redo point, the term the snapshot records for it).  State "snapshot"
+ * in kv_replication_status(); other peers' senders go on as usual, and
+ * this node keeps taking writes.
+ * ---------------------------------------------------------------- */
+
+/*
+ * log_lacks
+ *		Can this node not ship its log from pos: no segment holds pos, or
+ *		the term of the record ending at pos is lost with its segment (and
+ *		is not the one our snapshot records)?
+ */
+static bool
+log_lacks(KvLsn pos)
+{
+	KvLsn	   *segs;
+	int			nsegs = KvWalListSegments(&segs);
+	bool		holds = false;
+	bool		before = false;
+	KvLsn		redo;
+	uint64		term;
+
+	for (int i = 0; i < nsegs; i++)
+	{
+		if (segs[i] <= pos)
+			holds = true;
+		if (segs[i] < pos)
+			before = true;
+	}
+	pfree(segs);
+	if (!holds)
+		return true;
+	if (pos <= KVEXT_WAL_START_LSN || before)
+		return false;
+	return !(KvSnapshotRedoTerm(&redo, &term) && redo == pos);
+}
+
+/* close the snapshot being streamed, if any */
+static void
+snapshot_close(void)
+{
+	if (S->snap_fd >= 0)
+		CloseTransientFile(S->snap_fd);
+	S->snap_fd = -1;
+}
+
+/*
+ * start_snapshot
+ *		The peer needs the log from needed, which this node no longer has:
+ *		open our snapshot and start streaming it (nothing in flight).
+ */
+static void
+start_snapshot(KvLsn needed)
+{
+	KvSnapshotInfo info;
+	struct stat st;
+
+	Assert(S->nflight == 0);
+	reader_close();
+	snapshot_close();
+	S->snap_fd = OpenTransientFile(KVEXT_SNAPSHOT_FILE, O_RDONLY | PG_BINARY);
+	if (S->snap_fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext snapshot \"%s\" to send it: %m",
+						KVEXT_SNAPSHOT_FILE)));
+	if (fstat(S->snap_fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+	if (!KvSnapshotReadHeader(S->snap_fd, &info))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext snapshot \"%s\" has no valid header", KVEXT_SNAPSHOT_FILE)));
+	if (!info.redo_term_known)
+		info.redo_term = term_at(info.redo);	/* format 1: may throw */
+	if (info.redo < needed)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext log from %X/%X is missing, and the snapshot's redo point %X/%X is after it",
+						LSN_FORMAT_ARGS(needed), LSN_FORMAT_ARGS(info.redo))));
+	S->snap_redo = info.redo;
+	S->snap_redo_term = info.redo_term;
+	S->snap_size = (int64) st.st_size;
+	S->snap_sent = 0;
+	S->next_known = false;
+	publish_state("snapshot");
+	ereport(LOG,
+			(errmsg("peer \"%s\" needs the kvext log from %X/%X, which this node no longer has: sending it the snapshot at %X/%X (%lld bytes)",
+					S->peer->name, LSN_FORMAT_ARGS(needed),
+					LSN_FORMAT_ARGS(info.redo), (long long) st.st_size)));
+}
+
+/*
+ * send_snapshot_chunk
+ *		Queue the next chunk of the snapshot, then a sync.  false if libpq
+ *		failed (the caller fails the connection).
+ */
+static bool
+send_snapshot_chunk(void)
+{
+	char		cluster[32],
+				term[32],
+				redo[32],
+				total[32],
+				offset[32];
+	const char *values[7];
+	int			lengths[7] = {0};
+	int			formats[7] = {0};
+	const Oid	types[7] = {INT8OID, TEXTOID, INT8OID, PG_LSNOID, INT8OID, INT8OID, BYTEAOID};
+	Size		len = (Size) Min((int64) KVEXT_SENDER_SNAP_CHUNK, S->snap_size - S->snap_sent);
+	char	   *buf = MemoryContextAlloc(S->batch_cxt, Max(len, 1));
+	Size		done = 0;
+	Batch	   *b;
+	bool		ok;
+
+	while (done < len)
+	{
+		ssize_t		n;
+
+		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+		n = pg_pread(S->snap_fd, buf + done, len - done, S->snap_sent + done);
+		pgstat_report_wait_end();
+		if (n < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext snapshot \"%s\" ended early while it was sent", KVEXT_SNAPSHOT_FILE)));
+		done += n;
+	}
+
+	snprintf(cluster, sizeof(cluster), INT64_FORMAT, (int64) S->cluster_id);
+	snprintf(term, sizeof(term), UINT64_FORMAT, S->term);
+	snprintf(redo, sizeof(redo), "%X/%X", LSN_FORMAT_ARGS(S->snap_redo));
+	snprintf(total, sizeof(total), INT64_FORMAT, S->snap_size);
+	snprintf(offset, sizeof(offset), INT64_FORMAT, S->snap_sent);
+	values[0] = cluster;
+	values[1] = kvext_node_name;
+	values[2] = term;
+	values[3] = redo;
+	values[4] = total;
+	values[5] = offset;
+	values[6] = buf;
+	lengths[6] = (int) len;
+	formats[6] = 1;
+	ok = PQsendQueryParams(S->conn, snapshot_sql, 7, types, values, lengths, formats, 0) &&
+		PQpipelineSync(S->conn);
+	MemoryContextReset(S->batch_cxt);
+	if (!ok)
+		return false;
+
+	b = &S->flight[S->nflight++];
+	b->snap = true;
+	b->start = (KvLsn) S->snap_sent;
+	b->end = (KvLsn) (S->snap_sent + len);
+	b->sent_at = GetCurrentTimestamp();
+	S->last_send = b->sent_at;
+	S->snap_sent += len;
+	return true;
+}
+
+/*
+ * handle_snapshot_reply
+ *		The row kv_repl_snapshot answered for chunk b.  After the last one
+ *		the peer holds the snapshot: appends go on from its redo point.
+ *		false if the reply could not be understood (the connection was
+ *		failed) or the node stepped down.
+ */
+static bool
+handle_snapshot_reply(PGresult *res, Batch *b)
+{
+	uint64		term;
+	long long	received;
+
+	if (PQntuples(res) != 1 || PQnfields(res) != 3 ||
+		PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1) || PQgetisnull(res, 0, 2) ||
+		sscanf(PQgetvalue(res, 0, 0), UINT64_FORMAT, &term) != 1 ||
+		sscanf(PQgetvalue(res, 0, 2), "%lld", &received) != 1)
+	{
+		fail(FAIL_ANSWER, "the answer is not one row (term, success, received)");
+		return false;
+	}
+	if (term > S->term)
+	{
+		step_down(term);
+		return false;
+	}
+	if (PQgetvalue(res, 0, 1)[0] != 't' || (KvLsn) received != b->end)
+	{
+		fail(FAIL_ANSWER, "the peer did not take a snapshot chunk");
+		return false;
+	}
+	SpinLockAcquire(&snd->mutex);
+	snd->peers[S->slot].last_reply = GetCurrentTimestamp();
+	SpinLockRelease(&snd->mutex);
+	if ((int64) b->end < S->snap_size)
+		return true;
+
+	/* installed: the peer's log starts at the redo point */
+	ereport(LOG,
+			(errmsg("peer \"%s\" was rebuilt from this node's snapshot at %X/%X (%lld bytes)",
+					S->peer->name, LSN_FORMAT_ARGS(S->snap_redo), (long long) S->snap_size)));
+	snapshot_close();
+	S->matched = Max(S->matched, S->snap_redo);
+	S->applied = Max(S->applied, S->snap_redo);
+	S->next = S->snap_redo;
+	S->next_prev_term = S->snap_redo_term;
+	S->next_known = true;
+	sample_flush();
+	publish_positions();
+	publish_state(S->matched >= KvWalFlushPos() ? "streaming" : "catchup");
+	advance_commit();
+	S->backoff_ms = KVEXT_SENDER_BACKOFF_MIN_MS;
+	if (S->in_outage)
+	{
+		ereport(LOG,
+				(errmsg("reconnected to peer \"%s\" after %d attempts",
+						S->peer->name, S->attempts)));
+		S->in_outage = false;
+	}
+	S->attempts = 0;
+	return true;
+}
+
+/*
+ * publish_hold
+ *		Tell segment removal (wal.c, KvWalRetainFrom) where the peer, if
+ *		connected, still reads: the next batch's start, or the redo point of
+ *		the snapshot being sent.  Nothing while it is away.
+ */
+static void
+publish_hold(void)
+{
+	KvLsn		hold = InvalidKvLsn;
+
+	if (S->slot >= KVEXT_VISIBLE_MAX_SENDERS)
+		return;
+	if (S->phase == PHASE_STREAMING)
+	{
+		if (S->snap_fd >= 0)
+			hold = S->snap_redo;
+		else if (S->next_known)
+			hold = Max(S->next, KVEXT_WAL_START_LSN);
+		else if (S->matched != InvalidKvLsn)
+			hold = S->matched;
+	}
+	KvWalSetHold(S->slot, hold);
 }
 
 /* ----------------------------------------------------------------
@@ -1199,6 +1519,7 @@ sender_step(int rc, int *events, pgsocket *sock, long *timeout, uint32 *wait_eve
 			S->term = 0;
 			publish_state("inactive");
 		}
+		publish_hold();
 		return;
 	}
 	if (S->phase == PHASE_INACTIVE)
@@ -1242,6 +1563,8 @@ sender_step(int rc, int *events, pgsocket *sock, long *timeout, uint32 *wait_eve
 			fail(FAIL_LOST,
 				 "no answer to an append for 60 s");
 	}
+
+	publish_hold();
 
 	now = GetCurrentTimestamp();
 	switch (S->phase)
@@ -1301,6 +1624,7 @@ sender_init(int slot)
 	S->slot = slot;
 	S->phase = PHASE_INACTIVE;
 	S->backoff_ms = KVEXT_SENDER_BACKOFF_MIN_MS;
+	S->snap_fd = -1;
 	S->reader_cxt = AllocSetContextCreate(TopMemoryContext, "kvext sender reader",
 										  ALLOCSET_DEFAULT_SIZES);
 	S->batch_cxt = AllocSetContextCreate(TopMemoryContext, "kvext sender batch",
@@ -1334,6 +1658,7 @@ recover_from_error(void)
 	edata = CopyErrorData();
 	FlushErrorState();
 	S->reader = NULL;			/* its file was closed above */
+	S->snap_fd = -1;			/* likewise */
 	MemoryContextReset(S->reader_cxt);
 	MemoryContextReset(S->batch_cxt);
 	RESUME_INTERRUPTS();

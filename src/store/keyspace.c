@@ -704,3 +704,27 @@ KvKeyspaceIdIsActive(uint16 id)
 	LWLockRelease(keyspace_lock);
 	return active;
 }
+
+/*
+ * KvKeyspaceResetAll
+ *		A follower's store is rebuilt from a snapshot (KvStoreClear, which
+ *		has freed every entry): free every keyspace slot but "default"; the
+ *		snapshot's keyspaces are created again as it loads.
+ */
+void
+KvKeyspaceResetAll(void)
+{
+	LWLockAcquire(keyspace_lock, LW_EXCLUSIVE);
+	for (int id = 1; id < kvext_max_keyspaces; id++)
+	{
+		KvKeyspace *ks = &KvKeyspaces[id];
+
+		if (ks->state == KS_FREE)
+			continue;
+		ks->state = KS_FREE;
+		ks->name[0] = '\0';
+		bump(ks);
+		pg_atomic_write_u32(&ks->drop_xact, InvalidTransactionId);
+	}
+	LWLockRelease(keyspace_lock);
+}

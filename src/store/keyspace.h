@@ -32,5 +32,6 @@ extern void KvKeyspaceCommitStarting(void);
 /* recovery and snapshots */
 extern void KvKeyspaceRecoverCreate(uint16 id, const char *name);
 extern void KvKeyspaceRecoverDrop(uint16 id);
+extern void KvKeyspaceResetAll(void);
 
 #endif							/* KVEXT_KEYSPACE_H */

@@ -152,6 +152,8 @@ scan_batches(const KvKeyspaceRef *ks, const ScanFilter *filter,
 	uint32		per_part = KvStoreNumBuckets() >> KVEXT_NUM_PARTITIONS_LOG2;
 	char	   *buf;
 
+	uint32		rebuild = KvStoreRebuildCount();
+
 	scancxt = AllocSetContextCreate(CurrentMemoryContext, "kvext scan",
 									ALLOCSET_DEFAULT_SIZES);
 	buf = MemoryContextAlloc(scancxt, SCAN_BATCH_BYTES);
@@ -172,6 +174,12 @@ scan_batches(const KvKeyspaceRef *ks, const ScanFilter *filter,
 
 			CHECK_FOR_INTERRUPTS();
 			LWLockAcquire(lock, LW_SHARED);
+			/* a rebuild began, or ended, since the scan began */
+			if (unlikely(KvStoreRebuildCount() != rebuild || (rebuild & 1) != 0))
+			{
+				LWLockRelease(lock);
+				KvStoreReportRebuilding();
+			}
 			if (ks != NULL && unlikely(!KvKeyspaceIsValid(*ks)))
 			{
 				LWLockRelease(lock);

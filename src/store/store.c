@@ -107,6 +107,8 @@ typedef struct KvStoreControl
 	uint32		part_shift;		/* partition = bucket >> part_shift */
 	Size		region_bytes;	/* = kvext.memory_limit */
 	Size		bucket_bytes;	/* bucket array, rounded to KV_UNIT */
+	pg_atomic_uint32 rebuild;	/* odd while a follower's store is being
+								 * replaced by a snapshot (KvStoreClear) */
 } KvStoreControl;
 
 /*
@@ -252,6 +254,7 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 		sctl->region_bytes = region;
 		sctl->bucket_bytes = TYPEALIGN(KV_UNIT, (Size) nb * sizeof(KvPtr));
 		memset(KvStoreBuckets, 0, sctl->bucket_bytes);
+		pg_atomic_init_u32(&sctl->rebuild, 0);
 		init_keyspace_slots();
 		for (int i = 0; i < nowners; i++)
 		{
@@ -683,6 +686,11 @@ KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 	struct varlena *v;
 
 	LWLockAcquire(lock, LW_SHARED);
+	if (unlikely(KvStoreRebuilding()))
+	{
+		LWLockRelease(lock);
+		KvStoreReportRebuilding();
+	}
 	if (unlikely(!KvKeyspaceIsValid(ks)))
 	{
 		LWLockRelease(lock);
@@ -1559,4 +1567,96 @@ KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
 	}
 	LWLockRelease(lock);
 	return true;
+}
+
+/* ----------------------------------------------------------------
+ * Rebuilding a follower's store from a snapshot (log/install.c)
+ *
+ * The store's contents are replaced while sessions may be reading:
+ * KvStoreClear makes the rebuild counter odd, then frees every entry,
+ * partition by partition, under each partition's exclusive lock;
+ * KvStoreEndRebuild makes it even again once the snapshot is loaded.
+ * Readers look at the counter under a partition lock (KvStoreGet, and
+ * every batch of a scan, which also compares it with its value at the
+ * scan's start), so a read sees the old contents or the new ones, never
+ * part of each: otherwise it fails with KvStoreReportRebuilding.  New kv
+ * calls wait for the rebuild as for recovery (the store's state).
+ * ---------------------------------------------------------------- */
+
+/*
+ * KvStoreRebuildCount
+ *		The rebuild counter: odd while a rebuild is in progress.
+ */
+uint32
+KvStoreRebuildCount(void)
+{
+	return pg_atomic_read_u32(&sctl->rebuild);
+}
+
+/*
+ * KvStoreReportRebuilding
+ *		The error of a read that met a rebuild.
+ */
+void
+KvStoreReportRebuilding(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("the kvext store was rebuilt from a snapshot during this read"),
+			 errdetail("This follower replaced its contents with its leader's snapshot."),
+			 errhint("Retry the read.")));
+}
+
+/*
+ * KvStoreClear
+ *		Start a rebuild: make the counter odd, then free every entry.  The
+ *		caller (install.c) has made new kv calls wait, then frees the
+ *		keyspaces (KvKeyspaceResetAll) and loads the snapshot,
+ *		then calls KvStoreEndRebuild.  Only a follower, which has no
+ *		transaction of its own writing, is rebuilt.
+ */
+void
+KvStoreClear(void)
+{
+	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
+
+	if ((pg_atomic_fetch_add_u32(&sctl->rebuild, 1) & 1) != 0)
+		elog(ERROR, "kvext store rebuild already in progress");
+	for (uint32 part = 0; part < KVEXT_NUM_PARTITIONS; part++)
+	{
+		LWLock	   *lock = PART_LOCK(part);
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
+		{
+			KvPtr		p = KvStoreBuckets[b];
+
+			KvStoreBuckets[b] = InvalidKvPtr;
+			while (p != InvalidKvPtr)
+			{
+				KvPtr		next = KvEntryGet(p)->next;
+
+				KvFree(p);
+				p = next;
+			}
+		}
+		LWLockRelease(lock);
+	}
+	for (int ks = 0; ks < kvext_max_keyspaces; ks++)
+	{
+		pg_atomic_write_u64(&KvKeyspaces[ks].nentries, 0);
+		pg_atomic_write_u64(&KvKeyspaces[ks].mem_bytes, 0);
+	}
+}
+
+/*
+ * KvStoreEndRebuild
+ *		The snapshot is loaded (or the rebuild failed and the store will not
+ *		serve): make the counter even.
+ */
+void
+KvStoreEndRebuild(void)
+{
+	if ((pg_atomic_read_u32(&sctl->rebuild) & 1) != 0)
+		pg_atomic_fetch_add_u32(&sctl->rebuild, 1);
 }

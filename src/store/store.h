@@ -202,6 +202,14 @@ extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
 /* store.c: while recovery runs, compaction moves entries of any size */
 extern void KvStoreCompactUnbounded(bool on);
 
+/* a follower's store replaced by a snapshot (store.c, "Rebuilding") */
+extern uint32 KvStoreRebuildCount(void);
+extern void KvStoreReportRebuilding(void) pg_attribute_noreturn();
+extern void KvStoreClear(void);
+extern void KvStoreEndRebuild(void);
+
+#define KvStoreRebuilding()	((KvStoreRebuildCount() & 1) != 0)
+
 /* store.c: messages */
 extern char *KvKeyExcerpt(const char *key, uint32 keylen);
 
