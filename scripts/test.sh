@@ -13,6 +13,8 @@
 #   PG_CONFIG=path    pg_config to use (default: PostgreSQL 15's)
 #   NOBUILD=1         skip the build and install steps: test the kvext that
 #                     is installed already (while the tree is being edited)
+#   TAP_JOBS=n        TAP files run n at a time (default 2); the files that
+#                     load the machine most (TAP_SOLO below) run alone
 #
 # Servers run as the postgres user (initdb/postgres refuse root), on copies of
 # the tests in a fresh directory under /tmp that is kept on failure.
@@ -54,13 +56,14 @@ as_pg() {
 # Stop any server left running under $TESTROOT (after a timeout or a crash
 # of pg_regress / a TAP script).
 stop_leftover_servers() {
-	[ -n "$TESTROOT" ] && [ -d "$TESTROOT" ] || return 0
+	local under=${1:-$TESTROOT}
+	[ -n "$TESTROOT" ] && [ -d "$TESTROOT" ] && [ -d "$under" ] || return 0
 	local pidfile datadir
 	while IFS= read -r pidfile; do
 		datadir=$(dirname "$pidfile")
 		note "stopping leftover server in $datadir"
 		as_pg "$BINDIR/pg_ctl" -D "$datadir" stop -m immediate -w -t 30 >/dev/null 2>&1 || true
-	done < <(find "$TESTROOT" -name postmaster.pid 2>/dev/null)
+	done < <(find "$under" -name postmaster.pid 2>/dev/null)
 }
 
 finish() {
@@ -359,33 +362,89 @@ open_dev_fuse() {
 		note "could not make /dev/fuse usable: the power-loss test will skip"
 }
 
+# The TAP files that load the machine most run alone, after the others.
+TAP_SOLO=" 110_power_loss 123_compaction_chunks 125_big_partition 137_large_record "
+TAP_JOBS=${TAP_JOBS:-2}
+
+# run_tap FILE: one TAP file, its output into $TESTROOT/tap/out/NAME, its
+# exit status into $TESTROOT/tap/out/NAME.rc.  Each file's servers live in
+# its own directories under tmp_check (PostgreSQL::Test::Cluster names them
+# after the file), so a leftover server is stopped without touching the
+# files running beside it.
+run_tap() {
+	local f=$1 b rc
+	b=$(basename "$f" .pl)
+	as_pg env PATH="$BINDIR:$PATH" TESTDIR="$TESTROOT/tap" PG_REGRESS="$PG_REGRESS" \
+		TMPDIR="$TESTROOT/tmp" KVEXT_TEST_TMPFS="$TMPFS_DIR" KVEXT_SOURCE_DIR="$ROOT" \
+		timeout --foreground -k 30 "$TIMEOUT" \
+		prove -I "$PERL_TESTLIB" -I "$TESTROOT/test" "$f" >"$TESTROOT/tap/out/$b" 2>&1
+	rc=$?
+	while IFS= read -r d; do
+		stop_leftover_servers "$d" >>"$TESTROOT/tap/out/$b"
+	done < <(find "$TESTROOT/tap/tmp_check" -maxdepth 1 -name "t_${b}_*" 2>/dev/null)
+	echo "$rc" >"$TESTROOT/tap/out/$b.rc"
+}
+
+# report_tap FILE: print a finished file's output and count it
+report_tap() {
+	local f=$1 b rc logdir l
+	b=$(basename "$f" .pl)
+	cat "$TESTROOT/tap/out/$b"
+	rc=$(cat "$TESTROOT/tap/out/$b.rc" 2>/dev/null || echo 1)
+	interrupted "$rc"
+	if [ "$rc" -eq 0 ]; then
+		tap_pass=$((tap_pass + 1))
+	else
+		tap_fail=$((tap_fail + 1))
+		{ [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && note "tap: $b timed out after ${TIMEOUT}s"
+		logdir="$TESTROOT/tap/tmp_check/log"
+		for l in "$logdir/regress_log_$b" "$logdir/${b}"_*.log; do
+			[ -f "$l" ] || continue
+			note "---- tail of $l ----"
+			tail -n 60 "$l"
+		done
+	fi
+}
+
 if [ ${#TAP_FILES[@]} -gt 0 ]; then
-	header "tap: ${#TAP_FILES[@]} file(s)"
+	header "tap: ${#TAP_FILES[@]} file(s), $TAP_JOBS at a time"
 	mount_test_tmpfs
 	open_dev_fuse
+	mkdir -p "$TESTROOT/tap/out" "$TESTROOT/tap/tmp_check" && chown -R postgres: "$TESTROOT/tap" 2>/dev/null
 	tap_pass=0
 	tap_fail=0
+	shared=()
+	solo=()
 	for f in "${TAP_FILES[@]}"; do
-		b=$(basename "$f" .pl)
-		as_pg env PATH="$BINDIR:$PATH" TESTDIR="$TESTROOT/tap" PG_REGRESS="$PG_REGRESS" \
-			TMPDIR="$TESTROOT/tmp" KVEXT_TEST_TMPFS="$TMPFS_DIR" KVEXT_SOURCE_DIR="$ROOT" \
-			timeout --foreground -k 30 "$TIMEOUT" \
-			prove -I "$PERL_TESTLIB" -I "$TESTROOT/test" "$f"
-		rc=$?
-		interrupted "$rc"
-		stop_leftover_servers
-		if [ "$rc" -eq 0 ]; then
-			tap_pass=$((tap_pass + 1))
-		else
-			tap_fail=$((tap_fail + 1))
-			[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && note "tap: $b timed out after ${TIMEOUT}s"
-			logdir="$TESTROOT/tap/tmp_check/log"
-			for l in "$logdir/regress_log_$b" "$logdir/${b}"_*.log; do
-				[ -f "$l" ] || continue
-				note "---- tail of $l ----"
-				tail -n 60 "$l"
+		case "$TAP_SOLO" in
+			*" $(basename "$f" .pl) "*) solo+=("$f") ;;
+			*) shared+=("$f") ;;
+		esac
+	done
+	# up to TAP_JOBS files at a time, reported in the order they finish
+	declare -A running=()
+	for f in "${shared[@]}"; do
+		while [ ${#running[@]} -ge "$TAP_JOBS" ]; do
+			wait -n
+			for pid in "${!running[@]}"; do
+				if ! kill -0 "$pid" 2>/dev/null; then
+					wait "$pid" 2>/dev/null
+					report_tap "${running[$pid]}"
+					unset "running[$pid]"
+				fi
 			done
-		fi
+		done
+		run_tap "$f" &
+		running[$!]=$f
+	done
+	for pid in "${!running[@]}"; do
+		wait "$pid" 2>/dev/null
+		report_tap "${running[$pid]}"
+	done
+	unset running
+	for f in "${solo[@]}"; do
+		run_tap "$f"
+		report_tap "$f"
 	done
 	note "tap: $tap_pass passed, $tap_fail failed"
 	PASSED=$((PASSED + tap_pass))

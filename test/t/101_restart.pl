@@ -202,6 +202,9 @@ is($st4->{snapshot_time}, $st3->{snapshot_time}, 'snapshot_time survives the res
 $logpos = -s $node->logfile;
 my $insert_before = kv_status($node)->{insert};
 $node->restart;
+# the store recovers at the first kv call (or when its workers start): wait
+# for that before reading the log
+$node->safe_psql('postgres', 'SELECT kv_count()');
 $log = slurp_file($node->logfile, $logpos);
 like($log, qr/kvext checkpointer: shutdown snapshot written/, 'a clean shutdown writes a snapshot');
 like($log, qr/kvext recovery complete: from snapshot, 0 log records replayed/,
