@@ -879,35 +879,45 @@ def start_pg_syncrep():
 
 
 SAMPLE_SQL = r"""
-SET client_min_messages = warning;
-CREATE TEMP TABLE s (who text, w text);
-CREATE TEMP TABLE r (peer text, state text, lag bigint);
 DO $$
 DECLARE
     t_end timestamptz := clock_timestamp() + interval '%(secs)s s';
+    ws text[] := '{}';
+    rs text[] := '{}';
+    x text;
 BEGIN
     PERFORM pg_sleep(%(delay)s);
     WHILE clock_timestamp() < t_end LOOP
-        INSERT INTO s
-        SELECT CASE WHEN backend_type <> 'client backend' THEN backend_type
-                    WHEN query LIKE '%%kv_repl_append%%' THEN 'kv_repl_append (from the leader)'
-                    ELSE 'client backend' END,
-               CASE WHEN wait_event IS NULL THEN CASE WHEN state = 'active' THEN 'CPU (no wait event)'
-                                                      ELSE coalesce(state, '?') END
-                    ELSE wait_event_type || ':' || wait_event END
-        FROM pg_stat_activity
-        WHERE pid <> pg_backend_pid() AND backend_type NOT IN
-              ('autovacuum launcher', 'logical replication launcher', 'archiver')
-          AND datname IS DISTINCT FROM 'postgres';
+        ws := ws || ARRAY(
+            SELECT CASE WHEN backend_type <> 'client backend' THEN backend_type
+                        WHEN query LIKE '%%kv_repl_append%%' THEN 'kv_repl_append (from the leader)'
+                        ELSE 'client backend' END || '|' ||
+                   CASE WHEN wait_event IS NULL THEN CASE WHEN state = 'active'
+                                                          THEN 'CPU (no wait event)'
+                                                          ELSE coalesce(state, '?') END
+                        ELSE wait_event_type || ':' || wait_event END
+            FROM pg_stat_activity
+            WHERE pid <> pg_backend_pid() AND backend_type NOT IN
+                  ('autovacuum launcher', 'logical replication launcher', 'archiver')
+              AND datname IS DISTINCT FROM 'postgres');
         IF %(senders)s THEN
-            INSERT INTO r SELECT peer, state, lag_bytes FROM kv_replication_status();
+            rs := rs || ARRAY(SELECT peer || '|' || state || '|' || coalesce(lag_bytes, 0)
+                              FROM kv_replication_status());
         END IF;
         PERFORM pg_stat_clear_snapshot();
         PERFORM pg_sleep(0.01);
     END LOOP;
+    -- no table: a standby is read-only
+    FOR x IN SELECT u || '|' || count(*) FROM unnest(ws) u GROUP BY u LOOP
+        RAISE NOTICE 'S|%%', x;
+    END LOOP;
+    FOR x IN SELECT split_part(u, '|', 1) || '|' || string_agg(DISTINCT split_part(u, '|', 2), '/')
+                    || '|' || count(*) || '|' || round(avg(split_part(u, '|', 3)::bigint))
+                    || '|' || max(split_part(u, '|', 3)::bigint)
+             FROM unnest(rs) u GROUP BY split_part(u, '|', 1) LOOP
+        RAISE NOTICE 'R|%%', x;
+    END LOOP;
 END $$;
-SELECT 'S', who, w, count(*) FROM s GROUP BY who, w ORDER BY who, count(*) DESC;
-SELECT 'R', peer, string_agg(DISTINCT state, '/'), count(*), round(avg(lag)), max(lag) FROM r GROUP BY peer;
 """
 
 
@@ -933,11 +943,14 @@ def sample_waits(pg, secs, senders=False):
         if proc.returncode != 0:
             raise RuntimeError("wait sampler on %s failed: %s" % (pg.name, err))
         waits, snd = {}, {}
-        for line in out.splitlines():
-            f = line.split("|")
+        for line in err.splitlines():
+            m = re.match(r"^NOTICE:\s+([SR])\|(.*)$", line)
+            if not m:
+                continue
+            f = [m.group(1)] + m.group(2).split("|")
             if f[0] == "S":
                 waits.setdefault(f[1], {})[f[2]] = int(f[3])
-            elif f[0] == "R":
+            else:
                 snd[f[1]] = (f[2], int(f[3]), float(f[4] or 0), int(f[5] or 0))
         return {"waits": waits, "senders": snd}
     return finish
@@ -969,9 +982,9 @@ def repl_diagnose(b, kv, pri, standbys, scripts, clients):
         f.psql("ALTER SYSTEM SET track_functions = 'all'; SELECT pg_reload_conf();", db="postgres")
     time.sleep(0.5)
 
+    c0 = [counters(f, "follower") for f in followers]
     fin = [sample_waits(leader, secs - 0.6, senders=True)] + \
         [sample_waits(f, secs - 0.6) for f in followers]
-    c0 = [counters(f, "follower") for f in followers]
     tps = b.pgbench(leader, scripts["kv_put"], clients, "-c kvext.synchronous_commit=on",
                     {"nkeys": REPL_KEYS}, duration=secs)
     c1 = [counters(f, "follower") for f in followers]
@@ -981,8 +994,8 @@ def repl_diagnose(b, kv, pri, standbys, scripts, clients):
     for f in followers:
         f.psql("ALTER SYSTEM RESET track_functions; SELECT pg_reload_conf();", db="postgres")
 
-    fin = [sample_waits(pri, secs - 0.6)] + [sample_waits(s, secs - 0.6) for s in standbys]
     p0 = counters(pri, "pg")
+    fin = [sample_waits(pri, secs - 0.6)] + [sample_waits(s, secs - 0.6) for s in standbys]
     tps = b.pgbench(pri, scripts["upsert"], clients, "-c synchronous_commit=on",
                     {"nkeys": REPL_KEYS}, duration=secs)
     p1 = counters(pri, "pg")
