@@ -9,6 +9,14 @@
 #   make bench ONLY=fragmentation
 #                         only the fill / delete / refill experiment (about a
 #                         minute); prints its part of the report
+#   make bench ONLY=replication
+#                         only kv_put on a 3-node kvext group against PostgreSQL
+#                         synchronous replication (about 5 minutes); writes its
+#                         section of docs/benchmarks.md (QUICK=1: prints it)
+#   PG_CONFIG=path        the PostgreSQL to build against and to run: every
+#                         server, pgbench and psql come from its bindir
+#   PORT=n                servers take the free TCP ports from n up (default:
+#                         ports the kernel picks)
 #
 # Installs what it needs (PostgreSQL 15, redis-server, redis-tools), builds and
 # installs kvext, then runs test/bench/bench.py, which starts its own servers
@@ -23,6 +31,9 @@ cd "$ROOT"
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 [ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
+# bench.py runs the servers from this pg_config's bindir: the installation
+# that gets this build
+export PG_CONFIG
 echo "bench: make clean && make && make install" >&2
 # from clean: make test leaves an assert-enabled build behind, and make does
 # not notice a change of flags; benchmarks must measure the production build

@@ -21,7 +21,16 @@ Environment:
                 minute) and print its section of the report
   ONLY=fdw      run only the kvext_fdw experiment (issue 10, item 10) and
                 print its section of the report
-  PGBIN=dir     PostgreSQL 15 binaries (default /usr/lib/postgresql/15/bin)
+  ONLY=replication
+                run only the replication comparison (a 3-node kvext group
+                against a PostgreSQL primary with two synchronous standbys,
+                about 5 minutes; QUICK about 2) and write its section into
+                docs/benchmarks.md (QUICK: printed only unless OUT is set)
+  PG_CONFIG=path
+                the PostgreSQL whose binaries (bindir) run every server,
+                pgbench and psql (default: PostgreSQL 15's pg_config)
+  PORT=n        first TCP port to try (each server takes the next free one
+                from there); default: ports chosen by the kernel
 """
 
 import atexit
@@ -48,7 +57,19 @@ DURATION = int(os.environ.get("DURATION") or (1 if QUICK else 3))
 OUT = os.environ.get("OUT") or ("" if QUICK else os.path.join(ROOT, "docs", "benchmarks.md"))
 ONLY = os.environ.get("ONLY", "")
 
-PGBIN = os.environ.get("PGBIN") or "/usr/lib/postgresql/15/bin"
+
+
+def _pgbin():
+    """The bindir of $PG_CONFIG (scripts/bench.sh exports the pg_config it
+    built and installed kvext with): the servers must load that build."""
+    pgc = os.environ.get("PG_CONFIG") or "/usr/lib/postgresql/15/bin/pg_config"
+    if not os.path.exists(pgc):
+        pgc = shutil.which("pg_config") or pgc
+    return subprocess.run([pgc, "--bindir"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+PGBIN = os.environ.get("PGBIN") or _pgbin()
 IS_ROOT = os.geteuid() == 0
 PGUSER = "postgres" if IS_ROOT else os.environ.get("USER", "postgres")
 
@@ -93,10 +114,26 @@ def run(cmd, *, user=None, env=None, input=None, check=True, timeout=None):
     return p.stdout
 
 
+_next_port = [int(os.environ["PORT"])] if os.environ.get("PORT") else None
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on loopback: the next free one from $PORT up, else one
+    the kernel picks."""
+    if _next_port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    while _next_port[0] < 65536:
+        p = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            return p
+    raise RuntimeError("no free port from $PORT up")
 
 
 def median(xs):
@@ -110,9 +147,13 @@ SERVERS = []   # everything to stop at exit
 
 
 class PgServer:
-    """A PostgreSQL 15 server with kvext preloaded, in a fresh temp dir."""
+    """A PostgreSQL 15 server in a fresh temp dir: kvext preloaded (unless
+    preload is false: plain PostgreSQL, as a baseline), or, with
+    basebackup_of, a streaming standby of that server (pg_basebackup -R)
+    named application_name."""
 
-    def __init__(self, name, extra_conf=""):
+    def __init__(self, name, extra_conf="", preload=True, basebackup_of=None,
+                 application_name=None):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="kvbench-%s-" % name)
         os.chmod(self.dir, 0o755)
@@ -123,11 +164,27 @@ class PgServer:
         self.port = free_port()
         self.running = False
         SERVERS.append(self)
+        if basebackup_of:
+            p = basebackup_of
+            run([PGBIN + "/pg_basebackup", "-D", self.data, "-h", "127.0.0.1",
+                 "-p", str(p.port), "-U", PGUSER, "-R", "-X", "stream",
+                 "-c", "fast", "--no-sync"], user="postgres")
+            # later lines win: the primary's port and socket directory are
+            # in the copied postgresql.conf, -R's primary_conninfo in
+            # postgresql.auto.conf
+            self.append_conf("""
+# written by test/bench/bench.py: a standby of %s
+port = %d
+unix_socket_directories = '%s'
+""" % (p.name, self.port, self.dir))
+            self.append_conf("primary_conninfo = 'host=127.0.0.1 port=%d user=%s"
+                             " application_name=%s'\n" % (p.port, PGUSER, application_name),
+                             "postgresql.auto.conf")
+            return
         run([PGBIN + "/initdb", "-D", self.data, "-U", PGUSER, "--auth=trust",
              "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"], user="postgres")
         conf = """
 # written by test/bench/bench.py
-shared_preload_libraries = 'kvext'
 listen_addresses = '127.0.0.1'
 port = %d
 unix_socket_directories = '%s'
@@ -136,13 +193,18 @@ shared_buffers = '256MB'
 fsync = on
 checkpoint_timeout = '1h'
 max_wal_size = '8GB'
+""" % (self.port, self.dir)
+        if preload:
+            conf += """shared_preload_libraries = 'kvext'
 kvext.memory_limit = '1GB'
 kvext.checkpoint_timeout = '1h'
 kvext.max_wal_size = '8GB'
-%s
-""" % (self.port, self.dir, extra_conf)
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write(conf)
+"""
+        self.append_conf(conf + extra_conf + "\n")
+
+    def append_conf(self, text, file="postgresql.conf"):
+        with open(os.path.join(self.data, file), "a") as f:
+            f.write(text)
 
     def start(self):
         run([PGBIN + "/pg_ctl", "-D", self.data, "-l", self.logfile, "-w",
@@ -169,9 +231,10 @@ kvext.max_wal_size = '8GB'
         return run([PGBIN + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
                    + self.conninfo(db), input=sql, env=env, timeout=timeout)
 
-    def setup_db(self):
+    def setup_db(self, kvext=True):
         self.psql("CREATE DATABASE bench;", db="postgres")
-        self.psql("CREATE EXTENSION kvext; CREATE EXTENSION pg_prewarm;")
+        self.psql(("CREATE EXTENSION kvext; " if kvext else "")
+                  + "CREATE EXTENSION pg_prewarm;")
 
     def log_text(self):
         with open(self.logfile, errors="replace") as f:
@@ -282,21 +345,27 @@ class Bench:
             f.write(SCRIPTS[kind].format(**fmt))
         return path
 
-    def pgbench(self, pg, script, clients, options="", variables=None, warmup=False):
-        """One pgbench run of DURATION s (warm-up: 50 transactions a client);
-        returns transactions per second."""
+    def pgbench(self, pg, script, clients, options="", variables=None, warmup=False,
+                duration=None):
+        """One pgbench run of duration (default DURATION) s (warm-up: 50
+        transactions a client); returns transactions per second."""
         env = dict(os.environ)
         if options:
             env["PGOPTIONS"] = options
-        cmd = ["pgbench", "-n", "-M", "prepared", "-f", script, "-c", str(clients),
+        cmd = [PGBIN + "/pgbench", "-n", "-M", "prepared", "-f", script, "-c", str(clients),
                "-j", str(min(clients, 2))]
-        cmd += ["-t", "50"] if warmup else ["-T", str(DURATION)]
+        cmd += ["-t", "50"] if warmup else ["-T", str(duration or DURATION)]
         for k, v in (variables or {}).items():
             cmd += ["-D", "%s=%s" % (k, v)]
         cmd += pg.conninfo()
         out = run(cmd, env=env)
         m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M)
         if not m:
+            if re.search(r"^number of transactions actually processed: 0\b", out, re.M):
+                # no commit returned within the run: a stall, which is a result
+                log("  note: pgbench on %s, %d clients: no transaction completed in %s s"
+                    % (pg.name, clients, duration or DURATION))
+                return 0.0
             raise RuntimeError("cannot parse pgbench output:\n" + out)
         return float(m.group(1))
 
@@ -848,6 +917,440 @@ def fragmentation_report(P, fr):
 
 
 # ---------------------------------------------------------------------------
+# Replication (issue 9): a 3-node kvext group against PostgreSQL synchronous
+# replication, on this machine
+
+REPL_KEYS = NKEYS_WRITE
+REPL_CLIENTS = (1, 16)
+REPL_MEMORY = "256MB"      # kvext.memory_limit of the group's nodes
+REPL_TARGETS = (("kv_on", "pg_sync", 1, 1.0), ("kv_on", "pg_sync", 16, 1.0),
+                ("kv_on", "kv_local", 16, 0.75))
+
+
+def poll(fn, what, secs=120):
+    """Call fn until it returns true; fail naming what after secs."""
+    deadline = time.monotonic() + secs
+    while True:
+        if fn():
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("bench: timed out waiting for " + what)
+        time.sleep(0.2)
+
+
+def start_kvext_group(names=("n1", "n2", "n3")):
+    """A replication group on loopback as make run and test/KvextGroup.pm
+    configure it: every node names the others in kvext.peers, n1 leads; the
+    senders connect as the bootstrap superuser (initdb --auth=trust allows
+    127.0.0.1) to the database bench, where kvext exists on every node.
+    Followers start first, so the leader's senders find them ready."""
+    nodes = [PgServer("repl-" + n, "kvext.memory_limit = '%s'\n" % REPL_MEMORY) for n in names]
+    for node, n in zip(nodes, names):
+        peers = "; ".join("%s:host=127.0.0.1 port=%d dbname=bench user=%s" % (m, o.port, PGUSER)
+                          for m, o in zip(names, nodes) if o is not node)
+        node.append_conf("cluster_name = 'kvbench-%s'\nkvext.node_name = '%s'\n"
+                         "kvext.peers = '%s'\nkvext.leader = '%s'\n" % (n, n, peers, names[0]))
+    for node in nodes[1:] + nodes[:1]:
+        node.start()
+        node.setup_db()
+    leader = nodes[0]
+    poll(lambda: leader.psql("SELECT count(*) FROM kv_replication_status()"
+                             " WHERE state = 'streaming';").strip() == str(len(nodes) - 1),
+         "the leader's senders to stream to every follower")
+    return nodes
+
+
+def start_pg_syncrep():
+    """A PostgreSQL primary (no kvext) and two streaming standbys s1, s2
+    (pg_basebackup -R over loopback), synchronous_standby_names = 'ANY 1 (s1,
+    s2)' set once both stream, heap_w loaded before the base backups."""
+    pri = PgServer("pg-primary", preload=False)
+    pri.start()
+    pri.setup_db(kvext=False)
+    pri.psql("CREATE TABLE heap_w (k text PRIMARY KEY, v text);"
+             "INSERT INTO heap_w SELECT 'k' || i, '%s' FROM generate_series(1, %d) i;"
+             "VACUUM ANALYZE heap_w; CHECKPOINT;" % (VAL, REPL_KEYS))
+    standbys = []
+    for name in ("s1", "s2"):
+        sb = PgServer("pg-" + name, basebackup_of=pri, application_name=name)
+        sb.start()
+        standbys.append(sb)
+    pri.psql("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)';"
+             "SELECT pg_reload_conf();", db="postgres")
+    poll(lambda: pri.psql("SELECT string_agg(application_name || ':' || state || ':' || sync_state,"
+                          " ',' ORDER BY application_name) FROM pg_stat_replication;",
+                          db="postgres").strip()
+         == "s1:streaming:quorum,s2:streaming:quorum",
+         "s1 and s2 to stream as quorum standbys")
+    pri.psql("SELECT pg_prewarm('heap_w'), pg_prewarm('heap_w_pkey');")
+    return pri, standbys
+
+
+SAMPLE_SQL = r"""
+DO $$
+DECLARE
+    t_end timestamptz := clock_timestamp() + interval '%(secs)s s';
+    ws text[] := '{}';
+    rs text[] := '{}';
+    x text;
+BEGIN
+    PERFORM pg_sleep(%(delay)s);
+    WHILE clock_timestamp() < t_end LOOP
+        ws := ws || ARRAY(
+            SELECT CASE WHEN backend_type <> 'client backend' THEN backend_type
+                        WHEN query LIKE '%%kv_repl_append%%' THEN 'kv_repl_append (from the leader)'
+                        ELSE 'client backend' END || '|' ||
+                   CASE WHEN wait_event IS NULL THEN CASE WHEN state = 'active'
+                                                          THEN 'CPU (no wait event)'
+                                                          ELSE coalesce(state, '?') END
+                        ELSE wait_event_type || ':' || wait_event END
+            FROM pg_stat_activity
+            WHERE pid <> pg_backend_pid() AND backend_type NOT IN
+                  ('autovacuum launcher', 'logical replication launcher', 'archiver')
+              AND datname IS DISTINCT FROM 'postgres');
+        IF %(senders)s THEN
+            rs := rs || ARRAY(SELECT peer || '|' || state || '|' || coalesce(lag_bytes, 0)
+                              FROM kv_replication_status());
+        END IF;
+        PERFORM pg_stat_clear_snapshot();
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    -- no table: a standby is read-only
+    FOR x IN SELECT u || '|' || count(*) FROM unnest(ws) u GROUP BY u LOOP
+        RAISE NOTICE 'S|%%', x;
+    END LOOP;
+    FOR x IN SELECT split_part(u, '|', 1) || '|' || string_agg(DISTINCT split_part(u, '|', 2), '/')
+                    || '|' || count(*) || '|' || round(avg(split_part(u, '|', 3)::bigint))
+                    || '|' || max(split_part(u, '|', 3)::bigint)
+             FROM unnest(rs) u GROUP BY split_part(u, '|', 1) LOOP
+        RAISE NOTICE 'R|%%', x;
+    END LOOP;
+END $$;
+"""
+
+
+def sample_waits(pg, secs, senders=False):
+    """Start sampling pg_stat_activity on pg (every 10 ms, for secs seconds
+    after a 0.3 s delay) in one psql session; the senders' state too on a
+    kvext leader.  Returns a function that waits for the sampler and returns
+    {"waits": {who: {wait: n}}, "senders": {peer: (states, n, avg lag, max
+    lag)}}."""
+    env = dict(os.environ)
+    cmd = [PGBIN + "/psql", "-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"] \
+        + pg.conninfo()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            **({"user": "postgres", "group": "postgres", "extra_groups": [],
+                                "cwd": "/"} if IS_ROOT else {}))
+    proc.stdin.write(SAMPLE_SQL % {"secs": secs, "delay": 0.3,
+                                   "senders": "true" if senders else "false"})
+    proc.stdin.flush()      # communicate() closes it: psql then ends
+
+    def finish():
+        out, err = proc.communicate(timeout=secs + 60)
+        if proc.returncode != 0:
+            raise RuntimeError("wait sampler on %s failed: %s" % (pg.name, err))
+        waits, snd = {}, {}
+        for line in err.splitlines():
+            m = re.match(r"^NOTICE:\s+([SR])\|(.*)$", line)
+            if not m:
+                continue
+            f = [m.group(1)] + m.group(2).split("|")
+            if f[0] == "S":
+                waits.setdefault(f[1], {})[f[2]] = int(f[3])
+            else:
+                snd[f[1]] = (f[2], int(f[3]), float(f[4] or 0), int(f[5] or 0))
+        return {"waits": waits, "senders": snd}
+    return finish
+
+
+def counters(pg, kind):
+    """Cumulative counters for the diagnostic run: commits (pg_stat_database)
+    and, per kind, WAL syncs (PostgreSQL) or kv_repl_append calls (a kvext
+    follower, with track_functions = all)."""
+    q = "SELECT xact_commit FROM pg_stat_database WHERE datname = 'bench'"
+    if kind == "pg":
+        q += " UNION ALL SELECT wal_sync FROM pg_stat_wal"
+    elif kind == "follower":
+        q += (" UNION ALL SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions"
+              " WHERE funcname = 'kv_repl_append'")
+    pg.psql("SELECT pg_stat_clear_snapshot();")
+    return [int(x) for x in pg.psql(q + ";").split()]
+
+
+def repl_diagnose(b, kv, pri, standbys, scripts, clients):
+    """One unmeasured run each of kvext (on) and PostgreSQL sync rep at
+    `clients`, with wait-event sampling on every node: where the committing
+    backends spend their time, the senders' state and lag, and how many
+    commits one network round trip / fsync carries."""
+    leader, followers = kv[0], kv[1:]
+    secs = max(DURATION, 3)
+    diag = {}
+    for f in followers:
+        f.psql("ALTER SYSTEM SET track_functions = 'all'; SELECT pg_reload_conf();", db="postgres")
+    time.sleep(0.5)
+
+    c0 = [counters(f, "follower") for f in followers]
+    fin = [sample_waits(leader, secs - 0.6, senders=True)] + \
+        [sample_waits(f, secs - 0.6) for f in followers]
+    tps = b.pgbench(leader, scripts["kv_put"], clients, "-c kvext.synchronous_commit=on",
+                    {"nkeys": REPL_KEYS}, duration=secs)
+    c1 = [counters(f, "follower") for f in followers]
+    res = [fn() for fn in fin]
+    diag["kv"] = {"tps": tps, "leader": res[0], "followers": res[1:],
+                  "appends": [(b1[1] - a1[1]) for a1, b1 in zip(c0, c1)], "secs": secs}
+    for f in followers:
+        f.psql("ALTER SYSTEM RESET track_functions; SELECT pg_reload_conf();", db="postgres")
+
+    p0 = counters(pri, "pg")
+    fin = [sample_waits(pri, secs - 0.6)] + [sample_waits(s, secs - 0.6) for s in standbys]
+    tps = b.pgbench(pri, scripts["upsert"], clients, "-c synchronous_commit=on",
+                    {"nkeys": REPL_KEYS}, duration=secs)
+    p1 = counters(pri, "pg")
+    res = [fn() for fn in fin]
+    diag["pg"] = {"tps": tps, "primary": res[0], "standbys": res[1:],
+                  "commits": p1[0] - p0[0], "wal_syncs": p1[1] - p0[1], "secs": secs}
+    log("  diagnosis at %d clients: kvext %.0f tps, %s appends per follower;"
+        " PostgreSQL %.0f tps, %d commits, %d WAL syncs on the primary" % (
+            clients, diag["kv"]["tps"], "/".join(str(x) for x in diag["kv"]["appends"]),
+            diag["pg"]["tps"], diag["pg"]["commits"], diag["pg"]["wal_syncs"]))
+    return diag
+
+
+def replication(b, results):
+    log("== replication: kv_put on a 3-node kvext group (kvext.synchronous_commit on / local)"
+        " vs heap upsert with PostgreSQL synchronous replication (ANY 1 (s1, s2))")
+    t0 = time.monotonic()
+    kv = start_kvext_group()
+    leader = kv[0]
+    leader.psql("SELECT kv_create_keyspace('w');"
+                "SELECT count(kv_put('k' || i, '%s', 'w')) FROM generate_series(1, %d) i;"
+                % (VAL, REPL_KEYS), options="-c kvext.synchronous_commit=on")
+    for f in kv[1:]:
+        poll(lambda: f.psql("SELECT kv_count('w');").strip() == str(REPL_KEYS),
+             "follower %s to apply the %d keys" % (f.name, REPL_KEYS))
+    single = PgServer("repl-single")
+    single.start()
+    single.setup_db()
+    single.psql("SELECT kv_create_keyspace('w');"
+                "SELECT count(kv_put('k' || i, '%s', 'w')) FROM generate_series(1, %d) i;"
+                % (VAL, REPL_KEYS))
+    pri, standbys = start_pg_syncrep()
+    log("  3 kvext nodes, a single kvext server, a primary and 2 standbys up in %.0f s"
+        % (time.monotonic() - t0))
+
+    scripts = {"kv_put": b.script("kv_put", ks="w"), "upsert": b.script("upsert", table="heap_w")}
+    rows = []
+    for c in REPL_CLIENTS:
+        def var(pg, kind, opts):
+            def fn(warmup):
+                return b.pgbench(pg, scripts[kind], c, opts, {"nkeys": REPL_KEYS}, warmup=warmup)
+            return fn
+        v = [("kv_on", var(leader, "kv_put", "-c kvext.synchronous_commit=on")),
+             ("pg_sync", var(pri, "upsert", "-c synchronous_commit=on")),
+             ("kv_local", var(leader, "kv_put", "-c kvext.synchronous_commit=local")),
+             ("pg_local", var(pri, "upsert", "-c synchronous_commit=local")),
+             ("kv_single", var(single, "kv_put", "-c kvext.synchronous_commit=local"))]
+        rows.append(dict(clients=c, **alternate("replication, %d clients" % c, v)))
+    # every follower has every write, and the group agrees
+    want = leader.psql("SELECT kv_count('w');").strip()
+    for f in kv[1:]:
+        poll(lambda: f.psql("SELECT kv_count('w');").strip() == want,
+             "follower %s to catch up" % f.name)
+    diag = repl_diagnose(b, kv, pri, standbys, scripts, max(REPL_CLIENTS))
+    results["replication"] = {"rows": rows, "diag": diag, "env": repl_env(),
+                              "settings": {"memory_limit": REPL_MEMORY, "keys": REPL_KEYS}}
+    for s in kv + [single, pri] + standbys:
+        SERVERS.remove(s)
+        s.cleanup()
+
+
+def repl_env():
+    """Machine and date for the replication section (as `date`, nproc and
+    /proc/meminfo give them)."""
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        m = re.search(r"MemTotal:\s+(\d+)", f.read())
+        if m:
+            mem = "%.1f GiB" % (int(m.group(1)) / 1024 / 1024)
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    git = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s"], check=False).strip()
+    dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], check=False).strip()
+    return {"date": run(["date"]).strip(), "nproc": run(["nproc"]).strip(), "memory": mem,
+            "cpu": cpu, "kernel": os.uname().release,
+            "pg": run([PGBIN + "/postgres", "--version"]).strip(), "pgbin": PGBIN,
+            "commit": git + (" (src/ modified)" if dirty else ""),
+            "quick": QUICK, "rounds": ROUNDS, "duration": DURATION}
+
+
+def repl_targets(rr):
+    """[(name, value, wanted)] for the replication targets."""
+    by = {r["clients"]: r for r in rr["rows"]}
+    label = {"kv_on": "replicated kv_put (on)", "pg_sync": "PostgreSQL sync rep upsert",
+             "kv_local": "kvext's own kv_put (local)"}
+    return [("%s >= %.2gx %s at %d client%s" % (label[a], want, label[bb], c, "s" if c > 1 else ""),
+             by[c][a] / by[c][bb], want)
+            for a, bb, c, want in REPL_TARGETS if c in by]
+
+
+def waits_table(P, title, res, top=6):
+    """Rows 'process | wait event share' from one sampler result."""
+    for who in sorted(res["waits"]):
+        w = res["waits"][who]
+        n = sum(w.values())
+        parts = ", ".join("%s %.0f%%" % (k, 100.0 * v / n)
+                          for k, v in sorted(w.items(), key=lambda kv: -kv[1])[:top])
+        P("| %s | %s | %d | %s |" % (title, who, n, parts))
+
+
+def replication_report(P, rr):
+    """The report's "Replication" section for replication()."""
+    e = rr["env"]
+    P("## Replication")
+    P("")
+    P("kvext's majority-acked `kv_put` on a 3-node group against a heap upsert under"
+      " PostgreSQL synchronous replication, on the same machine, in one run"
+      " (`make bench ONLY=replication`%s). Every figure is the median of %d rounds of %d s;"
+      " the variants of a client count alternate (A, B, C, D, E, A, B, ...) after an"
+      " unmeasured warm-up of each (50 transactions a client), so noise from the other"
+      " work on this shared machine hits every side alike." % (
+          " QUICK=1" if e["quick"] else "", e["rounds"], e["duration"]))
+    P("")
+    P("| | |")
+    P("|---|---|")
+    P("| date | %s |" % e["date"])
+    P("| nproc | %s (%s) |" % (e["nproc"], e["cpu"]))
+    P("| memory | %s |" % e["memory"])
+    P("| kernel | %s |" % e["kernel"])
+    P("| PostgreSQL | %s (`%s`) |" % (e["pg"], e["pgbin"]))
+    P("| kvext | %s |" % e["commit"])
+    P("")
+    s = rr["settings"]
+    P("Settings. Every server: `fsync = on`, `shared_buffers = 256MB`, `max_connections = 50`,"
+      " `checkpoint_timeout = 1h`, `max_wal_size = 8GB`, everything else default, its own"
+      " data directory on the same disk, listening on 127.0.0.1.")
+    P("")
+    P("- **kvext group**: three servers n1, n2, n3 with `shared_preload_libraries = 'kvext'`,"
+      " `kvext.memory_limit = %s`, `kvext.node_name = 'nX'`, `kvext.peers` naming the other two"
+      " (`host=127.0.0.1 port=... dbname=bench user=postgres`, TCP over loopback, trust"
+      " authentication, the bootstrap superuser), `kvext.leader = 'n1'`. pgbench runs against"
+      " n1 with `kvext.synchronous_commit = on` (the commit returns when 2 of 3 have flushed"
+      " it) or `local` (n1 has flushed it; others, and the session's next call, still wait for"
+      " the majority)." % s["memory_limit"])
+    P("- **PostgreSQL**: a primary without kvext and two standbys made by `pg_basebackup -R"
+      " -X stream` over loopback, `primary_conninfo` with `application_name` s1 / s2,"
+      " `synchronous_standby_names = 'ANY 1 (s1, s2)'` on the primary (both standbys"
+      " `quorum` in `pg_stat_replication` before the runs), `wal_level = replica`, hot standby"
+      " on. pgbench runs against the primary with `synchronous_commit = on` (the commit returns"
+      " when one standby has flushed the WAL: 2 of 3 copies, as kvext's majority) or `local`"
+      " (no wait for a standby).")
+    P("- **kvext single**: one more kvext server without peers, `kvext.synchronous_commit ="
+      " local`: the same write with no replication at all.")
+    P("- Load: %s keys `'k' || i` (kvext keyspace `w`, replicated to both followers before the"
+      " runs; PostgreSQL table `heap_w (k text PRIMARY KEY, v text)`, prewarmed), all present;"
+      " every write replaces a random one with 32 bytes: `\\set k random(1, %d)` then"
+      " `SELECT kv_put('k' || :k, <32 bytes>, 'w')` or `INSERT INTO heap_w (k, v) VALUES"
+      " ('k' || :k, <32 bytes>) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`."
+      " pgbench `-n -M prepared -c N -j min(N,2) -T %d` over the Unix socket, the setting"
+      " per session in `PGOPTIONS`." % ("{:,}".format(s["keys"]), s["keys"], e["duration"]))
+    P("")
+    P("All six servers run on the %s cores of this machine, along with pgbench: a committing"
+      " backend, the leader's senders, the followers' appending backends and the standbys'"
+      " walreceivers compete for the same CPUs." % e["nproc"])
+    P("")
+    P("### Targets")
+    P("")
+    P("| target | measured | |")
+    P("|---|---:|---|")
+    for name, val, want in repl_targets(rr):
+        P("| %s | %.2fx | %s |" % (name, val, met(val >= want)))
+    P("")
+    P("### Transactions per second")
+    P("")
+    P("| clients | kvext on | PG sync rep | kvext local (group) | PG local | kvext single (local) |"
+      " kvext on / PG sync | kvext on / kvext local | PG sync / PG local | kvext on / single |")
+    P("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rr["rows"]:
+        P("| %d | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f |" % (
+            r["clients"], fmt_rate(r["kv_on"]), fmt_rate(r["pg_sync"]), fmt_rate(r["kv_local"]),
+            fmt_rate(r["pg_local"]), fmt_rate(r["kv_single"]), r["kv_on"] / r["pg_sync"],
+            r["kv_on"] / r["kv_local"], r["pg_sync"] / r["pg_local"], r["kv_on"] / r["kv_single"]))
+    P("")
+    P("Every round (tps), in the order run:")
+    P("")
+    P("| clients | variant | rounds |")
+    P("|---:|---|---|")
+    for r in rr["rows"]:
+        for k in ("kv_on", "pg_sync", "kv_local", "pg_local", "kv_single"):
+            P("| %d | %s | %s |" % (r["clients"], k, ", ".join(fmt_rate(x) for x in r["rounds"][k])))
+    P("")
+    d = rr["diag"]
+    kvd, pgd = d["kv"], d["pg"]
+    P("### Where the time goes (%d clients)" % max(r["clients"] for r in rr["rows"]))
+    P("")
+    P("One more, unmeasured run of each (%d s), with `pg_stat_activity` sampled every 10 ms on"
+      " every node in one psql session (`wait_event_type:wait_event`; \"CPU\" is an active"
+      " backend without a wait event; \"idle\"/\"idle in transaction\": waiting for its client)."
+      " kvext reports its waits with PostgreSQL's events: `IPC:SyncRep` is a commit waiting for"
+      " the majority, `IO:WALWrite` / `IO:WALSync` its log write and fsync,"
+      " `Activity:WalSenderMain` / `Client:WalSenderWriteData` a sender waiting for work or"
+      " its socket." % kvd["secs"])
+    P("")
+    P("kvext: %s tps; each follower ran %s `kv_repl_append` calls (one network round trip"
+      " and one fsync each), %s commits per call. PostgreSQL: %s tps, %s commits, %s WAL"
+      " syncs on the primary (%.1f commits per fsync)." % (
+          fmt_rate(kvd["tps"]), " / ".join(fmt_rate(a) for a in kvd["appends"]),
+          " / ".join("%.1f" % (kvd["tps"] * kvd["secs"] / a) if a else "-" for a in kvd["appends"]),
+          fmt_rate(pgd["tps"]), fmt_rate(pgd["commits"]), fmt_rate(pgd["wal_syncs"]),
+          pgd["commits"] / pgd["wal_syncs"] if pgd["wal_syncs"] else 0))
+    P("")
+    P("| node | process | samples | wait events (share of samples) |")
+    P("|---|---|---:|---|")
+    waits_table(P, "kvext leader n1", kvd["leader"])
+    for i, f in enumerate(kvd["followers"]):
+        waits_table(P, "kvext follower n%d" % (i + 2), f)
+    waits_table(P, "PG primary", pgd["primary"])
+    for i, sb in enumerate(pgd["standbys"]):
+        waits_table(P, "PG standby s%d" % (i + 1), sb)
+    P("")
+    if kvd["leader"]["senders"]:
+        P("Senders during the kvext run (sampled with `kv_replication_status()`):")
+        P("")
+        P("| peer | states seen | samples | mean lag, bytes | max lag, bytes |")
+        P("|---|---|---:|---:|---:|")
+        for peer, (states, n, avg, mx) in sorted(kvd["leader"]["senders"].items()):
+            P("| %s | %s | %d | %s | %s |" % (peer, states, n, fmt_rate(avg), fmt_rate(mx)))
+        P("")
+
+
+def splice_section(path, section, title="## Replication"):
+    """Replace the section `title` of the Markdown file path with section
+    (up to the next "## " heading), or insert it before the hand-written
+    findings ("## What bounds the misses"), or append it."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    lines = text.split("\n")
+    start = next((i for i, l in enumerate(lines) if l.strip() == title), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+    else:
+        start = end = next((i for i, l in enumerate(lines)
+                            if l.startswith("## What bounds the misses")), len(lines))
+    new = lines[:start] + section.rstrip("\n").split("\n") + [""] + lines[end:]
+    with open(path, "w") as f:
+        f.write("\n".join(new).rstrip("\n") + "\n")
+
+
+# ---------------------------------------------------------------------------
 # Report
 
 
@@ -931,6 +1434,8 @@ def report(env, results, fsync, elapsed):
     T.append(("memory per key <= Redis (kvext/Redis)", mk / mr, None))
     snap = median([s for s, _, _, _ in results["recovery"]["snapshot"]])
     T.append(("recovery of 1M keys from a snapshot < 3 s (seconds)", snap, "lt3"))
+    if "replication" in results:
+        T += repl_targets(results["replication"])
     if "fragmentation" in results:
         T.append(("% of memory_limit used at first 53200, fill / delete / refill"
                   " with larger values >= 85%", results["fragmentation"]["refill"]["used"], "pct85"))
@@ -1072,6 +1577,8 @@ def report(env, results, fsync, elapsed):
 
     if "fdw" in results:
         fdw_report(P, results["fdw"])
+    if "replication" in results:
+        replication_report(P, results["replication"])
 
     P("## Scaling")
     P("")
@@ -1156,8 +1663,30 @@ def main():
             with open(os.environ["OUT"], "w") as f:
                 f.write(text)
         return
+    if ONLY == "replication":
+        work = tempfile.mkdtemp(prefix="kvbench-work-")
+        os.chmod(work, 0o755)
+        atexit.register(shutil.rmtree, work, True)
+        results = {}
+        replication(Bench(work), results)
+        cleanup_all()
+        saved_path = os.path.join(tempfile.gettempdir(), "kvbench-replication-%s.json"
+                                  % time.strftime("%Y%m%d-%H%M%S"))
+        with open(saved_path, "w") as f:
+            json.dump(results, f, indent=1)
+        L = []
+        replication_report(L.append, results["replication"])
+        text = "\n".join(L) + "\n"
+        print(text)
+        if OUT:
+            # the other sections of the report stay as the last full run wrote them
+            splice_section(OUT, text)
+            log("bench: wrote the Replication section of %s" % os.path.relpath(OUT, ROOT))
+        log("bench: results saved in %s; done in %.1f min" % (
+            saved_path, (time.monotonic() - t_start) / 60))
+        return
     if ONLY:
-        sys.exit("bench: ONLY=%s: only ONLY=fragmentation and ONLY=fdw are known" % ONLY)
+        sys.exit("bench: ONLY=%s: only ONLY=fragmentation, ONLY=fdw and ONLY=replication are known" % ONLY)
     if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
         sys.exit("bench: redis-server / redis-benchmark missing (scripts/deps.sh redis-server redis-tools)")
     work = tempfile.mkdtemp(prefix="kvbench-work-")
@@ -1185,6 +1714,7 @@ def main():
     in_process(b, pg, results)
     cleanup_all()
     fdw_experiment(b, results)
+    replication(b, results)
     results.pop("redis_mem_server", None)
 
     saved = {"env": env, "results": results, "fsync": fsync,
