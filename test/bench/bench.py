@@ -1326,6 +1326,21 @@ def replication_report(P, rr):
         for peer, (states, n, avg, mx) in sorted(kvd["leader"]["senders"].items()):
             P("| %s | %s | %d | %s | %s |" % (peer, states, n, fmt_rate(avg), fmt_rate(mx)))
         P("")
+    P("### What bounds a replicated commit")
+    P("")
+    P("A commit with `on` waits for three steps in a row: the leader's own fsync (a sender "
+      "ships only records the leader has flushed), one round trip, and one follower's append "
+      "and fsync; `local` waits for the first only. So at 16 clients `on` cannot reach "
+      "`local`'s rate unless more commits share each step: the senders send a small batch "
+      "only when none is in flight, so every commit that arrives meanwhile shares the "
+      "follower's next fsync (commits per call above). Shipping records before the leader's "
+      "own fsync (as Raft allows) would remove the first step from the chain, but a leader "
+      "that restarts in the same term could then overwrite a record a follower already "
+      "holds; it needs a new term at every leader restart first (an election on restart). "
+      "The leader's committing backends also queue on the `kvext log flush` lock, shared "
+      "with the kvext wal writer. On this 2-vCPU machine five PostgreSQL servers and pgbench "
+      "share two cores, so every figure here is also CPU-bound.")
+    P("")
 
 
 def splice_section(path, section, title="## Replication"):
