@@ -574,6 +574,7 @@ term_start_end(uint64 term)
  * ---------------------------------------------------------------- */
 
 static bool may_lead(void);
+static void empty_leader_check(void);
 
 static int
 cmp_lsn_desc(const void *a, const void *b)
@@ -986,6 +987,38 @@ fill_pipeline(void)
 	}
 }
 
+/*
+ * empty_leader_check
+ *		A peer refused us as another group's leader.  If this node's store
+ *		is new (its log holds only the first TERM record), it is not the
+ *		leader of an existing group that lost its data; it must never lead
+ *		(nor overwrite) the group: follow, with no leader, until a promoted
+ *		node's appends make it join.
+ */
+static void
+empty_leader_check(void)
+{
+	MemoryContext old;
+	KvControl	control;
+
+	if (KvWalInsertPos() != KVEXT_WAL_START_LSN + sizeof(KvWalRecord))
+		return;
+	old = MemoryContextSwitchTo(S->batch_cxt);
+	LWLockAcquire(KvRoleLock(), LW_EXCLUSIVE);
+	KvControlGet(&control);
+	if (KvVisibleIsLeader())
+	{
+		KvRoleFollow(control.term, NULL);
+		ereport(LOG,
+				(errmsg("kvext node \"%s\" does not lead: its store is new, and peer \"%s\" belongs to an existing group",
+						kvext_node_name, S->peer->name),
+				 errhint("Promote a node of that group with kv_promote(); this node then joins it.")));
+	}
+	LWLockRelease(KvRoleLock());
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(S->batch_cxt);
+}
+
 /* a higher term was seen: persist it, then stop leading (role.c) */
 static void
 step_down(uint64 term)
@@ -1154,10 +1187,17 @@ read_results(void)
 					bool		lost = (PQstatus(S->conn) == CONNECTION_BAD ||
 										(sev && strcmp(sev, "ERROR") != 0));
 
+					const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+					bool		foreign = (primary &&
+										   strncmp(primary, "kvext append from another group",
+												   strlen("kvext append from another group")) == 0);
+
 					/* a FATAL (the backend was terminated) ends the session */
 					PQclear(res);
 					fail(lost ? FAIL_LOST : FAIL_REFUSED, msg);
 					pfree(msg);
+					if (foreign)
+						empty_leader_check();
 					return;
 				}
 			default:

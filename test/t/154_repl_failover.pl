@@ -9,6 +9,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
+use File::Path ();
 use IPC::Run;
 use KvextDurability;
 use KvextGroup;
@@ -207,5 +208,28 @@ my $digest = kv_group_wait_equal('SELECT kv_digest()', @nodes);
 ok(defined $digest && $digest =~ /^[0-9a-f]{32}$/, 'kv_digest() is equal on all three');
 $leader4->safe_psql('postgres', "SELECT kv_put('one more', 'key')");
 ok(kv_poll($lagging, "SELECT kv_digest() <> '$digest'", 't'), '... and changes with the contents');
+
+# --- a configured leader whose store was lost never leads ----------------
+
+# n1 is kvext.leader: with a new store it would lead term 1 again.  Make
+# sure another node leads, then wipe n1's store.
+my ($cur) = grep { role_of($_) =~ /^leader / } @nodes;
+if ($cur == $n1)
+{
+	($cur) = promote_one($n2, $n3);
+	ok(kv_poll($n1, "SELECT role FROM kv_cluster_status()", 'follower'), 'n1 steps down for the test');
+}
+ok(wait_writable($cur), 'the current leader takes writes');
+$n1->stop('fast');
+File::Path::rmtree($n1->data_dir . '/kvext');
+my $lp = -s $n1->logfile;
+$n1->start;
+$cur->safe_psql('postgres', "SELECT kv_put('after wipe', 'x')");
+ok(kv_poll($n1, "SELECT kv_get('after wipe')", 'x', 120),
+	'the wiped configured leader joins the group as a follower and gets its data');
+like(slurp_file($n1->logfile, $lp), qr/does not lead: its store is new/,
+	'... after refusing to lead with an empty store');
+is(role_of($n1), 'follower ' . role_of($cur) =~ s/^leader //r, '... and follows the current leader');
+ok(defined kv_group_wait_equal('SELECT kv_digest()', @nodes), 'digests equal on all three');
 
 done_testing();
