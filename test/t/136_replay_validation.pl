@@ -168,9 +168,11 @@ craft_case('unknown record type', $put, 'commit',
 	$node->stop;
 	my $snap = $node->data_dir . '/kvext/snapshot';
 	my $orig = slurp_file($snap);
-	# header 40 bytes, then keyspaces (66 bytes each), then entries
+	# header (40 bytes in format 1, 48 since format 2 added the redo
+	# term), then keyspaces (66 bytes each), then entries
+	my $hdr   = unpack('V', substr($orig, 4, 4)) >= 2 ? 48 : 40;
 	my $nks   = unpack('V', substr($orig, 12, 4));
-	my $entry = 40 + 66 * $nks;
+	my $entry = $hdr + 66 * $nks;
 	my $bad   = $orig;
 	substr($bad, $entry + 4, 4) = pack('V', 0x3FFF0000);    # keylen
 	my $body = substr($bad, 0, length($bad) - 4);
