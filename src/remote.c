@@ -539,9 +539,10 @@ probe_node(KvRemoteConn *entry, PGconn *conn, const char *label, int secs,
  *		Connect entry to a node of a multi-host server: for the main
  *		connection the group's leader, for the read_from 'any' one the
  *		first node that answers.  Each host is tried in turn, with its own
- *		connect_timeout: the main connection starts with the host that led
- *		last time, the 'any' one with the first host.  08001 listing each
- *		host's answer when none fits.
+ *		connect_timeout, starting with entry->host: the host used last
+ *		time, or the one after it when that node failed (reconnect); the
+ *		first host for a new entry.  08001 listing each host's answer when
+ *		none fits.
  */
 static PGconn *
 connect_group(KvRemoteConn *entry, ConnParams *p, ForeignServer *server,
@@ -551,8 +552,7 @@ connect_group(KvRemoteConn *entry, ConnParams *p, ForeignServer *server,
 	List	   *addrs = p->addr_i >= 0 ? split_list(p->values[p->addr_i]) : NIL;
 	List	   *ports = p->port_i >= 0 ? split_list(p->values[p->port_i]) : NIL;
 	int			nhosts = Max(list_length(hosts), list_length(addrs));
-	int			start = (!entry->key.any && entry->host >= 0 && entry->host < nhosts) ?
-		entry->host : 0;
+	int			start = (entry->host >= 0 && entry->host < nhosts) ? entry->host : 0;
 	int64		max_term = -1;
 	StringInfoData why;
 
@@ -870,6 +870,9 @@ reconnect(KvRemoteConn *entry)
 	disconnect(entry);
 	entry->xact_depth = 0;
 	entry->lost = false;
+	/* the node failed us: ask the next hosts first (connect_group wraps) */
+	if (entry->multihost && entry->host >= 0)
+		entry->host++;
 	connect_server(entry, server, user);
 	if (!begin_remote_xact(entry))
 	{
