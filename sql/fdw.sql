@@ -65,6 +65,31 @@ SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname LIKE 'fdw\_%' OR
 SELECT relname, ftoptions FROM pg_foreign_table JOIN pg_class ON oid = ftrelid
  WHERE relname LIKE 'fdw\_%' ORDER BY 1;
 
+-- A server naming several nodes of one replicated group: libpq's multi-host
+-- form, its lists checked as libpq checks them; read_from 'leader' | 'any'
+SELECT stmt, kv_try(stmt) FROM (VALUES
+    ($$CREATE SERVER fdw_g1 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (host 'h1,h2,h3', port '5432,5433,5434', dbname 'd', read_from 'any')$$),
+    ($$CREATE SERVER fdw_g2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (host 'h1,h2,h3', port '5432,5433')$$),
+    ($$CREATE SERVER fdw_g2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (host 'h1,h2', hostaddr '127.0.0.1')$$),
+    ($$CREATE SERVER fdw_g2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (host 'h1,h2', port '5432')$$),
+    ($$ALTER SERVER fdw_g1 OPTIONS (SET port '1,2')$$),
+    ($$ALTER SERVER fdw_g1 OPTIONS (SET read_from 'leeder')$$),
+    ($$CREATE SERVER fdw_g3 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (host 'h1,h2', read_from 'followers')$$),
+    ($$CREATE FOREIGN TABLE fdw_g_t (key text, value text) SERVER fdw_g1 OPTIONS (read_from 'ANY')$$),
+    ($$CREATE FOREIGN TABLE fdw_g_t (key text, value text) SERVER fdw_g1 OPTIONS (read_from 'leader')$$),
+    ($$CREATE USER MAPPING FOR PUBLIC SERVER fdw_g1 OPTIONS (read_from 'any')$$)
+) AS t(stmt);
+SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname LIKE 'fdw\_g%' ORDER BY 1;
+-- EXPLAIN connects to no node: the node is chosen at first use
+EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM fdw_g_t WHERE key = 'a';
+EXPLAIN (VERBOSE, COSTS OFF) UPDATE fdw_g_t SET value = 'b' WHERE key = 'a';
+ALTER FOREIGN TABLE fdw_g_t OPTIONS (SET read_from 'any');
+EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM fdw_g_t WHERE key = 'a';
+-- an UPDATE's scan reads the leader, whose values it compares
+EXPLAIN (VERBOSE, COSTS OFF) UPDATE fdw_g_t SET value = 'b' WHERE key = 'a';
+DROP FOREIGN TABLE fdw_g_t;
+DROP SERVER fdw_g1, fdw_g2;
+
 -- password_required 'false' is for superusers only (postgres_fdw's rule)
 CREATE ROLE regress_kvext_fdw_user;
 GRANT USAGE ON FOREIGN SERVER fdw_s1 TO regress_kvext_fdw_user;

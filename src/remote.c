@@ -20,6 +20,40 @@
  * superuser set password_required 'false' on the mapping.  Messages name
  * the server, never a password.
  *
+ * Multi-host servers.  A server whose host (or hostaddr) lists several
+ * hosts, as libpq's multi-host form does ('h1,h2,h3', port one for all or
+ * one per host), names the nodes of one replicated group.  Its main
+ * connection per user mapping reaches the group's leader: connect_group
+ * tries the hosts one by one (each attempt non-blocking, with its own
+ * connect_timeout), starting with the one that led last, asks each node
+ * kv_cluster_status() and keeps the first that leads ('single' counts: a
+ * group of one) in a term no older than any other node answered; 08001
+ * lists every host's answer when none does.  Every remote transaction on
+ * it starts with "START TRANSACTION; SELECT role FROM kv_cluster_status()"
+ * in one round trip, so a node that stopped leading since is noticed
+ * before anything runs there.
+ *
+ * Following a promotion.  The entry records whether its remote
+ * transaction has written (KvRemoteExec's write flag).  Until it has, the
+ * remote transaction holds nothing that matters: kvext's reads see each
+ * key as of when it is read, so there is no snapshot to keep, and there
+ * are no writes to lose.  So when a call or the BEGIN finds the node gone
+ * (the connection lost) or no longer leading (25006, or the role check),
+ * the connection and its remote transaction are dropped, the nodes are
+ * asked again, and the call is sent once more on the new leader, in a new
+ * remote transaction with the same savepoint levels.  After a write the
+ * call fails instead (25006 or 08006: the writes were not committed and
+ * cannot move, so the local transaction must roll back), and the next
+ * transaction finds the new leader.  A read-only remote transaction whose
+ * connection is lost is also no reason to fail the local commit.
+ *
+ * read_from 'any'.  Reads of a table with read_from 'any' use a second
+ * cached connection per user mapping, to the first node that answers
+ * (leader or follower; a follower shows what the group committed, perhaps
+ * behind the leader), and move to another node the same way when it is
+ * lost.  A transaction that already uses the main connection reads there,
+ * to see its own writes.
+ *
  * Waits.  Connecting and every query wait on the socket with
  * WaitLatchOrSocket, so a cancel or termination of this backend
  * interrupts them; the connection attempt ends at connect_timeout.  A
@@ -65,20 +99,53 @@
 /* how long an abort waits for a remote ROLLBACK, in milliseconds */
 #define KVEXT_REMOTE_CLEANUP_MS		30000
 
+/* how the probe of a multi-host server asks a node for its role */
+#define KVEXT_REMOTE_STATUS_SQL \
+	"SELECT node, role, leader, term FROM kv_cluster_status()"
+/* a remote transaction's start on a group's leader, checking it still leads */
+#define KVEXT_REMOTE_BEGIN_LEADER_SQL \
+	"START TRANSACTION; SELECT role FROM kv_cluster_status()"
+
+/* the hash key: a user mapping, and which of its connections */
+typedef struct KvRemoteKey
+{
+	Oid			umid;			/* the user mapping's OID */
+	int32		any;			/* 1: the read_from 'any' connection of a
+								 * multi-host server; 0: the main one */
+} KvRemoteKey;
+
 struct KvRemoteConn
 {
-	Oid			umid;			/* hash key: the user mapping's OID */
+	KvRemoteKey key;			/* hash key */
 	PGconn	   *conn;			/* NULL: not connected */
 	int			xact_depth;		/* 0: no remote transaction; 1: BEGIN
 								 * done; n: savepoints s2..sn too */
 	bool		busy;			/* a query was sent, its result not read */
 	bool		lost;			/* closed inside a remote transaction */
 	bool		invalidated;	/* server or mapping changed */
+	bool		multihost;		/* the server lists several hosts */
+	bool		wrote;			/* the remote transaction sent a write */
 	Oid			serverid;
+	Oid			userid;			/* the local user it connects for */
 	uint32		server_hash;
 	uint32		mapping_hash;
 	char		servername[NAMEDATALEN];
+	/* multihost: the node connected (or last connected) to */
+	int			host;			/* its position in the host list; -1 */
+	char		node[NAMEDATALEN];	/* its kvext.node_name */
+	char		addr[128];		/* its host:port, for messages */
 };
+
+/* the libpq options of a connection, with the positions of the lists */
+typedef struct ConnParams
+{
+	const char **keywords;
+	const char **values;
+	int			host_i;			/* index of host in keywords, or -1 */
+	int			addr_i;			/* of hostaddr */
+	int			port_i;			/* of port */
+	int			secs;			/* connect_timeout, in seconds */
+} ConnParams;
 
 static HTAB *conn_cache = NULL;
 static bool xact_got_connection = false;
@@ -206,83 +273,97 @@ connect_wait(PGconn *conn, TimestampTz deadline, bool *timed_out)
 }
 
 /*
- * connect_server
- *		Open entry's connection for user mapping user of server.  08001
- *		naming the server when the node cannot be reached within
- *		connect_timeout.
+ * build_params
+ *		The libpq options of a connection for user mapping user of server
+ *		into *p (palloc'd in the current context): the server's and the
+ *		mapping's libpq options, connect_timeout unless set, and
+ *		fallback_application_name.  Raises the password check's errors.
  */
 static void
-connect_server(KvRemoteConn *entry, ForeignServer *server, UserMapping *user)
+build_params(ForeignServer *server, UserMapping *user, ConnParams *p)
 {
 	PQconninfoOption *known = PQconndefaults();
 	int			max = list_length(server->options) + list_length(user->options) + 3;
-	const char **keywords = palloc(sizeof(char *) * max);
-	const char **values = palloc(sizeof(char *) * max);
 	bool		has_password = false;
 	bool		has_timeout = false;
 	const char *timeout_s = KVEXT_REMOTE_CONNECT_TIMEOUT;
-	PGconn	   *volatile conn = NULL;
 	int			n = 0;
 
 	if (known == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	n = add_options(server->options, known, keywords, values, n,
+	p->keywords = palloc(sizeof(char *) * max);
+	p->values = palloc(sizeof(char *) * max);
+	n = add_options(server->options, known, p->keywords, p->values, n,
 					&has_password, &has_timeout);
-	n = add_options(user->options, known, keywords, values, n,
+	n = add_options(user->options, known, p->keywords, p->values, n,
 					&has_password, &has_timeout);
 	PQconninfoFree(known);
+	p->host_i = p->addr_i = p->port_i = -1;
 	for (int i = 0; i < n; i++)
-		if (strcmp(keywords[i], "connect_timeout") == 0)
-			timeout_s = values[i];
+	{
+		if (strcmp(p->keywords[i], "connect_timeout") == 0)
+			timeout_s = p->values[i];
+		else if (strcmp(p->keywords[i], "host") == 0)
+			p->host_i = i;
+		else if (strcmp(p->keywords[i], "hostaddr") == 0)
+			p->addr_i = i;
+		else if (strcmp(p->keywords[i], "port") == 0)
+			p->port_i = i;
+	}
 	if (!has_timeout)
 	{
-		keywords[n] = "connect_timeout";
-		values[n++] = KVEXT_REMOTE_CONNECT_TIMEOUT;
+		p->keywords[n] = "connect_timeout";
+		p->values[n++] = KVEXT_REMOTE_CONNECT_TIMEOUT;
 	}
-	keywords[n] = "fallback_application_name";
-	values[n++] = "kvext_fdw";
-	keywords[n] = NULL;
-	values[n] = NULL;
+	p->keywords[n] = "fallback_application_name";
+	p->values[n++] = "kvext_fdw";
+	p->keywords[n] = NULL;
+	p->values[n] = NULL;
+
+	p->secs = atoi(timeout_s);
+	if (p->secs <= 0)
+		p->secs = atoi(KVEXT_REMOTE_CONNECT_TIMEOUT);
+	/* libpq's own minimum is 2 seconds */
+	p->secs = Max(p->secs, 2);
 
 	check_password(NULL, user, server->servername, has_password);
+}
+
+/*
+ * open_conn
+ *		One connection attempt with p's options, waited for until
+ *		connect_timeout.  Returns the connection, or NULL with *why (a
+ *		sentence, palloc'd).  Interrupts raise, the attempt closed.
+ */
+static PGconn *
+open_conn(const ConnParams *p, char **why)
+{
+	PGconn	   *volatile conn = NULL;
 
 	PG_TRY();
 	{
-		TimestampTz deadline;
-		bool		timed_out;
-		int			secs = atoi(timeout_s);
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   p->secs * 1000);
+		bool		timed_out = false;
 
-		if (secs <= 0)
-			secs = atoi(KVEXT_REMOTE_CONNECT_TIMEOUT);
-		/* libpq's own minimum is 2 seconds */
-		secs = Max(secs, 2);
-		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), secs * 1000);
-		conn = PQconnectStartParams(keywords, values, false);
+		conn = PQconnectStartParams(p->keywords, p->values, false);
 		if (conn == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not connect to server \"%s\"", server->servername),
-					 errdetail("Out of memory.")));
+					 errmsg("out of memory")));
 		if (PQstatus(conn) == CONNECTION_BAD ||
 			!connect_wait(conn, deadline, &timed_out))
 		{
-			char	   *msg = pchomp(PQerrorMessage(conn));
-
 			if (PQstatus(conn) != CONNECTION_BAD && timed_out)
-				msg = psprintf("No answer within connect_timeout (%d seconds).", secs);
-			ereport(ERROR,
-					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("could not connect to server \"%s\"", server->servername),
-					 errdetail_internal("%s", msg)));
+				*why = psprintf("No answer within connect_timeout (%d seconds).",
+								p->secs);
+			else
+				*why = pchomp(PQerrorMessage(conn));
+			PQfinish(conn);
+			conn = NULL;
 		}
-		check_password(conn, user, server->servername, true);
-		if (PQsetClientEncoding(conn, GetDatabaseEncodingName()) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("could not set the client encoding of the connection to server \"%s\"",
-							server->servername)));
 	}
 	PG_CATCH();
 	{
@@ -291,19 +372,302 @@ connect_server(KvRemoteConn *entry, ForeignServer *server, UserMapping *user)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	return conn;
+}
+
+/*
+ * setup_conn
+ *		After connecting: the password check and the client encoding.
+ *		Raises; the caller closes conn then.
+ */
+static void
+setup_conn(PGconn *conn, UserMapping *user, const char *servername)
+{
+	check_password(conn, user, servername, true);
+	if (PQsetClientEncoding(conn, GetDatabaseEncodingName()) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not set the client encoding of the connection to server \"%s\"",
+						servername)));
+}
+
+/*
+ * probe_exec
+ *		Run sql on conn during a connection attempt, waiting (interruptibly)
+ *		until deadline.  Returns the last result, which the caller
+ *		PQclears, or NULL if conn broke or the deadline passed (the caller
+ *		closes conn).
+ */
+static PGresult *
+probe_exec(PGconn *conn, const char *sql, TimestampTz deadline)
+{
+	PGresult   *last = NULL;
+
+	if (!PQsendQuery(conn, sql))
+		return NULL;
+	for (;;)
+	{
+		PGresult   *res;
+
+		while (PQisBusy(conn))
+		{
+			long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																  deadline);
+			int			rc;
+
+			if (timeout <= 0)
+			{
+				PQclear(last);
+				return NULL;
+			}
+			rc = WaitLatchOrSocket(MyLatch,
+								   WL_LATCH_SET | WL_SOCKET_READABLE |
+								   WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
+			if (rc & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
+			{
+				PQclear(last);
+				return NULL;
+			}
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		PQclear(last);
+		last = res;
+	}
+	return last;
+}
+
+/* the items of a libpq multi-host list ("h1,h2,h3"), palloc'd */
+static List *
+split_list(const char *v)
+{
+	List	   *items = NIL;
+	const char *start = v;
+
+	for (;; v++)
+	{
+		if (*v == ',' || *v == '\0')
+		{
+			items = lappend(items, pnstrdup(start, v - start));
+			if (*v == '\0')
+				break;
+			start = v + 1;
+		}
+	}
+	return items;
+}
+
+/* the i-th item of a multi-host list: the only one if it has one */
+static const char *
+list_item(List *items, int i)
+{
+	if (items == NIL)
+		return NULL;
+	return list_length(items) == 1 ? linitial(items) : list_nth(items, i);
+}
+
+/*
+ * probe_node
+ *		Ask the node at the other end of conn for its name and role.
+ *		Returns whether entry may use it: any node for the read_from 'any'
+ *		connection; for the main one, a node that leads (or is a group of
+ *		one) in a term no older than *max_term, the highest term seen so
+ *		far.  Otherwise appends why not to why.  Raises only on interrupts.
+ */
+static bool
+probe_node(KvRemoteConn *entry, PGconn *conn, const char *label, int secs,
+		   int64 *max_term, StringInfo why)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   secs * 1000);
+	PGresult   *res = probe_exec(conn, KVEXT_REMOTE_STATUS_SQL, deadline);
+	const char *node;
+	const char *role;
+	const char *leader;
+	int64		term;
+	bool		ok;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+		appendStringInfo(why, "\n%s: %s", label,
+						 msg ? msg : res ? "unexpected answer to kv_cluster_status()" :
+						 "no answer to kv_cluster_status()");
+		PQclear(res);
+		return false;
+	}
+	node = PQgetvalue(res, 0, 0);
+	role = PQgetvalue(res, 0, 1);
+	leader = PQgetisnull(res, 0, 2) ? "" : PQgetvalue(res, 0, 2);
+	term = PQgetisnull(res, 0, 3) ? -1 : strtoi64(PQgetvalue(res, 0, 3), NULL, 10);
+	strlcpy(entry->node, node, NAMEDATALEN);
+	strlcpy(entry->addr, label, sizeof(entry->addr));
+	if (entry->key.any)
+		ok = true;
+	else if (strcmp(role, "leader") == 0 || strcmp(role, "single") == 0)
+	{
+		ok = term >= *max_term;
+		if (!ok)
+			appendStringInfo(why, "\n%s: node \"%s\" leads in term " INT64_FORMAT ", but another node is in term " INT64_FORMAT ".",
+							 label, node, term, *max_term);
+	}
+	else
+	{
+		ok = false;
+		if (leader[0] != '\0')
+			appendStringInfo(why, "\n%s: node \"%s\" follows node \"%s\" in term " INT64_FORMAT ".",
+							 label, node, leader, term);
+		else
+			appendStringInfo(why, "\n%s: node \"%s\" is a follower without a leader (role %s).",
+							 label, node, role[0] ? role : "unknown");
+	}
+	*max_term = Max(*max_term, term);
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * connect_group
+ *		Connect entry to a node of a multi-host server: for the main
+ *		connection the group's leader, for the read_from 'any' one the
+ *		first node that answers.  Each host is tried in turn, with its own
+ *		connect_timeout, starting with entry->host: the host used last
+ *		time, or the one after it when that node failed (reconnect); the
+ *		first host for a new entry.  08001 listing each host's answer when
+ *		none fits.
+ */
+static PGconn *
+connect_group(KvRemoteConn *entry, ConnParams *p, ForeignServer *server,
+			  UserMapping *user)
+{
+	List	   *hosts = p->host_i >= 0 ? split_list(p->values[p->host_i]) : NIL;
+	List	   *addrs = p->addr_i >= 0 ? split_list(p->values[p->addr_i]) : NIL;
+	List	   *ports = p->port_i >= 0 ? split_list(p->values[p->port_i]) : NIL;
+	int			nhosts = Max(list_length(hosts), list_length(addrs));
+	int			start = (entry->host >= 0 && entry->host < nhosts) ? entry->host : 0;
+	int64		max_term = -1;
+	StringInfoData why;
+
+	initStringInfo(&why);
+	for (int k = 0; k < nhosts; k++)
+	{
+		int			i = (start + k) % nhosts;
+		const char *host = list_item(hosts, i);
+		const char *addr = list_item(addrs, i);
+		const char *port = list_item(ports, i);
+		char	   *label;
+		char	   *fail = NULL;
+		PGconn	   *volatile conn;
+		bool		ok = false;
+
+		if (p->host_i >= 0)
+			p->values[p->host_i] = host;
+		if (p->addr_i >= 0)
+			p->values[p->addr_i] = addr;
+		if (p->port_i >= 0)
+			p->values[p->port_i] = port;
+		label = psprintf("%s%s%s", host ? host : addr,
+						 port ? ":" : "", port ? port : "");
+		conn = open_conn(p, &fail);
+		if (conn == NULL)
+		{
+			appendStringInfo(&why, "\n%s: %s", label, fail);
+			continue;
+		}
+		PG_TRY();
+		{
+			setup_conn(conn, user, server->servername);
+			ok = probe_node(entry, conn, label, p->secs, &max_term, &why);
+		}
+		PG_CATCH();
+		{
+			PQfinish(conn);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		if (ok)
+		{
+			entry->host = i;
+			return conn;
+		}
+		PQfinish(conn);
+	}
+	if (entry->key.any)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to any node of server \"%s\"",
+						server->servername),
+				 errdetail_internal("Tried:%s", why.data)));
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not find the leader of server \"%s\"", server->servername),
+			 errdetail_internal("Tried:%s", why.data),
+			 errhint("If the group lost its leader, promote a follower with kv_promote(); kv_cluster_status() on each node shows its role.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * connect_server
+ *		Open entry's connection for user mapping user of server: to its one
+ *		node, or to a node of its group (connect_group).  08001 naming the
+ *		server when no node fits within connect_timeout.
+ */
+static void
+connect_server(KvRemoteConn *entry, ForeignServer *server, UserMapping *user)
+{
+	ConnParams	p;
+	PGconn	   *volatile conn = NULL;
+	char	   *why = NULL;
+	const char *hostlist;
+
+	build_params(server, user, &p);
+	hostlist = p.host_i >= 0 ? p.values[p.host_i] :
+		p.addr_i >= 0 ? p.values[p.addr_i] : "";
+	entry->multihost = strchr(hostlist, ',') != NULL;
+	if (entry->multihost)
+		conn = connect_group(entry, &p, server, user);
+	else
+	{
+		conn = open_conn(&p, &why);
+		if (conn == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("could not connect to server \"%s\"", server->servername),
+					 errdetail_internal("%s", why)));
+		PG_TRY();
+		{
+			setup_conn(conn, user, server->servername);
+		}
+		PG_CATCH();
+		{
+			PQfinish(conn);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
 	entry->conn = conn;
 	entry->invalidated = false;
 	entry->lost = false;
 	entry->busy = false;
+	entry->wrote = false;
 	entry->xact_depth = 0;
 	entry->serverid = server->serverid;
+	entry->userid = user->userid;
 	strlcpy(entry->servername, server->servername, NAMEDATALEN);
 	entry->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
 											   ObjectIdGetDatum(server->serverid));
 	entry->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
 												ObjectIdGetDatum(user->umid));
-	pfree(keywords);
-	pfree(values);
+	pfree(p.keywords);
+	pfree(p.values);
 }
 
 /*
@@ -422,45 +786,40 @@ exec_simple(KvRemoteConn *entry, const char *sql)
 }
 
 /*
- * KvRemoteExec
- *		Run sql with nparams parameters on conn; returns its result, rows or
- *		command, which the caller PQclears.  Errors are raised as the
- *		remote node gave them, with a context naming the server.
+ * begin_on_leader
+ *		START TRANSACTION on the main connection of a multi-host server,
+ *		checking in the same round trip that its node still leads.  Returns
+ *		false if it does not (a promotion elsewhere made it a follower):
+ *		the caller closes the connection, which ends that transaction.
  */
-PGresult *
-KvRemoteExec(KvRemoteConn *conn, const char *sql, int nparams,
-			 const char *const *values, const int *lengths,
-			 const int *formats, int result_format)
+static bool
+begin_on_leader(KvRemoteConn *entry)
 {
 	PGresult   *res;
-	ExecStatusType st;
+	bool		leads;
 
-	if (conn->conn == NULL)
-		report_result(conn, NULL, sql);
-	conn->busy = true;
-	if (!PQsendQueryParams(conn->conn, sql, nparams, NULL, values, lengths,
-						   formats, result_format))
-		report_result(conn, NULL, sql);
-	res = wait_result(conn);
-	st = PQresultStatus(res);
-	if (res == NULL || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK))
-		report_result(conn, res, sql);
-	return res;
-}
-
-/* the server name of a connection, for messages and EXPLAIN */
-const char *
-KvRemoteServerName(const KvRemoteConn *conn)
-{
-	return conn->servername;
+	if (entry->conn == NULL)
+		report_result(entry, NULL, KVEXT_REMOTE_BEGIN_LEADER_SQL);
+	entry->busy = true;
+	if (!PQsendQuery(entry->conn, KVEXT_REMOTE_BEGIN_LEADER_SQL))
+		report_result(entry, NULL, KVEXT_REMOTE_BEGIN_LEADER_SQL);
+	res = wait_result(entry);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		report_result(entry, res, KVEXT_REMOTE_BEGIN_LEADER_SQL);
+	leads = strcmp(PQgetvalue(res, 0, 0), "leader") == 0 ||
+		strcmp(PQgetvalue(res, 0, 0), "single") == 0;
+	PQclear(res);
+	return leads;
 }
 
 /*
  * begin_remote_xact
  *		Start a remote transaction on entry if it has none, and savepoints
- *		up to the current local nesting level.
+ *		up to the current local nesting level.  Returns false only when
+ *		the main connection of a multi-host server no longer reaches the
+ *		leader (begin_on_leader).
  */
-static void
+static bool
 begin_remote_xact(KvRemoteConn *entry)
 {
 	int			level = GetCurrentTransactionNestLevel();
@@ -473,7 +832,13 @@ begin_remote_xact(KvRemoteConn *entry)
 				 errdetail("The remote transaction was rolled back.")));
 	if (entry->xact_depth <= 0)
 	{
-		exec_simple(entry, "START TRANSACTION");
+		if (entry->multihost && !entry->key.any)
+		{
+			if (!begin_on_leader(entry))
+				return false;
+		}
+		else
+			exec_simple(entry, "START TRANSACTION");
 		entry->xact_depth = 1;
 	}
 	while (entry->xact_depth < level)
@@ -484,6 +849,192 @@ begin_remote_xact(KvRemoteConn *entry)
 		exec_simple(entry, sql);
 		entry->xact_depth++;
 	}
+	return true;
+}
+
+/*
+ * reconnect
+ *		Replace entry's connection, and the remote transaction on it, by a
+ *		new one in a remote transaction at the local nesting level: for a
+ *		multi-host server, the nodes are asked again which one leads.
+ *		Only for a remote transaction that wrote nothing (nothing is lost
+ *		with it).  25006 if the node found stops leading at once.
+ */
+static void
+reconnect(KvRemoteConn *entry)
+{
+	ForeignServer *server = GetForeignServer(entry->serverid);
+	UserMapping *user = GetUserMapping(entry->userid, entry->serverid);
+
+	Assert(!entry->wrote);
+	disconnect(entry);
+	entry->xact_depth = 0;
+	entry->lost = false;
+	/* the node failed us: ask the next hosts first (connect_group wraps) */
+	if (entry->multihost && entry->host >= 0)
+		entry->host++;
+	connect_server(entry, server, user);
+	if (!begin_remote_xact(entry))
+	{
+		disconnect(entry);
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("node \"%s\" of server \"%s\" stopped leading its group",
+						entry->node, entry->servername),
+				 errhint("Retry once the group has a leader; kv_cluster_status() on each node shows its role.")));
+	}
+}
+
+/*
+ * is_failover
+ *		Does the failed call res on entry (NULL: no result) show that its
+ *		node is gone or no longer leads: a lost connection, or 25006?
+ */
+static bool
+is_failover(KvRemoteConn *entry, PGresult *res)
+{
+	const char *sqlstate;
+
+	if (entry->conn == NULL || res == NULL || PQstatus(entry->conn) == CONNECTION_BAD)
+		return true;
+	sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	return sqlstate != NULL && strcmp(sqlstate, "25006") == 0;
+}
+
+/*
+ * report_failover
+ *		The node of a multi-host server was lost or stopped leading after
+ *		this transaction wrote there: those writes cannot move to another
+ *		node, so the local transaction must end.  Frees res.
+ */
+static void
+report_failover(KvRemoteConn *entry, PGresult *res)
+{
+	bool		lost = entry->conn == NULL || res == NULL ||
+		PQstatus(entry->conn) == CONNECTION_BAD;
+
+	PQclear(res);
+	if (lost)
+	{
+		disconnect(entry);
+		if (entry->xact_depth > 0)
+			entry->lost = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("lost connection to node \"%s\" of server \"%s\" during the transaction",
+						entry->node, entry->servername),
+				 errdetail("This transaction had written on node \"%s\": its writes there were not committed and cannot move to another node, so the local transaction must be rolled back.",
+						   entry->node),
+				 errhint("Roll back and retry the transaction; its first remote call finds the group's leader.")));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("node \"%s\" of server \"%s\" stopped leading its group during the transaction",
+					entry->node, entry->servername),
+			 errdetail("This transaction had written on node \"%s\": its writes there were not committed and cannot move to another node, so the local transaction must be rolled back.",
+					   entry->node),
+			 errhint("Roll back and retry the transaction; its first remote call finds the group's leader.")));
+}
+
+/*
+ * KvRemoteExec
+ *		Run sql with nparams parameters on conn; returns its result, rows or
+ *		command, which the caller PQclears.  write: sql writes keys (the
+ *		remote transaction can then no longer move to another node).
+ *		Errors are raised as the remote node gave them, with a context
+ *		naming the server.
+ *
+ *		On a multi-host server, a call that finds its node gone or no
+ *		longer leading (is_failover) while the remote transaction has
+ *		written nothing is sent again, once, in a new remote transaction on
+ *		the node that leads now (reconnect); after a write it is
+ *		report_failover's error.
+ */
+PGresult *
+KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
+			 const char *const *values, const int *lengths,
+			 const int *formats, int result_format)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		PGresult   *res = NULL;
+		ExecStatusType st;
+
+		if (conn->conn != NULL)
+		{
+			conn->busy = true;
+			if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
+								  lengths, formats, result_format))
+				res = wait_result(conn);
+			st = PQresultStatus(res);
+			if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
+			{
+				if (write)
+					conn->wrote = true;
+				return res;
+			}
+		}
+		if (conn->multihost && is_failover(conn, res))
+		{
+			if (conn->wrote)
+				report_failover(conn, res);
+			if (attempt == 0)
+			{
+				PQclear(res);
+				reconnect(conn);
+				continue;
+			}
+		}
+		report_result(conn, res, sql);
+	}
+}
+
+/* the server name of a connection, for messages and EXPLAIN */
+const char *
+KvRemoteServerName(const KvRemoteConn *conn)
+{
+	return conn->servername;
+}
+
+/*
+ * KvRemoteNodeName
+ *		The node of a multi-host server's connection, as "name at
+ *		host:port" (palloc'd), or NULL for a single-host server.
+ */
+char *
+KvRemoteNodeName(const KvRemoteConn *conn)
+{
+	if (!conn->multihost || conn->node[0] == '\0')
+		return NULL;
+	return psprintf("%s at %s", conn->node, conn->addr);
+}
+
+/*
+ * KvRemoteCachedNodeName
+ *		For EXPLAIN without connecting: the node that the cached connection
+ *		of user userid to multi-host server serverid reaches (any: the
+ *		read_from 'any' one), as KvRemoteNodeName; NULL if none is open.
+ */
+char *
+KvRemoteCachedNodeName(Oid serverid, Oid userid, bool any)
+{
+	HASH_SEQ_STATUS scan;
+	KvRemoteConn *entry;
+	char	   *result = NULL;
+
+	if (conn_cache == NULL)
+		return NULL;
+	hash_seq_init(&scan, conn_cache);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		if (entry->conn == NULL || entry->serverid != serverid ||
+			entry->userid != userid || entry->key.any != (any ? 1 : 0))
+			continue;
+		result = KvRemoteNodeName(entry);
+		hash_seq_term(&scan);
+		break;
+	}
+	return result;
 }
 
 /*
@@ -492,20 +1043,29 @@ begin_remote_xact(KvRemoteConn *entry)
  *		transaction at the local nesting level: cached, or opened now.  A
  *		cached connection found broken when its remote transaction starts
  *		is replaced.  Valid until the local transaction ends.
+ *
+ *		any (read_from 'any' reads of a multi-host server): a connection of
+ *		its own to any node of the group, unless this transaction already
+ *		uses the main one: it reads there then, and sees its own writes.
+ *		The main connection of a multi-host server reaches the leader, and
+ *		moves to a new leader when its node stopped leading or was lost
+ *		and its remote transaction wrote nothing.
  */
 KvRemoteConn *
-KvRemoteConnect(Oid serverid, Oid userid)
+KvRemoteConnect(Oid serverid, Oid userid, bool any)
 {
 	ForeignServer *server = GetForeignServer(serverid);
 	UserMapping *user = GetUserMapping(userid, serverid);
 	KvRemoteConn *entry;
+	KvRemoteKey key;
 	bool		found;
+	bool		begun;
 
 	if (conn_cache == NULL)
 	{
 		HASHCTL		ctl;
 
-		ctl.keysize = sizeof(Oid);
+		ctl.keysize = sizeof(KvRemoteKey);
 		ctl.entrysize = sizeof(KvRemoteConn);
 		conn_cache = hash_create("kvext remote connections", 8, &ctl,
 								 HASH_ELEM | HASH_BLOBS);
@@ -515,30 +1075,54 @@ KvRemoteConnect(Oid serverid, Oid userid)
 		CacheRegisterSyscacheCallback(USERMAPPINGOID, remote_inval_callback, 0);
 	}
 	xact_got_connection = true;
-	entry = hash_search(conn_cache, &user->umid, HASH_ENTER, &found);
+	memset(&key, 0, sizeof(key));
+	key.umid = user->umid;
+	if (any)
+	{
+		KvRemoteConn *mainconn = hash_search(conn_cache, &key, HASH_FIND, NULL);
+
+		/* read your own writes: stay on the main connection if in use */
+		if (mainconn == NULL || (mainconn->xact_depth <= 0 && !mainconn->lost))
+			key.any = 1;
+	}
+	entry = hash_search(conn_cache, &key, HASH_ENTER, &found);
 	if (!found)
 	{
 		entry->conn = NULL;
 		entry->xact_depth = 0;
 		entry->lost = false;
 		entry->busy = false;
+		entry->wrote = false;
+		entry->multihost = false;
+		entry->host = -1;
+		entry->node[0] = '\0';
+		entry->addr[0] = '\0';
 	}
 	if (entry->conn && entry->invalidated && entry->xact_depth == 0)
 		disconnect(entry);
 	if (entry->conn && entry->xact_depth == 0 &&
 		PQstatus(entry->conn) == CONNECTION_BAD)
 		disconnect(entry);
+	/* a lost remote transaction that wrote nothing is just replaced */
+	if (entry->lost && entry->multihost && !entry->wrote)
+	{
+		entry->lost = false;
+		entry->xact_depth = 0;
+	}
 	if (entry->conn == NULL && !entry->lost)
 		connect_server(entry, server, user);
 
-	if (entry->xact_depth == 0)
+	if (entry->xact_depth == 0 || (entry->multihost && !entry->wrote))
 	{
 		MemoryContext cxt = CurrentMemoryContext;
 
-		/* a broken cached connection shows at BEGIN: replace it once */
+		/*
+		 * A broken cached connection shows at BEGIN (or SAVEPOINT): replace
+		 * it once, as a node that no longer leads.
+		 */
 		PG_TRY();
 		{
-			begin_remote_xact(entry);
+			begun = begin_remote_xact(entry);
 		}
 		PG_CATCH();
 		{
@@ -546,16 +1130,17 @@ KvRemoteConnect(Oid serverid, Oid userid)
 				PG_RE_THROW();
 			MemoryContextSwitchTo(cxt);
 			FlushErrorState();
-			entry->lost = false;
-			entry->xact_depth = 0;
-			disconnect(entry);
-			connect_server(entry, server, user);
-			begin_remote_xact(entry);
+			begun = false;
 		}
 		PG_END_TRY();
+		if (!begun)
+		{
+			entry->wrote = false;
+			reconnect(entry);
+		}
 	}
 	else
-		begin_remote_xact(entry);
+		(void) begin_remote_xact(entry);
 	return entry;
 }
 
@@ -648,6 +1233,13 @@ remote_xact_callback(XactEvent event, void *arg)
 		{
 			case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			case XACT_EVENT_PRE_COMMIT:
+				if (entry->lost && entry->multihost && !entry->wrote)
+				{
+					/* a read-only remote transaction: nothing to lose */
+					entry->lost = false;
+					entry->xact_depth = 0;
+					break;
+				}
 				if (entry->lost)
 				{
 					entry->lost = false;
@@ -666,12 +1258,14 @@ remote_xact_callback(XactEvent event, void *arg)
 				PG_CATCH();
 				{
 					entry->xact_depth = 0;
+					entry->wrote = false;
 					disconnect(entry);
 					hash_seq_term(&scan);
 					PG_RE_THROW();
 				}
 				PG_END_TRY();
 				entry->xact_depth = 0;
+				entry->wrote = false;
 				break;
 			case XACT_EVENT_PRE_PREPARE:
 				hash_seq_term(&scan);
@@ -687,11 +1281,13 @@ remote_xact_callback(XactEvent event, void *arg)
 					disconnect(entry);
 				entry->xact_depth = 0;
 				entry->lost = false;
+				entry->wrote = false;
 				break;
 			default:
 				/* COMMIT, PREPARE: done at PRE_COMMIT, refused at PRE_PREPARE */
 				entry->xact_depth = 0;
 				entry->lost = false;
+				entry->wrote = false;
 				break;
 		}
 	}

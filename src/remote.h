@@ -15,9 +15,11 @@
 
 typedef struct KvRemoteConn KvRemoteConn;
 
-extern KvRemoteConn *KvRemoteConnect(Oid serverid, Oid userid);
+extern KvRemoteConn *KvRemoteConnect(Oid serverid, Oid userid, bool any);
 extern const char *KvRemoteServerName(const KvRemoteConn *conn);
-extern PGresult *KvRemoteExec(KvRemoteConn *conn, const char *sql,
+extern char *KvRemoteNodeName(const KvRemoteConn *conn);
+extern char *KvRemoteCachedNodeName(Oid serverid, Oid userid, bool any);
+extern PGresult *KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql,
 							  int nparams, const char *const *values,
 							  const int *lengths, const int *formats,
 							  int result_format);

@@ -32,7 +32,11 @@
  * kvext_fdw_remote_count (serve.c) in this transaction's remote
  * transaction (remote.c), whose (key, value, binary) rows go to the same
  * tuplestore and are converted here.  The planner asks the node nothing:
- * it assumes KVEXT_REMOTE_ROWS_GUESS rows and one round trip's cost.
+ * it assumes KVEXT_REMOTE_ROWS_GUESS rows and one round trip's cost.  A
+ * server naming several nodes of a replicated group is read on its
+ * leader, or with read_from 'any' on any node (remote.c); EXPLAIN VERBOSE
+ * shows the node that served the scan (ANALYZE), or the node the cached
+ * connection reaches, or that it is chosen at first use.
  *
  * Reads see what kv_get() sees: committed keys plus this transaction's
  * own writes, each key as of the moment it is read (read committed per
@@ -110,6 +114,10 @@ typedef struct KvFdwScanState
 	int			natts;			/* COUNT: columns of fdw_scan_tlist */
 	MemoryContext rows_cxt;		/* what a read keeps, reset at rescan */
 	Oid			userid;			/* remote: whose user mapping */
+	char	   *served_by;		/* multi-host: the node that answered */
+	bool		read_any;		/* read_from 'any', and not the scan of an
+								 * UPDATE or DELETE (those read the leader,
+								 * whose values they compare) */
 
 	bool		read;			/* the store was read for this scan */
 	/* POINT, MULTI: the keys found, their values */
@@ -351,6 +359,9 @@ kvBeginForeignScan(ForeignScanState *node, int eflags)
 		table_close(rel, AccessShareLock);
 		st->natts = list_length(plan->fdw_scan_tlist);
 	}
+	st->read_any = st->table->multihost && st->table->read_any &&
+		!(plan->scan.scanrelid > 0 &&
+		  ExecRelationIsTargetRelation(estate, plan->scan.scanrelid));
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
@@ -569,6 +580,16 @@ remote_keys(ForeignScanState *node, KvFdwScanState *st, int *len)
 	return VARDATA_ANY(bin);
 }
 
+/* remember which node of a multi-host server answered, for EXPLAIN ANALYZE */
+static void
+note_served_by(KvFdwScanState *st, KvRemoteConn *conn)
+{
+	char	   *node = KvRemoteNodeName(conn);
+
+	if (node)
+		st->served_by = MemoryContextStrdup(GetMemoryChunkContext(st), node);
+}
+
 /*
  * read_remote
  *		The one read of a scan of a remote table: kvext_fdw_remote_read or
@@ -579,7 +600,8 @@ remote_keys(ForeignScanState *node, KvFdwScanState *st, int *len)
 static void
 read_remote(ForeignScanState *node, KvFdwScanState *st)
 {
-	KvRemoteConn *conn = KvRemoteConnect(st->table->serverid, st->userid);
+	KvRemoteConn *conn = KvRemoteConnect(st->table->serverid, st->userid,
+										 st->read_any);
 	const char *values[5];
 	int			lengths[5] = {0, 0, 0, 0, 0};
 	int			formats[5] = {0, 0, 0, 1, 1};
@@ -589,8 +611,9 @@ read_remote(ForeignScanState *node, KvFdwScanState *st)
 	values[1] = st->table->create_keyspace ? "true" : "false";
 	if (st->kind == KV_LOOKUP_COUNT)
 	{
-		res = KvRemoteExec(conn, KVEXT_REMOTE_COUNT_SQL, 2, values, lengths,
-						   formats, 0);
+		res = KvRemoteExec(conn, false, KVEXT_REMOTE_COUNT_SQL, 2, values,
+						   lengths, formats, 0);
+		note_served_by(st, conn);
 		st->count = PQntuples(res) == 1 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
 		PQclear(res);
 		return;
@@ -609,8 +632,9 @@ read_remote(ForeignScanState *node, KvFdwScanState *st)
 		values[3] = st->prefix;
 		lengths[3] = strlen(st->prefix);
 	}
-	res = KvRemoteExec(conn, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
+	res = KvRemoteExec(conn, false, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
 					   formats, 1);
+	note_served_by(st, conn);
 	start_rows(st);
 	for (int i = 0; i < PQntuples(res); i++)
 	{
@@ -852,6 +876,16 @@ kvExplainForeignScan(ForeignScanState *node, ExplainState *es)
 							quote_literal_cstr(st->prefix), es);
 	ExplainPropertyText("Keyspace", st->table->keyspace, es);
 	ExplainPropertyText("Node", st->table->remote ? st->table->servername : "local", es);
+	if (st->table->multihost)
+	{
+		char	   *node = st->served_by;
+
+		if (node == NULL)
+			node = KvRemoteCachedNodeName(st->table->serverid, st->userid,
+										  st->read_any);
+		ExplainPropertyText("Read From", st->read_any ? "any" : "leader", es);
+		ExplainPropertyText("Group Node", node ? node : "chosen at first use", es);
+	}
 	if (st->table->remote)
 		ExplainPropertyText("Remote Call",
 							st->kind == KV_LOOKUP_COUNT ? KVEXT_REMOTE_COUNT_SQL :

@@ -89,6 +89,10 @@ typedef struct KvFdwTable
 	Oid			serverid;
 	char		servername[NAMEDATALEN];
 	int			batch_size;		/* rows per remote INSERT call */
+	bool		multihost;		/* the server lists several nodes of a
+								 * replicated group (remote.c) */
+	bool		read_any;		/* read_from 'any': reads may use any
+								 * node of the group, not only its leader */
 } KvFdwTable;
 
 /* What a scan of a foreign table reads (pushdown.c decides). */

@@ -261,13 +261,13 @@ encode_column(KvFdwModifyState *fm, TupleTableSlot *slot, AttrNumber attno,
 static KvRemoteConn *
 remote_conn(KvFdwModifyState *fm)
 {
-	KvRemoteConn *conn = KvRemoteConnect(fm->table->serverid, GetUserId());
+	KvRemoteConn *conn = KvRemoteConnect(fm->table->serverid, GetUserId(), false);
 
 	if (fm->table->create_keyspace && !fm->keyspace_made)
 	{
 		const char *values[1] = {fm->table->keyspace};
 
-		PQclear(KvRemoteExec(conn, KVEXT_REMOTE_CREATE_SQL, 1, values, NULL,
+		PQclear(KvRemoteExec(conn, true, KVEXT_REMOTE_CREATE_SQL, 1, values, NULL,
 							 NULL, 0));
 		fm->keyspace_made = true;
 	}
@@ -325,7 +325,7 @@ remote_insert(KvFdwModifyState *fm, char **keys, uint32 *keylens,
 	values[2] = bytea_array_param(vals, vallens, n, &lengths[2]);
 	values[3] = fm->value_codec.kind == KV_CODEC_BYTEA ? "true" : "false";
 	values[4] = fm->table->upsert ? "true" : "false";
-	res = KvRemoteExec(conn, KVEXT_REMOTE_INSERT_SQL, 5, values, lengths,
+	res = KvRemoteExec(conn, true, KVEXT_REMOTE_INSERT_SQL, 5, values, lengths,
 					   formats, 0);
 	/* the text form of a bool[]: {t,f,...} */
 	r = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
@@ -366,7 +366,7 @@ remote_replace_checked(KvFdwModifyState *fm, const char *key, uint32 keylen,
 		values[2] = "false";
 		values[3] = NULL;
 		values[4] = bytea_array_param(&k, &keylen, 1, &lengths[4]);
-		res = KvRemoteExec(conn, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
+		res = KvRemoteExec(conn, false, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
 						   formats, 1);
 		if (PQntuples(res) == 0)
 		{
@@ -393,7 +393,7 @@ remote_replace_checked(KvFdwModifyState *fm, const char *key, uint32 keylen,
 		values[4] = fm->value_codec.kind == KV_CODEC_BYTEA ? "true" : "false";
 		formats[1] = formats[2] = formats[3] = 1;
 		formats[4] = 0;
-		res = KvRemoteExec(conn, KVEXT_REMOTE_CAS_SQL, 5, values, lengths,
+		res = KvRemoteExec(conn, true, KVEXT_REMOTE_CAS_SQL, 5, values, lengths,
 						   formats, 0);
 		swapped = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
 		PQclear(res);
@@ -792,6 +792,13 @@ kvExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 		return;
 	ExplainPropertyText("Keyspace", fm->table->keyspace, es);
 	ExplainPropertyText("Node", fm->table->remote ? fm->table->servername : "local", es);
+	if (fm->table->multihost)
+	{
+		char	   *node = KvRemoteCachedNodeName(fm->table->serverid,
+												  GetUserId(), false);
+
+		ExplainPropertyText("Group Node", node ? node : "the leader, found at first use", es);
+	}
 	if (fm->table->remote)
 		ExplainPropertyText("Remote Call",
 							mtstate->operation == CMD_INSERT ? KVEXT_REMOTE_INSERT_SQL :

@@ -10,7 +10,13 @@
  *					a remote kvext node (remote.c connects to it); a
  *					server without is this node's store.  batch_size
  *					(rows per remote INSERT call, default 1) is a server
- *					or table option, the table's winning
+ *					or table option, the table's winning.  host and
+ *					port may list several nodes of one replicated group
+ *					(libpq's multi-host form, the counts checked as libpq
+ *					checks them): remote.c then finds the group's leader.
+ *					read_from ('leader', the default, or 'any': reads may
+ *					use any node of the group) is a server or table
+ *					option, the table's winning
  *	user mapping	user, password, sslcert, sslkey, password_required
  *					(false: superusers only, as in postgres_fdw)
  *	foreign table	keyspace (default: the table's name), create_keyspace
@@ -96,6 +102,8 @@ static const KvFdwOption kvext_options[] = {
 	{"password_required", UserMappingRelationId, false},
 	{"batch_size", ForeignServerRelationId, false},
 	{"batch_size", ForeignTableRelationId, false},
+	{"read_from", ForeignServerRelationId, false},
+	{"read_from", ForeignTableRelationId, false},
 	{NULL, InvalidOid, false}
 };
 
@@ -171,6 +179,41 @@ find_option(const char *keyword, Oid context)
 }
 
 /*
+ * closest_match
+ *		Of the n words in candidates, the one closest to name (edit
+ *		distance at most KVEXT_OPTION_MAX_DISTANCE and half name's length),
+ *		or NULL: the suggestion of a hint.
+ */
+static const char *
+closest_match(const char *name, const char *const *candidates, int n)
+{
+	const char *closest = NULL;
+	int			closest_d = -1;
+	int			namelen = strlen(name);
+
+	if (namelen > KVEXT_LEVENSHTEIN_MAX_LEN)
+		return NULL;
+	for (int i = 0; i < n; i++)
+	{
+		int			len = strlen(candidates[i]);
+		int			d;
+
+		if (len > KVEXT_LEVENSHTEIN_MAX_LEN)
+			continue;
+		d = varstr_levenshtein_less_equal(name, namelen, candidates[i], len,
+										  1, 1, 1,
+										  KVEXT_OPTION_MAX_DISTANCE + 1, true);
+		if (d <= KVEXT_OPTION_MAX_DISTANCE && d <= namelen / 2 &&
+			(closest_d < 0 || d < closest_d))
+		{
+			closest = candidates[i];
+			closest_d = d;
+		}
+	}
+	return closest;
+}
+
+/*
  * report_invalid_option
  *		Raise HV00D for an option that is not valid on this kind of object,
  *		with the most useful hint: where the option belongs, the closest
@@ -180,32 +223,26 @@ static void
 report_invalid_option(const char *name, Oid context)
 {
 	const KvFdwOption *elsewhere = find_option(name, InvalidOid);
-	const char *closest = NULL;
-	int			closest_d = -1;
-	int			namelen = strlen(name);
+	const char *closest;
+	const char **names = palloc(sizeof(char *) * (lengthof(kvext_options) + 64));
+	int			nnames = 0;
+	int			maxnames = lengthof(kvext_options) + 64;
 	StringInfoData valid;
 
 	initStringInfo(&valid);
 	for (const KvFdwOption *o = all_options; o->keyword; o++)
 	{
-		int			len = strlen(o->keyword);
-		int			d;
-
 		if (o->context != context)
 			continue;
 		appendStringInfo(&valid, "%s%s", valid.len > 0 ? ", " : "", o->keyword);
-		if (namelen > KVEXT_LEVENSHTEIN_MAX_LEN || len > KVEXT_LEVENSHTEIN_MAX_LEN)
-			continue;
-		d = varstr_levenshtein_less_equal(name, namelen, o->keyword, len,
-										  1, 1, 1,
-										  KVEXT_OPTION_MAX_DISTANCE + 1, true);
-		if (d <= KVEXT_OPTION_MAX_DISTANCE && d <= namelen / 2 &&
-			(closest_d < 0 || d < closest_d))
+		if (nnames == maxnames)
 		{
-			closest = o->keyword;
-			closest_d = d;
+			maxnames *= 2;
+			names = repalloc(names, sizeof(char *) * maxnames);
 		}
+		names[nnames++] = o->keyword;
 	}
+	closest = closest_match(name, names, nnames);
 
 	if (elsewhere && elsewhere->context == ForeignServerRelationId)
 		ereport(ERROR,
@@ -273,6 +310,89 @@ option_batch_size(DefElem *def)
 	return (int) v;
 }
 
+/* read_from's values: the group's leader only, or any of its nodes */
+static const char *const read_from_values[] = {"leader", "any"};
+
+/* read_from's value: true for 'any'; 22023 with a hint otherwise */
+static bool
+option_read_any(DefElem *def)
+{
+	const char *v = defGetString(def);
+	const char *closest;
+
+	if (strcmp(v, "leader") == 0)
+		return false;
+	if (strcmp(v, "any") == 0)
+		return true;
+	closest = closest_match(v, read_from_values, lengthof(read_from_values));
+	if (closest)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"read_from\": \"%s\"", v),
+				 errhint("Perhaps you meant \"%s\".", closest)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for option \"read_from\": \"%s\"", v),
+			 errhint("read_from is \"leader\" (the default) or \"any\".")));
+	return false;				/* keep compiler quiet */
+}
+
+/* items of a libpq multi-host list ("h1,h2,h3"): commas plus one */
+static int
+count_list(const char *v)
+{
+	int			n = 1;
+
+	for (; *v; v++)
+		if (*v == ',')
+			n++;
+	return n;
+}
+
+/*
+ * server_hosts
+ *		How many hosts a server's options name, as libpq counts them (host,
+ *		else hostaddr; 0: neither).  With check, raise 22023 where libpq
+ *		would refuse the lists at connection time: host and hostaddr of
+ *		different lengths, or a port list that is neither one port nor one
+ *		per host.
+ */
+static int
+server_hosts(List *options, bool check)
+{
+	int			nhost = 0;
+	int			naddr = 0;
+	int			nport = 0;
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "host") == 0)
+			nhost = count_list(defGetString(def));
+		else if (strcmp(def->defname, "hostaddr") == 0)
+			naddr = count_list(defGetString(def));
+		else if (strcmp(def->defname, "port") == 0)
+			nport = count_list(defGetString(def));
+	}
+	if (check && nhost > 0 && naddr > 0 && nhost != naddr)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not match %d host names to %d hostaddr values",
+						nhost, naddr),
+				 errhint("A server naming several nodes of a replicated group lists them as libpq does: host 'h1,h2,h3', with as many hostaddr values if any.")));
+	if (nhost == 0)
+		nhost = naddr;
+	if (check && nport > 1 && nport != Max(nhost, 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not match %d port numbers to %d hosts",
+						nport, Max(nhost, 1)),
+				 errhint("Give one port for all hosts, or one port per host, in the order of host.")));
+	return nhost;
+}
+
 /* check the value of keyspace: the rules of kv_create_keyspace() */
 static void
 check_keyspace_name(const char *name)
@@ -302,6 +422,8 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	init_options();
+	if (catalog == ForeignServerRelationId)
+		(void) server_hosts(options, true);
 	foreach(lc, options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
@@ -316,6 +438,8 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 			(void) option_bool(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			(void) option_batch_size(def);
+		else if (strcmp(def->defname, "read_from") == 0)
+			(void) option_read_any(def);
 		else if (strcmp(def->defname, "password_required") == 0)
 		{
 			if (!option_bool(def) && !superuser())
@@ -459,6 +583,7 @@ KvFdwGetTable(Relation rel, bool for_use)
 	table->remote = server_is_remote(server);
 	table->serverid = server->serverid;
 	strlcpy(table->servername, server->servername, NAMEDATALEN);
+	table->multihost = table->remote && server_hosts(server->options, false) > 1;
 	table->batch_size = 1;
 	foreach(lc, server->options)
 	{
@@ -466,6 +591,8 @@ KvFdwGetTable(Relation rel, bool for_use)
 
 		if (strcmp(def->defname, "batch_size") == 0)
 			table->batch_size = option_batch_size(def);
+		else if (strcmp(def->defname, "read_from") == 0)
+			table->read_any = option_read_any(def);
 	}
 	table->relid = RelationGetRelid(rel);
 	table->relname = pstrdup(RelationGetRelationName(rel));
@@ -485,6 +612,8 @@ KvFdwGetTable(Relation rel, bool for_use)
 			value_column = defGetString(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			table->batch_size = option_batch_size(def);
+		else if (strcmp(def->defname, "read_from") == 0)
+			table->read_any = option_read_any(def);
 	}
 	/* a table name is at most NAMEDATALEN - 1 bytes too */
 	check_keyspace_name(keyspace);

@@ -19,7 +19,12 @@
  *							only if it still holds the expected bytes
  * They run in the caller's remote transaction (remote.c), so their writes
  * commit when the calling node's transaction does.  Keyspace rights and
- * the key and value limits are checked here, as for the kv functions.
+ * the key and value limits are checked here, as for the kv functions, and
+ * so is the node's role: a write on a follower (or on a leader still
+ * applying its log) is 25006 at once, as kv_put()'s, not at the commit,
+ * so that the calling node can tell its write reached no leader
+ * (remote.c moves a remote transaction that wrote nothing yet to the new
+ * leader).
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -35,6 +40,7 @@
 #include "utils/datum.h"
 
 #include "api/api.h"
+#include "log/visible.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 #include "store/writeset.h"
@@ -198,6 +204,8 @@ kvext_fdw_remote_insert(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("arguments of kvext_fdw_remote_insert must not be NULL")));
+	KvCheckAvailable();
+	KvVisibleCheckWritable();
 	ks = resolve(PG_GETARG_TEXT_PP(0), true, false, &exists);
 	n = bytea_elems(PG_GETARG_ARRAYTYPE_P(1), &keys, &knulls);
 	nv = bytea_elems(PG_GETARG_ARRAYTYPE_P(2), &vals, &vnulls);
@@ -253,6 +261,8 @@ kvext_fdw_remote_cas(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("keyspace, key, expected and binary must not be NULL")));
+	KvCheckAvailable();
+	KvVisibleCheckWritable();
 	ks = resolve(PG_GETARG_TEXT_PP(0), true, false, &exists);
 	k = PG_GETARG_BYTEA_PP(1);
 	expected = PG_GETARG_BYTEA_PP(2);
