@@ -154,7 +154,13 @@ step_down(uint64 term, const char *leader)
 	int			npending;
 
 	KvVisibleSetRole(false, term, leader);
-	ceiling = KvVisibleCommitPos();
+
+	/*
+	 * The log's first record (the first term's start) is the same on every
+	 * node: committed even where no majority ever confirmed it (a new
+	 * store that led term 1 without any follower).
+	 */
+	ceiling = Max(KvVisibleCommitPos(), KVEXT_WAL_START_LSN + sizeof(KvWalRecord));
 	KvVisibleSetParkCeiling(ceiling);
 	wait_for_committers();
 	floor = Min(KvWalRedoPoint(), ceiling);
