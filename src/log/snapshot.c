@@ -57,7 +57,26 @@
  *
  * Memory: the scan's batch (about 1MB, or one bucket's entries if larger),
  * a 1MB write buffer (values larger than 256kB are written directly from
- * the batch); loading needs a 4MB read buffer, or one entry if larger.
+ * the batch); loading needs a 4MB read buffer, or one entry if larger, and
+ * 24 bytes per large entry (below).
+ *
+ * Loading order.  The file holds entries in bucket order, not in the order
+ * the running server placed them, and the heap is cut into chunks of at
+ * most 1GB (store/alloc.c) that each entry must fit in whole.  Small
+ * entries go anywhere and compaction moves them, but values of hundreds of
+ * MB are a bin-packing problem: loaded in bucket order, six values of 340
+ * to 600MB that fit a 3GB store at run time left no chunk with room for
+ * the last one, and no sequence of single moves could make one.  So the
+ * loader places large entries (over SNAP_LARGE_ENTRY bytes) after the
+ * stream, largest first, each in the tightest free block that holds it
+ * (the allocator's good fit): best fit decreasing, which packs what the
+ * running server packed in the cases that arise (the server places each
+ * value in the tightest block too, in commit order), and whatever it
+ * cannot place directly recovery's compaction makes room for, moving the
+ * small entries loaded first.  The stream pass checks the whole file (CRC)
+ * and notes each large entry's offset and its own CRC; the second pass
+ * reads just those entries again, so a snapshot costs one read plus one of
+ * its large values.
  *
  * The checkpointer (checkpoint.c) runs recovery first (recovery.c), then
  * loops: a snapshot every kvext.checkpoint_timeout, when
@@ -629,6 +648,96 @@ snap_take(SnapReader *r, Size n, bool crc)
 	return p;
 }
 
+/* entries with more bytes of key and value are loaded last (file header) */
+#define SNAP_LARGE_ENTRY	(1024 * 1024)
+
+/* a large entry, noted by the stream pass and loaded after it */
+typedef struct SnapLarge
+{
+	off_t		offset;			/* file offset of its key */
+	uint32		keylen;
+	uint32		vallen;
+	uint16		keyspace;
+	uint16		flags;
+	pg_crc32c	crc;			/* CRC32C of key and value */
+} SnapLarge;
+
+/* sort: largest first, then in file order */
+static int
+snap_large_cmp(const void *a, const void *b)
+{
+	const SnapLarge *x = (const SnapLarge *) a;
+	const SnapLarge *y = (const SnapLarge *) b;
+	uint64		xs = (uint64) x->keylen + x->vallen;
+	uint64		ys = (uint64) y->keylen + y->vallen;
+
+	if (xs != ys)
+		return xs > ys ? -1 : 1;
+	return x->offset < y->offset ? -1 : (x->offset > y->offset ? 1 : 0);
+}
+
+/* the snapshot does not fit: raise the error */
+static void
+snap_full(uint64 loaded)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("the kvext snapshot does not fit in kvext.memory_limit"),
+			 errdetail("%llu entries were loaded before the store was full.",
+					   (unsigned long long) loaded),
+			 errhint("If kvext.memory_limit was lowered, raise it to at least its previous value; otherwise raise it by the size of the largest value.  Then restart the server.")));
+}
+
+/*
+ * snap_load_large
+ *		Second pass of KvSnapshotLoad: load the large entries the stream
+ *		pass noted, largest first, reading each again from the file (which
+ *		the stream pass has checked) into a buffer of its size, freed after
+ *		it.  *loaded counts the entries loaded.
+ */
+static void
+snap_load_large(SnapReader *r, SnapLarge *large, int nlarge, uint64 *loaded)
+{
+	qsort(large, nlarge, sizeof(SnapLarge), snap_large_cmp);
+	for (int i = 0; i < nlarge; i++)
+	{
+		SnapLarge  *l = &large[i];
+		Size		len = (Size) l->keylen + l->vallen;
+		char	   *data = palloc_extended(len, MCXT_ALLOC_HUGE);
+		Size		done = 0;
+		pg_crc32c	crc;
+
+		CHECK_FOR_INTERRUPTS();
+		while (done < len)
+		{
+			ssize_t		got;
+
+			pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+			got = pg_pread(r->fd, data + done, Min(len - done, (Size) SNAP_WRITE_MAX),
+						   l->offset + done);
+			pgstat_report_wait_end();
+			if (got < 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
+			if (got == 0)
+				snap_damaged(r, l->offset + done, "unexpected end of file");
+			done += got;
+		}
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, data, len);
+		FIN_CRC32C(crc);
+		if (!EQ_CRC32C(crc, l->crc))
+			snap_damaged(r, l->offset, "a value changed between two reads");
+		if (!KvStoreRecoverWrite(l->keyspace, data, l->keylen,
+								 data + l->keylen, l->vallen,
+								 (l->flags & KVE_BINARY) != 0))
+			snap_full(*loaded);
+		(*loaded)++;
+		pfree(data);
+	}
+}
+
 /*
  * snap_read
  *		Read and check the snapshot at path: header, keyspaces, entries,
@@ -642,7 +751,11 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 {
 	SnapReader	r;
 	KvSnapHeader hdr;
-	uint64		count = 0;
+	uint64		count = 0;		/* entries read */
+	uint64		loaded = 0;		/* entries loaded */
+	SnapLarge  *large = palloc(sizeof(SnapLarge) * 64);	/* loaded last */
+	int			nlarge = 0;
+	int			maxlarge = 64;
 	uint64		stored_count;
 	pg_crc32c	stored_crc;
 	bool	   *known = palloc0(sizeof(bool) * kvext_max_keyspaces);
@@ -716,21 +829,39 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 		if (se.keyspace >= kvext_max_keyspaces || se.keylen > MaxAllocSize ||
 			se.vallen > MaxAllocSize)
 			snap_damaged(&r, at, "bad entry header");
+		at = SNAP_POS(&r);
 		data = snap_take(&r, (Size) se.keylen + se.vallen, true);
 		count++;
 		if ((count & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 		if (!known[se.keyspace] || !load)
 			continue;			/* not written by current versions; be safe */
+		if ((Size) se.keylen + se.vallen > SNAP_LARGE_ENTRY)
+		{
+			/* placed after the stream, largest first (file header) */
+			SnapLarge  *l;
+
+			if (nlarge == maxlarge)
+			{
+				maxlarge *= 2;
+				large = repalloc_huge(large, sizeof(SnapLarge) * maxlarge);
+			}
+			l = &large[nlarge++];
+			l->offset = at;
+			l->keylen = se.keylen;
+			l->vallen = se.vallen;
+			l->keyspace = se.keyspace;
+			l->flags = se.flags;
+			INIT_CRC32C(l->crc);
+			COMP_CRC32C(l->crc, data, (Size) se.keylen + se.vallen);
+			FIN_CRC32C(l->crc);
+			continue;
+		}
 		if (!KvStoreRecoverWrite(se.keyspace, data, se.keylen,
 								 data + se.keylen, se.vallen,
 								 (se.flags & KVE_BINARY) != 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("the kvext snapshot does not fit in kvext.memory_limit"),
-					 errdetail("%llu entries were loaded before the store was full.",
-							   (unsigned long long) count - 1),
-					 errhint("Raise kvext.memory_limit to at least its previous value and restart the server.")));
+			snap_full(loaded);
+		loaded++;
 	}
 	memcpy(&stored_count, snap_take(&r, sizeof(stored_count), true), sizeof(stored_count));
 	FIN_CRC32C(r.crc);
@@ -742,8 +873,12 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 	if (snap_fill(&r, 1))
 		snap_damaged(&r, SNAP_POS(&r), "trailing data");
 
-	CloseTransientFile(r.fd);
 	pfree(r.buf);
+	r.buf = NULL;
+	if (load)
+		snap_load_large(&r, large, nlarge, &loaded);
+	pfree(large);
+	CloseTransientFile(r.fd);
 	pfree(known);
 
 	info->redo = hdr.redo;

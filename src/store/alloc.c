@@ -101,6 +101,9 @@
 #define CHUNK_UNITS		((KvPtr) (CHUNK_MAX / KV_UNIT))
 #define ALL_CHUNKS		(~(uint32) 0)
 
+/* a compaction step looks at this many blocks per allocator lock hold */
+#define KV_STEP_MAX_LOOKS	1024
+
 /* an evacuation looks at this many blocks of exact-size lists, in all */
 #define EXACT_FIT_LOOKS	64
 
@@ -729,9 +732,12 @@ cursor_step(KvChunk *ch, KvPtr c, KvBlock *b)
  *		  can move it; step->before is set);
  *		and the cursor stays on the free block.  Used blocks on the way and
  *		free blocks that cannot grow are stepped over, wrapping at the
- *		chunk's end.  Looks at a bounded number of blocks per call and
- *		returns KV_STEP_NONE when it found nothing among them; *advanced
- *		gets the bytes the cursor passed over.
+ *		chunk's end.  Looks at no more than KV_STEP_MAX_LOOKS blocks and at
+ *		most one lap of the chunk per call, and returns KV_STEP_NONE when it
+ *		found nothing among them; *advanced gets the bytes the cursor passed
+ *		over, each block counted once (never more than the chunk's size:
+ *		a chunk of a few blocks that cannot move is passed once, not once
+ *		per look, so the caller sees that a whole lap found nothing).
  *
  * The block returned may be freed, or be only half initialized by its
  * owner, as soon as the allocator lock is released here: the caller must
@@ -743,11 +749,12 @@ KvAllocNextMovable(int chunk, Size need, Size max_size, Size evacuate_max,
 				   KvAllocStep *step, Size *advanced)
 {
 	KvChunk    *ch = &ctl->chunks[chunk];
+	Size		lap = KvAllocChunkBytes(chunk);
 	KvStepKind	result = KV_STEP_NONE;
 
 	*advanced = 0;
 	LWLockAcquire(alloc_lock, LW_EXCLUSIVE);
-	for (int i = 0; i < 1024; i++)
+	for (int i = 0; i < KV_STEP_MAX_LOOKS && *advanced < lap; i++)
 	{
 		KvPtr		c = ch->cursor;
 		KvBlock    *b = BLK(c);
@@ -792,6 +799,8 @@ KvAllocNextMovable(int chunk, Size need, Size max_size, Size evacuate_max,
 		*advanced += cursor_step(ch, n, nb);
 	}
 	LWLockRelease(alloc_lock);
+	/* the last look may step over a pair of blocks past the lap's end */
+	*advanced = Min(*advanced, lap);
 	return result;
 }
 

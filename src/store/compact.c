@@ -72,9 +72,15 @@
  * byte counts stay exact.
  *
  * Cost.  A compaction stops as soon as a free block of the needed size
- * exists.  It never does more than two passes' worth of steps over a
- * chunk, and two over the whole heap in all (chunks tried in turn, and
- * the compactions that make room for evacuated entries, included): the
+ * exists.  Work is counted in bytes: those moved, and those the cursor
+ * passes, each block once per lap (KvAllocNextMovable never counts a lap
+ * twice).  Each chunk tried gets two passes' worth of work, the
+ * compactions of other chunks that make room for its evacuated entries
+ * included, and is given up after one lap in which nothing moved: its
+ * free blocks all sit next to blocks that may not move, and another lap
+ * would find the same.  So a chunk that cannot make the block costs at
+ * most its own two passes and never the budget of the chunks tried after
+ * it; in all a compaction does at most two passes over the heap: the
  * bound for a large heap, done one entry at a time, and only when the heap
  * is fragmented enough that a write could not be placed.
  *
@@ -96,11 +102,14 @@
  */
 static Size max_move = KVEXT_COMPACT_MAX_MOVE;
 
-/* one compaction (KvCompact): its budget, and the work done so far */
+/*
+ * one compaction (KvCompact): the budget of the chunk it is trying, and the
+ * work done so far
+ */
 typedef struct CompactRun
 {
 	KvMoveEntryFn move;			/* store.c's move step */
-	uint64		budget;			/* bytes of steps allowed in all */
+	uint64		budget;			/* work allowed up to the end of this try */
 	uint64		work;			/* bytes of steps taken (passed or moved) */
 	uint64		moved;			/* bytes moved, ... */
 	uint64		evacuated;		/* ... of which into other chunks */
@@ -159,17 +168,21 @@ make_outside_room(CompactRun *run, int chunk, Size bsize, uint32 *skip)
  *		Grow the free block at chunk's cursor until KvAlloc(size,
  *		use_reserve) finds a block, moving the entries next to it: into
  *		other chunks first if evacuate, else (or when they have no room)
- *		by sliding.  Returns true once such a block exists, false after two
- *		passes over the chunk, when the run's budget is spent, or when the
- *		free bytes no longer add up to size.  No LWLock held; interruptible.
+ *		by sliding.  Returns true once such a block exists; false after two
+ *		passes' worth of work on the chunk, after a whole lap of it in which
+ *		nothing moved (all its free blocks sit between blocks that may not
+ *		move: more laps would find the same), when the run's budget is
+ *		spent, or when the free bytes no longer add up to size.  No LWLock
+ *		held; interruptible.
  */
 static bool
 compact_chunk(CompactRun *run, int chunk, Size size, bool use_reserve,
 			  bool evacuate)
 {
 	Size		need = KvAllocBlockNeed(size);
-	uint64		limit = Min(run->work + 2 * (uint64) KvAllocChunkBytes(chunk),
-							run->budget);
+	uint64		lap = KvAllocChunkBytes(chunk);
+	uint64		limit = Min(run->work + 2 * lap, run->budget);
+	uint64		still = 0;		/* bytes passed since something last moved */
 	Size		evacuate_max = evacuate ? max_move : 0;
 	uint32		outside_skip = 0;	/* chunks that could not make room */
 	bool		room_made = false;	/* make_outside_room just succeeded */
@@ -193,12 +206,16 @@ compact_chunk(CompactRun *run, int chunk, Size size, bool use_reserve,
 				return true;
 			case KV_STEP_NONE:
 				run->work += advanced;
+				still += advanced;
+				if (still >= lap)
+					return false;	/* a whole lap found nothing to move */
 				continue;
 			case KV_STEP_MOVE:
 				break;
 		}
 		/* every outcome counts as passing the block, so the loop ends */
 		run->work += advanced + step.size;
+		still += advanced + step.size;
 
 		evacuate_it = step.size <= evacuate_max;
 		res = run->move(step.entry, max_move, evacuate_it, step.before,
@@ -229,6 +246,7 @@ compact_chunk(CompactRun *run, int chunk, Size size, bool use_reserve,
 				run->moved += step.size;
 				if (free_after >= need)
 					return true;
+				still = 0;
 				break;
 			case KV_MOVE_NEVER:
 				KvAllocSkip(chunk, &step);
@@ -237,6 +255,8 @@ compact_chunk(CompactRun *run, int chunk, Size size, bool use_reserve,
 			case KV_MOVE_AGAIN:
 				break;
 		}
+		if (still >= lap)
+			return false;		/* a whole lap moved nothing */
 	}
 	return false;
 }
@@ -256,8 +276,6 @@ KvCompact(Size size, bool use_reserve, KvMoveEntryFn move)
 {
 	Size		need = KvAllocBlockNeed(size);
 	bool		evacuate = KvAllocChunkCount() > 1;
-	uint64		used;
-	uint64		total;
 	uint32		tried = 0;
 	bool		result = false;
 	CompactRun	run;
@@ -266,20 +284,26 @@ KvCompact(Size size, bool use_reserve, KvMoveEntryFn move)
 
 	if (!KvAllocFreeFor(size, use_reserve))
 		return false;			/* really full: nothing to compact for */
-	KvAllocUsage(&used, &total);
 	INSTR_TIME_SET_CURRENT(start);
 
 	memset(&run, 0, sizeof(run));
 	run.move = move;
-	run.budget = 2 * total;
 
-	while (!result && run.work < run.budget)
+	/*
+	 * Each chunk tried gets two passes' worth of work, the compactions of
+	 * other chunks that make room for its evacuated entries included: one
+	 * chunk that cannot make the block (say, one whose free space sits
+	 * between values too big to move) never uses up the budget of the
+	 * chunks after it.  In all, at most two passes over the heap.
+	 */
+	while (!result)
 	{
 		int			chunk = KvAllocPickChunk(need, 0, tried);
 
 		if (chunk < 0)
 			break;
 		tried |= KV_CHUNK_BIT(chunk);
+		run.budget = run.work + 2 * (uint64) KvAllocChunkBytes(chunk);
 		result = compact_chunk(&run, chunk, size, use_reserve, evacuate);
 		if (!result && !KvAllocFreeFor(size, use_reserve))
 			break;
