@@ -61,6 +61,21 @@
  * (PQcancel) when the local (sub)transaction aborts, and the connection
  * is then closed: its state is unknown.
  *
+ * Asynchronous queries.  A scan under an async Append (fdw.c) sends its
+ * query with KvRemoteSend and returns; the Append waits on the
+ * connection's socket (KvRemoteSocket) together with the other partitions'
+ * sockets, reads what arrived with KvRemoteConsume, and takes the result
+ * with KvRemoteFinish, which also handles errors and a multi-host
+ * server's failover as KvRemoteExec does (the call is sent again,
+ * synchronously, if the remote transaction wrote nothing).  A connection
+ * has at most one query in flight: the entry remembers the scan that sent
+ * it (pending_fn, pending_arg), and any other use of the connection --
+ * KvRemoteExec, KvRemoteConnect's BEGIN or SAVEPOINT, the RELEASE of a
+ * subtransaction, the COMMIT -- first calls pending_fn, which takes the
+ * scan's result (postgres_fdw's process_pending_request).  An abort
+ * cancels the query in flight like any other (busy), and forgets the
+ * scan.
+ *
  * Remote transactions.  The first use of a connection in a local
  * transaction starts a remote one (BEGIN), and each subtransaction level
  * the local transaction has entered since is mapped to a remote SAVEPOINT
@@ -125,6 +140,9 @@ struct KvRemoteConn
 	bool		invalidated;	/* server or mapping changed */
 	bool		multihost;		/* the server lists several hosts */
 	bool		wrote;			/* the remote transaction sent a write */
+	/* an asynchronous query in flight (KvRemoteSend), and who sent it */
+	KvRemoteDrainFn pending_fn;
+	void	   *pending_arg;
 	Oid			serverid;
 	Oid			userid;			/* the local user it connects for */
 	uint32		server_hash;
@@ -163,6 +181,26 @@ disconnect(KvRemoteConn *entry)
 		PQfinish(entry->conn);
 	entry->conn = NULL;
 	entry->busy = false;
+	entry->pending_fn = NULL;
+	entry->pending_arg = NULL;
+}
+
+/*
+ * drain_pending
+ *		Before another use of entry's connection: let the scan whose
+ *		asynchronous query is in flight on it take its result.  Raises the
+ *		query's errors.
+ */
+static void
+drain_pending(KvRemoteConn *entry)
+{
+	if (entry->pending_fn != NULL)
+	{
+		KvRemoteDrainFn fn = entry->pending_fn;
+
+		fn(entry->pending_arg);
+		Assert(entry->pending_fn == NULL);
+	}
 }
 
 /*
@@ -937,23 +975,16 @@ report_failover(KvRemoteConn *entry, PGresult *res)
 }
 
 /*
- * KvRemoteExec
- *		Run sql with nparams parameters on conn; returns its result, rows or
- *		command, which the caller PQclears.  write: sql writes keys (the
- *		remote transaction can then no longer move to another node).
- *		Errors are raised as the remote node gave them, with a context
- *		naming the server.
- *
- *		On a multi-host server, a call that finds its node gone or no
- *		longer leading (is_failover) while the remote transaction has
- *		written nothing is sent again, once, in a new remote transaction on
- *		the node that leads now (reconnect); after a write it is
- *		report_failover's error.
+ * exec_call
+ *		KvRemoteExec's work: send sql (unless sent: it is in flight
+ *		already, KvRemoteSend) and return its result; on a multi-host
+ *		server, a call that finds its node gone or no longer leading is
+ *		sent again once on the new leader, or fails after a write.
  */
-PGresult *
-KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
-			 const char *const *values, const int *lengths,
-			 const int *formats, int result_format)
+static PGresult *
+exec_call(KvRemoteConn *conn, bool write, bool sent, const char *sql,
+		  int nparams, const char *const *values, const int *lengths,
+		  const int *formats, int result_format)
 {
 	for (int attempt = 0;; attempt++)
 	{
@@ -962,10 +993,15 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 
 		if (conn->conn != NULL)
 		{
-			conn->busy = true;
-			if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
-								  lengths, formats, result_format))
+			if (sent)
 				res = wait_result(conn);
+			else
+			{
+				conn->busy = true;
+				if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
+									  lengths, formats, result_format))
+					res = wait_result(conn);
+			}
 			st = PQresultStatus(res);
 			if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
 			{
@@ -974,6 +1010,7 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 				return res;
 			}
 		}
+		sent = false;
 		if (conn->multihost && is_failover(conn, res))
 		{
 			if (conn->wrote)
@@ -987,6 +1024,116 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 		}
 		report_result(conn, res, sql);
 	}
+}
+
+/*
+ * KvRemoteExec
+ *		Run sql with nparams parameters on conn; returns its result, rows or
+ *		command, which the caller PQclears.  write: sql writes keys (the
+ *		remote transaction can then no longer move to another node).
+ *		Errors are raised as the remote node gave them, with a context
+ *		naming the server.  An asynchronous query in flight on conn is
+ *		finished first (drain_pending).
+ *
+ *		On a multi-host server, a call that finds its node gone or no
+ *		longer leading (is_failover) while the remote transaction has
+ *		written nothing is sent again, once, in a new remote transaction on
+ *		the node that leads now (reconnect); after a write it is
+ *		report_failover's error.
+ */
+PGresult *
+KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
+			 const char *const *values, const int *lengths,
+			 const int *formats, int result_format)
+{
+	drain_pending(conn);
+	return exec_call(conn, write, false, sql, nparams, values, lengths,
+					 formats, result_format);
+}
+
+/*
+ * KvRemoteSend
+ *		Send the read sql on conn without waiting for its result: the
+ *		caller waits on KvRemoteSocket, reads with KvRemoteConsume and takes
+ *		the result with KvRemoteFinish.  Until then, another use of conn
+ *		first calls drain(arg), which must call KvRemoteFinish.  conn must
+ *		have nothing in flight (KvRemotePending is NULL).  Returns false if
+ *		the query could not be sent (the connection broke): the caller
+ *		then runs it with KvRemoteExec, which reports or recovers.
+ *		values and the other arrays are copied by libpq.
+ */
+bool
+KvRemoteSend(KvRemoteConn *conn, const char *sql, int nparams,
+			 const char *const *values, const int *lengths,
+			 const int *formats, int result_format,
+			 KvRemoteDrainFn drain, void *arg)
+{
+	Assert(conn->pending_fn == NULL);
+	if (conn->conn == NULL || PQstatus(conn->conn) == CONNECTION_BAD)
+		return false;
+	conn->busy = true;
+	if (!PQsendQueryParams(conn->conn, sql, nparams, NULL, values, lengths,
+						   formats, result_format))
+	{
+		/* nothing was sent: wait_result is not pending either */
+		conn->busy = false;
+		return false;
+	}
+	conn->pending_fn = drain;
+	conn->pending_arg = arg;
+	return true;
+}
+
+/* the arg of the asynchronous query in flight on conn (KvRemoteSend), or NULL */
+void *
+KvRemotePending(const KvRemoteConn *conn)
+{
+	return conn->pending_arg;
+}
+
+/* the socket to wait on for conn's asynchronous query */
+pgsocket
+KvRemoteSocket(const KvRemoteConn *conn)
+{
+	return PQsocket(conn->conn);
+}
+
+/*
+ * KvRemoteConsume
+ *		Read what arrived on conn's socket.  Returns whether the result of
+ *		the query in flight is complete (or the connection broke): then
+ *		KvRemoteFinish does not wait.
+ */
+bool
+KvRemoteConsume(KvRemoteConn *conn)
+{
+	if (conn->conn == NULL || !PQconsumeInput(conn->conn))
+		return true;
+	return !PQisBusy(conn->conn);
+}
+
+/*
+ * KvRemoteFinish
+ *		The result of the read that arg sent with KvRemoteSend (the same
+ *		sql and parameters, for a resend after a failover), waited for if
+ *		it is not complete yet; the caller PQclears it.  Errors as
+ *		KvRemoteExec.  If the query is no longer in flight (a subtransaction
+ *		abort cancelled it and closed the connection), 08006.
+ */
+PGresult *
+KvRemoteFinish(KvRemoteConn *conn, void *arg, const char *sql, int nparams,
+			   const char *const *values, const int *lengths,
+			   const int *formats, int result_format)
+{
+	if (conn->pending_arg != arg)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("lost connection to server \"%s\"", conn->servername),
+				 errdetail("The remote read was cancelled when a subtransaction rolled back.")));
+	conn->pending_fn = NULL;
+	conn->pending_arg = NULL;
+	return exec_call(conn, false, true, sql, nparams, values, lengths,
+					 formats, result_format);
 }
 
 /* the server name of a connection, for messages and EXPLAIN */
@@ -1093,11 +1240,15 @@ KvRemoteConnect(Oid serverid, Oid userid, bool any)
 		entry->lost = false;
 		entry->busy = false;
 		entry->wrote = false;
+		entry->pending_fn = NULL;
+		entry->pending_arg = NULL;
 		entry->multihost = false;
 		entry->host = -1;
 		entry->node[0] = '\0';
 		entry->addr[0] = '\0';
 	}
+	/* a scan's asynchronous query in flight takes its result first */
+	drain_pending(entry);
 	if (entry->conn && entry->invalidated && entry->xact_depth == 0)
 		disconnect(entry);
 	if (entry->conn && entry->xact_depth == 0 &&
@@ -1253,6 +1404,7 @@ remote_xact_callback(XactEvent event, void *arg)
 				}
 				PG_TRY();
 				{
+					drain_pending(entry);
 					exec_simple(entry, "COMMIT TRANSACTION");
 				}
 				PG_CATCH();
@@ -1285,6 +1437,8 @@ remote_xact_callback(XactEvent event, void *arg)
 				break;
 			default:
 				/* COMMIT, PREPARE: done at PRE_COMMIT, refused at PRE_PREPARE */
+				entry->pending_fn = NULL;
+				entry->pending_arg = NULL;
 				entry->xact_depth = 0;
 				entry->lost = false;
 				entry->wrote = false;
@@ -1333,6 +1487,7 @@ remote_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);
 			PG_TRY();
 			{
+				drain_pending(entry);
 				exec_simple(entry, sql);
 			}
 			PG_CATCH();
