@@ -61,20 +61,10 @@
  * (PQcancel) when the local (sub)transaction aborts, and the connection
  * is then closed: its state is unknown.
  *
- * Asynchronous queries.  A scan under an async Append (fdw.c) sends its
- * query with KvRemoteSend and returns; the Append waits on the
- * connection's socket (KvRemoteSocket) together with the other partitions'
- * sockets, reads what arrived with KvRemoteConsume, and takes the result
- * with KvRemoteFinish, which also handles errors and a multi-host
- * server's failover as KvRemoteExec does (the call is sent again,
- * synchronously, if the remote transaction wrote nothing).  A connection
- * has at most one query in flight: the entry remembers the scan that sent
- * it (pending_fn, pending_arg), and any other use of the connection --
- * KvRemoteExec, KvRemoteConnect's BEGIN or SAVEPOINT, the RELEASE of a
- * subtransaction, the COMMIT -- first calls pending_fn, which takes the
- * scan's result (postgres_fdw's process_pending_request).  An abort
- * cancels the query in flight like any other (busy), and forgets the
- * scan.
+ * Asynchronous reads (fdw.c; docs/architecture.md): KvRemoteSend, then
+ * KvRemoteConsume, then KvRemoteFinish (errors and failover as
+ * KvRemoteExec).  One query in flight per connection: every other use of
+ * it first calls its sender (pending_fn) to take the result.
  *
  * Remote transactions.  The first use of a connection in a local
  * transaction starts a remote one (BEGIN), and each subtransaction level
@@ -140,8 +130,7 @@ struct KvRemoteConn
 	bool		invalidated;	/* server or mapping changed */
 	bool		multihost;		/* the server lists several hosts */
 	bool		wrote;			/* the remote transaction sent a write */
-	/* an asynchronous query in flight (KvRemoteSend), and who sent it */
-	KvRemoteDrainFn pending_fn;
+	KvRemoteDrainFn pending_fn; /* who sent the query in flight (Send) */
 	void	   *pending_arg;
 	Oid			serverid;
 	Oid			userid;			/* the local user it connects for */
@@ -185,22 +174,13 @@ disconnect(KvRemoteConn *entry)
 	entry->pending_arg = NULL;
 }
 
-/*
- * drain_pending
- *		Before another use of entry's connection: let the scan whose
- *		asynchronous query is in flight on it take its result.  Raises the
- *		query's errors.
- */
+/* before another use of entry: its sender takes the query in flight */
 static void
 drain_pending(KvRemoteConn *entry)
 {
 	if (entry->pending_fn != NULL)
-	{
-		KvRemoteDrainFn fn = entry->pending_fn;
-
-		fn(entry->pending_arg);
-		Assert(entry->pending_fn == NULL);
-	}
+		entry->pending_fn(entry->pending_arg);
+	Assert(entry->pending_fn == NULL);
 }
 
 /*
@@ -976,10 +956,12 @@ report_failover(KvRemoteConn *entry, PGresult *res)
 
 /*
  * exec_call
- *		KvRemoteExec's work: send sql (unless sent: it is in flight
- *		already, KvRemoteSend) and return its result; on a multi-host
- *		server, a call that finds its node gone or no longer leading is
- *		sent again once on the new leader, or fails after a write.
+ *		Send sql (unless sent: KvRemoteSend did) and return its result.  On
+ *		a multi-host server, a call that finds its node gone or no longer
+ *		leading (is_failover) while the remote transaction has written
+ *		nothing is sent again, once, in a new remote transaction on the
+ *		node that leads now (reconnect); after a write it is
+ *		report_failover's error.
  */
 static PGresult *
 exec_call(KvRemoteConn *conn, bool write, bool sent, const char *sql,
@@ -1032,14 +1014,8 @@ exec_call(KvRemoteConn *conn, bool write, bool sent, const char *sql,
  *		command, which the caller PQclears.  write: sql writes keys (the
  *		remote transaction can then no longer move to another node).
  *		Errors are raised as the remote node gave them, with a context
- *		naming the server.  An asynchronous query in flight on conn is
- *		finished first (drain_pending).
- *
- *		On a multi-host server, a call that finds its node gone or no
- *		longer leading (is_failover) while the remote transaction has
- *		written nothing is sent again, once, in a new remote transaction on
- *		the node that leads now (reconnect); after a write it is
- *		report_failover's error.
+ *		naming the server; failover as exec_call.  A query in flight on
+ *		conn is finished first (drain_pending).
  */
 PGresult *
 KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
@@ -1053,14 +1029,11 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 
 /*
  * KvRemoteSend
- *		Send the read sql on conn without waiting for its result: the
- *		caller waits on KvRemoteSocket, reads with KvRemoteConsume and takes
- *		the result with KvRemoteFinish.  Until then, another use of conn
- *		first calls drain(arg), which must call KvRemoteFinish.  conn must
- *		have nothing in flight (KvRemotePending is NULL).  Returns false if
- *		the query could not be sent (the connection broke): the caller
- *		then runs it with KvRemoteExec, which reports or recovers.
- *		values and the other arrays are copied by libpq.
+ *		Send the read sql on conn, which has nothing in flight, without
+ *		waiting; until KvRemoteFinish, another use of conn first calls
+ *		drain(arg), which must call it.  false: not sent (the connection
+ *		broke); the caller runs it with KvRemoteExec, which reports or
+ *		recovers.
  */
 bool
 KvRemoteSend(KvRemoteConn *conn, const char *sql, int nparams,
@@ -1071,14 +1044,10 @@ KvRemoteSend(KvRemoteConn *conn, const char *sql, int nparams,
 	Assert(conn->pending_fn == NULL);
 	if (conn->conn == NULL || PQstatus(conn->conn) == CONNECTION_BAD)
 		return false;
-	conn->busy = true;
 	if (!PQsendQueryParams(conn->conn, sql, nparams, NULL, values, lengths,
 						   formats, result_format))
-	{
-		/* nothing was sent: wait_result is not pending either */
-		conn->busy = false;
 		return false;
-	}
+	conn->busy = true;
 	conn->pending_fn = drain;
 	conn->pending_arg = arg;
 	return true;
@@ -1098,27 +1067,19 @@ KvRemoteSocket(const KvRemoteConn *conn)
 	return PQsocket(conn->conn);
 }
 
-/*
- * KvRemoteConsume
- *		Read what arrived on conn's socket.  Returns whether the result of
- *		the query in flight is complete (or the connection broke): then
- *		KvRemoteFinish does not wait.
- */
+/* read what arrived on conn; true: the result is complete (or lost) */
 bool
 KvRemoteConsume(KvRemoteConn *conn)
 {
-	if (conn->conn == NULL || !PQconsumeInput(conn->conn))
-		return true;
-	return !PQisBusy(conn->conn);
+	return conn->conn == NULL || !PQconsumeInput(conn->conn) ||
+		!PQisBusy(conn->conn);
 }
 
 /*
  * KvRemoteFinish
- *		The result of the read that arg sent with KvRemoteSend (the same
- *		sql and parameters, for a resend after a failover), waited for if
- *		it is not complete yet; the caller PQclears it.  Errors as
- *		KvRemoteExec.  If the query is no longer in flight (a subtransaction
- *		abort cancelled it and closed the connection), 08006.
+ *		The result of arg's KvRemoteSend (same sql and parameters, for a
+ *		resend at failover), waited for if incomplete; as KvRemoteExec.
+ *		08006 if a subtransaction abort cancelled it meanwhile.
  */
 PGresult *
 KvRemoteFinish(KvRemoteConn *conn, void *arg, const char *sql, int nparams,
@@ -1437,8 +1398,6 @@ remote_xact_callback(XactEvent event, void *arg)
 				break;
 			default:
 				/* COMMIT, PREPARE: done at PRE_COMMIT, refused at PRE_PREPARE */
-				entry->pending_fn = NULL;
-				entry->pending_arg = NULL;
 				entry->xact_depth = 0;
 				entry->lost = false;
 				entry->wrote = false;
