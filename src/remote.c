@@ -61,6 +61,11 @@
  * (PQcancel) when the local (sub)transaction aborts, and the connection
  * is then closed: its state is unknown.
  *
+ * Asynchronous reads (fdw.c; docs/architecture.md): KvRemoteSend, then
+ * KvRemoteConsume, then KvRemoteFinish (errors and failover as
+ * KvRemoteExec).  One query in flight per connection: every other use of
+ * it first calls its sender (pending_fn) to take the result.
+ *
  * Remote transactions.  The first use of a connection in a local
  * transaction starts a remote one (BEGIN), and each subtransaction level
  * the local transaction has entered since is mapped to a remote SAVEPOINT
@@ -125,6 +130,8 @@ struct KvRemoteConn
 	bool		invalidated;	/* server or mapping changed */
 	bool		multihost;		/* the server lists several hosts */
 	bool		wrote;			/* the remote transaction sent a write */
+	KvRemoteDrainFn pending_fn; /* who sent the query in flight (Send) */
+	void	   *pending_arg;
 	Oid			serverid;
 	Oid			userid;			/* the local user it connects for */
 	uint32		server_hash;
@@ -163,6 +170,17 @@ disconnect(KvRemoteConn *entry)
 		PQfinish(entry->conn);
 	entry->conn = NULL;
 	entry->busy = false;
+	entry->pending_fn = NULL;
+	entry->pending_arg = NULL;
+}
+
+/* before another use of entry: its sender takes the query in flight */
+static void
+drain_pending(KvRemoteConn *entry)
+{
+	if (entry->pending_fn != NULL)
+		entry->pending_fn(entry->pending_arg);
+	Assert(entry->pending_fn == NULL);
 }
 
 /*
@@ -937,23 +955,18 @@ report_failover(KvRemoteConn *entry, PGresult *res)
 }
 
 /*
- * KvRemoteExec
- *		Run sql with nparams parameters on conn; returns its result, rows or
- *		command, which the caller PQclears.  write: sql writes keys (the
- *		remote transaction can then no longer move to another node).
- *		Errors are raised as the remote node gave them, with a context
- *		naming the server.
- *
- *		On a multi-host server, a call that finds its node gone or no
- *		longer leading (is_failover) while the remote transaction has
- *		written nothing is sent again, once, in a new remote transaction on
- *		the node that leads now (reconnect); after a write it is
+ * exec_call
+ *		Send sql (unless sent: KvRemoteSend did) and return its result.  On
+ *		a multi-host server, a call that finds its node gone or no longer
+ *		leading (is_failover) while the remote transaction has written
+ *		nothing is sent again, once, in a new remote transaction on the
+ *		node that leads now (reconnect); after a write it is
  *		report_failover's error.
  */
-PGresult *
-KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
-			 const char *const *values, const int *lengths,
-			 const int *formats, int result_format)
+static PGresult *
+exec_call(KvRemoteConn *conn, bool write, bool sent, const char *sql,
+		  int nparams, const char *const *values, const int *lengths,
+		  const int *formats, int result_format)
 {
 	for (int attempt = 0;; attempt++)
 	{
@@ -962,10 +975,15 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 
 		if (conn->conn != NULL)
 		{
-			conn->busy = true;
-			if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
-								  lengths, formats, result_format))
+			if (sent)
 				res = wait_result(conn);
+			else
+			{
+				conn->busy = true;
+				if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
+									  lengths, formats, result_format))
+					res = wait_result(conn);
+			}
 			st = PQresultStatus(res);
 			if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
 			{
@@ -974,6 +992,7 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 				return res;
 			}
 		}
+		sent = false;
 		if (conn->multihost && is_failover(conn, res))
 		{
 			if (conn->wrote)
@@ -987,6 +1006,95 @@ KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
 		}
 		report_result(conn, res, sql);
 	}
+}
+
+/*
+ * KvRemoteExec
+ *		Run sql with nparams parameters on conn; returns its result, rows or
+ *		command, which the caller PQclears.  write: sql writes keys (the
+ *		remote transaction can then no longer move to another node).
+ *		Errors are raised as the remote node gave them, with a context
+ *		naming the server; failover as exec_call.  A query in flight on
+ *		conn is finished first (drain_pending).
+ */
+PGresult *
+KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql, int nparams,
+			 const char *const *values, const int *lengths,
+			 const int *formats, int result_format)
+{
+	drain_pending(conn);
+	return exec_call(conn, write, false, sql, nparams, values, lengths,
+					 formats, result_format);
+}
+
+/*
+ * KvRemoteSend
+ *		Send the read sql on conn, which has nothing in flight, without
+ *		waiting; until KvRemoteFinish, another use of conn first calls
+ *		drain(arg), which must call it.  false: not sent (the connection
+ *		broke); the caller runs it with KvRemoteExec, which reports or
+ *		recovers.
+ */
+bool
+KvRemoteSend(KvRemoteConn *conn, const char *sql, int nparams,
+			 const char *const *values, const int *lengths,
+			 const int *formats, int result_format,
+			 KvRemoteDrainFn drain, void *arg)
+{
+	Assert(conn->pending_fn == NULL);
+	if (conn->conn == NULL || PQstatus(conn->conn) == CONNECTION_BAD)
+		return false;
+	if (!PQsendQueryParams(conn->conn, sql, nparams, NULL, values, lengths,
+						   formats, result_format))
+		return false;
+	conn->busy = true;
+	conn->pending_fn = drain;
+	conn->pending_arg = arg;
+	return true;
+}
+
+/* the arg of the asynchronous query in flight on conn (KvRemoteSend), or NULL */
+void *
+KvRemotePending(const KvRemoteConn *conn)
+{
+	return conn->pending_arg;
+}
+
+/* the socket to wait on for conn's asynchronous query */
+pgsocket
+KvRemoteSocket(const KvRemoteConn *conn)
+{
+	return PQsocket(conn->conn);
+}
+
+/* read what arrived on conn; true: the result is complete (or lost) */
+bool
+KvRemoteConsume(KvRemoteConn *conn)
+{
+	return conn->conn == NULL || !PQconsumeInput(conn->conn) ||
+		!PQisBusy(conn->conn);
+}
+
+/*
+ * KvRemoteFinish
+ *		The result of arg's KvRemoteSend (same sql and parameters, for a
+ *		resend at failover), waited for if incomplete; as KvRemoteExec.
+ *		08006 if a subtransaction abort cancelled it meanwhile.
+ */
+PGresult *
+KvRemoteFinish(KvRemoteConn *conn, void *arg, const char *sql, int nparams,
+			   const char *const *values, const int *lengths,
+			   const int *formats, int result_format)
+{
+	if (conn->pending_arg != arg)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("lost connection to server \"%s\"", conn->servername),
+				 errdetail("The remote read was cancelled when a subtransaction rolled back.")));
+	conn->pending_fn = NULL;
+	conn->pending_arg = NULL;
+	return exec_call(conn, false, true, sql, nparams, values, lengths,
+					 formats, result_format);
 }
 
 /* the server name of a connection, for messages and EXPLAIN */
@@ -1093,11 +1201,15 @@ KvRemoteConnect(Oid serverid, Oid userid, bool any)
 		entry->lost = false;
 		entry->busy = false;
 		entry->wrote = false;
+		entry->pending_fn = NULL;
+		entry->pending_arg = NULL;
 		entry->multihost = false;
 		entry->host = -1;
 		entry->node[0] = '\0';
 		entry->addr[0] = '\0';
 	}
+	/* a scan's asynchronous query in flight takes its result first */
+	drain_pending(entry);
 	if (entry->conn && entry->invalidated && entry->xact_depth == 0)
 		disconnect(entry);
 	if (entry->conn && entry->xact_depth == 0 &&
@@ -1253,6 +1365,7 @@ remote_xact_callback(XactEvent event, void *arg)
 				}
 				PG_TRY();
 				{
+					drain_pending(entry);
 					exec_simple(entry, "COMMIT TRANSACTION");
 				}
 				PG_CATCH();
@@ -1333,6 +1446,7 @@ remote_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);
 			PG_TRY();
 			{
+				drain_pending(entry);
 				exec_simple(entry, sql);
 			}
 			PG_CATCH();

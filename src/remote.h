@@ -15,6 +15,12 @@
 
 typedef struct KvRemoteConn KvRemoteConn;
 
+/*
+ * Called when a connection with an asynchronous query in flight is needed
+ * for something else: takes the query's result (KvRemoteFinish).
+ */
+typedef void (*KvRemoteDrainFn) (void *arg);
+
 extern KvRemoteConn *KvRemoteConnect(Oid serverid, Oid userid, bool any);
 extern const char *KvRemoteServerName(const KvRemoteConn *conn);
 extern char *KvRemoteNodeName(const KvRemoteConn *conn);
@@ -23,5 +29,16 @@ extern PGresult *KvRemoteExec(KvRemoteConn *conn, bool write, const char *sql,
 							  int nparams, const char *const *values,
 							  const int *lengths, const int *formats,
 							  int result_format);
+extern bool KvRemoteSend(KvRemoteConn *conn, const char *sql, int nparams,
+						 const char *const *values, const int *lengths,
+						 const int *formats, int result_format,
+						 KvRemoteDrainFn drain, void *arg);
+extern void *KvRemotePending(const KvRemoteConn *conn);
+extern pgsocket KvRemoteSocket(const KvRemoteConn *conn);
+extern bool KvRemoteConsume(KvRemoteConn *conn);
+extern PGresult *KvRemoteFinish(KvRemoteConn *conn, void *arg, const char *sql,
+								int nparams, const char *const *values,
+								const int *lengths, const int *formats,
+								int result_format);
 
 #endif							/* KVEXT_REMOTE_H */

@@ -38,6 +38,27 @@
  * shows the node that served the scan (ANALYZE), or the node the cached
  * connection reaches, or that it is chosen at first use.
  *
+ * Asynchronous scans.  A remote table with async_capable 'true' (table or
+ * server option, as in postgres_fdw) offers paths that an Append may run
+ * asynchronously, except as the scan of an UPDATE or DELETE and for a
+ * count(*) (an upper relation); PostgreSQL's EXPLAIN shows them as "Async
+ * Foreign Scan".  Such a scan connects (and opens its remote transaction)
+ * at BeginForeignScan, as postgres_fdw does.  When the Append first asks
+ * it for a row (ForeignAsyncRequest) it sends its one remote call with
+ * KvRemoteSend and returns; the Append then waits on the sockets of all
+ * its partitions at once (ForeignAsyncConfigureWait adds the connection's
+ * socket), and ForeignAsyncNotify reads what arrived, and once the result
+ * is complete keeps its rows in the tuplestore as a synchronous read does
+ * and returns them one by one.  So the remote nodes run their scans at the
+ * same time.  A connection carries one query at a time: a scan whose
+ * connection (two partitions on one server and user share it) has another
+ * scan's query in flight waits for it before sending (postgres_fdw's
+ * pendingAreq rule); any other use of that connection first takes the
+ * result of the query in flight (drain_scan, called by remote.c), and a
+ * scan that ends or rescans with its query in flight takes the result and
+ * drops it.  Errors, cancels and failover are remote.c's, as for a
+ * synchronous read.
+ *
  * Reads see what kv_get() sees: committed keys plus this transaction's
  * own writes, each key as of the moment it is read (read committed per
  * key; see README "Transactions").  A keyspace that does not exist is
@@ -53,6 +74,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
+#include "executor/execAsync.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "foreign/fdwapi.h"
@@ -64,6 +86,7 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -118,6 +141,18 @@ typedef struct KvFdwScanState
 	bool		read_any;		/* read_from 'any', and not the scan of an
 								 * UPDATE or DELETE (those read the leader,
 								 * whose values they compare) */
+
+	/* remote: the call, kept for an asynchronous send and a resend */
+	const char *call_sql;
+	int			call_nparams;
+	const char *call_values[5];
+	int			call_lengths[5];
+	int			call_formats[5];
+	int			call_result_format;
+	/* asynchronous scans */
+	KvRemoteConn *conn;			/* the connection, from BeginForeignScan */
+	AsyncRequest *areq;			/* the Append's request */
+	bool		inflight;		/* the call was sent, its result not taken */
 
 	bool		read;			/* the store was read for this scan */
 	/* POINT, MULTI: the keys found, their values */
@@ -191,6 +226,9 @@ kvGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	}
 	baserel->tuples = info->nentries;
 	baserel->rows = clamp_row_est(rows * sel);
+	/* an UPDATE's or DELETE's scan runs synchronously (file header) */
+	info->async = info->table->remote && info->table->async_capable &&
+		!bms_is_member(baserel->relid, root->all_result_relids);
 	baserel->fdw_private = info;
 }
 
@@ -383,6 +421,10 @@ kvBeginForeignScan(ForeignScanState *node, int eflags)
 	st->rows_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										 "kvext_fdw scan rows",
 										 ALLOCSET_DEFAULT_SIZES);
+	/* an asynchronous scan connects now, as postgres_fdw's does */
+	if (plan->scan.plan.async_capable && st->table->remote)
+		st->conn = KvRemoteConnect(st->table->serverid, st->userid,
+								   st->read_any);
 }
 
 /* keep one key found by a point or multi-key lookup */
@@ -591,50 +633,66 @@ note_served_by(KvFdwScanState *st, KvRemoteConn *conn)
 }
 
 /*
- * read_remote
- *		The one read of a scan of a remote table: kvext_fdw_remote_read or
- *		kvext_fdw_remote_count on the node (serve.c), in this
- *		transaction's remote transaction.  Rows go to the tuplestore.
- *		Caller is in rows_cxt.
+ * prepare_call
+ *		The remote call of a scan of a remote table into st's call_*:
+ *		kvext_fdw_remote_read or kvext_fdw_remote_count (serve.c).
+ *		Returns false if there is nothing to ask (a NULL key).  Caller is
+ *		in rows_cxt, where the parameters are kept.
  */
-static void
-read_remote(ForeignScanState *node, KvFdwScanState *st)
+static bool
+prepare_call(ForeignScanState *node, KvFdwScanState *st)
 {
-	KvRemoteConn *conn = KvRemoteConnect(st->table->serverid, st->userid,
-										 st->read_any);
-	const char *values[5];
-	int			lengths[5] = {0, 0, 0, 0, 0};
-	int			formats[5] = {0, 0, 0, 1, 1};
-	PGresult   *res;
+	const char **values = st->call_values;
+	int		   *lengths = st->call_lengths;
 
+	memset(st->call_lengths, 0, sizeof(st->call_lengths));
+	memset(st->call_formats, 0, sizeof(st->call_formats));
 	values[0] = st->table->keyspace;
 	values[1] = st->table->create_keyspace ? "true" : "false";
 	if (st->kind == KV_LOOKUP_COUNT)
 	{
-		res = KvRemoteExec(conn, false, KVEXT_REMOTE_COUNT_SQL, 2, values,
-						   lengths, formats, 0);
-		note_served_by(st, conn);
-		st->count = PQntuples(res) == 1 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-		PQclear(res);
-		return;
+		st->call_sql = KVEXT_REMOTE_COUNT_SQL;
+		st->call_nparams = 2;
+		st->call_result_format = 0;
+		return true;
 	}
 	values[2] = st->value_codec.kind == KV_CODEC_BYTEA ? "false" : "true";
 	values[3] = NULL;
 	values[4] = NULL;
+	st->call_formats[3] = 1;
+	st->call_formats[4] = 1;
 	if (st->kind == KV_LOOKUP_POINT || st->kind == KV_LOOKUP_MULTI)
 	{
 		values[4] = remote_keys(node, st, &lengths[4]);
 		if (values[4] == NULL)
-			return;
+			return false;
 	}
 	else if (st->prefix)
 	{
 		values[3] = st->prefix;
 		lengths[3] = strlen(st->prefix);
 	}
-	res = KvRemoteExec(conn, false, KVEXT_REMOTE_READ_SQL, 5, values, lengths,
-					   formats, 1);
+	st->call_sql = KVEXT_REMOTE_READ_SQL;
+	st->call_nparams = 5;
+	st->call_result_format = 1;
+	return true;
+}
+
+/*
+ * keep_result
+ *		The result of a scan's remote call on conn: the count, or the rows
+ *		in the tuplestore.  Frees res.  Caller is in rows_cxt.
+ */
+static void
+keep_result(KvFdwScanState *st, KvRemoteConn *conn, PGresult *res)
+{
 	note_served_by(st, conn);
+	if (st->kind == KV_LOOKUP_COUNT)
+	{
+		st->count = PQntuples(res) == 1 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+		PQclear(res);
+		return;
+	}
 	start_rows(st);
 	for (int i = 0; i < PQntuples(res); i++)
 	{
@@ -643,6 +701,26 @@ read_remote(ForeignScanState *node, KvFdwScanState *st)
 				  *PQgetvalue(res, i, 2) != 0);
 	}
 	PQclear(res);
+}
+
+/*
+ * read_remote
+ *		The one read of a scan of a remote table, synchronously, in this
+ *		transaction's remote transaction.  Caller is in rows_cxt.
+ */
+static void
+read_remote(ForeignScanState *node, KvFdwScanState *st)
+{
+	KvRemoteConn *conn = KvRemoteConnect(st->table->serverid, st->userid,
+										 st->read_any);
+	PGresult   *res;
+
+	if (!prepare_call(node, st))
+		return;
+	res = KvRemoteExec(conn, false, st->call_sql, st->call_nparams,
+					   st->call_values, st->call_lengths, st->call_formats,
+					   st->call_result_format);
+	keep_result(st, conn, res);
 }
 
 /*
@@ -751,6 +829,253 @@ next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
 }
 
 /*
+ * finish_fetch
+ *		Take the result of the call an asynchronous scan sent (waiting for
+ *		it if it is not complete) into its tuplestore.
+ */
+static void
+finish_fetch(ForeignScanState *node)
+{
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	MemoryContext old = MemoryContextSwitchTo(st->rows_cxt);
+	PGresult   *res;
+
+	Assert(st->inflight);
+	st->inflight = false;
+	st->read = true;
+	res = KvRemoteFinish(st->conn, node, st->call_sql, st->call_nparams,
+						 st->call_values, st->call_lengths, st->call_formats,
+						 st->call_result_format);
+	keep_result(st, st->conn, res);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * drain_scan
+ *		remote.c's KvRemoteDrainFn: the connection of node, whose call is
+ *		in flight, is needed for something else.  Take the result; with no
+ *		rows, the Append's request is complete now (postgres_fdw's
+ *		process_pending_request), otherwise ConfigureWait or Notify
+ *		returns the rows.
+ */
+static void
+drain_scan(void *arg)
+{
+	ForeignScanState *node = (ForeignScanState *) arg;
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	AsyncRequest *areq = st->areq;
+
+	finish_fetch(node);
+	if (areq && areq->callback_pending &&
+		(st->rows == NULL || tuplestore_tuple_count(st->rows) == 0))
+	{
+		areq->callback_pending = false;
+		ExecAsyncRequestDone(areq, NULL);
+		ExecAsyncResponse(areq);
+	}
+}
+
+/*
+ * fetch_begin
+ *		Send the remote call of areq's scan without waiting.  With nothing
+ *		to ask, or a connection that broke (KvRemoteSend false: read
+ *		synchronously, which recovers or reports), the scan is read at
+ *		once.
+ */
+static void
+fetch_begin(AsyncRequest *areq)
+{
+	ForeignScanState *node = (ForeignScanState *) areq->requestee;
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	MemoryContext old;
+
+	Assert(!st->read && !st->inflight);
+	st->areq = areq;
+	st->nfound = 0;
+	st->next = 0;
+	st->count = 0;
+	/* in a subtransaction, its savepoint; another scan's call finishes */
+	st->conn = KvRemoteConnect(st->table->serverid, st->userid, st->read_any);
+	old = MemoryContextSwitchTo(st->rows_cxt);
+	if (!prepare_call(node, st))
+		st->read = true;
+	else if (KvRemoteSend(st->conn, st->call_sql, st->call_nparams,
+						  st->call_values, st->call_lengths, st->call_formats,
+						  st->call_result_format, drain_scan, node))
+		st->inflight = true;
+	else
+	{
+		st->read = true;
+		keep_result(st, st->conn,
+					KvRemoteExec(st->conn, false, st->call_sql, st->call_nparams,
+								 st->call_values, st->call_lengths,
+								 st->call_formats, st->call_result_format));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * produce_async
+ *		Answer areq: the next row if the scan's rows are here, the end of
+ *		the scan after the last one, else pending (a callback will come),
+ *		sending the call first if fetch and the connection is free.
+ */
+static void
+produce_async(AsyncRequest *areq, bool fetch)
+{
+	ForeignScanState *node = (ForeignScanState *) areq->requestee;
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+
+	if (fetch && !st->read && !st->inflight && KvRemotePending(st->conn) == NULL)
+		fetch_begin(areq);
+	if (st->read)
+	{
+		/* not ExecProcNode: the async machinery does the instrumentation */
+		TupleTableSlot *slot = areq->requestee->ExecProcNodeReal(areq->requestee);
+
+		ExecAsyncRequestDone(areq, TupIsNull(slot) ? NULL : slot);
+	}
+	else
+		ExecAsyncRequestPending(areq);
+}
+
+/*
+ * complete_request
+ *		A pending request whose rows came meanwhile (another use of the
+ *		connection drained its call): answer it outside a callback, as
+ *		postgres_fdw's complete_pending_request.
+ */
+static void
+complete_request(AsyncRequest *areq)
+{
+	Assert(areq->callback_pending);
+	areq->callback_pending = false;
+	produce_async(areq, false);
+	ExecAsyncResponse(areq);
+	if (areq->requestee->instrument)
+		InstrUpdateTupleCount(areq->requestee->instrument,
+							  TupIsNull(areq->result) ? 0.0 : 1.0);
+}
+
+/*
+ * kvIsForeignPathAsyncCapable
+ *		A remote table's scan with async_capable, not an UPDATE's or
+ *		DELETE's, not a count(*).
+ */
+static bool
+kvIsForeignPathAsyncCapable(ForeignPath *path)
+{
+	RelOptInfo *rel = path->path.parent;
+	KvFdwRelInfo *info = (KvFdwRelInfo *) rel->fdw_private;
+
+	return rel->reloptkind != RELOPT_UPPER_REL && info != NULL && info->async;
+}
+
+/*
+ * kvForeignAsyncRequest
+ *		The Append asks for a row.
+ */
+static void
+kvForeignAsyncRequest(AsyncRequest *areq)
+{
+	produce_async(areq, true);
+}
+
+/*
+ * kvForeignAsyncConfigureWait
+ *		The Append is about to wait: add the connection's socket if this
+ *		scan's call is in flight (sending it first if the connection is
+ *		free).  A scan whose connection carries a call of another scan of
+ *		the same Append adds nothing: that scan's event wakes the Append,
+ *		and the connection is free then.  A call of another Append's scan
+ *		is taken over only when this Append has nothing else to do or
+ *		wait for (postgres_fdw's rule).
+ */
+static void
+kvForeignAsyncConfigureWait(AsyncRequest *areq)
+{
+	ForeignScanState *node = (ForeignScanState *) areq->requestee;
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+	AppendState *requestor = (AppendState *) areq->requestor;
+	WaitEventSet *set = requestor->as_eventset;
+
+	Assert(areq->callback_pending);
+	if (st->read)
+	{
+		complete_request(areq);
+		return;
+	}
+	if (!st->inflight)
+	{
+		ForeignScanState *other = (ForeignScanState *) KvRemotePending(st->conn);
+
+		if (other != NULL)
+		{
+			AsyncRequest *oreq = ((KvFdwScanState *) other->fdw_state)->areq;
+
+			if (oreq == NULL || oreq->requestor == areq->requestor)
+				return;
+			if (!bms_is_empty(requestor->as_needrequest) ||
+				GetNumRegisteredWaitEvents(set) > 1)
+				return;
+			drain_scan(other);
+		}
+		fetch_begin(areq);
+		if (st->read)
+		{
+			complete_request(areq);
+			return;
+		}
+	}
+	AddWaitEventToSet(set, WL_SOCKET_READABLE, KvRemoteSocket(st->conn),
+					  NULL, areq);
+}
+
+/*
+ * kvForeignAsyncNotify
+ *		The socket is readable: read what arrived; once the result is
+ *		complete, answer with the first row.
+ */
+static void
+kvForeignAsyncNotify(AsyncRequest *areq)
+{
+	ForeignScanState *node = (ForeignScanState *) areq->requestee;
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+
+	if (st->inflight)
+	{
+		if (!KvRemoteConsume(st->conn))
+		{
+			ExecAsyncRequestPending(areq);
+			return;
+		}
+		finish_fetch(node);
+	}
+	produce_async(areq, true);
+}
+
+/*
+ * finish_inflight
+ *		A scan that ends or starts over with its call in flight: take the
+ *		result and drop it.  Nothing to take if an abort of a
+ *		subtransaction cancelled the call already.
+ */
+static void
+finish_inflight(ForeignScanState *node)
+{
+	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
+
+	if (!st->inflight)
+		return;
+	if (KvRemotePending(st->conn) != node)
+	{
+		st->inflight = false;
+		return;
+	}
+	finish_fetch(node);
+}
+
+/*
  * kvIterateForeignScan
  *		The next row, converted to column values in the per-tuple memory
  *		the executor calls us in; an empty slot at the end.
@@ -768,7 +1093,9 @@ kvIterateForeignScan(ForeignScanState *node)
 	ErrorContextCallback errcb;
 
 	ExecClearTuple(slot);
-	if (!st->read)
+	if (st->inflight)
+		finish_fetch(node);
+	else if (!st->read)
 		read_store(node, st);
 
 	if (st->kind == KV_LOOKUP_COUNT)
@@ -828,12 +1155,14 @@ forget_rows(KvFdwScanState *st)
 static void
 kvReScanForeignScan(ForeignScanState *node)
 {
+	finish_inflight(node);
 	forget_rows((KvFdwScanState *) node->fdw_state);
 }
 
 /*
  * kvEndForeignScan
- *		Free the tuplestore (its temporary file, if any).
+ *		Free the tuplestore (its temporary file, if any), after taking the
+ *		result of a call still in flight (a LIMIT ended the scan early).
  */
 static void
 kvEndForeignScan(ForeignScanState *node)
@@ -841,7 +1170,10 @@ kvEndForeignScan(ForeignScanState *node)
 	KvFdwScanState *st = (KvFdwScanState *) node->fdw_state;
 
 	if (st && st->rows_cxt)
+	{
+		finish_inflight(node);
 		forget_rows(st);
+	}
 }
 
 /*
@@ -905,6 +1237,10 @@ fill_routine(FdwRoutine *routine)
 	routine->ReScanForeignScan = kvReScanForeignScan;
 	routine->EndForeignScan = kvEndForeignScan;
 	routine->ExplainForeignScan = kvExplainForeignScan;
+	routine->IsForeignPathAsyncCapable = kvIsForeignPathAsyncCapable;
+	routine->ForeignAsyncRequest = kvForeignAsyncRequest;
+	routine->ForeignAsyncConfigureWait = kvForeignAsyncConfigureWait;
+	routine->ForeignAsyncNotify = kvForeignAsyncNotify;
 	KvFdwModifyRoutine(routine);
 }
 

@@ -93,6 +93,8 @@ typedef struct KvFdwTable
 								 * replicated group (remote.c) */
 	bool		read_any;		/* read_from 'any': reads may use any
 								 * node of the group, not only its leader */
+	bool		async_capable;	/* remote scans may run concurrently under
+								 * an Append (fdw.c) */
 } KvFdwTable;
 
 /* What a scan of a foreign table reads (pushdown.c decides). */
@@ -116,6 +118,8 @@ typedef struct KvFdwRelInfo
 	double		nkeys;			/* MULTI: elements, when known */
 	double		nentries;		/* keys in the keyspace now */
 	List	   *local_conds;	/* RestrictInfos evaluated locally */
+	bool		async;			/* a remote scan that may run asynchronously
+								 * (async_capable, not a result relation) */
 } KvFdwRelInfo;
 
 /* the calls a remote table makes on its node (serve.c there) */

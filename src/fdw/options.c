@@ -16,7 +16,11 @@
  *					checks them): remote.c then finds the group's leader.
  *					read_from ('leader', the default, or 'any': reads may
  *					use any node of the group) is a server or table
- *					option, the table's winning
+ *					option, the table's winning.  async_capable (boolean,
+ *					default false; server or table, the table's winning,
+ *					as in postgres_fdw): scans of the table's remote node
+ *					may run concurrently with others under an Append
+ *					(fdw.c)
  *	user mapping	user, password, sslcert, sslkey, password_required
  *					(false: superusers only, as in postgres_fdw)
  *	foreign table	keyspace (default: the table's name), create_keyspace
@@ -104,6 +108,8 @@ static const KvFdwOption kvext_options[] = {
 	{"batch_size", ForeignTableRelationId, false},
 	{"read_from", ForeignServerRelationId, false},
 	{"read_from", ForeignTableRelationId, false},
+	{"async_capable", ForeignServerRelationId, false},
+	{"async_capable", ForeignTableRelationId, false},
 	{NULL, InvalidOid, false}
 };
 
@@ -434,7 +440,8 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 		if (strcmp(def->defname, "keyspace") == 0)
 			check_keyspace_name(defGetString(def));
 		else if (strcmp(def->defname, "create_keyspace") == 0 ||
-				 strcmp(def->defname, "upsert") == 0)
+				 strcmp(def->defname, "upsert") == 0 ||
+				 strcmp(def->defname, "async_capable") == 0)
 			(void) option_bool(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			(void) option_batch_size(def);
@@ -593,6 +600,8 @@ KvFdwGetTable(Relation rel, bool for_use)
 			table->batch_size = option_batch_size(def);
 		else if (strcmp(def->defname, "read_from") == 0)
 			table->read_any = option_read_any(def);
+		else if (strcmp(def->defname, "async_capable") == 0)
+			table->async_capable = option_bool(def);
 	}
 	table->relid = RelationGetRelid(rel);
 	table->relname = pstrdup(RelationGetRelationName(rel));
@@ -614,6 +623,8 @@ KvFdwGetTable(Relation rel, bool for_use)
 			table->batch_size = option_batch_size(def);
 		else if (strcmp(def->defname, "read_from") == 0)
 			table->read_any = option_read_any(def);
+		else if (strcmp(def->defname, "async_capable") == 0)
+			table->async_capable = option_bool(def);
 	}
 	/* a table name is at most NAMEDATALEN - 1 bytes too */
 	check_keyspace_name(keyspace);
