@@ -89,7 +89,7 @@ for my $w (1 .. 3)
 # let some writes land, then kill the leader mid-load
 ok(kv_poll($n2, "SELECT count(*) >= 60 FROM kv_scan('w')", 't', 120),
 	'the writers are under way');
-$n1->kill9;
+kill9_postmaster($n1);
 $_->finish for @writers;
 
 my %acked;
@@ -144,7 +144,7 @@ $_->stop('fast') for @followers;
 $r = kv_call($leader, "SET kvext.synchronous_commit = off; SELECT kv_put('tail', 'never acked')");
 ok($r->{ok}, 'with no follower, an off commit returns (not acknowledged by a majority)');
 is(kv_scalar($leader, "SELECT kv_get('tail') IS NULL"), 't', '... and is invisible');
-$leader->kill9;
+kill9_postmaster($leader);
 $_->start for @followers;
 
 my ($leader3, $term3) = promote_one(@followers);
@@ -192,7 +192,7 @@ my ($uptodate) = grep { $_ != $leader3 && $_ != $lagging } @nodes;
 $lagging->stop('fast');
 $leader3->safe_psql('postgres', "SELECT kv_put('acked', 'by two')");
 is(kv_scalar($uptodate, "SELECT kv_get('acked')"), 'by two', 'acknowledged by two of three');
-$leader3->kill9;
+kill9_postmaster($leader3);
 $lagging->start;
 $r = kv_call($lagging, 'SELECT kv_promote()');
 is($r->{sqlstate}, '55000', 'a candidate that lacks an acknowledged record is not elected');

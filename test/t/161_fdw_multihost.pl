@@ -125,7 +125,7 @@ $s1->query_safe("INSERT INTO t VALUES ('k101', 'v101')");
 is($n1->safe_psql('postgres', $get->('k101')), 'v101', 'a session writes on n1');
 $s2->query_safe("BEGIN; INSERT INTO t VALUES ('w1', 'x')");
 
-$n1->kill9;
+kill9_postmaster($n1);
 my $leader = promote_one($n2, $n3);
 ok(defined $leader, 'a follower is promoted') or BAIL_OUT('no leader');
 my ($other) = grep { $_ != $leader && $_ != $n1 } @nodes;
