@@ -352,7 +352,9 @@ bad_record(KvLogReader *r, off_t off, const KvWalRecord *hdr, bool crc_bad)
  *		The result is valid until the next call or KvLogReadNext.  For a
  *		record held whole it points into the buffer; for a streamed one the
  *		bytes are read from the file into a second buffer, as large as the
- *		largest piece asked for (the caller bounds n: one key and value).
+ *		largest piece asked for (the caller bounds n: one key and value),
+ *		in the reader's own memory context: a caller may read records in a
+ *		shorter-lived context than the reader lives in (the senders do).
  */
 const char *
 KvLogRecordBytes(KvLogReader *r, uint32 at, Size n)
@@ -364,7 +366,7 @@ KvLogRecordBytes(KvLogReader *r, uint32 at, Size n)
 	{
 		r->piecesize = Max(n, 8192);
 		r->piece = r->piece ? repalloc_huge(r->piece, r->piecesize)
-			: MemoryContextAllocHuge(CurrentMemoryContext, r->piecesize);
+			: MemoryContextAllocHuge(GetMemoryChunkContext(r), r->piecesize);
 	}
 	if (!read_at(r, r->piece, n, r->rec_off + at))
 	{
