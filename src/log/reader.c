@@ -46,6 +46,7 @@
 #include "access/xlogdefs.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #include "log/reader.h"
