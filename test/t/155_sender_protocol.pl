@@ -179,8 +179,9 @@ is($r->{sqlstate}, '25006', 'writes fail on the former leader');
 is(() = slurp_file($n1->logfile, $offset) =~ /stepping down: peer "n3" is in term 7/g,
 	1, 'the step-down is logged once');
 $n1->restart;
-is($n1->safe_psql('postgres', q{SELECT role || '/' || term FROM kv_cluster}),
-	'follower/7', 'the new term was persisted');
+# (the store recovers at the first kv call: poll, not one query)
+ok($n1->poll_query_until('postgres', q{SELECT role || '/' || term FROM kv_cluster}, 'follower/7'),
+	'the new term was persisted');
 
 $_->stop for @nodes;
 done_testing();
