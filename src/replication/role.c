@@ -201,9 +201,13 @@ KvRoleFollow(uint64 term, const char *leader)
 		KvApplyFollowerStart(KvWalInsertPos(), KvWalInsertPos(), NULL, 0);
 }
 
-/* raise 55000 unless this node is part of a valid group */
-static void
-check_group(void)
+/*
+ * KvReplCheckGroup
+ *		Make the store available, and raise 55000 unless this node is part
+ *		of a replication group: every replication entry point starts here.
+ */
+void
+KvReplCheckGroup(void)
 {
 	KvCheckAvailable();
 	if (!KvVisibleInGroup())
@@ -354,7 +358,7 @@ kv_repl_vote(PG_FUNCTION_ARGS)
 	cand_end = (KvLsn) PG_GETARG_LSN(3);
 	cand_term = (uint64) PG_GETARG_INT64(4);
 
-	check_group();
+	KvReplCheckGroup();
 	KvReplCheckRight(fcinfo);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -628,7 +632,7 @@ kv_promote(PG_FUNCTION_ARGS)
 	uint64		seen = 0;
 	StringInfoData refusals;
 
-	check_group();
+	KvReplCheckGroup();
 
 	LWLockAcquire(role_lock, LW_EXCLUSIVE);
 	KvControlGet(&control);

@@ -22,6 +22,9 @@
 extern void KvRoleInit(LWLock *lock);
 extern LWLock *KvRoleLock(void);
 
+/* the store is ready and this node is in a group: 55000 if not */
+extern void KvReplCheckGroup(void);
+
 /* the replication right (EXECUTE on kv_repl_append): 42501 if missing */
 extern void KvReplCheckRight(FunctionCallInfo fcinfo);
 

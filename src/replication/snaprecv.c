@@ -234,14 +234,9 @@ kv_repl_snapshot(PG_FUNCTION_ARGS)
 	offset = PG_GETARG_INT64(5);
 	chunk = PG_GETARG_BYTEA_PP(6);
 
-	KvCheckAvailable();
+	KvReplCheckGroup();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (!KvVisibleInGroup())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this kvext node is not part of a replication group"),
-				 errhint("Set kvext.node_name, kvext.peers and kvext.leader and restart the server.")));
 	if (!KvReplIsPeer(leader))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
