@@ -6,7 +6,10 @@
  * kvext.failpoint (superuser only) names one point, optionally with an
  * action: 'wal-after-fsync' or 'wal-after-fsync:panic' PANICs there (the
  * postmaster then reinitializes shared memory, as after kill -9 of a
- * backend), 'wal-after-fsync:error' raises an ERROR.  Points:
+ * backend), 'wal-after-fsync:error' raises an ERROR, and
+ * 'snapshot-mid:hold' waits there while the file $PGDATA/kvext/hold exists
+ * (at most two minutes, showing wait event "Extension"), so that a test can
+ * act while a process is at that point, without timing anything.  Points:
  *
  *	wal-before-write		committing backend, before its log record is written
  *	wal-after-write			after the commit record is written, before fsync
@@ -47,6 +50,10 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
+#include "pgstat.h"
+
 #include "failpoint.h"
 
 char	   *kvext_failpoint = NULL;
@@ -76,6 +83,11 @@ KvFailpointHit(const char *name)
 	if (!KvFailpointMatches(name))
 		return;
 	action = kvext_failpoint + strlen(name);
+	if (strcmp(action, ":hold") == 0)
+	{
+		KvFailpointHold();
+		return;
+	}
 	if (strcmp(action, ":error") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -83,4 +95,21 @@ KvFailpointHit(const char *name)
 	ereport(PANIC,
 			(errcode(ERRCODE_INTERNAL_ERROR),
 			 errmsg("kvext failpoint \"%s\" reached", name)));
+}
+
+/*
+ * KvFailpointHold
+ *		Wait while $PGDATA/kvext/hold exists, for at most two minutes,
+ *		showing wait event "Extension".  Interrupts are not checked: the
+ *		caller may hold an LWLock (wal-insert-hold holds the insert lock).
+ */
+void
+KvFailpointHold(void)
+{
+	struct stat st;
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	for (int i = 0; i < 12000 && stat("kvext/hold", &st) == 0; i++)
+		pg_usleep(10000L);
+	pgstat_report_wait_end();
 }

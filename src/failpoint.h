@@ -14,6 +14,7 @@ extern PGDLLIMPORT char *kvext_failpoint;
 
 extern void KvFailpointHit(const char *name);
 extern bool KvFailpointMatches(const char *name);
+extern void KvFailpointHold(void);
 
 /*
  * KvFailpoint

@@ -26,6 +26,7 @@
 #include "kvext.h"
 
 int			kvext_memory_limit = 256 * 1024;	/* kB */
+int			kvext_heap_chunk_size = 1024;	/* MB */
 int			kvext_max_key_size = 8 * 1024;
 int			kvext_max_value_size = 1024 * 1024;
 int			kvext_max_keyspaces = 64;
@@ -105,6 +106,22 @@ KvGucInit(void)
 							KVEXT_MAX_MEMORY_LIMIT_KB,
 							PGC_POSTMASTER,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	/*
+	 * A developer option: tests of how large values are packed use small
+	 * chunks, so that they need MBs where the default needs GBs.
+	 */
+	DefineCustomIntVariable("kvext.heap_chunk_size",
+							"Size of the parts of kvext's heap that an entry must fit in whole.",
+							"A developer option.  Raised to kvext.memory_limit / 32 if smaller; "
+							"a value larger than a chunk does not fit.",
+							&kvext_heap_chunk_size,
+							1024,
+							1,
+							1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_MB | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("kvext.max_key_size",

@@ -23,6 +23,7 @@ typedef uint64 KvLsn;
 
 /* GUC variables, defined in guc.c */
 extern PGDLLIMPORT int kvext_memory_limit;	/* kB, PGC_POSTMASTER */
+extern PGDLLIMPORT int kvext_heap_chunk_size;	/* MB, PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_max_key_size;	/* bytes, PGC_SUSET */
 extern PGDLLIMPORT int kvext_max_value_size;	/* bytes, PGC_SUSET */
 extern PGDLLIMPORT int kvext_max_keyspaces;	/* PGC_POSTMASTER */

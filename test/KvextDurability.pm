@@ -24,7 +24,26 @@ our @EXPORT = qw(
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
   kv_delete_every_other kv_repl_group sigstop_server sigcont_server proc_state
+  crc32c
 );
+
+# crc32c(bytes): CRC-32C (Castagnoli), as PostgreSQL's COMP_CRC32C, for
+# files a test damages and then makes look valid again
+my @crc_table;
+for my $i (0 .. 255)
+{
+	my $c = $i;
+	$c = ($c & 1) ? (($c >> 1) ^ 0x82F63B78) : ($c >> 1) for 1 .. 8;
+	$crc_table[$i] = $c;
+}
+
+sub crc32c
+{
+	my ($data) = @_;
+	my $crc = 0xFFFFFFFF;
+	$crc = $crc_table[ ($crc ^ $_) & 0xFF ] ^ ($crc >> 8) for unpack('C*', $data);
+	return $crc ^ 0xFFFFFFFF;
+}
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext
 # preloaded and the extension created in database "postgres".

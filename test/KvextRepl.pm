@@ -22,22 +22,7 @@ our @EXPORT = qw(
 );
 
 
-# CRC-32C (Castagnoli), as PostgreSQL's COMP_CRC32C
-my @crc_table;
-for my $i (0 .. 255)
-{
-	my $c = $i;
-	$c = ($c & 1) ? (($c >> 1) ^ 0x82F63B78) : ($c >> 1) for 1 .. 8;
-	$crc_table[$i] = $c;
-}
-
-sub crc32c
-{
-	my ($data) = @_;
-	my $crc = 0xFFFFFFFF;
-	$crc = $crc_table[ ($crc ^ $_) & 0xFF ] ^ ($crc >> 8) for unpack('C*', $data);
-	return $crc ^ 0xFFFFFFFF;
-}
+# crc32c comes from KvextDurability; exported again from here
 
 use constant {
 	REC_TXN    => 1,

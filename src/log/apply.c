@@ -192,7 +192,9 @@ check_padding(KvLogReader *r, uint32 at)
  *		inside the record is checked against what is left of the record
  *		before it is used, and a record is read one write at a time
  *		(KvLogRecordBytes), so a transaction of any size needs memory for
- *		one key and value plus one pointer per write.
+ *		one key and value plus one pointer per write.  alone: no session
+ *		reads the store (recovery): each key's old value is freed before
+ *		its new one is made (KvStoreApplyWrite).
  */
 /* the pending entries made so far for one TXN record */
 typedef struct ApplyEntries
@@ -204,7 +206,7 @@ typedef struct ApplyEntries
 
 /* apply_txn_writes: the writes of the TXN record the reader holds */
 static void
-apply_txn_writes(KvLogReader *r, ApplyEntries *ae)
+apply_txn_writes(KvLogReader *r, ApplyEntries *ae, bool alone)
 {
 	KvWalRecord *hdr = r->rec;
 	uint32		len = hdr->len;
@@ -248,7 +250,8 @@ apply_txn_writes(KvLogReader *r, ApplyEntries *ae)
 					 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
 							LSN_FORMAT_ARGS(hdr->lsn), op.keyspace)));
 		e = KvStoreApplyWrite(op.keyspace, key, op.keylen, key + op.keylen,
-							  op.vallen, op.binary != 0, op.op == KV_WOP_DELETE);
+							  op.vallen, op.binary != 0, op.op == KV_WOP_DELETE,
+							  alone);
 		if (e == InvalidKvPtr)
 			store_full_during_apply();
 		if (ae->n == ae->cap)
@@ -264,7 +267,7 @@ apply_txn_writes(KvLogReader *r, ApplyEntries *ae)
 }
 
 void
-KvApplyTxn(KvLogReader *r, KvLsn commit_end)
+KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 {
 	ApplyEntries *ae = palloc(sizeof(ApplyEntries));
 
@@ -273,7 +276,7 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end)
 	ae->entries = palloc(sizeof(KvPtr) * ae->cap);
 	PG_TRY();
 	{
-		apply_txn_writes(r, ae);
+		apply_txn_writes(r, ae, alone);
 	}
 	PG_CATCH();
 	{
@@ -451,7 +454,7 @@ apply_commit(KvLogReader *r, KvLogReader **txn)
 						   (*txn)->rec ? "not a transaction record" :
 						   (*txn)->why ? (*txn)->why : "no record there",
 						   "A COMMIT record names this position.", NULL);
-	KvApplyTxn(*txn, commit_end);
+	KvApplyTxn(*txn, commit_end, false);
 	pending_remove(i);
 }
 

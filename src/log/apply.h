@@ -21,7 +21,7 @@ extern void KvLogReportCorrupt(KvLogReader *r, KvLsn lsn, const char *why,
 extern void KvLogInvalidRecord(KvLogReader *r, const char *why) pg_attribute_noreturn();
 
 /* applying the record a reader holds */
-extern void KvApplyTxn(KvLogReader *r, KvLsn commit_end);
+extern void KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone);
 extern void KvApplyKeyspace(KvLogReader *r);
 
 /* a follower's apply state */

@@ -563,7 +563,7 @@ scan_pass2(LogScan *ls)
 		if (hdr->version == KVEXT_WAL_VERSION_1)
 		{
 			if (hdr->type == KV_REC_TXN && v1_committed(ls, hdr))
-				KvApplyTxn(r, r->rec->lsn + r->rec->len);
+				KvApplyTxn(r, r->rec->lsn + r->rec->len, true);
 			else if (hdr->type == KV_REC_KS_CREATE || hdr->type == KV_REC_KS_DROP)
 				KvApplyKeyspace(r);
 			continue;
@@ -605,7 +605,7 @@ scan_pass2(LogScan *ls)
 						}
 					}
 					if (commit)
-						KvApplyTxn(r, r->rec->lsn + r->rec->len);
+						KvApplyTxn(r, r->rec->lsn + r->rec->len, true);
 				}
 				break;
 			case KV_REC_KS_CREATE:

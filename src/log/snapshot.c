@@ -44,6 +44,9 @@
  *	keyspaces	KvSnapKeyspace x nkeyspaces (id, name)
  *	entries		KvSnapEntry + key + value, repeated
  *	end			a KvSnapEntry with keyspace = KVEXT_SNAP_END
+ *	index		(version 3) KvSnapLargeRef for each large entry, in file
+ *				order: where it is, its CRC, and the heap chunk it was in;
+ *				then KvSnapIndexTail (the index's offset and length)
  *	trailer		uint64 entry count, then CRC32C of every preceding byte
  * It is written to kvext/snapshot.tmp, fsynced, and renamed over the old
  * snapshot with durable_rename(); only then are log segments that end
@@ -64,19 +67,26 @@
  * the running server placed them, and the heap is cut into chunks of at
  * most 1GB (store/alloc.c) that each entry must fit in whole.  Small
  * entries go anywhere and compaction moves them, but values of hundreds of
- * MB are a bin-packing problem: loaded in bucket order, six values of 340
- * to 600MB that fit a 3GB store at run time left no chunk with room for
- * the last one, and no sequence of single moves could make one.  So the
- * loader places large entries (over SNAP_LARGE_ENTRY bytes) after the
- * stream, largest first, each in the tightest free block that holds it
- * (the allocator's good fit): best fit decreasing, which packs what the
- * running server packed in the cases that arise (the server places each
- * value in the tightest block too, in commit order), and whatever it
- * cannot place directly recovery's compaction makes room for, moving the
- * small entries loaded first.  The stream pass checks the whole file (CRC)
- * and notes each large entry's offset and its own CRC; the second pass
- * reads just those entries again, so a snapshot costs one read plus one of
- * its large values.
+ * MB are a bin-packing problem, and no packing rule the loader could
+ * choose packs every set the running server packed: loaded in bucket
+ * order, six values of 340 to 600MB that fit a 3GB store at run time left
+ * no chunk with room for the last one; loaded largest first into the
+ * tightest block (best fit decreasing), 500, 500, 450, 260, 260, 450, 260
+ * and 260MB, committed in that order into three 1GB chunks, leave the last
+ * 260MB without a chunk.  So the writer records, in the index at the end
+ * of the file, each large entry's (over SNAP_LARGE_ENTRY bytes) offset,
+ * CRC and heap chunk, and the loader puts the large entries back first,
+ * each in its own chunk, before any small entry: what fit in a chunk at
+ * run time fits in it again, in any order, in an empty chunk.  (Entries
+ * over 2MB never move at run time, so the chunk a snapshot sees is the one
+ * the server placed them in.)  The small entries then stream in around
+ * them.  A large entry whose chunk no longer exists (kvext.memory_limit was
+ * lowered) or has no room goes wherever there is room, largest first;
+ * recovery's compaction makes room by moving what was loaded before.
+ * The loader reads the index with pread() before the stream, and the
+ * stream pass then checks the whole file (CRC) and that the index it read
+ * is the one the file holds.  Format 1 and 2 files have no index: their
+ * large entries are loaded after the stream, largest first.
  *
  * The checkpointer (checkpoint.c) runs recovery first (recovery.c), then
  * loops: a snapshot every kvext.checkpoint_timeout, when
@@ -116,12 +126,14 @@
 #include "log/reader.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
+#include "store/alloc.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 
 #define KVEXT_SNAP_MAGIC		0x4E534B4B	/* "KKSN" */
-#define KVEXT_SNAP_VERSION		2
-#define KVEXT_SNAP_VERSION_1	1	/* no redo_term; still loaded */
+#define KVEXT_SNAP_VERSION		3
+#define KVEXT_SNAP_VERSION_2	2	/* no index of large entries; still loaded */
+#define KVEXT_SNAP_VERSION_1	1	/* no redo_term either; still loaded */
 #define KVEXT_SNAP_END			0xFFFF
 
 typedef struct KvSnapHeader
@@ -153,6 +165,78 @@ typedef struct KvSnapEntry
 	uint32		keylen;
 	uint32		vallen;
 } KvSnapEntry;
+
+/* entries with more bytes of key and value are large (file header) */
+#define SNAP_LARGE_ENTRY	(1024 * 1024)
+
+/*
+ * Version 3: one large entry in the index after the end marker.  The
+ * loader also uses it, with chunk -1, for the large entries of older
+ * files.
+ */
+typedef struct KvSnapLargeRef
+{
+	uint64		offset;			/* file offset of its key */
+	uint32		keylen;
+	uint32		vallen;
+	uint16		keyspace;
+	uint16		flags;			/* KVE_BINARY */
+	int32		chunk;			/* heap chunk it was in; -1: none */
+	pg_crc32c	crc;			/* CRC32C of key and value */
+	uint32		pad;			/* zero */
+} KvSnapLargeRef;
+
+/* version 3: after the index, before the trailer */
+typedef struct KvSnapIndexTail
+{
+	uint64		index_offset;	/* file offset of the first KvSnapLargeRef */
+	uint32		nlarge;			/* how many there are */
+	uint32		nchunks;		/* heap chunks of the server that wrote it */
+} KvSnapIndexTail;
+
+/* bytes from the index tail to the end of the file */
+#define SNAP_TAIL_BYTES		(sizeof(KvSnapIndexTail) + sizeof(uint64) + sizeof(pg_crc32c))
+
+/* a growing array of large entries (the writer's index, the reader's) */
+typedef struct SnapLargeList
+{
+	KvSnapLargeRef *refs;
+	uint32		n;
+	uint32		max;
+} SnapLargeList;
+
+/* a new zeroed element at the end of list */
+static KvSnapLargeRef *
+large_add(SnapLargeList *list)
+{
+	if (list->n == list->max)
+	{
+		list->max = Max(64, list->max * 2);
+		list->refs = list->refs ?
+			repalloc_huge(list->refs, sizeof(KvSnapLargeRef) * list->max) :
+			palloc(sizeof(KvSnapLargeRef) * list->max);
+	}
+	memset(&list->refs[list->n], 0, sizeof(KvSnapLargeRef));
+	return &list->refs[list->n++];
+}
+
+/* note the large entry at offset (its key), key and value at data */
+static void
+large_note(SnapLargeList *list, uint64 offset, uint16 keyspace, uint16 flags,
+		   uint32 keylen, uint32 vallen, const char *data, int chunk)
+{
+	KvSnapLargeRef *l = large_add(list);
+
+	l->offset = offset;
+	l->keylen = keylen;
+	l->vallen = vallen;
+	l->keyspace = keyspace;
+	l->flags = flags & KVE_BINARY;
+	l->chunk = chunk;
+	INIT_CRC32C(l->crc);
+	COMP_CRC32C(l->crc, data, (Size) keylen + vallen);
+	FIN_CRC32C(l->crc);
+}
 
 typedef struct KvSnapshotShared
 {
@@ -229,7 +313,7 @@ set_last(const KvSnapHeader *hdr)
 	SpinLockAcquire(&snap->mutex);
 	snap->last_redo = hdr->redo;
 	snap->last_time = hdr->created;
-	snap->redo_term_known = (hdr->version >= KVEXT_SNAP_VERSION);
+	snap->redo_term_known = (hdr->version >= KVEXT_SNAP_VERSION_2);
 	snap->last_redo_term = hdr->redo_term;
 	SpinLockRelease(&snap->mutex);
 }
@@ -305,6 +389,8 @@ typedef struct SnapWriter
 	int			fd;
 	pg_crc32c	crc;
 	uint64		count;
+	uint64		pos;			/* bytes appended so far */
+	SnapLargeList large;		/* the index: large entries written */
 	StringInfoData buf;
 	int			partitions;		/* partitions done, for the failpoint */
 } SnapWriter;
@@ -363,6 +449,7 @@ static void
 snap_append(SnapWriter *w, const void *data, Size len)
 {
 	COMP_CRC32C(w->crc, data, len);
+	w->pos += len;
 	if (len >= SNAP_WRITE_BUF / 4)
 	{
 		snap_flush_buf(w);
@@ -404,6 +491,9 @@ snap_entry_cb(void *arg, const KvEntry *e)
 	se.keylen = e->keylen;
 	se.vallen = e->vallen;
 	snap_append(w, &se, sizeof(se));
+	if ((Size) e->keylen + e->vallen > SNAP_LARGE_ENTRY)
+		large_note(&w->large, w->pos, se.keyspace, se.flags, e->keylen,
+				   e->vallen, e->data, KvAllocChunkOf(e->next));
 	snap_append(w, e->data, e->keylen + e->vallen);
 	w->count++;
 }
@@ -425,6 +515,7 @@ KvSnapshotWrite(void)
 	char		(*names)[NAMEDATALEN];
 	int			nks;
 	KvSnapEntry end;
+	KvSnapIndexTail tail;
 	KvLsn		redo;
 	int			removed = 0;
 	TimestampTz start = GetCurrentTimestamp();
@@ -479,6 +570,13 @@ KvSnapshotWrite(void)
 	memset(&end, 0, sizeof(end));
 	end.keyspace = KVEXT_SNAP_END;
 	snap_append(&w, &end, sizeof(end));
+	memset(&tail, 0, sizeof(tail));
+	tail.index_offset = w.pos;
+	tail.nlarge = w.large.n;
+	tail.nchunks = KvAllocChunkCount();
+	if (w.large.n > 0)
+		snap_append(&w, w.large.refs, sizeof(KvSnapLargeRef) * w.large.n);
+	snap_append(&w, &tail, sizeof(tail));
 	snap_append(&w, &w.count, sizeof(w.count));
 	FIN_CRC32C(w.crc);
 	appendBinaryStringInfo(&w.buf, (char *) &w.crc, sizeof(w.crc));
@@ -648,29 +746,22 @@ snap_take(SnapReader *r, Size n, bool crc)
 	return p;
 }
 
-/* entries with more bytes of key and value are loaded last (file header) */
-#define SNAP_LARGE_ENTRY	(1024 * 1024)
-
-/* a large entry, noted by the stream pass and loaded after it */
-typedef struct SnapLarge
-{
-	off_t		offset;			/* file offset of its key */
-	uint32		keylen;
-	uint32		vallen;
-	uint16		keyspace;
-	uint16		flags;
-	pg_crc32c	crc;			/* CRC32C of key and value */
-} SnapLarge;
-
-/* sort: largest first, then in file order */
+/*
+ * sort for loading: entries with a chunk first, chunk by chunk; then
+ * largest first; then in file order
+ */
 static int
 snap_large_cmp(const void *a, const void *b)
 {
-	const SnapLarge *x = (const SnapLarge *) a;
-	const SnapLarge *y = (const SnapLarge *) b;
+	const KvSnapLargeRef *x = (const KvSnapLargeRef *) a;
+	const KvSnapLargeRef *y = (const KvSnapLargeRef *) b;
 	uint64		xs = (uint64) x->keylen + x->vallen;
 	uint64		ys = (uint64) y->keylen + y->vallen;
 
+	if ((x->chunk >= 0) != (y->chunk >= 0))
+		return x->chunk >= 0 ? -1 : 1;
+	if (x->chunk != y->chunk)
+		return x->chunk < y->chunk ? -1 : 1;
 	if (xs != ys)
 		return xs > ys ? -1 : 1;
 	return x->offset < y->offset ? -1 : (x->offset > y->offset ? 1 : 0);
@@ -688,61 +779,134 @@ snap_full(uint64 loaded)
 			 errhint("If kvext.memory_limit was lowered, raise it to at least its previous value; otherwise raise it by the size of the largest value.  Then restart the server.")));
 }
 
+/* read len bytes at offset off of the snapshot into buf */
+static void
+snap_pread(SnapReader *r, char *buf, Size len, off_t off)
+{
+	Size		done = 0;
+
+	while (done < len)
+	{
+		ssize_t		got;
+
+		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+		got = pg_pread(r->fd, buf + done, Min(len - done, (Size) SNAP_WRITE_MAX),
+					   off + done);
+		pgstat_report_wait_end();
+		if (got < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
+		if (got == 0)
+			snap_damaged(r, off + done, "unexpected end of file");
+		done += got;
+	}
+}
+
 /*
  * snap_load_large
- *		Second pass of KvSnapshotLoad: load the large entries the stream
- *		pass noted, largest first, reading each again from the file (which
- *		the stream pass has checked) into a buffer of its size, freed after
- *		it.  *loaded counts the entries loaded.
+ *		Load the large entries of list (the index of a version 3 file,
+ *		before the stream; or the ones the stream pass of an older file
+ *		noted, after it): each into its own chunk if it has one (see the
+ *		file header), reading each from the file into a buffer of its
+ *		size, freed after it, and checking it against its CRC.  Entries of
+ *		keyspaces not in the file's directory (known) are left out, as in
+ *		the stream.  *loaded counts the entries loaded.
  */
 static void
-snap_load_large(SnapReader *r, SnapLarge *large, int nlarge, uint64 *loaded)
+snap_load_large(SnapReader *r, const SnapLargeList *list, const bool *known,
+				uint64 *loaded)
 {
-	qsort(large, nlarge, sizeof(SnapLarge), snap_large_cmp);
-	for (int i = 0; i < nlarge; i++)
+	int			nchunks = KvAllocChunkCount();
+	KvSnapLargeRef *order;
+
+	if (list->n == 0)
+		return;
+	order = palloc_extended(sizeof(KvSnapLargeRef) * list->n, MCXT_ALLOC_HUGE);
+	memcpy(order, list->refs, sizeof(KvSnapLargeRef) * list->n);
+	for (uint32 i = 0; i < list->n; i++)
+		if (order[i].chunk >= nchunks)
+			order[i].chunk = -1;
+	qsort(order, list->n, sizeof(KvSnapLargeRef), snap_large_cmp);
+	for (uint32 i = 0; i < list->n; i++)
 	{
-		SnapLarge  *l = &large[i];
+		KvSnapLargeRef *l = &order[i];
 		Size		len = (Size) l->keylen + l->vallen;
-		char	   *data = palloc_extended(len, MCXT_ALLOC_HUGE);
-		Size		done = 0;
+		char	   *data;
 		pg_crc32c	crc;
 
+		if (!known[l->keyspace])
+			continue;
 		CHECK_FOR_INTERRUPTS();
-		while (done < len)
-		{
-			ssize_t		got;
-
-			pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
-			got = pg_pread(r->fd, data + done, Min(len - done, (Size) SNAP_WRITE_MAX),
-						   l->offset + done);
-			pgstat_report_wait_end();
-			if (got < 0)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
-			if (got == 0)
-				snap_damaged(r, l->offset + done, "unexpected end of file");
-			done += got;
-		}
+		data = palloc_extended(len, MCXT_ALLOC_HUGE);
+		snap_pread(r, data, len, l->offset);
 		INIT_CRC32C(crc);
 		COMP_CRC32C(crc, data, len);
 		FIN_CRC32C(crc);
 		if (!EQ_CRC32C(crc, l->crc))
-			snap_damaged(r, l->offset, "a value changed between two reads");
+			snap_damaged(r, l->offset, "checksum mismatch in a large entry");
 		if (!KvStoreRecoverWrite(l->keyspace, data, l->keylen,
 								 data + l->keylen, l->vallen,
-								 (l->flags & KVE_BINARY) != 0))
+								 (l->flags & KVE_BINARY) != 0, l->chunk))
 			snap_full(*loaded);
 		(*loaded)++;
 		pfree(data);
+	}
+	pfree(order);
+}
+
+/*
+ * snap_read_index
+ *		Version 3: read the index of large entries with pread(), before the
+ *		stream reaches it, into *index and *tail.  entries is the offset of
+ *		the first entry.  Everything is checked against the file's size
+ *		and the keyspaces read (known) before it is used; the stream pass
+ *		later checks that the file holds this very index (CRC included).
+ */
+static void
+snap_read_index(SnapReader *r, off_t entries, const bool *known,
+				SnapLargeList *index, KvSnapIndexTail *tail)
+{
+	off_t		tail_at = r->filesize - (off_t) SNAP_TAIL_BYTES;
+	off_t		index_end;
+	uint64		prev_end = entries;
+
+	if (tail_at < entries + (off_t) sizeof(KvSnapEntry))
+		snap_damaged(r, -1, "file too short");
+	snap_pread(r, (char *) tail, sizeof(*tail), tail_at);
+	index_end = (off_t) tail->index_offset + (off_t) tail->nlarge * sizeof(KvSnapLargeRef);
+	if (tail->nlarge > r->filesize / SNAP_LARGE_ENTRY ||
+		tail->index_offset < (uint64) entries + sizeof(KvSnapEntry) ||
+		index_end != tail_at)
+		snap_damaged(r, tail_at, "bad index of large entries");
+	index->n = index->max = tail->nlarge;
+	index->refs = palloc_extended(Max(sizeof(KvSnapLargeRef) * tail->nlarge, 1),
+								  MCXT_ALLOC_HUGE);
+	snap_pread(r, (char *) index->refs, sizeof(KvSnapLargeRef) * tail->nlarge,
+			   tail->index_offset);
+	for (uint32 i = 0; i < index->n; i++)
+	{
+		KvSnapLargeRef *l = &index->refs[i];
+		uint64		len = (uint64) l->keylen + l->vallen;
+
+		/* in file order, each after its entry header, before the end marker */
+		if (l->offset < prev_end + sizeof(KvSnapEntry) ||
+			len <= SNAP_LARGE_ENTRY || l->keylen > MaxAllocSize ||
+			l->vallen > MaxAllocSize ||
+			l->offset + len > tail->index_offset - sizeof(KvSnapEntry) ||
+			l->keyspace >= kvext_max_keyspaces || !known[l->keyspace] ||
+			l->chunk < -1 || l->chunk >= KV_ALLOC_MAX_CHUNKS)
+			snap_damaged(r, tail->index_offset + i * sizeof(KvSnapLargeRef),
+						 "bad index of large entries");
+		prev_end = l->offset + len;
 	}
 }
 
 /*
  * snap_read
  *		Read and check the snapshot at path: header, keyspaces, entries,
- *		count and CRC.  With load, its contents go into the (empty) store.
- *		Returns false if the file does not exist; raises
+ *		index, count and CRC.  With load, its contents go into the (empty)
+ *		store.  Returns false if the file does not exist; raises
  *		ERRCODE_DATA_CORRUPTED if it is damaged, ERRCODE_OUT_OF_MEMORY if
  *		it does not fit in kvext.memory_limit.  The file is never modified.
  */
@@ -753,9 +917,9 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 	KvSnapHeader hdr;
 	uint64		count = 0;		/* entries read */
 	uint64		loaded = 0;		/* entries loaded */
-	SnapLarge  *large = palloc(sizeof(SnapLarge) * 64);	/* loaded last */
-	int			nlarge = 0;
-	int			maxlarge = 64;
+	SnapLargeList found = {0};	/* the large entries the stream finds */
+	SnapLargeList index = {0};	/* version 3: the index, read first */
+	KvSnapIndexTail tail;
 	uint64		stored_count;
 	pg_crc32c	stored_crc;
 	bool	   *known = palloc0(sizeof(bool) * kvext_max_keyspaces);
@@ -788,13 +952,13 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 	memcpy(&hdr, snap_take(&r, KVEXT_SNAP_HEADER_V1, true), KVEXT_SNAP_HEADER_V1);
 	if (hdr.magic != KVEXT_SNAP_MAGIC)
 		snap_damaged(&r, 0, "bad magic number");
-	if (hdr.version != KVEXT_SNAP_VERSION && hdr.version != KVEXT_SNAP_VERSION_1)
+	if (hdr.version < KVEXT_SNAP_VERSION_1 || hdr.version > KVEXT_SNAP_VERSION)
 		snap_damaged(&r, 0, psprintf("format version %u, expected %u", hdr.version, KVEXT_SNAP_VERSION));
 	if (hdr.pg_major != PG_VERSION_NUM / 100)
 		snap_damaged(&r, 0, psprintf("written by PostgreSQL %u", hdr.pg_major));
 	if (hdr.nkeyspaces > 65535)
 		snap_damaged(&r, 0, "bad keyspace count");
-	if (hdr.version >= KVEXT_SNAP_VERSION)
+	if (hdr.version >= KVEXT_SNAP_VERSION_2)
 		memcpy((char *) &hdr + KVEXT_SNAP_HEADER_V1,
 			   snap_take(&r, sizeof(hdr) - KVEXT_SNAP_HEADER_V1, true),
 			   sizeof(hdr) - KVEXT_SNAP_HEADER_V1);
@@ -817,6 +981,14 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 		known[sk.id] = true;
 	}
 
+	/* version 3: the large entries go first, each in its chunk */
+	if (hdr.version >= KVEXT_SNAP_VERSION)
+	{
+		snap_read_index(&r, SNAP_POS(&r), known, &index, &tail);
+		if (load)
+			snap_load_large(&r, &index, known, &loaded);
+	}
+
 	for (;;)
 	{
 		KvSnapEntry se;
@@ -834,34 +1006,47 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 		count++;
 		if ((count & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
-		if (!known[se.keyspace] || !load)
-			continue;			/* not written by current versions; be safe */
 		if ((Size) se.keylen + se.vallen > SNAP_LARGE_ENTRY)
 		{
-			/* placed after the stream, largest first (file header) */
-			SnapLarge  *l;
-
-			if (nlarge == maxlarge)
-			{
-				maxlarge *= 2;
-				large = repalloc_huge(large, sizeof(SnapLarge) * maxlarge);
-			}
-			l = &large[nlarge++];
-			l->offset = at;
-			l->keylen = se.keylen;
-			l->vallen = se.vallen;
-			l->keyspace = se.keyspace;
-			l->flags = se.flags;
-			INIT_CRC32C(l->crc);
-			COMP_CRC32C(l->crc, data, (Size) se.keylen + se.vallen);
-			FIN_CRC32C(l->crc);
+			/* loaded before the stream (version 3) or after it */
+			large_note(&found, at, se.keyspace, se.flags, se.keylen,
+					   se.vallen, data, -1);
 			continue;
 		}
+		if (!known[se.keyspace] || !load)
+			continue;			/* not written by current versions; be safe */
 		if (!KvStoreRecoverWrite(se.keyspace, data, se.keylen,
 								 data + se.keylen, se.vallen,
-								 (se.flags & KVE_BINARY) != 0))
+								 (se.flags & KVE_BINARY) != 0, -1))
 			snap_full(loaded);
 		loaded++;
+	}
+	if (hdr.version >= KVEXT_SNAP_VERSION)
+	{
+		off_t		at = SNAP_POS(&r);
+		KvSnapLargeRef *refs;
+
+		/* the index read first is the one the file holds, and right */
+		if ((uint64) at != tail.index_offset || found.n != index.n)
+			snap_damaged(&r, at, "the index of large entries does not match them");
+		if (index.n > 0)
+		{
+			refs = snap_take(&r, sizeof(KvSnapLargeRef) * index.n, true);
+			if (memcmp(refs, index.refs, sizeof(KvSnapLargeRef) * index.n) != 0)
+				snap_damaged(&r, at, "the index of large entries changed");
+			for (uint32 i = 0; i < index.n; i++)
+			{
+				KvSnapLargeRef *f = &found.refs[i];
+
+				if (refs[i].offset != f->offset || refs[i].keylen != f->keylen ||
+					refs[i].vallen != f->vallen || refs[i].keyspace != f->keyspace ||
+					refs[i].flags != f->flags || !EQ_CRC32C(refs[i].crc, f->crc))
+					snap_damaged(&r, at + i * sizeof(KvSnapLargeRef),
+								 "the index of large entries does not match them");
+			}
+		}
+		if (memcmp(snap_take(&r, sizeof(tail), true), &tail, sizeof(tail)) != 0)
+			snap_damaged(&r, SNAP_POS(&r) - sizeof(tail), "the index of large entries changed");
 	}
 	memcpy(&stored_count, snap_take(&r, sizeof(stored_count), true), sizeof(stored_count));
 	FIN_CRC32C(r.crc);
@@ -875,15 +1060,18 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 
 	pfree(r.buf);
 	r.buf = NULL;
-	if (load)
-		snap_load_large(&r, large, nlarge, &loaded);
-	pfree(large);
+	if (load && hdr.version < KVEXT_SNAP_VERSION)
+		snap_load_large(&r, &found, known, &loaded);
+	if (found.refs)
+		pfree(found.refs);
+	if (index.refs)
+		pfree(index.refs);
 	CloseTransientFile(r.fd);
 	pfree(known);
 
 	info->redo = hdr.redo;
 	info->term = hdr.term;
-	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION);
+	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION_2);
 	info->redo_term = info->redo_term_known ? hdr.redo_term : 0;
 	info->entries = count;
 	if (load)
@@ -945,12 +1133,12 @@ KvSnapshotReadHeader(int fd, KvSnapshotInfo *info)
 	got = pg_pread(fd, &hdr, sizeof(hdr), 0);
 	pgstat_report_wait_end();
 	if (got < (ssize_t) KVEXT_SNAP_HEADER_V1 || hdr.magic != KVEXT_SNAP_MAGIC ||
-		(hdr.version != KVEXT_SNAP_VERSION && hdr.version != KVEXT_SNAP_VERSION_1) ||
-		(hdr.version == KVEXT_SNAP_VERSION && got < (ssize_t) sizeof(hdr)))
+		hdr.version < KVEXT_SNAP_VERSION_1 || hdr.version > KVEXT_SNAP_VERSION ||
+		(hdr.version >= KVEXT_SNAP_VERSION_2 && got < (ssize_t) sizeof(hdr)))
 		return false;
 	info->redo = hdr.redo;
 	info->term = hdr.term;
-	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION);
+	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION_2);
 	info->redo_term = info->redo_term_known ? hdr.redo_term : 0;
 	info->entries = 0;
 	return true;

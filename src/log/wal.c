@@ -588,24 +588,6 @@ fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *w
 }
 
 /*
- * hold_insert_lock_for_test
- *		Failpoint wal-insert-hold: keep the insert lock while the file
- *		$PGDATA/kvext/hold exists (at most two minutes), showing wait event
- *		"Extension".  Lets a test check that something does not need the
- *		insert lock, without timing anything.  Caller holds the insert lock.
- */
-static void
-hold_insert_lock_for_test(void)
-{
-	struct stat st;
-
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	for (int i = 0; i < 12000 && stat(KVEXT_DIR "/hold", &st) == 0; i++)
-		pg_usleep(10000L);
-	pgstat_report_wait_end();
-}
-
-/*
  * KvWalInsert
  *		Append a record.  rec holds len bytes: room for the header, then the
  *		payload (already filled in); len is a multiple of 8.  Fills in the
@@ -673,8 +655,9 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		LWLockRelease(insert_lock);
 		return InvalidKvLsn;
 	}
+	/* lets a test check that something does not need the insert lock */
 	if (!IS_MARKER(type) && KvFailpointSet("wal-insert-hold"))
-		hold_insert_lock_for_test();
+		KvFailpointHold();
 
 	/* a marker goes into the space reserved for it (see below) */
 	if (!IS_MARKER(type) &&

@@ -97,7 +97,8 @@
 #define BLOCK_FLAGS		((uint32) 7)
 
 #define MIN_BLOCK		KV_ALLOC_MIN_BLOCK
-#define CHUNK_MAX		((Size) 1024 * 1024 * 1024)
+/* bytes in a chunk (the last may have fewer): at most 1GB (store.c) */
+#define CHUNK_MAX		((Size) ctl->chunk_bytes)
 #define CHUNK_UNITS		((KvPtr) (CHUNK_MAX / KV_UNIT))
 #define ALL_CHUNKS		(~(uint32) 0)
 
@@ -133,6 +134,7 @@ typedef struct KvAllocControl
 	uint32		fl_bitmap;		/* classes that some chunk has a block of */
 	uint32		fl_chunks[FL_COUNT];	/* per class: the chunks that do */
 	int			nchunks;
+	uint64		chunk_bytes;	/* size of a chunk (the last may be smaller) */
 	uint64		total_bytes;	/* bytes under management, fences included */
 	uint64		used_bytes;		/* bytes in allocated blocks, headers
 								 * included */
@@ -494,11 +496,14 @@ KvAllocControlSize(void)
 /*
  * KvAllocInit
  *		Attach to (found) or format (!found) the heap [start, start+nbytes)
- *		of the store region.  KvBase must already be set.  Called in the
+ *		of the store region, cut into chunks of chunk_bytes (at most 1GB:
+ *		block sizes are 31 bits), or of more if that would make more than
+ *		KV_ALLOC_MAX_CHUNKS.  KvBase must already be set.  Called in the
  *		postmaster at shared memory initialization; backends inherit it.
  */
 void
-KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes, bool found)
+KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes,
+			Size chunk_bytes, bool found)
 {
 	KvPtr		p = start;
 
@@ -512,6 +517,9 @@ KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes, bool found)
 	ctl->total_bytes = nbytes;
 	ctl->reserve_bytes = Min(Max(nbytes / 32, 64 * 1024), nbytes / 4);
 	ctl->heap_start = start;
+	chunk_bytes = Max(chunk_bytes, (nbytes + KV_ALLOC_MAX_CHUNKS - 1) / KV_ALLOC_MAX_CHUNKS);
+	ctl->chunk_bytes = TYPEALIGN(KV_UNIT, chunk_bytes);
+	Assert(ctl->chunk_bytes <= (Size) 1024 * 1024 * 1024);
 
 	while (nbytes >= MIN_BLOCK + KV_UNIT)
 	{
@@ -589,6 +597,38 @@ KvAlloc(Size size, bool use_reserve)
 	LWLockRelease(alloc_lock);
 
 	return p == InvalidKvPtr ? InvalidKvPtr : p + KV_ALLOC_OVERHEAD / KV_UNIT;
+}
+
+/*
+ * KvAllocInChunk
+ *		KvAlloc within chunk c only (using the reserve): loading a snapshot
+ *		puts each large entry back in the chunk it was in (log/snapshot.c).
+ *		InvalidKvPtr if c is not a chunk or has no block big enough.
+ */
+KvPtr
+KvAllocInChunk(Size size, int c)
+{
+	Size		need = KvAllocBlockNeed(size);
+	KvPtr		p;
+
+	if (c < 0 || c >= ctl->nchunks || need > CHUNK_MAX - KV_UNIT)
+		return InvalidKvPtr;
+	LWLockAcquire(alloc_lock, LW_EXCLUSIVE);
+	p = find_free(need, KV_CHUNK_BIT(c), false);
+	if (p != InvalidKvPtr)
+		(void) take_block(p, need);
+	LWLockRelease(alloc_lock);
+	return p == InvalidKvPtr ? InvalidKvPtr : p + KV_ALLOC_OVERHEAD / KV_UNIT;
+}
+
+/*
+ * KvAllocChunkOf
+ *		The chunk that holds the allocation KvAlloc returned as ptr.
+ */
+int
+KvAllocChunkOf(KvPtr ptr)
+{
+	return chunk_of(ptr - KV_ALLOC_OVERHEAD / KV_UNIT);
 }
 
 /*

@@ -35,7 +35,7 @@ extern PGDLLIMPORT char *KvBase;	/* start of the store region */
 
 extern Size KvAllocControlSize(void);
 extern void KvAllocInit(void *control, LWLock *lock, KvPtr start, Size nbytes,
-						bool found);
+						Size chunk_bytes, bool found);
 extern Size KvAllocBlockNeed(Size size);
 extern KvPtr KvAlloc(Size size, bool use_reserve);
 extern void KvFree(KvPtr p);
@@ -75,6 +75,8 @@ typedef enum KvRelocation
 
 extern bool KvAllocFreeFor(Size size, bool use_reserve);
 extern int	KvAllocChunkCount(void);
+extern int	KvAllocChunkOf(KvPtr ptr);
+extern KvPtr KvAllocInChunk(Size size, int chunk);
 extern Size KvAllocChunkBytes(int chunk);
 extern int	KvAllocPickChunk(Size need, Size min_free, uint32 skip);
 extern KvStepKind KvAllocNextMovable(int chunk, Size need, Size max_size,

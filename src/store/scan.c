@@ -116,6 +116,8 @@ copy_bucket(KvPtr head, const ScanFilter *filter, char *dst)
 			!filter->keep(filter->arg, head, p, e))
 			continue;
 		memcpy(dst + used, e, len);
+		/* a copy's next is the original's address (store.h) */
+		((KvEntry *) (dst + used))->next = p;
 		/* zero the alignment padding: copies may end up in files */
 		memset(dst + used + len, 0, SCAN_COPY_SIZE(e) - len);
 		used += SCAN_COPY_SIZE(e);

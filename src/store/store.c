@@ -268,7 +268,8 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 	}
 	KvAllocInit(p, alloc_lock,
 				(KvPtr) (sctl->bucket_bytes / KV_UNIT),
-				sctl->region_bytes - sctl->bucket_bytes, found);
+				sctl->region_bytes - sctl->bucket_bytes,
+				(Size) kvext_heap_chunk_size * 1024 * 1024, found);
 }
 
 /*
@@ -1273,6 +1274,40 @@ KvStoreOwnerCommitting(int slot)
 }
 
 /*
+ * remove_committed
+ *		Unlink and free the committed version of (ks, key), if any.  Only
+ *		while no session can read the store (recovery, and a follower's
+ *		rebuild), where a key's old value need not stay visible while its
+ *		new one is made: replay then never needs room for both.
+ */
+static void
+remove_committed(uint32 hash, uint16 ks, const char *key, uint32 keylen)
+{
+	uint32		bucket = BUCKET_OF(hash);
+	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
+	KvPtr	   *link;
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (link = &KvStoreBuckets[bucket]; *link != InvalidKvPtr;
+		 link = &KvEntryGet(*link)->next)
+	{
+		KvEntry    *c = KvEntryGet(*link);
+
+		if (!(c->flags & KVE_PENDING) && entry_matches(c, hash, ks, key, keylen))
+		{
+			KvPtr		cp = *link;
+
+			*link = c->next;
+			account_mem(ks, cp, false);
+			pg_atomic_fetch_sub_u64(&KvKeyspaces[ks].nentries, 1);
+			KvFree(cp);
+			break;
+		}
+	}
+	LWLockRelease(lock);
+}
+
+/*
  * alloc_compacting
  *		KvAlloc for the apply path and recovery (reserve included),
  *		compacting the heap when no block fits.  No LWLock held.
@@ -1297,12 +1332,17 @@ alloc_compacting(Size size)
  *		without taking the key's lock (nobody else writes: the log is the
  *		only writer).  The caller collects the entries of one transaction
  *		and makes them visible together with KvStoreBeginCommit,
- *		KvStoreCommitEntry on each, and KvStoreEndXact.  Returns
- *		InvalidKvPtr if the store is full.
+ *		KvStoreCommitEntry on each, and KvStoreEndXact.  With alone (no
+ *		session reads the store: recovery), the key's committed version is
+ *		freed first, so that replaying a write of a large value the
+ *		snapshot already holds never needs room for two copies; the
+ *		transaction is known to commit, and if applying it fails, recovery
+ *		fails as a whole.  Returns InvalidKvPtr if the store is full.
  */
 KvPtr
 KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
-				  const char *value, uint32 vallen, bool binary, bool tombstone)
+				  const char *value, uint32 vallen, bool binary, bool tombstone,
+				  bool alone)
 {
 	uint32		hash = kv_hash(ks, key, keylen);
 	uint32		bucket = BUCKET_OF(hash);
@@ -1312,6 +1352,8 @@ KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 
 	if (tombstone)
 		vallen = 0;
+	if (alone)
+		remove_committed(hash, ks, key, keylen);
 	np = alloc_compacting(KvEntryHeaderSize + keylen + vallen);
 	if (np == InvalidKvPtr)
 		return InvalidKvPtr;
@@ -1515,56 +1557,42 @@ KvStoreMemoryLimit(void)
 /*
  * KvStoreRecoverWrite
  *		Recovery and snapshot loading: make (ks, key) committed with the
- *		given value, or remove it (value == NULL).  Runs before the store
- *		is open to sessions, so there are no pending entries.  Returns false
- *		if the store is full.
+ *		given value, or remove it (value == NULL).  Runs while no session
+ *		reads the store, so there are no pending entries, and the old value
+ *		is freed before the new one is allocated: a key the snapshot holds
+ *		and the log writes again never needs room twice.  The entry goes in
+ *		chunk (of the heap, store/alloc.c) if that is not -1 and the chunk
+ *		has room, else wherever there is room.  Returns false if the store
+ *		is full.
  */
 bool
 KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
-					const char *value, uint32 vallen, bool binary)
+					const char *value, uint32 vallen, bool binary, int chunk)
 {
 	uint32		hash = kv_hash(ks, key, keylen);
 	uint32		bucket = BUCKET_OF(hash);
 	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
-	KvPtr	   *link;
+	Size		size = KvEntryHeaderSize + keylen + vallen;
 	KvPtr		np = InvalidKvPtr;
+	KvEntry    *n;
 
-	if (value != NULL)
-	{
-		np = alloc_compacting(KvEntryHeaderSize + keylen + vallen);
-		if (np == InvalidKvPtr)
-			return false;
-	}
+	remove_committed(hash, ks, key, keylen);
+	if (value == NULL)
+		return true;
+	if (chunk >= 0)
+		np = KvAllocInChunk(size, chunk);
+	if (np == InvalidKvPtr)
+		np = alloc_compacting(size);
+	if (np == InvalidKvPtr)
+		return false;
 
+	n = init_entry(np, hash, ks, key, keylen, value, vallen,
+				   binary ? KVE_BINARY : 0, InvalidTransactionId, 0);
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (link = &KvStoreBuckets[bucket]; *link != InvalidKvPtr;
-		 link = &KvEntryGet(*link)->next)
-	{
-		KvEntry    *c = KvEntryGet(*link);
-
-		if (entry_matches(c, hash, ks, key, keylen))
-		{
-			KvPtr		cp = *link;
-
-			Assert(!(c->flags & KVE_PENDING));
-			*link = c->next;
-			account_mem(ks, cp, false);
-			pg_atomic_fetch_sub_u64(&KvKeyspaces[ks].nentries, 1);
-			KvFree(cp);
-			break;
-		}
-	}
-	if (np != InvalidKvPtr)
-	{
-		KvEntry    *n = init_entry(np, hash, ks, key, keylen, value, vallen,
-								   binary ? KVE_BINARY : 0,
-								   InvalidTransactionId, 0);
-
-		n->next = KvStoreBuckets[bucket];
-		KvStoreBuckets[bucket] = np;
-		account_mem(ks, np, true);
-		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
-	}
+	n->next = KvStoreBuckets[bucket];
+	KvStoreBuckets[bucket] = np;
+	account_mem(ks, np, true);
+	pg_atomic_fetch_add_u64(&KvKeyspaces[ks].nentries, 1);
 	LWLockRelease(lock);
 	return true;
 }

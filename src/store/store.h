@@ -185,7 +185,7 @@ extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 /* store.c: applying a logged transaction (recovery, followers) */
 extern KvPtr KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 							   const char *value, uint32 vallen, bool binary,
-							   bool tombstone);
+							   bool tombstone, bool alone);
 
 /* store.c: keyspace drop support */
 extern bool KvStoreKeyspaceHasPending(uint16 ks);
@@ -193,9 +193,14 @@ extern void KvStoreRemoveKeyspace(uint16 ks);
 
 /* store.c: recovery */
 extern bool KvStoreRecoverWrite(uint16 ks, const char *key, uint32 keylen,
-								const char *value, uint32 vallen, bool binary);
+								const char *value, uint32 vallen, bool binary,
+								int chunk);
 
-/* scan.c: snapshots (the callback gets a copy; NULL ends a partition) */
+/*
+ * scan.c: snapshots.  The callback gets a copy whose next field holds the
+ * original's address (for its heap chunk, KvAllocChunkOf); NULL ends a
+ * partition.
+ */
 typedef void (*KvSnapshotCallback) (void *arg, const KvEntry *e);
 extern void KvStoreScanCommitted(KvSnapshotCallback callback, void *arg);
 

@@ -19,23 +19,6 @@ use KvextDurability;
 
 my $node = kv_node('replay_validation');
 
-# CRC-32C (Castagnoli), as PostgreSQL's pg_crc32c
-my @crc_table;
-for my $i (0 .. 255)
-{
-	my $c = $i;
-	$c = ($c & 1) ? (($c >> 1) ^ 0x82F63B78) : ($c >> 1) for 1 .. 8;
-	push @crc_table, $c;
-}
-
-sub crc32c
-{
-	my ($data) = @_;
-	my $crc = 0xFFFFFFFF;
-	$crc = $crc_table[($crc ^ $_) & 0xFF] ^ ($crc >> 8) for unpack('C*', $data);
-	return $crc ^ 0xFFFFFFFF;
-}
-
 # a log record's CRC: the payload, then the header after the crc field
 sub record_with_crc
 {

@@ -17,21 +17,6 @@ use Test::More;
 
 use KvextDurability;
 
-# CRC-32C (Castagnoli), as PostgreSQL's pg_crc32c
-my @T;
-for my $i (0 .. 255)
-{
-	my $c = $i;
-	$c = ($c & 1) ? (($c >> 1) ^ 0x82F63B78) : ($c >> 1) for 1 .. 8;
-	$T[$i] = $c;
-}
-sub crc32c
-{
-	my $crc = 0xFFFFFFFF;
-	$crc = $T[ ($crc ^ $_) & 0xFF ] ^ ($crc >> 8) for unpack('C*', $_[0]);
-	return $crc ^ 0xFFFFFFFF;
-}
-
 my $node = kv_node(
 	'torn_payload', q{
 kvext.wal_segment_size = '1MB'
