@@ -27,8 +27,9 @@
 # bootstrap user, to the database kvext_demo, where kvext exists on every
 # node.
 #
-# The demo runs in that database and writes only its own keyspace (demo),
-# recreated at each run; the leader's database printed at the end (kvext) is
+# The demo runs in that database and writes only its own keyspaces (demo,
+# and demo_orders_0..3 under the distributed table demo_orders), recreated
+# at each run; the leader's database printed at the end (kvext) is
 # left without the extension, so that the README's examples, from CREATE
 # EXTENSION on, run there as written.
 set -euo pipefail
@@ -378,6 +379,45 @@ EOF
 	exit 1
 fi
 
+# A distributed table: kvext_fdw spreads a partitioned table over servers.
+# Here both of its servers reach this one group -- demo_local, the leader's
+# own store, and demo_group, a multi-host server naming all three nodes,
+# whose writes go to whichever node leads -- so the demo shows routing,
+# pruning and the remote calls on one machine; in production each server
+# would be a group of its own.  Dropped and recreated at each run.
+PORTS="${NPORT[n1]},${NPORT[n2]},${NPORT[n3]}"
+header "a distributed table on the leader $LEADER: demo_orders over servers demo_local and demo_group"
+if ! PGOPTIONS="-c statement_timeout=60s" psql_on "$LEADER" -d "$DEMO_DBNAME" -v ON_ERROR_STOP=1 \
+	-v ports="$PORTS" -v user="$PGUSER_NAME" -a <<'EOF'; then
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS demo_orders;
+DROP SERVER IF EXISTS demo_local, demo_group CASCADE;
+SELECT count(kv_drop_keyspace(k, if_exists => true))
+  FROM unnest(ARRAY['demo_orders_0', 'demo_orders_1', 'demo_orders_2', 'demo_orders_3']) k;
+RESET client_min_messages;
+CREATE SERVER demo_local FOREIGN DATA WRAPPER kvext_fdw;
+CREATE SERVER demo_group FOREIGN DATA WRAPPER kvext_fdw
+  OPTIONS (host '127.0.0.1,127.0.0.1,127.0.0.1', port :'ports', dbname 'kvext_demo',
+           batch_size '100');
+CREATE USER MAPPING FOR CURRENT_USER SERVER demo_local;
+CREATE USER MAPPING FOR CURRENT_USER SERVER demo_group OPTIONS (user :'user');
+SELECT kv_create_distributed_table('demo_orders', ARRAY['demo_local', 'demo_group'], partitions => 4);
+INSERT INTO demo_orders SELECT 'order:' || g, 'item ' || g FROM generate_series(1, 1000) g;
+SELECT tableoid::regclass AS partition, count(*) FROM demo_orders GROUP BY 1 ORDER BY 1;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT value FROM demo_orders WHERE key = 'order:42';
+SELECT value FROM demo_orders WHERE key = 'order:42';
+UPDATE demo_orders SET key = 'order:42b' WHERE key = 'order:42';
+SELECT tableoid::regclass AS partition, key, value FROM demo_orders
+ WHERE key IN ('order:42', 'order:42b');
+EXPLAIN (VERBOSE, COSTS OFF) SELECT value FROM demo_orders WHERE key = 'order:42b';
+EOF
+	echo >&2
+	echo "run: the distributed table demo failed on the leader $LEADER" >&2
+	echo "run: $(replication_hint)" >&2
+	exit 1
+fi
+psql_on "$LEADER" -d "$DEMO_DBNAME" -q -c "SELECT kv_put('written_at', clock_timestamp()::text, keyspace => 'demo')" >/dev/null
+
 # The follower applies the leader's writes in log order, once they are
 # committed: when it has the demo's last write, it has them all.
 F=${FOLLOWERS[0]}
@@ -396,6 +436,7 @@ if [ "$got" = "$want" ]; then
 	psql_on "$F" -d "$DEMO_DBNAME" -v ON_ERROR_STOP=1 -a <<'EOF'
 SELECT kv_get('greeting', keyspace => 'demo');
 SELECT * FROM kv_scan('', keyspace => 'demo');
+SELECT keyspace, entries FROM kv_keyspaces() WHERE keyspace LIKE 'demo_orders_%' ORDER BY 1;
 EOF
 else
 	msg="the follower $F has not applied the leader's writes after ${FOLLOWER_WAIT}s"

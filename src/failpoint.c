@@ -40,6 +40,8 @@
  *	install-after-marker	decided (snapshot.install), nothing else done
  *	install-mid				its log replaced, control file and snapshot not yet
  *	install-before-load		files done, the store not reloaded yet
+ *	fdw-remote-read			a remote kvext_fdw read (kvext_fdw_remote_read),
+ *							before it reads
  *
  * Points in the checkpointer see the setting from the configuration file
  * (ALTER SYSTEM + pg_reload_conf()); points in a backend see its session's.

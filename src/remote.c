@@ -18,7 +18,13 @@
  * set.  A non-superuser must give a password in the mapping, and the
  * server must ask for it (postgres_fdw's password_required rule), unless a
  * superuser set password_required 'false' on the mapping.  Messages name
- * the server, never a password.
+ * the server, never a password.  Each new connection sets its search_path
+ * to pg_catalog and the schema kvext is installed in there (found in
+ * pg_extension, schema-qualified), as postgres_fdw sets pg_catalog: the
+ * calls kvext sends name kvext's functions unqualified, and neither the
+ * remote role's settings nor the server's options can put other functions
+ * of those names in front of them.  A node without kvext is an error at
+ * connection time.
  *
  * Multi-host servers.  A server whose host (or hostaddr) lists several
  * hosts, as libpq's multi-host form does ('h1,h2,h3', port one for all or
@@ -107,6 +113,16 @@
 /* how the probe of a multi-host server asks a node for its role */
 #define KVEXT_REMOTE_STATUS_SQL \
 	"SELECT node, role, leader, term FROM kv_cluster_status()"
+/*
+ * a new connection's search_path: pg_catalog, then kvext's schema there;
+ * no row if kvext is not installed in that database
+ */
+#define KVEXT_REMOTE_SETUP_SQL \
+	"SELECT pg_catalog.set_config('search_path', 'pg_catalog, ' OPERATOR(pg_catalog.||) " \
+	"pg_catalog.quote_ident(n.nspname), false) " \
+	"FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n " \
+	"ON n.oid OPERATOR(pg_catalog.=) e.extnamespace " \
+	"WHERE e.extname OPERATOR(pg_catalog.=) 'kvext'"
 /* a remote transaction's start on a group's leader, checking it still leads */
 #define KVEXT_REMOTE_BEGIN_LEADER_SQL \
 	"START TRANSACTION; SELECT role FROM kv_cluster_status()"
@@ -393,20 +409,44 @@ open_conn(const ConnParams *p, char **why)
 	return conn;
 }
 
+static PGresult *probe_exec(PGconn *conn, const char *sql, TimestampTz deadline);
+
 /*
  * setup_conn
- *		After connecting: the password check and the client encoding.
- *		Raises; the caller closes conn then.
+ *		After connecting: the password check (raises), the client encoding
+ *		and the search_path (file header), within secs seconds.  Returns
+ *		false with *why set if the node did not answer or has no kvext;
+ *		the caller closes conn then.
  */
-static void
-setup_conn(PGconn *conn, UserMapping *user, const char *servername)
+static bool
+setup_conn(PGconn *conn, UserMapping *user, const char *servername, int secs,
+		   char **why)
 {
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   secs * 1000);
+	PGresult   *res;
+	bool		ok;
+
 	check_password(conn, user, servername, true);
 	if (PQsetClientEncoding(conn, GetDatabaseEncodingName()) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not set the client encoding of the connection to server \"%s\"",
-						servername)));
+	{
+		*why = psprintf("could not set the client encoding to %s",
+						GetDatabaseEncodingName());
+		return false;
+	}
+	res = probe_exec(conn, KVEXT_REMOTE_SETUP_SQL, deadline);
+	ok = res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	if (res == NULL)
+		*why = pstrdup("no answer to the session setup");
+	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		*why = pstrdup(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
+					   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) :
+					   "the session setup failed");
+	else if (!ok)
+		*why = psprintf("extension kvext is not installed in database \"%s\"",
+						PQdb(conn));
+	PQclear(res);
+	return ok;
 }
 
 /*
@@ -602,8 +642,10 @@ connect_group(KvRemoteConn *entry, ConnParams *p, ForeignServer *server,
 		}
 		PG_TRY();
 		{
-			setup_conn(conn, user, server->servername);
-			ok = probe_node(entry, conn, label, p->secs, &max_term, &why);
+			if (setup_conn(conn, user, server->servername, p->secs, &fail))
+				ok = probe_node(entry, conn, label, p->secs, &max_term, &why);
+			else
+				appendStringInfo(&why, "\n%s: %s", label, fail);
 		}
 		PG_CATCH();
 		{
@@ -662,7 +704,11 @@ connect_server(KvRemoteConn *entry, ForeignServer *server, UserMapping *user)
 					 errdetail_internal("%s", why)));
 		PG_TRY();
 		{
-			setup_conn(conn, user, server->servername);
+			if (!setup_conn(conn, user, server->servername, p.secs, &why))
+				ereport(ERROR,
+						(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+						 errmsg("could not connect to server \"%s\"", server->servername),
+						 errdetail_internal("%s", why)));
 		}
 		PG_CATCH();
 		{

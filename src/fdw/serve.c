@@ -40,6 +40,7 @@
 #include "utils/datum.h"
 
 #include "api/api.h"
+#include "failpoint.h"
 #include "log/visible.h"
 #include "store/keyspace.h"
 #include "store/store.h"
@@ -119,6 +120,7 @@ kvext_fdw_remote_read(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("keyspace, missing_ok and text_values must not be NULL")));
+	KvFailpoint("fdw-remote-read");
 	InitMaterializedSRF(fcinfo, 0);
 	rs.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ks = resolve(PG_GETARG_TEXT_PP(0), false, PG_GETARG_BOOL(1), &exists);

@@ -6,6 +6,9 @@
 # Failures: a node that is down is a clear error naming its server (no
 # hang), a cancel interrupts a remote call that waits on the node, and a
 # cached connection whose remote backend was terminated is replaced.
+# Remote calls reach kvext's own functions whatever search_path the
+# connection would otherwise have, and a node without kvext is a clear
+# error.
 
 use strict;
 use warnings;
@@ -201,6 +204,49 @@ ok($killed > 0, 'its remote backend on data2 is terminated');
 is($waiter->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
 	'the next use replaces the broken connection');
 $waiter->quit;
+
+# ---------------------------------------------------------------------------
+# search_path: a connection whose options (or whose role's settings) put
+# another schema first still calls kvext's functions
+$nodes[0]->safe_psql('postgres', q{
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.kvext_fdw_remote_read(keyspace text, missing_ok boolean,
+    text_values boolean, prefix bytea, keys bytea[],
+    OUT key bytea, OUT value bytea, OUT "binary" boolean)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'evil.kvext_fdw_remote_read was called';
+END $$;
+CREATE FUNCTION evil.kvext_fdw_remote_count(keyspace text, missing_ok boolean)
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'evil.kvext_fdw_remote_count was called';
+END $$;});
+$coord->safe_psql('postgres', sprintf(q{
+CREATE SERVER e1 FOREIGN DATA WRAPPER kvext_fdw
+  OPTIONS (host '%s', port '%d', dbname 'postgres', options '-c search_path=evil,public');
+CREATE USER MAPPING FOR CURRENT_USER SERVER e1;
+CREATE FOREIGN TABLE e_dist_0 (key text, value text) SERVER e1 OPTIONS (keyspace 'dist_0');},
+	$nodes[0]->host, $nodes[0]->port));
+is( $coord->safe_psql('postgres',
+		q{SELECT (SELECT count(*) FROM e_dist_0) = (SELECT count(*) FROM dist_0),
+		         (SELECT count(*) FROM (SELECT * FROM e_dist_0) s) = (SELECT count(*) FROM dist_0)}),
+	't|t', 'search_path=evil,public on the connection: kvext\'s own functions are called');
+
+# a node whose database has no kvext
+$nodes[0]->safe_psql('postgres', 'CREATE DATABASE nokv');
+$coord->safe_psql('postgres', sprintf(q{
+CREATE SERVER nokv FOREIGN DATA WRAPPER kvext_fdw
+  OPTIONS (host '%s', port '%d', dbname 'nokv', connect_timeout '5');
+CREATE USER MAPPING FOR CURRENT_USER SERVER nokv;
+CREATE FOREIGN TABLE nokv_t (key text, value text) SERVER nokv OPTIONS (keyspace 'dist_0');},
+	$nodes[0]->host, $nodes[0]->port));
+($ret, $out, $err) = $coord->psql('postgres', 'SELECT count(*) FROM nokv_t');
+like($err, qr/could not connect to server "nokv".*\n.*DETAIL:  extension kvext is not installed in database "nokv"/,
+	'a database without kvext: the error names the server and says why');
+$nodes[0]->safe_psql('nokv', 'CREATE EXTENSION kvext');
+is($coord->safe_psql('postgres', 'SELECT (SELECT count(*) FROM nokv_t) = (SELECT count(*) FROM dist_0)'), 't',
+	'once kvext is installed there, the same server works (the store is the server\'s)');
 
 $coord->stop;
 $_->stop foreach @nodes;

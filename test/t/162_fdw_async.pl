@@ -5,10 +5,10 @@
 # are complete and correct (count, sum, ORDER BY, LIMIT, in a transaction
 # that wrote to a partition); an UPDATE's scans stay synchronous.
 # Concurrency is proven without timing: each node's remote read first waits
-# for an advisory lock the test holds there (a wrapper function found first
-# on the search_path of those servers' connections), and the test sees the
-# scans waiting on all three nodes at once; synchronous scans would leave
-# the second and third node idle until the first was released.  A stopped
+# while the file kvext/hold exists there (failpoint fdw-remote-read:hold,
+# set in those servers' connection options), and the test sees the scans
+# waiting on all three nodes at once; synchronous scans would leave the
+# second and third node idle until the first was released.  A stopped
 # node is a clear error, and the session works again once it is back.
 
 use strict;
@@ -38,7 +38,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER s%d;
 CREATE SERVER h%d FOREIGN DATA WRAPPER kvext_fdw
   OPTIONS (host '%s', port '%d', dbname 'postgres', connect_timeout '5',
            batch_size '100', async_capable 'true',
-           options '-c search_path=hold,public');
+           options '-c kvext.failpoint=fdw-remote-read:hold');
 CREATE USER MAPPING FOR CURRENT_USER SERVER h%d;},
 		$i, $n->host, $n->port, $i, $i, $n->host, $n->port, $i));
 }
@@ -150,32 +150,16 @@ SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'kvext_fdw'})
 	'the session holds one connection to data1 for its two partitions there');
 
 # ---------------------------------------------------------------------------
-# concurrency: the remote reads of held wait on each node for a lock the
-# test holds there, all at the same time
-foreach my $n (@nodes)
-{
-	$n->safe_psql('postgres', q{
-CREATE SCHEMA hold;
-CREATE FUNCTION hold.kvext_fdw_remote_read(keyspace text, missing_ok boolean,
-    text_values boolean, prefix bytea, keys bytea[],
-    OUT key bytea, OUT value bytea, OUT "binary" boolean)
-RETURNS SETOF record LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_advisory_lock_shared(4242);
-  PERFORM pg_advisory_unlock_shared(4242);
-  RETURN QUERY SELECT * FROM public.kvext_fdw_remote_read(keyspace, missing_ok,
-                                                          text_values, prefix, keys);
-END $$;});
-}
+# concurrency: the remote reads of held wait on each node while the test
+# holds them there, all at the same time
 like( $coord->safe_psql('postgres', 'EXPLAIN (COSTS OFF) SELECT * FROM held'),
 	qr/Async Foreign Scan on held_0.*Async Foreign Scan on held_1.*Async Foreign Scan on held_2/s,
 	'held: three asynchronous partitions');
-my @holders;
-foreach my $n (@nodes)
+my @holds = map { $_->data_dir . '/kvext/hold' } @nodes;
+foreach my $f (@holds)
 {
-	my $h = $n->background_psql('postgres');
-	$h->query_safe('SELECT pg_advisory_lock(4242)');
-	push @holders, $h;
+	open(my $fh, '>', $f) or die "could not create $f: $!";
+	close $fh;
 }
 my $q = $coord->background_psql('postgres');
 $q->query_until(qr/start/, q{\echo start
@@ -185,8 +169,8 @@ foreach my $i (0 .. 2)
 {
 	ok( $nodes[$i]->poll_query_until('postgres', q{
 SELECT count(*) = 1 FROM pg_stat_activity
- WHERE application_name = 'kvext_fdw' AND wait_event_type = 'Lock'
-   AND wait_event = 'advisory' AND query LIKE '%kvext_fdw_remote_read%'}),
+ WHERE application_name = 'kvext_fdw' AND wait_event_type = 'Extension'
+   AND query LIKE '%kvext_fdw_remote_read%'}),
 		"the remote read waits on data" . ($i + 1));
 }
 # all three are still waiting: they ran at the same time
@@ -195,13 +179,13 @@ foreach my $n (@nodes)
 {
 	$waiting += $n->safe_psql('postgres', q{
 SELECT count(*) FROM pg_stat_activity
- WHERE application_name = 'kvext_fdw' AND wait_event = 'advisory'});
+ WHERE application_name = 'kvext_fdw' AND wait_event_type = 'Extension'
+   AND query LIKE '%kvext_fdw_remote_read%'});
 }
 is($waiting, 3, 'the three remote reads are in flight at the same moment');
-$_->query_safe('SELECT pg_advisory_unlock(4242)') foreach @holders;
-$_->quit foreach @holders;
+unlink($_) or die "could not remove $_: $!" foreach @holds;
 like($q->query_safe('SELECT 1'), qr/held:300:45150/,
-	'the held scan returns every row once the locks are released');
+	'the held scan returns every row once the holds are released');
 $q->quit;
 
 # ---------------------------------------------------------------------------
