@@ -55,6 +55,8 @@ SELECT stmt, kv_try(stmt) FROM (VALUES
     ($$CREATE FOREIGN TABLE fdw_t2 (key text, value text) SERVER fdw_local OPTIONS (create_keyspace '')$$),
     ($$CREATE FOREIGN TABLE fdw_t2 (key text, value text) SERVER fdw_local OPTIONS (keyspace '')$$),
     ($$CREATE FOREIGN TABLE fdw_t2 (key text, value text) SERVER fdw_local OPTIONS (keyspace '$$ || repeat('k', 64) || $$')$$),
+    ($$CREATE FOREIGN TABLE fdw_t2 (key text, value text) SERVER fdw_local OPTIONS (keyspace 'fdw_x ')$$),
+    ($$CREATE FOREIGN TABLE fdw_t2 (key text, value text) SERVER fdw_local OPTIONS (keyspace E'fdw\tx')$$),
     -- columns
     ($$CREATE FOREIGN TABLE fdw_t2 (k text OPTIONS (column_name 'key'), v text OPTIONS (column_name 'value')) SERVER fdw_local$$),
     ($$CREATE FOREIGN TABLE fdw_t3 (k text OPTIONS (column_name 'kye'), value text) SERVER fdw_local$$),

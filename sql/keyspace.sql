@@ -67,7 +67,8 @@ SELECT kv_drop_keyspace('default', true);
 SELECT kv_get('ks:k');
 
 -- names: not empty (42602), at most 63 bytes (42622), case sensitive,
--- any characters
+-- any characters but control characters, no whitespace at either end
+-- (42602): names that look alike must not live side by side
 SELECT kv_create_keyspace('');
 SELECT kv_create_keyspace('', true);
 SELECT kv_drop_keyspace('');
@@ -92,6 +93,16 @@ SELECT kv_get('k', 'KS_CASE');
 SELECT kv_put('k', 'odd name', 'ks with spaces, "quotes" and ключ');
 SELECT kv_get('k', 'ks with spaces, "quotes" and ключ');
 SELECT keyspace, entries FROM kv_keyspaces() ORDER BY keyspace COLLATE "C";
+SELECT kv_create_keyspace(' ks_lead');
+SELECT kv_create_keyspace('ks_trail ');
+SELECT kv_create_keyspace(E'ks_tab\t');
+SELECT kv_create_keyspace(E'ks\ttab');
+SELECT kv_create_keyspace(E'ks\nnewline');
+SELECT kv_create_keyspace(E'ks\x7fdel', true);
+SELECT kv_create_keyspace('Default');
+SELECT count(*) FROM kv_keyspaces() WHERE keyspace ~ '[[:cntrl:]]' OR keyspace <> btrim(keyspace);
+SELECT kv_drop_keyspace('ks_trail ', true);
+SELECT kv_drop_keyspace('Default');
 SELECT kv_drop_keyspace('ks_' || repeat('x', 60)), kv_drop_keyspace('ks_' || repeat('€', 20)),
        kv_drop_keyspace('KS_Case'), kv_drop_keyspace('ks_case'),
        kv_drop_keyspace('ks with spaces, "quotes" and ключ');

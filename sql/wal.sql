@@ -76,6 +76,14 @@ SELECT kv_checkpoint();
 RESET ROLE;
 DROP ROLE kv_wal_user;
 
+-- a failpoint kvext does not have, or an action it does not know, is
+-- refused: a misspelt one would make a crash test pass without crashing
+SET kvext.failpoint = 'wal-after-fsinc';
+SET kvext.failpoint = 'wal-after-fsync:explode';
+SET kvext.failpoint = 'snapshot-mid:hold';
+SHOW kvext.failpoint;
+RESET kvext.failpoint;
+
 -- a server without peers is a group of one: its commit position is its
 -- flush position, and it has no peer to report on
 SELECT node, role, c.term, leader, commit_lsn = w.flush_lsn AS commit_is_flush,

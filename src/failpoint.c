@@ -55,10 +55,54 @@
 #include <sys/stat.h>
 
 #include "pgstat.h"
+#include "utils/guc.h"
 
 #include "failpoint.h"
 
 char	   *kvext_failpoint = NULL;
+
+/* every point kvext.failpoint may name (the list above) */
+static const char *const failpoint_names[] = {
+	"wal-before-write", "wal-after-write", "wal-after-fsync",
+	"commit-before-marker", "commit-after-marker", "abort-after-error",
+	"watermark-hold", "wal-enospc", "wal-enospc-reserve", "wal-insert-hold",
+	"wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
+	"segment-removal-mid", "install-before-marker", "install-after-marker",
+	"install-mid", "install-before-load", "fdw-remote-read",
+};
+
+/*
+ * KvFailpointCheck
+ *		Check hook of kvext.failpoint: empty, or a point of the list above
+ *		with no action or with :panic, :error or :hold.  A misspelt point
+ *		would otherwise make a crash test pass without crashing anything.
+ */
+bool
+KvFailpointCheck(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	const char *colon;
+	size_t		len;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	colon = strchr(v, ':');
+	len = colon ? (size_t) (colon - v) : strlen(v);
+	if (colon && strcmp(colon, ":panic") != 0 && strcmp(colon, ":error") != 0 &&
+		strcmp(colon, ":hold") != 0)
+	{
+		GUC_check_errdetail("Unknown failpoint action \"%s\"; the actions are :panic (the default), :error and :hold.",
+							colon + 1);
+		return false;
+	}
+	for (int i = 0; i < lengthof(failpoint_names); i++)
+		if (strlen(failpoint_names[i]) == len &&
+			strncmp(failpoint_names[i], v, len) == 0)
+			return true;
+	GUC_check_errdetail("Unknown failpoint \"%.*s\".", (int) len, v);
+	GUC_check_errhint("The points are listed in src/failpoint.c.");
+	return false;
+}
 
 /*
  * KvFailpointMatches

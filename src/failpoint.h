@@ -10,11 +10,14 @@
 #ifndef KVEXT_FAILPOINT_H
 #define KVEXT_FAILPOINT_H
 
+#include "utils/guc.h"
+
 extern PGDLLIMPORT char *kvext_failpoint;
 
 extern void KvFailpointHit(const char *name);
 extern bool KvFailpointMatches(const char *name);
 extern void KvFailpointHold(void);
+extern bool KvFailpointCheck(char **newval, void **extra, GucSource source);
 
 /*
  * KvFailpoint

@@ -281,7 +281,7 @@ KvGucInit(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   KvFailpointCheck, NULL, NULL);
 
 	MarkGUCPrefixReserved("kvext");
 }

@@ -399,21 +399,6 @@ server_hosts(List *options, bool check)
 	return nhost;
 }
 
-/* check the value of keyspace: the rules of kv_create_keyspace() */
-static void
-check_keyspace_name(const char *name)
-{
-	if (name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("keyspace name must not be empty")));
-	if (strlen(name) >= NAMEDATALEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("keyspace name \"%s\" is too long", name),
-				 errdetail("Keyspace names are at most %d bytes.", NAMEDATALEN - 1)));
-}
-
 /*
  * kvext_fdw_validator(options text[], catalog oid) returns void
  *
@@ -438,7 +423,7 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 			report_invalid_option(def->defname, catalog);
 
 		if (strcmp(def->defname, "keyspace") == 0)
-			check_keyspace_name(defGetString(def));
+			KvKeyspaceCheckName(defGetString(def), true);	/* may create it */
 		else if (strcmp(def->defname, "create_keyspace") == 0 ||
 				 strcmp(def->defname, "upsert") == 0 ||
 				 strcmp(def->defname, "async_capable") == 0)
@@ -627,7 +612,7 @@ KvFdwGetTable(Relation rel, bool for_use)
 			table->async_capable = option_bool(def);
 	}
 	/* a table name is at most NAMEDATALEN - 1 bytes too */
-	check_keyspace_name(keyspace);
+	KvKeyspaceCheckName(keyspace, false);
 	strlcpy(table->keyspace, keyspace, NAMEDATALEN);
 	table->keyspace_len = strlen(table->keyspace);
 

@@ -48,6 +48,7 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "parser/scansup.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -292,8 +293,17 @@ bump(KvKeyspace *ks)
 	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
 }
 
-static void
-check_name(const char *name)
+/*
+ * KvKeyspaceCheckName
+ *		Refuse a keyspace name that is empty or too long, and, for a name
+ *		being created (new_name), one with leading or trailing whitespace or
+ *		a control character: names are compared byte for byte (case
+ *		matters), so "default", "default " and a tab would otherwise live
+ *		side by side, looking alike.  Names created before these rules
+ *		still load and can still be used and dropped.
+ */
+void
+KvKeyspaceCheckName(const char *name, bool new_name)
 {
 	size_t		len = strlen(name);
 
@@ -306,6 +316,18 @@ check_name(const char *name)
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("keyspace name \"%s\" is too long", name),
 				 errdetail("Keyspace names are at most %d bytes.", NAMEDATALEN - 1)));
+	if (!new_name)
+		return;
+	if (scanner_isspace(name[0]) || scanner_isspace(name[len - 1]))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("keyspace name \"%s\" begins or ends with whitespace", name)));
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) name[i] < 0x20 || (unsigned char) name[i] == 0x7F)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("keyspace name contains a control character (byte 0x%02x at byte %zu)",
+							(unsigned char) name[i], i + 1)));
 }
 
 /*
@@ -324,7 +346,7 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 	int			len = strlen(name);
 	int			slot;
 
-	check_name(name);
+	KvKeyspaceCheckName(name, true);
 	/* things that may fail come first: the write-set item, the xid */
 	KvWsReserve();
 	/* before any lock: may wait for a free owner slot, or refuse */
@@ -416,7 +438,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	KvKeyspace *ks;
 	uint8		prev_state;
 
-	check_name(name);
+	KvKeyspaceCheckName(name, false);
 	if (strcmp(name, KVEXT_DEFAULT_KEYSPACE) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),

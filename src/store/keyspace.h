@@ -19,6 +19,7 @@ extern KvKeyspaceRef KvKeyspaceResolve(const char *name, int len, bool write);
 extern bool KvKeyspaceTryResolve(const char *name, int len, bool write,
 								 KvKeyspaceRef *ref);
 extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
+extern void KvKeyspaceCheckName(const char *name, bool new_name);
 extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
 extern bool KvKeyspaceDrop(const char *name, bool if_exists);
 extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
