@@ -363,7 +363,7 @@ open_dev_fuse() {
 }
 
 # The TAP files that load the machine most run alone, after the others.
-TAP_SOLO=" 110_power_loss 123_compaction_chunks 125_big_partition 137_large_record "
+TAP_SOLO=" 110_power_loss 125_big_partition 137_large_record "
 TAP_JOBS=${TAP_JOBS:-2}
 
 # run_tap FILE: one TAP file, its output into $TESTROOT/tap/out/NAME, its
