@@ -235,3 +235,39 @@ SELECT count(*) FROM kv_scan('txn:many:');
 SELECT count(*) > 0 AS deleted_some FROM kv_scan('txn:') WHERE kv_delete(key);
 SELECT count(*) AS left_over FROM kv_scan('txn:');
 SELECT kv_count() - :base AS count;
+
+-- kvext.max_transaction_size: the bytes of keys and values a transaction's
+-- log record would hold; a rewrite of a key at the same level counts once,
+-- a rolled-back savepoint gives its bytes back, a delete of its own write
+-- leaves only the key; the error is 54000, and nothing of the failed
+-- transaction is stored
+SET kvext.max_transaction_size = '1MB';
+BEGIN;
+SELECT 'ok' AS put FROM kv_put('mts:a', repeat('a', 600000));
+SELECT 'ok' AS rewrite_counts_once FROM kv_put('mts:a', repeat('b', 600000));
+SAVEPOINT s;
+SELECT 'ok' AS put FROM kv_put('mts:b', repeat('c', 300000));
+ROLLBACK TO s;
+SELECT 'ok' AS savepoint_gave_bytes_back FROM kv_put('mts:c', repeat('d', 400000));
+SELECT kv_put('mts:d', repeat('e', 100000));
+ROLLBACK;
+SELECT kv_get('mts:a') IS NULL AS a_not_stored, kv_get('mts:c') IS NULL AS c_not_stored;
+BEGIN;
+SELECT 'ok' AS put FROM kv_put('mts:a', repeat('a', 600000));
+SAVEPOINT s;
+SELECT kv_put('mts:d', repeat('e', 500000));
+ROLLBACK TO s;
+RELEASE s;
+SELECT kv_delete('mts:a') AS deleted_own_write;
+SELECT 'ok' AS delete_left_only_the_key FROM kv_put('mts:e', repeat('f', 1000000));
+COMMIT;
+SELECT kv_get('mts:a') IS NULL AS a_gone, length(kv_get('mts:e')) AS e_len,
+       kv_get('mts:d') IS NULL AS d_never;
+SELECT kv_delete('mts:e');
+-- only a superuser sets it
+CREATE ROLE kv_mts_user;
+SET ROLE kv_mts_user;
+SET kvext.max_transaction_size = '4GB';
+RESET ROLE;
+DROP ROLE kv_mts_user;
+RESET kvext.max_transaction_size;

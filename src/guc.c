@@ -29,6 +29,7 @@ int			kvext_memory_limit = 256 * 1024;	/* kB */
 int			kvext_heap_chunk_size = 1024;	/* MB */
 int			kvext_max_key_size = 8 * 1024;
 int			kvext_max_value_size = 1024 * 1024;
+int			kvext_max_transaction_size = 1024 * 1024;	/* kB */
 int			kvext_max_keyspaces = 64;
 int			kvext_synchronous_commit = KV_SYNC_ON;
 int			kvext_wal_writer_delay = 200;
@@ -133,6 +134,20 @@ KvGucInit(void)
 							1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.max_transaction_size",
+							"Most bytes of keys and values one transaction may write.",
+							"Counts the keys and values of the versions the transaction "
+							"holds: a key rewritten at the same subtransaction level counts "
+							"once, a version kept for a savepoint until the savepoint ends.  "
+							"Keeps one session from filling the store every session shares.",
+							&kvext_max_transaction_size,
+							1024 * 1024,
+							1024,
+							4 * 1024 * 1024 - 1,
+							PGC_SUSET,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("kvext.max_value_size",

@@ -26,6 +26,7 @@ extern PGDLLIMPORT int kvext_memory_limit;	/* kB, PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_heap_chunk_size;	/* MB, PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_max_key_size;	/* bytes, PGC_SUSET */
 extern PGDLLIMPORT int kvext_max_value_size;	/* bytes, PGC_SUSET */
+extern PGDLLIMPORT int kvext_max_transaction_size;	/* kB, PGC_SUSET */
 extern PGDLLIMPORT int kvext_max_keyspaces;	/* PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_synchronous_commit;	/* KvSyncCommit, USERSET */
 extern PGDLLIMPORT int kvext_wal_writer_delay;	/* ms, SIGHUP */

@@ -1084,7 +1084,7 @@ link_pending(KeyVersions *kv, uint16 ks, KvPtr np, bool was_visible)
 		n->next = kv->pend->next;
 		n->wsidx = kv->pend->wsidx;
 		*kv->plink = np;
-		KvWsReplace(n->wsidx, np, is_visible);
+		KvWsReplace(n->wsidx, np, is_visible, n->keylen + n->vallen);
 		account_mem(ks, old, false);
 		KvFree(old);
 	}
@@ -1092,8 +1092,41 @@ link_pending(KeyVersions *kv, uint16 ks, KvPtr np, bool was_visible)
 	{
 		n->next = KvStoreBuckets[kv->bucket];
 		KvStoreBuckets[kv->bucket] = np;
-		n->wsidx = KvWsPush(np, ks, was_visible, is_visible);
+		n->wsidx = KvWsPush(np, ks, was_visible, is_visible, n->keylen + n->vallen);
 	}
+}
+
+/*
+ * check_transaction_size
+ *		kvext.max_transaction_size: would a write of bytes (key and value)
+ *		make the transaction hold more?  A rewrite at the same level
+ *		replaces its pending entry, so only the difference counts; a
+ *		version kept for a savepoint counts until the savepoint ends (the
+ *		store holds it).  A write that does not grow the total is always
+ *		allowed.  Caller holds the partition lock; released before the
+ *		error.
+ */
+static void
+check_transaction_size(KeyVersions *kv, Size bytes, const char *key, uint32 keylen)
+{
+	uint64		limit = (uint64) kvext_max_transaction_size * 1024;
+	uint64		now = KvWsBytes();
+	uint64		after = now + bytes;
+
+	if (kv->pend != NULL &&
+		KvWsItemLevel(kv->pend->wsidx) == GetCurrentTransactionNestLevel())
+		after -= Min(after, (uint64) kv->pend->keylen + kv->pend->vallen);
+	if (after <= limit || after <= now)
+		return;
+	LWLockRelease(kv->lock);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("transaction would write more than kvext.max_transaction_size (%d kB) of keys and values",
+					kvext_max_transaction_size),
+			 errdetail("It has written %llu bytes; this write of key \"%s\" would make it %llu.",
+					   (unsigned long long) now, KvKeyExcerpt(key, keylen),
+					   (unsigned long long) after),
+			 errhint("Commit in smaller transactions, or have a superuser raise kvext.max_transaction_size.")));
 }
 
 /*
@@ -1146,6 +1179,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 		}
 
 		size = KvEntryHeaderSize + keylen + (nv.tombstone ? 0 : nv.len);
+		check_transaction_size(&kv, size - KvEntryHeaderSize, key, keylen);
 		/* deletes may dip into the reserve, so a full store can be emptied */
 		np = KvAlloc(size, nv.tombstone);
 		if (np != InvalidKvPtr)

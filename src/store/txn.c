@@ -275,7 +275,7 @@ merge_superseded(uint32 from)
 		 * item subtracts that sum.
 		 */
 		item->was_visible = oitem->was_visible;
-		oitem->entry = InvalidKvPtr;
+		KvWsForgetEntry(KvEntryGet(older)->wsidx);
 		KvStoreAbortEntry(older);
 	}
 }

@@ -41,6 +41,7 @@ static uint32 ws_count = 0;
 static uint32 ws_cap = 0;
 static int64 *ws_delta = NULL;	/* per keyspace: change of visible count */
 static bool ws_keyspace_ops = false;	/* a keyspace item was pushed */
+static uint64 ws_bytes = 0;		/* sum of the items' bytes */
 
 /*
  * KvWsContext
@@ -90,7 +91,8 @@ KvWsReserve(void)
  *		KvWsReserve first.
  */
 uint32
-KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
+KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible,
+		 uint32 bytes)
 {
 	KvWsItem   *item;
 
@@ -103,6 +105,8 @@ KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible)
 	item->was_visible = was_visible;
 	item->is_visible = is_visible;
 	item->nestlevel = GetCurrentTransactionNestLevel();
+	item->bytes = bytes;
+	ws_bytes += bytes;
 	ws_delta[ks] += (int) is_visible - (int) was_visible;
 	return ws_count++;
 }
@@ -127,6 +131,7 @@ KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state)
 	item->keyspace = ks;
 	item->was_visible = item->is_visible = false;
 	item->nestlevel = GetCurrentTransactionNestLevel();
+	item->bytes = 0;
 }
 
 /*
@@ -134,7 +139,7 @@ KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state)
  *		A rewrite at the same level replaced item idx's entry.
  */
 void
-KvWsReplace(uint32 idx, KvPtr entry, bool is_visible)
+KvWsReplace(uint32 idx, KvPtr entry, bool is_visible, uint32 bytes)
 {
 	KvWsItem   *item = &ws_items[idx];
 
@@ -142,6 +147,35 @@ KvWsReplace(uint32 idx, KvPtr entry, bool is_visible)
 	ws_delta[item->keyspace] += (int) is_visible - (int) item->is_visible;
 	item->entry = entry;
 	item->is_visible = is_visible;
+	ws_bytes = ws_bytes - item->bytes + bytes;
+	item->bytes = bytes;
+}
+
+/*
+ * KvWsForgetEntry
+ *		Item idx's entry was merged into a newer item of the same key
+ *		(txn.c, merge_superseded): it no longer counts.
+ */
+void
+KvWsForgetEntry(uint32 idx)
+{
+	KvWsItem   *item = &ws_items[idx];
+
+	Assert(idx < ws_count && item->kind == KV_WS_ENTRY);
+	item->entry = InvalidKvPtr;
+	ws_bytes -= item->bytes;
+	item->bytes = 0;
+}
+
+/*
+ * KvWsBytes
+ *		Bytes of keys and values the transaction's log record would hold
+ *		now (kvext.max_transaction_size).
+ */
+uint64
+KvWsBytes(void)
+{
+	return ws_bytes;
 }
 
 /*
@@ -202,6 +236,7 @@ KvWsPop(void)
 
 	Assert(ws_count > 0);
 	item = &ws_items[--ws_count];
+	ws_bytes -= item->bytes;
 	if (item->kind == KV_WS_ENTRY && item->entry != InvalidKvPtr)
 		ws_delta[item->keyspace] -= (int) item->is_visible - (int) item->was_visible;
 }
@@ -217,6 +252,7 @@ KvWsReset(void)
 	ws_delta = NULL;
 	ws_count = ws_cap = 0;
 	ws_keyspace_ops = false;
+	ws_bytes = 0;
 	if (WriteSetContext)
 		MemoryContextReset(WriteSetContext);
 }

@@ -29,12 +29,17 @@ typedef struct KvWsItem
 	bool		was_visible;	/* key existed for us before this write */
 	bool		is_visible;		/* key exists for us after it */
 	int			nestlevel;		/* subtransaction level that owns it */
+	uint32		bytes;			/* key and value bytes of its entry (0 once
+								 * merged, and for keyspace items) */
 } KvWsItem;
 
 extern void KvWsReserve(void);
-extern uint32 KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible);
+extern uint32 KvWsPush(KvPtr entry, uint16 ks, bool was_visible, bool is_visible,
+					   uint32 bytes);
 extern void KvWsPushKeyspace(uint16 ks, uint8 kind, uint8 prev_state);
-extern void KvWsReplace(uint32 idx, KvPtr entry, bool is_visible);
+extern void KvWsReplace(uint32 idx, KvPtr entry, bool is_visible, uint32 bytes);
+extern void KvWsForgetEntry(uint32 idx);
+extern uint64 KvWsBytes(void);
 extern int	KvWsItemLevel(uint32 idx);
 extern int64 KvWsCountDelta(uint16 ks);
 extern uint32 KvWsCount(void);
