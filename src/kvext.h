@@ -16,6 +16,10 @@
 #ifndef KVEXT_H
 #define KVEXT_H
 
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/pmsignal.h"
+
 #include "guc.h"
 
 /* a position in kvext's log (log/wal.h) */
@@ -38,5 +42,20 @@ extern PGDLLIMPORT int kvext_recovery_wait_timeout;	/* ms, USERSET */
 extern PGDLLIMPORT char *kvext_node_name;	/* PGC_POSTMASTER */
 extern PGDLLIMPORT char *kvext_peers;	/* PGC_POSTMASTER, superuser only */
 extern PGDLLIMPORT char *kvext_leader;	/* PGC_POSTMASTER */
+
+/*
+ * KvCheckForInterruptsLong
+ *		CHECK_FOR_INTERRUPTS for the long loops of recovery, snapshot
+ *		loading and replay, which may run in the kvext checkpointer: a
+ *		worker gets no signal when the postmaster dies, and one that goes on
+ *		for minutes keeps shared memory and blocks the restart.
+ */
+static inline void
+KvCheckForInterruptsLong(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+}
 
 #endif							/* KVEXT_H */

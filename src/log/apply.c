@@ -50,6 +50,7 @@
 #include "storage/shmem.h"
 #include "utils/memutils.h"
 
+#include "kvext.h"
 #include "log/apply.h"
 #include "log/reader.h"
 #include "log/wal.h"
@@ -121,8 +122,8 @@ store_full_during_apply(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("the kvext data does not fit in kvext.memory_limit"),
-			 errdetail("Either kvext.memory_limit was lowered, or, in a store over 1GB holding values of hundreds of MB, no 1GB part of the heap could be cleared for the next entry."),
-			 errhint("Raise kvext.memory_limit (in the second case, by the size of the largest value) and restart the server.")));
+			 errdetail("Either kvext.memory_limit was lowered, or the store was nearly full when its snapshot was written: a snapshot may hold values that the log after it deletes or rewrites, and replay holds both until it reaches those records."),
+			 errhint("Raise kvext.memory_limit by at least what was written while the snapshot was written, and restart the server; once it is ready, kv_checkpoint() writes a snapshot that loads within the old limit.")));
 }
 
 /*
@@ -261,7 +262,7 @@ apply_txn_writes(KvLogReader *r, ApplyEntries *ae, bool alone)
 		}
 		ae->entries[ae->n++] = e;
 		if ((ae->n & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+			KvCheckForInterruptsLong();
 	}
 	check_padding(r, at);
 }
@@ -515,7 +516,7 @@ KvApplyFollowerAdvance(KvLsn upto)
 		}
 		pg_atomic_write_u64(&ap->applied, hdr->lsn + hdr->len);
 		publish_floor();
-		CHECK_FOR_INTERRUPTS();
+		KvCheckForInterruptsLong();
 	}
 	if (txn)
 		KvLogReaderEnd(txn);
@@ -586,7 +587,7 @@ KvApplyUndecided(const KvLsn *initial, int ninitial, KvLsn from, KvLsn to,
 				}
 			}
 		}
-		CHECK_FOR_INTERRUPTS();
+		KvCheckForInterruptsLong();
 	}
 	KvLogReaderEnd(r);
 	*out = list;

@@ -464,7 +464,7 @@ scan_pass1(LogScan *ls)
 			default:
 				KvLogInvalidRecord(r, "unknown record type");
 		}
-		CHECK_FOR_INTERRUPTS();
+		KvCheckForInterruptsLong();
 	}
 	ls->end = r->pos;
 	ls->stray = r->stray_last;
@@ -615,7 +615,7 @@ scan_pass2(LogScan *ls)
 			default:
 				break;
 		}
-		CHECK_FOR_INTERRUPTS();
+		KvCheckForInterruptsLong();
 	}
 	KvLogReaderEnd(r);
 }

@@ -776,7 +776,7 @@ snap_full(uint64 loaded)
 			 errmsg("the kvext snapshot does not fit in kvext.memory_limit"),
 			 errdetail("%llu entries were loaded before the store was full.",
 					   (unsigned long long) loaded),
-			 errhint("If kvext.memory_limit was lowered, raise it to at least its previous value; otherwise raise it by the size of the largest value.  Then restart the server.")));
+			 errhint("If kvext.memory_limit was lowered, raise it to at least its previous value.  Otherwise the store was nearly full when the snapshot was written, and the snapshot holds values deleted or rewritten while it was written: raise kvext.memory_limit by at least what was written then.  Once the server is ready, kv_checkpoint() writes a snapshot that loads within the old limit.")));
 }
 
 /* read len bytes at offset off of the snapshot into buf */
@@ -837,7 +837,7 @@ snap_load_large(SnapReader *r, const SnapLargeList *list, const bool *known,
 
 		if (!known[l->keyspace])
 			continue;
-		CHECK_FOR_INTERRUPTS();
+		KvCheckForInterruptsLong();
 		data = palloc_extended(len, MCXT_ALLOC_HUGE);
 		snap_pread(r, data, len, l->offset);
 		INIT_CRC32C(crc);
@@ -1005,7 +1005,7 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 		data = snap_take(&r, (Size) se.keylen + se.vallen, true);
 		count++;
 		if ((count & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+			KvCheckForInterruptsLong();
 		if ((Size) se.keylen + se.vallen > SNAP_LARGE_ENTRY)
 		{
 			/* loaded before the stream (version 3) or after it */
