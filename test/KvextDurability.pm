@@ -120,8 +120,21 @@ sub kv_wait_ready
 {
 	my ($node, $state) = @_;
 	$state //= 'ready';
-	return $node->poll_query_until('postgres',
-		'SELECT state FROM kv_wal_status()', $state);
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+
+	# While the postmaster reinitializes after a crash, psql can exit before
+	# it reads its query, and IPC::Run then dies of the broken pipe: ask again.
+	while (time < $deadline)
+	{
+		my $ok = eval {
+			$node->poll_query_until('postgres',
+				'SELECT state FROM kv_wal_status()', $state);
+		};
+		return $ok if defined $ok;
+		note "kv_wait_ready: asking again after: $@";
+		sleep 1;
+	}
+	return 0;
 }
 
 # kv_call(node, sql): run sql; returns a hash with ok, stdout, stderr and

@@ -122,8 +122,8 @@ store_full_during_apply(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("the kvext data does not fit in kvext.memory_limit"),
-			 errdetail("Either kvext.memory_limit was lowered, or the store was nearly full when its snapshot was written: a snapshot may hold values that the log after it deletes or rewrites, and replay holds both until it reaches those records."),
-			 errhint("Raise kvext.memory_limit by at least what was written while the snapshot was written, and restart the server; once it is ready, kv_checkpoint() writes a snapshot that loads within the old limit.")));
+			 errdetail("Either kvext.memory_limit was lowered, or the log after the snapshot rewrote more keys than recovery keeps track of (256MB of keys), so the snapshot was loaded whole and replay needed room for old and new values at once."),
+			 errhint("Raise kvext.memory_limit and restart the server; once it is ready, kv_checkpoint() writes a snapshot that loads within the old limit.")));
 }
 
 /*
@@ -182,6 +182,96 @@ check_padding(KvLogReader *r, uint32 at)
 #define MAX_LOGGED_KEY		(1024 * 1024)
 #define MAX_LOGGED_VALUE	((uint32) MaxAllocSize)
 
+/* the pending entries made so far for one TXN record */
+typedef struct ApplyEntries
+{
+	KvPtr	   *entries;
+	Size		n;
+	Size		cap;
+	bool		alone;			/* KvApplyTxn's alone */
+} ApplyEntries;
+
+/* called for each checked write of a TXN record, key and value at key */
+typedef void (*TxnOpFn) (KvLogReader *r, void *arg, const KvWalOp *op,
+						 const char *key);
+
+/*
+ * for_each_op
+ *		The writes of the TXN record the reader holds, in order, each
+ *		checked (lengths, kinds, keyspace changes' shape) before fn sees
+ *		it; then the zeros after the last.
+ */
+static void
+for_each_op(KvLogReader *r, TxnOpFn fn, void *arg)
+{
+	KvWalRecord *hdr = r->rec;
+	uint32		len = hdr->len;
+	uint32		at = sizeof(KvWalRecord);
+
+	while (len - at >= sizeof(KvWalOp))
+	{
+		KvWalOp		op;
+		const char *key;
+
+		memcpy(&op, KvLogRecordBytes(r, at, sizeof(op)), sizeof(op));
+		if (op.op == 0)
+			break;				/* the zeros after the last write */
+		at += sizeof(KvWalOp);
+		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
+			op.keylen > len - at || op.vallen > len - at - op.keylen ||
+			op.keylen > MAX_LOGGED_KEY || op.vallen > MAX_LOGGED_VALUE)
+			KvLogInvalidRecord(r, "invalid write in a transaction record");
+		key = KvLogRecordBytes(r, at, (Size) op.keylen + op.vallen);
+		at += op.keylen + op.vallen;
+		if ((op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP) &&
+			(op.vallen != 0 || (op.op == KV_WOP_KS_DROP && op.keylen != 0)))
+			KvLogInvalidRecord(r, "invalid keyspace change in a transaction record");
+		fn(r, arg, &op, key);
+	}
+	check_padding(r, at);
+}
+
+/* apply one write (for_each_op's fn for KvApplyTxn) */
+static void
+apply_op(KvLogReader *r, void *arg, const KvWalOp *op, const char *key)
+{
+	ApplyEntries *ae = (ApplyEntries *) arg;
+	KvPtr		e;
+
+	if (op->op == KV_WOP_KS_CREATE || op->op == KV_WOP_KS_DROP)
+	{
+		/* keyspace changes take effect in their place in the record */
+		if (op->op == KV_WOP_KS_CREATE)
+		{
+			char		name[NAMEDATALEN];
+
+			check_keyspace_name(r, key, op->keylen, name);
+			KvKeyspaceRecoverCreate(op->keyspace, name);
+		}
+		else
+			KvKeyspaceRecoverDrop(op->keyspace);
+		return;
+	}
+	if (!KvKeyspaceIdIsActive(op->keyspace))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
+						LSN_FORMAT_ARGS(r->rec->lsn), op->keyspace)));
+	e = KvStoreApplyWrite(op->keyspace, key, op->keylen, key + op->keylen,
+						  op->vallen, op->binary != 0, op->op == KV_WOP_DELETE,
+						  ae->alone);
+	if (e == InvalidKvPtr)
+		store_full_during_apply();
+	if (ae->n == ae->cap)
+	{
+		ae->cap *= 2;
+		ae->entries = repalloc_huge(ae->entries, sizeof(KvPtr) * ae->cap);
+	}
+	ae->entries[ae->n++] = e;
+	if ((ae->n & 0xFFFF) == 0)
+		KvCheckForInterruptsLong();
+}
+
 /*
  * KvApplyTxn
  *		Apply the committed TXN record the reader holds, atomically for
@@ -197,76 +287,6 @@ check_padding(KvLogReader *r, uint32 at)
  *		reads the store (recovery): each key's old value is freed before
  *		its new one is made (KvStoreApplyWrite).
  */
-/* the pending entries made so far for one TXN record */
-typedef struct ApplyEntries
-{
-	KvPtr	   *entries;
-	Size		n;
-	Size		cap;
-} ApplyEntries;
-
-/* apply_txn_writes: the writes of the TXN record the reader holds */
-static void
-apply_txn_writes(KvLogReader *r, ApplyEntries *ae, bool alone)
-{
-	KvWalRecord *hdr = r->rec;
-	uint32		len = hdr->len;
-	uint32		at = sizeof(KvWalRecord);
-
-	while (len - at >= sizeof(KvWalOp))
-	{
-		KvWalOp		op;
-		const char *key;
-		KvPtr		e;
-
-		memcpy(&op, KvLogRecordBytes(r, at, sizeof(op)), sizeof(op));
-		if (op.op == 0)
-			break;				/* the zeros after the last write */
-		at += sizeof(KvWalOp);
-		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
-			op.keylen > len - at || op.vallen > len - at - op.keylen ||
-			op.keylen > MAX_LOGGED_KEY || op.vallen > MAX_LOGGED_VALUE)
-			KvLogInvalidRecord(r, "invalid write in a transaction record");
-		key = KvLogRecordBytes(r, at, (Size) op.keylen + op.vallen);
-		at += op.keylen + op.vallen;
-		if (op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP)
-		{
-			/* keyspace changes take effect in their place in the record */
-			if (op.vallen != 0 || (op.op == KV_WOP_KS_DROP && op.keylen != 0))
-				KvLogInvalidRecord(r, "invalid keyspace change in a transaction record");
-			if (op.op == KV_WOP_KS_CREATE)
-			{
-				char		name[NAMEDATALEN];
-
-				check_keyspace_name(r, key, op.keylen, name);
-				KvKeyspaceRecoverCreate(op.keyspace, name);
-			}
-			else
-				KvKeyspaceRecoverDrop(op.keyspace);
-			continue;
-		}
-		if (!KvKeyspaceIdIsActive(op.keyspace))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
-							LSN_FORMAT_ARGS(hdr->lsn), op.keyspace)));
-		e = KvStoreApplyWrite(op.keyspace, key, op.keylen, key + op.keylen,
-							  op.vallen, op.binary != 0, op.op == KV_WOP_DELETE,
-							  alone);
-		if (e == InvalidKvPtr)
-			store_full_during_apply();
-		if (ae->n == ae->cap)
-		{
-			ae->cap *= 2;
-			ae->entries = repalloc_huge(ae->entries, sizeof(KvPtr) * ae->cap);
-		}
-		ae->entries[ae->n++] = e;
-		if ((ae->n & 0xFFFF) == 0)
-			KvCheckForInterruptsLong();
-	}
-	check_padding(r, at);
-}
-
 void
 KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 {
@@ -275,9 +295,10 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 	ae->n = 0;
 	ae->cap = 64;
 	ae->entries = palloc(sizeof(KvPtr) * ae->cap);
+	ae->alone = alone;
 	PG_TRY();
 	{
-		apply_txn_writes(r, ae, alone);
+		for_each_op(r, apply_op, ae);
 	}
 	PG_CATCH();
 	{
@@ -299,6 +320,38 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 	KvStoreEndXact();
 	pfree(ae->entries);
 	pfree(ae);
+}
+
+/* KvApplyTxnKeys's fn and its argument, through for_each_op */
+typedef struct KeysArg
+{
+	KvTxnKeyFn	fn;
+	void	   *arg;
+} KeysArg;
+
+static void
+key_op(KvLogReader *r, void *arg, const KvWalOp *op, const char *key)
+{
+	KeysArg    *ka = (KeysArg *) arg;
+
+	if (op->op == KV_WOP_PUT || op->op == KV_WOP_DELETE)
+		ka->fn(ka->arg, op->keyspace, key, op->keylen);
+}
+
+/*
+ * KvApplyTxnKeys
+ *		Call fn for the keyspace and key of each write (put or delete) of
+ *		the TXN record the reader holds, checked as KvApplyTxn checks them;
+ *		nothing is applied.  For recovery (recovery.c).
+ */
+void
+KvApplyTxnKeys(KvLogReader *r, KvTxnKeyFn fn, void *arg)
+{
+	KeysArg		ka;
+
+	ka.fn = fn;
+	ka.arg = arg;
+	for_each_op(r, key_op, &ka);
 }
 
 /*

@@ -22,6 +22,9 @@ extern void KvLogInvalidRecord(KvLogReader *r, const char *why) pg_attribute_nor
 
 /* applying the record a reader holds */
 extern void KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone);
+typedef void (*KvTxnKeyFn) (void *arg, uint16 keyspace, const char *key,
+							uint32 keylen);
+extern void KvApplyTxnKeys(KvLogReader *r, KvTxnKeyFn fn, void *arg);
 extern void KvApplyKeyspace(KvLogReader *r);
 
 /* a follower's apply state */

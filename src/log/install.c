@@ -183,7 +183,7 @@ KvSnapshotInstall(const char *path, uint64 term)
 		KvStoreClear();
 		KvKeyspaceResetAll();
 		KvStoreCompactUnbounded(true);
-		if (!KvSnapshotLoad(&redo, &loaded_term))
+		if (!KvSnapshotLoad(&redo, &loaded_term, NULL, NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_FILE),
 					 errmsg("kvext snapshot \"%s\" vanished while it was installed",

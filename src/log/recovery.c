@@ -11,19 +11,22 @@
  * answering from an empty or half-loaded store.
  *
  * Order:
- *	1. read the control file (created for a new store) and load
+ *	1. read the control file (created for a new store) and the header of
  *	   kvext/snapshot, if any (its redo point says where replay starts);
  *	2. pass 1 over the log from the redo point, through the log reader
  *	   (reader.c): check every record, find the end, and collect the
  *	   decisions: COMMIT and ABORT records name the TXN record they decide
  *	   by its position;
- *	3. pass 2: apply, in log order, every TXN record that committed.  A
- *	   TXN record with no decision is decided now, once: a kv-only one is
- *	   aborted (its client never got success: the COMMIT record comes
- *	   first); a mixed one (flag HEAP) committed if pg_xact says so, which
- *	   is final because its xid was made durable in PostgreSQL's WAL before
- *	   the TXN record was written;
- *	4. cut a torn tail, open the log after the last valid record, and log
+ *	3. decide, in log order, what each TXN record becomes (scan_decide):
+ *	   applied now, pending (in a group), or nothing.  A TXN record with no
+ *	   decision is decided now, once: a kv-only one is aborted (its client
+ *	   never got success: the COMMIT record comes first); a mixed one (flag
+ *	   HEAP) committed if pg_xact says so, which is final because its xid
+ *	   was made durable in PostgreSQL's WAL before the TXN record was
+ *	   written.  Note the keys the applied ones write;
+ *	4. load the snapshot without those keys (below);
+ *	5. pass 2: apply, in log order, every TXN record step 3 applies;
+ *	6. cut a torn tail, open the log after the last valid record, and log
  *	   the decisions of step 3 (flushed), so they are never taken again.
  *	   A log that held version-1 records (xid-based rules) is settled by a
  *	   snapshot right away.
@@ -50,6 +53,23 @@
  * Replay is idempotent (absolute values, log order), so a crash during
  * recovery only means doing it again.
  *
+ * Room.  A snapshot is fuzzy: it copies partitions at different moments
+ * while sessions write, so it can hold a value deleted during the copy
+ * together with one put after that delete, more than the store ever held
+ * at once; and replaying the log over it can rebuild an old value of one
+ * key while the snapshot already holds a later value of another.  A store
+ * that was nearly full would then not fit again.  So step 4 leaves out of
+ * the snapshot every key that a record applied in step 5 writes: replay
+ * rebuilds each of them from its writes after the redo point, and every
+ * other key keeps the value it had at the redo point throughout.  At each
+ * record, recovery then holds, key by key, a subset of what the server
+ * held after that record (a key not written yet since the redo point is
+ * missing, not older), so what fit at run time fits again.  The keys are
+ * kept in this process's memory, at most KVEXT_RECOVERY_KEYS_BUDGET bytes;
+ * past that, the whole snapshot is loaded, as before.  Only keys of TXN
+ * records applied now are left out: one that stays pending (a group) may
+ * still be aborted, and the snapshot's value is then the right one.
+ *
  * Copyright (c) 2026, kvext authors
  *
  *-------------------------------------------------------------------------
@@ -61,6 +81,7 @@
 #include <unistd.h>
 
 #include "access/transam.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/condition_variable.h"
@@ -261,6 +282,8 @@ KvRecoveryFail(int sqlstate, const char *message, const char *detail,
 typedef struct TxnFate
 {
 	KvLsn		lsn;			/* hash key: position of the TXN record */
+	char		apply;			/* scan_decide: 'y' applied by pass 2, 'p'
+								 * pending (a group), 'n' not applied */
 	char		decision;		/* 'c', 'a', or 0: none logged */
 	char		late;			/* in a group: 'c' or 'a' logged past the
 								 * commit watermark (not known committed) */
@@ -295,7 +318,41 @@ typedef struct LogScan
 								 * limit, ascending */
 	int			npending;
 	int			maxpending;
+	/* keys pass 2 rewrites, left out of the snapshot (file header) */
+	HTAB	   *rewritten;		/* ReplayKey; NULL: none, or too many */
+	MemoryContext rewritten_cxt;
+	Size		rewritten_bytes;
 } LogScan;
+
+/* the memory the keys the log rewrites may take (file header, "Room") */
+#define KVEXT_RECOVERY_KEYS_BUDGET	((Size) 256 * 1024 * 1024)
+
+/* a key pass 2 rewrites: the hash key is the whole struct */
+typedef struct ReplayKey
+{
+	uint16		keyspace;
+	uint32		keylen;
+	const char *key;			/* in rewritten_cxt */
+} ReplayKey;
+
+static uint32
+replay_key_hash(const void *k, Size keysize)
+{
+	const ReplayKey *rk = (const ReplayKey *) k;
+
+	return hash_bytes((const unsigned char *) rk->key, rk->keylen) ^
+		((uint32) rk->keyspace * 0x9E3779B1);
+}
+
+static int
+replay_key_match(const void *a, const void *b, Size keysize)
+{
+	const ReplayKey *x = (const ReplayKey *) a;
+	const ReplayKey *y = (const ReplayKey *) b;
+
+	return (x->keyspace == y->keyspace && x->keylen == y->keylen &&
+			memcmp(x->key, y->key, x->keylen) == 0) ? 0 : 1;
+}
 
 /* a record at the reader's position that failed its checks (reader.c) */
 static void
@@ -526,6 +583,121 @@ decide_once(LogScan *ls, TxnFate *f)
 	return commit;
 }
 
+/* note a key a TXN record applied by pass 2 writes (KvApplyTxnKeys) */
+static void
+note_rewritten(void *arg, uint16 keyspace, const char *key, uint32 keylen)
+{
+	LogScan    *ls = (LogScan *) arg;
+	ReplayKey	rk;
+	ReplayKey  *e;
+	bool		found;
+
+	if (ls->rewritten == NULL)
+		return;
+	rk.keyspace = keyspace;
+	rk.keylen = keylen;
+	rk.key = key;
+	e = hash_search(ls->rewritten, &rk, HASH_ENTER, &found);
+	if (found)
+		return;
+	e->key = MemoryContextAlloc(ls->rewritten_cxt, Max(keylen, 1));
+	memcpy((char *) e->key, key, keylen);
+	ls->rewritten_bytes += keylen + sizeof(ReplayKey) + 32;
+	if (ls->rewritten_bytes > KVEXT_RECOVERY_KEYS_BUDGET)
+	{
+		ereport(LOG,
+				(errmsg("kvext recovery loads the whole snapshot: the keys the log rewrites after it take more than %zu MB",
+						KVEXT_RECOVERY_KEYS_BUDGET / (1024 * 1024))));
+		MemoryContextDelete(ls->rewritten_cxt);
+		ls->rewritten = NULL;
+		ls->rewritten_cxt = NULL;
+	}
+}
+
+/* KvSnapshotLoad's skip: keys pass 2 rebuilds */
+static bool
+skip_rewritten(void *arg, uint16 keyspace, const char *key, uint32 keylen)
+{
+	LogScan    *ls = (LogScan *) arg;
+	ReplayKey	rk;
+
+	if (ls->rewritten == NULL)
+		return false;
+	rk.keyspace = keyspace;
+	rk.keylen = keylen;
+	rk.key = key;
+	return hash_search(ls->rewritten, &rk, HASH_FIND, NULL) != NULL;
+}
+
+/*
+ * scan_decide
+ *		Step 3 (file header): in log order, what each version-2 TXN record
+ *		that pass 2 reaches becomes (TxnFate.apply), deciding the undecided
+ *		once; with collect, note the keys of those applied now.  Pass 2
+ *		reads the same records and follows these decisions.
+ */
+static void
+scan_decide(LogScan *ls, bool collect)
+{
+	KvLogReader *r = KvLogReaderBegin(ls->redo);
+
+	if (collect)
+	{
+		HASHCTL		ctl;
+
+		ls->rewritten_cxt = AllocSetContextCreate(CurrentMemoryContext,
+												  "kvext keys replay rewrites",
+												  ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(ReplayKey);
+		ctl.entrysize = sizeof(ReplayKey);
+		ctl.hash = replay_key_hash;
+		ctl.match = replay_key_match;
+		ctl.hcxt = ls->rewritten_cxt;
+		ls->rewritten = hash_create("kvext keys replay rewrites", 1024, &ctl,
+									HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+									HASH_CONTEXT);
+	}
+	while (r->pos < ls->end && KvLogReadNext(r) == KV_READ_RECORD)
+	{
+		KvWalRecord *hdr = r->rec;
+		TxnFate    *f;
+
+		/* in a group: nothing past the limit (as pass 2) */
+		if (ls->limited && hdr->lsn + hdr->len > ls->limit)
+			break;
+		if (hdr->version == KVEXT_WAL_VERSION_1 || hdr->type != KV_REC_TXN)
+			continue;
+		f = fate_of(ls, hdr->lsn, false);
+		Assert(f != NULL);
+		if (f->decision != 0)
+			f->apply = (f->decision == 'c') ? 'y' : 'n';
+		else if (ls->follower || f->late != 0)
+		{
+			/*
+			 * Its decision is in a record the group has not committed yet
+			 * (or, on a follower, comes from the leader): it waits
+			 * (apply.c).  A follower never decides anything itself.
+			 */
+			f->apply = 'p';
+		}
+		else
+		{
+			bool		commit = decide_once(ls, f);
+
+			/*
+			 * A leader in a group logs its decision at the end of its log,
+			 * past the commit watermark: it is applied (apply.c) once the
+			 * group has it.
+			 */
+			f->apply = ls->limited ? 'p' : (commit ? 'y' : 'n');
+		}
+		if (f->apply == 'y' && collect && ls->rewritten != NULL)
+			KvApplyTxnKeys(r, note_rewritten, ls);
+		KvCheckForInterruptsLong();
+	}
+	KvLogReaderEnd(r);
+}
+
 /*
  * scan_pass2
  *		Apply the (checked) log from the redo point to its end, in log
@@ -572,39 +744,13 @@ scan_pass2(LogScan *ls)
 		{
 			case KV_REC_TXN:
 				{
+					/* as scan_decide decided */
 					TxnFate    *f = fate_of(ls, hdr->lsn, false);
-					bool		commit;
 
-					Assert(f != NULL);
-					if (f->decision != 0)
-						commit = (f->decision == 'c');
-					else if (ls->follower || f->late != 0)
-					{
-						/*
-						 * Its decision is in a record the group has not
-						 * committed yet (or, on a follower, comes from the
-						 * leader): it waits (apply.c).  A follower never
-						 * decides anything itself.
-						 */
+					Assert(f != NULL && f->apply != 0);
+					if (f->apply == 'p')
 						add_pending(ls, hdr->lsn);
-						commit = false;
-					}
-					else
-					{
-						commit = decide_once(ls, f);
-
-						/*
-						 * A leader in a group logs its decision at the end
-						 * of its log, past the commit watermark: it is
-						 * applied (apply.c) once the group has it.
-						 */
-						if (ls->limited)
-						{
-							add_pending(ls, hdr->lsn);
-							commit = false;
-						}
-					}
-					if (commit)
+					else if (f->apply == 'y')
 						KvApplyTxn(r, r->rec->lsn + r->rec->len, true);
 				}
 				break;
@@ -734,7 +880,8 @@ recover(void)
 	KvControlGet(&control);
 	KvVisibleRecoveredTerm(control.term, control.led_term, control.term_leader);
 	follower = KvVisibleInGroup() && !KvVisibleIsLeader();
-	have_snapshot = KvSnapshotLoad(&redo, &term);
+	/* loaded after pass 1, without the keys the log rewrites (file header) */
+	have_snapshot = KvSnapshotPeek(&redo, &term);
 	term = Max(term, control.term);
 
 	nsegs = KvWalListSegments(&segs);
@@ -811,6 +958,29 @@ recover(void)
 				 errdetail("The control file says the log was durable up to %X/%X: records that were flushed are missing.",
 						   LSN_FORMAT_ARGS(ls.watermark)),
 				 errhint("Restore the missing kvext log files.")));
+	scan_decide(&ls, have_snapshot);
+	if (have_snapshot)
+	{
+		KvLsn		loaded_redo;
+		uint64		loaded_term;
+
+		if (!KvSnapshotLoad(&loaded_redo, &loaded_term, skip_rewritten, &ls))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("kvext snapshot \"%s\" vanished during recovery",
+							KVEXT_SNAPSHOT_FILE)));
+		if (loaded_redo != redo)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("kvext snapshot \"%s\" changed during recovery",
+							KVEXT_SNAPSHOT_FILE)));
+		if (ls.rewritten_cxt != NULL)
+		{
+			MemoryContextDelete(ls.rewritten_cxt);
+			ls.rewritten = NULL;
+			ls.rewritten_cxt = NULL;
+		}
+	}
 	scan_pass2(&ls);
 	if (ls.limited && !follower)
 		decide_past_limit(&ls);

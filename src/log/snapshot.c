@@ -657,6 +657,9 @@ KvSnapshotAbandon(void)
 typedef struct SnapReader
 {
 	int			fd;
+	KvSnapshotSkipFn skip;		/* loading: keys to leave out, or NULL */
+	void	   *skip_arg;
+	uint64		skipped;		/* entries left out */
 	char	   *buf;
 	Size		cap;			/* allocated size of buf */
 	Size		len;
@@ -776,7 +779,7 @@ snap_full(uint64 loaded)
 			 errmsg("the kvext snapshot does not fit in kvext.memory_limit"),
 			 errdetail("%llu entries were loaded before the store was full.",
 					   (unsigned long long) loaded),
-			 errhint("If kvext.memory_limit was lowered, raise it to at least its previous value.  Otherwise the store was nearly full when the snapshot was written, and the snapshot holds values deleted or rewritten while it was written: raise kvext.memory_limit by at least what was written then.  Once the server is ready, kv_checkpoint() writes a snapshot that loads within the old limit.")));
+			 errhint("Raise kvext.memory_limit to at least its value when the snapshot was written, and restart the server.")));
 }
 
 /* read len bytes at offset off of the snapshot into buf */
@@ -845,6 +848,12 @@ snap_load_large(SnapReader *r, const SnapLargeList *list, const bool *known,
 		FIN_CRC32C(crc);
 		if (!EQ_CRC32C(crc, l->crc))
 			snap_damaged(r, l->offset, "checksum mismatch in a large entry");
+		if (r->skip && r->skip(r->skip_arg, l->keyspace, data, l->keylen))
+		{
+			r->skipped++;
+			pfree(data);
+			continue;
+		}
 		if (!KvStoreRecoverWrite(l->keyspace, data, l->keylen,
 								 data + l->keylen, l->vallen,
 								 (l->flags & KVE_BINARY) != 0, l->chunk))
@@ -911,7 +920,8 @@ snap_read_index(SnapReader *r, off_t entries, const bool *known,
  *		it does not fit in kvext.memory_limit.  The file is never modified.
  */
 static bool
-snap_read(const char *path, bool load, KvSnapshotInfo *info)
+snap_read(const char *path, bool load, KvSnapshotInfo *info,
+		  KvSnapshotSkipFn skip, void *skip_arg)
 {
 	SnapReader	r;
 	KvSnapHeader hdr;
@@ -926,6 +936,8 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 
 	memset(&r, 0, sizeof(r));
 	r.path = path;
+	r.skip = skip;
+	r.skip_arg = skip_arg;
 	r.fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (r.fd < 0)
 	{
@@ -1015,6 +1027,11 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 		}
 		if (!known[se.keyspace] || !load)
 			continue;			/* not written by current versions; be safe */
+		if (r.skip && r.skip(r.skip_arg, se.keyspace, data, se.keylen))
+		{
+			r.skipped++;
+			continue;
+		}
 		if (!KvStoreRecoverWrite(se.keyspace, data, se.keylen,
 								 data + se.keylen, se.vallen,
 								 (se.flags & KVE_BINARY) != 0, -1))
@@ -1074,6 +1091,7 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
 	info->redo_term_known = (hdr.version >= KVEXT_SNAP_VERSION_2);
 	info->redo_term = info->redo_term_known ? hdr.redo_term : 0;
 	info->entries = count;
+	info->skipped = r.skipped;
 	if (load)
 		set_last(&hdr);
 	return true;
@@ -1087,17 +1105,53 @@ snap_read(const char *path, bool load, KvSnapshotInfo *info)
  *		The file is never modified.
  */
 bool
-KvSnapshotLoad(KvLsn *redo, uint64 *term)
+KvSnapshotLoad(KvLsn *redo, uint64 *term, KvSnapshotSkipFn skip, void *skip_arg)
 {
 	KvSnapshotInfo info;
 
-	if (!snap_read(KVEXT_SNAPSHOT_FILE, true, &info))
+	if (!snap_read(KVEXT_SNAPSHOT_FILE, true, &info, skip, skip_arg))
 		return false;
 	*redo = info.redo;
 	*term = info.term;
-	ereport(LOG,
-			(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X",
-					(unsigned long long) info.entries, LSN_FORMAT_ARGS(info.redo))));
+	if (info.skipped > 0)
+		ereport(LOG,
+				(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X; %llu left for the log to rebuild",
+						(unsigned long long) info.entries, LSN_FORMAT_ARGS(info.redo),
+						(unsigned long long) info.skipped)));
+	else
+		ereport(LOG,
+				(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X",
+						(unsigned long long) info.entries, LSN_FORMAT_ARGS(info.redo))));
+	return true;
+}
+
+/*
+ * KvSnapshotPeek
+ *		The redo point and term of kvext/snapshot, from its header, without
+ *		loading it; false if there is none.  A header this version cannot
+ *		read is reported as KvSnapshotLoad would report it.
+ */
+bool
+KvSnapshotPeek(KvLsn *redo, uint64 *term)
+{
+	KvSnapshotInfo info;
+	int			fd = OpenTransientFile(KVEXT_SNAPSHOT_FILE, O_RDONLY | PG_BINARY);
+	bool		ok;
+
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+			return false;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open kvext snapshot \"%s\": %m", KVEXT_SNAPSHOT_FILE)));
+	}
+	ok = KvSnapshotReadHeader(fd, &info);
+	CloseTransientFile(fd);
+	if (!ok)
+		(void) snap_read(KVEXT_SNAPSHOT_FILE, false, &info, NULL, NULL);	/* raises */
+	*redo = info.redo;
+	*term = info.term;
 	return true;
 }
 
@@ -1110,7 +1164,7 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term)
 void
 KvSnapshotCheck(const char *path, KvSnapshotInfo *info)
 {
-	if (!snap_read(path, false, info))
+	if (!snap_read(path, false, info, NULL, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext snapshot \"%s\" is missing", path)));

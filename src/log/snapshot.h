@@ -26,6 +26,7 @@ typedef struct KvSnapshotInfo
 	bool		redo_term_known;	/* false for a version-1 snapshot */
 	uint64		redo_term;		/* term of the log record ending at redo */
 	uint64		entries;		/* KvSnapshotCheck only */
+	uint64		skipped;		/* loading: entries left out */
 } KvSnapshotInfo;
 
 extern Size KvSnapshotShmemSize(void);
@@ -33,7 +34,12 @@ extern void KvSnapshotShmemInit(LWLock *lock);
 extern LWLock *KvSnapshotLock(void);
 extern void KvSnapshotWrite(void);
 extern void KvSnapshotAbandon(void);
-extern bool KvSnapshotLoad(KvLsn *redo, uint64 *term);
+/* loading leaves out the keys for which this returns true (recovery.c) */
+typedef bool (*KvSnapshotSkipFn) (void *arg, uint16 keyspace, const char *key,
+								  uint32 keylen);
+extern bool KvSnapshotPeek(KvLsn *redo, uint64 *term);
+extern bool KvSnapshotLoad(KvLsn *redo, uint64 *term, KvSnapshotSkipFn skip,
+						   void *skip_arg);
 extern void KvSnapshotCheck(const char *path, KvSnapshotInfo *info);
 extern bool KvSnapshotReadHeader(int fd, KvSnapshotInfo *info);
 extern void KvLastSnapshot(KvLsn *redo, TimestampTz *time);

@@ -124,6 +124,60 @@ sub recover
 	return $node->safe_psql('postgres', 'SELECT state FROM kv_wal_status()');
 }
 
+# start a snapshot (kv_checkpoint() in the background) and hold it half-way,
+# after the first half of the hash partitions is written (failpoint
+# snapshot-mid:hold): writes made now are after its redo point, and those
+# to keys late in kv_scan order are in it
+sub hold_snapshot
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres',
+		q{ALTER SYSTEM SET kvext.failpoint = 'snapshot-mid:hold'; SELECT pg_reload_conf()});
+	my $hold = $node->data_dir . '/kvext/hold';
+	open(my $fh, '>', $hold) or die "could not create $hold: $!";
+	close $fh;
+	my $script = "$PostgreSQL::Test::Utils::tmp_check/checkpoint.sql";
+	open($fh, '>', $script) or die "could not create $script: $!";
+	print $fh "SELECT kv_checkpoint();\n";
+	close $fh;
+	my $pid = spawn_psql($node, $script, "$script.out", "$script.err");
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity
+		  WHERE backend_type = 'kvext checkpointer' AND wait_event = 'Extension'})
+	  or die 'the snapshot did not reach its half-way point';
+	return $pid;
+}
+
+sub release_snapshot
+{
+	my ($node, $pid) = @_;
+	my $hold = $node->data_dir . '/kvext/hold';
+	unlink $hold or die "could not remove $hold: $!";
+	is(wait_or_kill($pid, time + 180), 0, 'the held snapshot completes');
+	$node->safe_psql('postgres',
+		q{ALTER SYSTEM RESET kvext.failpoint; SELECT pg_reload_conf()});
+	return;
+}
+
+# 256kB values at <prefix>1, 2, ... until the store is full (53200)
+sub fill
+{
+	my ($node, $prefix) = @_;
+	for my $i (1 .. 1000)
+	{
+		my $r = kv_call($node, "SELECT kv_put('$prefix$i', val('$prefix$i', 256))");
+		if (!$r->{ok})
+		{
+			is($r->{sqlstate}, '53200', "filled with $prefix* until the store is full");
+			return;
+		}
+		$written{"$prefix$i"} = 256;
+		$seed{"$prefix$i"}    = "$prefix$i";
+	}
+	fail("filled with $prefix*: the store never got full");
+	return;
+}
+
 my $conf = q{
 kvext.heap_chunk_size = '16MB'
 kvext.max_value_size = '16MB'
@@ -202,26 +256,10 @@ check_contents($node, 'back to 16MB chunks');
 $node->safe_psql('postgres', "SELECT kv_delete('$c3')");
 delete $written{$c3};
 $node->safe_psql('postgres', 'SELECT kv_checkpoint()');
-$node->safe_psql('postgres',
-	q{ALTER SYSTEM SET kvext.failpoint = 'snapshot-mid:hold'; SELECT pg_reload_conf()});
-my $hold = $node->data_dir . '/kvext/hold';
-open(my $fh, '>', $hold) or die "could not create $hold: $!";
-close $fh;
 my $logpos = -s $node->logfile;
-my $script = "$PostgreSQL::Test::Utils::tmp_check/checkpoint.sql";
-open($fh, '>', $script) or die "could not create $script: $!";
-print $fh "SELECT kv_checkpoint();\n";
-close $fh;
-my $ckpt = spawn_psql($node, $script, "$script.out", "$script.err");
-$node->poll_query_until('postgres',
-	q{SELECT count(*) = 1 FROM pg_stat_activity
-	  WHERE backend_type = 'kvext checkpointer' AND wait_event = 'Extension'})
-  or die 'the snapshot did not reach its half-way point';
+my $ckpt = hold_snapshot($node);
 put($node, $c3, 7200, "$c3 again");
-unlink $hold or die "could not remove $hold: $!";
-is(wait_or_kill($ckpt, time + 180), 0, 'the held snapshot completes');
-$node->safe_psql('postgres',
-	q{ALTER SYSTEM RESET kvext.failpoint; SELECT pg_reload_conf()});
+release_snapshot($node, $ckpt);
 like(slurp_file($node->logfile, $logpos), qr/kvext snapshot complete: 8 entries/,
 	'the snapshot holds the value written after its redo point');
 is(recover($node), 'ready',
@@ -249,7 +287,7 @@ for my $case (
 	substr($bad, $index_at + $field, length($bytes)) = $bytes;
 	my $body = substr($bad, 0, length($bad) - 4);
 	$bad = $body . pack('V', crc32c($body));
-	open($fh, '>:raw', $snap) or die;
+	open(my $fh, '>:raw', $snap) or die;
 	print $fh $bad;
 	close $fh;
 	$logpos = -s $node->logfile;
@@ -262,11 +300,60 @@ for my $case (
 		"index with $what: nothing crashed");
 	$node->stop;
 }
-open($fh, '>:raw', $snap) or die;
+open(my $fh, '>:raw', $snap) or die;
 print $fh $orig;
 close $fh;
 is(recover($node, 'start'), 'ready', 'the repaired snapshot loads');
 check_contents($node, 'after the repair');
-
 $node->stop('immediate');
+
+# ---------------------------------------------------------------------------
+# A fuzzy snapshot of a full store: it copies partitions at different
+# moments, so it can hold more than the store ever held at once, and replay
+# over it can mix states of different moments.  Recovery leaves out of the
+# snapshot the keys the log rewrites, so neither needs more room.
+for my $case ('deleted during the snapshot', 'rebuilt by replay')
+{
+	my $f = kv_node($case eq 'deleted during the snapshot' ? 'fuzzy_delete' : 'fuzzy_replay',
+		"kvext.memory_limit = '64MB'\n$conf");
+	setup($f);
+	%written = ();
+	%seed    = ();
+	my @order = keys_in_snapshot_order($f, 'f');
+	my ($e1, $e2, $e3, $e4) = @order[ 0 .. 3 ];    # copied before the hold
+	my $late = $order[39];                           # copied after it
+	$logpos = -s $f->logfile;
+	if ($case eq 'deleted during the snapshot')
+	{
+		# the snapshot holds e1 (deleted during it) and late (put after that)
+		put($f, $_, 10240) for ($e1, $e2, $e3);
+		fill($f, 's');
+		my $pid = hold_snapshot($f);
+		$f->safe_psql('postgres', "SELECT kv_delete('$e1')");
+		delete $written{$e1};
+		put($f, $late, 10240);
+		release_snapshot($f, $pid);
+	}
+	else
+	{
+		# replay rebuilds e4, put and deleted during the snapshot, while
+		# the snapshot already holds late, put after that delete
+		put($f, $_, 10240) for ($e1, $e2, $e3);
+		fill($f, 's');
+		$f->safe_psql('postgres', "SELECT kv_delete('$e2')");
+		delete $written{$e2};
+		my $pid = hold_snapshot($f);
+		put($f, $e4, 10240);
+		$f->safe_psql('postgres', "SELECT kv_delete('$e4')");
+		delete $written{$e4};
+		put($f, $late, 10240);
+		release_snapshot($f, $pid);
+	}
+	is(recover($f), 'ready', "$case: after a crash, the store that fit at run time fits again");
+	like(slurp_file($f->logfile, $logpos), qr/kvext loaded snapshot: \d+ entries, redo at \S+; [1-9]\d* left for the log to rebuild/,
+		"$case: the keys the log rewrites were left out of the snapshot");
+	check_contents($f, "$case: after the crash");
+	$f->stop('immediate');
+}
+
 done_testing();
