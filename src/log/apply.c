@@ -122,8 +122,8 @@ store_full_during_apply(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("the kvext data does not fit in kvext.memory_limit"),
-			 errdetail("Either kvext.memory_limit was lowered, or the log after the snapshot rewrote more keys than recovery keeps track of (256MB of keys), so the snapshot was loaded whole and replay needed room for old and new values at once."),
-			 errhint("Raise kvext.memory_limit and restart the server; once it is ready, kv_checkpoint() writes a snapshot that loads within the old limit.")));
+			 errdetail("Either kvext.memory_limit was lowered, or, in a store nearly full of values that each take a large share of one part of the heap (1GB at most), recovery could not pack them into the parts as the running server had."),
+			 errhint("Raise kvext.memory_limit and restart the server; nothing was lost.")));
 }
 
 /*

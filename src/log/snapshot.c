@@ -1115,7 +1115,8 @@ KvSnapshotLoad(KvLsn *redo, uint64 *term, KvSnapshotSkipFn skip, void *skip_arg)
 	*term = info.term;
 	if (info.skipped > 0)
 		ereport(LOG,
-				(errmsg("kvext loaded snapshot: %llu entries, redo at %X/%X; %llu left for the log to rebuild",
+				(errmsg("kvext loaded snapshot: %llu of its %llu entries, redo at %X/%X; the log rebuilds the other %llu",
+						(unsigned long long) (info.entries - info.skipped),
 						(unsigned long long) info.entries, LSN_FORMAT_ARGS(info.redo),
 						(unsigned long long) info.skipped)));
 	else
