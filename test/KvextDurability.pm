@@ -24,7 +24,7 @@ our @EXPORT = qw(
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
   kv_delete_every_other kv_repl_group sigstop_server sigcont_server proc_state
-  crc32c
+  crc32c write_with_crc
 );
 
 # crc32c(bytes): CRC-32C (Castagnoli), as PostgreSQL's COMP_CRC32C, for
@@ -43,6 +43,19 @@ sub crc32c
 	my $crc = 0xFFFFFFFF;
 	$crc = $crc_table[ ($crc ^ $_) & 0xFF ] ^ ($crc >> 8) for unpack('C*', $data);
 	return $crc ^ 0xFFFFFFFF;
+}
+
+# write_with_crc(path, bytes): write bytes to path with their last 4 bytes
+# replaced by the CRC-32C of the rest, as a kvext snapshot ends: a file
+# damaged inside that only kvext's own checks can catch
+sub write_with_crc
+{
+	my ($path, $bytes) = @_;
+	my $body = substr($bytes, 0, length($bytes) - 4);
+	open(my $fh, '>:raw', $path) or die "could not write $path: $!";
+	print $fh $body . pack('V', crc32c($body));
+	close $fh;
+	return;
 }
 
 # kv_node(name, extra postgresql.conf text): a started node with kvext

@@ -306,11 +306,7 @@ for my $case (
 	my ($what, $field, $bytes, $why) = @$case;
 	my $bad = $orig;
 	substr($bad, $index_at + $field, length($bytes)) = $bytes;
-	my $body = substr($bad, 0, length($bad) - 4);
-	$bad = $body . pack('V', crc32c($body));
-	open(my $fh, '>:raw', $snap) or die;
-	print $fh $bad;
-	close $fh;
+	write_with_crc($snap, $bad);
 	my $logpos = -s $node->logfile;
 	$node->start;
 	my $r = kv_call($node, "SELECT kv_get('big1')");

@@ -158,11 +158,7 @@ craft_case('unknown record type', $put, 'commit',
 	my $entry = $hdr + 66 * $nks;
 	my $bad   = $orig;
 	substr($bad, $entry + 4, 4) = pack('V', 0x3FFF0000);    # keylen
-	my $body = substr($bad, 0, length($bad) - 4);
-	$bad = $body . pack('V', crc32c($body));
-	open(my $fh, '>:raw', $snap) or die;
-	print $fh $bad;
-	close $fh;
+	write_with_crc($snap, $bad);
 	my $logpos = -s $node->logfile;
 	$node->start;
 	my $r = kv_call($node, q{SELECT kv_get('snap_1')});
@@ -173,7 +169,7 @@ craft_case('unknown record type', $put, 'commit',
 	unlike(slurp_file($node->logfile, $logpos), qr/TRAP|terminated by signal|PANIC|invalid memory alloc/,
 		'snapshot entry longer than the file: nothing crashed, nothing that size allocated');
 	$node->stop;
-	open($fh, '>:raw', $snap) or die;
+	open(my $fh, '>:raw', $snap) or die;
 	print $fh $orig;
 	close $fh;
 	$node->start;
