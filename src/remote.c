@@ -63,9 +63,12 @@
  * Waits.  Connecting and every query wait on the socket with
  * WaitLatchOrSocket, so a cancel or termination of this backend
  * interrupts them; the connection attempt ends at connect_timeout.  A
- * query interrupted while the remote node runs it is cancelled there
- * (PQcancel) when the local (sub)transaction aborts, and the connection
- * is then closed: its state is unknown.
+ * query interrupted while the remote node runs it is ended there when the
+ * local (sub)transaction aborts by closing the connection (its state is
+ * unknown): the session sets client_connection_check_interval to 1 s, so
+ * the node's backend notices within a second, even in a wait, and rolls
+ * back.  (PQcancel would block, without a timeout, on a node that stopped
+ * answering.)
  *
  * Asynchronous reads (fdw.c; docs/architecture.md): KvRemoteSend, then
  * KvRemoteConsume, then KvRemoteFinish (errors and failover as
@@ -119,7 +122,8 @@
  */
 #define KVEXT_REMOTE_SETUP_SQL \
 	"SELECT pg_catalog.set_config('search_path', 'pg_catalog, ' OPERATOR(pg_catalog.||) " \
-	"pg_catalog.quote_ident(n.nspname), false) " \
+	"pg_catalog.quote_ident(n.nspname), false), " \
+	"pg_catalog.set_config('client_connection_check_interval', '1000', false) " \
 	"FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n " \
 	"ON n.oid OPERATOR(pg_catalog.=) e.extnamespace " \
 	"WHERE e.extname OPERATOR(pg_catalog.=) 'kvext'"
@@ -1351,20 +1355,18 @@ cleanup_exec(KvRemoteConn *entry, const char *sql)
 
 /*
  * cancel_busy
- *		An abort interrupted a query on entry: cancel it on the node and
- *		close the connection (its state is unknown).
+ *		An abort interrupted a query on entry: close the connection (its
+ *		state is unknown).  No PQcancel: it blocks, with no timeout, in a
+ *		callback where interrupts are held, so a node that accepts a
+ *		connection and never answers (stopped, cut off) would hang the
+ *		session for good.  The node's backend notices the closed
+ *		connection within a second even while it runs or waits
+ *		(client_connection_check_interval, set at connection) and ends,
+ *		rolling its transaction back.
  */
 static void
 cancel_busy(KvRemoteConn *entry)
 {
-	PGcancel   *cancel;
-	char		errbuf[256];
-
-	if (entry->conn && (cancel = PQgetCancel(entry->conn)) != NULL)
-	{
-		(void) PQcancel(cancel, errbuf, sizeof(errbuf));
-		PQfreeCancel(cancel);
-	}
 	disconnect(entry);
 }
 

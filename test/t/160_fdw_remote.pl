@@ -5,7 +5,8 @@
 # there with the kv functions), and reads through the parent see them.
 # Failures: a node that is down is a clear error naming its server (no
 # hang), a cancel interrupts a remote call that waits on the node, and a
-# cached connection whose remote backend was terminated is replaced.
+# cached connection whose remote backend was terminated is replaced; a
+# node that stops answering does not hang the session's abort.
 # Remote calls reach kvext's own functions whatever search_path the
 # connection would otherwise have, and a node without kvext is a clear
 # error.
@@ -204,6 +205,26 @@ ok($killed > 0, 'its remote backend on data2 is terminated');
 is($waiter->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
 	'the next use replaces the broken connection');
 $waiter->quit;
+
+# ---------------------------------------------------------------------------
+# a node that stops answering (SIGSTOP: it keeps its connections open) while
+# a query waits on it: statement_timeout ends the query, and the session
+# answers again at once, while the node is still stopped; the abort closes
+# the connection instead of a cancel request that would wait on the node
+my $hs = $coord->background_psql('postgres', on_error_stop => 0);
+is($hs->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
+	'a session with a cached connection to data2');
+my @stopped = sigstop_server($nodes[1]);
+$hs->query(q{SET statement_timeout = '2s'; SELECT count(*) FROM dist_1});
+like($hs->{stderr}, qr/canceling statement due to statement timeout/,
+	'a query on a stopped node ends at statement_timeout');
+$hs->{stderr} = '';
+is($hs->query_safe('RESET statement_timeout; SELECT 1'), '1',
+	'the session answers while the node is still stopped');
+sigcont_server(@stopped);
+is($hs->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
+	'and reaches the node again once it runs');
+$hs->quit;
 
 # ---------------------------------------------------------------------------
 # search_path: a connection whose options (or whose role's settings) put
