@@ -8,6 +8,7 @@ package KvextDurability;
 use strict;
 use warnings;
 
+use Digest::MD5;
 use Digest::SHA;
 use Exporter 'import';
 use File::Find;
@@ -24,7 +25,7 @@ our @EXPORT = qw(
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
   kv_delete_every_other kv_repl_group sigstop_server sigcont_server proc_state
-  crc32c write_with_crc
+  crc32c write_with_crc kb_values_intact
 );
 
 # crc32c(bytes): CRC-32C (Castagnoli), as PostgreSQL's COMP_CRC32C, for
@@ -43,6 +44,28 @@ sub crc32c
 	my $crc = 0xFFFFFFFF;
 	$crc = $crc_table[ ($crc ^ $_) & 0xFF ] ^ ($crc >> 8) for unpack('C*', $data);
 	return $crc ^ 0xFFFFFFFF;
+}
+
+# kb_values_intact(node, \%written, \%seed): does the store hold each key of
+# %written with the value val(key, kb) of tests 123, 124 and 128 writes,
+# md5(seed) repeated to kb kB (kb = $written{key}; seed = $seed{key}, or the
+# key itself)?  Compared as "key:bytes:md5" lists, read with kv_get (so
+# that no value passes through a tuplestore) and computed here.
+sub kb_values_intact
+{
+	my ($node, $written, $seed) = @_;
+	my @keys = sort keys %$written;
+	my @want;
+	for my $k (@keys)
+	{
+		my $v = Digest::MD5::md5_hex($seed ? $seed->{$k} : $k) x ($written->{$k} * 32);
+		push @want, "$k:" . length($v) . ':' . Digest::MD5::md5_hex($v);
+	}
+	my $list = join(',', map { "'$_'" } @keys);
+	my $got = $node->safe_psql('postgres',
+		"SELECT string_agg(k || ':' || coalesce(octet_length(v)::text, 'missing') || ':' || coalesce(md5(v), ''), ',' ORDER BY k COLLATE \"C\")"
+		  . " FROM (SELECT k, kv_get(k) AS v FROM unnest(ARRAY[$list]) k) t");
+	return $got eq join(',', @want);
 }
 
 # write_with_crc(path, bytes): write bytes to path with their last 4 bytes

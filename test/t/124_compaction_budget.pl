@@ -39,7 +39,6 @@
 use strict;
 use warnings;
 
-use Digest::MD5;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -97,34 +96,12 @@ sub delete_range
 	return;
 }
 
-# "key:bytes:md5" of every value in %written, in key order, computed here
-sub expected
-{
-	my @out;
-	for my $k (sort keys %written)
-	{
-		my $v = Digest::MD5::md5_hex($k) x ($written{$k} * 32);
-		push @out, "$k:" . length($v) . ':' . Digest::MD5::md5_hex($v);
-	}
-	return join(',', @out);
-}
-
-# the same, read from the store with kv_get
-sub stored
-{
-	my ($node) = @_;
-	my $keys = join(',', map { "'$_'" } sort keys %written);
-	return $node->safe_psql('postgres',
-		"SELECT string_agg(k || ':' || coalesce(octet_length(v)::text, 'missing') || ':' || coalesce(md5(v), ''), ',' ORDER BY k COLLATE \"C\")"
-		  . " FROM (SELECT k, kv_get(k) AS v FROM unnest(ARRAY[$keys]) k) t");
-}
-
 # every key written and not deleted, with its bytes; nothing else
 sub check_contents
 {
 	my ($node, $what) = @_;
 	my $n = scalar(keys %written);
-	ok(stored($node) eq expected(), "$what: every value intact, byte for byte");
+	ok(kb_values_intact($node, \%written), "$what: every value intact, byte for byte");
 	is($node->safe_psql('postgres', 'SELECT kv_count()'),
 		$n, "$what: $n keys, nothing else");
 	return;
