@@ -22,6 +22,8 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "utils/timeout.h"
 
 #include "guc.h"
 #include "kvext.h"
@@ -29,6 +31,12 @@
 #include "shmem.h"
 #include "store/txn.h"
 #include "worker.h"
+
+/*
+ * libpq/libpq.h declares it, but its libpq-be.h needs the GSSAPI headers
+ * that PostgreSQL's server development package does not require
+ */
+extern bool pq_check_connection(void);
 
 PG_MODULE_MAGIC;
 
@@ -50,4 +58,34 @@ _PG_init(void)
 	KvTxnInit();
 	KvRegisterWorkers();
 	KvSenderRegisterWorkers();
+}
+
+/*
+ * KvClientConnectionLost
+ *		For the waits that check the interrupt flags themselves instead of
+ *		CHECK_FOR_INTERRUPTS (a commit wait must not raise a plain cancel):
+ *		run the client_connection_check_interval probe that
+ *		ProcessInterrupts would run, and say whether the client is gone.
+ *		ClientConnectionLost stays set, so the backend exits at its next
+ *		CHECK_FOR_INTERRUPTS, after the wait reports its outcome.
+ */
+bool
+KvClientConnectionLost(void)
+{
+	if (CheckClientConnectionPending)
+	{
+		CheckClientConnectionPending = false;
+		if (MyProcPort != NULL && client_connection_check_interval > 0)
+		{
+			if (!pq_check_connection())
+			{
+				ClientConnectionLost = true;
+				InterruptPending = true;
+			}
+			else
+				enable_timeout_after(CLIENT_CONNECTION_CHECK_TIMEOUT,
+									 client_connection_check_interval);
+		}
+	}
+	return ClientConnectionLost;
 }

@@ -58,4 +58,6 @@ KvCheckForInterruptsLong(void)
 		proc_exit(1);
 }
 
+extern bool KvClientConnectionLost(void);
+
 #endif							/* KVEXT_H */

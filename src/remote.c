@@ -99,6 +99,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "mb/pg_wchar.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -106,6 +107,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "kvext.h"
 #include "remote.h"
 
 /* connect_timeout when the server and mapping do not set one */
@@ -739,33 +741,89 @@ connect_server(KvRemoteConn *entry, ForeignServer *server, UserMapping *user)
 }
 
 /*
+ * commit_in_doubt
+ *		The remote COMMIT on entry was sent and its wait ended without an
+ *		answer (cancel, termination, statement_timeout, a lost connection):
+ *		the node may commit it or may not, so neither an error that reads
+ *		as a rollback nor a success is true.  40003, as for kvext's own
+ *		majority wait (DESIGN.md, Errors); the local transaction rolls
+ *		back.  why is the detail.
+ */
+static void
+commit_in_doubt(KvRemoteConn *entry, const char *why)
+{
+	char		server[NAMEDATALEN * 2 + 16];
+
+	if (entry->multihost && entry->node[0] != '\0')
+		snprintf(server, sizeof(server), "node \"%s\" of server \"%s\"",
+				 entry->node, entry->servername);
+	else
+		snprintf(server, sizeof(server), "server \"%s\"", entry->servername);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN),
+			 errmsg("the transaction's writes on %s may or may not be committed",
+					server),
+			 errdetail_internal("%s", why),
+			 errhint("The local transaction was rolled back. Read the keys it wrote on that server to learn the outcome.")));
+}
+
+/*
  * wait_result
  *		Read the results of the query sent on entry's connection, waiting
  *		on its socket (interruptible), and return the last one (the caller
- *		PQclears it).  A lost connection is 08006 naming the server.
+ *		PQclears it).  NULL: the connection is lost (report_result says
+ *		so).  commit: the query is the remote COMMIT, whose wait may be
+ *		cut short but never reported as a plain error: a cancel, a
+ *		termination or the statement_timeout (counted from the statement's
+ *		start, as KvVisibleWait does) is commit_in_doubt.  A termination
+ *		stays pending, so the backend still exits after the error.
  */
 static PGresult *
-wait_result(KvRemoteConn *entry)
+wait_result(KvRemoteConn *entry, bool commit)
 {
 	PGconn	   *conn = entry->conn;
 	PGresult   *last = NULL;
+	TimestampTz deadline = 0;
 
+	if (commit && StatementTimeout > 0)
+		deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
+											   StatementTimeout);
 	for (;;)
 	{
 		PGresult   *res;
 
 		while (PQisBusy(conn))
 		{
-			int			rc = WaitLatchOrSocket(MyLatch,
-											   WL_LATCH_SET | WL_SOCKET_READABLE |
-											   WL_EXIT_ON_PM_DEATH,
-											   PQsocket(conn), -1L,
-											   PG_WAIT_EXTENSION);
+			long		timeout = -1L;
+			int			rc;
 
+			if (commit)
+			{
+				TimestampTz now = GetCurrentTimestamp();
+
+				if (QueryCancelPending || ProcDiePending || KvClientConnectionLost() ||
+					(deadline != 0 && now >= deadline))
+				{
+					PQclear(last);
+					QueryCancelPending = false;
+					commit_in_doubt(entry, ProcDiePending || ClientConnectionLost ?
+									"The session ended while it waited for the remote COMMIT." :
+									"The wait for the remote COMMIT was cancelled.");
+				}
+				if (deadline != 0)
+					timeout = Max(1L, TimestampDifferenceMilliseconds(now, deadline));
+			}
+			rc = WaitLatchOrSocket(MyLatch,
+								   WL_LATCH_SET | WL_SOCKET_READABLE |
+								   WL_EXIT_ON_PM_DEATH |
+								   (timeout >= 0 ? WL_TIMEOUT : 0),
+								   PQsocket(conn), timeout,
+								   PG_WAIT_EXTENSION);
 			if (rc & WL_LATCH_SET)
 			{
 				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
+				if (!commit)
+					CHECK_FOR_INTERRUPTS();
 			}
 			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
 			{
@@ -847,7 +905,42 @@ exec_simple(KvRemoteConn *entry, const char *sql)
 	entry->busy = true;
 	if (!PQsendQuery(entry->conn, sql))
 		report_result(entry, NULL, sql);
-	res = wait_result(entry);
+	res = wait_result(entry, false);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		report_result(entry, res, sql);
+	PQclear(res);
+}
+
+/*
+ * commit_remote
+ *		The remote COMMIT at local pre-commit.  A COMMIT that was sent and
+ *		got no answer, or whose connection broke, is in doubt (40003); an
+ *		error the node answered is its own, as it gave it (a remote 40001
+ *		rolled back, a remote 40003 is in doubt there too).
+ */
+static void
+commit_remote(KvRemoteConn *entry)
+{
+	const char *sql = "COMMIT TRANSACTION";
+	PGresult   *res;
+
+	drain_pending(entry);
+	if (entry->conn == NULL)
+		report_result(entry, NULL, sql);
+	entry->busy = true;
+	/* not sent: the node rolls back when the connection closes */
+	if (!PQsendQuery(entry->conn, sql))
+		report_result(entry, NULL, sql);
+	res = wait_result(entry, true);
+	if (res == NULL || PQstatus(entry->conn) == CONNECTION_BAD)
+	{
+		char	   *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+		msg = psprintf("The connection was lost after COMMIT was sent: %s",
+					   msg ? msg : pchomp(PQerrorMessage(entry->conn)));
+		PQclear(res);
+		commit_in_doubt(entry, msg);
+	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		report_result(entry, res, sql);
 	PQclear(res);
@@ -871,7 +964,7 @@ begin_on_leader(KvRemoteConn *entry)
 	entry->busy = true;
 	if (!PQsendQuery(entry->conn, KVEXT_REMOTE_BEGIN_LEADER_SQL))
 		report_result(entry, NULL, KVEXT_REMOTE_BEGIN_LEADER_SQL);
-	res = wait_result(entry);
+	res = wait_result(entry, false);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		report_result(entry, res, KVEXT_REMOTE_BEGIN_LEADER_SQL);
 	leads = strcmp(PQgetvalue(res, 0, 0), "leader") == 0 ||
@@ -1026,13 +1119,13 @@ exec_call(KvRemoteConn *conn, bool write, bool sent, const char *sql,
 		if (conn->conn != NULL)
 		{
 			if (sent)
-				res = wait_result(conn);
+				res = wait_result(conn, false);
 			else
 			{
 				conn->busy = true;
 				if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
 									  lengths, formats, result_format))
-					res = wait_result(conn);
+					res = wait_result(conn, false);
 			}
 			st = PQresultStatus(res);
 			if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
@@ -1413,8 +1506,7 @@ remote_xact_callback(XactEvent event, void *arg)
 				}
 				PG_TRY();
 				{
-					drain_pending(entry);
-					exec_simple(entry, "COMMIT TRANSACTION");
+					commit_remote(entry);
 				}
 				PG_CATCH();
 				{

@@ -413,7 +413,7 @@ KvVisibleWait(KvLsn upto, bool applied)
 			result = KV_VISIBLE_NOT_LEADER;
 			break;
 		}
-		if (ProcDiePending)
+		if (ProcDiePending || KvClientConnectionLost())
 		{
 			result = KV_VISIBLE_CANCELLED;
 			break;

@@ -6,7 +6,8 @@
 # Failures: a node that is down is a clear error naming its server (no
 # hang), a cancel interrupts a remote call that waits on the node, and a
 # cached connection whose remote backend was terminated is replaced; a
-# node that stops answering does not hang the session's abort.
+# node that stops answering does not hang the session's abort, and a
+# remote COMMIT it never answers is in doubt (40003).
 # Remote calls reach kvext's own functions whatever search_path the
 # connection would otherwise have, and a node without kvext is a clear
 # error.
@@ -224,6 +225,27 @@ is($hs->query_safe('RESET statement_timeout; SELECT 1'), '1',
 sigcont_server(@stopped);
 is($hs->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
 	'and reaches the node again once it runs');
+
+# a COMMIT sent to a node that then stops answering: the wait ends at
+# statement_timeout in doubt (40003), not in an error that reads as a
+# rollback, for the node commits it once it runs again
+my $ck = $coord->safe_psql('postgres', qq{
+SELECT k FROM (SELECT 'doubt' || i AS k FROM generate_series(1, 1000) i) s
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, 1, k) LIMIT 1});
+$hs->query_safe('\\set VERBOSITY verbose');
+$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$ck', 'in doubt'); SET LOCAL statement_timeout = '2s'");
+@stopped = sigstop_server($nodes[1]);
+$hs->{stderr} = '';
+$hs->query('COMMIT');
+like($hs->{stderr}, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
+	'a COMMIT the node does not answer is in doubt (40003), naming the server');
+like($hs->{stderr}, qr/DETAIL:  The wait for the remote COMMIT was cancelled/,
+	'... and says the wait was cut short');
+$hs->{stderr} = '';
+is($hs->query_safe('SELECT 1'), '1', 'the session answers while the node is still stopped');
+sigcont_server(@stopped);
+ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$ck', 'dist_1')", 'in doubt'),
+	'the node committed the write it had been sent: the outcome was unknown, not a rollback');
 $hs->quit;
 
 # ---------------------------------------------------------------------------

@@ -184,6 +184,57 @@ is($other->safe_psql('postgres', $get->('k105')), 'v105', 'and writes there');
 ok(kv_poll($coord, "SELECT count(*) FROM t_any WHERE key IN ('k101', 'k102', 'k103', 'k104', 'k105')", '5'),
 	"read_from 'any' sees the new leader's keys once replicated");
 
+# ---------------------------------------------------------------------------
+# a remote COMMIT waits for the group's majority, which is gone: a cancel
+# or a termination of the local session ends the wait in doubt (40003),
+# never in a plain error, for the leader commits it once its majority is
+# back; a remote backend terminated in that wait is in doubt too
+$leader->stop('fast');
+my $pid1 = $s1->query_safe('SELECT pg_backend_pid()');
+my $waiting_commits = q{SELECT count(*) FROM pg_stat_activity
+ WHERE query = 'COMMIT TRANSACTION' AND state = 'active'};
+foreach my $how ('cancel', 'terminate', 'remote')
+{
+	my $s = $how eq 'terminate' ? $coord->background_psql('postgres', on_error_stop => 0) : $s1;
+	my $pid = $how eq 'terminate' ? $s->query_safe('SELECT pg_backend_pid()') : $pid1;
+	$s->query_safe('\\set VERBOSITY verbose');
+	ok($other->poll_query_until('postgres', $waiting_commits, '0'),
+		"$how: no remote COMMIT waits before");
+	$s->{stderr} = '';
+	$s->{stdin} .= "INSERT INTO t VALUES ('dq_$how', 'in doubt');\n\\echo done-$how\n";
+	$s->{run}->pump_nb;
+	ok($other->poll_query_until('postgres', $waiting_commits, '1'),
+		"$how: the remote COMMIT waits for a majority");
+	if ($how eq 'remote')
+	{
+		$other->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE query = 'COMMIT TRANSACTION' AND state = 'active'});
+	}
+	else
+	{
+		$coord->safe_psql('postgres', "SELECT pg_${how}_backend($pid)");
+	}
+	# a terminated psql exits: pump dies then, with its output kept
+	eval {
+		$s->{run}->pump
+		  until $s->{stderr} =~ /ERROR/ && ($how eq 'terminate' || $s->{stdout} =~ /done-$how/)
+		  || $s->{timeout}->is_expired;
+	};
+	# the remote backend's own 40003 comes through as it gave it
+	like($s->{stderr},
+		$how eq 'remote'
+		? qr/ERROR:  40003: the transaction's kvext writes may or may not be committed.*CONTEXT:  remote call on server "grp"/s
+		: qr/ERROR:  40003: the transaction's writes on node "@{[ $other->name ]}" of server "grp" may or may not be committed/,
+		"$how: the wait ends in doubt (40003), naming the server");
+	unlike($s->{stderr}, qr/canceling statement|57014/, "$how: not a plain cancel");
+	eval { $s->quit } if $how eq 'terminate';
+}
+is($other->safe_psql('postgres', "SELECT kv_get('dq_cancel', 'mh') IS NULL"), 't',
+	'the in-doubt writes are not visible while the majority is gone');
+$leader->start;
+ok(kv_poll($other, "SELECT count(kv_get(k, 'mh')) FROM unnest(ARRAY['dq_cancel', 'dq_terminate', 'dq_remote']) k", '3'),
+	'with the majority back, the leader commits the three writes in doubt');
+
 $s1->quit;
 $s2->quit;
 $coord->stop;
