@@ -26,6 +26,7 @@ OBJS = \
 	src/store/stats.o \
 	src/store/waits.o \
 	src/store/park.o \
+	src/store/acl.o \
 	src/log/wal.o \
 	src/log/reader.o \
 	src/log/control.o \
@@ -44,6 +45,7 @@ OBJS = \
 	src/api/functions.o \
 	src/api/monitor.o \
 	src/api/cluster.o \
+	src/api/roles.o \
 	src/fdw/fdw.o \
 	src/fdw/options.o \
 	src/fdw/pushdown.o \
@@ -57,7 +59,7 @@ PGFILEDESC = "kvext - distributed key-value store"
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
-REGRESS = load api errors txn savepoint keyspace bytea stats full wal fdw fdw_partition fdw_remote
+REGRESS = load api errors txn savepoint keyspace privileges bytea stats full wal fdw fdw_partition fdw_remote
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
 ISOLATION = visibility locking drop_race fdw_locking

@@ -149,15 +149,34 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION kv_drop_keyspace(text, boolean) IS
 'drop a keyspace and every key in it; a rollback undoes it';
 
+-- Creating keyspaces is a right granted as EXECUTE on kv_create_keyspace
+-- (README, "Security").  Dropping one is its owner's or a superuser's, as
+-- the function checks.
 REVOKE ALL ON FUNCTION kv_create_keyspace(text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION kv_drop_keyspace(text, boolean) FROM PUBLIC;
 
-CREATE FUNCTION kv_keyspaces(OUT keyspace text, OUT entries bigint)
+CREATE FUNCTION kv_keyspaces(OUT keyspace text, OUT entries bigint,
+                             OUT owner text, OUT rights text[])
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'kv_keyspaces'
 LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
 COMMENT ON FUNCTION kv_keyspaces() IS
-'the keyspaces and their number of keys';
+'the keyspaces the current role has a right on (all for pg_read_all_stats): keys, owner and grants';
+
+-- Rights on a keyspace: its owner's or a superuser's to change, as the
+-- functions check.
+CREATE FUNCTION kv_grant(keyspace text, role text, "right" text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_grant(text, text, text) IS
+'grant role (or public) the read, write or all rights on a keyspace; a rollback undoes it';
+
+CREATE FUNCTION kv_revoke(keyspace text, role text, "right" text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kv_revoke'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION kv_revoke(text, text, text) IS
+'take back the read, write or all rights of role (or public) on a keyspace';
 
 -- Monitoring
 

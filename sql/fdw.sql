@@ -382,6 +382,11 @@ RESET ROLE;
 GRANT USAGE ON FOREIGN SERVER fdw_local TO regress_kvext_fdw_user;
 GRANT SELECT, INSERT ON fdw_text TO regress_kvext_fdw_user;
 SET ROLE regress_kvext_fdw_user;
+-- the table's privileges are not enough: the keyspace's rights are asked too
+SELECT kv_try($$SELECT count(*) FROM fdw_text WHERE key = 'user:1'$$);
+RESET ROLE;
+SELECT kv_grant('fdw_one', 'regress_kvext_fdw_user', 'all');
+SET ROLE regress_kvext_fdw_user;
 SELECT count(*) FROM fdw_text WHERE key = 'user:1';
 INSERT INTO fdw_text VALUES ('role:1', 'by role');
 SELECT kv_try($$DELETE FROM fdw_text WHERE key = 'role:1'$$);
@@ -408,8 +413,8 @@ DROP USER MAPPING FOR CURRENT_USER SERVER fdw_s1;
 DROP USER MAPPING FOR regress_kvext_fdw_user SERVER fdw_s1;
 DROP SERVER fdw_s1, fdw_local;
 REVOKE EXECUTE ON FUNCTION kv_create_keyspace(text, boolean) FROM regress_kvext_fdw_user;
-DROP ROLE regress_kvext_fdw_user;
 SELECT kv_drop_keyspace(k) FROM unnest(ARRAY['fdw_t2', 'fdw_docs', 'fdw_one',
   'fdw_times', 'fdw_nums', 'fdw_two', 'fdw_role']) AS k;
+DROP ROLE regress_kvext_fdw_user;
 SELECT keyspace FROM kv_keyspaces() WHERE keyspace LIKE 'fdw\_%';
 DROP FUNCTION fdw_rows(text);

@@ -7,9 +7,10 @@
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
 
+-- (before the keyspace exists: its owner is a key of kvext's keyspace of rights)
+SELECT memory_used AS mem0 FROM kv_stats() WHERE keyspace IS NULL \gset
 SELECT kv_create_keyspace('full_ks');
 CREATE TABLE full_result (n int, sqlstate text, deleted int);
-SELECT memory_used AS mem0 FROM kv_stats() WHERE keyspace IS NULL \gset
 
 -- 1MB values, one transaction per value (procedure-style COMMIT in a DO
 -- block), until one does not fit

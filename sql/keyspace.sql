@@ -208,7 +208,8 @@ COMMIT;
 SELECT kv_get('ks:k', 'ks_rollback');
 SELECT keyspace FROM kv_keyspaces() ORDER BY keyspace;
 
--- keyspace administration is not granted to PUBLIC; the data functions are
+-- creating keyspaces is not granted to PUBLIC, and a keyspace is private
+-- to its owner (privileges.sql tests the rights in full)
 CREATE ROLE regress_kv_ks_user;
 SET ROLE regress_kv_ks_user;
 SELECT kv_create_keyspace('ks_user');
@@ -220,13 +221,14 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION kv_create_keyspace(text, boolean) TO regress_kv_ks_user;
 SET ROLE regress_kv_ks_user;
 SELECT kv_create_keyspace('ks_user');
+SELECT keyspace, owner FROM kv_keyspaces() ORDER BY keyspace;
 SELECT kv_drop_keyspace('ks_user');
 RESET ROLE;
-SELECT kv_drop_keyspace('ks_user');
 REVOKE EXECUTE ON FUNCTION kv_create_keyspace(text, boolean) FROM regress_kv_ks_user;
 DROP ROLE regress_kv_ks_user;
 
--- kvext.max_keyspaces (64 here, "default" included): one more is refused
+-- kvext.max_keyspaces (64 here, "default" and kvext's own keyspace of
+-- rights included): one more is refused
 -- with 53400 (configuration_limit_exceeded); a freed slot can be reused
 SHOW kvext.max_keyspaces;
 DO $$

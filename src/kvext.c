@@ -25,6 +25,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/timeout.h"
 
+#include "api/api.h"
 #include "guc.h"
 #include "kvext.h"
 #include "replication/sender.h"
@@ -56,6 +57,7 @@ _PG_init(void)
 	KvGucInit();
 	KvShmemInit();
 	KvTxnInit();
+	KvRolesInit();
 	KvRegisterWorkers();
 	KvSenderRegisterWorkers();
 }

@@ -40,6 +40,7 @@
 #include "kvext.h"
 #include "log/visible.h"
 #include "shmem.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 #include "store/writeset.h"
@@ -60,6 +61,8 @@ PG_FUNCTION_INFO_V1(kv_count);
 PG_FUNCTION_INFO_V1(kv_create_keyspace);
 PG_FUNCTION_INFO_V1(kv_drop_keyspace);
 PG_FUNCTION_INFO_V1(kv_keyspaces);
+PG_FUNCTION_INFO_V1(kv_grant);
+PG_FUNCTION_INFO_V1(kv_revoke);
 PG_FUNCTION_INFO_V1(kvext_check_preloaded);
 
 /* raise 22004 for a NULL argument */
@@ -115,16 +118,23 @@ arg_key(FunctionCallInfo fcinfo, int argno, bool write)
 	return key;
 }
 
-/* the keyspace argument, resolved for a read or a write */
+/*
+ * the keyspace argument, resolved for a read or a write, and checked for
+ * the rights (KV_RIGHT_*) the call needs
+ */
 static inline KvKeyspaceRef
-arg_keyspace(FunctionCallInfo fcinfo, int argno, bool write)
+arg_keyspace(FunctionCallInfo fcinfo, int argno, int rights)
 {
 	text	   *name;
+	KvKeyspaceRef ref;
 
 	if (PG_ARGISNULL(argno))
 		report_null("keyspace");
 	name = PG_GETARG_TEXT_PP(argno);
-	return KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), write);
+	ref = KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
+							(rights & KV_RIGHT_WRITE) != 0);
+	KvAclCheck(ref, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), rights);
+	return ref;
 }
 
 /* common checks of every writing function (a follower refuses: 25006) */
@@ -145,7 +155,7 @@ get_common(FunctionCallInfo fcinfo, KvReadMode mode)
 
 	KvCheckAvailable();
 	key = arg_key(fcinfo, 0, false);
-	ks = arg_keyspace(fcinfo, 1, false);
+	ks = arg_keyspace(fcinfo, 1, KV_RIGHT_READ);
 
 	if (!KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), mode, &v))
 		PG_RETURN_NULL();
@@ -181,7 +191,7 @@ kv_exists(PG_FUNCTION_ARGS)
 
 	KvCheckAvailable();
 	key = arg_key(fcinfo, 0, false);
-	ks = arg_keyspace(fcinfo, 1, false);
+	ks = arg_keyspace(fcinfo, 1, KV_RIGHT_READ);
 	PG_RETURN_BOOL(KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 							  KV_READ_EXISTS, NULL));
 }
@@ -200,7 +210,7 @@ put_common(FunctionCallInfo fcinfo, bool binary)
 		report_null("value");
 	value = PG_GETARG_VARLENA_PP(1);
 	KvCheckValueSize(VARSIZE_ANY_EXHDR(value));
-	ks = arg_keyspace(fcinfo, 2, true);
+	ks = arg_keyspace(fcinfo, 2, KV_RIGHT_WRITE);
 	prepare_write("kv_put()");
 
 	w.op = KV_OP_PUT;
@@ -241,7 +251,7 @@ kv_delete(PG_FUNCTION_ARGS)
 
 	KvCheckAvailable();
 	key = arg_key(fcinfo, 0, false);
-	ks = arg_keyspace(fcinfo, 1, true);
+	ks = arg_keyspace(fcinfo, 1, KV_RIGHT_WRITE);
 	prepare_write("kv_delete()");
 
 	w.op = KV_OP_DELETE;
@@ -263,7 +273,7 @@ kv_incr(PG_FUNCTION_ARGS)
 	key = arg_key(fcinfo, 0, true);
 	if (PG_ARGISNULL(1))
 		report_null("delta");
-	ks = arg_keyspace(fcinfo, 2, true);
+	ks = arg_keyspace(fcinfo, 2, KV_RIGHT_ALL);
 	prepare_write("kv_incr()");
 
 	w.op = KV_OP_INCR;
@@ -303,7 +313,7 @@ kv_cas(PG_FUNCTION_ARGS)
 		w.vallen = VARSIZE_ANY_EXHDR(value);
 		KvCheckValueSize(w.vallen);
 	}
-	ks = arg_keyspace(fcinfo, 3, true);
+	ks = arg_keyspace(fcinfo, 3, KV_RIGHT_ALL);
 	prepare_write("kv_cas()");
 
 	w.op = KV_OP_CAS;
@@ -349,7 +359,7 @@ kv_mget(PG_FUNCTION_ARGS)
 
 	KvCheckAvailable();
 	n = arg_text_array(fcinfo, 0, "keys", &keys, &keynulls);
-	ks = arg_keyspace(fcinfo, 1, false);
+	ks = arg_keyspace(fcinfo, 1, KV_RIGHT_READ);
 	for (int i = 0; i < n; i++)
 		if (keynulls[i])
 			report_null("key");
@@ -406,7 +416,7 @@ kv_mput(PG_FUNCTION_ARGS)
 		KvCheckKeySize(VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])));
 		KvCheckValueSize(VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i])));
 	}
-	ks = arg_keyspace(fcinfo, 2, true);
+	ks = arg_keyspace(fcinfo, 2, KV_RIGHT_WRITE);
 	prepare_write("kv_mput()");
 
 	for (int i = 0; i < nkeys; i++)
@@ -470,7 +480,7 @@ scan_common(FunctionCallInfo fcinfo, bool bytea)
 	if (PG_ARGISNULL(0))
 		report_null("prefix");
 	prefix = PG_GETARG_TEXT_PP(0);
-	ks = arg_keyspace(fcinfo, 1, false);
+	ks = arg_keyspace(fcinfo, 1, KV_RIGHT_READ);
 
 	InitMaterializedSRF(fcinfo, 0);
 	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -512,7 +522,7 @@ kv_count(PG_FUNCTION_ARGS)
 	int64		n;
 
 	KvCheckAvailable();
-	ks = arg_keyspace(fcinfo, 0, false);
+	ks = arg_keyspace(fcinfo, 0, KV_RIGHT_READ);
 	n = (int64) pg_atomic_read_u64(&KvKeyspaces[ks.id].nentries) +
 		KvWsCountDelta(ks.id);
 	PG_RETURN_INT64(n);
@@ -548,8 +558,25 @@ kv_drop_keyspace(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* "role=rw" for each grant, as a text[] (NULL for none) */
+static Datum
+rights_array(const KvAclItem *items, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(psprintf("%s=%s%s", items[i].role,
+												(items[i].rights & KV_RIGHT_READ) ? "r" : "",
+												(items[i].rights & KV_RIGHT_WRITE) ? "w" : ""));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 /*
- * kv_keyspaces() returns table (keyspace text, entries bigint)
+ * kv_keyspaces() returns table (keyspace text, entries bigint, owner text,
+ * rights text[])
+ *
+ * The keyspaces the current user has a right on (all of them for
+ * pg_read_all_stats and superusers: KvAclCanList).
  */
 Datum
 kv_keyspaces(PG_FUNCTION_ARGS)
@@ -567,14 +594,90 @@ kv_keyspaces(PG_FUNCTION_ARGS)
 	n = KvKeyspaceList(refs, names);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		char		owner[NAMEDATALEN];
+		KvAclItem  *items;
+		int			nitems;
 
+		if (!KvAclCanList(names[i]))
+			continue;
+		(void) KvAclDescribe(names[i], owner, &items, &nitems);
 		values[0] = CStringGetTextDatum(names[i]);
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[refs[i].id].nentries));
+		values[2] = CStringGetTextDatum(owner);
+		nulls[2] = (owner[0] == '\0');
+		values[3] = rights_array(items, nitems);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		pfree(items);
 	}
 	return (Datum) 0;
+}
+
+/* the right argument of kv_grant and kv_revoke */
+static int
+arg_right(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *right;
+
+	if (PG_ARGISNULL(argno))
+		report_null("right");
+	right = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (pg_strcasecmp(right, "read") == 0)
+		return KV_RIGHT_READ;
+	if (pg_strcasecmp(right, "write") == 0)
+		return KV_RIGHT_WRITE;
+	if (pg_strcasecmp(right, "all") == 0)
+		return KV_RIGHT_ALL;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized keyspace right \"%s\"", right),
+			 errhint("The rights are \"read\", \"write\" and \"all\".")));
+	return 0;					/* keep compiler quiet */
+}
+
+/* kv_grant and kv_revoke */
+static Datum
+change_rights(FunctionCallInfo fcinfo, bool grant)
+{
+	char	   *ksname;
+	char	   *role;
+	int			rights;
+	KvKeyspaceRef ref;
+
+	KvCheckAvailable();
+	if (PG_ARGISNULL(0))
+		report_null("keyspace");
+	if (PG_ARGISNULL(1))
+		report_null("role");
+	rights = arg_right(fcinfo, 2);
+	ksname = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	role = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	prepare_write(grant ? "kv_grant()" : "kv_revoke()");
+	KvKeyspaceCheckName(ksname, false);
+	ref = KvKeyspaceResolve(ksname, strlen(ksname), true);
+	if (KvKeyspaceIsAcl(ksname))
+		KvAclCheck(ref, ksname, strlen(ksname), KV_RIGHT_READ);
+	KvAclChange(ksname, role, rights, grant);
+	PG_RETURN_VOID();
+}
+
+/*
+ * kv_grant(keyspace text, role text, "right" text) returns void
+ */
+Datum
+kv_grant(PG_FUNCTION_ARGS)
+{
+	return change_rights(fcinfo, true);
+}
+
+/*
+ * kv_revoke(keyspace text, role text, "right" text) returns void
+ */
+Datum
+kv_revoke(PG_FUNCTION_ARGS)
+{
+	return change_rights(fcinfo, false);
 }
 
 /*

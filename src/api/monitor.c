@@ -33,6 +33,7 @@
 #include "log/recovery.h"
 #include "log/snapshot.h"
 #include "log/wal.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
@@ -85,6 +86,9 @@ kv_stats(PG_FUNCTION_ARGS)
 		tot_hits += hits;
 		tot_misses += misses;
 		tot_writes += writes;
+		/* the total counts every keyspace; a row, only one the role may see */
+		if (!KvAclCanList(names[i]))
+			continue;
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(names[i]);

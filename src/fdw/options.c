@@ -83,6 +83,7 @@
 
 #include "fdw/kvext_fdw.h"
 #include "shmem.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
 
 PG_FUNCTION_INFO_V1(kvext_fdw_validator);
@@ -689,7 +690,11 @@ KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
 	KvCheckAvailable();
 	*exists = true;
 	if (KvKeyspaceTryResolve(table->keyspace, table->keyspace_len, write, &ref))
+	{
+		KvAclCheck(ref, table->keyspace, table->keyspace_len,
+				   write ? KV_RIGHT_WRITE : KV_RIGHT_READ);
 		return ref;
+	}
 	if (!table->create_keyspace)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -702,5 +707,7 @@ KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
 		return ref;
 	}
 	create_keyspace(table);
-	return KvKeyspaceResolve(table->keyspace, table->keyspace_len, true);
+	ref = KvKeyspaceResolve(table->keyspace, table->keyspace_len, true);
+	KvAclCheck(ref, table->keyspace, table->keyspace_len, KV_RIGHT_WRITE);
+	return ref;
 }

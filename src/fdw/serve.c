@@ -42,6 +42,7 @@
 #include "api/api.h"
 #include "failpoint.h"
 #include "log/visible.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 #include "store/writeset.h"
@@ -58,15 +59,17 @@ PG_FUNCTION_INFO_V1(kvext_fdw_remote_cas);
  *		reference unusable) for a missing one if missing_ok, else 42704.
  */
 static KvKeyspaceRef
-resolve(text *name, bool write, bool missing_ok, bool *exists)
+resolve(text *name, int rights, bool missing_ok, bool *exists)
 {
 	KvKeyspaceRef ref = {0, 0};
 
 	KvCheckAvailable();
 	*exists = KvKeyspaceTryResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
-								   write, &ref);
+								   (rights & KV_RIGHT_WRITE) != 0, &ref);
 	if (!*exists && !missing_ok)
 		KvReportNoKeyspace(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	if (*exists)
+		KvAclCheck(ref, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), rights);
 	return ref;
 }
 
@@ -123,7 +126,7 @@ kvext_fdw_remote_read(PG_FUNCTION_ARGS)
 	KvFailpoint("fdw-remote-read");
 	InitMaterializedSRF(fcinfo, 0);
 	rs.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ks = resolve(PG_GETARG_TEXT_PP(0), false, PG_GETARG_BOOL(1), &exists);
+	ks = resolve(PG_GETARG_TEXT_PP(0), KV_RIGHT_READ, PG_GETARG_BOOL(1), &exists);
 	if (!exists)
 		PG_RETURN_VOID();
 	if (!PG_ARGISNULL(4))
@@ -172,7 +175,7 @@ kvext_fdw_remote_count(PG_FUNCTION_ARGS)
 	KvKeyspaceRef ks;
 	bool		exists;
 
-	ks = resolve(PG_GETARG_TEXT_PP(0), false, PG_GETARG_BOOL(1), &exists);
+	ks = resolve(PG_GETARG_TEXT_PP(0), KV_RIGHT_READ, PG_GETARG_BOOL(1), &exists);
 	if (!exists)
 		PG_RETURN_INT64(0);
 	PG_RETURN_INT64((int64) pg_atomic_read_u64(&KvKeyspaces[ks.id].nentries) +
@@ -208,7 +211,7 @@ kvext_fdw_remote_insert(PG_FUNCTION_ARGS)
 					 errmsg("arguments of kvext_fdw_remote_insert must not be NULL")));
 	KvCheckAvailable();
 	KvVisibleCheckWritable();
-	ks = resolve(PG_GETARG_TEXT_PP(0), true, false, &exists);
+	ks = resolve(PG_GETARG_TEXT_PP(0), KV_RIGHT_WRITE, false, &exists);
 	n = bytea_elems(PG_GETARG_ARRAYTYPE_P(1), &keys, &knulls);
 	nv = bytea_elems(PG_GETARG_ARRAYTYPE_P(2), &vals, &vnulls);
 	if (n != nv)
@@ -265,7 +268,7 @@ kvext_fdw_remote_cas(PG_FUNCTION_ARGS)
 				 errmsg("keyspace, key, expected and binary must not be NULL")));
 	KvCheckAvailable();
 	KvVisibleCheckWritable();
-	ks = resolve(PG_GETARG_TEXT_PP(0), true, false, &exists);
+	ks = resolve(PG_GETARG_TEXT_PP(0), KV_RIGHT_ALL, false, &exists);
 	k = PG_GETARG_BYTEA_PP(1);
 	expected = PG_GETARG_BYTEA_PP(2);
 	KvCheckKeySize(VARSIZE_ANY_EXHDR(k));

@@ -54,6 +54,7 @@
 #include "log/apply.h"
 #include "log/reader.h"
 #include "log/wal.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/store.h"
 
@@ -189,6 +190,7 @@ typedef struct ApplyEntries
 	Size		n;
 	Size		cap;
 	bool		alone;			/* KvApplyTxn's alone */
+	bool		acl;			/* it changes rights (acl.c) */
 } ApplyEntries;
 
 /* called for each checked write of a TXN record, key and value at key */
@@ -257,6 +259,8 @@ apply_op(KvLogReader *r, void *arg, const KvWalOp *op, const char *key)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext log record at LSN %X/%X writes to keyspace id %u, which does not exist at that point",
 						LSN_FORMAT_ARGS(r->rec->lsn), op->keyspace)));
+	if (KvKeyspaceIsAcl(KvKeyspaces[op->keyspace].name))
+		ae->acl = true;
 	e = KvStoreApplyWrite(op->keyspace, key, op->keylen, key + op->keylen,
 						  op->vallen, op->binary != 0, op->op == KV_WOP_DELETE,
 						  ae->alone);
@@ -296,6 +300,7 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 	ae->cap = 64;
 	ae->entries = palloc(sizeof(KvPtr) * ae->cap);
 	ae->alone = alone;
+	ae->acl = false;
 	PG_TRY();
 	{
 		for_each_op(r, apply_op, ae);
@@ -314,6 +319,8 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (ae->acl)
+		KvAclNoteCommit(commit_end);
 	KvStoreBeginCommit(commit_end);
 	for (Size i = 0; i < ae->n; i++)
 		KvStoreCommitEntry(ae->entries[i]);

@@ -55,13 +55,16 @@
 #include "utils/builtins.h"
 
 #include "kvext.h"
-#include "store/stats.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
+#include "store/stats.h"
 #include "store/store.h"
 #include "store/waits.h"
 #include "store/writeset.h"
 
 static LWLock *keyspace_lock = NULL;
+
+static bool create_keyspace(const char *name, bool if_not_exists, bool internal);
 
 /* this backend's last resolution */
 static struct
@@ -342,11 +345,33 @@ KvKeyspaceCheckName(const char *name, bool new_name)
 bool
 KvKeyspaceCreate(const char *name, bool if_not_exists)
 {
+	KvKeyspaceCheckName(name, true);
+	if (!create_keyspace(name, if_not_exists, false))
+		return false;
+	/* its owner and (no) rights, in the same transaction */
+	KvAclCreated(name);
+	return true;
+}
+
+/*
+ * KvKeyspaceCreateInternal
+ *		Create kvext's own keyspace name (acl.c) in the current transaction,
+ *		unless it exists, silently.
+ */
+void
+KvKeyspaceCreateInternal(const char *name)
+{
+	(void) create_keyspace(name, true, true);
+}
+
+/* KvKeyspaceCreate's work; internal: no NOTICE when it exists */
+static bool
+create_keyspace(const char *name, bool if_not_exists, bool internal)
+{
 	TransactionId myxid;
 	int			len = strlen(name);
 	int			slot;
 
-	KvKeyspaceCheckName(name, true);
 	/* things that may fail come first: the write-set item, the xid */
 	KvWsReserve();
 	/* before any lock: may wait for a free owner slot, or refuse */
@@ -375,6 +400,8 @@ KvKeyspaceCreate(const char *name, bool if_not_exists)
 			LWLockRelease(keyspace_lock);
 			if (if_not_exists)
 			{
+				if (internal)
+					return false;
 				ereport(NOTICE,
 						(errcode(ERRCODE_DUPLICATE_OBJECT),
 						 errmsg("keyspace \"%s\" already exists, skipping", name)));
@@ -444,6 +471,13 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop keyspace \"%s\"", name),
 				 errdetail("The default keyspace always exists.")));
+	if (KvKeyspaceIsAcl(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot drop kvext's own keyspace")));
+	/* its owner's to drop (its rights go with it, below) */
+	if (KvKeyspaceTryResolve(name, len, false, &(KvKeyspaceRef) {0, 0}))
+		KvAclCheckOwner(name, "drop it");
 	KvWsReserve();
 	/* before any lock: may wait for a free owner slot, or refuse */
 	(void) KvStoreMySlot();
@@ -513,6 +547,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				 errmsg("keyspace \"%s\" has uncommitted writes", name),
 				 errdetail("A transaction, possibly this one, has written to the keyspace and not yet ended."),
 				 errhint("Retry once the writing transactions have committed or rolled back.")));
+	KvAclDropped(name);
 	return true;
 }
 
@@ -627,7 +662,7 @@ list_keyspaces(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN],
 		KvKeyspace *ks = &KvKeyspaces[i];
 
 		if (for_snapshot ? (ks->state != KS_ACTIVE && ks->state != KS_DROPPING)
-			: visibility(ks) == VIS_NONE)
+			: (visibility(ks) == VIS_NONE || KvKeyspaceIsAcl(ks->name)))
 			continue;
 		refs[n].id = (uint16) i;
 		refs[n].gen = pg_atomic_read_u32(&ks->gen);

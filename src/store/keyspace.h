@@ -21,6 +21,7 @@ extern bool KvKeyspaceTryResolve(const char *name, int len, bool write,
 extern void KvReportNoKeyspace(const char *name, int len) pg_attribute_noreturn();
 extern void KvKeyspaceCheckName(const char *name, bool new_name);
 extern bool KvKeyspaceCreate(const char *name, bool if_not_exists);
+extern void KvKeyspaceCreateInternal(const char *name);
 extern bool KvKeyspaceDrop(const char *name, bool if_exists);
 extern int	KvKeyspaceList(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);
 extern int	KvKeyspaceListForSnapshot(KvKeyspaceRef *refs, char (*names)[NAMEDATALEN]);

@@ -144,6 +144,7 @@ static ConditionVariable *slot_freed = NULL;	/* broadcast when a slot frees */
 int			KvMyOwnerSlot = -1;
 KvKeyspace *KvKeyspaces = NULL;
 pg_atomic_uint32 *KvKeyspaceDirGen = NULL;
+pg_atomic_uint64 *KvAclLastCommit = NULL;
 KvPtr	   *KvStoreBuckets = NULL;
 static LWLockPadded *kv_locks = NULL;
 
@@ -175,6 +176,7 @@ static void
 init_keyspace_slots(void)
 {
 	pg_atomic_init_u32(KvKeyspaceDirGen, 1);
+	pg_atomic_init_u64(KvAclLastCommit, 0);
 	for (int i = 0; i < kvext_max_keyspaces; i++)
 	{
 		KvKeyspace *ks = &KvKeyspaces[i];
@@ -205,6 +207,7 @@ KvStoreShmemSize(void)
 	size = add_size(size, KV_UNIT);
 	size = add_size(size, region_bytes());
 	size = add_size(size, MAXALIGN(sizeof(pg_atomic_uint32)));
+	size = add_size(size, MAXALIGN(sizeof(pg_atomic_uint64)));
 	size = add_size(size, mul_size(sizeof(KvKeyspace), kvext_max_keyspaces));
 	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), KvOwnerSlotCount())));
 	size = add_size(size, MAXALIGN(mul_size(sizeof(pg_atomic_uint32), KvProcSlots())));
@@ -232,6 +235,8 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 
 	KvKeyspaceDirGen = (pg_atomic_uint32 *) p;
 	p += MAXALIGN(sizeof(pg_atomic_uint32));
+	KvAclLastCommit = (pg_atomic_uint64 *) p;
+	p += MAXALIGN(sizeof(pg_atomic_uint64));
 	KvKeyspaces = (KvKeyspace *) p;
 	p += sizeof(KvKeyspace) * kvext_max_keyspaces;
 	p = (char *) MAXALIGN(p);

@@ -100,8 +100,17 @@ typedef struct KvKeyspace
  */
 extern PGDLLIMPORT KvKeyspace *KvKeyspaces;
 extern PGDLLIMPORT pg_atomic_uint32 *KvKeyspaceDirGen;
+/* the end of the last COMMIT record that changed rights (acl.c) */
+extern PGDLLIMPORT pg_atomic_uint64 *KvAclLastCommit;
 
 #define KVEXT_DEFAULT_KEYSPACE	"default"
+/*
+ * The keyspace that holds every keyspace's owner and rights (acl.c).  Its
+ * name begins with a control character, which a created name may not
+ * (KvKeyspaceCheckName), so no user keyspace can take it.
+ */
+#define KVEXT_ACL_KEYSPACE		"\001acl"
+#define KvKeyspaceIsAcl(name)	((name)[0] == '\001' && strcmp((name), KVEXT_ACL_KEYSPACE) == 0)
 
 /*
  * KvKeyspaceIsValid

@@ -65,6 +65,7 @@
 #include "kvext.h"
 #include "log/wal.h"
 #include "log/visible.h"
+#include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/park.h"
 #include "store/store.h"
@@ -369,6 +370,8 @@ decide_in_group(void)
 	note_record(end);
 	ws_decided = true;
 	ws_commit_end = end;
+	if (KvAclWriteSetTouches())
+		KvAclNoteCommit(end);
 
 	if (kvext_synchronous_commit != KV_SYNC_OFF)
 		KvWalFlush(end);
@@ -478,6 +481,8 @@ commit_in_group(void)
 			KvWalFlush(end);
 		}
 		END_CRIT_SECTION();
+		if (end != InvalidKvLsn && KvAclWriteSetTouches())
+			KvAclNoteCommit(end);
 		if (end == InvalidKvLsn)
 		{
 			/* no longer ours to decide: drop the keys (see stepped_down) */
@@ -540,6 +545,8 @@ commit_txn(void)
 
 	KvFailpoint("commit-after-marker");
 
+	if (KvAclWriteSetTouches())
+		KvAclNoteCommit(end);
 	publish_commit(end);
 }
 
@@ -589,6 +596,7 @@ reset_write_set(void)
 {
 	ws_logged = ws_mixed = ws_decided = false;
 	ws_txn_lsn = ws_commit_end = InvalidKvLsn;
+	KvAclEndXact();
 	/* every entry is committed, removed or parked: give the slot back */
 	KvStoreReleaseSlot();
 	KvWsReset();

@@ -1,0 +1,593 @@
+/*-------------------------------------------------------------------------
+ *
+ * acl.c
+ *	  Keyspace owners and rights.
+ *
+ * Every keyspace has an owner (the role that created it) and read and
+ * write rights granted to roles or to public.  A superuser, and a member
+ * of the owning role, has every right and alone drops the keyspace or
+ * changes its rights; others need the right a call asks for, held
+ * directly or through role membership, as has_privs_of_role() decides for
+ * GRANT.  "default" and the keyspaces created before rights existed have
+ * no owner: only superusers use them until one grants rights.
+ *
+ * Storage.  A keyspace's owner and grants are one value in the internal
+ * keyspace KVEXT_ACL_KEYSPACE, under the keyspace's name.  So they are
+ * written in the transaction that creates the keyspace or changes them,
+ * take its key lock (two sessions granting on one keyspace wait for each
+ * other, with deadlock detection and lock_timeout), and are logged,
+ * replicated, snapshotted and recovered with the data, by the code that
+ * does it for every key.  The internal keyspace is created by the first
+ * transaction that needs it; sessions cannot name it (KvAclCheck).
+ *
+ * Roles are named, not identified by OID: a group's nodes are separate
+ * servers, whose roles have different OIDs, and a name is what the
+ * administrator creates on each.  A grant to a role that does not exist on
+ * a node gives nothing there.  So that a name cannot pass to another role,
+ * DROP ROLE and ALTER ROLE ... RENAME of a role that owns a keyspace or
+ * holds rights fail (KvAclCheckRole, from the utility hook); revoke the
+ * rights, or drop the keyspace, first.
+ *
+ * The value: a format byte (1), the owner's name and a NUL (an empty name:
+ * no owner), then per grant a rights byte (KV_RIGHT_*) and the role's name
+ * and a NUL.
+ *
+ * Caching.  A check costs a few atomic reads when this backend checked the
+ * same keyspace for the same user before and nothing changed since:
+ * KvKeyspaceDirGen, which every committed change of rights also bumps
+ * (KvAclNoteCommit, before the change can be seen), and KvAclLastCommit,
+ * the end of the COMMIT record of the last change, which must have been
+ * visible (KvWalVisiblePos) when the cached answer was computed.  A change
+ * of role membership or of a role clears the cache (syscache callbacks),
+ * and a transaction that changed rights itself does not use it.
+ *
+ * Copyright (c) 2026, kvext authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+
+#include "log/wal.h"
+#include "store/acl.h"
+#include "store/keyspace.h"
+#include "store/writeset.h"
+
+#define ACL_FORMAT			1
+/* grants one keyspace may hold */
+#define KVEXT_ACL_MAX_ITEMS	100
+#define ACL_PUBLIC			"public"
+
+/* a keyspace's owner and grants, parsed */
+typedef struct KsAcl
+{
+	char		owner[NAMEDATALEN]; /* "" if none */
+	int			nitems;
+	KvAclItem	items[KVEXT_ACL_MAX_ITEMS];
+} KsAcl;
+
+/* this backend's answers: rights of a user on a keyspace */
+#define ACL_CACHE_SIZE		16
+typedef struct AclCacheEntry
+{
+	bool		valid;
+	uint16		id;
+	uint32		gen;			/* the keyspace slot's generation */
+	Oid			user;
+	int			rights;			/* KV_RIGHT_*, or -1 for owner */
+} AclCacheEntry;
+
+static AclCacheEntry acl_cache[ACL_CACHE_SIZE];
+static uint32 acl_cache_dir_gen = 0;	/* KvKeyspaceDirGen when filled */
+static KvLsn acl_cache_visible = 0; /* KvWalVisiblePos when filled */
+static bool acl_dirty = false;	/* this transaction changed rights */
+static bool acl_callbacks = false;
+
+#define RIGHTS_OWNER		(-1)
+
+static void
+acl_cache_reset(Datum arg, int cacheid, uint32 hashvalue)
+{
+	for (int i = 0; i < ACL_CACHE_SIZE; i++)
+		acl_cache[i].valid = false;
+}
+
+/*
+ * acl_ref
+ *		The internal keyspace, for a read (false if it does not exist yet)
+ *		or a write (created in this transaction if need be).
+ */
+static bool
+acl_ref(bool write, KvKeyspaceRef *ref)
+{
+	int			len = strlen(KVEXT_ACL_KEYSPACE);
+
+	if (KvKeyspaceTryResolve(KVEXT_ACL_KEYSPACE, len, write, ref))
+		return true;
+	if (!write)
+		return false;
+	KvKeyspaceCreateInternal(KVEXT_ACL_KEYSPACE);
+	*ref = KvKeyspaceResolve(KVEXT_ACL_KEYSPACE, len, true);
+	return true;
+}
+
+/*
+ * read_acl
+ *		Keyspace ksname's owner and grants as this transaction sees them;
+ *		false (and an empty acl) if none are recorded.
+ */
+static bool
+read_acl(const char *ksname, KsAcl *acl)
+{
+	KvKeyspaceRef ref;
+	struct varlena *v;
+	const char *p;
+	const char *end;
+
+	acl->owner[0] = '\0';
+	acl->nitems = 0;
+	if (!acl_ref(false, &ref) ||
+		!KvStoreGet(ref, ksname, strlen(ksname), KV_READ_BYTEA, &v))
+		return false;
+	p = VARDATA_ANY(v);
+	end = p + VARSIZE_ANY_EXHDR(v);
+	if (p >= end || *p != ACL_FORMAT)
+		goto bad;
+	p++;
+	{
+		const char *nul = memchr(p, '\0', end - p);
+
+		if (nul == NULL || nul - p >= NAMEDATALEN)
+			goto bad;
+		memcpy(acl->owner, p, nul - p + 1);
+		p = nul + 1;
+	}
+	while (p < end)
+	{
+		const char *nul;
+		KvAclItem  *item;
+
+		if (acl->nitems >= KVEXT_ACL_MAX_ITEMS || end - p < 2)
+			goto bad;
+		item = &acl->items[acl->nitems];
+		item->rights = (unsigned char) *p++;
+		nul = memchr(p, '\0', end - p);
+		if (nul == NULL || nul - p >= NAMEDATALEN ||
+			(item->rights & ~KV_RIGHT_ALL) != 0)
+			goto bad;
+		memcpy(item->role, p, nul - p + 1);
+		p = nul + 1;
+		acl->nitems++;
+	}
+	pfree(v);
+	return true;
+
+bad:
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("the rights recorded for keyspace \"%s\" are damaged", ksname)));
+	return false;				/* keep compiler quiet */
+}
+
+/* store acl as keyspace ksname's owner and grants, in this transaction */
+static void
+write_acl(const char *ksname, const KsAcl *acl)
+{
+	KvKeyspaceRef ref;
+	StringInfoData buf;
+	KvWrite		w = {0};
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, ACL_FORMAT);
+	appendBinaryStringInfo(&buf, acl->owner, strlen(acl->owner) + 1);
+	for (int i = 0; i < acl->nitems; i++)
+	{
+		appendStringInfoChar(&buf, (char) acl->items[i].rights);
+		appendBinaryStringInfo(&buf, acl->items[i].role,
+							   strlen(acl->items[i].role) + 1);
+	}
+	(void) acl_ref(true, &ref);
+	w.op = KV_OP_PUT;
+	w.value = buf.data;
+	w.vallen = buf.len;
+	w.binary = true;
+	KvStoreWrite(ref, ksname, strlen(ksname), &w);
+	acl_dirty = true;
+	pfree(buf.data);
+}
+
+/* does role name (or "public") give its rights to user? */
+static bool
+role_applies(Oid user, const char *role)
+{
+	Oid			roleid;
+
+	if (strcmp(role, ACL_PUBLIC) == 0)
+		return true;
+	roleid = get_role_oid(role, true);
+	return OidIsValid(roleid) && has_privs_of_role(user, roleid);
+}
+
+/*
+ * rights_of
+ *		The rights user has on keyspace ksname: RIGHTS_OWNER for a superuser
+ *		or a member of the owning role, else the union of the grants that
+ *		apply to it.
+ */
+static int
+rights_of(Oid user, const char *ksname)
+{
+	KsAcl	   *acl;
+	int			rights = 0;
+
+	if (superuser_arg(user))
+		return RIGHTS_OWNER;
+	acl = palloc(sizeof(KsAcl));
+	read_acl(ksname, acl);
+	if (acl->owner[0] != '\0' && role_applies(user, acl->owner))
+		rights = RIGHTS_OWNER;
+	else
+	{
+		for (int i = 0; i < acl->nitems; i++)
+			if (role_applies(user, acl->items[i].role))
+				rights |= acl->items[i].rights;
+	}
+	pfree(acl);
+	return rights;
+}
+
+/* rights_of through this backend's cache (file header) */
+static int
+cached_rights_of(Oid user, KvKeyspaceRef ref, const char *ksname)
+{
+	uint32		dir_gen = pg_atomic_read_u32(KvKeyspaceDirGen);
+	AclCacheEntry *c = &acl_cache[ref.id % ACL_CACHE_SIZE];
+	KvLsn		visible;
+	int			rights;
+
+	if (!acl_callbacks)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, acl_cache_reset, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, acl_cache_reset, (Datum) 0);
+		acl_callbacks = true;
+	}
+	if (dir_gen == acl_cache_dir_gen &&
+		pg_atomic_read_u64(KvAclLastCommit) <= acl_cache_visible &&
+		!acl_dirty &&
+		c->valid && c->id == ref.id && c->gen == ref.gen && c->user == user)
+		return c->rights;
+
+	if (dir_gen != acl_cache_dir_gen)
+		acl_cache_reset((Datum) 0, 0, 0);
+	/* the generation first, then what was visible, then the rights */
+	pg_read_barrier();
+	visible = KvWalVisiblePos();
+	rights = rights_of(user, ksname);
+	/* this transaction's own changes may still roll back: not cached */
+	if (acl_dirty)
+		return rights;
+	acl_cache_dir_gen = dir_gen;
+	acl_cache_visible = visible;
+	c->valid = true;
+	c->id = ref.id;
+	c->gen = ref.gen;
+	c->user = user;
+	c->rights = rights;
+	return rights;
+}
+
+static const char *
+right_name(int rights)
+{
+	switch (rights)
+	{
+		case KV_RIGHT_READ:
+			return "read";
+		case KV_RIGHT_WRITE:
+			return "write";
+		default:
+			return "read and write";
+	}
+}
+
+/* the keyspace name of len bytes, terminated (for messages and lookups) */
+static char *
+ks_name(const char *name, int len)
+{
+	return pnstrdup(name, Min(len, NAMEDATALEN - 1));
+}
+
+/*
+ * KvAclCheck
+ *		Raise 42501 unless the current user has rights (KV_RIGHT_*) on the
+ *		keyspace ref, named name (len bytes, not terminated).  The internal
+ *		keyspace is nobody's to use.
+ */
+void
+KvAclCheck(KvKeyspaceRef ref, const char *name, int len, int rights)
+{
+	Oid			user = GetUserId();
+	int			have;
+	char	   *ksname;
+
+	if (unlikely(len > 0 && name[0] == '\001'))
+	{
+		ksname = ks_name(name, len);
+		if (KvKeyspaceIsAcl(ksname))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("keyspace \"%s\" is kvext's own", "\\001acl"),
+					 errdetail("It holds the owners and rights of the keyspaces; kv_keyspaces() shows them.")));
+	}
+	else
+		ksname = NULL;
+
+	/* fast path: the cached answer, without copying the name */
+	{
+		uint32		dir_gen = pg_atomic_read_u32(KvKeyspaceDirGen);
+		AclCacheEntry *c = &acl_cache[ref.id % ACL_CACHE_SIZE];
+
+		if (likely(dir_gen == acl_cache_dir_gen &&
+				   pg_atomic_read_u64(KvAclLastCommit) <= acl_cache_visible &&
+				   !acl_dirty &&
+				   c->valid && c->id == ref.id && c->gen == ref.gen && c->user == user &&
+				   (c->rights == RIGHTS_OWNER || (c->rights & rights) == rights)))
+			return;
+	}
+
+	if (ksname == NULL)
+		ksname = ks_name(name, len);
+	have = cached_rights_of(user, ref, ksname);
+	if (have == RIGHTS_OWNER || (have & rights) == rights)
+	{
+		pfree(ksname);
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for keyspace \"%s\"", ksname),
+			 errdetail("Role \"%s\" needs the %s right on it.",
+					   GetUserNameFromId(user, false), right_name(rights)),
+			 errhint("The keyspace's owner or a superuser grants rights with kv_grant().")));
+}
+
+/*
+ * KvAclCheckOwner
+ *		Raise 42501 unless the current user is a superuser or a member of
+ *		keyspace name's owning role; action names what needs it.
+ */
+void
+KvAclCheckOwner(const char *name, const char *action)
+{
+	Oid			user = GetUserId();
+
+	if (superuser_arg(user) || rights_of(user, name) == RIGHTS_OWNER)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of keyspace \"%s\"", name),
+			 errdetail("Only its owner or a superuser may %s.", action)));
+}
+
+/*
+ * KvAclCreated
+ *		Keyspace name was created in this transaction: the current user owns
+ *		it, and nobody else has rights.
+ */
+void
+KvAclCreated(const char *name)
+{
+	KsAcl	   *acl = palloc0(sizeof(KsAcl));
+
+	strlcpy(acl->owner, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
+	write_acl(name, acl);
+	pfree(acl);
+}
+
+/*
+ * KvAclDropped
+ *		Keyspace name was dropped in this transaction: forget its rights, so
+ *		that a keyspace created later under the name starts private.
+ */
+void
+KvAclDropped(const char *name)
+{
+	KvKeyspaceRef ref;
+	KvWrite		w = {0};
+
+	if (!acl_ref(false, &ref))
+		return;
+	w.op = KV_OP_DELETE;
+	KvStoreWrite(ref, name, strlen(name), &w);
+	acl_dirty = true;
+}
+
+/*
+ * KvAclChange
+ *		kv_grant (grant) or kv_revoke: add or take away rights on keyspace
+ *		ksname for role (a role name or "public").  The caller has checked
+ *		that the keyspace exists.
+ */
+void
+KvAclChange(const char *ksname, const char *role, int rights, bool grant)
+{
+	KsAcl	   *acl = palloc(sizeof(KsAcl));
+	int			i;
+
+	if (strcmp(role, ACL_PUBLIC) != 0)
+		(void) get_role_oid(role, false);
+	KvAclCheckOwner(ksname, "grant or revoke its rights");
+	read_acl(ksname, acl);
+	for (i = 0; i < acl->nitems; i++)
+		if (strcmp(acl->items[i].role, role) == 0)
+			break;
+	if (grant)
+	{
+		if (i == acl->nitems)
+		{
+			if (acl->nitems >= KVEXT_ACL_MAX_ITEMS)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("keyspace \"%s\" has rights for %d roles already",
+								ksname, KVEXT_ACL_MAX_ITEMS),
+						 errhint("Grant the rights to a role whose members need them.")));
+			strlcpy(acl->items[i].role, role, NAMEDATALEN);
+			acl->items[i].rights = 0;
+			acl->nitems++;
+		}
+		acl->items[i].rights |= rights;
+	}
+	else if (i < acl->nitems)
+	{
+		acl->items[i].rights &= ~rights;
+		if (acl->items[i].rights == 0)
+		{
+			acl->nitems--;
+			memmove(&acl->items[i], &acl->items[i + 1],
+					sizeof(KvAclItem) * (acl->nitems - i));
+		}
+	}
+	write_acl(ksname, acl);
+	pfree(acl);
+}
+
+/*
+ * KvAclDescribe
+ *		Keyspace ksname's owner (into owner, NAMEDATALEN bytes; "" for none)
+ *		and grants (a palloc'd array); false if nothing is recorded.
+ */
+bool
+KvAclDescribe(const char *ksname, char *owner, KvAclItem **items, int *nitems)
+{
+	KsAcl	   *acl = palloc(sizeof(KsAcl));
+	bool		found = read_acl(ksname, acl);
+
+	strlcpy(owner, acl->owner, NAMEDATALEN);
+	*nitems = acl->nitems;
+	*items = palloc(sizeof(KvAclItem) * Max(acl->nitems, 1));
+	memcpy(*items, acl->items, sizeof(KvAclItem) * acl->nitems);
+	pfree(acl);
+	return found;
+}
+
+/*
+ * KvAclCanList
+ *		May the current user see keyspace ksname in listings and status
+ *		(kv_keyspaces, kv_stats, kv_locks)?  With any right on it, or as a
+ *		member of pg_read_all_stats (pg_monitor), as pg_stat_activity
+ *		decides whose queries to show.
+ */
+bool
+KvAclCanList(const char *ksname)
+{
+	Oid			user = GetUserId();
+
+	if (KvKeyspaceIsAcl(ksname))
+		return false;
+	if (has_privs_of_role(user, ROLE_PG_READ_ALL_STATS))
+		return true;
+	return rights_of(user, ksname) != 0;
+}
+
+/* the context of KvAclCheckRole's scan */
+typedef struct RoleScan
+{
+	const char *role;
+	char	   *found;			/* the first keyspace naming it */
+	bool		owner;
+} RoleScan;
+
+static void
+role_scan_cb(void *arg, const char *key, uint32 keylen,
+			 const char *value, uint32 vallen, bool binary)
+{
+	RoleScan   *rs = (RoleScan *) arg;
+	char	   *ksname;
+	KsAcl	   *acl;
+
+	if (rs->found)
+		return;
+	ksname = pnstrdup(key, keylen);
+	acl = palloc(sizeof(KsAcl));
+	read_acl(ksname, acl);
+	if (strcmp(acl->owner, rs->role) == 0)
+	{
+		rs->found = ksname;
+		rs->owner = true;
+	}
+	for (int i = 0; i < acl->nitems && rs->found == NULL; i++)
+		if (strcmp(acl->items[i].role, rs->role) == 0)
+			rs->found = ksname;
+	pfree(acl);
+}
+
+/*
+ * KvAclCheckRole
+ *		DROP ROLE or ALTER ROLE ... RENAME (action) of role: refuse it
+ *		(2BP01) while the role owns a keyspace or holds rights on one, since
+ *		rights follow the name (file header).
+ */
+void
+KvAclCheckRole(const char *role, const char *action)
+{
+	KvKeyspaceRef ref;
+	RoleScan	rs = {role, NULL, false};
+
+	if (!acl_ref(false, &ref))
+		return;
+	KvStoreScan(ref, "", 0, role_scan_cb, &rs);
+	if (rs.found == NULL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+			 errmsg("cannot %s role \"%s\"", action, role),
+			 rs.owner ?
+			 errdetail("The role owns keyspace \"%s\"; kvext names roles in keyspace rights.", rs.found) :
+			 errdetail("The role has rights on keyspace \"%s\"; kvext names roles in keyspace rights.", rs.found),
+			 errhint("Revoke its rights with kv_revoke(), or drop the keyspaces it owns, first.")));
+}
+
+/*
+ * KvAclWriteSetTouches
+ *		Does this transaction's write set change rights?  (txn.c, before it
+ *		logs its COMMIT record.)
+ */
+bool
+KvAclWriteSetTouches(void)
+{
+	return acl_dirty;
+}
+
+/*
+ * KvAclEndXact
+ *		The transaction ended (txn.c): its changes of rights are committed
+ *		(and noted) or gone.
+ */
+void
+KvAclEndXact(void)
+{
+	acl_dirty = false;
+}
+
+/*
+ * KvAclNoteCommit
+ *		A transaction that changed rights commits with a COMMIT record
+ *		ending at end: every backend's cached answers are stale once it can
+ *		be seen.  Called before its writes can be seen (file header).
+ */
+void
+KvAclNoteCommit(KvLsn end)
+{
+	uint64		cur = pg_atomic_read_u64(KvAclLastCommit);
+
+	while (cur < end &&
+		   !pg_atomic_compare_exchange_u64(KvAclLastCommit, &cur, end))
+		;
+	pg_atomic_fetch_add_u32(KvKeyspaceDirGen, 1);
+}
