@@ -118,39 +118,28 @@ acl_ref(bool write, KvKeyspaceRef *ref)
 }
 
 /*
- * read_acl
- *		Keyspace ksname's owner and grants as this transaction sees them;
- *		false (and an empty acl) if none are recorded.
+ * parse_acl
+ *		Keyspace ksname's owner and grants from their stored value (len
+ *		bytes at p); a damaged value is an error (XX001).
  */
-static bool
-read_acl(const char *ksname, KsAcl *acl)
+static void
+parse_acl(const char *ksname, const char *p, Size len, KsAcl *acl)
 {
-	KvKeyspaceRef ref;
-	struct varlena *v;
-	const char *p;
-	const char *end;
+	const char *end = p + len;
+	const char *nul;
 
 	acl->owner[0] = '\0';
 	acl->nitems = 0;
-	if (!acl_ref(false, &ref) ||
-		!KvStoreGet(ref, ksname, strlen(ksname), KV_READ_BYTEA, &v))
-		return false;
-	p = VARDATA_ANY(v);
-	end = p + VARSIZE_ANY_EXHDR(v);
 	if (p >= end || *p != ACL_FORMAT)
 		goto bad;
 	p++;
-	{
-		const char *nul = memchr(p, '\0', end - p);
-
-		if (nul == NULL || nul - p >= NAMEDATALEN)
-			goto bad;
-		memcpy(acl->owner, p, nul - p + 1);
-		p = nul + 1;
-	}
+	nul = memchr(p, '\0', end - p);
+	if (nul == NULL || nul - p >= NAMEDATALEN)
+		goto bad;
+	memcpy(acl->owner, p, nul - p + 1);
+	p = nul + 1;
 	while (p < end)
 	{
-		const char *nul;
 		KvAclItem  *item;
 
 		if (acl->nitems >= KVEXT_ACL_MAX_ITEMS || end - p < 2)
@@ -165,14 +154,33 @@ read_acl(const char *ksname, KsAcl *acl)
 		p = nul + 1;
 		acl->nitems++;
 	}
-	pfree(v);
-	return true;
+	return;
 
 bad:
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("the rights recorded for keyspace \"%s\" are damaged", ksname)));
-	return false;				/* keep compiler quiet */
+}
+
+/*
+ * read_acl
+ *		Keyspace ksname's owner and grants as this transaction sees them;
+ *		false (and an empty acl) if none are recorded.
+ */
+static bool
+read_acl(const char *ksname, KsAcl *acl)
+{
+	KvKeyspaceRef ref;
+	struct varlena *v;
+
+	acl->owner[0] = '\0';
+	acl->nitems = 0;
+	if (!acl_ref(false, &ref) ||
+		!KvStoreGet(ref, ksname, strlen(ksname), KV_READ_BYTEA, &v))
+		return false;
+	parse_acl(ksname, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), acl);
+	pfree(v);
+	return true;
 }
 
 /* store acl as keyspace ksname's owner and grants, in this transaction */
@@ -515,7 +523,7 @@ role_scan_cb(void *arg, const char *key, uint32 keylen,
 		return;
 	ksname = pnstrdup(key, keylen);
 	acl = palloc(sizeof(KsAcl));
-	read_acl(ksname, acl);
+	parse_acl(ksname, value, vallen, acl);
 	if (strcmp(acl->owner, rs->role) == 0)
 	{
 		rs->found = ksname;
