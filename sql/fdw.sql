@@ -38,6 +38,8 @@ SELECT stmt, kv_try(stmt) FROM (VALUES
     ($$CREATE SERVER fdw_s2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (dbnmae 'd')$$),
     ($$CREATE SERVER fdw_s2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (keyspace 'd')$$),
     ($$CREATE SERVER fdw_s2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (user 'u')$$),
+    ($$CREATE SERVER fdw_s2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (connect_timeout 'x')$$),
+    ($$CREATE SERVER fdw_s2 FOREIGN DATA WRAPPER kvext_fdw OPTIONS (connect_timeout '0')$$),
     -- user mappings
     ($$CREATE USER MAPPING FOR CURRENT_USER SERVER fdw_s1 OPTIONS (user 'u', password 'p', password_required 'true')$$),
     ($$CREATE USER MAPPING FOR PUBLIC SERVER fdw_s1 OPTIONS (pasword 'p')$$),
@@ -288,6 +290,27 @@ INSERT INTO fdw_upsert VALUES ('user:1', 'ada2') RETURNING *;
 SELECT kv_get('user:1', 'fdw_one');
 EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO fdw_upsert VALUES ('k', 'v');
 EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO fdw_text VALUES ('k', 'v');
+-- an UPDATE never loses a row to its own writes: a new key never
+-- overwrites another row (upsert is for INSERT), and a row the statement
+-- already wrote is skipped, as a heap row its own command updated is
+CREATE FOREIGN TABLE fdw_shift (key int, value text) SERVER fdw_local
+  OPTIONS (keyspace 'fdw_shift', create_keyspace 'true', upsert 'true');
+INSERT INTO fdw_shift SELECT g, 'same' FROM generate_series(1, 5) g;
+-- either order of the scan: all five shifted, or 23505 and nothing changed
+SELECT kv_try($$UPDATE fdw_shift SET key = key + 1$$) ~ '^(ok|23505)' AS ok_or_23505;
+SELECT count(*), string_agg(key::text, ',' ORDER BY key) IN ('1,2,3,4,5', '2,3,4,5,6') AS all_rows
+  FROM fdw_shift;
+DELETE FROM fdw_shift;
+INSERT INTO fdw_shift VALUES (1, 'a'), (2, 'b');
+SELECT kv_try($$UPDATE fdw_shift SET key = 3 - key$$);
+SELECT * FROM fdw_shift ORDER BY key;
+-- a join that matches a row twice updates (deletes) it once
+UPDATE fdw_shift SET value = s.v FROM (VALUES (1, 'x'), (1, 'y')) s(k, v) WHERE fdw_shift.key = s.k;
+SELECT value IN ('x', 'y') FROM fdw_shift WHERE key = 1;
+DELETE FROM fdw_shift USING (VALUES (2), (2)) s(k) WHERE fdw_shift.key = s.k;
+SELECT * FROM fdw_shift ORDER BY key;
+DROP FOREIGN TABLE fdw_shift;
+SELECT kv_drop_keyspace('fdw_shift');
 -- NULL key or value: 22004; over the limits: 54000; nothing written
 SELECT kv_try($$INSERT INTO fdw_text VALUES (NULL, 'v')$$);
 SELECT kv_try($$INSERT INTO fdw_text VALUES ('k', NULL)$$);

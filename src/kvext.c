@@ -28,6 +28,7 @@
 #include "api/api.h"
 #include "guc.h"
 #include "kvext.h"
+#include "remote.h"
 #include "replication/sender.h"
 #include "shmem.h"
 #include "store/txn.h"
@@ -56,6 +57,7 @@ _PG_init(void)
 
 	KvGucInit();
 	KvShmemInit();
+	KvRemoteInit();				/* before KvTxnInit: see there */
 	KvTxnInit();
 	KvRolesInit();
 	KvRegisterWorkers();

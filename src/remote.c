@@ -112,8 +112,11 @@
 
 /* connect_timeout when the server and mapping do not set one */
 #define KVEXT_REMOTE_CONNECT_TIMEOUT "10"
-/* how long an abort waits for a remote ROLLBACK, in milliseconds */
-#define KVEXT_REMOTE_CLEANUP_MS		30000
+/*
+ * how long an abort waits for a remote ROLLBACK, in milliseconds, before it
+ * closes the connection (which rolls back too, once the node notices)
+ */
+#define KVEXT_REMOTE_CLEANUP_MS		5000
 
 /* how the probe of a multi-host server asks a node for its role */
 #define KVEXT_REMOTE_STATUS_SQL \
@@ -772,15 +775,17 @@ commit_in_doubt(KvRemoteConn *entry, const char *why)
  *		Read the results of the query sent on entry's connection, waiting
  *		on its socket (interruptible), and return the last one (the caller
  *		PQclears it).  NULL: the connection is lost (report_result says
- *		so).  commit: the query is the remote COMMIT, whose wait may be
- *		cut short but never reported as a plain error: a cancel, a
+ *		so).  cut_short (not NULL): the query is the remote COMMIT, whose
+ *		wait may be cut short but never by a plain error: a cancel, a
  *		termination or the statement_timeout (counted from the statement's
- *		start, as KvVisibleWait does) is commit_in_doubt.  A termination
- *		stays pending, so the backend still exits after the error.
+ *		start, as KvVisibleWait does) returns NULL with *cut_short set to
+ *		why (commit_remote decides).  A termination stays pending, so the
+ *		backend still exits afterwards.
  */
 static PGresult *
-wait_result(KvRemoteConn *entry, bool commit)
+wait_result(KvRemoteConn *entry, const char **cut_short)
 {
+	bool		commit = (cut_short != NULL);
 	PGconn	   *conn = entry->conn;
 	PGresult   *last = NULL;
 	TimestampTz deadline = 0;
@@ -806,9 +811,10 @@ wait_result(KvRemoteConn *entry, bool commit)
 				{
 					PQclear(last);
 					QueryCancelPending = false;
-					commit_in_doubt(entry, ProcDiePending || ClientConnectionLost ?
-									"The session ended while it waited for the remote COMMIT." :
-									"The wait for the remote COMMIT was cancelled.");
+					*cut_short = ProcDiePending || ClientConnectionLost ?
+						"The session ended while it waited for the remote COMMIT." :
+						"The wait for the remote COMMIT was cancelled.";
+					return NULL;
 				}
 				if (deadline != 0)
 					timeout = Max(1L, TimestampDifferenceMilliseconds(now, deadline));
@@ -905,7 +911,7 @@ exec_simple(KvRemoteConn *entry, const char *sql)
 	entry->busy = true;
 	if (!PQsendQuery(entry->conn, sql))
 		report_result(entry, NULL, sql);
-	res = wait_result(entry, false);
+	res = wait_result(entry, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		report_result(entry, res, sql);
 	PQclear(res);
@@ -922,6 +928,7 @@ static void
 commit_remote(KvRemoteConn *entry)
 {
 	const char *sql = "COMMIT TRANSACTION";
+	const char *cut_short = NULL;
 	PGresult   *res;
 
 	drain_pending(entry);
@@ -931,15 +938,23 @@ commit_remote(KvRemoteConn *entry)
 	/* not sent: the node rolls back when the connection closes */
 	if (!PQsendQuery(entry->conn, sql))
 		report_result(entry, NULL, sql);
-	res = wait_result(entry, true);
+	res = wait_result(entry, &cut_short);
 	if (res == NULL || PQstatus(entry->conn) == CONNECTION_BAD)
 	{
 		char	   *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
-		msg = psprintf("The connection was lost after COMMIT was sent: %s",
-					   msg ? msg : pchomp(PQerrorMessage(entry->conn)));
+		/* a transaction that only read there has nothing in doubt */
+		if (!entry->wrote)
+		{
+			PQclear(res);
+			disconnect(entry);
+			return;
+		}
+		if (cut_short == NULL)
+			cut_short = psprintf("The connection was lost after COMMIT was sent: %s",
+								 msg ? msg : pchomp(PQerrorMessage(entry->conn)));
 		PQclear(res);
-		commit_in_doubt(entry, msg);
+		commit_in_doubt(entry, cut_short);
 	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		report_result(entry, res, sql);
@@ -964,7 +979,7 @@ begin_on_leader(KvRemoteConn *entry)
 	entry->busy = true;
 	if (!PQsendQuery(entry->conn, KVEXT_REMOTE_BEGIN_LEADER_SQL))
 		report_result(entry, NULL, KVEXT_REMOTE_BEGIN_LEADER_SQL);
-	res = wait_result(entry, false);
+	res = wait_result(entry, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		report_result(entry, res, KVEXT_REMOTE_BEGIN_LEADER_SQL);
 	leads = strcmp(PQgetvalue(res, 0, 0), "leader") == 0 ||
@@ -1119,13 +1134,13 @@ exec_call(KvRemoteConn *conn, bool write, bool sent, const char *sql,
 		if (conn->conn != NULL)
 		{
 			if (sent)
-				res = wait_result(conn, false);
+				res = wait_result(conn, NULL);
 			else
 			{
 				conn->busy = true;
 				if (PQsendQueryParams(conn->conn, sql, nparams, NULL, values,
 									  lengths, formats, result_format))
-					res = wait_result(conn, false);
+					res = wait_result(conn, NULL);
 			}
 			st = PQresultStatus(res);
 			if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
@@ -1289,6 +1304,22 @@ KvRemoteCachedNodeName(Oid serverid, Oid userid, bool any)
 }
 
 /*
+ * KvRemoteInit
+ *		Register the transaction callbacks (_PG_init), before kvext's own
+ *		(KvTxnInit): PostgreSQL calls the callback registered last first,
+ *		so at pre-commit the local keys are logged, and every check that
+ *		can still fail there has run (a write on a follower, a disk full,
+ *		the serializable check), before any remote COMMIT is sent, which
+ *		cannot be taken back.
+ */
+void
+KvRemoteInit(void)
+{
+	RegisterXactCallback(remote_xact_callback, NULL);
+	RegisterSubXactCallback(remote_subxact_callback, NULL);
+}
+
+/*
  * KvRemoteConnect
  *		The connection for user userid to server serverid, in a remote
  *		transaction at the local nesting level: cached, or opened now.  A
@@ -1320,8 +1351,6 @@ KvRemoteConnect(Oid serverid, Oid userid, bool any)
 		ctl.entrysize = sizeof(KvRemoteConn);
 		conn_cache = hash_create("kvext remote connections", 8, &ctl,
 								 HASH_ELEM | HASH_BLOBS);
-		RegisterXactCallback(remote_xact_callback, NULL);
-		RegisterSubXactCallback(remote_subxact_callback, NULL);
 		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, remote_inval_callback, 0);
 		CacheRegisterSyscacheCallback(USERMAPPINGOID, remote_inval_callback, 0);
 	}
@@ -1424,7 +1453,9 @@ cleanup_exec(KvRemoteConn *entry, const char *sql)
 																  deadline);
 			int			rc;
 
-			if (timeout <= 0)
+			/* a cancel or termination during the abort: stop waiting */
+			if (timeout <= 0 || QueryCancelPending || ProcDiePending ||
+				KvClientConnectionLost())
 				return false;
 			rc = WaitLatchOrSocket(MyLatch,
 								   WL_LATCH_SET | WL_SOCKET_READABLE |
@@ -1464,6 +1495,62 @@ cancel_busy(KvRemoteConn *entry)
 }
 
 /*
+ * check_lost_connections
+ *		Pre-commit, before any remote COMMIT: a connection lost inside the
+ *		transaction (its remote transaction rolled back) fails the commit
+ *		while no node has committed yet; one of a multi-host server that
+ *		only read there is forgotten.
+ */
+static void
+check_lost_connections(void)
+{
+	HASH_SEQ_STATUS scan;
+	KvRemoteConn *entry;
+
+	hash_seq_init(&scan, conn_cache);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		if (!entry->lost)
+			continue;
+		entry->lost = false;
+		entry->xact_depth = 0;
+		if (entry->multihost && !entry->wrote)
+			continue;			/* a read-only remote transaction: nothing lost */
+		hash_seq_term(&scan);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("lost connection to server \"%s\" during the transaction",
+						entry->servername),
+				 errdetail("The remote transaction was rolled back.")));
+	}
+}
+
+/* the servers whose remote transactions committed at this pre-commit */
+static StringInfoData committed_on;
+
+static StringInfo
+committed_on_init(void)
+{
+	if (committed_on.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&committed_on);
+		MemoryContextSwitchTo(old);
+	}
+	return &committed_on;
+}
+
+/* error context of a failed pre-commit: which servers committed before */
+static void
+committed_on_context(void *arg)
+{
+	if (committed_on.len > 0)
+		errcontext("the remote transactions on server(s) %s committed before this error; kvext_fdw has no two-phase commit",
+				   committed_on.data);
+}
+
+/*
  * remote_xact_callback
  *		Commit the remote transactions at local pre-commit, roll them back
  *		at abort (file header).
@@ -1473,9 +1560,22 @@ remote_xact_callback(XactEvent event, void *arg)
 {
 	HASH_SEQ_STATUS scan;
 	KvRemoteConn *entry;
+	ErrorContextCallback errcb;
+	bool		pre_commit = (event == XACT_EVENT_PRE_COMMIT ||
+							  event == XACT_EVENT_PARALLEL_PRE_COMMIT);
 
 	if (!xact_got_connection)
 		return;
+	if (pre_commit)
+	{
+		/* every check before the first remote COMMIT */
+		check_lost_connections();
+		resetStringInfo(committed_on_init());
+		errcb.callback = committed_on_context;
+		errcb.arg = NULL;
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+	}
 	hash_seq_init(&scan, conn_cache);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
@@ -1486,27 +1586,15 @@ remote_xact_callback(XactEvent event, void *arg)
 		{
 			case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			case XACT_EVENT_PRE_COMMIT:
-				if (entry->lost && entry->multihost && !entry->wrote)
-				{
-					/* a read-only remote transaction: nothing to lose */
-					entry->lost = false;
-					entry->xact_depth = 0;
+				/* lost connections: check_lost_connections */
+				if (entry->xact_depth <= 0 && !entry->busy)
 					break;
-				}
-				if (entry->lost)
-				{
-					entry->lost = false;
-					entry->xact_depth = 0;
-					hash_seq_term(&scan);
-					ereport(ERROR,
-							(errcode(ERRCODE_CONNECTION_FAILURE),
-							 errmsg("lost connection to server \"%s\" during the transaction",
-									entry->servername),
-							 errdetail("The remote transaction was rolled back.")));
-				}
 				PG_TRY();
 				{
 					commit_remote(entry);
+					appendStringInfo(&committed_on, "%s\"%s\"",
+									 committed_on.len > 0 ? ", " : "",
+									 entry->servername);
 				}
 				PG_CATCH();
 				{
@@ -1544,8 +1632,9 @@ remote_xact_callback(XactEvent event, void *arg)
 				break;
 		}
 	}
-	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PARALLEL_PRE_COMMIT &&
-		event != XACT_EVENT_PRE_PREPARE)
+	if (pre_commit)
+		error_context_stack = errcb.previous;
+	if (!pre_commit && event != XACT_EVENT_PRE_PREPARE)
 		xact_got_connection = false;
 }
 

@@ -21,6 +21,7 @@ typedef struct KvRemoteConn KvRemoteConn;
  */
 typedef void (*KvRemoteDrainFn) (void *arg);
 
+extern void KvRemoteInit(void);
 extern KvRemoteConn *KvRemoteConnect(Oid serverid, Oid userid, bool any);
 extern const char *KvRemoteServerName(const KvRemoteConn *conn);
 extern char *KvRemoteNodeName(const KvRemoteConn *conn);

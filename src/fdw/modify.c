@@ -37,7 +37,10 @@
  *	  no EvalPlanQual to compute it again.  kv_incr() and kv_cas() update
  *	  a key atomically.
  * An UPDATE of the key deletes the old key and inserts the new one (23505
- * if it exists, unless upsert).
+ * if it exists: upsert applies to INSERT only, so an UPDATE never
+ * overwrites another row).  A row whose key the same statement already
+ * wrote (changed, deleted, or gave to another row) is skipped, as
+ * PostgreSQL skips a heap row its own command updated (wrote_key).
  *
  * Partitions.  PostgreSQL checks a partition's bound for heap partitions
  * only; kvext checks it for kvext partitions:
@@ -67,6 +70,7 @@
 #include "executor/execPartition.h"
 #include "executor/executor.h"
 #include "commands/explain.h"
+#include "common/hashfn.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -95,7 +99,16 @@ typedef struct KvFdwModifyState
 	ModifyTableState *mtstate;	/* NULL for COPY */
 	MemoryContext temp_cxt;		/* per row, reset at each */
 	bool		keyspace_made;	/* remote create_keyspace: asked for it */
+	HTAB	   *written;		/* UPDATE, DELETE: keys this statement wrote */
+	MemoryContext written_cxt;	/* where they are kept (the query's) */
 } KvFdwModifyState;
+
+/* a set of keys: their hash, then the keys of that hash */
+typedef struct WrittenKeys
+{
+	uint64		hash;
+	List	   *keys;			/* bytea copies */
+} WrittenKeys;
 
 /* the names of the row identity columns */
 #define KVEXT_KEY_JUNK		"kvext_key"
@@ -114,6 +127,7 @@ create_state(Relation rel, ModifyTableState *mtstate)
 	fm->mtstate = mtstate;
 	KvFdwCodecInit(&fm->key_codec, fm->table->key_type, fm->table->key_typmod);
 	KvFdwCodecInit(&fm->value_codec, fm->table->value_type, fm->table->value_typmod);
+	fm->written_cxt = CurrentMemoryContext;
 	fm->temp_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										 "kvext_fdw modify",
 										 ALLOCSET_DEFAULT_SIZES);
@@ -289,10 +303,17 @@ bytea_array_param(char **items, uint32 *lens, int n, int *len)
 	return VARDATA_ANY(bin);
 }
 
-/* 23505 for key, which exists */
+/* 23505 for key, which exists (update: an UPDATE gave a row that key) */
 static void
-report_exists(KvFdwModifyState *fm, const char *key, uint32 keylen)
+report_exists(KvFdwModifyState *fm, const char *key, uint32 keylen, bool update)
 {
+	if (update)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("key \"%s\" already exists in keyspace \"%s\"",
+						KvKeyExcerpt(key, keylen), fm->table->keyspace),
+				 errdetail("An UPDATE that changes a row's key never overwrites another row of foreign table \"%s\", whatever its upsert option.",
+						   fm->table->relname)));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
 			 errmsg("key \"%s\" already exists in keyspace \"%s\"",
@@ -303,14 +324,80 @@ report_exists(KvFdwModifyState *fm, const char *key, uint32 keylen)
 }
 
 /*
+ * wrote_key, note_written
+ *		The keys an UPDATE or DELETE statement has written (changed, deleted
+ *		or given to a row) on this table.  A row the scan read under such a
+ *		key was changed by the statement itself since: it is skipped, as
+ *		PostgreSQL skips a heap row the same command updated (a join that
+ *		matches a row twice updates it once; an UPDATE that moved another
+ *		row onto the key does not then delete it as if it were the one it
+ *		read).
+ */
+static bool
+wrote_key(KvFdwModifyState *fm, const char *key, uint32 keylen)
+{
+	uint64		h;
+	WrittenKeys *wk;
+	ListCell   *lc;
+
+	if (fm->written == NULL)
+		return false;
+	h = hash_bytes_extended((const unsigned char *) key, keylen, 0);
+	wk = hash_search(fm->written, &h, HASH_FIND, NULL);
+	if (wk == NULL)
+		return false;
+	foreach(lc, wk->keys)
+	{
+		bytea	   *k = lfirst(lc);
+
+		if (VARSIZE(k) - VARHDRSZ == keylen && memcmp(VARDATA(k), key, keylen) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+note_written(KvFdwModifyState *fm, const char *key, uint32 keylen)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) key, keylen, 0);
+	WrittenKeys *wk;
+	bool		found;
+	MemoryContext old;
+	bytea	   *k;
+
+	if (wrote_key(fm, key, keylen))
+		return;
+	old = MemoryContextSwitchTo(fm->written_cxt);
+	if (fm->written == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(WrittenKeys);
+		ctl.hcxt = fm->written_cxt;
+		fm->written = hash_create("kvext_fdw written keys", 256, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	wk = hash_search(fm->written, &h, HASH_ENTER, &found);
+	if (!found)
+		wk->keys = NIL;
+	k = palloc(VARHDRSZ + keylen);
+	SET_VARSIZE(k, VARHDRSZ + keylen);
+	memcpy(VARDATA(k), key, keylen);
+	wk->keys = lappend(wk->keys, k);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * remote_insert
  *		Insert n keys into a remote table in one kvext_fdw_remote_insert
- *		call; written[i] gets whether key i was written (with upsert,
+ *		call; written[i] gets whether key i was written (with overwrite,
  *		always).
  */
 static void
 remote_insert(KvFdwModifyState *fm, char **keys, uint32 *keylens,
-			  char **vals, uint32 *vallens, int n, bool *written)
+			  char **vals, uint32 *vallens, int n, bool overwrite,
+			  bool *written)
 {
 	KvRemoteConn *conn = remote_conn(fm);
 	const char *values[5];
@@ -324,7 +411,7 @@ remote_insert(KvFdwModifyState *fm, char **keys, uint32 *keylens,
 	values[1] = bytea_array_param(keys, keylens, n, &lengths[1]);
 	values[2] = bytea_array_param(vals, vallens, n, &lengths[2]);
 	values[3] = fm->value_codec.kind == KV_CODEC_BYTEA ? "true" : "false";
-	values[4] = fm->table->upsert ? "true" : "false";
+	values[4] = overwrite ? "true" : "false";
 	res = KvRemoteExec(conn, true, KVEXT_REMOTE_INSERT_SQL, 5, values, lengths,
 					   formats, 0);
 	/* the text form of a bool[]: {t,f,...} */
@@ -406,16 +493,18 @@ remote_replace_checked(KvFdwModifyState *fm, const char *key, uint32 keylen,
 /*
  * insert_key
  *		Write key = value as a new key of the table's keyspace (or over an
- *		existing one, with upsert).  Returns false if the key exists and
- *		the statement skips existing keys; else 23505 for an existing key.
+ *		existing one, with upsert, for an INSERT: the new key of an UPDATE,
+ *		update, never overwrites).  Returns false if the key exists and the
+ *		statement skips existing keys; else 23505 for an existing key.
  */
 static bool
 insert_key(KvFdwModifyState *fm, const char *key, uint32 keylen,
-		   const char *value, uint32 vallen)
+		   const char *value, uint32 vallen, bool update)
 {
 	KvWrite		w = {0};
 	bool		exists;
 	KvKeyspaceRef ks;
+	bool		overwrite = fm->table->upsert && !update;
 
 	KvCheckKeySize(keylen);
 	KvCheckValueSize(vallen);
@@ -424,15 +513,15 @@ insert_key(KvFdwModifyState *fm, const char *key, uint32 keylen,
 		bool		written;
 
 		remote_insert(fm, (char **) &key, &keylen, (char **) &value, &vallen,
-					  1, &written);
+					  1, overwrite, &written);
 		if (written)
 			return true;
 		if (fm->skip_existing)
 			return false;
-		report_exists(fm, key, keylen);
+		report_exists(fm, key, keylen, update);
 	}
 	ks = KvFdwKeyspace(fm->table, true, &exists);
-	w.op = fm->table->upsert ? KV_OP_PUT : KV_OP_CAS;
+	w.op = overwrite ? KV_OP_PUT : KV_OP_CAS;
 	w.value = value;
 	w.vallen = vallen;
 	w.binary = (fm->value_codec.kind == KV_CODEC_BYTEA);
@@ -442,17 +531,17 @@ insert_key(KvFdwModifyState *fm, const char *key, uint32 keylen,
 		return true;
 	if (fm->skip_existing)
 		return false;
-	report_exists(fm, key, keylen);
+	report_exists(fm, key, keylen, update);
 	return false;
 }
 
 /*
  * insert_row
- *		insert_key for a row of the table's own format.  Returns whether it
- *		was written.
+ *		insert_key for a row of the table's own format (update: a row an
+ *		UPDATE moves here).  Returns whether it was written.
  */
 static bool
-insert_row(KvFdwModifyState *fm, TupleTableSlot *slot)
+insert_row(KvFdwModifyState *fm, TupleTableSlot *slot, bool update)
 {
 	MemoryContext old;
 	char	   *key;
@@ -465,7 +554,7 @@ insert_row(KvFdwModifyState *fm, TupleTableSlot *slot)
 	old = MemoryContextSwitchTo(fm->temp_cxt);
 	key = encode_column(fm, slot, fm->table->key_attno, &keylen);
 	value = encode_column(fm, slot, fm->table->value_attno, &vallen);
-	done = insert_key(fm, key, keylen, value, vallen);
+	done = insert_key(fm, key, keylen, value, vallen, update);
 	MemoryContextSwitchTo(old);
 	return done;
 }
@@ -482,7 +571,7 @@ kvExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 
 	if (fm->check_partition)
 		(void) ExecPartitionCheck(rinfo, slot, estate, true);
-	return insert_row(fm, slot) ? slot : NULL;
+	return insert_row(fm, slot, false) ? slot : NULL;
 }
 
 /*
@@ -541,10 +630,10 @@ kvExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 		KvCheckKeySize(keylens[i]);
 		KvCheckValueSize(vallens[i]);
 	}
-	remote_insert(fm, keys, keylens, vals, vallens, n, written);
+	remote_insert(fm, keys, keylens, vals, vallens, n, fm->table->upsert, written);
 	for (int i = 0; i < n; i++)
 		if (!written[i])
-			report_exists(fm, keys[i], keylens[i]);
+			report_exists(fm, keys[i], keylens[i], false);
 	MemoryContextSwitchTo(old);
 	return slots;
 }
@@ -686,7 +775,7 @@ move_row(KvFdwModifyState *fm, EState *estate, ResultRelInfo *rinfo,
 	if (!replace_checked(fm, oldkey, oldkeylen, oldvalue, NULL, 0))
 		return NULL;
 	destfm = (KvFdwModifyState *) dest->ri_FdwState;
-	(void) insert_row(destfm, destslot);
+	(void) insert_row(destfm, destslot, true);
 	return slot;
 }
 
@@ -713,6 +802,12 @@ kvExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	TupleTableSlot *result = slot;
 
 	old = start_old_row(fm, planSlot, &oldkeyd, &oldvalue, &oldkey, &oldkeylen);
+	if (wrote_key(fm, oldkey, oldkeylen))
+	{
+		/* this statement changed the row since the scan read it */
+		MemoryContextSwitchTo(old);
+		return NULL;
+	}
 	key = encode_column(fm, slot, fm->table->key_attno, &keylen);
 	value = encode_column(fm, slot, fm->table->value_attno, &vallen);
 	KvCheckKeySize(keylen);
@@ -729,7 +824,12 @@ kvExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	else if (!replace_checked(fm, oldkey, oldkeylen, oldvalue, NULL, 0))
 		result = NULL;
 	else
-		(void) insert_key(fm, key, keylen, value, vallen);
+	{
+		(void) insert_key(fm, key, keylen, value, vallen, true);
+		note_written(fm, key, keylen);
+	}
+	if (result != NULL)
+		note_written(fm, oldkey, oldkeylen);
 	MemoryContextSwitchTo(old);
 	return result;
 }
@@ -752,7 +852,11 @@ kvExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	bool		deleted;
 
 	old = start_old_row(fm, planSlot, &keyd, &value, &key, &keylen);
-	deleted = replace_checked(fm, key, keylen, value, NULL, 0);
+	/* a row this statement deleted or changed already: skipped */
+	deleted = !wrote_key(fm, key, keylen) &&
+		replace_checked(fm, key, keylen, value, NULL, 0);
+	if (deleted)
+		note_written(fm, key, keylen);
 	MemoryContextSwitchTo(old);
 	if (!deleted)
 		return NULL;

@@ -433,6 +433,19 @@ kvext_fdw_validator(PG_FUNCTION_ARGS)
 			(void) option_batch_size(def);
 		else if (strcmp(def->defname, "read_from") == 0)
 			(void) option_read_any(def);
+		else if (strcmp(def->defname, "connect_timeout") == 0)
+		{
+			/* libpq would take "x" as 0, which kvext reads as no timeout */
+			char	   *end;
+			long		v = strtol(defGetString(def), &end, 10);
+
+			if (*end != '\0' || end == defGetString(def) || v < 1 || v > 86400)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid value for option \"connect_timeout\": %s",
+								defGetString(def)),
+						 errhint("connect_timeout is a number of seconds from 1 to 86400.")));
+		}
 		else if (strcmp(def->defname, "password_required") == 0)
 		{
 			if (!option_bool(def) && !superuser())
