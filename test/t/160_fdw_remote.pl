@@ -246,6 +246,40 @@ is($hs->query_safe('SELECT 1'), '1', 'the session answers while the node is stil
 sigcont_server(@stopped);
 ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$ck', 'dist_1')", 'in doubt'),
 	'the node committed the write it had been sent: the outcome was unknown, not a rollback');
+
+# a transaction that only read on that node has nothing in doubt there
+$hs->query_safe("BEGIN; SELECT count(*) FROM dist_1; SET LOCAL statement_timeout = '2s'");
+@stopped = sigstop_server($nodes[1]);
+$hs->{stderr} = '';
+$hs->query('COMMIT');
+is($hs->{stderr}, '', 'a COMMIT cut short where the transaction only read is no error');
+sigcont_server(@stopped);
+
+# written on two servers, the second stops answering: whatever the order
+# of the commits, the error's context names exactly the servers whose
+# remote transactions committed before it
+my ($k0, $k1) = map {
+	$coord->safe_psql('postgres', qq{
+SELECT k FROM (SELECT 'two' || i AS k FROM generate_series(1, 1000) i) s
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $_, k) LIMIT 1})
+} (0, 1);
+$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$k0', 'x'), ('$k1', 'x'); SET LOCAL statement_timeout = '2s'");
+@stopped = sigstop_server($nodes[1]);
+$hs->{stderr} = '';
+$hs->query('COMMIT');
+like($hs->{stderr}, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
+	'two servers, the second stopped: in doubt on it');
+sigcont_server(@stopped);
+my $s1_committed = $nodes[0]->safe_psql('postgres', "SELECT kv_get('$k0', 'dist_0') IS NOT NULL");
+if ($s1_committed eq 't')
+{
+	like($hs->{stderr}, qr/CONTEXT:  the remote transactions on server\(s\) "s1" committed before this error/,
+		's1 committed first, and the context says so');
+}
+else
+{
+	unlike($hs->{stderr}, qr/committed before this error/, 's2 came first: s1 rolled back, and no context claims it');
+}
 $hs->quit;
 
 # ---------------------------------------------------------------------------
