@@ -10,6 +10,7 @@
 
 MODULE_big = kvext
 OBJS = \
+	src/module.o \
 	src/kvext.o \
 	src/guc.o \
 	src/shmem.o \

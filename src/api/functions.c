@@ -538,7 +538,7 @@ kv_create_keyspace(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		report_null("keyspace");
 	prepare_write("kv_create_keyspace()");
-	KvKeyspaceCreate(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+	KvAclCreateKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 					 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
@@ -553,7 +553,7 @@ kv_drop_keyspace(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		report_null("keyspace");
 	prepare_write("kv_drop_keyspace()");
-	KvKeyspaceDrop(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+	KvAclDropKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 				   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }

@@ -684,7 +684,7 @@ create_keyspace(const KvFdwTable *table)
 						table->keyspace),
 				 errdetail("Foreign table \"%s\" creates its keyspace on first write (create_keyspace 'true'), which needs EXECUTE on kv_create_keyspace(text, boolean).",
 						   table->relname)));
-	(void) KvKeyspaceCreate(table->keyspace, true);
+	(void) KvAclCreateKeyspace(table->keyspace, true);
 }
 
 /*

@@ -384,12 +384,12 @@ KvAclCheckOwner(const char *name, const char *action)
 }
 
 /*
- * KvAclCreated
+ * acl_created
  *		Keyspace name was created in this transaction: the current user owns
  *		it, and nobody else has rights.
  */
-void
-KvAclCreated(const char *name)
+static void
+acl_created(const char *name)
 {
 	KsAcl	   *acl = palloc0(sizeof(KsAcl));
 
@@ -399,12 +399,11 @@ KvAclCreated(const char *name)
 }
 
 /*
- * KvAclDropped
- *		Keyspace name was dropped in this transaction: forget its rights, so
- *		that a keyspace created later under the name starts private.
+ * acl_dropped
+ *		Keyspace name was dropped in this transaction: forget its rights.
  */
-void
-KvAclDropped(const char *name)
+static void
+acl_dropped(const char *name)
 {
 	KvKeyspaceRef ref;
 	KvWrite		w = {0};
@@ -463,6 +462,40 @@ KvAclChange(const char *ksname, const char *role, int rights, bool grant)
 	}
 	write_acl(ksname, acl);
 	pfree(acl);
+}
+
+/*
+ * KvAclCreateKeyspace
+ *		KvKeyspaceCreate, and the current user owns the new keyspace, with
+ *		no rights for anyone else, in the same transaction.
+ */
+bool
+KvAclCreateKeyspace(const char *name, bool if_not_exists)
+{
+	if (!KvKeyspaceCreate(name, if_not_exists))
+		return false;
+	acl_created(name);
+	return true;
+}
+
+/*
+ * KvAclDropKeyspace
+ *		KvKeyspaceDrop by its owner or a superuser (42501 otherwise), and
+ *		its rights with it, so that a keyspace created later under the name
+ *		starts private.
+ */
+bool
+KvAclDropKeyspace(const char *name, bool if_exists)
+{
+	KvKeyspaceRef ref;
+
+	if (!KvKeyspaceIsAcl(name) &&
+		KvKeyspaceTryResolve(name, strnlen(name, NAMEDATALEN), false, &ref))
+		KvAclCheckOwner(name, "drop it");
+	if (!KvKeyspaceDrop(name, if_exists))
+		return false;
+	acl_dropped(name);
+	return true;
 }
 
 /*

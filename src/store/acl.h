@@ -26,8 +26,8 @@ typedef struct KvAclItem
 
 extern void KvAclCheck(KvKeyspaceRef ref, const char *name, int len, int rights);
 extern void KvAclCheckOwner(const char *name, const char *action);
-extern void KvAclCreated(const char *name);
-extern void KvAclDropped(const char *name);
+extern bool KvAclCreateKeyspace(const char *name, bool if_not_exists);
+extern bool KvAclDropKeyspace(const char *name, bool if_exists);
 extern void KvAclChange(const char *ksname, const char *role, int rights, bool grant);
 extern bool KvAclDescribe(const char *ksname, char *owner, KvAclItem **items, int *nitems);
 extern bool KvAclCanList(const char *ksname);

@@ -55,7 +55,6 @@
 #include "utils/builtins.h"
 
 #include "kvext.h"
-#include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
@@ -346,11 +345,7 @@ bool
 KvKeyspaceCreate(const char *name, bool if_not_exists)
 {
 	KvKeyspaceCheckName(name, true);
-	if (!create_keyspace(name, if_not_exists, false))
-		return false;
-	/* its owner and (no) rights, in the same transaction */
-	KvAclCreated(name);
-	return true;
+	return create_keyspace(name, if_not_exists, false);
 }
 
 /*
@@ -475,9 +470,6 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot drop kvext's own keyspace")));
-	/* its owner's to drop (its rights go with it, below) */
-	if (KvKeyspaceTryResolve(name, len, false, &(KvKeyspaceRef) {0, 0}))
-		KvAclCheckOwner(name, "drop it");
 	KvWsReserve();
 	/* before any lock: may wait for a free owner slot, or refuse */
 	(void) KvStoreMySlot();
@@ -547,7 +539,6 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 				 errmsg("keyspace \"%s\" has uncommitted writes", name),
 				 errdetail("A transaction, possibly this one, has written to the keyspace and not yet ended."),
 				 errhint("Retry once the writing transactions have committed or rolled back.")));
-	KvAclDropped(name);
 	return true;
 }
 
