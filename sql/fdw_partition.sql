@@ -157,6 +157,35 @@ SELECT key FROM part_hash_1 ORDER BY key LIMIT 1 \gset
 SELECT kv_try(format($$INSERT INTO part_hash_0 VALUES (%L, 'misplaced')$$, :'key'));
 
 --
+-- A row an UPDATE moves into a partition whose scan runs again (the
+-- rescanned inner side of a nested loop) is skipped there, not updated a
+-- second time: UPDATE 1, as with heap partitions
+--
+CREATE TABLE part_mv (key text, value text) PARTITION BY LIST (key);
+CREATE FOREIGN TABLE part_mv_ef PARTITION OF part_mv FOR VALUES IN ('e', 'f')
+  SERVER part_local OPTIONS (keyspace 'part_mv_ef', create_keyspace 'true');
+CREATE FOREIGN TABLE part_mv_u PARTITION OF part_mv FOR VALUES IN ('u')
+  SERVER part_local OPTIONS (keyspace 'part_mv_u', create_keyspace 'true');
+INSERT INTO part_mv VALUES ('u', 'vu');
+CREATE TABLE part_mv_map (k text, nk text);
+INSERT INTO part_mv_map VALUES ('u', 'e'), ('e', 'f');
+ANALYZE part_mv_map;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET enable_material = off;
+EXPLAIN (COSTS OFF)
+UPDATE part_mv SET key = m.nk, value = part_mv.value || '+'
+  FROM part_mv_map m WHERE part_mv.key = m.k;
+UPDATE part_mv SET key = m.nk, value = part_mv.value || '+'
+  FROM part_mv_map m WHERE part_mv.key = m.k RETURNING part_mv.*;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+RESET enable_material;
+SELECT * FROM part_mv ORDER BY key;
+DROP TABLE part_mv, part_mv_map;
+SELECT kv_drop_keyspace('part_mv_ef'), kv_drop_keyspace('part_mv_u');
+
+--
 -- Clean up
 --
 DROP TABLE part_list, part_range, part_hash;

@@ -50,8 +50,8 @@ _PG_init(void)
 
 	KvGucInit();
 	KvShmemInit();
-	KvRemoteInit();				/* before KvTxnInit: see there */
 	KvTxnInit();
+	KvRemoteInit();				/* after KvTxnInit: see there */
 	KvRolesInit();
 	KvRegisterWorkers();
 	KvSenderRegisterWorkers();

@@ -98,9 +98,10 @@
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/latch.h"
-#include "storage/proc.h"
 #include "mb/pg_wchar.h"
+#include "storage/latch.h"
+#include "storage/predicate.h"
+#include "storage/proc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -109,6 +110,7 @@
 
 #include "kvext.h"
 #include "remote.h"
+#include "store/txn.h"
 
 /* connect_timeout when the server and mapping do not set one */
 #define KVEXT_REMOTE_CONNECT_TIMEOUT "10"
@@ -767,7 +769,7 @@ commit_in_doubt(KvRemoteConn *entry, const char *why)
 			 errmsg("the transaction's writes on %s may or may not be committed",
 					server),
 			 errdetail_internal("%s", why),
-			 errhint("The local transaction was rolled back. Read the keys it wrote on that server to learn the outcome.")));
+			 errhint("Read the keys the transaction wrote on that server to learn the outcome there.")));
 }
 
 /*
@@ -1305,12 +1307,12 @@ KvRemoteCachedNodeName(Oid serverid, Oid userid, bool any)
 
 /*
  * KvRemoteInit
- *		Register the transaction callbacks (_PG_init), before kvext's own
+ *		Register the transaction callbacks (_PG_init), after kvext's own
  *		(KvTxnInit): PostgreSQL calls the callback registered last first,
- *		so at pre-commit the local keys are logged, and every check that
- *		can still fail there has run (a write on a follower, a disk full,
- *		the serializable check), before any remote COMMIT is sent, which
- *		cannot be taken back.
+ *		so this pre-commit runs before kvext's and orders the whole commit
+ *		(remote_xact_callback): every check that can still fail, then the
+ *		local keys (KvTxnPreCommit), then the remote COMMITs, which cannot
+ *		be taken back.
  */
 void
 KvRemoteInit(void)
@@ -1495,11 +1497,26 @@ cancel_busy(KvRemoteConn *entry)
 }
 
 /*
+ * conn_broken
+ *		Has idle connection conn been closed by its node?  Reads what is
+ *		there without waiting: a node that ended the session sent its
+ *		FATAL and then closed, which the second read sees.
+ */
+static bool
+conn_broken(PGconn *conn)
+{
+	for (int i = 0; i < 2; i++)
+		if (!PQconsumeInput(conn))
+			return true;
+	return PQstatus(conn) == CONNECTION_BAD;
+}
+
+/*
  * check_lost_connections
  *		Pre-commit, before any remote COMMIT: a connection lost inside the
  *		transaction (its remote transaction rolled back) fails the commit
- *		while no node has committed yet; one of a multi-host server that
- *		only read there is forgotten.
+ *		while no node has committed yet; one where the transaction only
+ *		read is forgotten.
  */
 static void
 check_lost_connections(void)
@@ -1510,11 +1527,22 @@ check_lost_connections(void)
 	hash_seq_init(&scan, conn_cache);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
+		/*
+		 * A connection that broke since its last use (its remote backend
+		 * was terminated, its node restarted) is found now, with what is
+		 * already buffered, not at its COMMIT, after others committed.
+		 */
+		if (!entry->lost && entry->xact_depth > 0 && entry->conn != NULL &&
+			!entry->busy && conn_broken(entry->conn))
+		{
+			disconnect(entry);
+			entry->lost = true;
+		}
 		if (!entry->lost)
 			continue;
 		entry->lost = false;
 		entry->xact_depth = 0;
-		if (entry->multihost && !entry->wrote)
+		if (!entry->wrote)
 			continue;			/* a read-only remote transaction: nothing lost */
 		hash_seq_term(&scan);
 		ereport(ERROR,
@@ -1548,6 +1576,8 @@ committed_on_context(void *arg)
 	if (committed_on.len > 0)
 		errcontext("the remote transactions on server(s) %s committed before this error; kvext_fdw has no two-phase commit",
 				   committed_on.data);
+	if (KvTxnDecided())
+		errcontext("this node's own kvext writes were decided before this error and commit nonetheless (its group logged their COMMIT record)");
 }
 
 /*
@@ -1568,13 +1598,21 @@ remote_xact_callback(XactEvent event, void *arg)
 		return;
 	if (pre_commit)
 	{
-		/* every check before the first remote COMMIT */
-		check_lost_connections();
+		/*
+		 * Every step that may fail, before the first remote COMMIT: lost
+		 * connections, PostgreSQL's serializable check (which it runs
+		 * again, harmlessly, after the callbacks), then this node's own
+		 * keys (KvTxnPreCommit: in a group that decides them).
+		 */
 		resetStringInfo(committed_on_init());
 		errcb.callback = committed_on_context;
 		errcb.arg = NULL;
 		errcb.previous = error_context_stack;
 		error_context_stack = &errcb;
+		check_lost_connections();
+		if (IsolationIsSerializable())
+			PreCommit_CheckForSerializationFailure();
+		KvTxnPreCommit();
 	}
 	hash_seq_init(&scan, conn_cache);
 	while ((entry = hash_seq_search(&scan)) != NULL)

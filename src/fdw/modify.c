@@ -776,6 +776,18 @@ move_row(KvFdwModifyState *fm, EState *estate, ResultRelInfo *rinfo,
 		return NULL;
 	destfm = (KvFdwModifyState *) dest->ri_FdwState;
 	(void) insert_row(destfm, destslot, true);
+	/*
+	 * If the destination is a result relation of this UPDATE too, its scan
+	 * may still read the moved row: it must skip it (wrote_key).  insert_row
+	 * reset the per-row context: encode the key again.
+	 */
+	{
+		uint32		newkeylen;
+		char	   *newkey = encode_column(destfm, destslot, destfm->table->key_attno,
+										   &newkeylen);
+
+		note_written(destfm, newkey, newkeylen);
+	}
 	return slot;
 }
 

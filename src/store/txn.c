@@ -602,6 +602,33 @@ reset_write_set(void)
 	KvWsReset();
 }
 
+/*
+ * KvTxnPreCommit
+ *		Log this transaction's writes now, as its pre-commit would (and may
+ *		fail as it would): kvext_fdw calls it at its own pre-commit after
+ *		its checks and before its remote COMMITs, which cannot be taken
+ *		back, so that every step that may fail runs before them.  The
+ *		pre-commit callback then finds it done.
+ */
+void
+KvTxnPreCommit(void)
+{
+	if (KvWsCount() > 0 && !ws_logged)
+		log_txn();
+}
+
+/*
+ * KvTxnDecided
+ *		Is this transaction's COMMIT record written (a kv-only transaction
+ *		in a group, decided at pre-commit)?  Then its keys commit even if
+ *		the transaction fails after this point.
+ */
+bool
+KvTxnDecided(void)
+{
+	return ws_decided;
+}
+
 static void
 kv_xact_callback(XactEvent event, void *arg)
 {
@@ -616,7 +643,8 @@ kv_xact_callback(XactEvent event, void *arg)
 			break;
 
 		case XACT_EVENT_PRE_COMMIT:
-			if (KvWsCount() > 0)
+			/* kvext_fdw may have logged it already (KvTxnPreCommit) */
+			if (KvWsCount() > 0 && !ws_logged)
 				log_txn();
 			break;
 

@@ -11,5 +11,7 @@
 #define KVEXT_TXN_H
 
 extern void KvTxnInit(void);
+extern void KvTxnPreCommit(void);
+extern bool KvTxnDecided(void);
 
 #endif							/* KVEXT_TXN_H */

@@ -280,6 +280,67 @@ else
 {
 	unlike($hs->{stderr}, qr/committed before this error/, 's2 came first: s1 rolled back, and no context claims it');
 }
+
+# terminate the coordinator's remote backends on node n, and wait until
+# they are gone
+sub terminate_fdw_backends
+{
+	my ($n) = @_;
+	$n->safe_psql('postgres', q{
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kvext_fdw'});
+	$n->poll_query_until('postgres',
+		q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kvext_fdw'}, '0')
+	  or die 'remote backends still there';
+}
+
+# a remote backend terminated during the transaction is found before any
+# remote COMMIT is sent: 08006, and no server committed
+my ($t0, $t1) = map {
+	$coord->safe_psql('postgres', qq{
+SELECT k FROM (SELECT 'term' || i AS k FROM generate_series(1, 1000) i) s
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $_, k) LIMIT 1})
+} (0, 1);
+$hs->{stderr} = '';
+$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$t0', 'x'), ('$t1', 'x')");
+terminate_fdw_backends($nodes[1]);
+$hs->{stderr} = '';
+$hs->query('COMMIT');
+like($hs->{stderr}, qr/ERROR:  08006: lost connection to server "s2" during the transaction/,
+	'a remote backend terminated in the transaction: 08006 at COMMIT');
+unlike($hs->{stderr}, qr/committed before this error/, '... before any server committed');
+is($nodes[0]->safe_psql('postgres', "SELECT kv_get('$t0', 'dist_0') IS NULL"), 't',
+	'and the other server rolled back');
+
+# ... but where the transaction only read, it commits (its local keys too)
+$hs->{stderr} = '';
+$hs->query_safe("BEGIN; SELECT count(*) FROM dist_1; SELECT kv_put('ro-local', 'kept')");
+terminate_fdw_backends($nodes[1]);
+$hs->query('COMMIT');
+is($hs->{stderr}, '', 'a lost connection that had only read does not fail the commit');
+is($coord->safe_psql('postgres', "SELECT kv_get('ro-local')"), 'kept', 'the local key is committed');
+
+# PostgreSQL's serializable check runs before any remote COMMIT: a write
+# skew through a table fails the commit with 40001 and the node keeps
+# nothing of it
+$coord->safe_psql('postgres', q{
+CREATE TABLE skew (id int PRIMARY KEY, on_call bool);
+INSERT INTO skew VALUES (1, true), (2, true);});
+my $ss = $coord->background_psql('postgres', on_error_stop => 0);
+$hs->{stderr} = '';
+$hs->query_safe(qq{BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT count(*) FROM skew WHERE on_call;
+INSERT INTO dist VALUES ('$t0', 'skew');
+UPDATE skew SET on_call = false WHERE id = 1;});
+$ss->query_safe(q{BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT count(*) FROM skew WHERE on_call;
+UPDATE skew SET on_call = false WHERE id = 2;
+COMMIT;});
+$hs->{stderr} = '';
+$hs->query('COMMIT');
+like($hs->{stderr}, qr/ERROR:  40001:/, 'a serialization failure at COMMIT: 40001');
+is($nodes[0]->safe_psql('postgres', "SELECT kv_get('$t0', 'dist_0') IS NULL"), 't',
+	'... raised before the remote COMMIT: the node did not commit the write');
+$ss->quit;
 $hs->quit;
 
 # ---------------------------------------------------------------------------

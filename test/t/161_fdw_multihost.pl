@@ -197,6 +197,7 @@ foreach my $how ('cancel', 'terminate', 'remote')
 {
 	my $s = $how eq 'terminate' ? $coord->background_psql('postgres', on_error_stop => 0) : $s1;
 	my $pid = $how eq 'terminate' ? $s->query_safe('SELECT pg_backend_pid()') : $pid1;
+	$s->{stderr} = '';
 	$s->query_safe('\\set VERBOSITY verbose');
 	ok($other->poll_query_until('postgres', $waiting_commits, '0'),
 		"$how: no remote COMMIT waits before");
