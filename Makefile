@@ -27,6 +27,7 @@ OBJS = \
 	src/store/waits.o \
 	src/store/park.o \
 	src/store/acl.o \
+	src/store/text.o \
 	src/log/wal.o \
 	src/log/reader.o \
 	src/log/control.o \
