@@ -140,8 +140,8 @@ KvReportKeyNotText(const char *keyspace, const char *key, uint32 keylen)
 					KvKeyExcerpt(key, keylen),
 					KvKeyExcerpt(keyspace, strlen(keyspace)),
 					GetDatabaseEncodingName()),
-			 errdetail("The key was written from a database with another encoding; kvext does not convert between encodings."),
-			 errhint("Read or delete the key from a database with the encoding it was written in; kv_get_bytea() reads its value there.")));
+			 errdetail("The key was written from a database with another encoding, or through a bytea key column; kvext does not convert between encodings."),
+			 errhint("Read or delete it from a database with the encoding it was written in, or through a foreign table whose key column is bytea.")));
 	pg_unreachable();
 }
 
