@@ -118,7 +118,7 @@ $n1->safe_psql('postgres', "SET ROLE alice; SELECT kv_revoke('g', 'bob', 'read')
 ok(kv_poll($n2, "SELECT rights::text FROM kv_keyspaces() WHERE keyspace = 'g'", '{}'),
 	'the revoke reaches a follower');
 is(as_role($n2, 'bob', "SELECT kv_get('k', 'g')"), 'ERROR 42501', 'where bob is refused too');
-my $dr = kv_call($n2, 'DROP ROLE alice')
+my $dr = kv_call($n2, 'DROP ROLE alice');
 is($dr->{sqlstate}, '2BP01',
 	'a follower refuses to drop the role that owns a replicated keyspace');
 is(kv_call($n2, "SET ROLE alice; SELECT kv_grant('g', 'bob', 'read')")->{sqlstate}, '25006',
