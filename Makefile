@@ -28,6 +28,7 @@ OBJS = \
 	src/store/waits.o \
 	src/store/park.o \
 	src/store/acl.o \
+	src/store/text.o \
 	src/log/wal.o \
 	src/log/reader.o \
 	src/log/control.o \
@@ -60,7 +61,7 @@ PGFILEDESC = "kvext - distributed key-value store"
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
-REGRESS = load api errors txn savepoint keyspace privileges bytea stats full wal fdw fdw_partition fdw_remote
+REGRESS = load api errors txn savepoint keyspace privileges bytea stats full wal fdw fdw_partition fdw_remote encoding
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
 ISOLATION = visibility locking drop_race fdw_locking

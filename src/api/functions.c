@@ -13,6 +13,8 @@
  *	25006	a write in a read-only transaction, on a standby, or on a
  *			follower of a replication group (the hint names the leader)
  *	2202E	kv_mput arrays of different lengths
+ *	22021	a key, value or keyspace name read as text that is not valid
+ *			in the database encoding (store/text.c)
  * and, from store.c, 53200 (store full), 22P02 / 22003 (kv_incr).
  *
  * Writes follow the transaction (see txn.c); reads see committed data plus
@@ -43,6 +45,7 @@
 #include "store/acl.h"
 #include "store/keyspace.h"
 #include "store/store.h"
+#include "store/text.h"
 #include "store/writeset.h"
 
 PG_FUNCTION_INFO_V1(kv_get);
@@ -438,8 +441,15 @@ typedef struct KvScanOut
 {
 	ReturnSetInfo *rsinfo;
 	bool		bytea;			/* values as bytea, unchecked */
+	const char *keyspace;		/* its name, for errors */
 } KvScanOut;
 
+/*
+ * scan_emit
+ *		KvStoreScan callback: one row.  Keys are text in both functions and
+ *		values in kv_scan: each is checked against the database encoding
+ *		here, once (text.c).
+ */
 static void
 scan_emit(void *arg, const char *key, uint32 keylen,
 		  const char *value, uint32 vallen, bool binary)
@@ -448,12 +458,10 @@ scan_emit(void *arg, const char *key, uint32 keylen,
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
-	if (!st->bytea && binary && !pg_verifymbstr(value, (int) vallen, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("value of key \"%s\" is not valid text in encoding \"%s\"",
-						KvKeyExcerpt(key, keylen), GetDatabaseEncodingName()),
-				 errhint("The value was written as bytea; list such keys with kv_scan_bytea().")));
+	if (unlikely(!KvIsText(key, keylen)))
+		KvReportKeyNotText(st->keyspace, key, keylen);
+	if (!st->bytea && unlikely(!KvIsText(value, vallen)))
+		KvReportValueNotText(st->keyspace, key, keylen, binary);
 
 	values[0] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
 	/* text and bytea share the varlena layout */
@@ -485,6 +493,7 @@ scan_common(FunctionCallInfo fcinfo, bool bytea)
 	InitMaterializedSRF(fcinfo, 0);
 	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	st.bytea = bytea;
+	st.keyspace = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	KvStoreScan(ks, VARDATA_ANY(prefix), VARSIZE_ANY_EXHDR(prefix),
 				scan_emit, &st);
 	return (Datum) 0;
@@ -501,7 +510,7 @@ kv_scan(PG_FUNCTION_ARGS)
  *		returns table (key text, value bytea)
  *
  * Like kv_scan, with values as bytes: lists keys whose values are not
- * valid text.
+ * valid text.  Keys are still text, checked as kv_scan checks them.
  */
 Datum
 kv_scan_bytea(PG_FUNCTION_ARGS)
@@ -576,7 +585,9 @@ rights_array(const KvAclItem *items, int n)
  * rights text[])
  *
  * The keyspaces the current user has a right on (all of them for
- * pg_read_all_stats and superusers: KvAclCanList).
+ * pg_read_all_stats and superusers: KvAclCanList).  A name that is not
+ * valid text of the database encoding (created from a database of another
+ * encoding) is an error, 22021 (text.c); kv_stats() shows it escaped.
  */
 Datum
 kv_keyspaces(PG_FUNCTION_ARGS)
@@ -602,6 +613,8 @@ kv_keyspaces(PG_FUNCTION_ARGS)
 
 		if (!KvAclCanList(names[i]))
 			continue;
+		if (unlikely(!KvIsText(names[i], strlen(names[i]))))
+			KvReportKeyspaceNotText(names[i]);
 		(void) KvAclDescribe(names[i], owner, &items, &nitems);
 		values[0] = CStringGetTextDatum(names[i]);
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[refs[i].id].nentries));

@@ -37,6 +37,7 @@
 #include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
+#include "store/text.h"
 #include "store/waits.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
@@ -50,7 +51,9 @@ PG_FUNCTION_INFO_V1(kv_stats);
  *
  * One row per keyspace, then a total row whose keyspace is NULL; its
  * memory_used also counts the hash index and allocator fences that belong
- * to no keyspace, and only it carries memory_limit.
+ * to no keyspace, and only it carries memory_limit.  A keyspace name that
+ * is not valid text of the database encoding is shown with \xNN escapes
+ * (store/text.c): a status view never fails for it.
  */
 Datum
 kv_stats(PG_FUNCTION_ARGS)
@@ -91,7 +94,7 @@ kv_stats(PG_FUNCTION_ARGS)
 			continue;
 
 		memset(nulls, 0, sizeof(nulls));
-		values[0] = CStringGetTextDatum(names[i]);
+		values[0] = CStringGetTextDatum(KvTextForDisplay(names[i], strlen(names[i])));
 		values[1] = Int64GetDatum((int64) entries);
 		values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[ks].mem_bytes));
 		nulls[3] = true;
@@ -291,7 +294,9 @@ PG_FUNCTION_INFO_V1(kv_locks);
  * wait; like a query in pg_stat_activity, the key itself is data, so it
  * is shown only to roles that have the privileges of the waiting
  * session's role or of pg_read_all_stats (superusers included), and is
- * NULL for others.
+ * NULL for others.  A keyspace name or key that is not valid text of the
+ * database encoding (written from a database of another encoding) is
+ * shown with \xNN escapes (store/text.c), so that the view never fails.
  * Never waits for recovery, and never blocks a writer (waits.c).
  */
 Datum
@@ -318,9 +323,9 @@ kv_locks(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(w->pid);
-		values[1] = CStringGetTextDatum(w->keyspace);
+		values[1] = CStringGetTextDatum(KvTextForDisplay(w->keyspace, strlen(w->keyspace)));
 		if (w->has_key && (read_all || has_privs_of_role(GetUserId(), w->roleid)))
-			values[2] = CStringGetTextDatum(w->key);
+			values[2] = CStringGetTextDatum(KvTextForDisplay(w->key, strlen(w->key)));
 		else
 			nulls[2] = true;
 		values[3] = Int32GetDatum(w->holder_pid);

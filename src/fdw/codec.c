@@ -28,9 +28,11 @@
  * an error when it is read, rather than a row that no lookup can find.
  * A value is read as its input function reads it, whatever its form.
  *
- * Values written as text, and every key, are read as text of the database
- * encoding; a value written as bytea that is not valid text cannot be read
- * through a column of another type (22021).
+ * Keys and values read through a column of any type but bytea are read as
+ * text of the database encoding: bytes that are not (a value written as
+ * bytea, or a key or value written as text from a database of another
+ * encoding) are an error, 22021, raised by the caller before decoding
+ * (fdw.c check_row, store/text.c); nothing converts between encodings.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -187,18 +189,6 @@ KvFdwEncode(const KvFdwCodec *codec, Datum value, uint32 *len)
 	}
 }
 
-/* raise 22021 for bytes that are not text of the database encoding */
-static void
-check_text(const char *bytes, uint32 len)
-{
-	if (!pg_verifymbstr(bytes, (int) len, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("stored bytes are not valid text in encoding \"%s\"",
-						GetDatabaseEncodingName()),
-				 errhint("They were written as bytea; read them through a bytea column.")));
-}
-
 /* the input function of an IO codec applied to bytes, under its settings */
 static Datum
 input_call(const KvFdwCodec *codec, const char *bytes, uint32 len)
@@ -218,25 +208,21 @@ input_call(const KvFdwCodec *codec, const char *bytes, uint32 len)
 
 /*
  * KvFdwDecode
- *		The column value of stored value bytes; binary says they were
- *		written as bytea (and so are checked before being read as text).
+ *		The column value of stored bytes.  Unless the codec is bytea, the
+ *		bytes must be valid text of the database encoding: the caller has
+ *		checked them (fdw.c check_row, or KvStoreGet), once, since text
+ *		takes them as they are and input functions assume valid text.
  *		The result is palloc'd in the current memory context.
  */
 Datum
-KvFdwDecode(const KvFdwCodec *codec, const char *bytes, uint32 len,
-			bool binary)
+KvFdwDecode(const KvFdwCodec *codec, const char *bytes, uint32 len)
 {
 	switch (codec->kind)
 	{
 		case KV_CODEC_BYTEA:
-			return PointerGetDatum(cstring_to_text_with_len(bytes, len));
 		case KV_CODEC_TEXT:
-			if (binary)
-				check_text(bytes, len);
 			return PointerGetDatum(cstring_to_text_with_len(bytes, len));
 		case KV_CODEC_IO:
-			if (binary)
-				check_text(bytes, len);
 			return input_call(codec, bytes, len);
 	}
 	pg_unreachable();
@@ -244,9 +230,9 @@ KvFdwDecode(const KvFdwCodec *codec, const char *bytes, uint32 len,
 
 /*
  * KvFdwDecodeKey
- *		The column value of stored key bytes.  Keys carry no binary mark,
- *		so any key read as text is checked; a key that is not in the exact
- *		text form of its type is an error (file header).
+ *		The column value of stored key bytes, checked as for KvFdwDecode; a
+ *		key that is not in the exact text form of its type is an error
+ *		(file header).
  */
 Datum
 KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes, uint32 len)
@@ -255,10 +241,8 @@ KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes, uint32 len)
 	char	   *again;
 	uint32		againlen;
 
-	if (codec->kind == KV_CODEC_BYTEA)
-		return KvFdwDecode(codec, bytes, len, false);
-	d = KvFdwDecode(codec, bytes, len, true);
-	if (codec->kind == KV_CODEC_TEXT)
+	d = KvFdwDecode(codec, bytes, len);
+	if (codec->kind != KV_CODEC_IO)
 		return d;
 
 	again = KvFdwEncode(codec, d, &againlen);

@@ -25,7 +25,9 @@
  * therefore never sees the rows its own statement writes afterwards (an
  * UPDATE that moves keys visits each key once).  Rows are converted to
  * column values one at a time (codec.c), with an error context naming the
- * key, keyspace and table.  A rescan reads again.
+ * key, keyspace and table; a key or value read as text is first checked
+ * against the database encoding, once (check_row, store/text.c: 22021).
+ * A rescan reads again.
  *
  * Remote tables.  A table of a server with connection options reads its
  * node: the same read, done there by kvext_fdw_remote_read or
@@ -102,6 +104,7 @@
 #include "shmem.h"
 #include "store/keyspace.h"
 #include "store/store.h"
+#include "store/text.h"
 #include "store/writeset.h"
 
 PG_FUNCTION_INFO_V1(kvext_fdw_handler);
@@ -784,13 +787,33 @@ row_error_context(void *arg)
 }
 
 /*
+ * check_row
+ *		Raise 22021 if the key or value of a row is read through a column
+ *		that takes it as text (every type but bytea: text as it is, others
+ *		through input functions, which assume valid text) and is not valid
+ *		text of the database encoding (store/text.c).
+ */
+static void
+check_row(KvFdwScanState *st, const char *key, uint32 keylen,
+		  const char *value, uint32 vallen, bool binary)
+{
+	if (st->key_codec.kind != KV_CODEC_BYTEA && unlikely(!KvIsText(key, keylen)))
+		KvReportKeyNotText(st->table->keyspace, key, keylen);
+	if (st->value_codec.kind != KV_CODEC_BYTEA && unlikely(!KvIsText(value, vallen)))
+		KvReportValueNotText(st->table->keyspace, key, keylen, binary);
+}
+
+/*
  * next_row
  *		The key and value of the next row, or false.  *binary: the value
- *		was written as bytea and is unchecked.
+ *		was written as bytea.  *checked: key and value are known to be
+ *		valid text of the database encoding where the columns read them as
+ *		text (a local point read: the key is the query's and KvStoreGet
+ *		checked the value); else check_row must check them.
  */
 static bool
 next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
-		 const char **value, uint32 *vallen, bool *binary)
+		 const char **value, uint32 *vallen, bool *binary, bool *checked)
 {
 	if ((st->kind == KV_LOOKUP_POINT || st->kind == KV_LOOKUP_MULTI) &&
 		!st->table->remote)
@@ -804,7 +827,8 @@ next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
 		v = st->values[st->next];
 		*value = VARDATA(v);
 		*vallen = VARSIZE(v) - VARHDRSZ;
-		*binary = false;		/* KvStoreGet checked it for a text read */
+		*binary = false;
+		*checked = true;		/* KvStoreGet checked it for a text read */
 		st->next++;
 		return true;
 	}
@@ -824,6 +848,8 @@ next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
 		*value = VARDATA_ANY(v);
 		*vallen = VARSIZE_ANY_EXHDR(v);
 		*binary = DatumGetBool(slot_getattr(st->raw_slot, RAW_BINARY + 1, &isnull));
+		/* a scan's rows, or a node's rows, checked there in its encoding */
+		*checked = false;
 		return true;
 	}
 }
@@ -1090,6 +1116,7 @@ kvIterateForeignScan(ForeignScanState *node)
 	uint32		keylen;
 	uint32		vallen;
 	bool		binary;
+	bool		checked;
 	ErrorContextCallback errcb;
 
 	ExecClearTuple(slot);
@@ -1110,7 +1137,7 @@ kvIterateForeignScan(ForeignScanState *node)
 		return ExecStoreVirtualTuple(slot);
 	}
 
-	if (!next_row(st, &key, &keylen, &value, &vallen, &binary))
+	if (!next_row(st, &key, &keylen, &value, &vallen, &binary, &checked))
 		return slot;
 
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
@@ -1120,11 +1147,13 @@ kvIterateForeignScan(ForeignScanState *node)
 	errcb.arg = st;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+	if (!checked)
+		check_row(st, key, keylen, value, vallen, binary);
 	slot->tts_values[st->table->key_attno - 1] =
 		KvFdwDecodeKey(&st->key_codec, key, keylen);
 	slot->tts_isnull[st->table->key_attno - 1] = false;
 	slot->tts_values[st->table->value_attno - 1] =
-		KvFdwDecode(&st->value_codec, value, vallen, binary);
+		KvFdwDecode(&st->value_codec, value, vallen);
 	slot->tts_isnull[st->table->value_attno - 1] = false;
 	error_context_stack = errcb.previous;
 	st->cur_key = NULL;

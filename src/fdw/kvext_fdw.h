@@ -146,7 +146,7 @@ extern const char *KvFdwLookupName(KvLookupKind kind);
 extern void KvFdwCodecInit(KvFdwCodec *codec, Oid type, int32 typmod);
 extern char *KvFdwEncode(const KvFdwCodec *codec, Datum value, uint32 *len);
 extern Datum KvFdwDecode(const KvFdwCodec *codec, const char *bytes,
-						 uint32 len, bool binary);
+						 uint32 len);
 extern Datum KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes,
 							uint32 len);
 extern bool KvFdwValueEquals(const KvFdwCodec *codec, Datum value,

@@ -7,7 +7,10 @@
  * A remote scan or write must mean on the node what it means locally, so
  * these functions call the store as the local wrapper does, with keys and
  * values as bytea (the exact bytes, whatever the column types: the
- * conversion happens on the calling node, codec.c):
+ * conversion happens on the calling node, codec.c, which checks every
+ * key and value it reads as text against its own database's encoding,
+ * fdw.c check_row; a point read with text_values is also checked here,
+ * by KvStoreGet, against this database's):
  *	kvext_fdw_remote_read	point, multi-key, prefix and full reads:
  *							(key, value, binary) rows
  *	kvext_fdw_remote_count	count(*) pushdown

@@ -95,9 +95,11 @@
 #include "log/visible.h"
 #include "log/wal.h"
 #include "store/compact.h"
+#include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
 #include "store/store_internal.h"
+#include "store/text.h"
 #include "store/waits.h"
 #include "store/writeset.h"
 
@@ -508,18 +510,6 @@ same_key(const KvEntry *a, const KvEntry *b)
 	return entry_matches(a, b->hash, b->keyspace, KvEntryKey(b), b->keylen);
 }
 
-/*
- * KvKeyExcerpt
- *		A key for an error message: at most 64 bytes, cut at a character
- *		boundary so the message converts to the client's encoding.  Keys
- *		are text, valid in the database encoding.  palloc'd.
- */
-char *
-KvKeyExcerpt(const char *key, uint32 keylen)
-{
-	return pnstrdup(key, pg_mbcliplen(key, (int) keylen, 64));
-}
-
 static void
 report_keyspace_gone(void)
 {
@@ -679,7 +669,9 @@ find_visible(uint32 bucket, uint32 hash, uint16 ks,
  *		Look up a key.  Returns whether it exists for this transaction and,
  *		unless mode is KV_READ_EXISTS, a palloc'd copy of its value as a
  *		text or bytea varlena in *result.  Takes the partition lock in
- *		shared mode only.
+ *		shared mode only.  KV_READ_TEXT: a value that is not valid text of
+ *		the database encoding (written as bytea, or as text from a database
+ *		of another encoding) is an error, 22021 (text.c).
  */
 bool
 KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
@@ -690,6 +682,7 @@ KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 	LWLock	   *lock = PART_LOCK(PART_OF(bucket));
 	KvEntry    *e;
 	struct varlena *v;
+	bool		binary;
 
 	LWLockAcquire(lock, LW_SHARED);
 	if (unlikely(KvStoreRebuilding()))
@@ -716,21 +709,21 @@ KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 		KvCountHit(ks.id);
 		return true;
 	}
-	if (mode == KV_READ_TEXT && (e->flags & KVE_BINARY) &&
-		!pg_verifymbstr(KvEntryValue(e), (int) e->vallen, true))
-	{
-		LWLockRelease(lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("value of key \"%s\" is not valid text in encoding \"%s\"",
-						KvKeyExcerpt(key, keylen), GetDatabaseEncodingName()),
-				 errhint("The value was written as bytea; read it with kv_get_bytea().")));
-	}
 
 	v = (struct varlena *) palloc(VARHDRSZ + e->vallen);
 	SET_VARSIZE(v, VARHDRSZ + e->vallen);
 	memcpy(VARDATA(v), KvEntryValue(e), e->vallen);
+	binary = (e->flags & KVE_BINARY) != 0;
 	LWLockRelease(lock);
+
+	/* checked on the copy, with no lock held (text.c) */
+	if (mode == KV_READ_TEXT && unlikely(!KvIsText(VARDATA(v), VARSIZE(v) - VARHDRSZ)))
+	{
+		char		name[NAMEDATALEN];
+
+		KvKeyspaceName(ks.id, name);
+		KvReportValueNotText(name, key, keylen, binary);
+	}
 
 	KvCountHit(ks.id);
 	*result = v;

@@ -131,7 +131,7 @@ extern void KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock);
 /* store.c: reads */
 typedef enum KvReadMode
 {
-	KV_READ_TEXT,				/* value as text; binary values validated */
+	KV_READ_TEXT,				/* value as text, checked against the encoding */
 	KV_READ_BYTEA,				/* value as bytea */
 	KV_READ_EXISTS				/* only whether it exists */
 } KvReadMode;
@@ -224,7 +224,7 @@ extern void KvStoreEndRebuild(void);
 
 #define KvStoreRebuilding()	((KvStoreRebuildCount() & 1) != 0)
 
-/* store.c: messages */
+/* text.c: messages (more in text.h) */
 extern char *KvKeyExcerpt(const char *key, uint32 keylen);
 
 /* store.c: monitoring */
