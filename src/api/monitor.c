@@ -294,7 +294,7 @@ PG_FUNCTION_INFO_V1(kv_locks);
  * wait; like a query in pg_stat_activity, the key itself is data, so it
  * is shown only to roles that have the privileges of the waiting
  * session's role or of pg_read_all_stats (superusers included), and is
- * NULL for others.  A keyspace name or key that is not valid text of the
+ * NULL for others; so is the keyspace's name.  A keyspace name or key that is not valid text of the
  * database encoding (written from a database of another encoding) is
  * shown with \xNN escapes (store/text.c), so that the view never fails.
  * Never waits for recovery, and never blocks a writer (waits.c).
@@ -321,10 +321,16 @@ kv_locks(PG_FUNCTION_ARGS)
 		Datum		values[6];
 		bool		nulls[6];
 
+		bool		visible = read_all || has_privs_of_role(GetUserId(), w->roleid);
+
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(w->pid);
-		values[1] = CStringGetTextDatum(KvTextForDisplay(w->keyspace, strlen(w->keyspace)));
-		if (w->has_key && (read_all || has_privs_of_role(GetUserId(), w->roleid)))
+		/* keyspace names are private too (README "Security") */
+		if (visible)
+			values[1] = CStringGetTextDatum(KvTextForDisplay(w->keyspace, strlen(w->keyspace)));
+		else
+			nulls[1] = true;
+		if (w->has_key && visible)
 			values[2] = CStringGetTextDatum(KvTextForDisplay(w->key, strlen(w->key)));
 		else
 			nulls[2] = true;

@@ -7,7 +7,10 @@
  * names, not OIDs).  A name must not pass to another role, so this
  * ProcessUtility hook refuses DROP ROLE and ALTER ROLE ... RENAME of a role
  * that owns a keyspace or holds rights on one (2BP01), as PostgreSQL
- * refuses to drop a role that owns objects.  The store is the server's, so
+ * refuses to drop a role that owns objects, and a rename to a name that
+ * rights still name.  It first locks the role, as DROP ROLE does, so a
+ * grant in progress (which share-locks the role it names) is waited for
+ * and seen.  The store is the server's, so
  * the hook runs in every database, with or without the extension created.
  *
  * Copyright (c) 2026, kvext authors
@@ -50,12 +53,22 @@ kv_process_utility(PlannedStmt *pstmt, const char *queryString,
 			const char *name = spec_name(lfirst_node(RoleSpec, lc));
 
 			if (name)
+			{
+				KvAclLockRole(name);
 				KvAclCheckRole(name, "drop");
+			}
 		}
 	}
 	else if (KvShmemAttached && IsA(parsetree, RenameStmt) &&
 			 ((RenameStmt *) parsetree)->renameType == OBJECT_ROLE)
-		KvAclCheckRole(((RenameStmt *) parsetree)->subname, "rename");
+	{
+		RenameStmt *stmt = (RenameStmt *) parsetree;
+
+		KvAclLockRole(stmt->subname);
+		KvAclCheckRole(stmt->subname, "rename");
+		/* nor may a role take a name that rights left behind name */
+		KvAclCheckRole(stmt->newname, NULL);
+	}
 
 	if (prev_utility)
 		prev_utility(pstmt, queryString, readOnlyTree, context, params,

@@ -49,8 +49,10 @@
 
 #include "catalog/pg_authid.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
 
@@ -210,6 +212,45 @@ write_acl(const char *ksname, const KsAcl *acl)
 	pfree(buf.data);
 }
 
+/*
+ * lock_role
+ *		Keep role (not "public") from being dropped or renamed until this
+ *		transaction ends, as a GRANT recording a dependency does
+ *		(shdepLockAndCheckObject): a share lock on the role, which DROP
+ *		ROLE and the utility hook's check before ALTER ROLE ... RENAME
+ *		(KvAclLockRole) take exclusively, then a check that it still exists
+ *		under that name (42704 otherwise).
+ */
+static void
+lock_role(const char *role)
+{
+	Oid			roleid = get_role_oid(role, false);
+
+	LockSharedObject(AuthIdRelationId, roleid, 0, AccessShareLock);
+	if (get_role_oid(role, true) != roleid)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" was dropped or renamed meanwhile", role)));
+}
+
+/*
+ * KvAclLockRole
+ *		The utility hook, before DROP ROLE or ALTER ROLE ... RENAME of role
+ *		(if it exists): wait for the transactions naming it in rights
+ *		(lock_role) to end, and keep others from naming it until this one
+ *		ends, so that KvAclCheckRole sees every right that names it.
+ */
+void
+KvAclLockRole(const char *role)
+{
+	Oid			roleid = get_role_oid(role, true);
+
+	if (OidIsValid(roleid))
+		LockSharedObject(AuthIdRelationId, roleid, 0, AccessExclusiveLock);
+	/* a grant may have committed meanwhile: read the rights afresh */
+	AcceptInvalidationMessages();
+}
+
 /* does role name (or "public") give its rights to user? */
 static bool
 role_applies(Oid user, const char *role)
@@ -320,10 +361,17 @@ ks_name(const char *name, int len)
 void
 KvAclCheck(KvKeyspaceRef ref, const char *name, int len, int rights)
 {
-	Oid			user = GetUserId();
+	Oid			user;
 	int			have;
 	char	   *ksname;
 
+	/*
+	 * Role membership committed by others since this transaction's last
+	 * catalog access applies now, as it would to a table's privileges
+	 * (whose lock processes these messages): cheap when there are none.
+	 */
+	AcceptInvalidationMessages();
+	user = GetUserId();
 	if (unlikely(len > 0 && name[0] == '\001'))
 	{
 		ksname = ks_name(name, len);
@@ -394,6 +442,7 @@ acl_created(const char *name)
 	KsAcl	   *acl = palloc0(sizeof(KsAcl));
 
 	strlcpy(acl->owner, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
+	lock_role(acl->owner);
 	write_acl(name, acl);
 	pfree(acl);
 }
@@ -427,9 +476,24 @@ KvAclChange(const char *ksname, const char *role, int rights, bool grant)
 	KsAcl	   *acl = palloc(sizeof(KsAcl));
 	int			i;
 
-	if (strcmp(role, ACL_PUBLIC) != 0)
-		(void) get_role_oid(role, false);
+	/*
+	 * A grant names an existing role, locked until this transaction ends;
+	 * a revoke takes any name, so that rights left for a role that no
+	 * longer exists on this node can be taken back.
+	 */
+	if (grant && strcmp(role, ACL_PUBLIC) != 0)
+		lock_role(role);
 	KvAclCheckOwner(ksname, "grant or revoke its rights");
+
+	/*
+	 * A change of rights takes effect when others can see it: in a group,
+	 * once a majority has it.  So this transaction commits as with
+	 * kvext.synchronous_commit = on, whatever the session asks: a revoke
+	 * that returned is in force.
+	 */
+	(void) set_config_option("kvext.synchronous_commit", "on",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
 	read_acl(ksname, acl);
 	for (i = 0; i < acl->nitems; i++)
 		if (strcmp(acl->items[i].role, role) == 0)
@@ -572,7 +636,8 @@ role_scan_cb(void *arg, const char *key, uint32 keylen,
  * KvAclCheckRole
  *		DROP ROLE or ALTER ROLE ... RENAME (action) of role: refuse it
  *		(2BP01) while the role owns a keyspace or holds rights on one, since
- *		rights follow the name (file header).
+ *		rights follow the name (file header).  action NULL: role is the new
+ *		name of a rename, refused (42710) while rights name it.
  */
 void
 KvAclCheckRole(const char *role, const char *action)
@@ -585,6 +650,13 @@ KvAclCheckRole(const char *role, const char *action)
 	KvStoreScan(ref, "", 0, role_scan_cb, &rs);
 	if (rs.found == NULL)
 		return;
+	if (action == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("cannot rename a role to \"%s\"", role),
+				 errdetail("Rights on keyspace \"%s\" still name \"%s\", a role that was dropped or renamed on this node; a role of that name would get them.",
+						   rs.found, role),
+				 errhint("Take them back with kv_revoke(), which accepts the name of a role that does not exist.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 			 errmsg("cannot %s role \"%s\"", action, role),

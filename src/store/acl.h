@@ -31,6 +31,7 @@ extern bool KvAclDropKeyspace(const char *name, bool if_exists);
 extern void KvAclChange(const char *ksname, const char *role, int rights, bool grant);
 extern bool KvAclDescribe(const char *ksname, char *owner, KvAclItem **items, int *nitems);
 extern bool KvAclCanList(const char *ksname);
+extern void KvAclLockRole(const char *role);
 extern void KvAclCheckRole(const char *role, const char *action);
 extern bool KvAclWriteSetTouches(void);
 extern void KvAclNoteCommit(KvLsn end);

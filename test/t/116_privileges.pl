@@ -66,6 +66,58 @@ $bob->query_safe("SELECT kv_put('k2', 'by bob', 'p')");
 is($bob->{stderr}, '', 'once a member of writers, the same session writes');
 $bob->quit;
 
+# a membership revoked by another session applies inside a transaction
+# that began before it, as it would to a table
+$node->safe_psql('postgres', q{
+CREATE ROLE readers;
+GRANT readers TO carol;
+SET ROLE alice;
+SELECT kv_grant('p', 'readers', 'read');});
+my $carol = $node->background_psql('postgres', on_error_stop => 0);
+$carol->query_safe('SET ROLE carol');
+$carol->query_safe('BEGIN');
+is($carol->query_safe("SELECT kv_get('k', 'p')"), 'v', 'carol reads through readers');
+$node->safe_psql('postgres', 'REVOKE readers FROM carol');
+$carol->{stderr} = '';
+$carol->query("SELECT kv_get('k', 'p')");
+like($carol->{stderr}, qr/permission denied for keyspace "p"/,
+	'the membership revoked meanwhile applies in the same transaction');
+$carol->query('ROLLBACK');
+$carol->quit;
+$node->safe_psql('postgres', "SET ROLE alice; SELECT kv_revoke('p', 'readers', 'all')");
+
+# a grant and a DROP ROLE of the role it names, at the same time: the one
+# that comes second waits for the first, then fails; no right is left
+# naming a role that no longer exists
+$node->safe_psql('postgres', 'CREATE ROLE dan; CREATE ROLE eve');
+my $g = $node->background_psql('postgres', on_error_stop => 0);
+my $d = $node->background_psql('postgres', on_error_stop => 0);
+$g->query_safe("BEGIN; SET LOCAL ROLE alice; SELECT kv_grant('p', 'dan', 'read')");
+$d->{stdin} .= "DROP ROLE dan;\n\\echo dropped\n";
+$d->{run}->pump_nb;
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'object' AND NOT granted}),
+	'DROP ROLE waits for the grant that names the role');
+$g->query_safe('COMMIT');
+$d->{run}->pump until $d->{stdout} =~ /dropped/ || $d->{timeout}->is_expired;
+like($d->{stderr}, qr/cannot drop role "dan"/, 'then fails: the role holds a right now');
+
+$d->{stderr} = $d->{stdout} = '';
+$d->query_safe('BEGIN; DROP ROLE eve');
+$g->{stdin} .= "SET ROLE alice; SELECT kv_grant('p', 'eve', 'read');\n\\echo granted\n";
+$g->{run}->pump_nb;
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'object' AND NOT granted}),
+	'a grant naming a role being dropped waits');
+$d->query_safe('COMMIT');
+$g->{run}->pump until $g->{stdout} =~ /granted/ || $g->{timeout}->is_expired;
+like($g->{stderr}, qr/role "eve" was dropped or renamed meanwhile/, 'then fails: the role is gone');
+$g->quit;
+$d->quit;
+is($node->safe_psql('postgres', "SELECT rights::text FROM kv_keyspaces() WHERE keyspace = 'p'"),
+	'{bob=r,writers=w,dan=r}', 'rights name only roles that exist');
+$node->safe_psql('postgres', "SET ROLE alice; SELECT kv_revoke('p', 'dan', 'all')");
+
 # a rolled back grant gives nothing
 $node->safe_psql('postgres', "BEGIN; SET LOCAL ROLE alice; SELECT kv_grant('p', 'carol', 'all'); ROLLBACK;");
 is(as_role($node, 'carol', "SELECT kv_get('k', 'p')"), 'ERROR 42501', 'a rolled back grant gives nothing');
@@ -123,6 +175,20 @@ is($dr->{sqlstate}, '2BP01',
 	'a follower refuses to drop the role that owns a replicated keyspace');
 is(kv_call($n2, "SET ROLE alice; SELECT kv_grant('g', 'bob', 'read')")->{sqlstate}, '25006',
 	'rights change on the leader only (25006 on a follower)');
+
+# a role that exists on the leader only: its right reaches the followers
+# by name; a follower refuses to rename another role to that name, and the
+# leader takes the right back by name
+$n1->safe_psql('postgres', "CREATE ROLE ghost; SET ROLE alice; SELECT kv_grant('g', 'ghost', 'read')");
+ok(kv_poll($n2, "SELECT rights::text FROM kv_keyspaces() WHERE keyspace = 'g'", '{ghost=r}'),
+	'a right for a role the follower lacks reaches it');
+$n2->safe_psql('postgres', 'CREATE ROLE tmp');
+is(kv_call($n2, 'ALTER ROLE tmp RENAME TO ghost')->{sqlstate}, '42710',
+	'a follower refuses to give a role the name its rights name');
+$n1->safe_psql('postgres', 'SET ROLE alice; SELECT kv_revoke(\'g\', \'ghost\', \'all\'); RESET ROLE; DROP ROLE ghost');
+ok(kv_poll($n2, "SELECT rights::text FROM kv_keyspaces() WHERE keyspace = 'g'", '{}'),
+	'the revoke by name reaches the follower');
+ok(kv_call($n2, 'ALTER ROLE tmp RENAME TO ghost')->{ok}, 'and the name is free again');
 
 $_->stop for @nodes;
 done_testing();
