@@ -30,6 +30,7 @@ OBJS = \
 	src/log/reader.o \
 	src/log/control.o \
 	src/log/snapshot.o \
+	src/log/snapread.o \
 	src/log/checkpoint.o \
 	src/log/recovery.o \
 	src/log/backup.o \
