@@ -92,7 +92,13 @@ typedef struct SnapReader
 	const char *path;
 } SnapReader;
 
+/*
+ * The read buffer's size.  The fuzzing harness (test/fuzz) builds with a
+ * small one, so that short inputs cross buffer boundaries as large files do.
+ */
+#ifndef SNAP_READ_CHUNK
 #define SNAP_READ_CHUNK		(4 * 1024 * 1024)
+#endif
 
 /* the damage starts at file offset off; -1: the file as a whole */
 static void
