@@ -326,11 +326,17 @@ snap_read_index(SnapReader *r, off_t entries, const bool *known,
 		KvSnapLargeRef *l = &index->refs[i];
 		uint64		len = (uint64) l->keylen + l->vallen;
 
-		/* in file order, each after its entry header, before the end marker */
+		/*
+		 * In file order, each after its entry header, before the end marker
+		 * (end - offset, never offset + len: an offset near 2^64 would wrap
+		 * around and pass, then reach pread() as a negative offset).
+		 * index_offset >= entries + sizeof(KvSnapEntry), checked above.
+		 */
 		if (l->offset < prev_end + sizeof(KvSnapEntry) ||
 			len <= SNAP_LARGE_ENTRY || l->keylen > MaxAllocSize ||
 			l->vallen > MaxAllocSize ||
-			l->offset + len > tail->index_offset - sizeof(KvSnapEntry) ||
+			l->offset > tail->index_offset - sizeof(KvSnapEntry) ||
+			len > tail->index_offset - sizeof(KvSnapEntry) - l->offset ||
 			l->keyspace >= kvext_max_keyspaces || !known[l->keyspace] ||
 			l->chunk < -1 || l->chunk >= KV_ALLOC_MAX_CHUNKS)
 			snap_damaged(r, tail->index_offset + i * sizeof(KvSnapLargeRef),
