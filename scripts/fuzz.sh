@@ -90,11 +90,16 @@ failed=0
 
 # report HARNESS: print its verdict (and its report, when it failed)
 report() {
-	local h=$1 rc log="$BUILD/logs/$h.log" runs
+	local h=$1
+	local rc runs log="$BUILD/logs/$h.log"
 	rc=$(cat "$log.rc" 2>/dev/null || echo 1)
-	runs=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
+	if [ "$REPLAY" -eq 1 ]; then
+		runs="$(sed -nE 's/^INFO: +([0-9]+) files found in .*/\1/p' "$log" | tail -n 1) kept inputs"
+	else
+		runs="$(sed -nE 's/^Done ([0-9]+) runs in .*/\1/p' "$log" | tail -n 1) runs"
+	fi
 	if [ "$rc" -eq 0 ]; then
-		echo "fuzz: $h ok (${runs:-0} inputs run)"
+		echo "fuzz: $h ok ($runs)"
 	else
 		failed=$((failed + 1))
 		echo "fuzz: $h FAILED (status $rc); its report:"
