@@ -31,6 +31,12 @@
  * (reader->bad_len_claimed, length_fix): a damaged length, not a torn
  * write.
  *
+ * Record contents.  What a valid record holds is checked here too: the
+ * writes of a TXN record (KvLogForEachOp: every length against what is
+ * left of the record, the kinds, keyspace names), and a batch a leader
+ * ships (KvLogCheckBatch).  These, like the reader, need no shared
+ * memory: test/fuzz/ runs them outside a server, under libFuzzer.
+ *
  * Memory: the reader and its buffer are palloc'd in the caller's context.
  *
  * Copyright (c) 2026, kvext authors
