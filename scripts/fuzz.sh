@@ -72,7 +72,10 @@ run_one() {
 	local h=$1 log=$2
 	local kept="$FUZZDIR/corpus/$h" scratch="$BUILD/corpus/$h"
 
-	mkdir -p "$kept"
+	mkdir -p "$kept" "$BUILD/tmp"
+	# each harness works in a directory of its own under TMPDIR; one that a
+	# sanitizer killed stays there, and make clean removes it
+	export TMPDIR="$BUILD/tmp"
 	if [ "$REPLAY" -eq 1 ]; then
 		timeout -k 10 300 "$BUILD/$h" "${COMMON[@]}" -runs=0 \
 			-artifact_prefix="$BUILD/crash-$h-" "$kept" >"$log" 2>&1

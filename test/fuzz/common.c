@@ -10,7 +10,8 @@
  * kvext-fuzz.XXXXXX, made at start and removed at exit; src/ opens its
  * files by paths relative to the data directory (kvext/wal/..., kvext/
  * snapshot), so the harness works from there.  A harness killed by a
- * sanitizer leaves its directory behind.
+ * sanitizer leaves its directory behind: scripts/fuzz.sh points TMPDIR
+ * into test/fuzz/build/tmp, which make clean removes.
  *
  * CRC fix-ups.  An input whose first byte asks for it gets its CRC32C
  * fields recomputed before it is written, so that the fuzzer reaches what
