@@ -13,10 +13,10 @@
 # What the fuzzer finds while it runs goes to a scratch corpus
 # (test/fuzz/build/corpus/<harness>/, not tracked), so that the kept corpus
 # stays small.  A crash or a sanitizer report stops that harness: the input
-# is saved as test/fuzz/build/crash-<harness>-..., the report is printed, and
-# the script exits 1.  Fix the decoder, then keep the input as a regression
-# case: copy it into test/fuzz/corpus/<harness>/ (the replay in make test
-# runs it from then on).
+# is saved as test/fuzz/build/<harness>-crash-... (or -timeout-, -leak-,
+# -oom-), the report is printed, and the script exits 1.  Fix the decoder,
+# then keep the input as a regression case: copy it into
+# test/fuzz/corpus/<harness>/ (the replay in make test runs it from then on).
 #
 # Prints one line per harness, "fuzz: <harness> ok" or "... FAILED"; the exit
 # status is non-zero when any failed.  Needs clang and its libFuzzer runtime
@@ -78,11 +78,11 @@ run_one() {
 	export TMPDIR="$BUILD/tmp"
 	if [ "$REPLAY" -eq 1 ]; then
 		timeout -k 10 300 "$BUILD/$h" "${COMMON[@]}" -runs=0 \
-			-artifact_prefix="$BUILD/crash-$h-" "$kept" >"$log" 2>&1
+			-artifact_prefix="$BUILD/$h-" "$kept" >"$log" 2>&1
 	else
 		mkdir -p "$scratch"
 		timeout -k 10 $((FUZZ_TIME + 120)) "$BUILD/$h" "${COMMON[@]}" \
-			-max_total_time="$FUZZ_TIME" -artifact_prefix="$BUILD/crash-$h-" \
+			-max_total_time="$FUZZ_TIME" -artifact_prefix="$BUILD/$h-" \
 			"$scratch" "$kept" >"$log" 2>&1
 	fi
 }
@@ -107,8 +107,8 @@ report() {
 		failed=$((failed + 1))
 		echo "fuzz: $h FAILED (status $rc); its report:"
 		grep -vE '^(INFO|#[0-9]+)' "$log" | head -n 80
-		grep -E '^(artifact_prefix|Test unit written to)' "$log"
-		echo "fuzz: reproduce with: $BUILD/$h <the input written above>"
+		grep -oE "Test unit written to .*" "$log"
+		echo "fuzz: reproduce with: $BUILD/$h <that input>"
 	fi
 }
 
