@@ -85,6 +85,25 @@ def rewrite_snapshot(snap):
     return bytes(body)
 
 
+def older_snapshot(snap, version):
+    """The snapshot in format 2 (no index) or 1 (no redo_term either)."""
+    nks = struct.unpack_from('<I', snap, 12)[0]
+    pos = 48 + nks * 66
+    while True:
+        ks, _, kl, vl = struct.unpack_from('<HHII', snap, pos)
+        pos += 12
+        if ks == 0xFFFF:
+            break
+        pos += kl + vl
+    count = struct.unpack_from('<Q', snap, len(snap) - 12)[0]
+    hdr = bytearray(snap[:48])
+    struct.pack_into('<I', hdr, 4, version)
+    if version == 1:
+        hdr = hdr[:40]
+    body = bytes(hdr) + snap[48:pos] + struct.pack('<Q', count)
+    return body + struct.pack('<I', fin(crc32c(body)))
+
+
 def write(harness, name, data):
     d = os.path.join(HERE, 'corpus', harness)
     os.makedirs(d, exist_ok=True)
@@ -120,6 +139,9 @@ def main():
     write('fuzz_snapshot', 'seed-load.bin', bytes([2]) + snap)
     write('fuzz_snapshot', 'seed-load-skip.bin', bytes([6]) + snap)
     write('fuzz_snapshot', 'seed-fixcrc.bin', bytes([1]) + snap)
+    # the older formats recovery still loads: large entries after the stream
+    write('fuzz_snapshot', 'seed-v2-load.bin', bytes([2]) + older_snapshot(snap, 2))
+    write('fuzz_snapshot', 'seed-v1-load.bin', bytes([2]) + older_snapshot(snap, 1))
 
 
 if __name__ == '__main__':
