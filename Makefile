@@ -7,6 +7,8 @@
 #   make run        start a local server with kvext preloaded and run a demo
 #   make stop       stop it
 #   make bench      benchmarks (docs/benchmarks.md)
+#   make fuzz       the decoders' libFuzzer harnesses (test/fuzz), each for
+#                   FUZZ_TIME seconds (default 60)
 
 MODULE_big = kvext
 OBJS = \
@@ -33,6 +35,7 @@ OBJS = \
 	src/log/reader.o \
 	src/log/control.o \
 	src/log/snapshot.o \
+	src/log/snapread.o \
 	src/log/checkpoint.o \
 	src/log/recovery.o \
 	src/log/backup.o \
@@ -58,6 +61,8 @@ OBJS = \
 EXTENSION = kvext
 DATA = kvext--0.1.sql
 PGFILEDESC = "kvext - distributed key-value store"
+# the fuzzing harnesses' build (scripts/fuzz.sh)
+EXTRA_CLEAN = test/fuzz/build
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
@@ -72,7 +77,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 # The script targets install PostgreSQL's development files themselves, so
 # they must work before pg_config exists (a fresh machine).
-SCRIPT_TARGETS := test run stop bench deps
+SCRIPT_TARGETS := test run stop bench deps fuzz
 ifeq ($(PGXS),)
 ifneq ($(filter-out $(SCRIPT_TARGETS),$(or $(MAKECMDGOALS),all)),)
 $(error pg_config --pgxs failed: install postgresql-server-dev-15 (make deps does it))
@@ -96,7 +101,7 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-.PHONY: test run stop bench deps
+.PHONY: test run stop bench deps fuzz
 deps:
 	scripts/deps.sh
 test:
@@ -107,3 +112,5 @@ stop:
 	scripts/stop.sh
 bench:
 	scripts/bench.sh
+fuzz:
+	scripts/fuzz.sh

@@ -20,6 +20,8 @@ PACKAGES=(
 	python3-fusepy           # test/lazyfs: FUSE layer that drops unsynced writes (power loss)
 	fuse3                    # fusermount for non-root mounts of test/lazyfs
 	gdb                      # test 111 holds a backend at a breakpoint
+	clang                    # test/fuzz: the libFuzzer harnesses (make fuzz, make test)
+	libclang-rt-14-dev       # libFuzzer and the sanitizers' runtimes for Debian 12's clang
 )
 PACKAGES+=("$@")
 

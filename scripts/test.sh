@@ -8,6 +8,7 @@
 #                     (TAP by file name, with or without its NNN_ prefix);
 #                     "load" is always run first when a regress test is chosen
 #   TAP=0             skip the TAP tests
+#   FUZZ=0            skip the replay of the fuzzers' kept corpus
 #   KVEXT_TEST_TIMEOUT=SECONDS
 #                     limit for each suite and each TAP file (default 1200)
 #   PG_CONFIG=path    pg_config to use (default: PostgreSQL 15's)
@@ -317,6 +318,36 @@ run_suite() {
 	FAILED=$((FAILED + fail))
 }
 
+# ---------------------------------------------------------------------------
+# The decoders' fuzzing harnesses (test/fuzz), each run once over its kept
+# corpus: seeds and every input that once crashed (scripts/fuzz.sh --replay).
+# One result per harness; no server needed.
+FUZZ_ALL=(fuzz_log fuzz_snapshot fuzz_repl_append)
+FUZZ_RUN=()
+if [ "${FUZZ:-1}" != 0 ]; then
+	for t in "${FUZZ_ALL[@]}"; do
+		selected "$t" fuzz && FUZZ_RUN+=("$t")
+	done
+fi
+if [ ${#FUZZ_RUN[@]} -gt 0 ]; then
+	header "fuzz: replay of the kept corpus: ${FUZZ_RUN[*]}"
+	FUZZ_HARNESSES="${FUZZ_RUN[*]}" PG_CONFIG="$PG_CONFIG" "$ROOT/scripts/fuzz.sh" --replay 2>&1 |
+		tee "$TESTROOT/fuzz.log"
+	interrupted "${PIPESTATUS[0]}"
+	fuzz_pass=0
+	fuzz_fail=0
+	for t in "${FUZZ_RUN[@]}"; do
+		if grep -q "^fuzz: $t ok" "$TESTROOT/fuzz.log"; then
+			fuzz_pass=$((fuzz_pass + 1))
+		else
+			fuzz_fail=$((fuzz_fail + 1))
+		fi
+	done
+	note "fuzz: $fuzz_pass passed, $fuzz_fail failed"
+	PASSED=$((PASSED + fuzz_pass))
+	FAILED=$((FAILED + fuzz_fail))
+fi
+
 if [ ${#REGRESS_RUN[@]} -gt 0 ]; then
 	run_suite regress "$PG_REGRESS" "$TESTROOT" "$TESTROOT/regress" "${REGRESS_RUN[@]}"
 fi
@@ -457,9 +488,10 @@ fi
 if [ ${#FILTER[@]} -gt 0 ]; then
 	for f in "${FILTER[@]}"; do
 		found=0
-		for t in "${REGRESS_RUN[@]}" "${ISOLATION_RUN[@]}"; do
+		for t in "${REGRESS_RUN[@]}" "${ISOLATION_RUN[@]}" "${FUZZ_RUN[@]}"; do
 			[ "$t" = "$f" ] && found=1
 		done
+		[ "$f" = fuzz ] && [ ${#FUZZ_RUN[@]} -gt 0 ] && found=1
 		for t in "${TAP_FILES[@]}"; do
 			b=$(basename "$t" .pl)
 			case "$f" in "$b" | "${b#[0-9][0-9][0-9]_}" | "$b.pl") found=1 ;; esac

@@ -92,30 +92,6 @@ KvApplyShmemInit(void)
 	}
 }
 
-/*
- * KvLogReportCorrupt
- *		Refuse the log: the record at lsn is damaged for the reason why;
- *		detail says why that is not a torn write, hint (or NULL) what the
- *		operator can do.  Names the file, the offset and the LSN.
- */
-void
-KvLogReportCorrupt(KvLogReader *r, KvLsn lsn, const char *why, const char *detail,
-			   const char *hint)
-{
-	char		path[MAXPGPATH];
-	KvLsn		segstart = KvLogReaderSegStart(r);
-
-	KvWalSegmentPath(path, segstart);
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
-					path, (unsigned long long) (lsn - segstart),
-					LSN_FORMAT_ARGS(lsn), why),
-			 errdetail_internal("%s", detail),
-			 hint ? errhint("%s", hint) : 0));
-}
-
-
 /* the store is full while applying the log */
 static void
 store_full_during_apply(void)
@@ -127,62 +103,6 @@ store_full_during_apply(void)
 			 errhint("Raise kvext.memory_limit and restart the server; nothing was lost.")));
 }
 
-/*
- * KvLogInvalidRecord
- *		Refuse a record whose CRC holds but whose contents do not (a length
- *		that does not fit, a keyspace name that is not one): the record was
- *		damaged before its CRC was computed, or by a bug.  Reported like a
- *		damaged record: the store refuses to serve, naming file and LSN.
- */
-void
-KvLogInvalidRecord(KvLogReader *r, const char *why)
-{
-	KvLogReportCorrupt(r, r->rec->lsn, why,
-				   _("The record's checksum holds, but what it holds is not a valid record."),
-				   NULL);
-}
-
-/*
- * check_keyspace_name
- *		A keyspace name from the log: len bytes at name, not terminated.
- *		It must be 1 to NAMEDATALEN - 1 bytes without a NUL byte; copies it,
- *		terminated, into out (NAMEDATALEN bytes).
- */
-static void
-check_keyspace_name(KvLogReader *r, const char *name, Size len, char *out)
-{
-	if (len == 0 || len >= NAMEDATALEN || memchr(name, '\0', len) != NULL)
-		KvLogInvalidRecord(r, "invalid keyspace name");
-	memcpy(out, name, len);
-	out[len] = '\0';
-}
-
-/*
- * check_padding
- *		The bytes of the record from at to its end must be zeros: what the
- *		writer leaves after the last write.
- */
-static void
-check_padding(KvLogReader *r, uint32 at)
-{
-	uint32		len = r->rec->len;
-
-	while (at < len)
-	{
-		uint32		n = Min(len - at, (uint32) 65536);
-		const char *p = KvLogRecordBytes(r, at, n);
-
-		for (uint32 i = 0; i < n; i++)
-			if (p[i] != 0)
-				KvLogInvalidRecord(r, "invalid write in a transaction record");
-		at += n;
-	}
-}
-
-/* the largest key and value a writer can log: the settings' maximums */
-#define MAX_LOGGED_KEY		(1024 * 1024)
-#define MAX_LOGGED_VALUE	((uint32) MaxAllocSize)
-
 /* the pending entries made so far for one TXN record */
 typedef struct ApplyEntries
 {
@@ -193,47 +113,7 @@ typedef struct ApplyEntries
 	bool		acl;			/* it changes rights (acl.c) */
 } ApplyEntries;
 
-/* called for each checked write of a TXN record, key and value at key */
-typedef void (*TxnOpFn) (KvLogReader *r, void *arg, const KvWalOp *op,
-						 const char *key);
-
-/*
- * for_each_op
- *		The writes of the TXN record the reader holds, in order, each
- *		checked (lengths, kinds, keyspace changes' shape) before fn sees
- *		it; then the zeros after the last.
- */
-static void
-for_each_op(KvLogReader *r, TxnOpFn fn, void *arg)
-{
-	KvWalRecord *hdr = r->rec;
-	uint32		len = hdr->len;
-	uint32		at = sizeof(KvWalRecord);
-
-	while (len - at >= sizeof(KvWalOp))
-	{
-		KvWalOp		op;
-		const char *key;
-
-		memcpy(&op, KvLogRecordBytes(r, at, sizeof(op)), sizeof(op));
-		if (op.op == 0)
-			break;				/* the zeros after the last write */
-		at += sizeof(KvWalOp);
-		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
-			op.keylen > len - at || op.vallen > len - at - op.keylen ||
-			op.keylen > MAX_LOGGED_KEY || op.vallen > MAX_LOGGED_VALUE)
-			KvLogInvalidRecord(r, "invalid write in a transaction record");
-		key = KvLogRecordBytes(r, at, (Size) op.keylen + op.vallen);
-		at += op.keylen + op.vallen;
-		if ((op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP) &&
-			(op.vallen != 0 || (op.op == KV_WOP_KS_DROP && op.keylen != 0)))
-			KvLogInvalidRecord(r, "invalid keyspace change in a transaction record");
-		fn(r, arg, &op, key);
-	}
-	check_padding(r, at);
-}
-
-/* apply one write (for_each_op's fn for KvApplyTxn) */
+/* apply one write (KvLogForEachOp's fn for KvApplyTxn) */
 static void
 apply_op(KvLogReader *r, void *arg, const KvWalOp *op, const char *key)
 {
@@ -247,7 +127,7 @@ apply_op(KvLogReader *r, void *arg, const KvWalOp *op, const char *key)
 		{
 			char		name[NAMEDATALEN];
 
-			check_keyspace_name(r, key, op->keylen, name);
+			KvLogKeyspaceName(r, key, op->keylen, name);
 			KvKeyspaceRecoverCreate(op->keyspace, name);
 		}
 		else
@@ -303,7 +183,7 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 	ae->acl = false;
 	PG_TRY();
 	{
-		for_each_op(r, apply_op, ae);
+		KvLogForEachOp(r, apply_op, ae);
 	}
 	PG_CATCH();
 	{
@@ -329,7 +209,7 @@ KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone)
 	pfree(ae);
 }
 
-/* KvApplyTxnKeys's fn and its argument, through for_each_op */
+/* KvApplyTxnKeys's fn and its argument, through KvLogForEachOp */
 typedef struct KeysArg
 {
 	KvTxnKeyFn	fn;
@@ -358,7 +238,7 @@ KvApplyTxnKeys(KvLogReader *r, KvTxnKeyFn fn, void *arg)
 
 	ka.fn = fn;
 	ka.arg = arg;
-	for_each_op(r, key_op, &ka);
+	KvLogForEachOp(r, key_op, &ka);
 }
 
 /*
@@ -376,7 +256,7 @@ KvApplyKeyspace(KvLogReader *r)
 	if (hdr->len < sizeof(KvWalRecord) + sizeof(KvWalKeyspace))
 		KvLogInvalidRecord(r, "keyspace record too short");
 	memcpy(&ks, KvLogRecordBytes(r, sizeof(KvWalRecord), sizeof(ks)), sizeof(ks));
-	check_keyspace_name(r, ks.name, strnlen(ks.name, NAMEDATALEN), name);
+	KvLogKeyspaceName(r, ks.name, strnlen(ks.name, NAMEDATALEN), name);
 	if (hdr->type == KV_REC_KS_CREATE)
 		KvKeyspaceRecoverCreate(ks.id, name);
 	else

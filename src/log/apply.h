@@ -15,11 +15,6 @@
 /* undecided TXN records a follower can hold (apply.c) */
 #define KVEXT_APPLY_MAX_PENDING		8192
 
-/* checks and errors shared with recovery */
-extern void KvLogReportCorrupt(KvLogReader *r, KvLsn lsn, const char *why,
-							   const char *detail, const char *hint) pg_attribute_noreturn();
-extern void KvLogInvalidRecord(KvLogReader *r, const char *why) pg_attribute_noreturn();
-
 /* applying the record a reader holds */
 extern void KvApplyTxn(KvLogReader *r, KvLsn commit_end, bool alone);
 typedef void (*KvTxnKeyFn) (void *arg, uint16 keyspace, const char *key,

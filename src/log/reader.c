@@ -31,6 +31,12 @@
  * (reader->bad_len_claimed, length_fix): a damaged length, not a torn
  * write.
  *
+ * Record contents.  What a valid record holds is checked here too: the
+ * writes of a TXN record (KvLogForEachOp: every length against what is
+ * left of the record, the kinds, keyspace names), and a batch a leader
+ * ships (KvLogCheckBatch).  These, like the reader, need no shared
+ * memory: test/fuzz/ runs them outside a server, under libFuzzer.
+ *
  * Memory: the reader and its buffer are palloc'd in the caller's context.
  *
  * Copyright (c) 2026, kvext authors
@@ -182,6 +188,50 @@ KvLogCheckRecord(const char *rec, Size room, KvLsn pos)
 	FIN_CRC32C(crc);
 	if (!EQ_CRC32C(crc, hdr.crc))
 		return "checksum mismatch";
+	return NULL;
+}
+
+/*
+ * KvLogCheckBatch
+ *		Check a batch a leader shipped (receiver.c, step 5): len bytes at
+ *		records hold whole records back to back from position start, each
+ *		valid as the log reader checks them (KvLogCheckRecord), of version
+ *		2, a known type, a decision record naming an earlier position,
+ *		terms never decreasing from prev_term and never above the leader's
+ *		term.  Returns NULL with *pos the end of the batch, or what is
+ *		wrong with *pos the position of the first bad record.
+ */
+const char *
+KvLogCheckBatch(const char *records, Size len, KvLsn start, uint64 prev_term,
+				uint64 term, KvLsn *pos)
+{
+	Size		off = 0;
+	uint64		last_term = prev_term;
+
+	*pos = start;
+	while (off < len)
+	{
+		KvWalRecord hdr;
+		const char *why = KvLogCheckRecord(records + off, len - off, *pos);
+
+		if (why)
+			return why;
+		memcpy(&hdr, records + off, sizeof(hdr));
+		if (hdr.version != KVEXT_WAL_VERSION)
+			return "only version 2 records are shipped";
+		if (hdr.type < KV_REC_TXN || hdr.type > KV_REC_TERM)
+			return "unknown record type";
+		if ((hdr.type == KV_REC_COMMIT || hdr.type == KV_REC_ABORT) &&
+			(hdr.ref == InvalidKvLsn || hdr.ref >= hdr.lsn))
+			return "a decision record names no earlier position";
+		if (hdr.term < last_term)
+			return "record term lower than the term of the record before it";
+		if (hdr.term > term)
+			return "record term higher than the leader's term";
+		last_term = hdr.term;
+		*pos += hdr.len;
+		off += hdr.len;
+	}
 	return NULL;
 }
 
@@ -621,6 +671,126 @@ KvLogReaderValidAfter(KvLogReader *r)
 	}
 	pfree(chunk);
 	return found;
+}
+
+/* ---- record contents ---- */
+
+/*
+ * KvLogReportCorrupt
+ *		Refuse the log: the record at lsn is damaged for the reason why;
+ *		detail says why that is not a torn write, hint (or NULL) what the
+ *		operator can do.  Names the file, the offset and the LSN.
+ */
+void
+KvLogReportCorrupt(KvLogReader *r, KvLsn lsn, const char *why, const char *detail,
+			   const char *hint)
+{
+	char		path[MAXPGPATH];
+	KvLsn		segstart = KvLogReaderSegStart(r);
+
+	KvWalSegmentPath(path, segstart);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("kvext log file \"%s\" is corrupt at offset %llu (LSN %X/%X): %s",
+					path, (unsigned long long) (lsn - segstart),
+					LSN_FORMAT_ARGS(lsn), why),
+			 errdetail_internal("%s", detail),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * KvLogInvalidRecord
+ *		Refuse a record whose CRC holds but whose contents do not (a length
+ *		that does not fit, a keyspace name that is not one): the record was
+ *		damaged before its CRC was computed, or by a bug.  Reported like a
+ *		damaged record: the store refuses to serve, naming file and LSN.
+ */
+void
+KvLogInvalidRecord(KvLogReader *r, const char *why)
+{
+	KvLogReportCorrupt(r, r->rec->lsn, why,
+				   _("The record's checksum holds, but what it holds is not a valid record."),
+				   NULL);
+}
+
+/*
+ * KvLogKeyspaceName
+ *		A keyspace name from the log: len bytes at name, not terminated.
+ *		It must be 1 to NAMEDATALEN - 1 bytes without a NUL byte; copies it,
+ *		terminated, into out (NAMEDATALEN bytes).  Else the record the
+ *		reader holds is invalid (KvLogInvalidRecord).
+ */
+void
+KvLogKeyspaceName(KvLogReader *r, const char *name, Size len, char *out)
+{
+	if (len == 0 || len >= NAMEDATALEN || memchr(name, '\0', len) != NULL)
+		KvLogInvalidRecord(r, "invalid keyspace name");
+	memcpy(out, name, len);
+	out[len] = '\0';
+}
+
+/*
+ * check_padding
+ *		The bytes of the record from at to its end must be zeros: what the
+ *		writer leaves after the last write.
+ */
+static void
+check_padding(KvLogReader *r, uint32 at)
+{
+	uint32		len = r->rec->len;
+
+	while (at < len)
+	{
+		uint32		n = Min(len - at, (uint32) 65536);
+		const char *p = KvLogRecordBytes(r, at, n);
+
+		for (uint32 i = 0; i < n; i++)
+			if (p[i] != 0)
+				KvLogInvalidRecord(r, "invalid write in a transaction record");
+		at += n;
+	}
+}
+
+/* the largest key and value a writer can log: the settings' maximums */
+#define MAX_LOGGED_KEY		(1024 * 1024)
+#define MAX_LOGGED_VALUE	((uint32) MaxAllocSize)
+
+/*
+ * KvLogForEachOp
+ *		The writes of the TXN record the reader holds, in order, each
+ *		checked (lengths, kinds, keyspace changes' shape) before fn sees
+ *		it; then the zeros after the last.  A write that does not fit
+ *		is KvLogInvalidRecord.  apply.c applies a record with it, recovery
+ *		lists its keys.
+ */
+void
+KvLogForEachOp(KvLogReader *r, KvLogOpFn fn, void *arg)
+{
+	KvWalRecord *hdr = r->rec;
+	uint32		len = hdr->len;
+	uint32		at = sizeof(KvWalRecord);
+
+	while (len - at >= sizeof(KvWalOp))
+	{
+		KvWalOp		op;
+		const char *key;
+
+		memcpy(&op, KvLogRecordBytes(r, at, sizeof(op)), sizeof(op));
+		if (op.op == 0)
+			break;				/* the zeros after the last write */
+		at += sizeof(KvWalOp);
+		if (op.op < KV_WOP_PUT || op.op > KV_WOP_KS_DROP ||
+			op.keylen > len - at || op.vallen > len - at - op.keylen ||
+			op.keylen > MAX_LOGGED_KEY || op.vallen > MAX_LOGGED_VALUE)
+			KvLogInvalidRecord(r, "invalid write in a transaction record");
+		key = KvLogRecordBytes(r, at, (Size) op.keylen + op.vallen);
+		at += op.keylen + op.vallen;
+		if ((op.op == KV_WOP_KS_CREATE || op.op == KV_WOP_KS_DROP) &&
+			(op.vallen != 0 || (op.op == KV_WOP_KS_DROP && op.keylen != 0)))
+			KvLogInvalidRecord(r, "invalid keyspace change in a transaction record");
+		fn(r, arg, &op, key);
+	}
+	check_padding(r, at);
 }
 
 /*

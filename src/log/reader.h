@@ -14,9 +14,13 @@
 
 /*
  * A record up to this size is read into memory whole; a larger one is
- * checked by streaming it, and read piece by piece (reader.c).
+ * checked by streaming it, and read piece by piece (reader.c).  The
+ * fuzzing harness (test/fuzz) builds with a small one, so that short
+ * inputs take the path of large records.
  */
+#ifndef KVEXT_READ_BUFFER
 #define KVEXT_READ_BUFFER		(4 * 1024 * 1024)
+#endif
 
 typedef enum KvLogReadResult
 {
@@ -61,5 +65,18 @@ extern KvLsn KvLogReaderValidAfter(KvLogReader *r);
 extern void KvLogReaderEnd(KvLogReader *r);
 extern KvLsn KvLogReaderSegStart(KvLogReader *r);
 extern const char *KvLogRecordBytes(KvLogReader *r, uint32 at, Size n);
+
+/* checking what records hold (no shared memory: test/fuzz links these) */
+extern const char *KvLogCheckBatch(const char *records, Size len, KvLsn start,
+								   uint64 prev_term, uint64 term, KvLsn *pos);
+extern void KvLogReportCorrupt(KvLogReader *r, KvLsn lsn, const char *why,
+							   const char *detail, const char *hint) pg_attribute_noreturn();
+extern void KvLogInvalidRecord(KvLogReader *r, const char *why) pg_attribute_noreturn();
+extern void KvLogKeyspaceName(KvLogReader *r, const char *name, Size len, char *out);
+
+/* called for each checked write of a TXN record, key and value at key */
+typedef void (*KvLogOpFn) (KvLogReader *r, void *arg, const KvWalOp *op,
+						   const char *key);
+extern void KvLogForEachOp(KvLogReader *r, KvLogOpFn fn, void *arg);
 
 #endif							/* KVEXT_READER_H */

@@ -237,47 +237,6 @@ bad_batch(KvLsn lsn, const char *why)
 }
 
 /*
- * check_batch
- *		Step 5: records holds whole records back to back from start, each
- *		valid (as the log reader checks them), of version 2, a known type,
- *		terms never decreasing from prev_term and never above the leader's
- *		term.  Returns the end of the batch.
- */
-static KvLsn
-check_batch(const char *records, Size len, KvLsn start, uint64 prev_term,
-			uint64 term)
-{
-	KvLsn		pos = start;
-	Size		off = 0;
-	uint64		last_term = prev_term;
-
-	while (off < len)
-	{
-		KvWalRecord hdr;
-		const char *why = KvLogCheckRecord(records + off, len - off, pos);
-
-		if (why)
-			bad_batch(pos, why);
-		memcpy(&hdr, records + off, sizeof(hdr));
-		if (hdr.version != KVEXT_WAL_VERSION)
-			bad_batch(pos, "only version 2 records are shipped");
-		if (hdr.type < KV_REC_TXN || hdr.type > KV_REC_TERM)
-			bad_batch(pos, "unknown record type");
-		if ((hdr.type == KV_REC_COMMIT || hdr.type == KV_REC_ABORT) &&
-			(hdr.ref == InvalidKvLsn || hdr.ref >= hdr.lsn))
-			bad_batch(pos, "a decision record names no earlier position");
-		if (hdr.term < last_term)
-			bad_batch(pos, "record term lower than the term of the record before it");
-		if (hdr.term > term)
-			bad_batch(pos, "record term higher than the leader's term");
-		last_term = hdr.term;
-		pos += hdr.len;
-		off += hdr.len;
-	}
-	return pos;
-}
-
-/*
  * append_batch
  *		Step 6: skip what we hold, cut a divergent tail, append the rest,
  *		flush once.
@@ -340,6 +299,7 @@ do_append(uint64 cluster_id, const char *leader, uint64 term, KvLsn prev_end,
 {
 	KvLsn		start = (prev_end == InvalidKvLsn) ? KVEXT_WAL_START_LSN : prev_end;
 	KvLsn		matched;
+	const char *why;
 
 	check_cluster(cluster_id, leader);
 	res->success = false;
@@ -351,7 +311,9 @@ do_append(uint64 cluster_id, const char *leader, uint64 term, KvLsn prev_end,
 		res->hint = KvApplyFollowerPos();
 		goto answer;
 	}
-	matched = check_batch(records, len, start, prev_term, term);
+	/* step 5 */
+	if ((why = KvLogCheckBatch(records, len, start, prev_term, term, &matched)) != NULL)
+		bad_batch(matched, why);
 	append_batch(records, len, start);
 	if (len == 0)
 		matched = prev_end;
