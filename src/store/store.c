@@ -95,7 +95,6 @@
 #include "log/visible.h"
 #include "log/wal.h"
 #include "store/compact.h"
-#include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -721,7 +720,12 @@ KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 	{
 		char		name[NAMEDATALEN];
 
-		KvKeyspaceName(ks.id, name);
+		/*
+		 * The name for the message, read without the keyspace lock (store
+		 * sits below keyspace.c): a drop at this instant may garble it.
+		 */
+		memcpy(name, KvKeyspaces[ks.id].name, NAMEDATALEN);
+		name[NAMEDATALEN - 1] = '\0';
 		KvReportValueNotText(name, key, keylen, binary);
 	}
 
