@@ -136,7 +136,7 @@
 	"WHERE e.extname OPERATOR(pg_catalog.=) 'kvext'"
 /* a remote transaction's start on a group's leader, checking it still leads */
 #define KVEXT_REMOTE_BEGIN_LEADER_SQL \
-	"START TRANSACTION; SELECT role FROM kv_cluster_status()"
+	"START TRANSACTION;%s SELECT role FROM kv_cluster_status()"
 
 /* the hash key: a user mapping, and which of its connections */
 typedef struct KvRemoteKey
@@ -964,6 +964,21 @@ commit_remote(KvRemoteConn *entry)
 }
 
 /*
+ * remote_lock_timeout
+ *		The SET LOCAL that gives a new remote transaction this session's
+ *		lock_timeout (or "" for none): a key wait on a node, and so a
+ *		deadlock across two nodes, which neither node can see, ends as the
+ *		session's own waits do (55P03).
+ */
+static const char *
+remote_lock_timeout(void)
+{
+	if (LockTimeout <= 0)
+		return "";
+	return psprintf(" SET LOCAL lock_timeout = %d;", LockTimeout);
+}
+
+/*
  * begin_on_leader
  *		START TRANSACTION on the main connection of a multi-host server,
  *		checking in the same round trip that its node still leads.  Returns
@@ -975,15 +990,16 @@ begin_on_leader(KvRemoteConn *entry)
 {
 	PGresult   *res;
 	bool		leads;
+	char	   *sql = psprintf(KVEXT_REMOTE_BEGIN_LEADER_SQL, remote_lock_timeout());
 
 	if (entry->conn == NULL)
-		report_result(entry, NULL, KVEXT_REMOTE_BEGIN_LEADER_SQL);
+		report_result(entry, NULL, sql);
 	entry->busy = true;
-	if (!PQsendQuery(entry->conn, KVEXT_REMOTE_BEGIN_LEADER_SQL))
-		report_result(entry, NULL, KVEXT_REMOTE_BEGIN_LEADER_SQL);
+	if (!PQsendQuery(entry->conn, sql))
+		report_result(entry, NULL, sql);
 	res = wait_result(entry, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-		report_result(entry, res, KVEXT_REMOTE_BEGIN_LEADER_SQL);
+		report_result(entry, res, sql);
 	leads = strcmp(PQgetvalue(res, 0, 0), "leader") == 0 ||
 		strcmp(PQgetvalue(res, 0, 0), "single") == 0;
 	PQclear(res);
@@ -1016,7 +1032,7 @@ begin_remote_xact(KvRemoteConn *entry)
 				return false;
 		}
 		else
-			exec_simple(entry, "START TRANSACTION");
+			exec_simple(entry, psprintf("START TRANSACTION;%s", remote_lock_timeout()));
 		entry->xact_depth = 1;
 	}
 	while (entry->xact_depth < level)
@@ -1569,6 +1585,25 @@ committed_on_init(void)
 	return &committed_on;
 }
 
+/* the error context of a commit, pushed at pre-commit (remote_xact_callback) */
+static ErrorContextCallback commit_errcb;
+
+/* take commit_errcb off the error context stack, if it is there */
+static void
+pop_commit_context(void)
+{
+	ErrorContextCallback **link = &error_context_stack;
+
+	for (; *link != NULL; link = &(*link)->previous)
+	{
+		if (*link == &commit_errcb)
+		{
+			*link = commit_errcb.previous;
+			break;
+		}
+	}
+}
+
 /* error context of a failed pre-commit: which servers committed before */
 static void
 committed_on_context(void *arg)
@@ -1590,12 +1625,13 @@ remote_xact_callback(XactEvent event, void *arg)
 {
 	HASH_SEQ_STATUS scan;
 	KvRemoteConn *entry;
-	ErrorContextCallback errcb;
 	bool		pre_commit = (event == XACT_EVENT_PRE_COMMIT ||
 							  event == XACT_EVENT_PARALLEL_PRE_COMMIT);
 
 	if (!xact_got_connection)
 		return;
+	if (!pre_commit)
+		pop_commit_context();
 	if (pre_commit)
 	{
 		/*
@@ -1605,10 +1641,10 @@ remote_xact_callback(XactEvent event, void *arg)
 		 * keys (KvTxnPreCommit: in a group that decides them).
 		 */
 		resetStringInfo(committed_on_init());
-		errcb.callback = committed_on_context;
-		errcb.arg = NULL;
-		errcb.previous = error_context_stack;
-		error_context_stack = &errcb;
+		commit_errcb.callback = committed_on_context;
+		commit_errcb.arg = NULL;
+		commit_errcb.previous = error_context_stack;
+		error_context_stack = &commit_errcb;
 		check_lost_connections();
 		if (IsolationIsSerializable())
 			PreCommit_CheckForSerializationFailure();
@@ -1670,8 +1706,14 @@ remote_xact_callback(XactEvent event, void *arg)
 				break;
 		}
 	}
-	if (pre_commit)
-		error_context_stack = errcb.previous;
+	/*
+	 * Once something is committed, the context stays for what PostgreSQL
+	 * runs after the pre-commit callbacks and may still fail (ON COMMIT
+	 * actions, NOTIFY): such an error must not read as a clean rollback.
+	 * Removed at COMMIT (an error unwinds the stack itself).
+	 */
+	if (pre_commit && committed_on.len == 0 && !KvTxnDecided())
+		pop_commit_context();
 	if (!pre_commit && event != XACT_EVENT_PRE_PREPARE)
 		xact_got_connection = false;
 }

@@ -343,6 +343,50 @@ is($nodes[0]->safe_psql('postgres', "SELECT kv_get('$t0', 'dist_0') IS NULL"), '
 $ss->quit;
 $hs->quit;
 
+# what PostgreSQL runs after the pre-commit callbacks may still fail (here
+# an ON COMMIT DELETE ROWS table referenced by another): the error says
+# which servers committed before it, instead of reading as a rollback
+my ($oc) = $coord->safe_psql('postgres', qq{
+SELECT k FROM (SELECT 'oc' || i AS k FROM generate_series(1, 1000) i) s
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, 0, k) LIMIT 1});
+my $r = kv_call($coord, qq{
+CREATE TEMP TABLE oc_parent (id int PRIMARY KEY) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE oc_child (pid int);
+BEGIN;
+ALTER TABLE oc_child ADD FOREIGN KEY (pid) REFERENCES oc_parent;
+INSERT INTO dist VALUES ('$oc', 'x');
+COMMIT;});
+like($r->{stderr}, qr/ERROR:  0A000: unsupported ON COMMIT and foreign key combination/,
+	'an error PostgreSQL raises after the remote COMMITs');
+like($r->{stderr}, qr/CONTEXT:  the remote transactions on server\(s\) "s1" committed before this error/,
+	'... names the server that committed');
+is($nodes[0]->safe_psql('postgres', "SELECT kv_get('$oc', 'dist_0')"), 'x', 'which it did');
+
+# a deadlock across two nodes, which neither node sees, ends with the
+# sessions' lock_timeout (55P03), which remote transactions take on
+my ($dl0, $dl1) = map {
+	$coord->safe_psql('postgres', qq{
+SELECT k FROM (SELECT 'dl' || i AS k FROM generate_series(1, 1000) i) s
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $_, k) LIMIT 1})
+} (0, 1);
+my $da = $coord->background_psql('postgres', on_error_stop => 0);
+my $db = $coord->background_psql('postgres', on_error_stop => 0);
+$_->query_safe("SET lock_timeout = '2s'; \\set VERBOSITY verbose") for ($da, $db);
+$da->query_safe("BEGIN; INSERT INTO dist VALUES ('$dl0', 'a')");
+$db->query_safe("BEGIN; INSERT INTO dist VALUES ('$dl1', 'b')");
+$da->{stdin} .= "INSERT INTO dist VALUES ('$dl1', 'a');\n\\echo da-done\n";
+$da->{run}->pump_nb;
+$db->{stdin} .= "INSERT INTO dist VALUES ('$dl0', 'b');\n\\echo db-done\n";
+$db->{run}->pump_nb;
+for my $s ($da, $db)
+{
+	$s->{run}->pump until $s->{stdout} =~ /-done/ || $s->{timeout}->is_expired;
+}
+like($da->{stderr} . $db->{stderr}, qr/ERROR:  55P03:/,
+	'a deadlock across two nodes ends at lock_timeout');
+$da->quit;
+$db->quit;
+
 # ---------------------------------------------------------------------------
 # search_path: a connection whose options (or whose role's settings) put
 # another schema first still calls kvext's functions
