@@ -546,9 +546,11 @@ kv_create_keyspace(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	if (PG_ARGISNULL(0))
 		report_null("keyspace");
+	if (PG_ARGISNULL(1))
+		report_null("if_not_exists");
 	prepare_write("kv_create_keyspace()");
 	KvAclCreateKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-					 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+					 PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 
@@ -561,9 +563,12 @@ kv_drop_keyspace(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	if (PG_ARGISNULL(0))
 		report_null("keyspace");
+	/* not "false": a NULL flag would drop a keyspace the caller meant to keep */
+	if (PG_ARGISNULL(1))
+		report_null("if_exists");
 	prepare_write("kv_drop_keyspace()");
 	KvAclDropKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-				   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+				   PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 
