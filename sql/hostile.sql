@@ -104,7 +104,7 @@ SELECT dump AS before FROM hostile_dump \gset
 --
 SELECT fn, pos, name, kv_try(hostile_call(fn, pos, 'NULL::' || type::text)) AS result
   FROM hostile_fn WHERE pos IS NOT NULL
- ORDER BY fn::text, pos;
+ ORDER BY fn::text COLLATE "C", pos;
 SELECT dump = :'before' AS unchanged FROM hostile_dump;
 
 -- NULL inside every array argument, first and last element
@@ -113,7 +113,7 @@ SELECT fn, pos, name, v AS arg, kv_try(hostile_call(fn, pos, v)) AS result
        LATERAL (VALUES (format('ARRAY[NULL, %s]::%s', regexp_replace(hostile_arg(name, type), '^ARRAY\[(.*)\]$', '\1'), type)),
                        (format('ARRAY[%s, NULL]::%s', regexp_replace(hostile_arg(name, type), '^ARRAY\[(.*)\]$', '\1'), type))) v(v)
  WHERE type IN ('text[]'::regtype, 'bytea[]'::regtype)
- ORDER BY fn::text, pos, v;
+ ORDER BY fn::text COLLATE "C", pos, v COLLATE "C";
 SELECT dump = :'before' AS unchanged FROM hostile_dump;
 
 --
@@ -122,7 +122,7 @@ SELECT dump = :'before' AS unchanged FROM hostile_dump;
 --
 SET ROLE regress_hostile_nobody;
 SELECT fn, kv_try(hostile_call(fn, 0, NULL)) AS result
-  FROM hostile_fn_call ORDER BY fn::text;
+  FROM hostile_fn_call ORDER BY fn::text COLLATE "C";
 SELECT count(*) AS sees_hostile_ks FROM kv_keyspaces() WHERE keyspace LIKE 'hostile%';
 SELECT count(*) AS sees_hostile_ks FROM kv_stats() WHERE keyspace LIKE 'hostile%';
 RESET ROLE;
@@ -130,7 +130,7 @@ SELECT dump = :'before' AS unchanged FROM hostile_dump;
 -- a role that may read hostile_ks writes nothing there either
 SET ROLE regress_hostile_reader;
 SELECT fn, kv_try(hostile_call(fn, 0, NULL)) AS result
-  FROM hostile_fn_call ORDER BY fn::text;
+  FROM hostile_fn_call ORDER BY fn::text COLLATE "C";
 RESET ROLE;
 SELECT dump = :'before' AS unchanged FROM hostile_dump;
 
@@ -166,7 +166,7 @@ SELECT label, octet_length(ks) AS bytes,
        string_agg(DISTINCT split_part(kv_try(hostile_call(f.fn, f.pos, quote_literal(ks))), ':', 1), ' ') AS sqlstates
   FROM hostile_names, hostile_fn f
  WHERE f.name = 'keyspace' AND f.proname NOT IN ('kv_create_keyspace')
- GROUP BY label, ks ORDER BY label;
+ GROUP BY label, ks ORDER BY label COLLATE "C";
 SELECT dump = :'before' AS unchanged FROM hostile_dump;
 -- kv_create_keyspace: the names it refuses, with the error (long names
 -- are shown cut short); the ones it accepts work in every function, in
@@ -190,15 +190,17 @@ BEGIN
     RETURN 'ok';
 END $$;
 SELECT label, left(kv_try(format('SELECT kv_create_keyspace(%L)', ks)), 200) AS result
-  FROM hostile_names ORDER BY label;
+  FROM hostile_names ORDER BY label COLLATE "C";
 SELECT label, kv_try(format('SELECT hostile_roundtrip(%L)', ks)) AS roundtrip,
        kv_try(format('SELECT hostile_roundtrip(%L)', ks)) AS again
-  FROM hostile_names JOIN kv_keyspaces() k ON k.keyspace = ks ORDER BY label;
+  FROM hostile_names JOIN kv_keyspaces() k ON k.keyspace = ks ORDER BY label COLLATE "C";
 SELECT count(kv_drop_keyspace(ks)) AS dropped FROM hostile_names JOIN kv_keyspaces() k ON k.keyspace = ks;
 SELECT dump = :'before' AS unchanged FROM hostile_dump;
 -- a too long name is shown cut short in every error, whatever the function
-SELECT DISTINCT left(kv_try(hostile_call(f.fn, f.pos, quote_literal(repeat('k', 1048576)))), 200) AS result
-  FROM hostile_fn f WHERE f.name = 'keyspace' ORDER BY 1;
+SELECT result FROM (
+    SELECT DISTINCT left(kv_try(hostile_call(f.fn, f.pos, quote_literal(repeat('k', 1048576)))), 200) AS result
+      FROM hostile_fn f WHERE f.name = 'keyspace') r
+ ORDER BY result COLLATE "C";
 
 --
 -- empty and oversized keys, prefixes and values in every position that
@@ -216,7 +218,7 @@ SELECT f.fn, f.pos, f.name, v.label,
                ('1MB+1', 'repeat(''v'', 1048577)', 'new')) AS v(label, expr, name)
  WHERE f.name = v.name AND f.proname LIKE 'kv\_%'
    AND f.type IN ('text'::regtype, 'text[]'::regtype)
- ORDER BY f.fn::text, f.pos, v.label;
+ ORDER BY f.fn::text COLLATE "C", f.pos, v.label COLLATE "C";
 SELECT kv_try($$SELECT kv_put('hostile:k', convert_to(repeat('v', 1048577), 'UTF8'), 'hostile_ks')$$) AS bytea,
        kv_try($$SELECT kv_put('hostile:k', to_jsonb(repeat('v', 1048576)), 'hostile_ks')$$) AS jsonb,
        kv_try($$SELECT kvext_fdw_remote_insert('hostile_ks', ARRAY['\x6b'::bytea], ARRAY[convert_to(repeat('v', 1048577), 'UTF8')], true, true)$$) AS remote_insert,
@@ -244,7 +246,7 @@ SELECT kv_put('hostile:z1', '\x3100'::bytea, 'hostile_ks'),
        kv_put('hostile:z3', decode(repeat('00', 1048576), 'hex'), 'hostile_ks');
 SELECT kv_get_bytea('hostile:z1', 'hostile_ks') AS z1, kv_get_bytea('hostile:z2', 'hostile_ks') AS z2,
        octet_length(kv_get_bytea('hostile:z3', 'hostile_ks')) AS z3_bytes,
-       (SELECT string_agg(key || '=' || octet_length(value), ' ' ORDER BY key)
+       (SELECT string_agg(key || '=' || octet_length(value), ' ' ORDER BY key COLLATE "C")
           FROM kv_scan_bytea('hostile:z', 'hostile_ks')) AS scanned;
 SELECT stmt, kv_try(stmt) FROM (VALUES
     ($$SELECT kv_get('hostile:z1', 'hostile_ks')$$),
