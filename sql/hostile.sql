@@ -303,6 +303,25 @@ SELECT cardinality(kv_mget(array_fill('hostile:k'::text, ARRAY[100000]), 'hostil
 ROLLBACK;
 SELECT dump = :'before' AS unchanged FROM hostile_dump;
 
+--
+-- hostile role names and rights in kv_grant and kv_revoke: errors (long
+-- names shown cut short), or for kv_revoke of a role that does not exist,
+-- nothing to do
+--
+SELECT fn, label, left(kv_try(format('SELECT %s(%L, %L, %L)', fn, 'hostile_ks', r, g)), 150) AS result
+  FROM unnest(ARRAY['kv_grant', 'kv_revoke']) fn,
+       (VALUES ('empty role', '', 'read'),
+               ('role 1MB', repeat('r', 1048576), 'read'),
+               ('role quoted', '"regress_hostile_reader"', 'read'),
+               ('role space', 'regress_hostile_reader ', 'read'),
+               ('role PUBLIC', 'PUBLIC', 'read'),
+               ('right empty', 'regress_hostile_reader', ''),
+               ('right space', 'regress_hostile_reader', ' read'),
+               ('right list', 'regress_hostile_reader', 'read,write'),
+               ('right 1MB', 'regress_hostile_reader', repeat('a', 1048576))) AS v(label, r, g)
+ ORDER BY fn, label COLLATE "C";
+SELECT dump = :'before' AS unchanged FROM hostile_dump;
+
 -- clean up
 SELECT kv_drop_keyspace('hostile_ks'), kv_delete('hostile:k');
 DROP ROLE regress_hostile_reader, regress_hostile_nobody;
