@@ -66,7 +66,7 @@ EXTRA_CLEAN = test/fuzz/build
 
 # pg_regress tests (sql/, expected/); run by scripts/test.sh on a temporary
 # instance with kvext preloaded (test/kvext.conf).
-REGRESS = load api errors txn savepoint keyspace privileges bytea stats full wal fdw fdw_partition fdw_remote encoding
+REGRESS = load api errors txn savepoint keyspace privileges hostile bytea stats full wal fdw fdw_partition fdw_remote encoding
 REGRESS_OPTS = --temp-config=test/kvext.conf
 # isolation specs (test/isolation/specs, test/isolation/expected)
 ISOLATION = visibility locking drop_race fdw_locking

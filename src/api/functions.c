@@ -546,9 +546,11 @@ kv_create_keyspace(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	if (PG_ARGISNULL(0))
 		report_null("keyspace");
+	if (PG_ARGISNULL(1))
+		report_null("if_not_exists");
 	prepare_write("kv_create_keyspace()");
 	KvAclCreateKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-					 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+					 PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 
@@ -561,9 +563,12 @@ kv_drop_keyspace(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	if (PG_ARGISNULL(0))
 		report_null("keyspace");
+	/* not "false": a NULL flag would drop a keyspace the caller meant to keep */
+	if (PG_ARGISNULL(1))
+		report_null("if_exists");
 	prepare_write("kv_drop_keyspace()");
 	KvAclDropKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-				   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+				   PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 
@@ -642,6 +647,13 @@ arg_right(FunctionCallInfo fcinfo, int argno)
 		return KV_RIGHT_WRITE;
 	if (pg_strcasecmp(right, "all") == 0)
 		return KV_RIGHT_ALL;
+	/* shown cut short: the message goes to the server log too */
+	if (strlen(right) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized keyspace right \"%s...\"",
+						pnstrdup(right, pg_mbcliplen(right, strlen(right), NAMEDATALEN - 1))),
+				 errhint("The rights are \"read\", \"write\" and \"all\".")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unrecognized keyspace right \"%s\"", right),
@@ -666,6 +678,18 @@ change_rights(FunctionCallInfo fcinfo, bool grant)
 	rights = arg_right(fcinfo, 2);
 	ksname = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	role = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	/*
+	 * No role has a name this long (kv_revoke of it is a no-op, as for any
+	 * role that does not exist); show it cut short rather than echo it
+	 * whole to the client and the server log.
+	 */
+	if (grant && strlen(role) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s...\" does not exist",
+						pnstrdup(role, pg_mbcliplen(role, strlen(role), NAMEDATALEN - 1))),
+				 errdetail("Role names are at most %d bytes; this one has %zu.",
+						   NAMEDATALEN - 1, strlen(role))));
 	prepare_write(grant ? "kv_grant()" : "kv_revoke()");
 	KvKeyspaceCheckName(ksname, false);
 	ref = KvKeyspaceResolve(ksname, strlen(ksname), true);

@@ -22,7 +22,8 @@
  *							only if it still holds the expected bytes
  * They run in the caller's remote transaction (remote.c), so their writes
  * commit when the calling node's transaction does.  Keyspace rights and
- * the key and value limits are checked here, as for the kv functions, and
+ * the key and value limits are checked here, as for the kv functions (and
+ * that a key holds no zero byte, which a text key never does), and
  * so is the node's role: a write on a follower (or on a leader still
  * applying its log) is 25006 at once, as kv_put()'s, not at the commit,
  * so that the calling node can tell its write reached no leader
@@ -76,14 +77,41 @@ resolve(text *name, int rights, bool missing_ok, bool *exists)
 	return ref;
 }
 
-/* the elements of a bytea[] argument; NULL elements are skipped */
+/*
+ * bytea_elems
+ *		The elements of bytea[] argument what, which must have at most one
+ *		dimension (as kv_mget's and kv_mput's); the caller decides what a
+ *		NULL element means.
+ */
 static int
-bytea_elems(ArrayType *arr, Datum **elems, bool **nulls)
+bytea_elems(ArrayType *arr, const char *what, Datum **elems, bool **nulls)
 {
 	int			n;
 
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
 	deconstruct_array(arr, BYTEAOID, -1, false, TYPALIGN_INT, elems, nulls, &n);
 	return n;
+}
+
+/*
+ * check_text_bytes
+ *		Refuse a key, or a value written as text, that holds a zero byte:
+ *		no text of any encoding does, so kv_delete() could never name such
+ *		a key, and every kv_scan() of its keyspace would fail on it.  Other
+ *		bytes are checked when they are read as text (store/text.c): the
+ *		calling node's encoding may differ from this one's.
+ */
+static void
+check_text_bytes(const char *what, const char *bytes, uint32 len)
+{
+	if (memchr(bytes, '\0', len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("%s must not contain a zero byte", what),
+				 errdetail("Keys and text values are text, which cannot hold the byte 0x00.")));
 }
 
 typedef struct ReadState
@@ -137,7 +165,7 @@ kvext_fdw_remote_read(PG_FUNCTION_ARGS)
 		KvReadMode	mode = PG_GETARG_BOOL(2) ? KV_READ_TEXT : KV_READ_BYTEA;
 		Datum	   *elems;
 		bool	   *nulls;
-		int			n = bytea_elems(PG_GETARG_ARRAYTYPE_P(4), &elems, &nulls);
+		int			n = bytea_elems(PG_GETARG_ARRAYTYPE_P(4), "keys", &elems, &nulls);
 
 		for (int i = 0; i < n; i++)
 		{
@@ -215,8 +243,8 @@ kvext_fdw_remote_insert(PG_FUNCTION_ARGS)
 	KvCheckAvailable();
 	KvVisibleCheckWritable();
 	ks = resolve(PG_GETARG_TEXT_PP(0), KV_RIGHT_WRITE, false, &exists);
-	n = bytea_elems(PG_GETARG_ARRAYTYPE_P(1), &keys, &knulls);
-	nv = bytea_elems(PG_GETARG_ARRAYTYPE_P(2), &vals, &vnulls);
+	n = bytea_elems(PG_GETARG_ARRAYTYPE_P(1), "keys", &keys, &knulls);
+	nv = bytea_elems(PG_GETARG_ARRAYTYPE_P(2), "values", &vals, &vnulls);
 	if (n != nv)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
@@ -237,6 +265,9 @@ kvext_fdw_remote_insert(PG_FUNCTION_ARGS)
 		v = DatumGetByteaPP(vals[i]);
 		KvCheckKeySize(VARSIZE_ANY_EXHDR(k));
 		KvCheckValueSize(VARSIZE_ANY_EXHDR(v));
+		check_text_bytes("key", VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k));
+		if (!PG_GETARG_BOOL(3))
+			check_text_bytes("value", VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
 		w.op = PG_GETARG_BOOL(4) ? KV_OP_PUT : KV_OP_CAS;
 		w.value = VARDATA_ANY(v);
 		w.vallen = VARSIZE_ANY_EXHDR(v);
@@ -275,6 +306,7 @@ kvext_fdw_remote_cas(PG_FUNCTION_ARGS)
 	k = PG_GETARG_BYTEA_PP(1);
 	expected = PG_GETARG_BYTEA_PP(2);
 	KvCheckKeySize(VARSIZE_ANY_EXHDR(k));
+	check_text_bytes("key", VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k));
 	w.op = KV_OP_CAS;
 	w.expected = VARDATA_ANY(expected);
 	w.expectedlen = VARSIZE_ANY_EXHDR(expected);
@@ -283,6 +315,8 @@ kvext_fdw_remote_cas(PG_FUNCTION_ARGS)
 		bytea	   *v = PG_GETARG_BYTEA_PP(3);
 
 		KvCheckValueSize(VARSIZE_ANY_EXHDR(v));
+		if (!PG_GETARG_BOOL(4))
+			check_text_bytes("value", VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
 		w.value = VARDATA_ANY(v);
 		w.vallen = VARSIZE_ANY_EXHDR(v);
 	}

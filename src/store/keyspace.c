@@ -47,6 +47,7 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "parser/scansup.h"
 #include "storage/lmgr.h"
@@ -95,6 +96,14 @@ KvKeyspaceInit(LWLock *lock)
 void
 KvReportNoKeyspace(const char *name, int len)
 {
+	/* a name too long to exist is shown cut short, as in KvKeyspaceCheckName */
+	if (len >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("keyspace \"%s...\" does not exist",
+						pnstrdup(name, pg_mbcliplen(name, len, NAMEDATALEN - 1))),
+				 errdetail("Keyspace names are at most %d bytes; this one has %d.",
+						   NAMEDATALEN - 1, len)));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("keyspace \"%s\" does not exist", pnstrdup(name, len)),
@@ -313,11 +322,17 @@ KvKeyspaceCheckName(const char *name, bool new_name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("keyspace name must not be empty")));
+	/*
+	 * The name is shown cut to the longest valid one: a client can send a
+	 * 1GB name, and the message goes to the server log as well.
+	 */
 	if (len >= NAMEDATALEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("keyspace name \"%s\" is too long", name),
-				 errdetail("Keyspace names are at most %d bytes.", NAMEDATALEN - 1)));
+				 errmsg("keyspace name \"%s...\" is too long",
+						pnstrdup(name, pg_mbcliplen(name, len, NAMEDATALEN - 1))),
+				 errdetail("Keyspace names are at most %d bytes; this one has %zu.",
+						   NAMEDATALEN - 1, len)));
 	if (!new_name)
 		return;
 	if (scanner_isspace(name[0]) || scanner_isspace(name[len - 1]))
