@@ -52,6 +52,15 @@ SELECT count(*) FROM ($keys_sql) k(key)
  WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $r, key)});
 }
 
+# a key starting with prefix that the coordinator's hash puts in partition r
+sub key_in
+{
+	my ($prefix, $r) = @_;
+	return $coord->safe_psql('postgres', qq{
+SELECT k FROM (SELECT '$prefix' || i AS k FROM generate_series(1, 1000) i) s
+ WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $r, k) LIMIT 1});
+}
+
 # ---------------------------------------------------------------------------
 # 10,000 rows through the parent land on the right nodes
 $coord->safe_psql('postgres', qq{
@@ -229,9 +238,7 @@ is($hs->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
 # a COMMIT sent to a node that then stops answering: the wait ends at
 # statement_timeout in doubt (40003), not in an error that reads as a
 # rollback, for the node commits it once it runs again
-my $ck = $coord->safe_psql('postgres', qq{
-SELECT k FROM (SELECT 'doubt' || i AS k FROM generate_series(1, 1000) i) s
- WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, 1, k) LIMIT 1});
+my $ck = key_in('doubt', 1);
 $hs->query_safe('\\set VERBOSITY verbose');
 $hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$ck', 'in doubt'); SET LOCAL statement_timeout = '2s'");
 @stopped = sigstop_server($nodes[1]);
@@ -258,11 +265,7 @@ sigcont_server(@stopped);
 # written on two servers, the second stops answering: whatever the order
 # of the commits, the error's context names exactly the servers whose
 # remote transactions committed before it
-my ($k0, $k1) = map {
-	$coord->safe_psql('postgres', qq{
-SELECT k FROM (SELECT 'two' || i AS k FROM generate_series(1, 1000) i) s
- WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $_, k) LIMIT 1})
-} (0, 1);
+my ($k0, $k1) = map { key_in('two', $_) } (0, 1);
 $hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$k0', 'x'), ('$k1', 'x'); SET LOCAL statement_timeout = '2s'");
 @stopped = sigstop_server($nodes[1]);
 $hs->{stderr} = '';
@@ -295,11 +298,7 @@ SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 
 
 # a remote backend terminated during the transaction is found before any
 # remote COMMIT is sent: 08006, and no server committed
-my ($t0, $t1) = map {
-	$coord->safe_psql('postgres', qq{
-SELECT k FROM (SELECT 'term' || i AS k FROM generate_series(1, 1000) i) s
- WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $_, k) LIMIT 1})
-} (0, 1);
+my ($t0, $t1) = map { key_in('term', $_) } (0, 1);
 $hs->{stderr} = '';
 $hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$t0', 'x'), ('$t1', 'x')");
 terminate_fdw_backends($nodes[1]);
@@ -346,9 +345,7 @@ $hs->quit;
 # what PostgreSQL runs after the pre-commit callbacks may still fail (here
 # an ON COMMIT DELETE ROWS table referenced by another): the error says
 # which servers committed before it, instead of reading as a rollback
-my ($oc) = $coord->safe_psql('postgres', qq{
-SELECT k FROM (SELECT 'oc' || i AS k FROM generate_series(1, 1000) i) s
- WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, 0, k) LIMIT 1});
+my $oc = key_in('oc', 0);
 my $r = kv_call($coord, qq{
 CREATE TEMP TABLE oc_parent (id int PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE oc_child (pid int);
@@ -364,11 +361,7 @@ is($nodes[0]->safe_psql('postgres', "SELECT kv_get('$oc', 'dist_0')"), 'x', 'whi
 
 # a deadlock across two nodes, which neither node sees, ends with the
 # sessions' lock_timeout (55P03), which remote transactions take on
-my ($dl0, $dl1) = map {
-	$coord->safe_psql('postgres', qq{
-SELECT k FROM (SELECT 'dl' || i AS k FROM generate_series(1, 1000) i) s
- WHERE satisfies_hash_partition('dist'::regclass, $NPARTS, $_, k) LIMIT 1})
-} (0, 1);
+my ($dl0, $dl1) = map { key_in('dl', $_) } (0, 1);
 my $da = $coord->background_psql('postgres', on_error_stop => 0);
 my $db = $coord->background_psql('postgres', on_error_stop => 0);
 $_->query_safe("SET lock_timeout = '2s'; \\set VERBOSITY verbose") for ($da, $db);
