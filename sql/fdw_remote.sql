@@ -144,6 +144,21 @@ SELECT tableoid::regclass IS NOT NULL AS found, value FROM rem_dist WHERE key = 
 SELECT count(*) FROM rem_dist;
 SELECT kv_try($$SELECT kv_create_distributed_table('rem_x', ARRAY[]::text[])$$);
 
+-- a COMMIT inside a procedure runs under the CALL's statement timer as it
+-- was armed when the CALL began (here: not at all): a statement_timeout
+-- the procedure sets meanwhile does not cut the remote COMMIT short
+CREATE PROCEDURE rem_proc() LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rem_a VALUES ('proc:1', 'x');
+    PERFORM pg_sleep(0.3);
+    PERFORM set_config('statement_timeout', '100ms', false);
+    COMMIT;
+    PERFORM set_config('statement_timeout', '0', false);
+END $$;
+CALL rem_proc();
+SELECT kv_get('proc:1', 'rem_a');
+DROP PROCEDURE rem_proc();
+
 -- clean up
 DROP TABLE rem_dist;
 DROP FOREIGN TABLE rem_a, rem_a_here, rem_missing, rem_made, rem_d;

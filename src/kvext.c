@@ -10,9 +10,12 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "kvext.h"
 
@@ -50,4 +53,26 @@ KvClientConnectionLost(void)
 		}
 	}
 	return ClientConnectionLost;
+}
+
+/*
+ * KvCommitDeadline
+ *		When a commit's wait (kvext's majority wait, kvext_fdw's remote
+ *		COMMIT) must end as statement_timeout would end it; 0 for never.
+ *		PostgreSQL disarms the statement's timer before a top-level commit,
+ *		so that one is counted from the statement's start with the current
+ *		setting.  A COMMIT inside a procedure runs under the CALL's timer,
+ *		still armed (or not) as it was when the CALL began, whatever the
+ *		procedure set since: its end is the deadline.
+ */
+TimestampTz
+KvCommitDeadline(void)
+{
+	if (SPI_inside_nonatomic_context())
+		return get_timeout_active(STATEMENT_TIMEOUT) ?
+			get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+	if (StatementTimeout > 0)
+		return TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
+										   StatementTimeout);
+	return 0;
 }

@@ -59,5 +59,6 @@ KvCheckForInterruptsLong(void)
 }
 
 extern bool KvClientConnectionLost(void);
+extern TimestampTz KvCommitDeadline(void);
 
 #endif							/* KVEXT_H */

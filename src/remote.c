@@ -157,6 +157,8 @@ struct KvRemoteConn
 	bool		invalidated;	/* server or mapping changed */
 	bool		multihost;		/* the server lists several hosts */
 	bool		wrote;			/* the remote transaction sent a write */
+	int			lock_timeout_sent;	/* lock_timeout it was given; -1: not
+									 * known (a savepoint rolled back) */
 	KvRemoteDrainFn pending_fn; /* who sent the query in flight (Send) */
 	void	   *pending_arg;
 	Oid			serverid;
@@ -792,9 +794,8 @@ wait_result(KvRemoteConn *entry, const char **cut_short)
 	PGresult   *last = NULL;
 	TimestampTz deadline = 0;
 
-	if (commit && StatementTimeout > 0)
-		deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
-											   StatementTimeout);
+	if (commit)
+		deadline = KvCommitDeadline();
 	for (;;)
 	{
 		PGresult   *res;
@@ -968,7 +969,8 @@ commit_remote(KvRemoteConn *entry)
  *		The SET LOCAL that gives a new remote transaction this session's
  *		lock_timeout (or "" for none): a key wait on a node, and so a
  *		deadlock across two nodes, which neither node can see, ends as the
- *		session's own waits do (55P03).
+ *		session's own waits do (55P03).  A later change is sent before the
+ *		next statement that uses the connection (begin_remote_xact).
  */
 static const char *
 remote_lock_timeout(void)
@@ -1034,6 +1036,7 @@ begin_remote_xact(KvRemoteConn *entry)
 		else
 			exec_simple(entry, psprintf("START TRANSACTION;%s", remote_lock_timeout()));
 		entry->xact_depth = 1;
+		entry->lock_timeout_sent = Max(LockTimeout, 0);
 	}
 	while (entry->xact_depth < level)
 	{
@@ -1042,6 +1045,12 @@ begin_remote_xact(KvRemoteConn *entry)
 		snprintf(sql, sizeof(sql), "SAVEPOINT s%d", entry->xact_depth + 1);
 		exec_simple(entry, sql);
 		entry->xact_depth++;
+	}
+	/* the session's lock_timeout changed since: every statement sees it */
+	if (entry->lock_timeout_sent != Max(LockTimeout, 0))
+	{
+		exec_simple(entry, psprintf("SET LOCAL lock_timeout = %d", Max(LockTimeout, 0)));
+		entry->lock_timeout_sent = Max(LockTimeout, 0);
 	}
 	return true;
 }
@@ -1750,6 +1759,9 @@ remote_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			}
 			continue;
 		}
+		/* a SET LOCAL inside the savepoint may be undone with it */
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			entry->lock_timeout_sent = -1;
 		if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
 		{
 			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);

@@ -393,9 +393,7 @@ KvVisibleWait(KvLsn upto, bool applied)
 	KvVisibleWaitResult result;
 	TimestampTz deadline = 0;
 
-	if (StatementTimeout > 0)
-		deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
-											   StatementTimeout);
+	deadline = KvCommitDeadline();
 
 	pg_atomic_write_u64(mine, upto | (applied ? WAIT_APPLIED_BIT : 0));
 	pg_memory_barrier();

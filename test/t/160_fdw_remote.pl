@@ -364,9 +364,10 @@ is($nodes[0]->safe_psql('postgres', "SELECT kv_get('$oc', 'dist_0')"), 'x', 'whi
 my ($dl0, $dl1) = map { key_in('dl', $_) } (0, 1);
 my $da = $coord->background_psql('postgres', on_error_stop => 0);
 my $db = $coord->background_psql('postgres', on_error_stop => 0);
-$_->query_safe("SET lock_timeout = '2s'; \\set VERBOSITY verbose") for ($da, $db);
-$da->query_safe("BEGIN; INSERT INTO dist VALUES ('$dl0', 'a')");
-$db->query_safe("BEGIN; INSERT INTO dist VALUES ('$dl1', 'b')");
+# (set after each remote transaction began: it reaches them all the same)
+$_->query_safe("\\set VERBOSITY verbose") for ($da, $db);
+$da->query_safe("BEGIN; SELECT count(*) FROM dist; SET lock_timeout = '2s'; INSERT INTO dist VALUES ('$dl0', 'a')");
+$db->query_safe("BEGIN; SELECT count(*) FROM dist; SET lock_timeout = '2s'; INSERT INTO dist VALUES ('$dl1', 'b')");
 $da->{stdin} .= "INSERT INTO dist VALUES ('$dl1', 'a');\n\\echo da-done\n";
 $da->{run}->pump_nb;
 $db->{stdin} .= "INSERT INTO dist VALUES ('$dl0', 'b');\n\\echo db-done\n";
