@@ -158,6 +158,22 @@ END $$;
 CALL rem_proc();
 SELECT kv_get('proc:1', 'rem_a');
 DROP PROCEDURE rem_proc();
+-- ... nor one it sets before its final transaction commits with the CALL
+CREATE PROCEDURE rem_proc2() LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rem_a VALUES ('proc:2', 'x');
+    PERFORM pg_sleep(0.3);
+    PERFORM set_config('statement_timeout', '100ms', false);
+END $$;
+CALL rem_proc2();
+RESET statement_timeout;
+SELECT kv_get('proc:2', 'rem_a');
+DROP PROCEDURE rem_proc2();
+-- in a query string of several statements each has its own timer: the
+-- COMMIT's starts with the COMMIT
+BEGIN \; INSERT INTO rem_a VALUES ('multi:1', 'x') \; SELECT pg_sleep(0.3) \; SET statement_timeout = '200ms' \; COMMIT;
+RESET statement_timeout;
+SELECT kv_get('multi:1', 'rem_a');
 
 -- clean up
 DROP TABLE rem_dist;

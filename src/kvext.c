@@ -10,7 +10,7 @@
  */
 #include "postgres.h"
 
-#include "executor/spi.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -59,20 +59,18 @@ KvClientConnectionLost(void)
  * KvCommitDeadline
  *		When a commit's wait (kvext's majority wait, kvext_fdw's remote
  *		COMMIT) must end as statement_timeout would end it; 0 for never.
- *		PostgreSQL disarms the statement's timer before a top-level commit,
- *		so that one is counted from the statement's start with the current
- *		setting.  A COMMIT inside a procedure runs under the CALL's timer,
- *		still armed (or not) as it was when the CALL began, whatever the
- *		procedure set since: its end is the deadline.
+ *		That is the statement timer PostgreSQL armed for the statement that
+ *		commits, with the setting it had then: still armed inside a
+ *		procedure (the CALL's), disarmed just before a top-level commit but
+ *		with its times kept.  A timer armed before this statement began is
+ *		not its own (the statement ran without one).  Each statement of a
+ *		multi-statement query string has its own timer, as in PostgreSQL.
  */
 TimestampTz
 KvCommitDeadline(void)
 {
-	if (SPI_inside_nonatomic_context())
-		return get_timeout_active(STATEMENT_TIMEOUT) ?
-			get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
-	if (StatementTimeout > 0)
-		return TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
-										   StatementTimeout);
+	if (get_timeout_active(STATEMENT_TIMEOUT) ||
+		get_timeout_start_time(STATEMENT_TIMEOUT) >= GetCurrentStatementStartTimestamp())
+		return get_timeout_finish_time(STATEMENT_TIMEOUT);
 	return 0;
 }

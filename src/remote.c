@@ -1658,6 +1658,20 @@ remote_xact_callback(XactEvent event, void *arg)
 		if (IsolationIsSerializable())
 			PreCommit_CheckForSerializationFailure();
 		KvTxnPreCommit();
+
+		/*
+		 * The statement's time ran out before the commit came here (a long
+		 * deferred trigger): end it now, while no remote COMMIT is sent.
+		 */
+		{
+			TimestampTz deadline = KvCommitDeadline();
+
+			if (deadline != 0 && GetCurrentTimestamp() >= deadline && !KvTxnDecided())
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("canceling statement due to statement timeout"),
+						 errdetail("The time ran out before any remote COMMIT was sent.")));
+		}
 	}
 	hash_seq_init(&scan, conn_cache);
 	while ((entry = hash_seq_search(&scan)) != NULL)
