@@ -59,6 +59,7 @@ KvCheckForInterruptsLong(void)
 }
 
 extern bool KvClientConnectionLost(void);
+extern void KvNoteStatementStart(void);
 extern TimestampTz KvCommitDeadline(void);
 
 #endif							/* KVEXT_H */
