@@ -43,6 +43,16 @@ like($r->{stderr}, qr/may or may not be committed/, '... saying the outcome is u
 is(kv_scalar($n1, "SELECT kv_get('d') IS NULL"), 't',
 	'the in-doubt write is invisible to other sessions on the leader');
 
+# the extended protocol (drivers; pgbench -M extended) ends the wait at
+# the statement_timeout its statement started with, as the simple one does
+{
+	local $ENV{PGOPTIONS} = '-c statement_timeout=1s';
+	$n1->pgbench('-n -M extended -t 1', 2, [qr{}],
+		[qr/may or may not be committed/],
+		'the extended protocol: a commit wait with no majority ends in doubt at statement_timeout',
+		{ 'ext.sql' => "SELECT kv_put('x', 'extended');\n" });
+}
+
 $r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
 is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
 like($r->{stderr}, qr/Waiting for key "d" in keyspace "default", written by a transaction that is still committing/,
@@ -77,6 +87,7 @@ ok(kv_poll($n1, "SELECT kv_get('d')", 'doubt'), 'the in-doubt write commits once
 ok(kv_poll($n1, "SELECT kv_get('e')", 'async'), 'the off commit becomes visible');
 ok(kv_poll($n1, "SELECT kv_get('f')", 'local'), 'the local commit becomes visible');
 ok(kv_poll($n1, "SELECT kv_get('g')", 'mixed'), "the mixed transaction's key becomes visible");
+ok(kv_poll($n1, "SELECT kv_get('x')", 'extended'), 'and the extended-protocol one');
 $r = kv_call($n1, "SET lock_timeout = '10s'; SELECT kv_put('d', 'after')");
 ok($r->{ok}, 'the key is writable again') or diag($r->{stderr});
 ok(kv_poll($n2, "SELECT kv_get('d')", 'after'), 'and the follower has the newer value');
