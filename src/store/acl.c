@@ -291,6 +291,25 @@ rights_of(Oid user, const char *ksname)
 	return rights;
 }
 
+/*
+ * cache_lookup
+ *		This backend's cached answer for user on keyspace ref, if it is
+ *		still valid (file header); NULL otherwise.  dir_gen: the directory
+ *		generation the caller read.
+ */
+static inline const AclCacheEntry *
+cache_lookup(KvKeyspaceRef ref, Oid user, uint32 dir_gen)
+{
+	const AclCacheEntry *c = &acl_cache[ref.id % ACL_CACHE_SIZE];
+
+	if (dir_gen == acl_cache_dir_gen &&
+		pg_atomic_read_u64(KvAclLastCommit) <= acl_cache_visible &&
+		!acl_dirty &&
+		c->valid && c->id == ref.id && c->gen == ref.gen && c->user == user)
+		return c;
+	return NULL;
+}
+
 /* rights_of through this backend's cache (file header) */
 static int
 cached_rights_of(Oid user, KvKeyspaceRef ref, const char *ksname)
@@ -306,10 +325,7 @@ cached_rights_of(Oid user, KvKeyspaceRef ref, const char *ksname)
 		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, acl_cache_reset, (Datum) 0);
 		acl_callbacks = true;
 	}
-	if (dir_gen == acl_cache_dir_gen &&
-		pg_atomic_read_u64(KvAclLastCommit) <= acl_cache_visible &&
-		!acl_dirty &&
-		c->valid && c->id == ref.id && c->gen == ref.gen && c->user == user)
+	if (cache_lookup(ref, user, dir_gen) != NULL)
 		return c->rights;
 
 	if (dir_gen != acl_cache_dir_gen)
@@ -386,13 +402,10 @@ KvAclCheck(KvKeyspaceRef ref, const char *name, int len, int rights)
 
 	/* fast path: the cached answer, without copying the name */
 	{
-		uint32		dir_gen = pg_atomic_read_u32(KvKeyspaceDirGen);
-		AclCacheEntry *c = &acl_cache[ref.id % ACL_CACHE_SIZE];
+		const AclCacheEntry *c = cache_lookup(ref, user,
+											  pg_atomic_read_u32(KvKeyspaceDirGen));
 
-		if (likely(dir_gen == acl_cache_dir_gen &&
-				   pg_atomic_read_u64(KvAclLastCommit) <= acl_cache_visible &&
-				   !acl_dirty &&
-				   c->valid && c->id == ref.id && c->gen == ref.gen && c->user == user &&
+		if (likely(c != NULL &&
 				   (c->rights == RIGHTS_OWNER || (c->rights & rights) == rights)))
 			return;
 	}
