@@ -14,6 +14,7 @@ MODULE_big = kvext
 OBJS = \
 	src/module.o \
 	src/kvext.o \
+	src/deadline.o \
 	src/guc.o \
 	src/shmem.o \
 	src/worker.o \

@@ -59,7 +59,5 @@ KvCheckForInterruptsLong(void)
 }
 
 extern bool KvClientConnectionLost(void);
-extern void KvNoteStatementStart(void);
-extern TimestampTz KvCommitDeadline(void);
 
 #endif							/* KVEXT_H */

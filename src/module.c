@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 
 #include "api/api.h"
+#include "deadline.h"
 #include "guc.h"
 #include "remote.h"
 #include "replication/sender.h"
@@ -50,6 +51,7 @@ _PG_init(void)
 
 	KvGucInit();
 	KvShmemInit();
+	KvDeadlineInit();		/* before the other callbacks: see there */
 	KvTxnInit();
 	KvRemoteInit();				/* after KvTxnInit: see there */
 	KvRolesInit();

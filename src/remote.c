@@ -108,6 +108,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "deadline.h"
 #include "kvext.h"
 #include "remote.h"
 #include "store/txn.h"

@@ -19,7 +19,6 @@
  */
 #include "postgres.h"
 
-#include "executor/executor.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 
@@ -28,18 +27,6 @@
 #include "store/acl.h"
 
 static ProcessUtility_hook_type prev_utility = NULL;
-static ExecutorStart_hook_type prev_executor_start = NULL;
-
-/* note each statement's timer as it starts (KvCommitDeadline) */
-static void
-kv_executor_start(QueryDesc *queryDesc, int eflags)
-{
-	KvNoteStatementStart();
-	if (prev_executor_start)
-		prev_executor_start(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
-}
 
 /* the role a RoleSpec names, or NULL (CURRENT_USER and the like exist) */
 static const char *
@@ -56,8 +43,6 @@ kv_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-
-	KvNoteStatementStart();
 
 	if (KvShmemAttached && IsA(parsetree, DropRoleStmt))
 	{
@@ -102,6 +87,4 @@ KvRolesInit(void)
 {
 	prev_utility = ProcessUtility_hook;
 	ProcessUtility_hook = kv_process_utility;
-	prev_executor_start = ExecutorStart_hook;
-	ExecutorStart_hook = kv_executor_start;
 }

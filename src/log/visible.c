@@ -52,6 +52,7 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
+#include "deadline.h"
 #include "kvext.h"
 #include "log/visible.h"
 

@@ -11,8 +11,42 @@ use FindBin;
 use lib "$FindBin::RealBin/..";
 use KvextDurability;
 use KvextGroup;
+use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+# run one statement through pgbench -M extended (the extended protocol, as
+# drivers use it) with the given PGOPTIONS, in the background; a wait that
+# never ends is cut by the harness after a generous bound (extended_finish)
+sub extended_start
+{
+	my ($node, $sql, $options) = @_;
+	my $file = "${PostgreSQL::Test::Utils::tmp_check}/extended_call.sql";
+	open(my $fh, '>', $file) or die "could not write $file: $!";
+	print $fh "$sql\n";
+	close $fh;
+	local $ENV{PGOPTIONS} = $options;
+	my $call = { out => '', err => '' };
+	$call->{h} = IPC::Run::start(
+		[ 'pgbench', '-n', '-M', 'extended', '-t', '1', '-f', $file,
+		  '-h', $node->host, '-p', $node->port, 'postgres' ],
+		'>', \$call->{out}, '2>', \$call->{err},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return $call;
+}
+
+sub extended_finish
+{
+	my ($call) = @_;
+	if (!eval { $call->{h}->finish; 1 })
+	{
+		$call->{h}->kill_kill;
+		return { ok => 0, hung => 1, stderr => $call->{err} };
+	}
+	return { ok => $call->{h}->result(0) == 0, hung => 0, stderr => $call->{err} };
+}
+
+sub extended_call { return extended_finish(extended_start(@_)); }
 
 my ($n1, $n2, $n3) = kv_group(3);
 
@@ -53,6 +87,14 @@ is(kv_scalar($n1, "SELECT kv_get('d') IS NULL"), 't',
 		{ 'ext.sql' => "SELECT kv_put('x', 'extended');\n" });
 }
 
+# ... including a statement that turns statement_timeout off as it runs:
+# the timer PostgreSQL armed for it still ends its commit wait
+$r = extended_call($n1,
+	"SELECT kv_put('y', 'zero'), set_config('statement_timeout', '0', false);",
+	'-c statement_timeout=1s');
+ok(!$r->{hung}, 'the extended protocol: a statement that turns statement_timeout off does not wait forever');
+like($r->{stderr}, qr/may or may not be committed/, '... its commit wait ends in doubt (40003)');
+
 $r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
 is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
 like($r->{stderr}, qr/Waiting for key "d" in keyspace "default", written by a transaction that is still committing/,
@@ -82,12 +124,26 @@ is(kv_scalar($n1, "SELECT kv_get('g') IS NULL"), 't', '... its key is not yet vi
 
 # --- the majority returns: everything in doubt commits ----------------------
 
+# a statement that arms statement_timeout as it runs had no timer when it
+# started, so its commit wait has no deadline: under the extended protocol
+# it waits for the majority however long it ran (it used to end at once
+# in doubt, the statement's start plus the new setting being past)
+my $late = extended_start($n1,
+	"SELECT kv_put('late', '1'), pg_sleep(1.5), set_config('statement_timeout', '1s', false);",
+	'-c statement_timeout=0');
+# the statement is sure to be in its commit wait once n2 starts
+ok(kv_poll($n1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", '1'),
+	'the extended protocol: a statement that sets statement_timeout as it runs waits for the majority');
 $n2->start;
+$r = extended_finish($late);
+ok($r->{ok}, '... and commits once the majority returns') or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('late')"), '1', '... its write is visible');
 ok(kv_poll($n1, "SELECT kv_get('d')", 'doubt'), 'the in-doubt write commits once a follower is back');
 ok(kv_poll($n1, "SELECT kv_get('e')", 'async'), 'the off commit becomes visible');
 ok(kv_poll($n1, "SELECT kv_get('f')", 'local'), 'the local commit becomes visible');
 ok(kv_poll($n1, "SELECT kv_get('g')", 'mixed'), "the mixed transaction's key becomes visible");
 ok(kv_poll($n1, "SELECT kv_get('x')", 'extended'), 'and the extended-protocol one');
+ok(kv_poll($n1, "SELECT kv_get('y')", 'zero'), 'and the one that turned statement_timeout off');
 $r = kv_call($n1, "SET lock_timeout = '10s'; SELECT kv_put('d', 'after')");
 ok($r->{ok}, 'the key is writable again') or diag($r->{stderr});
 ok(kv_poll($n2, "SELECT kv_get('d')", 'after'), 'and the follower has the newer value');

@@ -254,6 +254,27 @@ sigcont_server(@stopped);
 ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$ck', 'dist_1')", 'in doubt'),
 	'the node committed the write it had been sent: the outcome was unknown, not a rollback');
 
+# SQL that PostgreSQL runs during the commit (a deferred trigger), after it
+# disarmed the statement timer, does not take the COMMIT's deadline away:
+# the remote COMMIT wait still ends in doubt, it does not wait forever
+$coord->safe_psql('postgres', q{
+CREATE TABLE commit_sql (i int);
+CREATE FUNCTION commit_sql_trig() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM count(*) FROM pg_class; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER commit_sql_t AFTER INSERT ON commit_sql
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION commit_sql_trig();});
+my $dk = key_in('deferred', 1);
+$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$dk', 'deferred'); INSERT INTO commit_sql VALUES (1); SET LOCAL statement_timeout = '2s'");
+@stopped = sigstop_server($nodes[1]);
+$hs->{stderr} = '';
+$hs->query('COMMIT');
+like($hs->{stderr}, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
+	'a COMMIT that runs a deferred trigger still ends its remote COMMIT wait at statement_timeout');
+$hs->{stderr} = '';
+sigcont_server(@stopped);
+ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$dk', 'dist_1')", 'deferred'),
+	'... and the node committed the write once it ran again');
+
 # a transaction that only read on that node has nothing in doubt there
 $hs->query_safe("BEGIN; SELECT count(*) FROM dist_1; SET LOCAL statement_timeout = '2s'");
 @stopped = sigstop_server($nodes[1]);
