@@ -17,6 +17,7 @@ PACKAGES=(
 	perl                     # prove
 	make
 	gcc
+	python3                  # test/pqwire.py: protocol messages one by one (TAP 152)
 	python3-fusepy           # test/lazyfs: FUSE layer that drops unsynced writes (power loss)
 	fuse3                    # fusermount for non-root mounts of test/lazyfs
 	gdb                      # test 111 holds a backend at a breakpoint

@@ -6,28 +6,33 @@
  *
  * PostgreSQL disarms statement_timeout before a top-level commit
  * (finish_xact_command), so kvext's majority wait and kvext_fdw's remote
- * COMMITs apply it themselves.  Which timer is "the committing statement's"
- * depends on the protocol: a simple query commits at the end of its last
- * statement, the extended protocol at Sync (after Execute disarmed the
- * timer Parse or Bind armed), a procedure inside its CALL (the timer still
- * armed), and deferred triggers run SQL during the commit itself, after the
- * timer is gone.  So the executor and utility hooks note the timer of each
- * top-level statement as it starts, and keep that note for the transaction:
+ * COMMITs apply it themselves.  PostgreSQL arms the timer as each protocol
+ * message starts a statement (start_xact_command: Parse, Bind, Execute, a
+ * simple query's statements, a fast-path call) unless it is already on,
+ * and disarms it after each Execute and before each commit; a simple query
+ * commits at the end of its last statement, the extended protocol at Sync,
+ * a procedure inside its CALL (the timer still armed), and deferred
+ * triggers run SQL during the commit itself, after the timer is gone.  So
+ * the timer that applies is the one of the last statement the client ran
+ * in the transaction, as it was when that statement started running:
  *
- *	- nested statements (functions, triggers, a procedure's body) never
- *	  note: the top-level statement's timer is the one that applies;
- *	- a top-level statement that starts with the timer armed notes its
- *	  finish time; one that starts with no timer while statement_timeout is
- *	  0 notes "no deadline";
- *	- one that starts with no timer while statement_timeout is set is SQL
- *	  run by the commit (PostgreSQL arms the timer for every statement it
- *	  starts): the committing statement's note stands;
+ *	- the client's statements note it: a top-level utility statement
+ *	  (ProcessUtility_hook, PROCESS_UTILITY_TOPLEVEL) as it starts, a
+ *	  top-level query as it runs (ExecutorRun_hook at nesting 0 with a
+ *	  client destination: under the extended protocol a SELECT's executor
+ *	  starts at Bind, but the timer that applies is its Execute's);
+ *	- anything else (SQL of functions, triggers, procedure bodies, and the
+ *	  SQL a commit runs) notes only if nothing was noted in the
+ *	  transaction, and so do kvext's own writes (KvDeadlineNoteIfNone):
+ *	  that covers fast-path calls, which no hook sees;
  *	- the note ends with the top-level transaction (the callback is
  *	  registered first, so it runs after every other kvext callback and
  *	  their waits).
  *
- * A commit with no note (a fast-path function call) counts statement_timeout
- * from the statement's start.
+ * A note is the timer's finish time if it is on, else "no deadline": at
+ * those points PostgreSQL has just armed the timer if statement_timeout
+ * was set, and a statement that changes statement_timeout as it runs
+ * keeps the timer it started with, as it does in PostgreSQL.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -57,29 +62,42 @@ static int	nesting = 0;
 static bool noted = false;
 static TimestampTz noted_deadline = 0;
 
-/* a statement starts: note its timer if it is a top-level one */
+/* note the statement timer as it is now */
 static void
-note_statement_start(void)
+note_timer(void)
 {
-	if (nesting > 0)
-		return;
-	if (get_timeout_active(STATEMENT_TIMEOUT))
-	{
-		noted = true;
-		noted_deadline = get_timeout_finish_time(STATEMENT_TIMEOUT);
-	}
-	else if (StatementTimeout <= 0)
-	{
-		noted = true;
-		noted_deadline = 0;
-	}
-	/* else: SQL the commit runs, after PostgreSQL disarmed the timer */
+	noted = true;
+	noted_deadline = get_timeout_active(STATEMENT_TIMEOUT) ?
+		get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+}
+
+/*
+ * KvDeadlineNoteIfNone
+ *		Note the statement timer unless something was noted in this
+ *		transaction: for kvext's writes and kvext_fdw's remote transactions,
+ *		which a fast-path call may run without any hook seeing a statement.
+ */
+void
+KvDeadlineNoteIfNone(void)
+{
+	if (!noted)
+		note_timer();
+}
+
+/* does the query send its rows to the client (a statement it ran)? */
+static bool
+to_client(QueryDesc *queryDesc)
+{
+	CommandDest dest = queryDesc->dest ? queryDesc->dest->mydest : DestNone;
+
+	return dest == DestRemote || dest == DestRemoteExecute ||
+		dest == DestRemoteSimple;
 }
 
 static void
 kv_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	note_statement_start();
+	KvDeadlineNoteIfNone();
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else
@@ -90,6 +108,8 @@ static void
 kv_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
+	if (nesting == 0 && to_client(queryDesc))
+		note_timer();
 	nesting++;
 	PG_TRY();
 	{
@@ -129,7 +149,10 @@ kv_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   ParamListInfo params, QueryEnvironment *queryEnv,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
-	note_statement_start();
+	if (context == PROCESS_UTILITY_TOPLEVEL)
+		note_timer();
+	else
+		KvDeadlineNoteIfNone();
 	nesting++;
 	PG_TRY();
 	{
@@ -171,8 +194,8 @@ deadline_xact_callback(XactEvent event, void *arg)
  * KvCommitDeadline
  *		When a commit's wait (kvext's majority wait, kvext_fdw's remote
  *		COMMIT) must end as statement_timeout would end it; 0 for never.
- *		The timer still armed (a COMMIT inside a procedure), else the
- *		committing statement's note (see the file's header), else
+ *		The timer still armed (a COMMIT inside a procedure), else the note
+ *		(see the file's header), else (a transaction nothing noted for)
  *		statement_timeout from the statement's start.
  */
 TimestampTz

@@ -1021,6 +1021,9 @@ begin_remote_xact(KvRemoteConn *entry)
 {
 	int			level = GetCurrentTransactionNestLevel();
 
+	/* its remote COMMIT will wait (deadline.c) */
+	KvDeadlineNoteIfNone();
+
 	if (entry->lost)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),

@@ -24,9 +24,10 @@
  * CHECK_FOR_INTERRUPTS throw: the caller must turn them into "in doubt"
  * (SQLSTATE 40003), never into a plain error or a plain success.
  * PostgreSQL disarms statement_timeout before it commits a statement's
- * transaction, so the wait applies it itself, from the statement's start:
- * a COMMIT (or an autocommitted call) is bounded by statement_timeout as
- * its users expect.
+ * transaction, so the wait ends at a deadline its caller gives: a commit's
+ * is the committing statement's timer (KvCommitDeadline, deadline.c), so a
+ * COMMIT (or an autocommitted call) is bounded by statement_timeout as its
+ * users expect.
  *
  * Senders.  The leader's log senders wait on their latch and a socket at
  * once; KvWalFlush wakes them (KvVisibleWakeSenders) whenever the local
@@ -52,7 +53,6 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#include "deadline.h"
 #include "kvext.h"
 #include "log/visible.h"
 
@@ -383,18 +383,15 @@ sleep_ms(TimestampTz deadline)
  *		cancel (whose flag it clears: the caller reports 40003 instead) or a
  *		die request (left pending, so the backend still exits), and
  *		KV_VISIBLE_NOT_LEADER if this node stops leading meanwhile; a
- *		statement_timeout that runs out counts as a cancel.  May be called
+ *		deadline (not 0) that passes counts as a cancel.  May be called
  *		with interrupts held (after PostgreSQL's commit record).
  */
 KvVisibleWaitResult
-KvVisibleWait(KvLsn upto, bool applied)
+KvVisibleWait(KvLsn upto, bool applied, TimestampTz deadline)
 {
 	pg_atomic_uint64 *mine = &vis->waiting[MyProc->pgprocno];
 	uint32		gen = pg_atomic_read_u32(&vis->role_gen);
 	KvVisibleWaitResult result;
-	TimestampTz deadline = 0;
-
-	deadline = KvCommitDeadline();
 
 	pg_atomic_write_u64(mine, upto | (applied ? WAIT_APPLIED_BIT : 0));
 	pg_memory_barrier();

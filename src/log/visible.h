@@ -44,7 +44,8 @@ extern void KvVisibleAdvance(KvLsn commit, KvLsn applied);
 extern void KvVisibleSetWriter(int procno);
 extern KvLsn KvVisibleCommitPos(void);
 extern KvLsn KvVisibleAppliedPos(void);
-extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied);
+extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied,
+										  TimestampTz deadline);
 extern void KvVisibleSetParkCeiling(KvLsn ceiling);
 extern KvLsn KvVisibleParkCeiling(void);
 

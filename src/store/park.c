@@ -48,6 +48,8 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "kvext.h"
 #include "log/visible.h"
@@ -272,11 +274,16 @@ KvParkWaitOwn(void)
 		return;
 	if (KvWalVisiblePos() < my_parked_end)
 	{
-		KvVisibleWaitResult r = KvVisibleWait(my_parked_end, false);
+		/* a running statement: its own timer, if PostgreSQL armed one */
+		TimestampTz deadline = get_timeout_active(STATEMENT_TIMEOUT) ?
+			get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+		KvVisibleWaitResult r = KvVisibleWait(my_parked_end, false, deadline);
 
 		if (r == KV_VISIBLE_CANCELLED)
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
+					 deadline != 0 && GetCurrentTimestamp() >= deadline ?
+					 errmsg("canceling statement due to statement timeout") :
 					 errmsg("canceling statement due to user request"),
 					 errdetail("The statement was waiting for the session's previous commit to become durable on a majority of the group.")));
 		if (r == KV_VISIBLE_NOT_LEADER)

@@ -61,6 +61,7 @@
 #include "storage/ipc.h"
 #include "utils/memutils.h"
 
+#include "deadline.h"
 #include "failpoint.h"
 #include "kvext.h"
 #include "log/wal.h"
@@ -315,7 +316,8 @@ wait_for_majority(KvLsn end, int elevel)
 	if (kvext_synchronous_commit != KV_SYNC_ON &&
 		kvext_synchronous_commit != KV_SYNC_REMOTE_APPLY)
 		return;
-	r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY);
+	r = KvVisibleWait(end, kvext_synchronous_commit == KV_SYNC_REMOTE_APPLY,
+					  KvCommitDeadline());
 	if (r != KV_VISIBLE_REACHED)
 		report_in_doubt(elevel, r);
 }

@@ -31,6 +31,7 @@
 #include "access/xact.h"
 #include "utils/memutils.h"
 
+#include "deadline.h"
 #include "kvext.h"
 #include "log/visible.h"
 #include "store/writeset.h"
@@ -68,6 +69,8 @@ KvWsReserve(void)
 {
 	MemoryContext cxt = KvWsContext();
 
+	/* a transaction that writes may have a commit wait (deadline.c) */
+	KvDeadlineNoteIfNone();
 	if (ws_delta == NULL)
 		ws_delta = MemoryContextAllocZero(cxt, sizeof(int64) * kvext_max_keyspaces);
 	if (ws_count < ws_cap)

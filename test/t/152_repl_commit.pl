@@ -15,9 +15,31 @@ use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# run one statement through pgbench -M extended (the extended protocol, as
-# drivers use it) with the given PGOPTIONS, in the background; a wait that
-# never ends is cut by the harness after a generous bound (extended_finish)
+# run a command in the background; a wait that never ends is cut by the
+# harness after a generous bound (bg_finish)
+sub bg_start
+{
+	my (@cmd) = @_;
+	my $call = { out => '', err => '' };
+	$call->{h} = IPC::Run::start(\@cmd, '>', \$call->{out}, '2>', \$call->{err},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return $call;
+}
+
+sub bg_finish
+{
+	my ($call) = @_;
+	if (!eval { $call->{h}->finish; 1 })
+	{
+		$call->{h}->kill_kill;
+		return { ok => 0, hung => 1, stdout => $call->{out}, stderr => $call->{err} };
+	}
+	return { ok => $call->{h}->result(0) == 0, hung => 0,
+		stdout => $call->{out}, stderr => $call->{err} };
+}
+
+# one statement through pgbench -M extended (the extended protocol, as
+# drivers use it) with the given PGOPTIONS
 sub extended_start
 {
 	my ($node, $sql, $options) = @_;
@@ -26,27 +48,22 @@ sub extended_start
 	print $fh "$sql\n";
 	close $fh;
 	local $ENV{PGOPTIONS} = $options;
-	my $call = { out => '', err => '' };
-	$call->{h} = IPC::Run::start(
-		[ 'pgbench', '-n', '-M', 'extended', '-t', '1', '-f', $file,
-		  '-h', $node->host, '-p', $node->port, 'postgres' ],
-		'>', \$call->{out}, '2>', \$call->{err},
-		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-	return $call;
+	return bg_start('pgbench', '-n', '-M', 'extended', '-t', '1', '-f', $file,
+		'-h', $node->host, '-p', $node->port, 'postgres');
 }
 
-sub extended_finish
+sub extended_call { return bg_finish(extended_start(@_)); }
+
+# protocol messages one by one (test/pqwire.py: portals bound before other
+# statements run, fast-path calls); stdout lists every error and notice
+sub wire_start
 {
-	my ($call) = @_;
-	if (!eval { $call->{h}->finish; 1 })
-	{
-		$call->{h}->kill_kill;
-		return { ok => 0, hung => 1, stderr => $call->{err} };
-	}
-	return { ok => $call->{h}->result(0) == 0, hung => 0, stderr => $call->{err} };
+	my ($node, $options, @steps) = @_;
+	return bg_start('python3', "$FindBin::RealBin/../pqwire.py",
+		$node->host, $node->port, 'postgres', '-o', $options, @steps);
 }
 
-sub extended_call { return extended_finish(extended_start(@_)); }
+sub wire_call { return bg_finish(wire_start(@_)); }
 
 my ($n1, $n2, $n3) = kv_group(3);
 
@@ -60,6 +77,35 @@ ok(kv_poll($n3, "SELECT kv_get('a')", '1'), 'the write reaches follower n3');
 $r = kv_call($n2, "SELECT kv_put('b', '1')");
 is($r->{sqlstate}, '25006', 'a write on a follower is refused with 25006');
 like($r->{stderr}, qr/n1/, '... and the error names the leader');
+
+# functions that change statement_timeout as they run, called through the
+# fast path (no statement for the executor or utility hooks to see)
+$n1->safe_psql('postgres', q{
+CREATE FUNCTION fp_put(k text, timeout text, pause float8) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE x text;
+BEGIN
+  x := set_config('statement_timeout', timeout, false);
+  x := pg_sleep(pause);
+  x := kv_put(k, 'fast path');
+  RETURN 1;
+END $$;});
+
+# the extended protocol: a portal bound, another statement executed, a
+# pause, then the portal executed: its Execute's timer applies, not the
+# one armed at Bind, which had run out (a false 40003 on a healthy group)
+$r = wire_call($n1, '-c statement_timeout=1s',
+	"P|p1|SELECT kv_put('bound', '1')", 'B|p1|p1',
+	'P|s1|SELECT 1', 'B|s1|s1', 'E|s1', 'W|1.5', 'E|p1', 'S');
+is($r->{stdout}, "DONE\n", 'the extended protocol: a portal executed after a pause commits')
+  or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('bound')"), '1', '... and its write is visible');
+# a fast-path call that arms statement_timeout as it runs has no timer:
+# no false 40003 on a healthy group
+$r = wire_call($n1, '-c statement_timeout=0', 'F|fp_put(text,text,float8)|fp_late|1s|1.5');
+is($r->{stdout}, "DONE\n", 'a fast-path call that sets statement_timeout as it runs commits')
+  or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('fp_late')"), 'fast path', '... and its write is visible');
 
 $n3->stop('fast');
 $r = kv_call($n1, "SET statement_timeout = '60s'; SELECT kv_put('c', '1')");
@@ -94,6 +140,19 @@ $r = extended_call($n1,
 	'-c statement_timeout=1s');
 ok(!$r->{hung}, 'the extended protocol: a statement that turns statement_timeout off does not wait forever');
 like($r->{stderr}, qr/may or may not be committed/, '... its commit wait ends in doubt (40003)');
+
+# a portal bound with no timer, then SET statement_timeout executed, then
+# the portal: PostgreSQL arms the timer for that Execute, and it applies
+$r = wire_call($n1, '-c statement_timeout=0',
+	"P|p1|SELECT kv_put('armed', '1')", 'B|p1|p1',
+	"P|s1|SET statement_timeout = '1s'", 'B|s1|s1', 'E|s1', 'E|p1', 'S');
+ok(!$r->{hung}, 'the extended protocol: a portal executed after SET statement_timeout does not wait forever');
+like($r->{stdout}, qr/^ERROR 40003 /m, '... its commit wait ends in doubt (40003)');
+# a fast-path call that turns statement_timeout off keeps the timer
+# PostgreSQL armed for it
+$r = wire_call($n1, '-c statement_timeout=1s', 'F|fp_put(text,text,float8)|fp_zero|0|0');
+ok(!$r->{hung}, 'a fast-path call that turns statement_timeout off does not wait forever');
+like($r->{stdout}, qr/^ERROR 40003 /m, '... its commit wait ends in doubt (40003)');
 
 $r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
 is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
@@ -131,13 +190,26 @@ is(kv_scalar($n1, "SELECT kv_get('g') IS NULL"), 't', '... its key is not yet vi
 my $late = extended_start($n1,
 	"SELECT kv_put('late', '1'), pg_sleep(1.5), set_config('statement_timeout', '1s', false);",
 	'-c statement_timeout=0');
-# the statement is sure to be in its commit wait once n2 starts
-ok(kv_poll($n1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", '1'),
-	'the extended protocol: a statement that sets statement_timeout as it runs waits for the majority');
+# the same for a portal executed after SET statement_timeout = 0 (that
+# Execute has no timer), and for a fast-path call that arms it as it runs
+my $unarmed = wire_start($n1, '-c statement_timeout=1s',
+	"P|p1|SELECT kv_put('unarmed', '1')", 'B|p1|p1',
+	'P|s1|SET statement_timeout = 0', 'B|s1|s1', 'E|s1', 'E|p1', 'S');
+my $fp_one = wire_start($n1, '-c statement_timeout=0', 'F|fp_put(text,text,float8)|fp_one|1s|0');
+# the three are sure to be in their commit waits once n2 starts
+ok(kv_poll($n1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", '3'),
+	'with no timer armed for them, three commits wait for the majority (extended protocol, portal, fast path)');
 $n2->start;
-$r = extended_finish($late);
-ok($r->{ok}, '... and commits once the majority returns') or diag($r->{stderr});
+$r = bg_finish($late);
+ok($r->{ok}, '... the extended-protocol one commits once the majority returns') or diag($r->{stderr});
 is(kv_scalar($n1, "SELECT kv_get('late')"), '1', '... its write is visible');
+$r = bg_finish($unarmed);
+is($r->{stdout}, "DONE\n", '... the portal executed after SET statement_timeout = 0 commits')
+  or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('unarmed')"), '1', '... its write is visible');
+$r = bg_finish($fp_one);
+is($r->{stdout}, "DONE\n", '... the fast-path call commits') or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('fp_one')"), 'fast path', '... its write is visible');
 ok(kv_poll($n1, "SELECT kv_get('d')", 'doubt'), 'the in-doubt write commits once a follower is back');
 ok(kv_poll($n1, "SELECT kv_get('e')", 'async'), 'the off commit becomes visible');
 ok(kv_poll($n1, "SELECT kv_get('f')", 'local'), 'the local commit becomes visible');

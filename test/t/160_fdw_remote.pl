@@ -254,12 +254,14 @@ sigcont_server(@stopped);
 ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$ck', 'dist_1')", 'in doubt'),
 	'the node committed the write it had been sent: the outcome was unknown, not a rollback');
 
-# SQL that PostgreSQL runs during the commit (a deferred trigger), after it
-# disarmed the statement timer, does not take the COMMIT's deadline away:
-# the remote COMMIT wait still ends in doubt, it does not wait forever
+# SQL that PostgreSQL runs during the commit (a deferred trigger, here
+# with statement_timeout turned off), after it disarmed the statement
+# timer, does not take the COMMIT's deadline away: the remote COMMIT wait
+# still ends in doubt, it does not wait forever
 $coord->safe_psql('postgres', q{
 CREATE TABLE commit_sql (i int);
-CREATE FUNCTION commit_sql_trig() RETURNS trigger LANGUAGE plpgsql AS
+CREATE FUNCTION commit_sql_trig() RETURNS trigger LANGUAGE plpgsql
+  SET statement_timeout = 0 AS
   $$ BEGIN PERFORM count(*) FROM pg_class; RETURN NULL; END $$;
 CREATE CONSTRAINT TRIGGER commit_sql_t AFTER INSERT ON commit_sql
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION commit_sql_trig();});
