@@ -166,8 +166,8 @@ ROLLBACK;
 SELECT kv_create_keyspace(n) FROM (VALUES ('ks_m1'), ('ks_m2'), ('ks_rollback')) v(n);
 SELECT count(*) AS none_created FROM kv_keyspaces() WHERE keyspace IN ('ks_m1', 'ks_m2');
 
--- a keyspace with uncommitted writes cannot be dropped (55006); this
--- transaction's own writes count too
+-- a transaction cannot drop a keyspace it has written to (55006); a drop
+-- waits for other transactions' writes (isolation drop_race)
 SELECT kv_put('ks:k', 'committed', 'ks_two');
 BEGIN;
 SELECT kv_put('ks:k', 'uncommitted', 'ks_two');

@@ -31,10 +31,12 @@
  *
  * A drop sets the slot's drop_xact (not its generation: readers go on
  * reading), so that a writer that resolved the keyspace before waits for it
- * under the partition lock, then looks for pending entries of any
- * transaction, this one included: if there are any, it fails (55006) and
- * the abort undoes the mark, because a write set must never point at a
- * freed entry.  The generation changes when the drop commits.
+ * under the partition lock, then waits until no other transaction has a
+ * pending entry in it, as DROP TABLE waits for the table's lock (a writer
+ * that then writes into it again waits for the drop: the deadlock detector
+ * ends one of the two).  If this transaction has one, the drop fails
+ * (55006) and the abort undoes the mark, because a write set must never
+ * point at a freed entry.  The generation changes when the drop commits.
  * Snapshots keep ACTIVE and DROPPING keyspaces (see
  * KvKeyspaceListForSnapshot).
  * Lock order: keyspace lock is never held while taking a partition lock.
@@ -461,8 +463,8 @@ create_keyspace(const char *name, bool if_not_exists, bool internal)
  *		Drop a keyspace and all its keys in the current transaction: it is
  *		gone for this transaction at once; others keep reading it until the
  *		drop commits, and their writes wait for this transaction to end.  A
- *		rollback brings it back.  The drop fails (55006) while any
- *		transaction, this one included, has uncommitted writes in it: a
+ *		rollback brings it back.  It waits for the transactions that have
+ *		uncommitted writes in it, and fails (55006) if this one has: a
  *		write set must never point at a freed entry.  Returns false if it
  *		did not exist and if_exists.
  */
@@ -548,12 +550,12 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	/* from here on an error (or a rollback) undoes the mark */
 	KvWsPushKeyspace((uint16) slot, KV_WS_KS_DROP, prev_state);
 
-	if (KvStoreKeyspaceHasPending((uint16) slot))
+	if (!KvStoreWaitKeyspaceWriters((uint16) slot, name))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("keyspace \"%s\" has uncommitted writes", name),
-				 errdetail("A transaction, possibly this one, has written to the keyspace and not yet ended."),
-				 errhint("Retry once the writing transactions have committed or rolled back.")));
+				 errmsg("keyspace \"%s\" has uncommitted writes of this transaction", name),
+				 errdetail("A transaction cannot drop a keyspace it has written to."),
+				 errhint("Drop it in another transaction.")));
 	return true;
 }
 

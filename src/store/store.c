@@ -860,6 +860,10 @@ report_lock_timeout(const KvWaitTarget *t)
  *		Each wait is published for kv_locks() and names the key, keyspace
  *		and holder in the context of any error raised during it (waits.c).
  */
+static void wait_for_holder(const KvEntry *held, const KvWaitTarget *target,
+							LWLock *lock, TransactionId *waited,
+							TimestampTz *owner_wait_start);
+
 static void
 lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 {
@@ -869,7 +873,6 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 
 	for (;;)
 	{
-		int			owner;
 		TransactionId dropper;
 
 		LWLockAcquire(kv->lock, LW_EXCLUSIVE);
@@ -902,40 +905,57 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			return;				/* the key is ours */
 
 		/* another transaction holds the key */
-		owner = kv->pend->owner;
 		target = (KvWaitTarget) {KvKeyspaces[ks.id].name, key, keylen,
-			KvStoreSlotProc(owner), kv->pend->xid};
-		if (owner_ending(owner) || TransactionIdEquals(kv->pend->xid, waited))
-		{
-			long		timeout = -1;
-
-			/*
-			 * A parked transaction (park.c) may hold its keys until the
-			 * group's majority returns: lock_timeout bounds this wait as it
-			 * bounds the xid wait.
-			 */
-			if (LockTimeout > 0)
-			{
-				TimestampTz now = GetCurrentTimestamp();
-
-				if (owner_wait_start == 0)
-					owner_wait_start = now;
-				timeout = LockTimeout -
-					TimestampDifferenceMilliseconds(owner_wait_start, now);
-				if (timeout <= 0)
-				{
-					LWLockRelease(kv->lock);
-					report_lock_timeout(&target);
-				}
-			}
-			/* published for kv_locks(); releases kv->lock (waits.c) */
-			(void) KvWaitOnOwner(&target, &owners[owner].done, kv->lock, timeout);
-			continue;
-		}
-		waited = kv->pend->xid;
-		LWLockRelease(kv->lock);
-		KvWaitOnXact(&target);
+			KvStoreSlotProc(kv->pend->owner), kv->pend->xid};
+		wait_for_holder(kv->pend, &target, kv->lock, &waited, &owner_wait_start);
 	}
+}
+
+/*
+ * wait_for_holder
+ *		held is another transaction's pending entry, seen under lock (a
+ *		partition lock, held exclusively; released here): wait for that
+ *		transaction as lock_key describes, first on its xid lock, then, once
+ *		*waited is its xid or it has left PostgreSQL's transaction, on its
+ *		owner slot.  *waited and *owner_wait_start carry that state from
+ *		one call to the next (start them at InvalidTransactionId and 0).
+ */
+static void
+wait_for_holder(const KvEntry *held, const KvWaitTarget *target, LWLock *lock,
+				TransactionId *waited, TimestampTz *owner_wait_start)
+{
+	int			owner = held->owner;
+
+	if (owner_ending(owner) || TransactionIdEquals(held->xid, *waited))
+	{
+		long		timeout = -1;
+
+		/*
+		 * A parked transaction (park.c) may hold its keys until the group's
+		 * majority returns: lock_timeout bounds this wait as it bounds the
+		 * xid wait.
+		 */
+		if (LockTimeout > 0)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (*owner_wait_start == 0)
+				*owner_wait_start = now;
+			timeout = LockTimeout -
+				TimestampDifferenceMilliseconds(*owner_wait_start, now);
+			if (timeout <= 0)
+			{
+				LWLockRelease(lock);
+				report_lock_timeout(target);
+			}
+		}
+		/* published for kv_locks(); releases lock (waits.c) */
+		(void) KvWaitOnOwner(target, &owners[owner].done, lock, timeout);
+		return;
+	}
+	*waited = held->xid;
+	LWLockRelease(lock);
+	KvWaitOnXact(target);
 }
 
 /* what a write puts in its pending entry; see new_version */
@@ -1507,36 +1527,83 @@ KvStoreAbortEntry(KvPtr p)
 }
 
 /*
- * KvStoreKeyspaceHasPending
- *		Does any transaction have an uncommitted write in keyspace ks?
- *		Part of keyspace drop (keyspace.c).
+ * KvStoreWaitKeyspaceWriters
+ *		Part of keyspace drop (keyspace.c), once the keyspace is marked so
+ *		that no new pending entry can appear in it: wait until no other
+ *		transaction has a pending entry in keyspace ks, as DROP TABLE waits
+ *		for the table's lock (deadlock detection and lock_timeout apply;
+ *		see lock_key).  Returns false at once, waiting for nobody, if this
+ *		transaction has one: its write set must never point at a freed
+ *		entry.  name is the keyspace's, for kv_locks() and error contexts.
  */
 bool
-KvStoreKeyspaceHasPending(uint16 ks)
+KvStoreWaitKeyspaceWriters(uint16 ks, const char *name)
 {
 	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
+	TransactionId waited = InvalidTransactionId;
+	TimestampTz owner_wait_start = 0;
+	uint32		part = 0;
 
-	for (uint32 part = 0; part < KVEXT_NUM_PARTITIONS; part++)
+	/* this transaction's own first: no wait before that answer */
+	for (uint32 p = 0; p < KVEXT_NUM_PARTITIONS; p++)
 	{
-		LWLock	   *lock = PART_LOCK(part);
+		LWLock	   *lock = PART_LOCK(p);
 
 		LWLockAcquire(lock, LW_SHARED);
-		for (uint32 b = part * per_part; b < (part + 1) * per_part; b++)
-		{
-			for (KvPtr p = KvStoreBuckets[b]; p != InvalidKvPtr; p = KvEntryGet(p)->next)
+		for (uint32 b = p * per_part; b < (p + 1) * per_part; b++)
+			for (KvPtr q = KvStoreBuckets[b]; q != InvalidKvPtr; q = KvEntryGet(q)->next)
 			{
-				KvEntry    *e = KvEntryGet(p);
+				KvEntry    *e = KvEntryGet(q);
+
+				if (e->keyspace == ks && (e->flags & KVE_PENDING) && is_own(e))
+				{
+					LWLockRelease(lock);
+					return false;
+				}
+			}
+		LWLockRelease(lock);
+	}
+
+	/*
+	 * Then wait for the others, partition by partition: one that has no
+	 * pending entry of ks stays without (no writer adds one now), so a
+	 * wait only sends the scan back to the start of its partition.
+	 */
+	while (part < KVEXT_NUM_PARTITIONS)
+	{
+		LWLock	   *lock = PART_LOCK(part);
+		KvEntry    *held = NULL;
+		char		key[KVEXT_WAIT_KEY_BYTES];
+		KvWaitTarget target;
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		for (uint32 b = part * per_part; b < (part + 1) * per_part && held == NULL; b++)
+			for (KvPtr q = KvStoreBuckets[b]; q != InvalidKvPtr; q = KvEntryGet(q)->next)
+			{
+				KvEntry    *e = KvEntryGet(q);
 
 				if (e->keyspace == ks && (e->flags & KVE_PENDING))
 				{
-					LWLockRelease(lock);
-					return true;
+					held = e;
+					break;
 				}
 			}
+		if (held == NULL)
+		{
+			LWLockRelease(lock);
+			part++;
+			continue;
 		}
-		LWLockRelease(lock);
+		/* the entry may be freed once the lock is released: copy its key */
+		target.keylen = Min(held->keylen, KVEXT_WAIT_KEY_BYTES);
+		memcpy(key, KvEntryKey(held), target.keylen);
+		target.keyspace = name;
+		target.key = key;
+		target.holder_procno = KvStoreSlotProc(held->owner);
+		target.holder_xid = held->xid;
+		wait_for_holder(held, &target, lock, &waited, &owner_wait_start);
 	}
-	return false;
+	return true;
 }
 
 /*

@@ -197,7 +197,7 @@ extern KvPtr KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 							   bool tombstone, bool alone);
 
 /* store.c: keyspace drop support */
-extern bool KvStoreKeyspaceHasPending(uint16 ks);
+extern bool KvStoreWaitKeyspaceWriters(uint16 ks, const char *name);
 extern void KvStoreRemoveKeyspace(uint16 ks);
 
 /* store.c: recovery */

@@ -98,8 +98,9 @@ my $fd = $node->background_psql('postgres', on_error_stop => 0);
 $fd->query_safe(q{BEGIN; SELECT kv_put('pend', 'p', 'fd')});
 for (1 .. 5)
 {
-	my ($ret, $out, $err) = $node->psql('postgres', q{SELECT kv_drop_keyspace('fd')});
-	like($err, qr/has uncommitted writes/, "drop $_ fails while a write is pending");
+	my ($ret, $out, $err) = $node->psql('postgres',
+		q{SET lock_timeout = '100ms'; SELECT kv_drop_keyspace('fd')});
+	like($err, qr/lock timeout/, "drop $_ waits for a pending write, and fails at lock_timeout");
 	$node->safe_psql('postgres', 'SELECT kv_checkpoint()');
 }
 $fd->query_safe('COMMIT');
