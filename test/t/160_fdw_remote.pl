@@ -235,20 +235,32 @@ sigcont_server(@stopped);
 is($hs->query_safe('SELECT count(*) > 0 FROM dist_1'), 't',
 	'and reaches the node again once it runs');
 
+# run the statements that open a transaction, stop data2 (SIGSTOP: it
+# keeps its connections open), then COMMIT; returns what the COMMIT wrote
+# to stderr, with data2 still stopped (sigcont_server(@stopped))
+sub commit_on_stopped_node
+{
+	my ($begin_sql) = @_;
+	$hs->query_safe($begin_sql);
+	@stopped = sigstop_server($nodes[1]);
+	$hs->{stderr} = '';
+	$hs->query('COMMIT');
+	my $stderr = $hs->{stderr};
+	$hs->{stderr} = '';
+	return $stderr;
+}
+
 # a COMMIT sent to a node that then stops answering: the wait ends at
 # statement_timeout in doubt (40003), not in an error that reads as a
 # rollback, for the node commits it once it runs again
 my $ck = key_in('doubt', 1);
 $hs->query_safe('\\set VERBOSITY verbose');
-$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$ck', 'in doubt'); SET LOCAL statement_timeout = '2s'");
-@stopped = sigstop_server($nodes[1]);
-$hs->{stderr} = '';
-$hs->query('COMMIT');
-like($hs->{stderr}, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
+$err = commit_on_stopped_node(
+	"BEGIN; INSERT INTO dist VALUES ('$ck', 'in doubt'); SET LOCAL statement_timeout = '2s'");
+like($err, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
 	'a COMMIT the node does not answer is in doubt (40003), naming the server');
-like($hs->{stderr}, qr/DETAIL:  The wait for the remote COMMIT was cancelled/,
+like($err, qr/DETAIL:  The wait for the remote COMMIT was cancelled/,
 	'... and says the wait was cut short');
-$hs->{stderr} = '';
 is($hs->query_safe('SELECT 1'), '1', 'the session answers while the node is still stopped');
 sigcont_server(@stopped);
 ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$ck', 'dist_1')", 'in doubt'),
@@ -266,45 +278,37 @@ CREATE FUNCTION commit_sql_trig() RETURNS trigger LANGUAGE plpgsql
 CREATE CONSTRAINT TRIGGER commit_sql_t AFTER INSERT ON commit_sql
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION commit_sql_trig();});
 my $dk = key_in('deferred', 1);
-$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$dk', 'deferred'); INSERT INTO commit_sql VALUES (1); SET LOCAL statement_timeout = '2s'");
-@stopped = sigstop_server($nodes[1]);
-$hs->{stderr} = '';
-$hs->query('COMMIT');
-like($hs->{stderr}, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
+$err = commit_on_stopped_node(
+	"BEGIN; INSERT INTO dist VALUES ('$dk', 'deferred'); INSERT INTO commit_sql VALUES (1); SET LOCAL statement_timeout = '2s'");
+like($err, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
 	'a COMMIT that runs a deferred trigger still ends its remote COMMIT wait at statement_timeout');
-$hs->{stderr} = '';
 sigcont_server(@stopped);
 ok($nodes[1]->poll_query_until('postgres', "SELECT kv_get('$dk', 'dist_1')", 'deferred'),
 	'... and the node committed the write once it ran again');
 
 # a transaction that only read on that node has nothing in doubt there
-$hs->query_safe("BEGIN; SELECT count(*) FROM dist_1; SET LOCAL statement_timeout = '2s'");
-@stopped = sigstop_server($nodes[1]);
-$hs->{stderr} = '';
-$hs->query('COMMIT');
-is($hs->{stderr}, '', 'a COMMIT cut short where the transaction only read is no error');
+is(commit_on_stopped_node("BEGIN; SELECT count(*) FROM dist_1; SET LOCAL statement_timeout = '2s'"),
+	'', 'a COMMIT cut short where the transaction only read is no error');
 sigcont_server(@stopped);
 
 # written on two servers, the second stops answering: whatever the order
 # of the commits, the error's context names exactly the servers whose
 # remote transactions committed before it
 my ($k0, $k1) = map { key_in('two', $_) } (0, 1);
-$hs->query_safe("BEGIN; INSERT INTO dist VALUES ('$k0', 'x'), ('$k1', 'x'); SET LOCAL statement_timeout = '2s'");
-@stopped = sigstop_server($nodes[1]);
-$hs->{stderr} = '';
-$hs->query('COMMIT');
-like($hs->{stderr}, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
+$err = commit_on_stopped_node(
+	"BEGIN; INSERT INTO dist VALUES ('$k0', 'x'), ('$k1', 'x'); SET LOCAL statement_timeout = '2s'");
+like($err, qr/ERROR:  40003: the transaction's writes on server "s2" may or may not be committed/,
 	'two servers, the second stopped: in doubt on it');
 sigcont_server(@stopped);
 my $s1_committed = $nodes[0]->safe_psql('postgres', "SELECT kv_get('$k0', 'dist_0') IS NOT NULL");
 if ($s1_committed eq 't')
 {
-	like($hs->{stderr}, qr/CONTEXT:  the remote transactions on server\(s\) "s1" committed before this error/,
+	like($err, qr/CONTEXT:  the remote transactions on server\(s\) "s1" committed before this error/,
 		's1 committed first, and the context says so');
 }
 else
 {
-	unlike($hs->{stderr}, qr/committed before this error/, 's2 came first: s1 rolled back, and no context claims it');
+	unlike($err, qr/committed before this error/, 's2 came first: s1 rolled back, and no context claims it');
 }
 
 # terminate the coordinator's remote backends on node n, and wait until
