@@ -96,7 +96,8 @@ kv_stats(PG_FUNCTION_ARGS)
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(KvTextForDisplay(names[i], strlen(names[i])));
 		values[1] = Int64GetDatum((int64) entries);
-		values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[ks].mem_bytes));
+		values[2] = Int64GetDatum(Max(0, (int64) pg_atomic_read_u64(&KvKeyspaces[ks].mem_bytes) +
+									  KvStatsMem(ks)));
 		nulls[3] = true;
 		values[4] = Int64GetDatum((int64) hits);
 		values[5] = Int64GetDatum((int64) misses);

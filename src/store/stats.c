@@ -60,6 +60,7 @@ KvStatsShmemInit(void)
 			pg_atomic_init_u64(&all_counters[i].hits, 0);
 			pg_atomic_init_u64(&all_counters[i].misses, 0);
 			pg_atomic_init_u64(&all_counters[i].writes, 0);
+			pg_atomic_init_u64(&all_counters[i].mem, 0);
 		}
 	}
 }
@@ -92,7 +93,37 @@ KvStatsResetKeyspace(uint16 ks)
 		pg_atomic_write_u64(&c->hits, 0);
 		pg_atomic_write_u64(&c->misses, 0);
 		pg_atomic_write_u64(&c->writes, 0);
+		pg_atomic_write_u64(&c->mem, 0);
 	}
+}
+
+/*
+ * KvStatsMem
+ *		Heap bytes of keyspace ks's entries counted in the backends' rows
+ *		(store.c adds what processes without a row counted).  A free is
+ *		often counted by another backend than its allocation, so one row
+ *		may be negative; the sum is exact once no write is under way.
+ */
+int64
+KvStatsMem(uint16 ks)
+{
+	int64		mem = 0;
+
+	for (int r = 0; r < counter_rows; r++)
+		mem += (int64) pg_atomic_read_u64(&all_counters[(Size) r * kvext_max_keyspaces + ks].mem);
+	return mem;
+}
+
+/*
+ * KvStatsResetMem
+ *		Zero every backend's memory count of keyspace ks, whose entries are
+ *		all gone (dropped, or the store is being rebuilt).
+ */
+void
+KvStatsResetMem(uint16 ks)
+{
+	for (int r = 0; r < counter_rows; r++)
+		pg_atomic_write_u64(&all_counters[(Size) r * kvext_max_keyspaces + ks].mem, 0);
 }
 
 /*

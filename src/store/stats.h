@@ -17,6 +17,10 @@ typedef struct KvCounters
 	pg_atomic_uint64 hits;
 	pg_atomic_uint64 misses;
 	pg_atomic_uint64 writes;
+	pg_atomic_uint64 mem;		/* heap bytes of entries this backend
+								 * allocated minus those it freed (an int64
+								 * in two's complement): kv_stats() sums
+								 * them (KvStatsMem) */
 } KvCounters;
 
 /* this backend's row of counters, one KvCounters per keyspace */
@@ -27,6 +31,8 @@ extern void KvStatsShmemInit(void);
 extern void KvStatsAttachBackend(void);
 extern void KvStatsResetKeyspace(uint16 ks);
 extern void KvStatsSum(uint16 ks, uint64 *hits, uint64 *misses, uint64 *writes);
+extern int64 KvStatsMem(uint16 ks);
+extern void KvStatsResetMem(uint16 ks);
 
 /*
  * Counters are written only by their own backend, so a plain read and
@@ -41,5 +47,14 @@ KvCount(pg_atomic_uint64 *c)
 #define KvCountHit(ks)		KvCount(&KvMyCounters[(ks)].hits)
 #define KvCountMiss(ks)		KvCount(&KvMyCounters[(ks)].misses)
 #define KvCountWrite(ks)	KvCount(&KvMyCounters[(ks)].writes)
+
+/* this backend allocated (delta > 0) or freed heap bytes of keyspace ks */
+static inline void
+KvCountMem(uint16 ks, int64 delta)
+{
+	pg_atomic_uint64 *c = &KvMyCounters[ks].mem;
+
+	pg_atomic_write_u64(c, pg_atomic_read_u64(c) + (uint64) delta);
+}
 
 #endif							/* KVEXT_STATS_H */

@@ -536,7 +536,10 @@ account_mem(uint16 ks, KvPtr p, bool add)
 {
 	uint64		bytes = KvAllocBlockSize(p);
 
-	if (add)
+	/* in this backend's row (no shared cache line), if it has one */
+	if (likely(KvMyCounters != NULL))
+		KvCountMem(ks, add ? (int64) bytes : -(int64) bytes);
+	else if (add)
 		pg_atomic_fetch_add_u64(&KvKeyspaces[ks].mem_bytes, bytes);
 	else
 		pg_atomic_fetch_sub_u64(&KvKeyspaces[ks].mem_bytes, bytes);
@@ -1644,6 +1647,7 @@ KvStoreRemoveKeyspace(uint16 ks)
 	}
 	pg_atomic_write_u64(&KvKeyspaces[ks].nentries, 0);
 	pg_atomic_write_u64(&KvKeyspaces[ks].mem_bytes, 0);
+	KvStatsResetMem(ks);
 }
 
 /*
@@ -1791,6 +1795,7 @@ KvStoreClear(void)
 	{
 		pg_atomic_write_u64(&KvKeyspaces[ks].nentries, 0);
 		pg_atomic_write_u64(&KvKeyspaces[ks].mem_bytes, 0);
+		KvStatsResetMem((uint16) ks);
 	}
 }
 

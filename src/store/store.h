@@ -89,7 +89,9 @@ typedef struct KvKeyspace
 	pg_atomic_uint32 drop_xact; /* DROPPING: xact, read by writers under a
 								 * partition lock; else 0 */
 	pg_atomic_uint64 nentries;	/* committed entries */
-	pg_atomic_uint64 mem_bytes; /* heap bytes of its entries, pending too */
+	pg_atomic_uint64 mem_bytes; /* heap bytes of its entries, pending too,
+								 * counted by processes without a row of
+								 * counters (stats.c has the rest) */
 } KvKeyspace;
 
 /*
