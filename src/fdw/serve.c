@@ -157,10 +157,13 @@ kvext_fdw_remote_read(PG_FUNCTION_ARGS)
 	KvKeyspaceRef ks;
 	bool		exists;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("keyspace, missing_ok and text_values must not be NULL")));
+	/* one message per argument, as the kv functions' (kv_digest calls this) */
+	for (int i = 0; i < 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null",
+							i == 0 ? "keyspace" : i == 1 ? "missing_ok" : "text_values")));
 	KvFailpoint("fdw-remote-read");
 	InitMaterializedSRF(fcinfo, 0);
 	rs.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
