@@ -69,19 +69,6 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION kv_count(text) IS
 'number of keys in the keyspace';
 
--- Compare nodes of a group (README, "Replication"): equal digests, equal
--- committed contents.  It reads the whole keyspace, as kv_scan does.
-CREATE FUNCTION kv_digest(keyspace text DEFAULT 'default')
-RETURNS text
-LANGUAGE sql VOLATILE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT md5(coalesce(string_agg(md5(s.key) || md5(s.value), '' ORDER BY s.key COLLATE "C"), ''))
-  FROM @extschema@.kv_scan_bytea('', $1) AS s
-$$;
-COMMENT ON FUNCTION kv_digest(text) IS
-'a digest of the keyspace''s committed keys and values, independent of their order';
-
 -- Writes: transactional, they lock their key until the transaction ends.
 
 CREATE FUNCTION kv_put(key text, value text, keyspace text DEFAULT 'default')
@@ -422,6 +409,23 @@ AS 'MODULE_PATHNAME', 'kvext_fdw_remote_read'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION kvext_fdw_remote_read(text, boolean, boolean, bytea, bytea[]) IS
 'internal: kvext_fdw point, multi-key, prefix and full reads for another node';
+
+-- Compare nodes of a group (README, "Replication"): equal digests, equal
+-- committed contents.  It reads the whole keyspace, as kv_scan does, but
+-- as the stored bytes (kvext_fdw_remote_read, without text_values): text
+-- is UTF-8 in the store, so databases and nodes of any encoding agree,
+-- and nothing fails for a key the database encoding cannot show.  In a
+-- UTF8 database this is md5(key) || md5(value) in COLLATE "C" order.
+CREATE FUNCTION kv_digest(keyspace text DEFAULT 'default')
+RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT md5(coalesce(string_agg(md5(r.key) || md5(r.value), '' ORDER BY r.key), ''))
+  FROM @extschema@.kvext_fdw_remote_read($1, false, false, NULL, NULL) AS r
+$$;
+COMMENT ON FUNCTION kv_digest(text) IS
+'a digest of the keyspace''s committed keys and values, independent of their order';
 
 CREATE FUNCTION kvext_fdw_remote_count(keyspace text, missing_ok boolean)
 RETURNS bigint

@@ -1,12 +1,13 @@
 --
--- encoding: text is checked on the way out.  Every kvext function and
--- foreign table that returns stored bytes as text (keys, values, keyspace
--- names) fails with 22021, naming the key and keyspace, for bytes that are
--- not valid in the database encoding; the bytes stay readable as bytea.
--- One database can write such bytes only as bytea (values through
--- kv_put(key, bytea), keys through a foreign table with a bytea key
--- column); text written from a database of another encoding is tested in
--- TAP (test/t/117_text_encoding.pl).  Nothing converts between encodings.
+-- encoding: text is stored as UTF-8 and checked on the way out.  In this
+-- UTF8 database nothing converts; every kvext function and foreign table
+-- that returns stored bytes as text (keys, values, keyspace names) fails
+-- with 22021, naming the key and keyspace, for bytes that are not UTF-8;
+-- the bytes stay readable as bytea.  One database can write such bytes
+-- only as bytea (values through kv_put(key, bytea), keys through a foreign
+-- table with a bytea key column); conversion between databases of other
+-- encodings (LATIN1, SQL_ASCII) is tested in TAP
+-- (test/t/117_text_encoding.pl).
 --
 SELECT pg_encoding_to_char(encoding) AS db_encoding
   FROM pg_database WHERE datname = current_database();

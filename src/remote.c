@@ -324,14 +324,15 @@ connect_wait(PGconn *conn, TimestampTz deadline, bool *timed_out)
  * build_params
  *		The libpq options of a connection for user mapping user of server
  *		into *p (palloc'd in the current context): the server's and the
- *		mapping's libpq options, connect_timeout unless set, and
- *		fallback_application_name.  Raises the password check's errors.
+ *		mapping's libpq options, connect_timeout unless set,
+ *		fallback_application_name and client_encoding.  Raises the
+ *		password check's errors.
  */
 static void
 build_params(ForeignServer *server, UserMapping *user, ConnParams *p)
 {
 	PQconninfoOption *known = PQconndefaults();
-	int			max = list_length(server->options) + list_length(user->options) + 3;
+	int			max = list_length(server->options) + list_length(user->options) + 4;
 	bool		has_password = false;
 	bool		has_timeout = false;
 	const char *timeout_s = KVEXT_REMOTE_CONNECT_TIMEOUT;
@@ -367,6 +368,13 @@ build_params(ForeignServer *server, UserMapping *user, ConnParams *p)
 	}
 	p->keywords[n] = "fallback_application_name";
 	p->values[n++] = "kvext_fdw";
+	/*
+	 * As postgres_fdw: the node converts text (keyspace names, messages)
+	 * between its database encoding and ours; keys and values travel as
+	 * bytea, already UTF-8 (store/text.c).
+	 */
+	p->keywords[n] = "client_encoding";
+	p->values[n++] = GetDatabaseEncodingName();
 	p->keywords[n] = NULL;
 	p->values[n] = NULL;
 

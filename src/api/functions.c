@@ -14,8 +14,14 @@
  *			follower of a replication group (the hint names the leader)
  *	2202E	kv_mput arrays of different lengths
  *	22021	a key, value or keyspace name read as text that is not valid
- *			in the database encoding (store/text.c)
+ *			UTF-8, the store's encoding (store/text.c)
+ *	22P05	one with a character the database encoding lacks
  * and, from store.c, 53200 (store full), 22P02 / 22003 (kv_incr).
+ *
+ * Text arguments (keys, text values, prefixes, keyspace names) are
+ * converted to the store's UTF-8 first, before any size check or lookup,
+ * and text results back to the database encoding (store/text.c); a UTF8
+ * database converts nothing.
  *
  * Writes follow the transaction (see txn.c); reads see committed data plus
  * the current transaction's own writes.  The functions are not STRICT:
@@ -107,7 +113,10 @@ KvCheckValueSize(uint32 vallen)
 						   vallen, kvext_max_value_size)));
 }
 
-/* the key argument; for writes, also checked against the size limit */
+/*
+ * the key argument as stored (UTF-8); for writes, also checked against the
+ * size limit
+ */
 static inline text *
 arg_key(FunctionCallInfo fcinfo, int argno, bool write)
 {
@@ -115,7 +124,7 @@ arg_key(FunctionCallInfo fcinfo, int argno, bool write)
 
 	if (PG_ARGISNULL(argno))
 		report_null("key");
-	key = PG_GETARG_TEXT_PP(argno);
+	key = KvTextArgToStore(PG_GETARG_TEXT_PP(argno));
 	if (write)
 		KvCheckKeySize(VARSIZE_ANY_EXHDR(key));
 	return key;
@@ -133,7 +142,7 @@ arg_keyspace(FunctionCallInfo fcinfo, int argno, int rights)
 
 	if (PG_ARGISNULL(argno))
 		report_null("keyspace");
-	name = PG_GETARG_TEXT_PP(argno);
+	name = KvTextArgToStore(PG_GETARG_TEXT_PP(argno));
 	ref = KvKeyspaceResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
 							(rights & KV_RIGHT_WRITE) != 0);
 	KvAclCheck(ref, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), rights);
@@ -212,6 +221,8 @@ put_common(FunctionCallInfo fcinfo, bool binary)
 	if (PG_ARGISNULL(1))
 		report_null("value");
 	value = PG_GETARG_VARLENA_PP(1);
+	if (!binary)
+		value = KvTextArgToStore(value);
 	KvCheckValueSize(VARSIZE_ANY_EXHDR(value));
 	ks = arg_keyspace(fcinfo, 2, KV_RIGHT_WRITE);
 	prepare_write("kv_put()");
@@ -303,14 +314,14 @@ kv_cas(PG_FUNCTION_ARGS)
 	key = arg_key(fcinfo, 0, true);
 	if (!PG_ARGISNULL(1))
 	{
-		text	   *expected = PG_GETARG_TEXT_PP(1);
+		text	   *expected = KvTextArgToStore(PG_GETARG_TEXT_PP(1));
 
 		w.expected = VARDATA_ANY(expected);
 		w.expectedlen = VARSIZE_ANY_EXHDR(expected);
 	}
 	if (!PG_ARGISNULL(2))
 	{
-		text	   *value = PG_GETARG_TEXT_PP(2);
+		text	   *value = KvTextArgToStore(PG_GETARG_TEXT_PP(2));
 
 		w.value = VARDATA_ANY(value);
 		w.vallen = VARSIZE_ANY_EXHDR(value);
@@ -324,7 +335,10 @@ kv_cas(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(w.swapped);
 }
 
-/* a one-dimensional text[] argument as elements; NULL elements allowed */
+/*
+ * a one-dimensional text[] argument as elements, converted to stored text;
+ * NULL elements allowed
+ */
 static int
 arg_text_array(FunctionCallInfo fcinfo, int argno, const char *what,
 			   Datum **elems, bool **nulls)
@@ -340,6 +354,10 @@ arg_text_array(FunctionCallInfo fcinfo, int argno, const char *what,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("%s must be a one-dimensional array", what)));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, elems, nulls, &n);
+	if (KvTextConverts())
+		for (int i = 0; i < n; i++)
+			if (!(*nulls)[i])
+				(*elems)[i] = PointerGetDatum(KvTextArgToStore(DatumGetTextPP((*elems)[i])));
 	return n;
 }
 
@@ -441,14 +459,14 @@ typedef struct KvScanOut
 {
 	ReturnSetInfo *rsinfo;
 	bool		bytea;			/* values as bytea, unchecked */
-	const char *keyspace;		/* its name, for errors */
+	const char *keyspace;		/* its stored name, for errors */
 } KvScanOut;
 
 /*
  * scan_emit
  *		KvStoreScan callback: one row.  Keys are text in both functions and
- *		values in kv_scan: each is checked against the database encoding
- *		here, once (text.c).
+ *		values in kv_scan: each is converted to the database encoding here,
+ *		once (text.c).
  */
 static void
 scan_emit(void *arg, const char *key, uint32 keylen,
@@ -457,19 +475,27 @@ scan_emit(void *arg, const char *key, uint32 keylen,
 	KvScanOut  *st = (KvScanOut *) arg;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
+	const char *k;
+	const char *v = value;
+	uint32		klen;
+	uint32		vlen = vallen;
 
-	if (unlikely(!KvIsText(key, keylen)))
+	if (unlikely(!KvTextFromStore(key, keylen, &k, &klen)))
 		KvReportKeyNotText(st->keyspace, key, keylen);
-	if (!st->bytea && unlikely(!KvIsText(value, vallen)))
-		KvReportValueNotText(st->keyspace, key, keylen, binary);
+	if (!st->bytea && unlikely(!KvTextFromStore(value, vallen, &v, &vlen)))
+		KvReportValueNotText(st->keyspace, key, keylen, value, vallen, binary);
 
-	values[0] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
+	values[0] = PointerGetDatum(cstring_to_text_with_len(k, klen));
 	/* text and bytea share the varlena layout */
-	values[1] = PointerGetDatum(cstring_to_text_with_len(value, vallen));
+	values[1] = PointerGetDatum(cstring_to_text_with_len(v, vlen));
 	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc,
 						 values, nulls);
 	pfree(DatumGetPointer(values[0]));
 	pfree(DatumGetPointer(values[1]));
+	if (k != key)
+		pfree((char *) k);
+	if (v != value)
+		pfree((char *) v);
 }
 
 /*
@@ -487,13 +513,13 @@ scan_common(FunctionCallInfo fcinfo, bool bytea)
 	KvCheckAvailable();
 	if (PG_ARGISNULL(0))
 		report_null("prefix");
-	prefix = PG_GETARG_TEXT_PP(0);
+	prefix = KvTextArgToStore(PG_GETARG_TEXT_PP(0));
 	ks = arg_keyspace(fcinfo, 1, KV_RIGHT_READ);
 
 	InitMaterializedSRF(fcinfo, 0);
 	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	st.bytea = bytea;
-	st.keyspace = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	st.keyspace = KvTextCStringToStore(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	KvStoreScan(ks, VARDATA_ANY(prefix), VARSIZE_ANY_EXHDR(prefix),
 				scan_emit, &st);
 	return (Datum) 0;
@@ -549,8 +575,8 @@ kv_create_keyspace(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		report_null("if_not_exists");
 	prepare_write("kv_create_keyspace()");
-	KvAclCreateKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-					 PG_GETARG_BOOL(1));
+	KvAclCreateKeyspace(KvTextCStringToStore(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+						PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 
@@ -567,8 +593,8 @@ kv_drop_keyspace(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		report_null("if_exists");
 	prepare_write("kv_drop_keyspace()");
-	KvAclDropKeyspace(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-				   PG_GETARG_BOOL(1));
+	KvAclDropKeyspace(KvTextCStringToStore(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+					  PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 
@@ -590,9 +616,10 @@ rights_array(const KvAclItem *items, int n)
  * rights text[])
  *
  * The keyspaces the current user has a right on (all of them for
- * pg_read_all_stats and superusers: KvAclCanList).  A name that is not
- * valid text of the database encoding (created from a database of another
- * encoding) is an error, 22021 (text.c); kv_stats() shows it escaped.
+ * pg_read_all_stats and superusers: KvAclCanList), names converted to the
+ * database encoding.  A name that is not UTF-8 is an error, 22021, one
+ * with a character the encoding lacks 22P05 (text.c); kv_stats() shows
+ * either escaped.
  */
 Datum
 kv_keyspaces(PG_FUNCTION_ARGS)
@@ -615,13 +642,15 @@ kv_keyspaces(PG_FUNCTION_ARGS)
 		char		owner[NAMEDATALEN];
 		KvAclItem  *items;
 		int			nitems;
+		const char *name;
+		uint32		namelen;
 
 		if (!KvAclCanList(names[i]))
 			continue;
-		if (unlikely(!KvIsText(names[i], strlen(names[i]))))
+		if (unlikely(!KvTextFromStore(names[i], strlen(names[i]), &name, &namelen)))
 			KvReportKeyspaceNotText(names[i]);
 		(void) KvAclDescribe(names[i], owner, &items, &nitems);
-		values[0] = CStringGetTextDatum(names[i]);
+		values[0] = PointerGetDatum(cstring_to_text_with_len(name, (int) namelen));
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[refs[i].id].nentries));
 		values[2] = CStringGetTextDatum(owner);
 		nulls[2] = (owner[0] == '\0');
@@ -676,7 +705,7 @@ change_rights(FunctionCallInfo fcinfo, bool grant)
 	if (PG_ARGISNULL(1))
 		report_null("role");
 	rights = arg_right(fcinfo, 2);
-	ksname = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ksname = KvTextCStringToStore(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	role = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	/*
 	 * No role has a name this long (kv_revoke of it is a no-op, as for any

@@ -51,9 +51,10 @@ PG_FUNCTION_INFO_V1(kv_stats);
  *
  * One row per keyspace, then a total row whose keyspace is NULL; its
  * memory_used also counts the hash index and allocator fences that belong
- * to no keyspace, and only it carries memory_limit.  A keyspace name that
- * is not valid text of the database encoding is shown with \xNN escapes
- * (store/text.c): a status view never fails for it.
+ * to no keyspace, and only it carries memory_limit.  Keyspace names are
+ * converted from the store's UTF-8 to the database encoding, with \xNN
+ * escapes for what does not convert (store/text.c): a status view never
+ * fails for it.
  */
 Datum
 kv_stats(PG_FUNCTION_ARGS)
@@ -295,9 +296,10 @@ PG_FUNCTION_INFO_V1(kv_locks);
  * wait; like a query in pg_stat_activity, the key itself is data, so it
  * is shown only to roles that have the privileges of the waiting
  * session's role or of pg_read_all_stats (superusers included), and is
- * NULL for others; so is the keyspace's name.  A keyspace name or key that is not valid text of the
- * database encoding (written from a database of another encoding) is
- * shown with \xNN escapes (store/text.c), so that the view never fails.
+ * NULL for others; so is the keyspace's name.  Keyspace names and keys
+ * are converted from the store's UTF-8 to the database encoding, with \xNN
+ * escapes for what does not convert (store/text.c), so that the view
+ * never fails.
  * Never waits for recovery, and never blocks a writer (waits.c).
  */
 Datum

@@ -28,11 +28,13 @@
  * an error when it is read, rather than a row that no lookup can find.
  * A value is read as its input function reads it, whatever its form.
  *
- * Keys and values read through a column of any type but bytea are read as
- * text of the database encoding: bytes that are not (a value written as
- * bytea, or a key or value written as text from a database of another
- * encoding) are an error, 22021, raised by the caller before decoding
- * (fdw.c check_row, store/text.c); nothing converts between encodings.
+ * Text is stored as UTF-8 (store/text.c): the bytes of a column of any
+ * type but bytea are converted from the database encoding to UTF-8 when
+ * they become a key or value (KvFdwEncode), and stored bytes back to the
+ * database encoding before they are decoded, by the caller (fdw.c
+ * row_to_text: 22021 for bytes that are not UTF-8, 22P05 for a character
+ * the encoding lacks), so KvFdwDecode takes text of the database
+ * encoding.  bytea columns take the stored bytes as they are.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -52,6 +54,7 @@
 #include "utils/lsyscache.h"
 
 #include "fdw/kvext_fdw.h"
+#include "store/text.h"
 
 /*
  * Types whose text form does not depend on any setting; every other type
@@ -160,13 +163,14 @@ KvFdwCodecInit(KvFdwCodec *codec, Oid type, int32 typmod)
 }
 
 /*
- * KvFdwEncode
- *		The bytes of a (non-NULL) value; *len gets their length.  The
+ * encode_text
+ *		The bytes of a (non-NULL) value in the database encoding (for a
+ *		bytea codec, the bytes themselves); *len gets their length.  The
  *		result is palloc'd in the current memory context or points into
  *		the value itself: it lives as long as both.
  */
-char *
-KvFdwEncode(const KvFdwCodec *codec, Datum value, uint32 *len)
+static char *
+encode_text(const KvFdwCodec *codec, Datum value, uint32 *len)
 {
 	if (codec->kind == KV_CODEC_IO)
 	{
@@ -189,6 +193,23 @@ KvFdwEncode(const KvFdwCodec *codec, Datum value, uint32 *len)
 	}
 }
 
+/*
+ * KvFdwEncode
+ *		The stored bytes of a (non-NULL) value: encode_text's, converted to
+ *		UTF-8 unless the codec is bytea; *len gets their length.  The
+ *		result is palloc'd in the current memory context or points into
+ *		the value itself: it lives as long as both.
+ */
+char *
+KvFdwEncode(const KvFdwCodec *codec, Datum value, uint32 *len)
+{
+	char	   *bytes = encode_text(codec, value, len);
+
+	if (codec->kind == KV_CODEC_BYTEA)
+		return bytes;
+	return (char *) KvTextToStore(bytes, *len, len);
+}
+
 /* the input function of an IO codec applied to bytes, under its settings */
 static Datum
 input_call(const KvFdwCodec *codec, const char *bytes, uint32 len)
@@ -208,10 +229,11 @@ input_call(const KvFdwCodec *codec, const char *bytes, uint32 len)
 
 /*
  * KvFdwDecode
- *		The column value of stored bytes.  Unless the codec is bytea, the
- *		bytes must be valid text of the database encoding: the caller has
- *		checked them (fdw.c check_row, or KvStoreGet), once, since text
- *		takes them as they are and input functions assume valid text.
+ *		The column value of bytes.  Unless the codec is bytea, the bytes
+ *		must be valid text of the database encoding: the caller has
+ *		converted them from the store's UTF-8 (fdw.c row_to_text, or
+ *		KvStoreGet), once, since text takes them as they are and input
+ *		functions assume valid text.
  *		The result is palloc'd in the current memory context.
  */
 Datum
@@ -230,9 +252,9 @@ KvFdwDecode(const KvFdwCodec *codec, const char *bytes, uint32 len)
 
 /*
  * KvFdwDecodeKey
- *		The column value of stored key bytes, checked as for KvFdwDecode; a
- *		key that is not in the exact text form of its type is an error
- *		(file header).
+ *		The column value of key bytes, converted as for KvFdwDecode; a key
+ *		that is not in the exact text form of its type is an error (file
+ *		header).
  */
 Datum
 KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes, uint32 len)
@@ -245,16 +267,24 @@ KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes, uint32 len)
 	if (codec->kind != KV_CODEC_IO)
 		return d;
 
-	again = KvFdwEncode(codec, d, &againlen);
+	again = encode_text(codec, d, &againlen);
 	if (againlen != len || memcmp(again, bytes, len) != 0)
+	{
+		/* both shown as stored keys are (KvKeyExcerpt takes UTF-8) */
+		uint32		slen;
+		uint32		sagainlen;
+		const char *s = KvTextToStore(bytes, len, &slen);
+		const char *sagain = KvTextToStore(again, againlen, &sagainlen);
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("key \"%s\" is not in the text form of type %s",
-						KvKeyExcerpt(bytes, len), format_type_be(codec->type)),
+						KvKeyExcerpt(s, slen), format_type_be(codec->type)),
 				 errdetail("Type %s writes this value as \"%s\"; only that key is the one the value looks up.",
 						   format_type_be(codec->type),
-						   KvKeyExcerpt(again, againlen)),
+						   KvKeyExcerpt(sagain, sagainlen)),
 				 errhint("Read the keyspace through a foreign table with a text key column.")));
+	}
 	pfree(again);
 	return d;
 }
@@ -262,24 +292,27 @@ KvFdwDecodeKey(const KvFdwCodec *codec, const char *bytes, uint32 len)
 /*
  * KvFdwValueEquals
  *		Do stored bytes read as the same column value as value?  Used to
- *		tell whether a key changed since a scan read it.  Bytes that are
- *		not valid text are not equal to a value of a text-read type.
+ *		tell whether a key changed since a scan read it.  Bytes that do not
+ *		convert to text of the database encoding are not equal to a value
+ *		of a text-read type.
  */
 bool
 KvFdwValueEquals(const KvFdwCodec *codec, Datum value, const char *bytes,
 				 uint32 len)
 {
 	Datum		d;
+	const char *str;
+	uint32		textlen;
 
 	if (codec->kind != KV_CODEC_IO)
 	{
-		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value));
+		uint32		vlen;
+		char	   *v = KvFdwEncode(codec, value, &vlen);
 
-		return VARSIZE_ANY_EXHDR(v) == len &&
-			memcmp(VARDATA_ANY(v), bytes, len) == 0;
+		return vlen == len && memcmp(v, bytes, len) == 0;
 	}
-	if (!pg_verifymbstr(bytes, (int) len, true))
+	if (!KvTextFromStore(bytes, len, &str, &textlen))
 		return false;
-	d = input_call(codec, bytes, len);
+	d = input_call(codec, str, textlen);
 	return datum_image_eq(value, d, codec->typbyval, codec->typlen);
 }

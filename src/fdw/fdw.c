@@ -25,8 +25,10 @@
  * therefore never sees the rows its own statement writes afterwards (an
  * UPDATE that moves keys visits each key once).  Rows are converted to
  * column values one at a time (codec.c), with an error context naming the
- * key, keyspace and table; a key or value read as text is first checked
- * against the database encoding, once (check_row, store/text.c: 22021).
+ * key, keyspace and table; a key or value read as text is first converted
+ * from the store's UTF-8 to the database encoding, once (row_to_text,
+ * store/text.c: 22021, 22P05).  Keys to look up and prefixes are
+ * converted to UTF-8 (codec.c, kvBeginForeignScan).
  * A rescan reads again.
  *
  * Remote tables.  A table of a server with connection options reads its
@@ -131,7 +133,9 @@ typedef struct KvFdwScanState
 {
 	KvFdwTable *table;
 	KvLookupKind kind;
-	char	   *prefix;
+	char	   *prefix;			/* PREFIX: as the query wrote it */
+	const char *stored_prefix;	/* ... and as stored (UTF-8) */
+	uint32		stored_prefixlen;
 	ExprState  *key_state;		/* POINT, MULTI: the key expression */
 	KvFdwCodec	key_codec;		/* the key column */
 	KvFdwCodec	value_codec;	/* the value column */
@@ -208,7 +212,7 @@ kvGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	KvCheckAvailable();
 	if (info->table->remote)
 		info->nentries = KVEXT_REMOTE_ROWS_GUESS;
-	else if (KvKeyspaceTryResolve(info->table->keyspace, info->table->keyspace_len,
+	else if (KvKeyspaceTryResolve(info->table->stored_keyspace, info->table->stored_keyspace_len,
 							 false, &ks))
 		info->nentries = Max(keyspace_count(ks), 0);
 
@@ -382,6 +386,9 @@ kvBeginForeignScan(ForeignScanState *node, int eflags)
 	node->fdw_state = st;
 	st->kind = (KvLookupKind) intVal(list_nth(plan->fdw_private, KvFdwPrivateKind));
 	st->prefix = prefix[0] ? prefix : NULL;
+	if (st->prefix)
+		st->stored_prefix = KvTextToStore(prefix, strlen(prefix),
+										  &st->stored_prefixlen);
 	st->userid = GetUserId();
 	if (plan->scan.scanrelid > 0)
 	{
@@ -672,8 +679,8 @@ prepare_call(ForeignScanState *node, KvFdwScanState *st)
 	}
 	else if (st->prefix)
 	{
-		values[3] = st->prefix;
-		lengths[3] = strlen(st->prefix);
+		values[3] = st->stored_prefix;
+		lengths[3] = (int) st->stored_prefixlen;
 	}
 	st->call_sql = KVEXT_REMOTE_READ_SQL;
 	st->call_nparams = 5;
@@ -761,8 +768,8 @@ read_store(ForeignScanState *node, KvFdwScanState *st)
 			case KV_LOOKUP_PREFIX:
 				{
 					start_rows(st);
-					KvStoreScan(ks, st->prefix ? st->prefix : "",
-								st->prefix ? strlen(st->prefix) : 0,
+					KvStoreScan(ks, st->prefix ? st->stored_prefix : "",
+								st->prefix ? st->stored_prefixlen : 0,
 								scan_keep, st);
 				}
 				break;
@@ -787,29 +794,45 @@ row_error_context(void *arg)
 }
 
 /*
- * check_row
- *		Raise 22021 if the key or value of a row is read through a column
- *		that takes it as text (every type but bytea: text as it is, others
- *		through input functions, which assume valid text) and is not valid
- *		text of the database encoding (store/text.c).
+ * row_to_text
+ *		The key and value of a row as the columns read them: where a column
+ *		takes its bytes as text (every type but bytea: text as it is,
+ *		others through input functions, which assume valid text), converted
+ *		from the store's UTF-8 to the database encoding; bytes that are not
+ *		UTF-8 are 22021, a character the encoding lacks 22P05, both naming
+ *		the key (store/text.c).  *key and *value are replaced by palloc'd
+ *		conversions or left as they are.  value_done: the value is text of
+ *		the database encoding already (KvStoreGet converted it).
  */
 static void
-check_row(KvFdwScanState *st, const char *key, uint32 keylen,
-		  const char *value, uint32 vallen, bool binary)
+row_to_text(KvFdwScanState *st, const char **key, uint32 *keylen,
+			const char **value, uint32 *vallen, bool binary, bool value_done)
 {
-	if (st->key_codec.kind != KV_CODEC_BYTEA && unlikely(!KvIsText(key, keylen)))
-		KvReportKeyNotText(st->table->keyspace, key, keylen);
-	if (st->value_codec.kind != KV_CODEC_BYTEA && unlikely(!KvIsText(value, vallen)))
-		KvReportValueNotText(st->table->keyspace, key, keylen, binary);
+	const char *k = *key;
+	uint32		klen = *keylen;
+
+	/* a local point read's key is the query's: text already, unless converted */
+	if (st->key_codec.kind != KV_CODEC_BYTEA &&
+		(!value_done || KvTextConverts()) &&
+		unlikely(!KvTextFromStore(k, klen, key, keylen)))
+		KvReportKeyNotText(st->table->stored_keyspace, k, klen);
+	if (!value_done && st->value_codec.kind != KV_CODEC_BYTEA)
+	{
+		const char *v = *value;
+		uint32		vlen = *vallen;
+
+		if (unlikely(!KvTextFromStore(v, vlen, value, vallen)))
+			KvReportValueNotText(st->table->stored_keyspace, k, klen, v, vlen, binary);
+	}
 }
 
 /*
  * next_row
- *		The key and value of the next row, or false.  *binary: the value
- *		was written as bytea.  *checked: key and value are known to be
- *		valid text of the database encoding where the columns read them as
- *		text (a local point read: the key is the query's and KvStoreGet
- *		checked the value); else check_row must check them.
+ *		The stored key and value of the next row, or false.  *binary: the
+ *		value was written as bytea.  *checked: the value is text of the
+ *		database encoding already where the column reads it as text (a
+ *		local point read: KvStoreGet converted it); the key is stored
+ *		bytes either way (row_to_text).
  */
 static bool
 next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
@@ -828,7 +851,7 @@ next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
 		*value = VARDATA(v);
 		*vallen = VARSIZE(v) - VARHDRSZ;
 		*binary = false;
-		*checked = true;		/* KvStoreGet checked it for a text read */
+		*checked = true;		/* KvStoreGet converted it for a text read */
 		st->next++;
 		return true;
 	}
@@ -848,7 +871,7 @@ next_row(KvFdwScanState *st, const char **key, uint32 *keylen,
 		*value = VARDATA_ANY(v);
 		*vallen = VARSIZE_ANY_EXHDR(v);
 		*binary = DatumGetBool(slot_getattr(st->raw_slot, RAW_BINARY + 1, &isnull));
-		/* a scan's rows, or a node's rows, checked there in its encoding */
+		/* a scan's rows, or a node's rows: stored bytes */
 		*checked = false;
 		return true;
 	}
@@ -1147,8 +1170,7 @@ kvIterateForeignScan(ForeignScanState *node)
 	errcb.arg = st;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	if (!checked)
-		check_row(st, key, keylen, value, vallen, binary);
+	row_to_text(st, &key, &keylen, &value, &vallen, binary, checked);
 	slot->tts_values[st->table->key_attno - 1] =
 		KvFdwDecodeKey(&st->key_codec, key, keylen);
 	slot->tts_isnull[st->table->key_attno - 1] = false;

@@ -72,8 +72,11 @@ typedef struct KvFdwTable
 {
 	Oid			relid;
 	char	   *relname;
-	char		keyspace[NAMEDATALEN];
+	char		keyspace[NAMEDATALEN];	/* as the table's option says it */
 	int			keyspace_len;
+	char	   *stored_keyspace;	/* ... and as stored (UTF-8), for this
+									 * node's store */
+	int			stored_keyspace_len;
 	bool		create_keyspace;	/* a write creates a missing keyspace */
 	bool		upsert;			/* INSERT overwrites an existing key */
 	AttrNumber	key_attno;

@@ -85,6 +85,7 @@
 #include "shmem.h"
 #include "store/acl.h"
 #include "store/keyspace.h"
+#include "store/text.h"
 
 PG_FUNCTION_INFO_V1(kvext_fdw_validator);
 
@@ -629,6 +630,12 @@ KvFdwGetTable(Relation rel, bool for_use)
 	KvKeyspaceCheckName(keyspace, false);
 	strlcpy(table->keyspace, keyspace, NAMEDATALEN);
 	table->keyspace_len = strlen(table->keyspace);
+	/* the store's name is UTF-8 (store/text.c), perhaps longer; a copy */
+	table->stored_keyspace = KvTextCStringToStore(table->keyspace);
+	if (table->stored_keyspace == table->keyspace)
+		table->stored_keyspace = pstrdup(table->keyspace);
+	table->stored_keyspace_len = strlen(table->stored_keyspace);
+	KvKeyspaceCheckName(table->stored_keyspace, false);
 
 	check_columns(rel, table, key_column, value_column);
 	return table;
@@ -684,7 +691,7 @@ create_keyspace(const KvFdwTable *table)
 						table->keyspace),
 				 errdetail("Foreign table \"%s\" creates its keyspace on first write (create_keyspace 'true'), which needs EXECUTE on kv_create_keyspace(text, boolean).",
 						   table->relname)));
-	(void) KvAclCreateKeyspace(table->keyspace, true);
+	(void) KvAclCreateKeyspace(table->stored_keyspace, true);
 }
 
 /*
@@ -702,9 +709,10 @@ KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
 
 	KvCheckAvailable();
 	*exists = true;
-	if (KvKeyspaceTryResolve(table->keyspace, table->keyspace_len, write, &ref))
+	if (KvKeyspaceTryResolve(table->stored_keyspace, table->stored_keyspace_len,
+							 write, &ref))
 	{
-		KvAclCheck(ref, table->keyspace, table->keyspace_len,
+		KvAclCheck(ref, table->stored_keyspace, table->stored_keyspace_len,
 				   write ? KV_RIGHT_WRITE : KV_RIGHT_READ);
 		return ref;
 	}
@@ -720,7 +728,7 @@ KvFdwKeyspace(const KvFdwTable *table, bool write, bool *exists)
 		return ref;
 	}
 	create_keyspace(table);
-	ref = KvKeyspaceResolve(table->keyspace, table->keyspace_len, true);
-	KvAclCheck(ref, table->keyspace, table->keyspace_len, KV_RIGHT_WRITE);
+	ref = KvKeyspaceResolve(table->stored_keyspace, table->stored_keyspace_len, true);
+	KvAclCheck(ref, table->stored_keyspace, table->stored_keyspace_len, KV_RIGHT_WRITE);
 	return ref;
 }

@@ -6,11 +6,14 @@
  *
  * A remote scan or write must mean on the node what it means locally, so
  * these functions call the store as the local wrapper does, with keys and
- * values as bytea (the exact bytes, whatever the column types: the
- * conversion happens on the calling node, codec.c, which checks every
- * key and value it reads as text against its own database's encoding,
- * fdw.c check_row; a point read with text_values is also checked here,
- * by KvStoreGet, against this database's):
+ * values as bytea (the exact stored bytes, whatever the column types:
+ * text is UTF-8 on every node, and the conversion from and to the column
+ * types and the database encoding happens on the calling node, codec.c
+ * and fdw.c row_to_text; a point read with text_values refuses here a
+ * value written as bytea that is not UTF-8, KV_READ_STORED_TEXT, since
+ * its rows do not say which values are binary).  Keyspace names are
+ * text, converted by libpq to this database's encoding, then to UTF-8
+ * (resolve):
  *	kvext_fdw_remote_read	point, multi-key, prefix and full reads:
  *							(key, value, binary) rows
  *	kvext_fdw_remote_count	count(*) pushdown
@@ -48,6 +51,7 @@
 #include "log/visible.h"
 #include "store/acl.h"
 #include "store/keyspace.h"
+#include "store/text.h"
 #include "store/store.h"
 #include "store/writeset.h"
 #include "shmem.h"
@@ -59,8 +63,10 @@ PG_FUNCTION_INFO_V1(kvext_fdw_remote_cas);
 
 /*
  * resolve
- *		The keyspace named by text argument name; *exists false (and the
- *		reference unusable) for a missing one if missing_ok, else 42704.
+ *		The keyspace named by text argument name (text of this database's
+ *		encoding, which libpq converted from the caller's: stored as UTF-8);
+ *		*exists false (and the reference unusable) for a missing one if
+ *		missing_ok, else 42704.
  */
 static KvKeyspaceRef
 resolve(text *name, int rights, bool missing_ok, bool *exists)
@@ -68,6 +74,7 @@ resolve(text *name, int rights, bool missing_ok, bool *exists)
 	KvKeyspaceRef ref = {0, 0};
 
 	KvCheckAvailable();
+	name = KvTextArgToStore(name);
 	*exists = KvKeyspaceTryResolve(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
 								   (rights & KV_RIGHT_WRITE) != 0, &ref);
 	if (!*exists && !missing_ok)
@@ -101,8 +108,8 @@ bytea_elems(ArrayType *arr, const char *what, Datum **elems, bool **nulls)
  *		Refuse a key, or a value written as text, that holds a zero byte:
  *		no text of any encoding does, so kv_delete() could never name such
  *		a key, and every kv_scan() of its keyspace would fail on it.  Other
- *		bytes are checked when they are read as text (store/text.c): the
- *		calling node's encoding may differ from this one's.
+ *		bytes are checked when they are read as text, by the node that
+ *		reads them (store/text.c).
  */
 static void
 check_text_bytes(const char *what, const char *bytes, uint32 len)
@@ -150,10 +157,13 @@ kvext_fdw_remote_read(PG_FUNCTION_ARGS)
 	KvKeyspaceRef ks;
 	bool		exists;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("keyspace, missing_ok and text_values must not be NULL")));
+	/* one message per argument, as the kv functions' (kv_digest calls this) */
+	for (int i = 0; i < 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null",
+							i == 0 ? "keyspace" : i == 1 ? "missing_ok" : "text_values")));
 	KvFailpoint("fdw-remote-read");
 	InitMaterializedSRF(fcinfo, 0);
 	rs.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -162,7 +172,7 @@ kvext_fdw_remote_read(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	if (!PG_ARGISNULL(4))
 	{
-		KvReadMode	mode = PG_GETARG_BOOL(2) ? KV_READ_TEXT : KV_READ_BYTEA;
+		KvReadMode	mode = PG_GETARG_BOOL(2) ? KV_READ_STORED_TEXT : KV_READ_BYTEA;
 		Datum	   *elems;
 		bool	   *nulls;
 		int			n = bytea_elems(PG_GETARG_ARRAYTYPE_P(4), "keys", &elems, &nulls);

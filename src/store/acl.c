@@ -59,6 +59,7 @@
 #include "log/wal.h"
 #include "store/acl.h"
 #include "store/keyspace.h"
+#include "store/text.h"
 #include "store/writeset.h"
 
 #define ACL_FORMAT			1
@@ -161,7 +162,8 @@ parse_acl(const char *ksname, const char *p, Size len, KsAcl *acl)
 bad:
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("the rights recorded for keyspace \"%s\" are damaged", ksname)));
+			 errmsg("the rights recorded for keyspace \"%s\" are damaged",
+						KvNameExcerpt(ksname, strlen(ksname)))));
 }
 
 /*
@@ -420,7 +422,8 @@ KvAclCheck(KvKeyspaceRef ref, const char *name, int len, int rights)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied for keyspace \"%s\"", ksname),
+			 errmsg("permission denied for keyspace \"%s\"",
+						KvNameExcerpt(ksname, strlen(ksname))),
 			 errdetail("Role \"%s\" needs the %s right on it.",
 					   GetUserNameFromId(user, false), right_name(rights)),
 			 errhint("The keyspace's owner or a superuser grants rights with kv_grant().")));
@@ -440,7 +443,8 @@ KvAclCheckOwner(const char *name, const char *action)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("must be owner of keyspace \"%s\"", name),
+			 errmsg("must be owner of keyspace \"%s\"",
+						KvNameExcerpt(name, strlen(name))),
 			 errdetail("Only its owner or a superuser may %s.", action)));
 }
 
@@ -519,7 +523,7 @@ KvAclChange(const char *ksname, const char *role, int rights, bool grant)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("keyspace \"%s\" has rights for %d roles already",
-								ksname, KVEXT_ACL_MAX_ITEMS),
+								KvNameExcerpt(ksname, strlen(ksname)), KVEXT_ACL_MAX_ITEMS),
 						 errhint("Grant the rights to a role whose members need them.")));
 			strlcpy(acl->items[i].role, role, NAMEDATALEN);
 			acl->items[i].rights = 0;
@@ -668,14 +672,16 @@ KvAclCheckRole(const char *role, const char *action)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("cannot rename a role to \"%s\"", role),
 				 errdetail("Rights on keyspace \"%s\" still name \"%s\", a role that was dropped or renamed on this node; a role of that name would get them.",
-						   rs.found, role),
+						   KvNameExcerpt(rs.found, strlen(rs.found)), role),
 				 errhint("Take them back with kv_revoke(), which accepts the name of a role that does not exist.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 			 errmsg("cannot %s role \"%s\"", action, role),
 			 rs.owner ?
-			 errdetail("The role owns keyspace \"%s\"; kvext names roles in keyspace rights.", rs.found) :
-			 errdetail("The role has rights on keyspace \"%s\"; kvext names roles in keyspace rights.", rs.found),
+			 errdetail("The role owns keyspace \"%s\"; kvext names roles in keyspace rights.",
+					   KvNameExcerpt(rs.found, strlen(rs.found))) :
+			 errdetail("The role has rights on keyspace \"%s\"; kvext names roles in keyspace rights.",
+					   KvNameExcerpt(rs.found, strlen(rs.found))),
 			 errhint("Revoke its rights with kv_revoke(), or drop the keyspaces it owns, first.")));
 }
 

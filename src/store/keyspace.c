@@ -61,6 +61,7 @@
 #include "store/keyspace.h"
 #include "store/stats.h"
 #include "store/store.h"
+#include "store/text.h"
 #include "store/waits.h"
 #include "store/writeset.h"
 
@@ -103,12 +104,12 @@ KvReportNoKeyspace(const char *name, int len)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("keyspace \"%s...\" does not exist",
-						pnstrdup(name, pg_mbcliplen(name, len, NAMEDATALEN - 1))),
+						KvNameExcerpt(name, (uint32) len)),
 				 errdetail("Keyspace names are at most %d bytes; this one has %d.",
 						   NAMEDATALEN - 1, len)));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("keyspace \"%s\" does not exist", pnstrdup(name, len)),
+			 errmsg("keyspace \"%s\" does not exist", KvNameExcerpt(name, (uint32) len)),
 			 errhint("Create it with kv_create_keyspace(), or list keyspaces with kv_keyspaces().")));
 }
 
@@ -332,7 +333,7 @@ KvKeyspaceCheckName(const char *name, bool new_name)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("keyspace name \"%s...\" is too long",
-						pnstrdup(name, pg_mbcliplen(name, len, NAMEDATALEN - 1))),
+						KvNameExcerpt(name, (uint32) len)),
 				 errdetail("Keyspace names are at most %d bytes; this one has %zu.",
 						   NAMEDATALEN - 1, len)));
 	if (!new_name)
@@ -340,7 +341,8 @@ KvKeyspaceCheckName(const char *name, bool new_name)
 	if (scanner_isspace(name[0]) || scanner_isspace(name[len - 1]))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("keyspace name \"%s\" begins or ends with whitespace", name)));
+				 errmsg("keyspace name \"%s\" begins or ends with whitespace",
+						KvNameExcerpt(name, strlen(name)))));
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char) name[i] < 0x20 || (unsigned char) name[i] == 0x7F)
 			ereport(ERROR,
@@ -416,12 +418,14 @@ create_keyspace(const char *name, bool if_not_exists, bool internal)
 					return false;
 				ereport(NOTICE,
 						(errcode(ERRCODE_DUPLICATE_OBJECT),
-						 errmsg("keyspace \"%s\" already exists, skipping", name)));
+						 errmsg("keyspace \"%s\" already exists, skipping",
+								KvNameExcerpt(name, strlen(name)))));
 				return false;
 			}
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("keyspace \"%s\" already exists", name)));
+					 errmsg("keyspace \"%s\" already exists",
+							KvNameExcerpt(name, strlen(name)))));
 		}
 		for (int i = 1; i < kvext_max_keyspaces; i++)
 		{
@@ -481,7 +485,7 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	if (strcmp(name, KVEXT_DEFAULT_KEYSPACE) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop keyspace \"%s\"", name),
+				 errmsg("cannot drop keyspace \"%s\"", KvNameExcerpt(name, strlen(name))),
 				 errdetail("The default keyspace always exists.")));
 	if (KvKeyspaceIsAcl(name))
 		ereport(ERROR,
@@ -516,7 +520,8 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 		{
 			ereport(NOTICE,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("keyspace \"%s\" does not exist, skipping", name)));
+					 errmsg("keyspace \"%s\" does not exist, skipping",
+							KvNameExcerpt(name, strlen(name)))));
 			return false;
 		}
 		KvReportNoKeyspace(name, len);
@@ -553,7 +558,8 @@ KvKeyspaceDrop(const char *name, bool if_exists)
 	if (!KvStoreWaitKeyspaceWriters((uint16) slot, name))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("keyspace \"%s\" has uncommitted writes of this transaction", name),
+				 errmsg("keyspace \"%s\" has uncommitted writes of this transaction",
+						KvNameExcerpt(name, strlen(name))),
 				 errdetail("A transaction cannot drop a keyspace it has written to."),
 				 errhint("Drop it in another transaction.")));
 	return true;

@@ -671,9 +671,12 @@ find_visible(uint32 bucket, uint32 hash, uint16 ks,
  *		Look up a key.  Returns whether it exists for this transaction and,
  *		unless mode is KV_READ_EXISTS, a palloc'd copy of its value as a
  *		text or bytea varlena in *result.  Takes the partition lock in
- *		shared mode only.  KV_READ_TEXT: a value that is not valid text of
- *		the database encoding (written as bytea, or as text from a database
- *		of another encoding) is an error, 22021 (text.c).
+ *		shared mode only.  KV_READ_TEXT: the value is converted from the
+ *		store's UTF-8 to the database encoding; bytes that are not UTF-8
+ *		(22021) or a character the encoding lacks (22P05) are an error
+ *		(text.c).  KV_READ_STORED_TEXT: the stored bytes, with a value
+ *		written as bytea that is not UTF-8 refused (22021): a remote read
+ *		of another node, which converts and checks the rest itself.
  */
 bool
 KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
@@ -718,18 +721,45 @@ KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 	binary = (e->flags & KVE_BINARY) != 0;
 	LWLockRelease(lock);
 
-	/* checked on the copy, with no lock held (text.c) */
-	if (mode == KV_READ_TEXT && unlikely(!KvIsText(VARDATA(v), VARSIZE(v) - VARHDRSZ)))
+	/* converted from the copy, with no lock held (text.c) */
+	if (mode == KV_READ_TEXT)
+	{
+		const char *out;
+		uint32		outlen;
+
+		if (unlikely(!KvTextFromStore(VARDATA(v), VARSIZE(v) - VARHDRSZ, &out, &outlen)))
+		{
+			char		name[NAMEDATALEN];
+
+			/*
+			 * The name for the message, read without the keyspace lock
+			 * (store sits below keyspace.c): a drop at this instant may
+			 * garble it.
+			 */
+			memcpy(name, KvKeyspaces[ks.id].name, NAMEDATALEN);
+			name[NAMEDATALEN - 1] = '\0';
+			KvReportValueNotText(name, key, keylen, VARDATA(v),
+								 VARSIZE(v) - VARHDRSZ, binary);
+		}
+		if (out != VARDATA(v))
+		{
+			struct varlena *conv = (struct varlena *) cstring_to_text_with_len(out, (int) outlen);
+
+			pfree(v);
+			pfree((char *) out);
+			v = conv;
+		}
+	}
+	else if (mode == KV_READ_STORED_TEXT && binary &&
+			 pg_encoding_verifymbstr(PG_UTF8, VARDATA(v), VARSIZE(v) - VARHDRSZ) !=
+			 (int) (VARSIZE(v) - VARHDRSZ))
 	{
 		char		name[NAMEDATALEN];
 
-		/*
-		 * The name for the message, read without the keyspace lock (store
-		 * sits below keyspace.c): a drop at this instant may garble it.
-		 */
 		memcpy(name, KvKeyspaces[ks.id].name, NAMEDATALEN);
 		name[NAMEDATALEN - 1] = '\0';
-		KvReportValueNotText(name, key, keylen, binary);
+		KvReportValueNotText(name, key, keylen, VARDATA(v),
+							 VARSIZE(v) - VARHDRSZ, binary);
 	}
 
 	KvCountHit(ks.id);
@@ -841,7 +871,8 @@ report_lock_timeout(const KvWaitTarget *t)
 			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 			 errmsg("canceling statement due to lock timeout"),
 			 errdetail("Waiting for key \"%s\" in keyspace \"%s\", written by a transaction that is still committing.",
-					   KvKeyExcerpt(t->key, t->keylen), t->keyspace)));
+					   KvKeyExcerpt(t->key, t->keylen),
+					   KvNameExcerpt(t->keyspace, strlen(t->keyspace)))));
 }
 
 /*

@@ -133,7 +133,9 @@ extern void KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock);
 /* store.c: reads */
 typedef enum KvReadMode
 {
-	KV_READ_TEXT,				/* value as text, checked against the encoding */
+	KV_READ_TEXT,				/* value as text of the database encoding */
+	KV_READ_STORED_TEXT,		/* value as stored, a bytea one checked to be
+								 * UTF-8 (another node's read: it converts) */
 	KV_READ_BYTEA,				/* value as bytea */
 	KV_READ_EXISTS				/* only whether it exists */
 } KvReadMode;

@@ -47,6 +47,7 @@
 #include "utils/wait_event.h"
 
 #include "kvext.h"
+#include "store/text.h"
 #include "store/waits.h"
 
 typedef struct KvWaitSlot
@@ -127,15 +128,19 @@ wait_context(void *arg)
 {
 	KvWaitInfo *w = (KvWaitInfo *) arg;
 
+	/* stored text, shown in the database encoding (store/text.c) */
+	char	   *ks = KvNameExcerpt(w->keyspace, strlen(w->keyspace));
+	char	   *key = w->has_key ? KvTextForDisplay(w->key, strlen(w->key)) : NULL;
+
 	if (w->has_key && w->holder_pid == 0)
 		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by a transaction whose commit waits for its replication group",
-				   w->key, w->keyspace);
+				   key, ks);
 	else if (w->has_key)
 		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by transaction %u of process %d",
-				   w->key, w->keyspace, w->holder_xid, w->holder_pid);
+				   key, ks, w->holder_xid, w->holder_pid);
 	else
 		errcontext("while waiting for transaction %u of process %d, which creates or drops keyspace \"%s\"",
-				   w->holder_xid, w->holder_pid, w->keyspace);
+				   w->holder_xid, w->holder_pid, ks);
 }
 
 /*
@@ -160,9 +165,12 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 	info->has_key = (t->key != NULL);
 	if (t->key != NULL)
 	{
-		/* as KvKeyExcerpt, without a palloc: cut at a character boundary */
-		int			len = pg_mbcliplen(t->key, (int) t->keylen,
-									   KVEXT_WAIT_KEY_BYTES);
+		/*
+		 * as KvKeyExcerpt, without a palloc: cut at a character boundary
+		 * of the stored UTF-8 (shown converted: KvTextForDisplay)
+		 */
+		int			len = pg_encoding_mbcliplen(PG_UTF8, t->key, (int) t->keylen,
+												KVEXT_WAIT_KEY_BYTES);
 
 		memcpy(info->key, t->key, len);
 		info->key[len] = '\0';
