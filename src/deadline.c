@@ -8,31 +8,34 @@
  * (finish_xact_command), so kvext's majority wait and kvext_fdw's remote
  * COMMITs apply it themselves.  PostgreSQL arms the timer as each protocol
  * message starts a statement (start_xact_command: Parse, Bind, Execute, a
- * simple query's statements, a fast-path call) unless it is already on,
- * and disarms it after each Execute and before each commit; a simple query
- * commits at the end of its last statement, the extended protocol at Sync,
- * a procedure inside its CALL (the timer still armed), and deferred
- * triggers run SQL during the commit itself, after the timer is gone.  So
- * the timer that applies is the one of the last statement the client ran
- * in the transaction, as it was when that statement started running:
+ * fast-path call, each statement of a simple query) unless it is already
+ * on, and disarms it after each Execute, between the statements of a
+ * simple query and before each commit.  A simple query commits after its
+ * last statement, the extended protocol at Sync, a procedure inside its
+ * CALL (the timer still armed); deferred triggers and holdable cursors run
+ * SQL during the commit itself, after the timer is gone.  The timer that
+ * applies is the one PostgreSQL armed for the last statement the client
+ * ran in the transaction, so kvext watches the timer wherever it can
+ * (observe_timer): as statements start (the executor and utility hooks, at
+ * any depth) and at its own writes and remote transactions, which a
+ * fast-path call reaches without any hook:
  *
- *	- the client's statements note it: a top-level utility statement
- *	  (ProcessUtility_hook, PROCESS_UTILITY_TOPLEVEL) as it starts, a
- *	  top-level query as it runs (ExecutorRun_hook at nesting 0 with a
- *	  client destination: under the extended protocol a SELECT's executor
- *	  starts at Bind, but the timer that applies is its Execute's);
- *	- anything else (SQL of functions, triggers, procedure bodies, and the
- *	  SQL a commit runs) notes only if nothing was noted in the
- *	  transaction, and so do kvext's own writes (KvDeadlineNoteIfNone):
- *	  that covers fast-path calls, which no hook sees;
+ *	- a timer that is on is always the running client statement's (it is
+ *	  only ever armed for one): it is noted;
+ *	- a timer that is off means "no deadline" only for a statement that
+ *	  started with statement_timeout at 0, not for SQL that runs after the
+ *	  timer was disarmed: so it is noted only by a client statement's start
+ *	  (a top-level utility statement, or the executor at depth 0 running
+ *	  the unnamed portal that simple queries and most drivers use), or when
+ *	  a new protocol message started since the note (the statement start
+ *	  timestamp changed: PostgreSQL sets it for each of them);
  *	- the note ends with the top-level transaction (the callback is
  *	  registered first, so it runs after every other kvext callback and
  *	  their waits).
  *
- * A note is the timer's finish time if it is on, else "no deadline": at
- * those points PostgreSQL has just armed the timer if statement_timeout
- * was set, and a statement that changes statement_timeout as it runs
- * keeps the timer it started with, as it does in PostgreSQL.
+ * SQL the commit runs comes after the last client statement, in the same
+ * protocol message, and never starts a client statement, so it never
+ * changes the note.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -43,6 +46,7 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/timeout.h"
@@ -61,43 +65,61 @@ static int	nesting = 0;
 /* the committing statement's deadline (0: none), if one was noted */
 static bool noted = false;
 static TimestampTz noted_deadline = 0;
+static TimestampTz noted_in = 0;	/* statement start of the noting message */
 
-/* note the statement timer as it is now */
+/*
+ * observe_timer
+ *		Look at the statement timer (see the file's header); starts_statement:
+ *		a client statement is starting.
+ */
 static void
-note_timer(void)
+observe_timer(bool starts_statement)
 {
-	noted = true;
-	noted_deadline = get_timeout_active(STATEMENT_TIMEOUT) ?
-		get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		noted = true;
+		noted_deadline = get_timeout_finish_time(STATEMENT_TIMEOUT);
+		noted_in = stmt;
+	}
+	else if (!noted || starts_statement || stmt != noted_in)
+	{
+		noted = true;
+		noted_deadline = 0;
+		noted_in = stmt;
+	}
 }
 
 /*
- * KvDeadlineNoteIfNone
- *		Note the statement timer unless something was noted in this
- *		transaction: for kvext's writes and kvext_fdw's remote transactions,
- *		which a fast-path call may run without any hook seeing a statement.
+ * KvDeadlineObserve
+ *		For kvext's writes and kvext_fdw's remote transactions: look at the
+ *		statement timer, which a fast-path call may have armed without any
+ *		hook seeing a statement.
  */
 void
-KvDeadlineNoteIfNone(void)
+KvDeadlineObserve(void)
 {
-	if (!noted)
-		note_timer();
+	observe_timer(false);
 }
 
-/* does the query send its rows to the client (a statement it ran)? */
+/*
+ * runs_client_statement
+ *		Is the executor, at depth 0, running a statement the client sent
+ *		in a simple query or through the unnamed portal?  (Not SQL that a
+ *		commit runs: deferred triggers have no active portal or one of
+ *		SPI's, holdable cursors their own named one.)
+ */
 static bool
-to_client(QueryDesc *queryDesc)
+runs_client_statement(void)
 {
-	CommandDest dest = queryDesc->dest ? queryDesc->dest->mydest : DestNone;
-
-	return dest == DestRemote || dest == DestRemoteExecute ||
-		dest == DestRemoteSimple;
+	return nesting == 0 && ActivePortal != NULL && ActivePortal->name[0] == '\0';
 }
 
 static void
 kv_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	KvDeadlineNoteIfNone();
+	observe_timer(runs_client_statement());
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else
@@ -108,8 +130,7 @@ static void
 kv_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
-	if (nesting == 0 && to_client(queryDesc))
-		note_timer();
+	observe_timer(runs_client_statement());
 	nesting++;
 	PG_TRY();
 	{
@@ -149,10 +170,7 @@ kv_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   ParamListInfo params, QueryEnvironment *queryEnv,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
-	if (context == PROCESS_UTILITY_TOPLEVEL)
-		note_timer();
-	else
-		KvDeadlineNoteIfNone();
+	observe_timer(context == PROCESS_UTILITY_TOPLEVEL);
 	nesting++;
 	PG_TRY();
 	{

@@ -13,7 +13,7 @@
 #include "datatype/timestamp.h"
 
 extern void KvDeadlineInit(void);
-extern void KvDeadlineNoteIfNone(void);
+extern void KvDeadlineObserve(void);
 extern TimestampTz KvCommitDeadline(void);
 
 #endif							/* KVEXT_DEADLINE_H */

@@ -1030,7 +1030,7 @@ begin_remote_xact(KvRemoteConn *entry)
 	int			level = GetCurrentTransactionNestLevel();
 
 	/* its remote COMMIT will wait (deadline.c) */
-	KvDeadlineNoteIfNone();
+	KvDeadlineObserve();
 
 	if (entry->lost)
 		ereport(ERROR,

@@ -11,6 +11,7 @@
 #define KVEXT_SHMEM_H
 
 #include "log/recovery.h"
+#include "store/park.h"
 
 extern void KvShmemInit(void);
 extern bool KvShmemAttached;
@@ -23,11 +24,13 @@ extern void KvReportNotPreloaded(void) pg_attribute_noreturn();
  *		First thing every SQL-callable function does: raise SQLSTATE 55000
  *		unless kvext's shared memory is attached (the library was loaded by
  *		shared_preload_libraries), set up this backend's state on first use,
- *		and wait (bounded) until recovery has rebuilt the store.
+ *		wait (bounded) until recovery has rebuilt the store, and wait for
+ *		this backend's last commit if it is parked
+ *		(KvParkOwnPending), so a session reads its own writes.
  */
 #define KvCheckAvailable() \
 	do { \
-		if (unlikely(!KvBackendReady) || \
+		if (unlikely(!KvBackendReady) || unlikely(KvParkOwnPending) || \
 			unlikely(pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)) \
 			KvBackendSetup(); \
 	} while (0)

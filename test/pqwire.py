@@ -11,9 +11,8 @@ action, its fields separated by '|':
     E|portal            Execute (all rows)
     S                   Sync: then read up to ReadyForQuery
     Q|query             a simple query, read up to ReadyForQuery
-    F|function|arg...   fast-path call of a function (its regprocedure
-                        text, e.g. "f(text)") with text arguments, read up
-                        to ReadyForQuery
+    F|function|arg...   fast-path call of a function (its OID) with text
+                        arguments, read up to ReadyForQuery
     W|seconds           sleep on the client side
 Prints one line per error or notice: "ERROR <sqlstate> <message>" (or
 WARNING, NOTICE, ...), then "DONE".  Exit status 0 unless the connection
@@ -88,10 +87,8 @@ class Conn:
             elif kind == b'Z':
                 return rows
 
-    def fastpath(self, function, args):
-        self.send(b'Q', ("SELECT '%s'::regprocedure::oid" % function).encode() + b'\0')
-        oid = int(self.read_until_ready()[0])
-        body = struct.pack('!IHH', oid, 0, len(args))
+    def fastpath(self, oid, args):
+        body = struct.pack('!IHH', int(oid), 0, len(args))
         for arg in args:
             data = arg.encode()
             body += struct.pack('!i', len(data)) + data

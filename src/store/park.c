@@ -83,6 +83,9 @@ static KvParked *parked = NULL;
 /* this backend's last parked commit, which its next kv call waits for */
 static KvLsn my_parked_end = InvalidKvLsn;
 
+/* my_parked_end is set: the next kv call waits for it (KvCheckAvailable) */
+bool		KvParkOwnPending = false;
+
 Size
 KvParkShmemSize(void)
 {
@@ -151,6 +154,7 @@ KvParkCurrent(KvLsn commit_end)
 	pg_write_barrier();
 	pg_atomic_write_u64(KvStoreSlotCommitting(s), commit_end | KV_SLOT_PARKED);
 	my_parked_end = commit_end;
+	KvParkOwnPending = true;
 
 	/* it may already be visible (the wait was cancelled just too late) */
 	KvParkResolve();
@@ -290,6 +294,7 @@ KvParkWaitOwn(void)
 		{
 			/* reported once: this node will not decide it any more */
 			my_parked_end = InvalidKvLsn;
+			KvParkOwnPending = false;
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN),
 					 errmsg("the session's previous commit may or may not be committed"),
@@ -297,5 +302,6 @@ KvParkWaitOwn(void)
 		}
 	}
 	my_parked_end = InvalidKvLsn;
+	KvParkOwnPending = false;
 	KvParkResolve();
 }

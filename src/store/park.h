@@ -23,5 +23,6 @@ extern void KvParkCurrent(KvLsn commit_end);
 extern void KvParkResolve(void);
 extern bool KvParkBusy(int s);
 extern void KvParkWaitOwn(void);
+extern PGDLLIMPORT bool KvParkOwnPending;
 
 #endif							/* KVEXT_PARK_H */

@@ -70,7 +70,7 @@ KvWsReserve(void)
 	MemoryContext cxt = KvWsContext();
 
 	/* a transaction that writes may have a commit wait (deadline.c) */
-	KvDeadlineNoteIfNone();
+	KvDeadlineObserve();
 	if (ws_delta == NULL)
 		ws_delta = MemoryContextAllocZero(cxt, sizeof(int64) * kvext_max_keyspaces);
 	if (ws_count < ws_cap)

@@ -89,7 +89,10 @@ BEGIN
   x := pg_sleep(pause);
   x := kv_put(k, 'fast path');
   RETURN 1;
-END $$;});
+END $$;
+CREATE TABLE rt (i int);});
+my $fp_put = $n1->safe_psql('postgres', q{SELECT 'fp_put(text,text,float8)'::regprocedure::oid});
+my $kv_put = $n1->safe_psql('postgres', q{SELECT 'kv_put(text,text,text)'::regprocedure::oid});
 
 # the extended protocol: a portal bound, another statement executed, a
 # pause, then the portal executed: its Execute's timer applies, not the
@@ -102,7 +105,7 @@ is($r->{stdout}, "DONE\n", 'the extended protocol: a portal executed after a pau
 is(kv_scalar($n1, "SELECT kv_get('bound')"), '1', '... and its write is visible');
 # a fast-path call that arms statement_timeout as it runs has no timer:
 # no false 40003 on a healthy group
-$r = wire_call($n1, '-c statement_timeout=0', 'F|fp_put(text,text,float8)|fp_late|1s|1.5');
+$r = wire_call($n1, '-c statement_timeout=0', "F|$fp_put|fp_late|1s|1.5");
 is($r->{stdout}, "DONE\n", 'a fast-path call that sets statement_timeout as it runs commits')
   or diag($r->{stderr});
 is(kv_scalar($n1, "SELECT kv_get('fp_late')"), 'fast path', '... and its write is visible');
@@ -150,9 +153,27 @@ ok(!$r->{hung}, 'the extended protocol: a portal executed after SET statement_ti
 like($r->{stdout}, qr/^ERROR 40003 /m, '... its commit wait ends in doubt (40003)');
 # a fast-path call that turns statement_timeout off keeps the timer
 # PostgreSQL armed for it
-$r = wire_call($n1, '-c statement_timeout=1s', 'F|fp_put(text,text,float8)|fp_zero|0|0');
+$r = wire_call($n1, '-c statement_timeout=1s', "F|$fp_put|fp_zero|0|0");
 ok(!$r->{hung}, 'a fast-path call that turns statement_timeout off does not wait forever');
 like($r->{stdout}, qr/^ERROR 40003 /m, '... its commit wait ends in doubt (40003)');
+# a statement with RETURNING runs into a tuplestore, not to the client:
+# the timer PostgreSQL armed for it still applies
+$r = wire_call($n1, '-c statement_timeout=0',
+	"Q|SET statement_timeout = '1s'; INSERT INTO rt VALUES (1) RETURNING kv_put('ret1', 'v')");
+ok(!$r->{hung}, 'INSERT ... RETURNING after SET statement_timeout does not wait forever');
+like($r->{stdout}, qr/^(?:ERROR|WARNING) 40003 /m, '... its commit wait ends in doubt (40003)');
+# a fast-path call after a statement of the same implicit transaction:
+# the timer PostgreSQL armed for the call applies
+$r = wire_call($n1, '-c statement_timeout=0',
+	"P|s1|SET statement_timeout = '1s'", 'B|s1|s1', 'E|s1', "F|$kv_put|fp_after|v|default");
+ok(!$r->{hung}, 'a fast-path call after SET statement_timeout in its transaction does not wait forever');
+like($r->{stdout}, qr/^ERROR 40003 /m, '... its commit wait ends in doubt (40003)');
+# the session's next kv call waits for its own commit in doubt (it reads
+# its own writes), and its statement_timeout ends that wait, saying so
+$r = wire_call($n1, '-c statement_timeout=1s',
+	"Q|SELECT kv_put('own', 'v')", "Q|SELECT kv_get('own')");
+like($r->{stdout}, qr/^ERROR 40003 .*\nERROR 57014 canceling statement due to statement timeout\n/m,
+	"the session's next kv call waits for its commit in doubt, until statement_timeout");
 
 $r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
 is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
@@ -195,10 +216,12 @@ my $late = extended_start($n1,
 my $unarmed = wire_start($n1, '-c statement_timeout=1s',
 	"P|p1|SELECT kv_put('unarmed', '1')", 'B|p1|p1',
 	'P|s1|SET statement_timeout = 0', 'B|s1|s1', 'E|s1', 'E|p1', 'S');
-my $fp_one = wire_start($n1, '-c statement_timeout=0', 'F|fp_put(text,text,float8)|fp_one|1s|0');
-# the three are sure to be in their commit waits once n2 starts
-ok(kv_poll($n1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", '3'),
-	'with no timer armed for them, three commits wait for the majority (extended protocol, portal, fast path)');
+my $fp_one = wire_start($n1, '-c statement_timeout=0', "F|$fp_put|fp_one|1s|0");
+my $ret = wire_start($n1, '-c statement_timeout=1s',
+	"Q|SET statement_timeout = 0; INSERT INTO rt VALUES (2) RETURNING kv_put('ret2', 'v')");
+# the four are sure to be in their commit waits once n2 starts
+ok(kv_poll($n1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", '4'),
+	'with no timer armed for them, four commits wait for the majority (extended protocol, portal, fast path, RETURNING)');
 $n2->start;
 $r = bg_finish($late);
 ok($r->{ok}, '... the extended-protocol one commits once the majority returns') or diag($r->{stderr});
@@ -210,6 +233,9 @@ is(kv_scalar($n1, "SELECT kv_get('unarmed')"), '1', '... its write is visible');
 $r = bg_finish($fp_one);
 is($r->{stdout}, "DONE\n", '... the fast-path call commits') or diag($r->{stderr});
 is(kv_scalar($n1, "SELECT kv_get('fp_one')"), 'fast path', '... its write is visible');
+$r = bg_finish($ret);
+is($r->{stdout}, "DONE\n", '... INSERT ... RETURNING after SET statement_timeout = 0 commits') or diag($r->{stderr});
+is(kv_scalar($n1, "SELECT kv_get('ret2')"), 'v', '... its write is visible');
 ok(kv_poll($n1, "SELECT kv_get('d')", 'doubt'), 'the in-doubt write commits once a follower is back');
 ok(kv_poll($n1, "SELECT kv_get('e')", 'async'), 'the off commit becomes visible');
 ok(kv_poll($n1, "SELECT kv_get('f')", 'local'), 'the local commit becomes visible');
