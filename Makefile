@@ -98,9 +98,16 @@ ifdef ASSERTS
 PG_CFLAGS += -DUSE_ASSERT_CHECKING
 endif
 
+# Header dependencies: PGXS tracks them only for a PostgreSQL configured
+# with --enable-depend, so without this a changed header left stale objects
+# behind (a struct read with its old layout).
+PG_CFLAGS += -MMD -MP
+EXTRA_CLEAN += $(OBJS:.o=.d)
+
 ifneq ($(PGXS),)
 include $(PGXS)
 endif
+-include $(OBJS:.o=.d)
 
 .PHONY: test run stop bench deps fuzz
 deps:
