@@ -26,9 +26,12 @@
  *	  started with statement_timeout at 0, not for SQL that runs after the
  *	  timer was disarmed: so it is noted only by a client statement's start
  *	  (a top-level utility statement, or the executor at depth 0 running
- *	  the unnamed portal that simple queries and most drivers use), or when
- *	  a new protocol message started since the note (the statement start
- *	  timestamp changed: PostgreSQL sets it for each of them);
+ *	  the unnamed portal that simple queries and most drivers use), or in
+ *	  a new protocol message (the statement start timestamp changed, as
+ *	  PostgreSQL sets it for each) while statement_timeout is 0: with it
+ *	  set, PostgreSQL would have armed the timer for that message, so off
+ *	  means disarmed since (a Describe before Sync, say, which arms a timer
+ *	  and runs no hook, then the commit's own SQL);
  *	- the note ends with the top-level transaction (the callback is
  *	  registered first, so it runs after every other kvext callback and
  *	  their waits).
@@ -83,7 +86,8 @@ observe_timer(bool starts_statement)
 		noted_deadline = get_timeout_finish_time(STATEMENT_TIMEOUT);
 		noted_in = stmt;
 	}
-	else if (!noted || starts_statement || stmt != noted_in)
+	else if (!noted || starts_statement ||
+			 (stmt != noted_in && StatementTimeout <= 0))
 	{
 		noted = true;
 		noted_deadline = 0;

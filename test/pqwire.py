@@ -9,6 +9,7 @@ action, its fields separated by '|':
     P|name|query        Parse (no parameters)
     B|portal|statement  Bind (no parameters, text results)
     E|portal            Execute (all rows)
+    D|S or P|name       Describe a statement or a portal
     S                   Sync: then read up to ReadyForQuery
     Q|query             a simple query, read up to ReadyForQuery
     F|function|arg...   fast-path call of a function (its OID) with text
@@ -114,6 +115,8 @@ def main(argv):
                       + struct.pack('!HHH', 0, 0, 0))
         elif kind == 'E':
             conn.send(b'E', fields[0].encode() + b'\0' + struct.pack('!I', 0))
+        elif kind == 'D':
+            conn.send(b'D', fields[0].encode() + fields[1].encode() + b'\0')
         elif kind == 'S':
             conn.send(b'S')
             conn.read_until_ready()

@@ -90,7 +90,12 @@ BEGIN
   x := kv_put(k, 'fast path');
   RETURN 1;
 END $$;
-CREATE TABLE rt (i int);});
+CREATE TABLE rt (i int);
+CREATE FUNCTION rt_check() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM 1 FROM pg_class LIMIT 1; RETURN NULL; END $$;
+CREATE TABLE dt (i int);
+CREATE CONSTRAINT TRIGGER dt_check AFTER INSERT ON dt DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION rt_check();});
 my $fp_put = $n1->safe_psql('postgres', q{SELECT 'fp_put(text,text,float8)'::regprocedure::oid});
 my $kv_put = $n1->safe_psql('postgres', q{SELECT 'kv_put(text,text,text)'::regprocedure::oid});
 
@@ -168,6 +173,13 @@ $r = wire_call($n1, '-c statement_timeout=0',
 	"P|s1|SET statement_timeout = '1s'", 'B|s1|s1', 'E|s1', "F|$kv_put|fp_after|v|default");
 ok(!$r->{hung}, 'a fast-path call after SET statement_timeout in its transaction does not wait forever');
 like($r->{stdout}, qr/^ERROR 40003 /m, '... its commit wait ends in doubt (40003)');
+# a Describe between the last Execute and Sync arms a timer but runs no
+# statement; the deferred trigger's SQL at commit then keeps the
+# Execute's deadline
+$r = wire_call($n1, '-c statement_timeout=1s',
+	"P||INSERT INTO dt SELECT 1 FROM (SELECT kv_put('described', 'v')) s", 'B||', 'E|', 'D|S|', 'S');
+ok(!$r->{hung}, 'a Describe before Sync does not make the commit wait forever');
+like($r->{stdout}, qr/^(?:ERROR|WARNING) 40003 /m, '... its commit wait ends in doubt (40003)');
 # the session's next kv call waits for its own commit in doubt (it reads
 # its own writes), and its statement_timeout ends that wait, saying so
 $r = wire_call($n1, '-c statement_timeout=1s',
