@@ -605,7 +605,8 @@ rights_array(const KvAclItem *items, int n)
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
-		elems[i] = CStringGetTextDatum(psprintf("%s=%s%s", items[i].role,
+		elems[i] = CStringGetTextDatum(psprintf("%s=%s%s",
+												KvRoleNameForDisplay(items[i].role),
 												(items[i].rights & KV_RIGHT_READ) ? "r" : "",
 												(items[i].rights & KV_RIGHT_WRITE) ? "w" : ""));
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
@@ -652,7 +653,7 @@ kv_keyspaces(PG_FUNCTION_ARGS)
 		(void) KvAclDescribe(names[i], owner, &items, &nitems);
 		values[0] = PointerGetDatum(cstring_to_text_with_len(name, (int) namelen));
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&KvKeyspaces[refs[i].id].nentries));
-		values[2] = CStringGetTextDatum(owner);
+		values[2] = CStringGetTextDatum(KvRoleNameForDisplay(owner));
 		nulls[2] = (owner[0] == '\0');
 		values[3] = rights_array(items, nitems);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -83,22 +83,31 @@ static Oid	from_utf8_proc = InvalidOid;
  *		UTF-8 (catalog access: the caller is in a transaction).  The
  *		database encoding never changes in a backend.
  */
-static void
-lookup_procs(void)
+static bool
+find_procs(void)
 {
 	int			enc = GetDatabaseEncoding();
 
 	if (procs_encoding == enc)
-		return;
+		return true;
 	to_utf8_proc = FindDefaultConversionProc(enc, PG_UTF8);
 	from_utf8_proc = FindDefaultConversionProc(PG_UTF8, enc);
 	if (!OidIsValid(to_utf8_proc) || !OidIsValid(from_utf8_proc))
+		return false;
+	procs_encoding = enc;
+	return true;
+}
+
+/* find_procs, or an error for a database encoding without them */
+static void
+lookup_procs(void)
+{
+	if (!find_procs())
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("default conversion between encoding \"%s\" and \"UTF8\" does not exist",
 						GetDatabaseEncodingName()),
 				 errdetail("kvext stores text as UTF-8 and converts it for each database.")));
-	procs_encoding = enc;
 }
 
 /*
@@ -156,6 +165,26 @@ KvTextToStoreSlow(const char *s, uint32 len, uint32 *outlen)
 		if (pg_encoding_verifymbchar(GetDatabaseEncoding(), s + n, (int) (len - n)) <= 0)
 			report_invalid_encoding(GetDatabaseEncoding(), s + n, (int) (len - n));
 		report_untranslatable_char(GetDatabaseEncoding(), PG_UTF8, s + n, (int) (len - n));
+	}
+	/*
+	 * Some conversions map two characters to one (EUC_JP has such pairs):
+	 * two different texts would be stored as one, and a value would read
+	 * back changed.  Only text that converts back unchanged goes in.
+	 */
+	{
+		StringInfoData back;
+
+		initStringInfo(&back);
+		if (convert(from_utf8_proc, PG_UTF8, GetDatabaseEncoding(), buf.data,
+					(uint32) buf.len, &back) < (uint32) buf.len ||
+			back.len != (int) len || memcmp(back.data, s, len) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+					 errmsg("text of encoding \"%s\" has a character that UTF-8 cannot hold apart from another",
+							GetDatabaseEncodingName()),
+					 errdetail("kvext stores text as UTF-8, and this text does not convert back to the same bytes: two different texts would be stored as one."),
+					 errhint("Write it with the bytea functions, or from a database whose encoding converts it one to one.")));
+		pfree(back.data);
 	}
 	*outlen = (uint32) buf.len;
 	return buf.data;
@@ -288,18 +317,17 @@ display_converted(const char *bytes, uint32 len, uint32 limit)
  *		Up to limit bytes of stored bytes as text of the database encoding,
  *		for a message or a status view: converted (display_converted), or
  *		where nothing converts (or the conversions are not known yet and
- *		cannot be looked up, outside a transaction) checked and escaped
- *		(display_raw).  palloc'd, NUL-terminated.
+ *		cannot be looked up, outside a transaction, or do not exist, as for
+ *		MULE_INTERNAL) checked and escaped (display_raw).  Never fails for
+ *		the bytes.  palloc'd, NUL-terminated.
  */
 static char *
 display_prefix(const char *bytes, uint32 len, uint32 limit)
 {
 	if (KvTextConverts() &&
-		(procs_encoding == GetDatabaseEncoding() || IsTransactionState()))
-	{
-		lookup_procs();
+		(procs_encoding == GetDatabaseEncoding() || IsTransactionState()) &&
+		find_procs())
 		return display_converted(bytes, len, limit);
-	}
 	return display_raw(bytes, len, limit);
 }
 
@@ -326,6 +354,21 @@ char *
 KvNameExcerpt(const char *name, uint32 len)
 {
 	return display_prefix(name, len, NAMEDATALEN - 1);
+}
+
+/*
+ * KvRoleNameForDisplay
+ *		A role name (from pg_authid: shared by every database, so in the
+ *		encoding of the database it was created from) as valid text of
+ *		this database's encoding: as it is if it is valid here, else with
+ *		\xNN escapes (display_raw).  palloc'd.
+ */
+char *
+KvRoleNameForDisplay(const char *name)
+{
+	uint32		len = strlen(name);
+
+	return display_raw(name, len, len);
 }
 
 /*

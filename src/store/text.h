@@ -89,6 +89,7 @@ KvTextArgToStore(struct varlena *t)
 }
 
 extern char *KvTextForDisplay(const char *bytes, uint32 len);
+extern char *KvRoleNameForDisplay(const char *name);
 extern char *KvNameExcerpt(const char *name, uint32 len);
 extern void KvReportValueNotText(const char *keyspace, const char *key,
 								 uint32 keylen, const char *value,

@@ -372,5 +372,49 @@ foreach my $db (qw(postgres latin1db))
 		"$db: the restored table has the converted row");
 }
 
+# ---------------------------------------------------------------------------
+# role names come from pg_authid in the encoding of the database that made
+# them: kv_keyspaces shows one that is not valid here with \xNN escapes,
+# never as invalid text
+sql('latin1db', q{
+DO $$ BEGIN
+  EXECUTE format('CREATE ROLE %I', 'jos' || chr(233));
+  EXECUTE format('GRANT EXECUTE ON FUNCTION kv_create_keyspace(text, boolean) TO %I', 'jos' || chr(233));
+  EXECUTE format('SET ROLE %I', 'jos' || chr(233));
+END $$;
+SELECT kv_create_keyspace('role_ks');
+RESET ROLE;});
+is(sql('postgres', q{SELECT owner FROM kv_keyspaces() WHERE keyspace = 'role_ks'}), 'jos\xe9',
+	'a role name invalid in the reading database is shown escaped in kv_keyspaces');
+is(sql('latin1db', q{SELECT owner = 'jos' || chr(233) FROM kv_keyspaces() WHERE keyspace = 'role_ks'}), 't',
+	'... and as it is where it is valid');
+sql('postgres', q{SELECT kv_drop_keyspace('role_ks')});
+sql('latin1db', q{DO $$ BEGIN
+  EXECUTE format('REVOKE ALL ON FUNCTION kv_create_keyspace(text, boolean) FROM %I', 'jos' || chr(233));
+  EXECUTE format('DROP ROLE %I', 'jos' || chr(233));
+END $$;});
+
+# a database whose encoding has no conversion to UTF-8 (MULE_INTERNAL):
+# the status views still work
+$node->safe_psql('postgres',
+	q{CREATE DATABASE muledb ENCODING 'MULE_INTERNAL' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0});
+$node->safe_psql('muledb', 'CREATE EXTENSION kvext');
+is($node->safe_psql('muledb', q{SELECT count(*) > 0 FROM kv_stats()}), 't',
+	'kv_stats works in a MULE_INTERNAL database');
+
+# EUC_JP maps some pairs of characters to one UTF-8 character: the second
+# of such a pair is refused (22P05) rather than overwrite the first
+$node->safe_psql('postgres',
+	q{CREATE DATABASE eucjpdb ENCODING 'EUC_JP' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0});
+$node->safe_psql('eucjpdb', 'CREATE EXTENSION kvext');
+sql('eucjpdb', q{SELECT kv_put(convert_from('\xa2e8'::bytea, 'EUC_JP'), 'first')});
+$r = run('eucjpdb', q{SELECT kv_put(convert_from('\xadfa'::bytea, 'EUC_JP'), 'second')});
+is($r->{sqlstate}, '22P05', 'a key that does not convert to UTF-8 and back unchanged is refused');
+is(sql('eucjpdb', q{SELECT kv_get(convert_from('\xa2e8'::bytea, 'EUC_JP'))}), 'first',
+	'... and the key it would have overwritten keeps its value');
+$r = run('eucjpdb', q{SELECT kv_put('jp', convert_from('\xadfa'::bytea, 'EUC_JP'))});
+is($r->{sqlstate}, '22P05', '... as is such a value, which would read back changed');
+sql('eucjpdb', q{SELECT kv_delete(convert_from('\xa2e8'::bytea, 'EUC_JP'))});
+
 $node->stop;
 done_testing();
