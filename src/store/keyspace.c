@@ -364,6 +364,18 @@ bool
 KvKeyspaceCreate(const char *name, bool if_not_exists)
 {
 	KvKeyspaceCheckName(name, true);
+
+	/*
+	 * The name as stored must be UTF-8: kv_keyspaces() in every database
+	 * reads it as text.  Only a SQL_ASCII database, which stores bytes as
+	 * given, can hand in anything else.
+	 */
+	if (!pg_verify_mbstr(PG_UTF8, name, (int) strlen(name), true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("keyspace name \"%s\" is not valid UTF-8",
+						KvNameExcerpt(name, (uint32) strlen(name))),
+				 errdetail("Keyspace names are shared by every database of the server, and kvext stores them as UTF-8.")));
 	return create_keyspace(name, if_not_exists, false);
 }
 

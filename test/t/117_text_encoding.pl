@@ -394,6 +394,14 @@ sql('latin1db', q{DO $$ BEGIN
   EXECUTE format('DROP ROLE %I', 'jos' || chr(233));
 END $$;});
 
+# a keyspace name that is not UTF-8 (raw bytes from the SQL_ASCII
+# database) is refused: kv_keyspaces() reads every name as text, in every
+# database
+$r = run('asciidb', q{SELECT kv_create_keyspace(convert_from('\x626164e9'::bytea, 'SQL_ASCII'))});
+is($r->{sqlstate}, '22021', 'a keyspace name that is not UTF-8 is refused (22021)');
+ok(run('postgres', 'SELECT count(*) FROM kv_keyspaces()')->{ok},
+	'... and kv_keyspaces() works in the UTF8 database');
+
 # a database whose encoding has no conversion to UTF-8 (MULE_INTERNAL):
 # the status views still work
 $node->safe_psql('postgres',
