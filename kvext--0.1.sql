@@ -406,7 +406,7 @@ CREATE FUNCTION kvext_fdw_remote_read(keyspace text, missing_ok boolean,
     OUT key bytea, OUT value bytea, OUT "binary" boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'kvext_fdw_remote_read'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE PARALLEL SAFE;	-- a read, as kv_scan_bytea (kv_digest calls it)
 COMMENT ON FUNCTION kvext_fdw_remote_read(text, boolean, boolean, bytea, bytea[]) IS
 'internal: kvext_fdw point, multi-key, prefix and full reads for another node';
 
