@@ -48,9 +48,9 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "deadline.h"
 #include "kvext.h"
 #include "log/visible.h"
 #include "log/wal.h"
@@ -278,9 +278,12 @@ KvParkWaitOwn(void)
 		return;
 	if (KvWalVisiblePos() < my_parked_end)
 	{
-		/* a running statement: its own timer, if PostgreSQL armed one */
-		TimestampTz deadline = get_timeout_active(STATEMENT_TIMEOUT) ?
-			get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+		/*
+		 * The running statement's timer, or, in SQL that a commit runs
+		 * (a deferred trigger: PostgreSQL has disarmed the timer), the
+		 * committing statement's (deadline.c)
+		 */
+		TimestampTz deadline = KvCommitDeadline();
 		KvVisibleWaitResult r = KvVisibleWait(my_parked_end, false, deadline);
 
 		if (r == KV_VISIBLE_CANCELLED)

@@ -95,7 +95,12 @@ CREATE FUNCTION rt_check() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN PERFORM 1 FROM pg_class LIMIT 1; RETURN NULL; END $$;
 CREATE TABLE dt (i int);
 CREATE CONSTRAINT TRIGGER dt_check AFTER INSERT ON dt DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION rt_check();});
+  FOR EACH ROW EXECUTE FUNCTION rt_check();
+CREATE FUNCTION kv_check() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM kv_get('any'); RETURN NULL; END $$;
+CREATE TABLE dk (i int);
+CREATE CONSTRAINT TRIGGER dk_check AFTER INSERT ON dk DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION kv_check();});
 my $fp_put = $n1->safe_psql('postgres', q{SELECT 'fp_put(text,text,float8)'::regprocedure::oid});
 my $kv_put = $n1->safe_psql('postgres', q{SELECT 'kv_put(text,text,text)'::regprocedure::oid});
 
@@ -180,12 +185,21 @@ $r = wire_call($n1, '-c statement_timeout=1s',
 	"P||INSERT INTO dt SELECT 1 FROM (SELECT kv_put('described', 'v')) s", 'B||', 'E|', 'D|S|', 'S');
 ok(!$r->{hung}, 'a Describe before Sync does not make the commit wait forever');
 like($r->{stdout}, qr/^(?:ERROR|WARNING) 40003 /m, '... its commit wait ends in doubt (40003)');
+# a change of rights commits as synchronous_commit = on whatever the
+# session asks: with no majority it is in doubt, never an early success
+$r = kv_call($n1,
+	"SET statement_timeout = '1s'; SET kvext.synchronous_commit = off; SELECT kv_grant('default', 'public', 'read')");
+is($r->{sqlstate}, '40003', 'a rights change with no majority is in doubt (40003), even with synchronous_commit off');
+
 # the session's next kv call waits for its own commit in doubt (it reads
 # its own writes), and its statement_timeout ends that wait, saying so
 $r = wire_call($n1, '-c statement_timeout=1s',
-	"Q|SELECT kv_put('own', 'v')", "Q|SELECT kv_get('own')");
+	"Q|SELECT kv_put('own', 'v')", "Q|SELECT kv_get('own')", 'Q|INSERT INTO dk VALUES (1)');
 like($r->{stdout}, qr/^ERROR 40003 .*\nERROR 57014 canceling statement due to statement timeout\n/m,
 	"the session's next kv call waits for its commit in doubt, until statement_timeout");
+ok(!$r->{hung}, '... as does one in a deferred trigger at commit, until the statement_timeout of the statement that commits');
+like($r->{stdout}, qr/^ERROR 57014 canceling statement due to statement timeout\nERROR 57014 /m,
+	'... which says so');
 
 $r = kv_call($n1, "SET lock_timeout = '500ms'; SELECT kv_put('d', 'other')");
 is($r->{sqlstate}, '55P03', 'a writer of the in-doubt key waits and lock_timeout ends the wait');
@@ -254,6 +268,8 @@ ok(kv_poll($n1, "SELECT kv_get('f')", 'local'), 'the local commit becomes visibl
 ok(kv_poll($n1, "SELECT kv_get('g')", 'mixed'), "the mixed transaction's key becomes visible");
 ok(kv_poll($n1, "SELECT kv_get('x')", 'extended'), 'and the extended-protocol one');
 ok(kv_poll($n1, "SELECT kv_get('y')", 'zero'), 'and the one that turned statement_timeout off');
+ok(kv_poll($n1, "SELECT rights::text LIKE '%public%' FROM kv_keyspaces() WHERE keyspace = 'default'", 't'),
+	'and the rights change');
 $r = kv_call($n1, "SET lock_timeout = '10s'; SELECT kv_put('d', 'after')");
 ok($r->{ok}, 'the key is writable again') or diag($r->{stderr});
 ok(kv_poll($n2, "SELECT kv_get('d')", 'after'), 'and the follower has the newer value');
