@@ -430,7 +430,7 @@ COMMENT ON FUNCTION kv_digest(text) IS
 CREATE FUNCTION kvext_fdw_remote_count(keyspace text, missing_ok boolean)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'kvext_fdw_remote_count'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION kvext_fdw_remote_count(text, boolean) IS
 'internal: kvext_fdw count(*) pushdown for another node';
 

@@ -216,6 +216,12 @@ kvext_fdw_remote_count(PG_FUNCTION_ARGS)
 	KvKeyspaceRef ks;
 	bool		exists;
 
+	/* not STRICT: a NULL argument is an error, as for every kv function */
+	for (int i = 0; i < 2; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null", i == 0 ? "keyspace" : "missing_ok")));
 	ks = resolve(PG_GETARG_TEXT_PP(0), KV_RIGHT_READ, PG_GETARG_BOOL(1), &exists);
 	if (!exists)
 		PG_RETURN_INT64(0);
