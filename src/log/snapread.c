@@ -118,6 +118,36 @@ snap_damaged(SnapReader *r, off_t off, const char *why)
 #define SNAP_POS(r)		((off_t) ((r)->offset + (r)->pos))
 
 /*
+ * snap_read_at
+ *		Read into buf from file offset off, in pieces of at most
+ *		SNAP_WRITE_MAX, until at least need bytes (and at most max) are in,
+ *		or the file ends.  Returns how many bytes were read.
+ */
+static Size
+snap_read_at(SnapReader *r, char *buf, Size need, Size max, off_t off)
+{
+	Size		done = 0;
+
+	while (done < need)
+	{
+		ssize_t		got;
+
+		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
+		got = pg_pread(r->fd, buf + done, Min(max - done, (Size) SNAP_WRITE_MAX),
+					   off + done);
+		pgstat_report_wait_end();
+		if (got < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
+		if (got == 0)
+			break;
+		done += got;
+	}
+	return done;
+}
+
+/*
  * snap_fill
  *		Make at least n bytes available at r->buf + r->pos; false at EOF.
  *		The buffer is SNAP_READ_CHUNK bytes, grown to hold one entry larger
@@ -142,24 +172,9 @@ snap_fill(SnapReader *r, Size n)
 		r->buf = repalloc_huge(r->buf, want);
 		r->cap = want;
 	}
-	while (r->len < n)
-	{
-		ssize_t		got;
-
-		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
-		got = read(r->fd, r->buf + r->len,
-				   Min(r->cap - r->len, (Size) SNAP_WRITE_MAX));
-		pgstat_report_wait_end();
-
-		if (got < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
-		if (got == 0)
-			return false;
-		r->len += got;
-	}
-	return true;
+	r->len += snap_read_at(r, r->buf + r->len, n - r->len, r->cap - r->len,
+						   r->offset + (off_t) r->len);
+	return r->len >= n;
 }
 
 static void *
@@ -214,24 +229,10 @@ snap_full(uint64 loaded)
 static void
 snap_pread(SnapReader *r, char *buf, Size len, off_t off)
 {
-	Size		done = 0;
+	Size		done = snap_read_at(r, buf, len, len, off);
 
-	while (done < len)
-	{
-		ssize_t		got;
-
-		pgstat_report_wait_start(WAIT_EVENT_DATA_FILE_READ);
-		got = pg_pread(r->fd, buf + done, Min(len - done, (Size) SNAP_WRITE_MAX),
-					   off + done);
-		pgstat_report_wait_end();
-		if (got < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read kvext snapshot \"%s\": %m", r->path)));
-		if (got == 0)
-			snap_damaged(r, off + done, "unexpected end of file");
-		done += got;
-	}
+	if (done < len)
+		snap_damaged(r, off + done, "unexpected end of file");
 }
 
 /*
