@@ -28,6 +28,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FUZZDIR="$ROOT/test/fuzz"
 BUILD="$FUZZDIR/build"
 HARNESSES=(fuzz_log fuzz_snapshot fuzz_repl_append)
+. "$ROOT/scripts/lib.sh"
 
 "$ROOT/scripts/deps.sh" || exit 1
 
@@ -113,16 +114,7 @@ report() {
 }
 
 for h in "${HARNESSES[@]}"; do
-	while [ ${#running[@]} -ge "$FUZZ_JOBS" ]; do
-		wait -n
-		for pid in "${!running[@]}"; do
-			if ! kill -0 "$pid" 2>/dev/null; then
-				wait "$pid" 2>/dev/null
-				report "${running[$pid]}"
-				unset "running[$pid]"
-			fi
-		done
-	done
+	jobs_wait_below "$FUZZ_JOBS" report
 	[ "$REPLAY" -eq 1 ] || echo "fuzz: $h for ${FUZZ_TIME}s"
 	(
 		run_one "$h" "$BUILD/logs/$h.log"
@@ -130,9 +122,6 @@ for h in "${HARNESSES[@]}"; do
 	) &
 	running[$!]=$h
 done
-for pid in "${!running[@]}"; do
-	wait "$pid" 2>/dev/null
-	report "${running[$pid]}"
-done
+jobs_wait_all report
 
 [ "$failed" -eq 0 ]

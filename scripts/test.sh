@@ -455,23 +455,11 @@ if [ ${#TAP_FILES[@]} -gt 0 ]; then
 	# up to TAP_JOBS files at a time, reported in the order they finish
 	declare -A running=()
 	for f in "${shared[@]}"; do
-		while [ ${#running[@]} -ge "$TAP_JOBS" ]; do
-			wait -n
-			for pid in "${!running[@]}"; do
-				if ! kill -0 "$pid" 2>/dev/null; then
-					wait "$pid" 2>/dev/null
-					report_tap "${running[$pid]}"
-					unset "running[$pid]"
-				fi
-			done
-		done
+		jobs_wait_below "$TAP_JOBS" report_tap
 		run_tap "$f" &
 		running[$!]=$f
 	done
-	for pid in "${!running[@]}"; do
-		wait "$pid" 2>/dev/null
-		report_tap "${running[$pid]}"
-	done
+	jobs_wait_all report_tap
 	unset running
 	for f in "${solo[@]}"; do
 		run_tap "$f"
