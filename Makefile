@@ -29,6 +29,7 @@ OBJS = \
 	src/store/txn.o \
 	src/store/stats.o \
 	src/store/waits.o \
+	src/store/keylock.o \
 	src/store/park.o \
 	src/store/acl.o \
 	src/store/text.o \

@@ -340,6 +340,7 @@ kv_locks(PG_FUNCTION_ARGS)
 		values[3] = Int32GetDatum(w->holder_pid);
 		nulls[3] = (w->holder_pid == 0);
 		values[4] = TransactionIdGetDatum(w->holder_xid);
+		nulls[4] = !TransactionIdIsValid(w->holder_xid);
 		values[5] = TimestampTzGetDatum(w->since);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -225,8 +225,8 @@ wait_for_keyspace_xact(const char *name, int len, TransactionId xid)
 	len = Min(len, NAMEDATALEN - 1);
 	memcpy(ksname, name, len);
 	ksname[len] = '\0';
-	target = (KvWaitTarget) {ksname, NULL, 0, -1, xid};
-	KvWaitOnXact(&target);
+	target = (KvWaitTarget) {ksname, NULL, 0, -1, {KV_LOCK_XID, xid, 0}};
+	KvWaitOnLock(&target);
 }
 
 /*

@@ -42,8 +42,9 @@
  *	  uncommitted entries: read committed plus read-your-own-writes,
  *	  without waiting, and never by asking pg_xact;
  *	- a writer that finds another transaction's pending entry releases the
- *	  partition lock, waits on that transaction with XactLockTableWait()
- *	  (deadlock detection, lock_timeout and pg_locks come with it), then,
+ *	  partition lock, waits on the lock-manager lock the entry stands for
+ *	  (keylock.c: the writer's virtual xid or its subtransaction's lock;
+ *	  deadlock detection, lock_timeout and pg_locks come with it), then,
  *	  if the entry is still pending, on the owner's condition variable
  *	  until it has committed or removed its entries (lock_key); then it
  *	  starts over and works on the newly committed value.  So kv_incr and
@@ -95,6 +96,7 @@
 #include "log/visible.h"
 #include "log/wal.h"
 #include "store/compact.h"
+#include "store/keylock.h"
 #include "store/stats.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -133,6 +135,8 @@ typedef struct KvOwnerSlot
 									 * KV_SLOT_PARKED while parked; else 0 */
 	pg_atomic_uint32 user;		/* pgprocno + 1 of the backend using it, 0
 								 * if none (free unless parked) */
+	pg_atomic_uint32 tokens;	/* last subtransaction lock token taken as
+								 * this slot (keylock.c) */
 	ConditionVariable done;		/* broadcast when its pending entries are
 								 * all committed or removed */
 } KvOwnerSlot;
@@ -266,6 +270,7 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 		{
 			pg_atomic_init_u64(&owners[i].committing, 0);
 			pg_atomic_init_u32(&owners[i].user, 0);
+			pg_atomic_init_u32(&owners[i].tokens, 0);
 			ConditionVariableInit(&owners[i].done);
 		}
 		for (int i = 0; i < KvProcSlots(); i++)
@@ -397,6 +402,21 @@ KvStoreSlotProc(int s)
 	if (s < 0 || s >= nowners)
 		return -1;
 	return (int) pg_atomic_read_u32(&owners[s].user) - 1;
+}
+
+/*
+ * KvStoreSlotNewToken
+ *		A new token for a subtransaction lock of owner slot s, never 0;
+ *		only the slot's user calls this.
+ */
+uint32
+KvStoreSlotNewToken(int s)
+{
+	uint32		t = pg_atomic_add_fetch_u32(&owners[s].tokens, 1);
+
+	if (unlikely(t == 0))
+		t = pg_atomic_add_fetch_u32(&owners[s].tokens, 1);
+	return t;
 }
 
 /* the current owner slot of backend procno (for its parallel workers) */
@@ -553,12 +573,12 @@ account_mem(uint16 ks, KvPtr p, bool add)
 static KvEntry *
 init_entry(KvPtr np, uint32 hash, uint16 ks, const char *key, uint32 keylen,
 		   const char *value, uint32 vallen, uint16 flags,
-		   TransactionId xid, int owner)
+		   uint32 lockid, int owner)
 {
 	KvEntry    *n = KvEntryGet(np);
 
 	n->hash = hash;
-	n->xid = xid;
+	n->lockid = lockid;
 	n->wsidx = 0;
 	n->owner = owner;
 	n->keylen = keylen;
@@ -881,27 +901,26 @@ report_lock_timeout(const KvWaitTarget *t)
  *		exclusively, with no other transaction's pending entry on the key
  *		(kv->pend, if any, is this transaction's).  Waits, with no LWLock
  *		held, for a transaction that holds the key:
- *		- on its xid lock (XactLockTableWait: deadlock detection,
+ *		- on the lock its entry stands for (keylock.c: the writer's
+ *		  virtual xid, or its subtransaction's lock; deadlock detection,
  *		  lock_timeout, pg_locks), as heap updates wait on a row's xmax;
- *		- then, if its entry is still pending, on its backend's condition
- *		  variable until it has committed or removed its entries.  That
- *		  happens when the owner is between PostgreSQL's end of transaction
- *		  and kvext's callback (for a released subtransaction, the xid wait
- *		  returns as soon as PostgreSQL no longer reports the transaction
- *		  in progress), or while it converts its entries at commit.  The
- *		  waiter decides from what the owner really did, never from a
- *		  subtransaction's transient state, and never removes the entry.
+ *		- then, if its entry is still pending, on its owner slot's
+ *		  condition variable until it has committed or removed its
+ *		  entries: the owner is converting its entries at commit, or is
+ *		  parked (park.c).  The waiter decides from what the owner really
+ *		  did, never from a subtransaction's transient state, and never
+ *		  removes the entry.
  *		Each wait is published for kv_locks() and names the key, keyspace
  *		and holder in the context of any error raised during it (waits.c).
  */
-static void wait_for_holder(const KvEntry *held, const KvWaitTarget *target,
-							LWLock *lock, TransactionId *waited,
+static void wait_for_holder(const KvEntry *held, KvWaitTarget *target,
+							LWLock *lock, KvLockRef *waited,
 							TimestampTz *owner_wait_start);
 
 static void
 lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 {
-	TransactionId waited = InvalidTransactionId;
+	KvLockRef	waited = {KV_LOCK_NONE, 0, 0};
 	KvWaitTarget target;
 	TimestampTz owner_wait_start = 0;
 
@@ -930,8 +949,9 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			if (TransactionIdIsCurrentTransactionId(dropper))
 				report_keyspace_gone();
 			target = (KvWaitTarget) {KvKeyspaces[ks.id].name, NULL, 0,
-			KvStoreSlotProc(KvKeyspaces[ks.id].xact_proc), dropper};
-			KvWaitOnXact(&target);
+				KvStoreSlotProc(KvKeyspaces[ks.id].xact_proc),
+			{KV_LOCK_XID, dropper, 0}};
+			KvWaitOnLock(&target);
 			continue;
 		}
 		find_versions(kv, ks.id, key, keylen);
@@ -939,8 +959,7 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
 			return;				/* the key is ours */
 
 		/* another transaction holds the key */
-		target = (KvWaitTarget) {KvKeyspaces[ks.id].name, key, keylen,
-			KvStoreSlotProc(kv->pend->owner), kv->pend->xid};
+		target = (KvWaitTarget) {KvKeyspaces[ks.id].name, key, keylen};
 		wait_for_holder(kv->pend, &target, kv->lock, &waited, &owner_wait_start);
 	}
 }
@@ -949,18 +968,25 @@ lock_key(KeyVersions *kv, KvKeyspaceRef ks, const char *key, uint32 keylen)
  * wait_for_holder
  *		held is another transaction's pending entry, seen under lock (a
  *		partition lock, held exclusively; released here): wait for that
- *		transaction as lock_key describes, first on its xid lock, then, once
- *		*waited is its xid or it has left PostgreSQL's transaction, on its
- *		owner slot.  *waited and *owner_wait_start carry that state from
- *		one call to the next (start them at InvalidTransactionId and 0).
+ *		transaction as lock_key describes, first on the lock its entry
+ *		stands for, then, once *waited is that lock (it was free, yet the
+ *		entry is still pending) or the owner is converting or parked, on
+ *		its owner slot.  Fills in target's holder (the keyspace and key
+ *		are the caller's).  *waited and *owner_wait_start carry that state
+ *		from one call to the next (start them at KV_LOCK_NONE and 0).
  */
 static void
-wait_for_holder(const KvEntry *held, const KvWaitTarget *target, LWLock *lock,
-				TransactionId *waited, TimestampTz *owner_wait_start)
+wait_for_holder(const KvEntry *held, KvWaitTarget *target, LWLock *lock,
+				KvLockRef *waited, TimestampTz *owner_wait_start)
 {
 	int			owner = held->owner;
 
-	if (owner_ending(owner) || TransactionIdEquals(held->xid, *waited))
+	/* read under lock, with the entry: the slot's backend is its writer */
+	target->holder_procno = KvStoreSlotProc(owner);
+	target->lock = KvKeyLockRef(held->lockid, (held->flags & KVE_SUBLOCK) != 0,
+								owner, target->holder_procno);
+	if (owner_ending(owner) || target->lock.kind == KV_LOCK_NONE ||
+		KvLockRefEquals(target->lock, *waited))
 	{
 		long		timeout = -1;
 
@@ -987,9 +1013,9 @@ wait_for_holder(const KvEntry *held, const KvWaitTarget *target, LWLock *lock,
 		(void) KvWaitOnOwner(target, &owners[owner].done, lock, timeout);
 		return;
 	}
-	*waited = held->xid;
+	*waited = target->lock;
 	LWLockRelease(lock);
-	KvWaitOnXact(target);
+	KvWaitOnLock(target);
 }
 
 /* what a write puts in its pending entry; see new_version */
@@ -1190,9 +1216,10 @@ check_transaction_size(KeyVersions *kv, Size bytes, const char *key, uint32 keyl
  *		The one write path: put, delete, increment or compare-and-set one
  *		key in the current (sub)transaction.
  *
- * Assigns the transaction an xid, locks the key (lock_key: waiting for
- * another transaction that holds it), computes the new value from the one
- * visible to this transaction (new_version), and links a pending entry
+ * Takes the (sub)transaction's key lock (keylock.c; no xid), locks the
+ * key (lock_key: waiting for another transaction that holds it), computes
+ * the new value from the one visible to this transaction (new_version),
+ * and links a pending entry
  * that records it (link_pending).  If no free block fits although enough
  * bytes are free, it releases the lock, compacts the heap and starts over
  * (the key may have changed meanwhile).  Errors (store full, non-integer
@@ -1202,7 +1229,8 @@ check_transaction_size(KeyVersions *kv, Size bytes, const char *key, uint32 keyl
 void
 KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 {
-	TransactionId myxid;
+	uint32		lockid;
+	bool		sublock;
 	KeyVersions kv;
 	KvEntry    *visible;
 	NewVersion	nv;
@@ -1214,9 +1242,8 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	int			tries = 0;
 
 	/* things that may fail or wait come before any lock */
-	myxid = GetCurrentTransactionId();
 	KvWsReserve();
-	(void) KvStoreMySlot();
+	lockid = KvKeyLockTake(KvStoreMySlot(), &sublock);
 
 	kv.hash = kv_hash(ks.id, key, keylen);
 	kv.bucket = BUCKET_OF(kv.hash);
@@ -1246,12 +1273,14 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	}
 
 	flags = KVE_PENDING;
+	if (sublock)
+		flags |= KVE_SUBLOCK;
 	if (nv.tombstone)
 		flags |= KVE_TOMBSTONE;
 	else if (w->binary && w->op != KV_OP_INCR)
 		flags |= KVE_BINARY;
 	(void) init_entry(np, kv.hash, ks.id, key, keylen, nv.value, nv.len,
-					  flags, myxid, KvMyOwnerSlot);
+					  flags, lockid, KvMyOwnerSlot);
 	account_mem(ks.id, np, true);
 
 	link_pending(&kv, ks.id, np, visible != NULL);
@@ -1450,7 +1479,7 @@ KvStoreApplyWrite(uint16 ks, const char *key, uint32 keylen,
 	n = init_entry(np, hash, ks, key, keylen, value, vallen,
 				   KVE_PENDING | (tombstone ? KVE_TOMBSTONE : 0) |
 				   (binary && !tombstone ? KVE_BINARY : 0),
-				   InvalidTransactionId, KvStoreMySlot());
+				   0, KvStoreMySlot());
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	n->next = KvStoreBuckets[bucket];
@@ -1520,8 +1549,8 @@ KvStoreCommitEntry(KvPtr p)
 	}
 	else
 	{
-		e->flags &= ~KVE_PENDING;
-		e->xid = InvalidTransactionId;
+		e->flags &= ~(KVE_PENDING | KVE_SUBLOCK);
+		e->lockid = 0;
 		e->wsidx = 0;
 		e->owner = 0;
 		delta++;
@@ -1574,7 +1603,7 @@ bool
 KvStoreWaitKeyspaceWriters(uint16 ks, const char *name)
 {
 	uint32		per_part = sctl->nbuckets >> KVEXT_NUM_PARTITIONS_LOG2;
-	TransactionId waited = InvalidTransactionId;
+	KvLockRef	waited = {KV_LOCK_NONE, 0, 0};
 	TimestampTz owner_wait_start = 0;
 	uint32		part = 0;
 
@@ -1633,8 +1662,6 @@ KvStoreWaitKeyspaceWriters(uint16 ks, const char *name)
 		memcpy(key, KvEntryKey(held), target.keylen);
 		target.keyspace = name;
 		target.key = key;
-		target.holder_procno = KvStoreSlotProc(held->owner);
-		target.holder_xid = held->xid;
 		wait_for_holder(held, &target, lock, &waited, &owner_wait_start);
 	}
 	return true;

@@ -25,8 +25,9 @@
 /*
  * One version of one key.  Keys and values are stored inline after the
  * header (key first).  Committed entries have KVE_PENDING clear; a
- * transaction's uncommitted write is a KVE_PENDING entry carrying the
- * writing (sub)transaction's xid, which doubles as the key's write lock.
+ * transaction's uncommitted write is a KVE_PENDING entry carrying the id of
+ * a lock its writer holds (keylock.c), which doubles as the key's write
+ * lock.
  * See store.c for the chain-order invariant.  Committed entries may be
  * moved by compaction (compact.c) whenever their partition lock is free:
  * keep a pointer to one only while holding that lock.
@@ -35,7 +36,9 @@ typedef struct KvEntry
 {
 	KvPtr		next;			/* next entry in the bucket chain */
 	uint32		hash;			/* hash of (keyspace, key) */
-	TransactionId xid;			/* pending: writing (sub)transaction */
+	uint32		lockid;			/* pending: the writer's lock (keylock.c): its
+								 * local xid, or with KVE_SUBLOCK its
+								 * subtransaction's token; 0 if none */
 	uint32		wsidx;			/* pending: index in the owner's write set */
 	int32		owner;			/* pending: owner slot of the writing
 								 * transaction (store.c) */
@@ -46,9 +49,10 @@ typedef struct KvEntry
 	char		data[FLEXIBLE_ARRAY_MEMBER];	/* key, then value */
 } KvEntry;
 
-#define KVE_PENDING		0x0001	/* uncommitted write of xid */
+#define KVE_PENDING		0x0001	/* uncommitted write of owner */
 #define KVE_TOMBSTONE	0x0002	/* pending delete: no value */
 #define KVE_BINARY		0x0004	/* written as bytea: may not be valid text */
+#define KVE_SUBLOCK		0x0008	/* pending: lockid is a subtransaction's token */
 
 #define KvEntryKey(e)		((e)->data)
 #define KvEntryValue(e)		((e)->data + (e)->keylen)
@@ -193,6 +197,7 @@ extern int	KvStoreMySlot(void);
 extern void KvStoreReleaseSlot(void);
 extern int	KvStoreProcSlot(int procno);
 extern int	KvStoreSlotProc(int s);
+extern uint32 KvStoreSlotNewToken(int s);
 extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 
 /* store.c: applying a logged transaction (recovery, followers) */

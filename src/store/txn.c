@@ -16,15 +16,18 @@
  *	record without a COMMIT record is aborted, so nothing is judged by an
  *	xid that PostgreSQL may hand out again after a crash.
  *
- *	A kv-only transaction (it wrote no PostgreSQL WAL) is decided by its
- *	COMMIT record alone.  Errors after our pre-commit (a serialization
- *	failure, NOTIFY, another extension's callback) abort it with no COMMIT
- *	record: the client that got the ERROR never finds the write.
+ *	A kv-only transaction (it has no xid, or wrote no PostgreSQL WAL: key
+ *	writes take no xid, keylock.c) is decided by its COMMIT record alone,
+ *	and PostgreSQL writes no commit record for it.  Errors after our
+ *	pre-commit (a serialization failure, NOTIFY, another extension's
+ *	callback) abort it with no COMMIT record: the client that got the
+ *	ERROR never finds the write.
  *
- *	A mixed transaction (it also wrote tables) is decided by PostgreSQL's
- *	commit record.  Before its TXN record is written, a WAL record carrying
- *	its xid is made durable, so after a crash PostgreSQL never hands that
- *	xid out again and pg_xact's answer for it cannot change.  Its TXN
+ *	A mixed transaction (it also wrote tables: an xid and WAL) is decided
+ *	by PostgreSQL's commit record.  Before its TXN record is written, a WAL
+ *	record carrying its xid is made durable, so after a crash PostgreSQL
+ *	never hands that xid out again and pg_xact's answer for it cannot
+ *	change.  Its TXN
  *	record is flushed before PostgreSQL's commit record can be; at commit,
  *	PostgreSQL's commit record is flushed (whatever synchronous_commit
  *	says) before the COMMIT record is written.  If a crash comes between
@@ -396,7 +399,13 @@ log_txn(void)
 	TransactionId xid = InvalidTransactionId;
 	KvLsn		end;
 
-	ws_mixed = (XactLastRecEnd != 0);
+	/*
+	 * WAL alone (a page pruned by a read) leaves nothing for pg_xact to
+	 * decide; an xid alone (temporary or unlogged tables) leaves nothing
+	 * that survives a crash.
+	 */
+	ws_mixed = (XactLastRecEnd != 0 &&
+				TransactionIdIsValid(GetTopTransactionIdIfAny()));
 
 	/*
 	 * In a group, a kv-only transaction is decided and waited for here,

@@ -6,10 +6,13 @@
  *	  and to the waiter's own errors through an error context callback.
  *
  * A writer that finds another transaction's pending entry on its key
- * (store.c, lock_key) waits on that transaction's xid lock, or on the
- * owning backend's condition variable while the owner finishes its end of
- * transaction.  PostgreSQL's lock manager shows only "transactionid" for
- * the first and nothing for the second; neither says which key.  So, for
+ * (store.c, lock_key) waits on the lock the entry stands for (keylock.c:
+ * the holder's virtual xid, or its subtransaction's lock; for a keyspace
+ * being created or dropped, that transaction's xid), or on the owner
+ * slot's condition variable while the owner finishes its end of
+ * transaction.  PostgreSQL's lock manager shows only "virtualxid",
+ * "advisory" or "transactionid" for the first and nothing for the second;
+ * none says which key.  So, for
  * the duration of the wait, the waiter:
  *	- publishes (keyspace, key excerpt, holder pid and xid, start time) in
  *	  its slot of the "kvext waits" array, indexed by pgprocno, which
@@ -135,9 +138,12 @@ wait_context(void *arg)
 	if (w->has_key && w->holder_pid == 0)
 		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by a transaction whose commit waits for its replication group",
 				   key, ks);
-	else if (w->has_key)
+	else if (w->has_key && TransactionIdIsValid(w->holder_xid))
 		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by transaction %u of process %d",
 				   key, ks, w->holder_xid, w->holder_pid);
+	else if (w->has_key)
+		errcontext("while waiting for key \"%s\" of keyspace \"%s\", held by a transaction of process %d",
+				   key, ks, w->holder_pid);
 	else
 		errcontext("while waiting for transaction %u of process %d, which creates or drops keyspace \"%s\"",
 				   w->holder_xid, w->holder_pid, ks);
@@ -156,9 +162,9 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 	info->roleid = GetUserId();
 	if (t->holder_procno >= 0 && t->holder_procno < nslots)
 		info->holder_pid = ProcGlobal->allProcs[t->holder_procno].pid;
-	else if (t->key == NULL)
-		info->holder_pid = BackendXidGetPid(t->holder_xid);	/* no LWLock held */
-	info->holder_xid = t->holder_xid;
+	else if (t->lock.kind == KV_LOCK_XID)
+		info->holder_pid = BackendXidGetPid((TransactionId) t->lock.a);	/* no LWLock held */
+	info->holder_xid = KvKeyLockHolderXid(&t->lock, t->holder_procno);
 	info->since = GetCurrentTimestamp();
 	memcpy(info->keyspace, t->keyspace, NAMEDATALEN);
 	info->keyspace[NAMEDATALEN - 1] = '\0';
@@ -190,13 +196,13 @@ begin_wait(KvWaitInfo *info, ErrorContextCallback *cb, const KvWaitTarget *t)
 }
 
 /*
- * KvWaitOnXact
- *		Wait, published, for transaction t->holder_xid to end (its xid lock:
- *		deadlock detection, lock_timeout and pg_locks come with it).  The
- *		caller holds no LWLock.
+ * KvWaitOnLock
+ *		Wait, published, for the lock t->lock to be free (a lock-manager
+ *		lock: deadlock detection, lock_timeout and pg_locks come with it).
+ *		The caller holds no LWLock.
  */
 void
-KvWaitOnXact(const KvWaitTarget *t)
+KvWaitOnLock(const KvWaitTarget *t)
 {
 	KvWaitInfo	info;
 	ErrorContextCallback cb;
@@ -204,7 +210,7 @@ KvWaitOnXact(const KvWaitTarget *t)
 	begin_wait(&info, &cb, t);
 	PG_TRY();
 	{
-		XactLockTableWait(t->holder_xid, NULL, NULL, XLTW_None);
+		KvKeyLockWait(&t->lock);
 	}
 	PG_FINALLY();
 	{

@@ -15,12 +15,15 @@
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
 
+#include "store/keylock.h"
+
 /* bytes of a key kept for kv_locks() and error contexts (KvKeyExcerpt) */
 #define KVEXT_WAIT_KEY_BYTES	64
 
 /*
  * what a writer waits for; key == NULL: a transaction creating or dropping
- * the keyspace, whose backend (holder_procno -1) is then looked up by xid
+ * the keyspace (lock KV_LOCK_XID), whose backend (holder_procno -1) is then
+ * looked up by xid
  */
 typedef struct KvWaitTarget
 {
@@ -29,7 +32,7 @@ typedef struct KvWaitTarget
 	uint32		keylen;
 	int			holder_procno;	/* pgprocno of the holding backend, or -1
 								 * (none: a parked transaction, store.c) */
-	TransactionId holder_xid;	/* the (sub)transaction waited for */
+	KvLockRef	lock;			/* the lock waited for (keylock.h) */
 } KvWaitTarget;
 
 /* one wait, as kv_locks() reports it */
@@ -38,7 +41,7 @@ typedef struct KvWaitInfo
 	int			pid;			/* the waiting backend */
 	Oid			roleid;			/* its current user when the wait began */
 	int			holder_pid;		/* 0 if unknown */
-	TransactionId holder_xid;
+	TransactionId holder_xid;	/* its top-level xid, if it has one */
 	TimestampTz since;
 	bool		has_key;		/* false: waits for a keyspace drop */
 	char		keyspace[NAMEDATALEN];
@@ -48,7 +51,7 @@ typedef struct KvWaitInfo
 extern Size KvWaitsShmemSize(void);
 extern void KvWaitsShmemInit(void);
 
-extern void KvWaitOnXact(const KvWaitTarget *t);
+extern void KvWaitOnLock(const KvWaitTarget *t);
 extern bool KvWaitOnOwner(const KvWaitTarget *t, ConditionVariable *cv,
 						  LWLock *lock, long timeout_ms);
 extern int	KvWaitsList(KvWaitInfo *out, int max);

@@ -189,7 +189,12 @@ is($node->safe_psql('postgres', q{SELECT kv_count()}),
 $node->safe_psql('postgres', q{SELECT kv_put('n', '10')});
 $writer->query_safe(q{BEGIN; SELECT kv_incr('n', 5)});
 my $writer_pid = $writer->query_safe('SELECT pg_backend_pid()');
-my $writer_xid = $writer->query_safe('SELECT txid_current()');
+# key writes take no xid (keylock.c): the key lock is the writer's
+# virtual transaction id
+is($writer->query_safe('SELECT pg_current_xact_id_if_assigned() IS NULL'),
+	't', 'a transaction that writes only keys has no xid');
+my $writer_vxid = $writer->query_safe(
+	'SELECT virtualtransaction FROM pg_locks WHERE pid = pg_backend_pid() LIMIT 1');
 
 my $waiter = $node->background_psql('postgres');
 my $waiter_pid = $waiter->query_safe('SELECT pg_backend_pid()');
@@ -201,16 +206,16 @@ SELECT 'incr=' || kv_incr('n', 100);
 ok( $node->poll_query_until(
 		'postgres', qq{
 SELECT EXISTS (SELECT 1 FROM pg_locks
-               WHERE pid = $waiter_pid AND locktype = 'transactionid'
-                 AND transactionid::text::bigint = $writer_xid AND NOT granted)}),
-	'second writer waits on the first writer\'s transaction id');
+               WHERE pid = $waiter_pid AND locktype = 'virtualxid'
+                 AND virtualxid = '$writer_vxid' AND NOT granted)}),
+	'second writer waits on the first writer\'s virtual transaction id');
 
 # Readers are still not blocked, and still see the committed value.
 is($node->safe_psql('postgres', q{SELECT kv_get('n')}),
 	'10', 'reader not blocked while two writers contend');
 
 # The first writer holds no per-key lock-manager lock: only its own
-# virtual and transaction id locks (plus the relation locks of pg_locks).
+# virtual transaction id lock (plus the relation locks of pg_locks).
 is( $node->safe_psql(
 		'postgres', qq{
 SELECT count(*) FROM pg_locks
@@ -235,7 +240,7 @@ SELECT 'incr=' || kv_incr('n', 1);
 ok( $node->poll_query_until(
 		'postgres', qq{
 SELECT EXISTS (SELECT 1 FROM pg_locks
-               WHERE pid = $waiter_pid AND locktype = 'transactionid' AND NOT granted)}),
+               WHERE pid = $waiter_pid AND locktype = 'virtualxid' AND NOT granted)}),
 	'second writer waits again');
 $writer->query_safe('ROLLBACK');
 like($waiter->query_until(qr/incr=\d+\n/, ''), qr/incr=116/,

@@ -6,8 +6,9 @@
 #     request, a restart after pg_terminate_backend, the shutdown snapshot,
 #     a crash-restart;
 #  2. a writer waiting for a key held by another transaction is listed by
-#     kv_locks (waiter, keyspace, key, holder pid and xid), waits in
-#     pg_stat_activity on the holder's transactionid, and disappears from
+#     kv_locks (waiter, keyspace, key, holder pid, and holder xid if the
+#     holder has one: key writes take none), waits in pg_stat_activity on
+#     the holder's virtualxid, and disappears from
 #     kv_locks once the wait ends; the key is hidden from roles without the
 #     privileges of the waiter or of pg_read_all_stats;
 #  3. errors raised during the wait (lock_timeout, a real deadlock, a
@@ -135,17 +136,24 @@ my $locks_q = q{SELECT string_agg(concat_ws('|', pid, keyspace, key, holder_pid,
 is($node->safe_psql('postgres', $locks_q), '', 'kv_locks is empty with nobody waiting');
 
 $holder->query_safe(q{BEGIN; SELECT kv_put('order:42', 'held', 'orders')});
-my $holder_xid = $holder->query_safe('SELECT pg_current_xact_id()');
+is($holder->query_safe('SELECT pg_current_xact_id_if_assigned() IS NULL'), 't',
+	'the holder has no xid');
 start_sql($waiter, q{SELECT kv_put('order:42', 'mine', 'orders');}, 'done1');
 
+# concat_ws skips the NULL holder_xid
 ok( $node->poll_query_until(
-		'postgres', $locks_q, "$waiter_pid|orders|order:42|$holder_pid|$holder_xid|t"),
-	'kv_locks shows the waiter, keyspace, key, holder pid and holder xid');
+		'postgres', $locks_q, "$waiter_pid|orders|order:42|$holder_pid|t"),
+	'kv_locks shows the waiter, keyspace, key and holder pid, and no xid');
 is( $node->safe_psql(
 		'postgres', qq{SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity
   WHERE pid = $waiter_pid}),
-	'Lock/transactionid',
-	'the waiter waits on the holder\'s transactionid in pg_stat_activity');
+	'Lock/virtualxid',
+	'the waiter waits on the holder\'s virtualxid in pg_stat_activity');
+is( $node->safe_psql(
+		'postgres', qq{SELECT w.virtualxid = h.virtualtransaction
+  FROM pg_locks w JOIN pg_locks h ON h.pid = $holder_pid AND h.locktype = 'virtualxid' AND h.granted
+  WHERE w.pid = $waiter_pid AND w.locktype = 'virtualxid' AND NOT w.granted}),
+	't', '... which pg_locks shows as a wait on the holder\'s virtual xid');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kv_locks()}),
 	'1', 'the kv_locks view and kv_locks() agree');
 is( $node->safe_psql(
@@ -167,9 +175,20 @@ is($node->safe_psql('postgres', q{SELECT kv_get('order:42', 'orders')}), 'mine',
 # ---------------------------------------------------------------------------
 # 3. errors during the wait name the key, the keyspace and the holder
 
+# a holder without an xid is named by its pid
+$holder->query_safe(q{BEGIN; SELECT kv_put('order:42', 'noxid', 'orders')});
+start_sql($waiter,
+	q{SET lock_timeout = '200ms'; SELECT kv_put('order:42', 'late', 'orders'); RESET lock_timeout;},
+	'done2a');
+like(wait_marker($waiter, 'done2a'),
+	qr/ERROR:  55P03: canceling statement due to lock timeout\nCONTEXT:  while waiting for key "order:42" of keyspace "orders", held by a transaction of process $holder_pid\n/,
+	'the lock_timeout error names the key, keyspace and the pid of a holder without an xid');
+$holder->query_safe('ROLLBACK');
+
 # lock_timeout
+# (a holder with an xid, which then appears in the context)
 $holder->query_safe(q{BEGIN; SELECT kv_put('order:42', 'again', 'orders')});
-$holder_xid = $holder->query_safe('SELECT pg_current_xact_id()');
+my $holder_xid = $holder->query_safe('SELECT pg_current_xact_id()');
 start_sql($waiter,
 	q{SET lock_timeout = '1s'; SELECT kv_put('order:42', 'late', 'orders'); RESET lock_timeout;},
 	'done2');
