@@ -30,6 +30,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# install_writable, installed_matches, jobs_wait_below, jobs_wait_all
+. "$ROOT/scripts/lib.sh"
 cd "$ROOT" || exit 1
 
 PASSED=0
@@ -182,8 +184,6 @@ make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" ASSERTS=1 ||
 	fail_step "build failed"
 
 header "install: make install"
-# install_writable, installed_matches
-. "$ROOT/scripts/lib.sh"
 
 if install_writable; then
 	make -C "$ROOT" --no-print-directory PG_CONFIG="$PG_CONFIG" ASSERTS=1 install >/dev/null ||
