@@ -470,6 +470,8 @@ KvLogReaderBegin(KvLsn from)
 	KvLogReader *r = palloc0(sizeof(KvLogReader));
 	int			seg = -1;
 
+	/* COMMIT and ABORT records may still be in memory (wal.c) */
+	KvWalWritePending();
 	r->fd = -1;
 	r->nsegs = KvWalListSegments(&r->segs);
 	for (int i = 0; i < r->nsegs; i++)

@@ -17,7 +17,23 @@
  * pwrite()s it to the current segment.  Insertion order is therefore log
  * order.  If the write fails (ENOSPC, EIO) the bytes written of it are
  * overwritten with zeros and the error is raised: nothing partial counts
- * as written, and a later write may succeed.  After a TXN record,
+ * as written, and a later write may succeed.
+ *
+ * Pending markers.  COMMIT and ABORT records ("markers") are not written
+ * where they are inserted: they are copied into a small shared buffer
+ * (wal->pend_*, under the insert lock), and reach the file with the next
+ * record written, in the same pwritev(), or when the log is flushed
+ * (KvWalFlush, also the wal writer's flush of "off" commits), or before a
+ * segment switch, a cut or a follower's append.  So a kv transaction
+ * costs one write system call, its TXN record's, which carries the
+ * markers of the transactions before it; the pending bytes always end at
+ * the insert position and lie in the current segment, in blocks reserved
+ * for them (below), and nothing reads the file beyond the flush position.
+ * A marker lost with the buffer (a crash before any of those) belongs to
+ * a commit that was not yet durable: kvext.synchronous_commit = off, or a
+ * commit that had not returned.  A failure to write pending markers is a
+ * PANIC, as an fsync failure is: they decide commits already visible.
+ * After a TXN record,
  * fallocate(FALLOC_FL_KEEP_SIZE) reserves the blocks for the COMMIT or
  * ABORT records ("markers") that in-flight transactions still need: a
  * marker is written in a critical section (after PostgreSQL's commit, an
@@ -66,8 +82,10 @@
  * under the insert lock while this node follows (25006).
  *
  * Locks: insert lock, then (never the reverse) nothing else but the
- * mutex; flush lock alone; the one exception is KvWalTruncate on a live
- * log: flush lock, then insert lock (then the control lock).  The mutex (a spinlock) protects the positions,
+ * mutex; flush lock, then insert lock (KvWalFlush, to write the pending
+ * markers; KvWalTruncate and KvWalResetTo on a live log, then the control
+ * lock); nobody takes the flush lock holding the insert lock.  The mutex
+ * (a spinlock) protects the positions,
  * the term and the prepared-segment state; nothing that can fail or sleep
  * runs under it.  The keyspace lock may be held when inserting
  * (keyspace records), so neither WAL lock may be held while taking it.
@@ -87,6 +105,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"
+#include "port/pg_iovec.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -132,11 +151,19 @@ typedef struct KvWalShared
 								 * segments: cached descriptors go stale */
 	/* log senders: where their connected peer still reads (0: nothing) */
 	pg_atomic_uint64 holds[KVEXT_VISIBLE_MAX_SENDERS];
+	/* markers inserted but not yet written (see file header) */
+	KvLsn		pend_start;		/* position of the first pending byte */
+	uint32		pend_len;		/* pending bytes: they end at insert_lsn */
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
+	/* then the pending buffer, PEND_CAPACITY bytes */
 } KvWalShared;
 
+/* room for one marker per owner slot; more are written out first */
+#define PEND_CAPACITY	((Size) KvOwnerSlotCount() * sizeof(KvWalRecord))
+
 static KvWalShared *wal = NULL;
+static char *pend_buf = NULL;
 static LWLock *insert_lock = NULL;
 static LWLock *flush_lock = NULL;
 
@@ -155,8 +182,9 @@ static KvLsn floor_or(KvLsn pos);
 Size
 KvWalShmemSize(void)
 {
-	return add_size(offsetof(KvWalShared, inflight),
-					mul_size(sizeof(pg_atomic_uint64), KvOwnerSlotCount()));
+	return add_size(add_size(offsetof(KvWalShared, inflight),
+							 mul_size(sizeof(pg_atomic_uint64), KvOwnerSlotCount())),
+					PEND_CAPACITY);
 }
 
 /*
@@ -170,6 +198,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 	bool		found;
 
 	wal = ShmemInitStruct("kvext wal", KvWalShmemSize(), &found);
+	pend_buf = (char *) &wal->inflight[KvOwnerSlotCount()];
 	insert_lock = ilock;
 	flush_lock = flock;
 	seg_fd = -1;
@@ -190,6 +219,8 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		pg_atomic_init_u64(&wal->seg_gen, 0);
 		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
 			pg_atomic_init_u64(&wal->holds[i], InvalidKvLsn);
+		wal->pend_start = InvalidKvLsn;
+		wal->pend_len = 0;
 		wal->nprocs = KvOwnerSlotCount();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
@@ -331,6 +362,48 @@ create_segment_inline(KvLsn newstart, const char *path)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * write_pending
+ *		Write the pending markers (see file header) to the current segment.
+ *		Caller holds the insert lock.  PANICs if the write fails: the
+ *		markers decide commits that may already be visible, and their
+ *		blocks were reserved, so only an I/O error can get here.
+ */
+static void
+write_pending(void)
+{
+	int			fd;
+	off_t		offset;
+	Size		done = 0;
+
+	if (wal->pend_len == 0)
+		return;
+	Assert(wal->pend_start >= wal->seg_start &&
+		   wal->pend_start + wal->pend_len == wal->insert_lsn);
+	fd = open_segment(wal->seg_start, false);
+	offset = (off_t) (wal->pend_start - wal->seg_start);
+	while (done < wal->pend_len)
+	{
+		ssize_t		n;
+
+		pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
+		n = pg_pwrite(fd, pend_buf + done, wal->pend_len - done, offset + done);
+		pgstat_report_wait_end();
+		if (n <= 0)
+		{
+			if (n == 0)
+				errno = ENOSPC;
+			ereport(PANIC,
+					(errcode_for_file_access(),
+					 errmsg("could not write COMMIT or ABORT records to kvext log segment %016llX at offset %lld: %m",
+							(unsigned long long) wal->seg_start,
+							(long long) (offset + done))));
+		}
+		done += n;
+	}
+	wal->pend_len = 0;
 }
 
 /*
@@ -608,6 +681,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	KvLsn		end;
 	off_t		offset;
 	int			fd;
+	uint32		pend;
 	ssize_t		done = 0;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
@@ -663,7 +737,10 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	if (!IS_MARKER(type) &&
 		wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
 		wal->insert_lsn > wal->seg_start)
+	{
+		write_pending();
 		switch_segment();
+	}
 
 	start = wal->insert_lsn;
 	end = start + len;
@@ -676,13 +753,37 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	FIN_CRC32C(crc);
 	hdr->crc = crc;
 
+	if (IS_MARKER(type))
+	{
+		/* buffered: written with the next record or flush (file header) */
+		if (wal->pend_len + len > PEND_CAPACITY)
+			write_pending();
+		if (wal->pend_len == 0)
+			wal->pend_start = start;
+		memcpy(pend_buf + wal->pend_len, rec, len);
+		wal->pend_len += len;
+		goto inserted;
+	}
+
 	fd = open_segment(wal->seg_start, false);
 	offset = (off_t) (start - wal->seg_start);
-	while (done < (ssize_t) len)
+	pend = wal->pend_len;
+	Assert(pend == 0 || wal->pend_start + pend == start);
+	/* the pending markers, then the record, in one call */
+	while (done < (ssize_t) (pend + len))
 	{
+		struct iovec iov[2];
+		int			cnt = 0;
 		ssize_t		n;
 
-		if (!IS_MARKER(type) && KvFailpointEnospc("wal-enospc"))
+		if (done < (ssize_t) pend)
+		{
+			iov[cnt].iov_base = pend_buf + done;
+			iov[cnt++].iov_len = pend - done;
+		}
+		iov[cnt].iov_base = rec + Max(done - (ssize_t) pend, 0);
+		iov[cnt++].iov_len = len - Max(done - (ssize_t) pend, 0);
+		if (KvFailpointEnospc("wal-enospc"))
 		{
 			n = -1;
 			errno = ENOSPC;
@@ -690,13 +791,28 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		else
 		{
 			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-			n = pg_pwrite(fd, rec + done, len - done, offset + done);
+			n = pg_pwritev(fd, iov, cnt, offset - (off_t) pend + done);
 			pgstat_report_wait_end();
 		}
 		if (n <= 0)
-			fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
+		{
+			int			save_errno = (n == 0) ? ENOSPC : errno;
+
+			/* the markers must reach the file whatever becomes of rec */
+			if (done < (ssize_t) pend)
+			{
+				memmove(pend_buf, pend_buf + done, pend - done);
+				wal->pend_start += done;
+				wal->pend_len -= done;
+				write_pending();
+				done = pend;
+			}
+			wal->pend_len = 0;
+			fail_insert(fd, offset, done - pend, save_errno, "write to");
+		}
 		done += n;
 	}
+	wal->pend_len = 0;
 
 	/*
 	 * This transaction's COMMIT or ABORT record, and those of every other
@@ -720,6 +836,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	if (type == KV_REC_TXN)
 		pg_atomic_write_u64(&wal->inflight[owner_slot], start);
 
+inserted:
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
 	wal->last_start = start;
@@ -800,10 +917,19 @@ KvWalFlush(KvLsn upto)
 
 		SpinLockAcquire(&wal->mutex);
 		flushed = wal->flush_lsn;
-		target = wal->insert_lsn;
-		segstart = wal->seg_start;
 		SpinLockRelease(&wal->mutex);
 
+		if (flushed < upto)
+		{
+			/* pending markers first; then all written is in the segment */
+			LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+			write_pending();
+			SpinLockAcquire(&wal->mutex);
+			target = wal->insert_lsn;
+			segstart = wal->seg_start;
+			SpinLockRelease(&wal->mutex);
+			LWLockRelease(insert_lock);
+		}
 		if (flushed < upto)
 		{
 			int			fd = open_segment(segstart, false);
@@ -826,6 +952,23 @@ KvWalFlush(KvLsn upto)
 		}
 		LWLockRelease(flush_lock);
 	}
+}
+
+/*
+ * KvWalWritePending
+ *		Write the pending markers, so that the files hold every record
+ *		inserted so far (for readers of the log beyond the flush position:
+ *		a node that led checking its own tail).  A no-op before the log is
+ *		open.
+ */
+void
+KvWalWritePending(void)
+{
+	if (wal->insert_lsn == InvalidKvLsn)
+		return;
+	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	write_pending();
+	LWLockRelease(insert_lock);
 }
 
 /*
@@ -1005,6 +1148,7 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 				 errmsg("could not stat kvext log segment %016llX: %m",
 						(unsigned long long) seg_start)));
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	wal->pend_len = 0;
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = seg_start;
 	wal->seg_alloc = (uint64) st.st_size;
@@ -1048,6 +1192,8 @@ KvWalTruncate(KvLsn at)
 	{
 		LWLockAcquire(flush_lock, LW_EXCLUSIVE);
 		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+		/* markers before the cut stay; the file is cut after them */
+		write_pending();
 		SpinLockAcquire(&wal->mutex);
 		wal->insert_lsn = Min(wal->insert_lsn, at);
 		wal->flush_lsn = Min(wal->flush_lsn, at);
@@ -1133,6 +1279,8 @@ KvWalResetTo(KvLsn at, uint64 term)
 	{
 		LWLockAcquire(flush_lock, LW_EXCLUSIVE);
 		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+		/* the old log is replaced: its pending markers go with it */
+		wal->pend_len = 0;
 	}
 	KvWalSegmentPath(path, at);
 	fd = OpenTransientFile(path, O_RDWR | O_CREAT | PG_BINARY);
@@ -1198,6 +1346,8 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 	Size		off = 0;
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
+	/* (a node that led until now may have markers pending) */
+	write_pending();
 	if (wal->insert_lsn != start)
 	{
 		KvLsn		end = wal->insert_lsn;

@@ -104,6 +104,7 @@ extern KvLsn KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid,
 extern KvLsn KvWalInsertMarker(uint8 type, uint8 flags, KvLsn txn);
 extern void KvWalFlush(KvLsn upto);
 extern void KvWalFlushAll(void);
+extern void KvWalWritePending(void);
 extern void KvWalClearInflight(int owner_slot);
 extern void KvWalClearInflightSlot(int s);
 extern KvLsn KvWalInsertPos(void);
