@@ -23,12 +23,22 @@
  *	  ROLLBACK TO frees the key at once, as a subtransaction's xid lock
  *	  does: an advisory-type lock tag (0, owner slot, token,
  *	  KVEXT_LOCKTAG_CLASS) taken in ExclusiveLock at the subtransaction's
- *	  first write, before its first entry is linked.  Its resource owner
- *	  releases it when the subtransaction aborts (after the abort callback
- *	  removed its entries) and hands it to the parent when it commits, so a
- *	  waiter's wait ends exactly when the entry's writer is rolled back or
- *	  the top-level transaction ends: never on a subtransaction's transient
- *	  state.  Tokens come from a counter in the owner slot, so a tag is not
+ *	  first write, before its first entry is linked, by the
+ *	  subtransaction's own resource owner (as AssignTransactionId takes a
+ *	  subxid's lock: a write inside a cursor's FETCH must not give it to
+ *	  the portal).  It is released when the subtransaction aborts, after
+ *	  the abort callback removed its entries.  When it commits, its
+ *	  entries become the parent's: if the parent has a lock (the top
+ *	  level's virtual xid, or a subtransaction's token), they are
+ *	  restamped with it under their partition locks (txn.c) and the child's
+ *	  lock is released, so a waiter on it wakes, finds the new stamp and
+ *	  waits on the parent's lock; otherwise the parent adopts the child's
+ *	  lock, which PostgreSQL hands to the parent's resource owner.  A
+ *	  transaction thus holds at most one such lock per open nesting level,
+ *	  however many savepoints it releases, and a waiter's wait ends
+ *	  exactly when the entry's writer is rolled back or the top-level
+ *	  transaction ends: never on a subtransaction's transient state.
+ *	  Tokens come from a counter in the owner slot, so a tag is not
  *	  reused while a waiter may still hold a copy of it (an entry's owner
  *	  slot passes to another transaction only after the entry is gone).
  * A waiter that finds the lock free while the entry is still pending (the
@@ -45,20 +55,70 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "kvext.h"
 #include "store/keylock.h"
 #include "store/store.h"
 
-/* the subtransaction lock this backend holds last: (lxid, subxid) -> token */
-static LocalTransactionId sub_lxid = InvalidLocalTransactionId;
-static SubTransactionId sub_id = InvalidSubTransactionId;
-static uint32 sub_token = 0;
+/*
+ * The subtransaction locks of this backend's transaction (lxid), by
+ * nesting level: levels[L] is valid if its subid is that of the open
+ * subtransaction at level L (subtransaction ids are never reused within a
+ * transaction).
+ */
+typedef struct LevelLock
+{
+	SubTransactionId subid;
+	uint32		token;
+} LevelLock;
+
+static LocalTransactionId levels_lxid = InvalidLocalTransactionId;
+static LevelLock *levels = NULL;
+static int	nlevels = 0;
+static int	owner_slot = -1;	/* the slot the tokens were taken as */
 
 static void
 set_token_tag(LOCKTAG *tag, uint32 slot, uint32 token)
 {
 	SET_LOCKTAG_ADVISORY(*tag, InvalidOid, slot, token, KVEXT_LOCKTAG_CLASS);
+}
+
+/* levels[level], or NULL if it holds no lock for subtransaction subid */
+static LevelLock *
+level_lock(int level, SubTransactionId subid)
+{
+	if (levels_lxid != MyProc->lxid || level >= nlevels ||
+		levels[level].subid != subid)
+		return NULL;
+	return &levels[level];
+}
+
+/* record token as the lock of subtransaction subid at level */
+static void
+set_level_lock(int level, SubTransactionId subid, uint32 token)
+{
+	if (levels_lxid != MyProc->lxid)
+	{
+		for (int i = 0; i < nlevels; i++)
+			levels[i].subid = InvalidSubTransactionId;
+		levels_lxid = MyProc->lxid;
+	}
+	if (level >= nlevels)
+	{
+		int			n = Max(8, level * 2);
+
+		if (levels == NULL)
+			levels = MemoryContextAlloc(TopMemoryContext, n * sizeof(LevelLock));
+		else
+			levels = repalloc(levels, n * sizeof(LevelLock));
+		for (int i = nlevels; i < n; i++)
+			levels[i].subid = InvalidSubTransactionId;
+		nlevels = n;
+	}
+	levels[level].subid = subid;
+	levels[level].token = token;
 }
 
 /*
@@ -73,6 +133,10 @@ uint32
 KvKeyLockTake(int slot, bool *sub)
 {
 	LOCKTAG		tag;
+	int			level;
+	LevelLock  *mine;
+	uint32		token;
+	ResourceOwner save;
 
 	Assert(MyProc->lxid != InvalidLocalTransactionId);
 	if (GetCurrentTransactionNestLevel() <= 1)
@@ -81,15 +145,90 @@ KvKeyLockTake(int slot, bool *sub)
 		return MyProc->lxid;
 	}
 	*sub = true;
-	if (sub_lxid == MyProc->lxid && sub_id == GetCurrentSubTransactionId())
-		return sub_token;
+	level = GetCurrentTransactionNestLevel();
+	mine = level_lock(level, GetCurrentSubTransactionId());
+	if (mine != NULL)
+		return mine->token;
 
-	sub_token = KvStoreSlotNewToken(slot);
-	set_token_tag(&tag, (uint32) slot, sub_token);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	sub_lxid = MyProc->lxid;
-	sub_id = GetCurrentSubTransactionId();
-	return sub_token;
+	/* room first: nothing may fail once the lock is held */
+	set_level_lock(level, InvalidSubTransactionId, 0);
+	token = KvStoreSlotNewToken(slot);
+	set_token_tag(&tag, (uint32) slot, token);
+	/* the subtransaction's lock, not a portal's (see file header) */
+	save = CurrentResourceOwner;
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	PG_TRY();
+	{
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	set_level_lock(level, GetCurrentSubTransactionId(), token);
+	owner_slot = slot;
+	return token;
+}
+
+/*
+ * KvKeyLockSubCommit
+ *		Subtransaction subid, at nesting level level, commits into its
+ *		parent parent_subid.  If it holds a lock whose entries must take
+ *		the parent's, returns true with the parent's lock id in *lockid and
+ *		*sub: the caller restamps the entries (every pending entry of the
+ *		levels >= level), then calls KvKeyLockSubCommitDone.  Otherwise the
+ *		parent adopts the child's lock, if any, and returns false.  Called
+ *		from the subtransaction commit callback; cannot fail.
+ */
+bool
+KvKeyLockSubCommit(int level, SubTransactionId subid,
+				   SubTransactionId parent_subid, uint32 *lockid, bool *sub)
+{
+	LevelLock  *child = level_lock(level, subid);
+	LevelLock  *parent;
+
+	if (child == NULL)
+		return false;			/* it wrote no key */
+	if (level - 1 <= 1)
+	{
+		/* the top level: its virtual xid lock */
+		*lockid = MyProc->lxid;
+		*sub = false;
+		return true;
+	}
+	parent = level_lock(level - 1, parent_subid);
+	if (parent == NULL)
+	{
+		/* the lock passes to the parent's resource owner with the commit */
+		levels[level - 1].subid = parent_subid;
+		levels[level - 1].token = child->token;
+		child->subid = InvalidSubTransactionId;
+		return false;
+	}
+	*lockid = parent->token;
+	*sub = true;
+	return true;
+}
+
+/*
+ * KvKeyLockSubCommitDone
+ *		The entries of the committing subtransaction at level now stand for
+ *		the parent's lock: release the child's, waking its waiters, who find
+ *		the new stamp.
+ */
+void
+KvKeyLockSubCommitDone(int level)
+{
+	LOCKTAG		tag;
+	ResourceOwner save = CurrentResourceOwner;
+
+	Assert(level < nlevels && levels[level].subid != InvalidSubTransactionId);
+	set_token_tag(&tag, (uint32) owner_slot, levels[level].token);
+	levels[level].subid = InvalidSubTransactionId;
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	LockRelease(&tag, ExclusiveLock, false);
+	CurrentResourceOwner = save;
 }
 
 /*

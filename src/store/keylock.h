@@ -37,6 +37,10 @@ typedef struct KvLockRef
 	((x).kind == (y).kind && (x).a == (y).a && (x).b == (y).b)
 
 extern uint32 KvKeyLockTake(int slot, bool *sub);
+extern bool KvKeyLockSubCommit(int level, SubTransactionId subid,
+							   SubTransactionId parent_subid, uint32 *lockid,
+							   bool *sub);
+extern void KvKeyLockSubCommitDone(int level);
 extern KvLockRef KvKeyLockRef(uint32 lockid, bool sub, int slot, int procno);
 extern void KvKeyLockWait(const KvLockRef *ref);
 extern TransactionId KvKeyLockHolderXid(const KvLockRef *ref, int procno);

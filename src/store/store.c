@@ -146,6 +146,7 @@ static KvOwnerSlot *owners = NULL;
 static int	nowners = 0;
 static pg_atomic_uint32 *proc_slot = NULL;	/* per pgprocno: its current slot */
 static ConditionVariable *slot_freed = NULL;	/* broadcast when a slot frees */
+static pg_atomic_uint32 *slot_waiters = NULL;	/* backends waiting on it */
 int			KvMyOwnerSlot = -1;
 KvKeyspace *KvKeyspaces = NULL;
 pg_atomic_uint32 *KvKeyspaceDirGen = NULL;
@@ -217,6 +218,7 @@ KvStoreShmemSize(void)
 	size = add_size(size, MAXALIGN(mul_size(sizeof(KvOwnerSlot), KvOwnerSlotCount())));
 	size = add_size(size, MAXALIGN(mul_size(sizeof(pg_atomic_uint32), KvProcSlots())));
 	size = add_size(size, MAXALIGN(sizeof(ConditionVariable)));
+	size = add_size(size, MAXALIGN(sizeof(pg_atomic_uint32)));
 	return size;
 }
 
@@ -252,6 +254,8 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 	p += MAXALIGN(sizeof(pg_atomic_uint32) * KvProcSlots());
 	slot_freed = (ConditionVariable *) p;
 	p += MAXALIGN(sizeof(ConditionVariable));
+	slot_waiters = (pg_atomic_uint32 *) p;
+	p += MAXALIGN(sizeof(pg_atomic_uint32));
 	KvBase = (char *) TYPEALIGN(KV_UNIT, p + KvAllocControlSize());
 	KvStoreBuckets = (KvPtr *) KvBase;
 
@@ -276,6 +280,7 @@ KvStoreShmemInit(LWLockPadded *part_locks, LWLock *alloc_lock)
 		for (int i = 0; i < KvProcSlots(); i++)
 			pg_atomic_init_u32(&proc_slot[i], PG_UINT32_MAX);
 		ConditionVariableInit(slot_freed);
+		pg_atomic_init_u32(slot_waiters, 0);
 	}
 	KvAllocInit(p, alloc_lock,
 				(KvPtr) (sctl->bucket_bytes / KV_UNIT),
@@ -345,7 +350,29 @@ try_take(int s)
  *		back at the end of each transaction (txn.c), parked or not.  If every slot is
  *		taken (transactions parked while the group has no majority), wait,
  *		interruptibly, for one to free.  Call with no LWLock held.
+ *
+ * Only a backend that found no free slot registers as a waiter
+ * (slot_waiters), so that the release at every transaction's end
+ * broadcasts only when someone waits: it clears the slot, then reads the
+ * count; a waiter counts itself, then scans the slots.
  */
+static bool
+take_any_slot(int start)
+{
+	for (int i = 0; i < nowners; i++)
+	{
+		int			s = (start + i) % nowners;
+
+		if (try_take(s))
+		{
+			KvMyOwnerSlot = s;
+			pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], (uint32) s);
+			return true;
+		}
+	}
+	return false;
+}
+
 int
 KvStoreMySlot(void)
 {
@@ -354,23 +381,36 @@ KvStoreMySlot(void)
 	if (likely(KvMyOwnerSlot >= 0))
 		return KvMyOwnerSlot;
 	start = MyProc->pgprocno * KVEXT_SLOTS_PER_PROC;
-	for (;;)
-	{
-		ConditionVariablePrepareToSleep(slot_freed);
-		for (int i = 0; i < nowners; i++)
-		{
-			int			s = (start + i) % nowners;
+	if (likely(take_any_slot(start)))
+		return KvMyOwnerSlot;
 
-			if (try_take(s))
-			{
-				ConditionVariableCancelSleep();
-				KvMyOwnerSlot = s;
-				pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], (uint32) s);
-				return s;
-			}
+	pg_atomic_fetch_add_u32(slot_waiters, 1);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			ConditionVariablePrepareToSleep(slot_freed);
+			if (take_any_slot(start))
+				break;
+			ConditionVariableTimedSleep(slot_freed, 1000L, WAIT_EVENT_SYNC_REP);
 		}
-		ConditionVariableTimedSleep(slot_freed, 1000L, WAIT_EVENT_SYNC_REP);
 	}
+	PG_FINALLY();
+	{
+		pg_atomic_fetch_sub_u32(slot_waiters, 1);
+	}
+	PG_END_TRY();
+	ConditionVariableCancelSleep();
+	return KvMyOwnerSlot;
+}
+
+/* a slot became free: wake the backends waiting for one, if any */
+static void
+wake_slot_waiters(void)
+{
+	pg_memory_barrier();		/* the freed slot before the count */
+	if (pg_atomic_read_u32(slot_waiters) > 0)
+		ConditionVariableBroadcast(slot_freed);
 }
 
 /*
@@ -388,7 +428,7 @@ KvStoreReleaseSlot(void)
 	pg_atomic_write_u32(&proc_slot[MyProc->pgprocno], PG_UINT32_MAX);
 	pg_atomic_write_u32(&owners[KvMyOwnerSlot].user, 0);
 	KvMyOwnerSlot = -1;
-	ConditionVariableBroadcast(slot_freed);
+	wake_slot_waiters();
 }
 
 /*
@@ -439,7 +479,7 @@ void
 KvStoreSlotWake(int s)
 {
 	ConditionVariableBroadcast(&owners[s].done);
-	ConditionVariableBroadcast(slot_freed);
+	wake_slot_waiters();
 }
 
 /*
@@ -1287,6 +1327,29 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 	LWLockRelease(kv.lock);
 
 	KvCountWrite(ks.id);
+}
+
+/*
+ * KvStoreRestampEntry
+ *		Pending entry p of this transaction now stands for another of its
+ *		locks (keylock.c: a committing subtransaction's entries take their
+ *		parent's).  A writer waiting for the old lock finds the new one
+ *		under the partition lock.
+ */
+void
+KvStoreRestampEntry(KvPtr p, uint32 lockid, bool sub)
+{
+	KvEntry    *e = KvEntryGet(p);
+	LWLock	   *lock = PART_LOCK(PART_OF(BUCKET_OF(e->hash)));
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	Assert((e->flags & KVE_PENDING) && is_own(e));
+	e->lockid = lockid;
+	if (sub)
+		e->flags |= KVE_SUBLOCK;
+	else
+		e->flags &= ~KVE_SUBLOCK;
+	LWLockRelease(lock);
 }
 
 /*

@@ -71,6 +71,7 @@
 #include "log/visible.h"
 #include "store/acl.h"
 #include "store/keyspace.h"
+#include "store/keylock.h"
 #include "store/park.h"
 #include "store/store.h"
 #include "store/txn.h"
@@ -687,9 +688,20 @@ kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	int			level = GetCurrentTransactionNestLevel();
 	uint32		i;
+	uint32		lockid;
+	bool		sub;
+	bool		restamp = false;
+
+	/* the keys' lock passes to the parent (keylock.c) */
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		restamp = KvKeyLockSubCommit(level, mySubid, parentSubid, &lockid, &sub);
 
 	if (KvWsCount() == 0)
+	{
+		if (restamp)
+			KvKeyLockSubCommitDone(level);
 		return;
+	}
 
 	switch (event)
 	{
@@ -705,6 +717,17 @@ kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			for (i = KvWsCount(); i > 0 && KvWsItemAt(i - 1)->nestlevel >= level; i--)
 				KvWsItemAt(i - 1)->nestlevel = level - 1;
 			merge_superseded(i);
+			if (restamp)
+			{
+				for (uint32 j = i; j < KvWsCount(); j++)
+				{
+					KvWsItem   *item = KvWsItemAt(j);
+
+					if (item->kind == KV_WS_ENTRY && item->entry != InvalidKvPtr)
+						KvStoreRestampEntry(item->entry, lockid, sub);
+				}
+				KvKeyLockSubCommitDone(level);
+			}
 			break;
 
 		default:
