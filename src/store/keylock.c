@@ -52,6 +52,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "port/atomics.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -60,7 +61,6 @@
 
 #include "kvext.h"
 #include "store/keylock.h"
-#include "store/store.h"
 
 /*
  * The subtransaction locks of this backend's transaction (lxid), by
@@ -126,11 +126,12 @@ set_level_lock(int level, SubTransactionId subid, uint32 token)
  *		The lock id for an entry this (sub)transaction writes now, as owner
  *		slot slot: at the top level, the local xid (*sub false); in a
  *		subtransaction, the token of its own lock, taken at its first write
- *		(*sub true).  May raise an error (out of shared memory for locks),
- *		so call it before changing anything.
+ *		(*sub true) from the slot's counter tokens (store.c; only the slot's
+ *		user advances it; never 0).  May raise an error (out of shared
+ *		memory for locks), so call it before changing anything.
  */
 uint32
-KvKeyLockTake(int slot, bool *sub)
+KvKeyLockTake(int slot, pg_atomic_uint32 *tokens, bool *sub)
 {
 	LOCKTAG		tag;
 	int			level;
@@ -152,7 +153,9 @@ KvKeyLockTake(int slot, bool *sub)
 
 	/* room first: nothing may fail once the lock is held */
 	set_level_lock(level, InvalidSubTransactionId, 0);
-	token = KvStoreSlotNewToken(slot);
+	token = pg_atomic_add_fetch_u32(tokens, 1);
+	if (unlikely(token == 0))
+		token = pg_atomic_add_fetch_u32(tokens, 1);
 	set_token_tag(&tag, (uint32) slot, token);
 	/* the subtransaction's lock, not a portal's (see file header) */
 	save = CurrentResourceOwner;

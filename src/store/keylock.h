@@ -11,6 +11,8 @@
 #ifndef KVEXT_KEYLOCK_H
 #define KVEXT_KEYLOCK_H
 
+#include "port/atomics.h"
+
 /*
  * field4 of the advisory-type lock tags kvext takes for subtransactions
  * (pg_locks.objsubid); advisory locks taken from SQL use 1 and 2
@@ -36,7 +38,7 @@ typedef struct KvLockRef
 #define KvLockRefEquals(x, y) \
 	((x).kind == (y).kind && (x).a == (y).a && (x).b == (y).b)
 
-extern uint32 KvKeyLockTake(int slot, bool *sub);
+extern uint32 KvKeyLockTake(int slot, pg_atomic_uint32 *tokens, bool *sub);
 extern bool KvKeyLockSubCommit(int level, SubTransactionId subid,
 							   SubTransactionId parent_subid, uint32 *lockid,
 							   bool *sub);

@@ -444,21 +444,6 @@ KvStoreSlotProc(int s)
 	return (int) pg_atomic_read_u32(&owners[s].user) - 1;
 }
 
-/*
- * KvStoreSlotNewToken
- *		A new token for a subtransaction lock of owner slot s, never 0;
- *		only the slot's user calls this.
- */
-uint32
-KvStoreSlotNewToken(int s)
-{
-	uint32		t = pg_atomic_add_fetch_u32(&owners[s].tokens, 1);
-
-	if (unlikely(t == 0))
-		t = pg_atomic_add_fetch_u32(&owners[s].tokens, 1);
-	return t;
-}
-
 /* the current owner slot of backend procno (for its parallel workers) */
 int
 KvStoreProcSlot(int procno)
@@ -1271,6 +1256,7 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 {
 	uint32		lockid;
 	bool		sublock;
+	int			slot;
 	KeyVersions kv;
 	KvEntry    *visible;
 	NewVersion	nv;
@@ -1283,7 +1269,8 @@ KvStoreWrite(KvKeyspaceRef ks, const char *key, uint32 keylen, KvWrite *w)
 
 	/* things that may fail or wait come before any lock */
 	KvWsReserve();
-	lockid = KvKeyLockTake(KvStoreMySlot(), &sublock);
+	slot = KvStoreMySlot();
+	lockid = KvKeyLockTake(slot, &owners[slot].tokens, &sublock);
 
 	kv.hash = kv_hash(ks.id, key, keylen);
 	kv.bucket = BUCKET_OF(kv.hash);

@@ -197,7 +197,6 @@ extern int	KvStoreMySlot(void);
 extern void KvStoreReleaseSlot(void);
 extern int	KvStoreProcSlot(int procno);
 extern int	KvStoreSlotProc(int s);
-extern uint32 KvStoreSlotNewToken(int s);
 extern void KvStoreRestampEntry(KvPtr p, uint32 lockid, bool sub);
 extern KvPtr KvStoreOlderOwnVersion(KvPtr p);
 
