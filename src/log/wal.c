@@ -921,6 +921,9 @@ KvWalFlush(KvLsn upto)
 
 		if (flushed < upto)
 		{
+			int			fd;
+			int			rc;
+
 			/* pending markers first; then all written is in the segment */
 			LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 			write_pending();
@@ -929,12 +932,8 @@ KvWalFlush(KvLsn upto)
 			segstart = wal->seg_start;
 			SpinLockRelease(&wal->mutex);
 			LWLockRelease(insert_lock);
-		}
-		if (flushed < upto)
-		{
-			int			fd = open_segment(segstart, false);
-			int			rc;
 
+			fd = open_segment(segstart, false);
 			pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
 			rc = pg_fdatasync(fd);
 			pgstat_report_wait_end();

@@ -140,13 +140,13 @@ KvKeyLockTake(int slot, pg_atomic_uint32 *tokens, bool *sub)
 	ResourceOwner save;
 
 	Assert(MyProc->lxid != InvalidLocalTransactionId);
-	if (GetCurrentTransactionNestLevel() <= 1)
+	level = GetCurrentTransactionNestLevel();
+	if (level <= 1)
 	{
 		*sub = false;
 		return MyProc->lxid;
 	}
 	*sub = true;
-	level = GetCurrentTransactionNestLevel();
 	mine = level_lock(level, GetCurrentSubTransactionId());
 	if (mine != NULL)
 		return mine->token;

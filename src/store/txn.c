@@ -696,12 +696,9 @@ kv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 		restamp = KvKeyLockSubCommit(level, mySubid, parentSubid, &lockid, &sub);
 
-	if (KvWsCount() == 0)
-	{
-		if (restamp)
-			KvKeyLockSubCommitDone(level);
+	/* (a lock to pass on with no item left: the switch only releases it) */
+	if (KvWsCount() == 0 && !restamp)
 		return;
-	}
 
 	switch (event)
 	{
