@@ -469,11 +469,24 @@ KvLogReaderBegin(KvLsn from)
 {
 	KvLogReader *r = palloc0(sizeof(KvLogReader));
 	int			seg = -1;
+	KvLsn		cur;
 
 	/* COMMIT and ABORT records may still be in memory (wal.c) */
 	KvWalWritePending();
 	r->fd = -1;
-	r->nsegs = KvWalListSegments(&r->segs);
+	cur = KvWalCurrentSegment();
+	if (cur != InvalidKvLsn && from >= cur)
+	{
+		/*
+		 * In the open log's last segment (a sender or a follower reading
+		 * what was just written): no need to list the directory.
+		 */
+		r->nsegs = 1;
+		r->segs = palloc(sizeof(KvLsn));
+		r->segs[0] = cur;
+	}
+	else
+		r->nsegs = KvWalListSegments(&r->segs);
 	for (int i = 0; i < r->nsegs; i++)
 		if (r->segs[i] <= from)
 			seg = i;

@@ -329,16 +329,10 @@ KvVisibleAdvance(KvLsn commit, KvLsn applied)
 	moved |= advance(&vis->applied, applied);
 	if (!moved)
 		return;
-	/* it converts the parked transactions the position passed */
-	{
-		uint32		writer = pg_atomic_read_u32(&vis->writer);
-
-		if (writer != 0)
-			SetLatch(&ProcGlobal->allProcs[writer - 1].procLatch);
-	}
 	pg_memory_barrier();
 	c = pg_atomic_read_u64(&vis->commit);
 	a = pg_atomic_read_u64(&vis->applied);
+	/* the committers first: they are what a client waits for */
 	for (int i = 0; i < KvProcSlots(); i++)
 	{
 		uint64		w = pg_atomic_read_u64(&vis->waiting[i]);
@@ -347,6 +341,13 @@ KvVisibleAdvance(KvLsn commit, KvLsn applied)
 			continue;
 		if ((w & WAIT_APPLIED_BIT) ? (w & ~WAIT_APPLIED_BIT) <= a : w <= c)
 			SetLatch(&ProcGlobal->allProcs[i].procLatch);
+	}
+	/* then the wal writer: it converts the parked transactions passed */
+	{
+		uint32		writer = pg_atomic_read_u32(&vis->writer);
+
+		if (writer != 0)
+			SetLatch(&ProcGlobal->allProcs[writer - 1].procLatch);
 	}
 }
 

@@ -946,8 +946,12 @@ KvWalFlush(KvLsn upto)
 			if (wal->flush_lsn < target)
 				wal->flush_lsn = target;
 			SpinLockRelease(&wal->mutex);
-			/* more to ship: wake the log senders (no-op without peers) */
-			KvVisibleWakeSenders();
+			/*
+			 * More to ship: wake the log senders (no-op without peers).  A
+			 * follower's senders are idle; a role change wakes them.
+			 */
+			if (KvVisibleIsLeader())
+				KvVisibleWakeSenders();
 		}
 		LWLockRelease(flush_lock);
 	}
@@ -968,6 +972,25 @@ KvWalWritePending(void)
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 	write_pending();
 	LWLockRelease(insert_lock);
+}
+
+/*
+ * KvWalCurrentSegment
+ *		Start of the segment the log writes into, or InvalidKvLsn before the
+ *		log is open.  Every segment after it is unused (none, or a stray
+ *		empty file recovery removes).
+ */
+KvLsn
+KvWalCurrentSegment(void)
+{
+	KvLsn		start;
+
+	if (wal == NULL)
+		return InvalidKvLsn;
+	SpinLockAcquire(&wal->mutex);
+	start = (wal->insert_lsn == InvalidKvLsn) ? InvalidKvLsn : wal->seg_start;
+	SpinLockRelease(&wal->mutex);
+	return start;
 }
 
 /*

@@ -119,6 +119,7 @@ extern uint64 KvWalCurrentTerm(void);
 /* segments */
 extern int	KvWalListSegments(KvLsn **starts);
 extern void KvWalSegmentPath(char *path, KvLsn start);
+extern KvLsn KvWalCurrentSegment(void);
 extern void KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term);
 extern void KvWalTruncate(KvLsn at);
 extern void KvWalResetTo(KvLsn at, uint64 term);

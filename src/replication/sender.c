@@ -129,6 +129,9 @@
 
 static const char append_sql[] =
 "SELECT term, success, flushed, applied, hint FROM kv_repl_append($1, $2, $3, $4, $5, $6, $7)";
+/* append_sql is prepared once per connection under this name */
+#define KVEXT_SENDER_APPEND_STMT	"kvext_append"
+static const Oid append_types[7] = {INT8OID, TEXTOID, INT8OID, PG_LSNOID, INT8OID, PG_LSNOID, BYTEAOID};
 static const char snapshot_sql[] =
 "SELECT term, success, received FROM kv_repl_snapshot($1, $2, $3, $4, $5, $6, $7)";
 
@@ -259,6 +262,7 @@ typedef struct Batch
 	KvLsn		end;			/* start + bytes of records */
 	TimestampTz sent_at;
 	bool		snap;			/* a snapshot chunk: end is its end offset */
+	bool		prep;			/* the connection's PREPARE of append_sql */
 } Batch;
 
 typedef struct FlushSample
@@ -656,9 +660,63 @@ one_line(const char *msg)
 	return s;
 }
 
+/*
+ * While streaming, the worker waits on one WaitEventSet (latch, postmaster
+ * death, the connection's socket), made when streaming starts and freed
+ * with the connection: WaitLatchOrSocket would build and tear down an
+ * epoll set at every wait, five system calls per round trip.
+ */
+static WaitEventSet *stream_wait = NULL;
+static pgsocket stream_sock = PGINVALID_SOCKET;
+static uint32 stream_events = 0;
+
+#define STREAM_WAIT_SOCKET_POS	2	/* after the latch and postmaster death */
+
+static void
+stream_wait_free(void)
+{
+	if (stream_wait)
+		FreeWaitEventSet(stream_wait);
+	stream_wait = NULL;
+	stream_sock = PGINVALID_SOCKET;
+}
+
+/*
+ * stream_wait_on
+ *		Wait as WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT |
+ *		WL_EXIT_ON_PM_DEATH | events, sock, ...) would, on the streaming
+ *		connection's set; returns the events that woke us (WL_TIMEOUT if
+ *		none).
+ */
+static int
+stream_wait_on(int events, pgsocket sock, long timeout, uint32 wait_event)
+{
+	WaitEvent	ev;
+
+	if (stream_wait == NULL || stream_sock != sock)
+	{
+		stream_wait_free();
+		stream_wait = CreateWaitEventSet(TopMemoryContext, 3);
+		AddWaitEventToSet(stream_wait, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(stream_wait, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		(void) AddWaitEventToSet(stream_wait, events, sock, NULL, NULL);
+		stream_sock = sock;
+		stream_events = events;
+	}
+	else if (stream_events != (uint32) events)
+	{
+		ModifyWaitEvent(stream_wait, STREAM_WAIT_SOCKET_POS, events, NULL);
+		stream_events = events;
+	}
+	if (WaitEventSetWait(stream_wait, timeout, &ev, 1, wait_event) == 0)
+		return WL_TIMEOUT;
+	return ev.events;
+}
+
 static void
 disconnect(void)
 {
+	stream_wait_free();
 	if (S->conn)
 		PQfinish(S->conn);
 	S->conn = NULL;
@@ -795,6 +853,25 @@ continue_connect(bool ready)
 		S->next_known = false;
 		S->last_send = 0;
 		S->commit_sent = InvalidKvLsn;
+
+		/*
+		 * Every append runs the same statement: prepare it once, so that
+		 * the peer parses and plans it once per connection, not once per
+		 * batch (that was most of a follower's CPU per append).  The
+		 * PREPARE is a batch of its own in the pipeline.
+		 */
+		if (!PQsendPrepare(S->conn, KVEXT_SENDER_APPEND_STMT, append_sql, 7,
+						   append_types) ||
+			!PQpipelineSync(S->conn))
+		{
+			fail(FAIL_CONNECT, PQerrorMessage(S->conn));
+			return;
+		}
+		S->flight[0].start = S->flight[0].end = InvalidKvLsn;
+		S->flight[0].snap = false;
+		S->flight[0].prep = true;
+		S->flight[0].sent_at = GetCurrentTimestamp();
+		S->nflight = 1;
 		SpinLockAcquire(&snd->mutex);
 		snd->peers[S->slot].connected_since = GetCurrentTimestamp();
 		SpinLockRelease(&snd->mutex);
@@ -827,7 +904,6 @@ send_append(StringInfo buf, KvLsn end, uint64 end_term)
 	const char *values[7];
 	int			lengths[7] = {0};
 	int			formats[7] = {0};
-	const Oid	types[7] = {INT8OID, TEXTOID, INT8OID, PG_LSNOID, INT8OID, PG_LSNOID, BYTEAOID};
 	KvLsn		prev = (S->next <= KVEXT_WAL_START_LSN) ? InvalidKvLsn : S->next;
 	KvLsn		commit_pos = Min(KvVisibleCommitPos(), end);
 	Batch	   *b;
@@ -848,7 +924,8 @@ send_append(StringInfo buf, KvLsn end, uint64 end_term)
 	lengths[6] = buf->len;
 	formats[6] = 1;
 
-	if (!PQsendQueryParams(S->conn, append_sql, 7, types, values, lengths, formats, 0) ||
+	if (!PQsendQueryPrepared(S->conn, KVEXT_SENDER_APPEND_STMT, 7, values,
+							 lengths, formats, 0) ||
 		!PQpipelineSync(S->conn))
 		return false;
 
@@ -856,6 +933,7 @@ send_append(StringInfo buf, KvLsn end, uint64 end_term)
 	b->start = S->next;
 	b->end = end;
 	b->snap = false;
+	b->prep = false;
 	b->sent_at = GetCurrentTimestamp();
 	S->last_send = b->sent_at;
 	S->commit_sent = Max(S->commit_sent, commit_pos);
@@ -1167,7 +1245,17 @@ read_results(void)
 		nulls = 0;
 		switch (PQresultStatus(res))
 		{
+			case PGRES_COMMAND_OK:
 			case PGRES_TUPLES_OK:
+				/* the PREPARE answers COMMAND_OK, a call one row */
+				if ((PQresultStatus(res) == PGRES_COMMAND_OK) != b->prep)
+				{
+					fail(FAIL_ANSWER, PQresStatus(PQresultStatus(res)));
+					PQclear(res);
+					return;
+				}
+				if (b->prep)
+					break;
 				if (!(b->snap ? handle_snapshot_reply(res, b) : handle_reply(res, b)))
 				{
 					PQclear(res);
@@ -1392,6 +1480,7 @@ send_snapshot_chunk(void)
 
 	b = &S->flight[S->nflight++];
 	b->snap = true;
+	b->prep = false;
 	b->start = (KvLsn) S->snap_sent;
 	b->end = (KvLsn) (S->snap_sent + len);
 	b->sent_at = GetCurrentTimestamp();
@@ -1788,9 +1877,16 @@ KvSenderMain(Datum arg)
 
 		if (sock == PGINVALID_SOCKET)
 			events = 0;
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
-							   sock, timeout, wait_event);
+		if (S->phase == PHASE_STREAMING && sock != PGINVALID_SOCKET)
+			rc = stream_wait_on(events, sock, timeout, wait_event);
+		else
+		{
+			/* connecting may change the socket: a set per wait */
+			stream_wait_free();
+			rc = WaitLatchOrSocket(MyLatch,
+								   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
+								   sock, timeout, wait_event);
+		}
 		ResetLatch(MyLatch);
 	}
 }

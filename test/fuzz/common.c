@@ -192,6 +192,13 @@ KvWalWritePending(void)
 {
 }
 
+/* no log is open: readers list the segments */
+KvLsn
+KvWalCurrentSegment(void)
+{
+	return InvalidKvLsn;
+}
+
 /* the segments FuzzReadLog wrote, ascending, palloc'd */
 int
 KvWalListSegments(KvLsn **starts)

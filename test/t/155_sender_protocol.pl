@@ -8,6 +8,8 @@
 #     its first record to its flush position, byte for byte (small records,
 #     batches of about 1MB, a record larger than a batch and a segment, log
 #     segment switches); the commit position reaches the flush position;
+#     every append runs the statement the sender prepared once on its
+#     connection (the follower does not parse and plan each batch);
 #  2. a follower that lost the end of its log answers "mismatch" with its
 #     end as hint: the sender resends from there and the bytes agree again;
 #  3. a follower in a higher term makes the leader step down: the new term
@@ -53,7 +55,8 @@ for my $f ($n2, $n3)
 	$f->safe_psql(
 		'postgres', q{
 CREATE ROLE kvext_repl LOGIN;
-CREATE TABLE got (start pg_lsn, prev_term bigint, commit_lsn pg_lsn, records bytea);
+CREATE TABLE got (start pg_lsn, prev_term bigint, commit_lsn pg_lsn, records bytea,
+  prepared boolean);
 CREATE TABLE mock_term (term bigint);
 GRANT ALL ON got, mock_term TO kvext_repl;
 CREATE FUNCTION kv_repl_append(p_cluster bigint, p_leader text, p_term bigint,
@@ -70,7 +73,9 @@ BEGIN
   IF term > p_term THEN
     success := false;
   ELSIF first = coalesce(cur, '0/10'::pg_lsn) THEN
-    INSERT INTO got VALUES (first, p_prev_term, p_commit, p_records);
+    INSERT INTO got VALUES (first, p_prev_term, p_commit, p_records,
+      EXISTS (SELECT FROM pg_prepared_statements
+              WHERE name = 'kvext_append' AND from_sql = false));
     success := true;
     flushed := first + length(p_records);
     applied := p_commit;
@@ -155,6 +160,8 @@ is( $n2->safe_psql(
 		'postgres', q{SELECT count(*) FROM got g
   WHERE g.commit_lsn > g.start + length(g.records)}),
 	'0', 'no batch told a commit position past its own end');
+is($n2->safe_psql('postgres', q{SELECT count(*) FROM got WHERE NOT prepared}),
+	'0', 'every append ran the statement the sender prepared on its connection');
 
 # ---------------------------------------------------------------------------
 # 2. a follower that lost its tail gets it again from its hint
