@@ -387,7 +387,11 @@ apply_commit(KvLogReader *r, KvLogReader **txn)
 		KvLogInvalidRecord(r, "a COMMIT record names no undecided transaction record");
 	}
 	if (*txn == NULL)
+	{
 		*txn = KvLogReaderBegin(ref);
+		/* as far as the reader of the COMMIT records may */
+		KvLogReaderReadAhead(*txn, r->ahead_limit);
+	}
 	else
 		KvLogReaderSeek(*txn, ref);
 	if (KvLogReadNext(*txn) != KV_READ_RECORD || (*txn)->rec->type != KV_REC_TXN)
@@ -420,6 +424,8 @@ KvApplyFollowerAdvance(KvLsn upto)
 	if (applied == InvalidKvLsn || upto <= applied)
 		return applied;
 	r = KvLogReaderBegin(applied);
+	/* the committed log does not change under the append lock */
+	KvLogReaderReadAhead(r, upto);
 	while (r->pos < upto)
 	{
 		KvWalRecord *hdr;

@@ -70,6 +70,7 @@ open_seg(KvLogReader *r, int seg)
 		CloseTransientFile(r->fd);
 	r->fd = -1;
 	r->seg = seg;
+	r->win_len = 0;				/* the window is of the old file */
 	KvWalSegmentPath(path, r->segs[seg]);
 	r->fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (r->fd < 0 || fstat(r->fd, &st) != 0)
@@ -79,11 +80,58 @@ open_seg(KvLogReader *r, int seg)
 	r->segsize = st.st_size;
 }
 
+/*
+ * fill_window
+ *		Read ahead: fill the reader's window with the current segment's
+ *		bytes from off, up to KVEXT_READ_AHEAD bytes but never past the
+ *		caller's limit (KvLogReaderReadAhead).  false if the window would
+ *		not hold n bytes from off.
+ */
+static bool
+fill_window(KvLogReader *r, Size n, off_t off)
+{
+	KvLsn		segstart = r->segs[r->seg];
+	off_t		limit;
+	Size		want;
+	Size		got = 0;
+
+	if (r->ahead_limit <= segstart + (KvLsn) off)
+		return false;
+	limit = Min((off_t) (r->ahead_limit - segstart), r->segsize);
+	if (n >= KVEXT_READ_AHEAD || off + (off_t) n > limit)
+		return false;
+	want = Min((Size) KVEXT_READ_AHEAD, (Size) (limit - off));
+	r->win_len = 0;
+	while (got < want)
+	{
+		ssize_t		rc;
+
+		pgstat_report_wait_start(WAIT_EVENT_WAL_READ);
+		rc = pg_pread(r->fd, r->win + got, want - got, off + got);
+		pgstat_report_wait_end();
+		if (rc <= 0)
+			break;				/* read_at reports it */
+		got += rc;
+	}
+	r->win_off = off;
+	r->win_len = got;
+	return got >= n;
+}
+
 /* read exactly n bytes at file offset off; false at a short read */
 static bool
 read_at(KvLogReader *r, char *dst, Size n, off_t off)
 {
 	Size		done = 0;
+
+	/* from the read-ahead window, if it holds them or can be made to */
+	if (r->ahead_limit != InvalidKvLsn &&
+		((off >= r->win_off && off + (off_t) n <= r->win_off + (off_t) r->win_len) ||
+		 fill_window(r, n, off)))
+	{
+		memcpy(dst, r->win + (off - r->win_off), n);
+		return true;
+	}
 
 	while (done < n)
 	{
@@ -507,6 +555,29 @@ KvLogReaderBegin(KvLsn from)
 }
 
 /*
+ * KvLogReaderReadAhead
+ *		The log below limit is written and does not change while this
+ *		reader reads it (a sender: its flush position; a follower applying:
+ *		what the group committed, under the append lock).  The reader may
+ *		then read up to KVEXT_READ_AHEAD bytes at a time below limit, and
+ *		serve the records there from memory: one read system call for many
+ *		small records instead of two for each.  Without it (the default), or
+ *		at limit and beyond, every read goes to the file, as a reader of a
+ *		log that is still being written must.  A lower limit than before
+ *		drops what was read ahead.
+ */
+void
+KvLogReaderReadAhead(KvLogReader *r, KvLsn limit)
+{
+	if (limit < r->ahead_limit)
+		r->win_len = 0;
+	r->ahead_limit = limit;
+	/* in the reader's context: a caller may read in a shorter-lived one */
+	if (r->win == NULL && limit != InvalidKvLsn)
+		r->win = MemoryContextAlloc(GetMemoryChunkContext(r), KVEXT_READ_AHEAD);
+}
+
+/*
  * KvLogReaderSeek
  *		Move the reader to position pos, which must be a record boundary
  *		inside one of the segments it listed when it began (else
@@ -820,6 +891,8 @@ KvLogReaderEnd(KvLogReader *r)
 	pfree(r->buf);
 	if (r->piece)
 		pfree(r->piece);
+	if (r->win)
+		pfree(r->win);
 	pfree(r->segs);
 	pfree(r);
 }

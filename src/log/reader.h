@@ -22,6 +22,9 @@
 #define KVEXT_READ_BUFFER		(4 * 1024 * 1024)
 #endif
 
+/* the most a reader reads ahead, when its caller allows it */
+#define KVEXT_READ_AHEAD		(16 * 1024)
+
 typedef enum KvLogReadResult
 {
 	KV_READ_RECORD,				/* reader->rec is a valid record */
@@ -55,10 +58,15 @@ typedef struct KvLogReader
 									 * else 0 */
 	KvLsn		stray_last;		/* after KV_READ_END: start of an all-zero
 								 * last file the log never reached, or 0 */
+	KvLsn		ahead_limit;	/* may read ahead below this (0: never) */
+	char	   *win;			/* read-ahead window, KVEXT_READ_AHEAD bytes */
+	off_t		win_off;		/* its offset in the current file */
+	Size		win_len;		/* bytes it holds */
 } KvLogReader;
 
 extern KvLogReader *KvLogReaderBegin(KvLsn from);
 extern void KvLogReaderSeek(KvLogReader *r, KvLsn pos);
+extern void KvLogReaderReadAhead(KvLogReader *r, KvLsn limit);
 extern const char *KvLogCheckRecord(const char *rec, Size room, KvLsn pos);
 extern KvLogReadResult KvLogReadNext(KvLogReader *r);
 extern KvLsn KvLogReaderValidAfter(KvLogReader *r);

@@ -1032,6 +1032,8 @@ fill_pipeline(void)
 		{
 			if (S->reader == NULL || S->reader->pos != S->next)
 				reader_open(S->next);
+			/* what is flushed stays as it is while we lead */
+			KvLogReaderReadAhead(S->reader, flush);
 			old = MemoryContextSwitchTo(S->batch_cxt);
 			initStringInfo(&buf);
 			while (buf.len < KVEXT_SENDER_BATCH && S->reader->pos < flush)
