@@ -993,6 +993,22 @@ append_record(StringInfo buf, KvLogReader *r)
 }
 
 /*
+ * records_in_flight
+ *		Is a batch of records (one that costs the peer an fsync) in
+ *		flight?  A heartbeat, a snapshot chunk or the PREPARE does not
+ *		count: a small batch need not wait for its answer.
+ */
+static bool
+records_in_flight(void)
+{
+	for (int i = 0; i < S->nflight; i++)
+		if (!S->flight[i].prep && !S->flight[i].snap &&
+			S->flight[i].end > S->flight[i].start)
+			return true;
+	return false;
+}
+
+/*
  * fill_pipeline
  *		Send batches of written records while there is room in the pipeline,
  *		or a heartbeat when nothing was sent for a second or the commit
@@ -1040,12 +1056,14 @@ fill_pipeline(void)
 		}
 
 		/*
-		 * Group commit across the network: while a batch is in flight, a
-		 * small one waits for its answer and grows meanwhile, so that the
-		 * follower's single fsync covers every commit of that time (a full
-		 * batch, when catching up, goes at once).
+		 * Group commit across the network: while a batch of records is in
+		 * flight, a small one waits for its answer and grows meanwhile, so
+		 * that the follower's single fsync covers every commit of that
+		 * time (a full batch, when catching up, goes at once).  A heartbeat
+		 * in flight costs the peer no fsync: it does not hold a batch back.
 		 */
-		if (S->next < written && S->nflight > 0 && written - S->next < KVEXT_SENDER_BATCH)
+		if (S->next < written && records_in_flight() &&
+			written - S->next < KVEXT_SENDER_BATCH)
 			return;
 		if (S->next < written)
 		{
