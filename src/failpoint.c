@@ -13,8 +13,6 @@
  *
  *	wal-before-write		committing backend, before its log record is written
  *	wal-after-write			after the commit record is written, before fsync
- *	wal-before-fsync		KvWalFlush: the log is written (and a leader's
- *							senders woken to ship it), not yet fsynced
  *	wal-after-fsync			pre-commit, after the TXN record is written (and,
  *							for a transaction that also wrote tables,
  *							flushed), before PostgreSQL's own commit record
@@ -65,7 +63,7 @@ char	   *kvext_failpoint = NULL;
 
 /* every point kvext.failpoint may name (the list above) */
 static const char *const failpoint_names[] = {
-	"wal-before-write", "wal-after-write", "wal-before-fsync", "wal-after-fsync",
+	"wal-before-write", "wal-after-write", "wal-after-fsync",
 	"commit-before-marker", "commit-after-marker", "abort-after-error",
 	"watermark-hold", "wal-enospc", "wal-enospc-reserve", "wal-insert-hold",
 	"wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",

@@ -117,30 +117,10 @@ sub control
 our $cluster = 0;
 sub repl_default_cluster { ($cluster) = @_; }
 
-# One connection per node and role, kept from call to call, as a leader's
-# sender keeps its own: a follower trusts a connection's appends past its
-# applied position only once that connection has sent the records there
-# (src/replication/receiver.c, "Records a leader may have lost").
-my %sessions;
-
-sub append_session
-{
-	my ($node, $role) = @_;
-	my $key = $node->name . '/' . ($role // '');
-	my $s = $sessions{$key};
-	return $s if $s && $s->{run}->pumpable;
-	$s = $node->background_psql(
-		'postgres',
-		on_error_stop => 0,
-		extra_params  => [ '-v', 'VERBOSITY=verbose', $role ? ('-U', $role) : () ]);
-	$sessions{$key} = $s;
-	return $s;
-}
-
 # kv_repl_append on node (named arguments: cluster, leader (SQL literal),
-# term, prev_end, prev_term, commit, records (bytes), as (role), fresh (on
-# a new connection)); returns kv_call's hash plus the answer's fields term,
-# success (t/f), flushed, applied and hint (integers, hint '' if NULL)
+# term, prev_end, prev_term, commit, records (bytes), as (role)); returns
+# kv_call's hash plus the answer's fields term, success (t/f), flushed,
+# applied and hint (integers, hint '' if NULL)
 sub append
 {
 	my ($node, %a) = @_;
@@ -150,40 +130,7 @@ sub append
 		$a{cluster} // $cluster, $a{leader} // "'n1'", $a{term} // 1,
 		lsn($a{prev_end} // 0), $a{prev_term} // 0, lsn($a{commit} // 0),
 		hex_bytea($a{records} // ''));
-	my $r;
-	if ($a{fresh})
-	{
-		$r = kv_call($node, $sql, $a{as} ? (extra_params => [ '-U', $a{as}, '-v', 'VERBOSITY=verbose' ]) : ());
-	}
-	else
-	{
-		my $key = $node->name . '/' . ($a{as} // '');
-		my ($s, $out, $stderr);
-		for my $try (1 .. 2)
-		{
-			$s      = append_session($node, $a{as});
-			$out    = eval { scalar $s->query($sql) };
-			$stderr = $s->{stderr} // '';
-			$s->{stderr} = '';
-			last
-			  if defined $out
-			  && $stderr !~ /server closed the connection|no connection to the server/;
-			# its server restarted since: a new connection, once
-			delete $sessions{$key};
-		}
-		my $failed = ($stderr =~ /(?:ERROR|FATAL|PANIC):/);
-		my $sqlstate;
-		$sqlstate = $1 if $stderr =~ /(?:ERROR|FATAL|PANIC):\s+([0-9A-Z]{5}):/;
-		$r = {
-			ret      => $failed ? 3 : 0,
-			ok       => $failed ? 0 : 1,
-			stdout   => $out // '',
-			stderr   => $stderr,
-			sqlstate => $sqlstate // '',
-		};
-		# a FATAL ends the session: the next call opens another
-		delete $sessions{$key} if $stderr =~ /FATAL:/;
-	}
+	my $r = kv_call($node, $sql, $a{as} ? (extra_params => [ '-U', $a{as}, '-v', 'VERBOSITY=verbose' ]) : ());
 	if ($r->{ok})
 	{
 		@$r{qw(term success flushed applied hint)} = split /\|/, $r->{stdout}, -1;

@@ -68,8 +68,6 @@ typedef struct KvVisibleShared
 	pg_atomic_uint64 commit;	/* commit position */
 	pg_atomic_uint64 applied;	/* applied-majority position */
 	pg_atomic_uint32 role_gen;	/* bumped at every role change */
-	pg_atomic_uint64 append_conn;	/* a follower: the connection its leader
-									 * appends on now (receiver.c) */
 	pg_atomic_uint64 park_ceiling;	/* parked commits past it are dropped
 									 * (KvVisibleSetParkCeiling) */
 	pg_atomic_uint32 writer;	/* pgprocno + 1 of the kvext wal writer, or 0 */
@@ -113,7 +111,6 @@ KvVisibleShmemInit(void)
 		pg_atomic_init_u64(&vis->commit, 0);
 		pg_atomic_init_u64(&vis->applied, 0);
 		pg_atomic_init_u32(&vis->role_gen, 0);
-		pg_atomic_init_u64(&vis->append_conn, 0);
 		pg_atomic_init_u64(&vis->park_ceiling, PG_UINT64_MAX);
 		pg_atomic_init_u32(&vis->writer, 0);
 		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
@@ -352,23 +349,6 @@ KvVisibleAdvance(KvLsn commit, KvLsn applied)
 		if (writer != 0)
 			SetLatch(&ProcGlobal->allProcs[writer - 1].procLatch);
 	}
-}
-
-/*
- * KvVisibleNewAppendConn / KvVisibleAppendConn
- *		A follower numbers the connections its leader appends on: the
- *		newest is the current one, and an older one is refused (receiver.c).
- */
-uint64
-KvVisibleNewAppendConn(void)
-{
-	return pg_atomic_add_fetch_u64(&vis->append_conn, 1);
-}
-
-uint64
-KvVisibleAppendConn(void)
-{
-	return pg_atomic_read_u64(&vis->append_conn);
 }
 
 /* the commit position */

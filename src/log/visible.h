@@ -43,8 +43,6 @@ extern void KvVisibleLeaderName(char *out);
 extern void KvVisibleAdvance(KvLsn commit, KvLsn applied);
 extern void KvVisibleSetWriter(int procno);
 extern KvLsn KvVisibleCommitPos(void);
-extern uint64 KvVisibleNewAppendConn(void);
-extern uint64 KvVisibleAppendConn(void);
 extern KvLsn KvVisibleAppliedPos(void);
 extern KvVisibleWaitResult KvVisibleWait(KvLsn upto, bool applied,
 										  TimestampTz deadline);

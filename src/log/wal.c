@@ -132,9 +132,7 @@
 typedef struct KvWalShared
 {
 	slock_t		mutex;			/* protects the positions and term */
-	KvLsn		insert_lsn;		/* end of the log (pending markers included) */
-	KvLsn		written_lsn;	/* in the files up to here: insert_lsn less
-								 * the pending markers */
+	KvLsn		insert_lsn;		/* end of the written log */
 	KvLsn		flush_lsn;		/* durable up to here */
 	KvLsn		seg_start;		/* first position of the current segment */
 	uint64		seg_alloc;		/* bytes of it allocated (zero-filled) */
@@ -209,7 +207,6 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 	{
 		SpinLockInit(&wal->mutex);
 		wal->insert_lsn = wal->flush_lsn = wal->seg_start = InvalidKvLsn;
-		wal->written_lsn = InvalidKvLsn;
 		wal->seg_alloc = 0;
 		wal->term = 1;
 		wal->next_ready = false;
@@ -407,9 +404,6 @@ write_pending(void)
 		done += n;
 	}
 	wal->pend_len = 0;
-	SpinLockAcquire(&wal->mutex);
-	wal->written_lsn = wal->insert_lsn;
-	SpinLockRelease(&wal->mutex);
 }
 
 /*
@@ -845,7 +839,6 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 inserted:
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
-	wal->written_lsn = (wal->pend_len > 0) ? wal->pend_start : end;
 	wal->last_start = start;
 	wal->last_term = hdr->term;
 	SpinLockRelease(&wal->mutex);
@@ -940,15 +933,6 @@ KvWalFlush(KvLsn upto)
 			SpinLockRelease(&wal->mutex);
 			LWLockRelease(insert_lock);
 
-			/*
-			 * A leader's senders ship what is written, while we fsync it:
-			 * the followers' fsyncs overlap ours (the commit position
-			 * still waits for ours: sender.c).
-			 */
-			if (KvVisibleIsLeader())
-				KvVisibleWakeSenders();
-			KvFailpoint("wal-before-fsync");
-
 			fd = open_segment(segstart, false);
 			pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
 			rc = pg_fdatasync(fd);
@@ -988,22 +972,6 @@ KvWalWritePending(void)
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 	write_pending();
 	LWLockRelease(insert_lock);
-}
-
-/*
- * KvWalWrittenPos
- *		End of what is in the files (the log less its pending markers):
- *		what a leader's senders may ship, before it is durable here.
- */
-KvLsn
-KvWalWrittenPos(void)
-{
-	KvLsn		lsn;
-
-	SpinLockAcquire(&wal->mutex);
-	lsn = wal->written_lsn;
-	SpinLockRelease(&wal->mutex);
-	return lsn;
 }
 
 /*
@@ -1207,7 +1175,6 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 	wal->seg_start = seg_start;
 	wal->seg_alloc = (uint64) st.st_size;
 	wal->insert_lsn = insert_lsn;
-	wal->written_lsn = insert_lsn;
 	wal->flush_lsn = insert_lsn;
 	wal->term = Max(term, 1);
 	SpinLockRelease(&wal->mutex);
@@ -1251,7 +1218,6 @@ KvWalTruncate(KvLsn at)
 		write_pending();
 		SpinLockAcquire(&wal->mutex);
 		wal->insert_lsn = Min(wal->insert_lsn, at);
-		wal->written_lsn = wal->insert_lsn;
 		wal->flush_lsn = Min(wal->flush_lsn, at);
 		wal->last_start = InvalidKvLsn;
 		wal->last_term = 0;
@@ -1370,7 +1336,7 @@ KvWalResetTo(KvLsn at, uint64 term)
 		/* every process drops its cached descriptor (open_segment) */
 		pg_atomic_fetch_add_u64(&wal->seg_gen, 1);
 		SpinLockAcquire(&wal->mutex);
-		wal->insert_lsn = wal->written_lsn = wal->flush_lsn = at;
+		wal->insert_lsn = wal->flush_lsn = at;
 		wal->seg_start = at;
 		wal->seg_alloc = (uint64) st.st_size;
 		wal->last_start = InvalidKvLsn;
@@ -1457,7 +1423,7 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 		}
 
 		SpinLockAcquire(&wal->mutex);
-		wal->insert_lsn = wal->written_lsn = run_start + run;
+		wal->insert_lsn = run_start + run;
 		wal->last_start = last;
 		wal->last_term = term;
 		if (wal->term < term)

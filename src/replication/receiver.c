@@ -16,16 +16,15 @@
  *	3. a higher term: persist it (control file), then follow `leader`;
  *	4. our log must hold a record ending at prev_end of term prev_term
  *	   (fast path: the last record's (end, term), kept by wal.c; else the
- *	   log is read), and prev_end must not be past what this connection
- *	   has verified (below); if not: success = false, hint = our applied
- *	   position, a record boundary both logs share;
+ *	   log is read); if not: success = false, hint = our applied position,
+ *	   a record boundary both logs share;
  *	5. every record of the batch is checked (KvLogCheckRecord, as the
  *	   reader does, plus version, type, terms, contiguous positions)
  *	   before anything is written: a bad batch is an ERROR and changes
  *	   nothing;
- *	6. records we hold byte for byte are skipped; at the first one that
- *	   differs our log is cut (KvWalTruncate; never below the commit
- *	   position: ERROR), then the rest is appended byte for byte
+ *	6. records we hold with the same term are skipped; at the first one we
+ *	   hold with another term our log is cut (KvWalTruncate; never below
+ *	   the commit position: ERROR), then the rest is appended byte for byte
  *	   (KvWalAppendRaw) and flushed once;
  *	7. the commit position moves to min(commit_lsn, end of what matched
  *	   the leader's log), and apply.c applies everything committed;
@@ -36,21 +35,6 @@
  * a divergent tail past the batch (not cut yet, because no record of the
  * batch reached it) must neither be committed nor reported as flushed
  * (Raft's min(leaderCommit, index of last new entry)).
- *
- * Records a leader may have lost.  A leader's senders ship what it has
- * written, before its own fsync; its commit position never passes its own
- * flush position (sender.c).  So a leader that crashes may restart, as the
- * leader of the same term, without records its followers hold: they were
- * never committed, and it writes others at the same positions, in the same
- * term.  (term, position) then no longer names one record, so a follower
- * trusts it only within one connection.  The first append of a connection
- * from the leader makes that connection the current one (an append on an
- * older one is an ERROR: its sender is gone, perhaps with the leader that
- * crashed), and our log counts as the leader's only up to our applied
- * position (committed: the leader has it).  Past it, step 4 refuses a
- * prev_end the connection has not verified, so the sender resends from the
- * hint, and step 6 compares every record we hold byte for byte; each
- * successful append verifies the connection up to its end.
  *
  * Locking: the append lock is taken first and held for the whole call;
  * under it the control lock, the log's insert and flush locks, and the
@@ -85,15 +69,6 @@
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(kv_repl_append);
-
-/*
- * This backend's connection from the leader (see "Records a leader may
- * have lost" in the file header): its number among the connections the
- * leader appended on (0: none yet), and how far our log is known to match
- * the leader's on it.
- */
-static uint64 my_conn = 0;
-static KvLsn verified_end = InvalidKvLsn;
 
 /* what step 8 (or an early refusal) answers */
 typedef struct AppendResult
@@ -262,30 +237,6 @@ bad_batch(KvLsn lsn, const char *why)
 }
 
 /*
- * same_record
- *		Is the record the reader just read the batch's record at rec, byte
- *		for byte?  (A record too large to be held whole is compared piece
- *		by piece, from the file.)
- */
-static bool
-same_record(KvLogReader *r, const char *rec, uint32 len)
-{
-	if (r->rec->len != len)
-		return false;
-	if (r->rec_whole)
-		return memcmp(r->rec, rec, len) == 0;
-	for (uint32 at = 0; at < len;)
-	{
-		uint32		n = Min(len - at, (uint32) KVEXT_READ_BUFFER);
-
-		if (memcmp(KvLogRecordBytes(r, at, n), rec + at, n) != 0)
-			return false;
-		at += n;
-	}
-	return true;
-}
-
-/*
  * append_batch
  *		Step 6: skip what we hold, cut a divergent tail, append the rest,
  *		flush once.
@@ -306,9 +257,12 @@ append_batch(const char *records, Size len, KvLsn start)
 			KvWalRecord hdr;
 
 			memcpy(&hdr, records + off, sizeof(hdr));
-			if (KvLogReadNext(r) != KV_READ_RECORD ||
-				!same_record(r, records + off, hdr.len))
+			if (KvLogReadNext(r) != KV_READ_RECORD || r->rec->term != hdr.term)
 				break;
+			if (r->rec->len != hdr.len)
+				KvLogReportCorrupt(r, pos, "a record differs from the leader's of the same position and term",
+								   "Two logs that hold a record of the same position and term must hold the same record.",
+								   NULL);
 			pos += hdr.len;
 			off += hdr.len;
 		}
@@ -352,26 +306,7 @@ do_append(uint64 cluster_id, const char *leader, uint64 term, KvLsn prev_end,
 	res->hint = InvalidKvLsn;
 	if (!check_term(term, leader, &res->term))
 		goto answer;
-
-	/*
-	 * Step 4a: the first append of a connection makes it the leader's
-	 * current one (an older connection is stale: refused), and our log is
-	 * known to match the leader's only up to our applied position.
-	 */
-	if (my_conn == 0 || my_conn != KvVisibleAppendConn())
-	{
-		if (my_conn != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("kvext append on a connection that leader \"%s\" has replaced",
-							leader),
-					 errdetail("The leader appends on a newer connection.")));
-		my_conn = KvVisibleNewAppendConn();
-		verified_end = InvalidKvLsn;
-	}
-	verified_end = Max(verified_end, KvApplyFollowerPos());
-	if ((prev_end != InvalidKvLsn && prev_end > verified_end) ||
-		!log_has_record_ending(prev_end, prev_term))
+	if (!log_has_record_ending(prev_end, prev_term))
 	{
 		res->hint = KvApplyFollowerPos();
 		goto answer;
@@ -388,7 +323,6 @@ do_append(uint64 cluster_id, const char *leader, uint64 term, KvLsn prev_end,
 	if (Min(commit_lsn, matched) > KvVisibleCommitPos())
 		KvVisibleAdvance(Min(commit_lsn, matched), InvalidKvLsn);
 	(void) KvApplyFollowerAdvance(KvVisibleCommitPos());
-	verified_end = Max(verified_end, matched);
 	res->success = true;
 	res->flushed = matched;
 	res->applied = KvApplyFollowerPos();

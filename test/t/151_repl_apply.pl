@@ -41,22 +41,13 @@ sub add
 	return $at;
 }
 
-# send everything not sent yet, committing up to $commit (default: all);
-# as a sender does, resend once from the follower's hint if it answers
-# with one (a new connection after its restart is trusted only up to its
-# applied position)
+# send everything not sent yet, committing up to $commit (default: all)
 sub send_all
 {
 	my ($commit) = @_;
-	my $r;
-	for my $try (1 .. 2)
-	{
-		my $bytes = substr($log, $sent - 16 < 0 ? 0 : $sent - 16);
-		$r = append($f, prev_end => $sent, prev_term => $sent ? 1 : 0,
-			records => $bytes, commit => $commit // $pos);
-		last unless $r->{ok} && $r->{success} eq 'f' && $r->{hint} ne '' && $r->{hint} < $sent;
-		$sent = $r->{hint};
-	}
+	my $bytes = substr($log, $sent - 16 < 0 ? 0 : $sent - 16);
+	my $r = append($f, prev_end => $sent, prev_term => $sent ? 1 : 0,
+		records => $bytes, commit => $commit // $pos);
 	$sent = $pos if $r->{ok} && $r->{success} eq 't';
 	return $r;
 }
