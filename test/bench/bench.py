@@ -358,7 +358,10 @@ class Bench:
         cmd += ["-t", "50"] if warmup else ["-T", str(duration or DURATION)]
         for k, v in (variables or {}).items():
             cmd += ["-D", "%s=%s" % (k, v)]
-        cmd += pg.conninfo()
+        # the database name goes last, as an argument: pgbench's -d is --debug
+        # (which printed every message it sent and received, and made every
+        # pgbench figure here a measure of that printing, before 2026-11-27)
+        cmd += ["-h", pg.dir, "-p", str(pg.port), "-U", PGUSER, "bench"]
         out = run(cmd, env=env)
         m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M)
         if not m:
