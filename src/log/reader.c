@@ -81,57 +81,15 @@ open_seg(KvLogReader *r, int seg)
 }
 
 /*
- * fill_window
- *		Read ahead: fill the reader's window with the current segment's
- *		bytes from off, up to KVEXT_READ_AHEAD bytes but never past the
- *		caller's limit (KvLogReaderReadAhead).  false if the window would
- *		not hold n bytes from off.
+ * read_upto
+ *		Read up to n bytes at file offset off of the current segment;
+ *		returns how many, fewer only at the end of the file.  ERROR if the
+ *		read fails.
  */
-static bool
-fill_window(KvLogReader *r, Size n, off_t off)
-{
-	KvLsn		segstart = r->segs[r->seg];
-	off_t		limit;
-	Size		want;
-	Size		got = 0;
-
-	if (r->ahead_limit <= segstart + (KvLsn) off)
-		return false;
-	limit = Min((off_t) (r->ahead_limit - segstart), r->segsize);
-	if (n >= KVEXT_READ_AHEAD || off + (off_t) n > limit)
-		return false;
-	want = Min((Size) KVEXT_READ_AHEAD, (Size) (limit - off));
-	r->win_len = 0;
-	while (got < want)
-	{
-		ssize_t		rc;
-
-		pgstat_report_wait_start(WAIT_EVENT_WAL_READ);
-		rc = pg_pread(r->fd, r->win + got, want - got, off + got);
-		pgstat_report_wait_end();
-		if (rc <= 0)
-			break;				/* read_at reports it */
-		got += rc;
-	}
-	r->win_off = off;
-	r->win_len = got;
-	return got >= n;
-}
-
-/* read exactly n bytes at file offset off; false at a short read */
-static bool
-read_at(KvLogReader *r, char *dst, Size n, off_t off)
+static Size
+read_upto(KvLogReader *r, char *dst, Size n, off_t off)
 {
 	Size		done = 0;
-
-	/* from the read-ahead window, if it holds them or can be made to */
-	if (r->ahead_limit != InvalidKvLsn &&
-		((off >= r->win_off && off + (off_t) n <= r->win_off + (off_t) r->win_len) ||
-		 fill_window(r, n, off)))
-	{
-		memcpy(dst, r->win + (off - r->win_off), n);
-		return true;
-	}
 
 	while (done < n)
 	{
@@ -151,10 +109,53 @@ read_at(KvLogReader *r, char *dst, Size n, off_t off)
 					 errmsg("could not read kvext log file \"%s\": %m", path)));
 		}
 		if (got == 0)
-			return false;
+			break;
 		done += got;
 	}
-	return true;
+	return done;
+}
+
+/*
+ * fill_window
+ *		Read ahead: fill the reader's window with the current segment's
+ *		bytes from off, up to KVEXT_READ_AHEAD bytes but never past the
+ *		caller's limit (KvLogReaderReadAhead).  false if the window would
+ *		not hold n bytes from off.
+ */
+static bool
+fill_window(KvLogReader *r, Size n, off_t off)
+{
+	KvLsn		segstart = r->segs[r->seg];
+	off_t		limit;
+	Size		want;
+	Size		got;
+
+	if (r->ahead_limit <= segstart + (KvLsn) off)
+		return false;
+	limit = Min((off_t) (r->ahead_limit - segstart), r->segsize);
+	if (n >= KVEXT_READ_AHEAD || off + (off_t) n > limit)
+		return false;
+	want = Min((Size) KVEXT_READ_AHEAD, (Size) (limit - off));
+	r->win_len = 0;
+	got = read_upto(r, r->win, want, off);
+	r->win_off = off;
+	r->win_len = got;
+	return got >= n;
+}
+
+/* read exactly n bytes at file offset off; false at a short read */
+static bool
+read_at(KvLogReader *r, char *dst, Size n, off_t off)
+{
+	/* from the read-ahead window, if it holds them or can be made to */
+	if (r->ahead_limit != InvalidKvLsn &&
+		((off >= r->win_off && off + (off_t) n <= r->win_off + (off_t) r->win_len) ||
+		 fill_window(r, n, off)))
+	{
+		memcpy(dst, r->win + (off - r->win_off), n);
+		return true;
+	}
+	return read_upto(r, dst, n, off) == n;
 }
 
 /* are the bytes of the current segment from off to its end all zero? */

@@ -661,6 +661,26 @@ one_line(const char *msg)
 }
 
 /*
+ * push_batch
+ *		Record a call just queued in the pipeline (a batch of records or a
+ *		heartbeat, a snapshot chunk, or the connection's PREPARE), sent now.
+ */
+static Batch *
+push_batch(KvLsn start, KvLsn end, bool snap, bool prep)
+{
+	Batch	   *b;
+
+	Assert(S->nflight < KVEXT_SENDER_PIPELINE);
+	b = &S->flight[S->nflight++];
+	b->start = start;
+	b->end = end;
+	b->snap = snap;
+	b->prep = prep;
+	b->sent_at = GetCurrentTimestamp();
+	return b;
+}
+
+/*
  * While streaming, the worker waits on one WaitEventSet (latch, postmaster
  * death, the connection's socket), made when streaming starts and freed
  * with the connection: WaitLatchOrSocket would build and tear down an
@@ -867,11 +887,7 @@ continue_connect(bool ready)
 			fail(FAIL_CONNECT, PQerrorMessage(S->conn));
 			return;
 		}
-		S->flight[0].start = S->flight[0].end = InvalidKvLsn;
-		S->flight[0].snap = false;
-		S->flight[0].prep = true;
-		S->flight[0].sent_at = GetCurrentTimestamp();
-		S->nflight = 1;
+		(void) push_batch(InvalidKvLsn, InvalidKvLsn, false, true);
 		SpinLockAcquire(&snd->mutex);
 		snd->peers[S->slot].connected_since = GetCurrentTimestamp();
 		SpinLockRelease(&snd->mutex);
@@ -929,12 +945,7 @@ send_append(StringInfo buf, KvLsn end, uint64 end_term)
 		!PQpipelineSync(S->conn))
 		return false;
 
-	b = &S->flight[S->nflight++];
-	b->start = S->next;
-	b->end = end;
-	b->snap = false;
-	b->prep = false;
-	b->sent_at = GetCurrentTimestamp();
+	b = push_batch(S->next, end, false, false);
 	S->last_send = b->sent_at;
 	S->commit_sent = Max(S->commit_sent, commit_pos);
 	S->next = end;
@@ -1498,12 +1509,7 @@ send_snapshot_chunk(void)
 	if (!ok)
 		return false;
 
-	b = &S->flight[S->nflight++];
-	b->snap = true;
-	b->prep = false;
-	b->start = (KvLsn) S->snap_sent;
-	b->end = (KvLsn) (S->snap_sent + len);
-	b->sent_at = GetCurrentTimestamp();
+	b = push_batch((KvLsn) S->snap_sent, (KvLsn) (S->snap_sent + len), true, false);
 	S->last_send = b->sent_at;
 	S->snap_sent += len;
 	return true;
