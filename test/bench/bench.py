@@ -223,7 +223,11 @@ kvext.max_wal_size = '8GB'
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def conninfo(self, db="bench"):
-        return ["-h", self.dir, "-p", str(self.port), "-U", PGUSER, "-d", db]
+        # the database as the last argument, which psql and pgbench both
+        # read: pgbench's -d is --debug (which printed every message it sent
+        # and received, and made every pgbench figure here a measure of that
+        # printing, before 2026-11-27)
+        return ["-h", self.dir, "-p", str(self.port), "-U", PGUSER, db]
 
     def psql(self, sql, db="bench", options=None, timeout=None):
         env = dict(os.environ)
@@ -358,10 +362,7 @@ class Bench:
         cmd += ["-t", "50"] if warmup else ["-T", str(duration or DURATION)]
         for k, v in (variables or {}).items():
             cmd += ["-D", "%s=%s" % (k, v)]
-        # the database name goes last, as an argument: pgbench's -d is --debug
-        # (which printed every message it sent and received, and made every
-        # pgbench figure here a measure of that printing, before 2026-11-27)
-        cmd += ["-h", pg.dir, "-p", str(pg.port), "-U", PGUSER, "bench"]
+        cmd += pg.conninfo()
         out = run(cmd, env=env)
         m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M)
         if not m:
