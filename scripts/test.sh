@@ -36,6 +36,9 @@ cd "$ROOT" || exit 1
 
 PASSED=0
 FAILED=0
+# what failed, named again at the very end: CI may keep only the tail
+FAILED_NAMES=()
+FAILED_DETAIL=""
 TESTROOT=""
 TIMEOUT=${KVEXT_TEST_TIMEOUT:-1200}
 IS_ROOT=0
@@ -89,6 +92,11 @@ finish() {
 			note ""
 			note "test files, results and logs kept in $TESTROOT"
 		fi
+	fi
+	if [ ${#FAILED_NAMES[@]} -gt 0 ]; then
+		note ""
+		note "failed: ${FAILED_NAMES[*]}"
+		[ -n "$FAILED_DETAIL" ] && printf '%s' "$FAILED_DETAIL"
 	fi
 	echo "$PASSED passed, $FAILED failed"
 	if [ "$FAILED" -ne 0 ]; then exit 1; fi
@@ -282,13 +290,14 @@ run_suite() {
 		st=$(parse_results "$log" | awk -v t="$t" '$1 == t { $1 = ""; s = $0 } END { print s }')
 		case "$st" in
 			" ok"|" failed (ignored)") pass=$((pass + 1)) ;;
-			"") fail=$((fail + 1)); missing+=("$t") ;;
-			*) fail=$((fail + 1)) ;;
+			"") fail=$((fail + 1)); missing+=("$t"); FAILED_NAMES+=("$label/$t") ;;
+			*) fail=$((fail + 1)); FAILED_NAMES+=("$label/$t") ;;
 		esac
 	done
 	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
 		note "$label: $(basename "$runner") exited with status $rc"
 		fail=1
+		FAILED_NAMES+=("$label")
 	fi
 	if [ ${#missing[@]} -gt 0 ]; then
 		note "$label: no result for: ${missing[*]}"
@@ -341,6 +350,7 @@ if [ ${#FUZZ_RUN[@]} -gt 0 ]; then
 			fuzz_pass=$((fuzz_pass + 1))
 		else
 			fuzz_fail=$((fuzz_fail + 1))
+			FAILED_NAMES+=("$t")
 		fi
 	done
 	note "fuzz: $fuzz_pass passed, $fuzz_fail failed"
@@ -427,6 +437,9 @@ report_tap() {
 		tap_pass=$((tap_pass + 1))
 	else
 		tap_fail=$((tap_fail + 1))
+		FAILED_NAMES+=("$b")
+		# the failing assertions, for the summary
+		FAILED_DETAIL+="$(grep -E -A6 '^(not ok|# +Failed test)|Dubious|died|Bail out' "$TESTROOT/tap/out/$b" | head -n 40 | sed "s/^/$b: /")"$'\n'
 		{ [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && note "tap: $b timed out after ${TIMEOUT}s"
 		logdir="$TESTROOT/tap/tmp_check/log"
 		for l in "$logdir/regress_log_$b" "$logdir/${b}"_*.log; do
