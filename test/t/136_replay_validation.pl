@@ -93,7 +93,8 @@ sub craft_case
 
 	write_bytes($seg, $off, $orig);
 	$node->start;
-	is(kv_status($node)->{state}, 'ready', "$label: repaired, the store serves");
+	# recovery runs after the server starts: wait for it (not just look)
+	ok(kv_wait_ready($node), "$label: repaired, the store serves");
 	return;
 }
 
