@@ -34,6 +34,7 @@ int			kvext_max_keyspaces = 64;
 int			kvext_synchronous_commit = KV_SYNC_ON;
 int			kvext_wal_writer_delay = 200;
 int			kvext_wal_segment_size = 16 * 1024 * 1024;
+int			kvext_wal_buffers = 1024 * 1024;
 int			kvext_checkpoint_timeout = 300;
 int			kvext_max_wal_size = 1024;
 int			kvext_wal_keep_size = 128;
@@ -206,6 +207,18 @@ KvGucInit(void)
 							64 * 1024,
 							1024 * 1024 * 1024,
 							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("kvext.wal_buffers",
+							"Shared memory for kvext log records not yet written to the log file.",
+							"Records up to a quarter of this size are copied here and written "
+							"by the next flush, or when it fills; larger ones are written at once.",
+							&kvext_wal_buffers,
+							1024 * 1024,
+							64 * 1024,
+							256 * 1024 * 1024,
+							PGC_POSTMASTER,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 

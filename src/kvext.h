@@ -35,6 +35,7 @@ extern PGDLLIMPORT int kvext_max_keyspaces;	/* PGC_POSTMASTER */
 extern PGDLLIMPORT int kvext_synchronous_commit;	/* KvSyncCommit, USERSET */
 extern PGDLLIMPORT int kvext_wal_writer_delay;	/* ms, SIGHUP */
 extern PGDLLIMPORT int kvext_wal_segment_size;	/* bytes, SIGHUP */
+extern PGDLLIMPORT int kvext_wal_buffers;	/* bytes, postmaster */
 extern PGDLLIMPORT int kvext_checkpoint_timeout;	/* s, SIGHUP */
 extern PGDLLIMPORT int kvext_max_wal_size;	/* MB, SIGHUP */
 extern PGDLLIMPORT int kvext_wal_keep_size;	/* MB, SIGHUP */

@@ -26,7 +26,8 @@
  *	"kvext allocator"	the allocator of the store's heap
  *	"kvext keyspace"	the keyspace directory
  *	"kvext log insert"	appending records to the log
- *	"kvext log flush"	writing and fsyncing the log
+ *	"kvext log write"	writing the log's buffered records to its file
+ *	"kvext log flush"	fsyncing the log (group commit)
  *	"kvext control"		the control file
  *	"kvext log append"	a follower's appends from its leader (one at a
  *						time; replication/receiver.c)
@@ -79,6 +80,7 @@ typedef enum KvTranche
 	KV_TRANCHE_ALLOCATOR,
 	KV_TRANCHE_KEYSPACE,
 	KV_TRANCHE_LOG_INSERT,
+	KV_TRANCHE_LOG_WRITE,
 	KV_TRANCHE_LOG_FLUSH,
 	KV_TRANCHE_CONTROL,
 	KV_TRANCHE_APPEND,
@@ -96,6 +98,7 @@ static const struct
 	[KV_TRANCHE_ALLOCATOR] = {"kvext allocator", 1},
 	[KV_TRANCHE_KEYSPACE] = {"kvext keyspace", 1},
 	[KV_TRANCHE_LOG_INSERT] = {"kvext log insert", 1},
+	[KV_TRANCHE_LOG_WRITE] = {"kvext log write", 1},
 	[KV_TRANCHE_LOG_FLUSH] = {"kvext log flush", 1},
 	[KV_TRANCHE_CONTROL] = {"kvext control", 1},
 	[KV_TRANCHE_APPEND] = {"kvext log append", 1},
@@ -148,6 +151,7 @@ kv_shmem_startup(void)
 	KvKeyspaceInit(tranche_lock(KV_TRANCHE_KEYSPACE));
 	KvStatsShmemInit();
 	KvWalShmemInit(tranche_lock(KV_TRANCHE_LOG_INSERT),
+				   tranche_lock(KV_TRANCHE_LOG_WRITE),
 				   tranche_lock(KV_TRANCHE_LOG_FLUSH));
 	KvControlShmemInit(tranche_lock(KV_TRANCHE_CONTROL));
 	KvWaitsShmemInit();

@@ -19,26 +19,36 @@
  * overwritten with zeros and the error is raised: nothing partial counts
  * as written, and a later write may succeed.
  *
- * Pending markers.  COMMIT and ABORT records ("markers") are not written
- * where they are inserted: they are copied into a small shared buffer
- * (wal->pend_*, under the insert lock), and reach the file with the next
- * record written, in the same pwritev(), or when the log is flushed
- * (KvWalFlush, also the wal writer's flush of "off" commits), or before a
- * segment switch, a cut or a follower's append.  So a kv transaction
- * costs one write system call, its TXN record's, which carries the
- * markers of the transactions before it; the pending bytes always end at
- * the insert position and lie in the current segment, in blocks reserved
- * for them (below), and nothing reads the file beyond the flush position.
- * A marker lost with the buffer (a crash before any of those) belongs to
- * a commit that was not yet durable: kvext.synchronous_commit = off, or a
- * commit that had not returned.  A failure to write pending markers is a
- * PANIC, as an fsync failure is: they decide commits already visible.
- * After a TXN record,
- * fallocate(FALLOC_FL_KEEP_SIZE) reserves the blocks for the COMMIT or
- * ABORT records ("markers") that in-flight transactions still need: a
- * marker is written in a critical section (after PostgreSQL's commit, an
- * error is no longer possible), so it must not meet a full disk.  Markers
- * never start a new segment.
+ * Log buffers.  A record is not written where it is inserted: under the
+ * insert lock it gets its position and is copied into a shared ring of
+ * kvext.wal_buffers bytes (the ring holds the log from write_lsn to
+ * insert_lsn, a byte at position p at p modulo the ring's size), as
+ * PostgreSQL's WAL insertion copies into its WAL buffers.  The ring
+ * reaches the file in one pwritev(), under the write lock and not the
+ * insert lock, when the log is flushed (KvWalFlush, also the wal writer's
+ * flush of "off" commits), when an insert finds the ring full, and before
+ * a segment switch, a cut, a follower's append or a log reader opens.  So
+ * a kv transaction with kvext.synchronous_commit = off makes no system
+ * call, and no lock is held across a write but the write lock.  A record
+ * larger than a quarter of the ring is written at once, under the insert
+ * and write locks, after the ring.  The buffered bytes always lie in the
+ * current segment, in blocks that exist (below), and nothing reads the
+ * file beyond the flush position without writing the ring first.  A record
+ * lost with the ring (a crash of PostgreSQL before any of those) belongs
+ * to a commit that was not yet durable: kvext.synchronous_commit = off, or
+ * a commit that had not returned.  A failure to write the ring is a PANIC,
+ * as an fsync failure is: it holds records that decide commits already
+ * visible.
+ *
+ * Reserved blocks.  So that a write of the ring can meet no full disk, a
+ * record's blocks must exist when it is inserted: inside the zero-filled
+ * part of the segment they do; past it, fallocate(FALLOC_FL_KEEP_SIZE)
+ * reserves them at the insert, which fails with a disk-full error and
+ * nothing inserted.  A TXN record also reserves, after itself, the blocks
+ * for the COMMIT or ABORT records ("markers") that in-flight transactions
+ * still need: a marker is inserted in a critical section (after
+ * PostgreSQL's commit, an error is no longer possible).  Markers never
+ * start a new segment.
  *
  * Group commit.  KvWalFlush(upto) is PostgreSQL's XLogFlush pattern: the
  * first backend to get the flush lock (LWLockAcquireOrWait) fdatasync()s
@@ -81,11 +91,16 @@
  * append's previous record rarely reads the log.  TXN records are refused
  * under the insert lock while this node follows (25006).
  *
- * Locks: insert lock, then (never the reverse) nothing else but the
- * mutex; flush lock, then insert lock (KvWalFlush, to write the pending
- * markers; KvWalTruncate and KvWalResetTo on a live log, then the control
- * lock); nobody takes the flush lock holding the insert lock.  The mutex
- * (a spinlock) protects the positions,
+ * Locks, always in this order: flush lock, insert lock, write lock, then
+ * the mutex.  KvWalFlush takes the flush lock, then the write lock to write
+ * the ring (never the insert lock); an insert takes the write lock only
+ * when it must write (a full ring, a segment switch, a large record);
+ * KvWalTruncate and KvWalResetTo on a live log take all three (then the
+ * control lock).  The write lock alone makes the ring's bytes from
+ * write_lsn to insert_lsn stable: inserts copy only past insert_lsn, and
+ * only into the part of the ring that write_lsn has freed; seg_start
+ * changes only under the write lock.  The mutex (a spinlock) protects the
+ * positions,
  * the term and the prepared-segment state; nothing that can fail or sleep
  * runs under it.  The keyspace lock may be held when inserting
  * (keyspace records), so neither WAL lock may be held while taking it.
@@ -151,20 +166,23 @@ typedef struct KvWalShared
 								 * segments: cached descriptors go stale */
 	/* log senders: where their connected peer still reads (0: nothing) */
 	pg_atomic_uint64 holds[KVEXT_VISIBLE_MAX_SENDERS];
-	/* markers inserted but not yet written (see file header) */
-	KvLsn		pend_start;		/* position of the first pending byte */
-	uint32		pend_len;		/* pending bytes: they end at insert_lsn */
+	/* records inserted but not yet written, from here to insert_lsn */
+	KvLsn		write_lsn;
+	Size		ring_size;		/* bytes of the ring (kvext.wal_buffers) */
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
-	/* then the pending buffer, PEND_CAPACITY bytes */
+	/* then the ring, ring_size bytes */
 } KvWalShared;
 
-/* room for one marker per owner slot; more are written out first */
-#define PEND_CAPACITY	((Size) KvOwnerSlotCount() * sizeof(KvWalRecord))
+/* the ring's size, fixed at server start */
+#define RING_SIZE		((Size) MAXALIGN(kvext_wal_buffers))
+/* larger records are written at once, not copied into the ring */
+#define RING_MAX_RECORD	(wal->ring_size / 4)
 
 static KvWalShared *wal = NULL;
-static char *pend_buf = NULL;
+static char *ring = NULL;
 static LWLock *insert_lock = NULL;
+static LWLock *write_lock = NULL;
 static LWLock *flush_lock = NULL;
 
 /* this backend's open segment */
@@ -177,14 +195,15 @@ static KvLsn floor_or(KvLsn pos);
 
 /*
  * KvWalShmemSize
- *		Shared memory for the log's positions and in-flight table.
+ *		Shared memory for the log's positions, in-flight table and ring.
  */
 Size
 KvWalShmemSize(void)
 {
-	return add_size(add_size(offsetof(KvWalShared, inflight),
-							 mul_size(sizeof(pg_atomic_uint64), KvOwnerSlotCount())),
-					PEND_CAPACITY);
+	return add_size(add_size(MAXALIGN(offsetof(KvWalShared, inflight) +
+									  sizeof(pg_atomic_uint64) * KvOwnerSlotCount()),
+							 RING_SIZE),
+					PG_CACHE_LINE_SIZE);
 }
 
 /*
@@ -193,13 +212,16 @@ KvWalShmemSize(void)
  *		invalid until recovery calls KvWalStartAt.
  */
 void
-KvWalShmemInit(LWLock *ilock, LWLock *flock)
+KvWalShmemInit(LWLock *ilock, LWLock *wlock, LWLock *flock)
 {
 	bool		found;
 
 	wal = ShmemInitStruct("kvext wal", KvWalShmemSize(), &found);
-	pend_buf = (char *) &wal->inflight[KvOwnerSlotCount()];
+	ring = (char *) CACHELINEALIGN((char *) wal +
+								   offsetof(KvWalShared, inflight) +
+								   sizeof(pg_atomic_uint64) * KvOwnerSlotCount());
 	insert_lock = ilock;
+	write_lock = wlock;
 	flush_lock = flock;
 	seg_fd = -1;
 	seg_fd_start = InvalidKvLsn;
@@ -219,8 +241,8 @@ KvWalShmemInit(LWLock *ilock, LWLock *flock)
 		pg_atomic_init_u64(&wal->seg_gen, 0);
 		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
 			pg_atomic_init_u64(&wal->holds[i], InvalidKvLsn);
-		wal->pend_start = InvalidKvLsn;
-		wal->pend_len = 0;
+		wal->write_lsn = InvalidKvLsn;
+		wal->ring_size = RING_SIZE;
 		wal->nprocs = KvOwnerSlotCount();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
@@ -365,31 +387,68 @@ create_segment_inline(KvLsn newstart, const char *path)
 }
 
 /*
- * write_pending
- *		Write the pending markers (see file header) to the current segment.
- *		Caller holds the insert lock.  PANICs if the write fails: the
- *		markers decide commits that may already be visible, and their
- *		blocks were reserved, so only an I/O error can get here.
+ * ring_copy
+ *		Copy len bytes of the record at position start into the ring.
+ *		Caller holds the insert lock and has made room (see file header).
  */
 static void
-write_pending(void)
+ring_copy(KvLsn start, const char *rec, Size len)
 {
+	Size		at = (Size) (start % wal->ring_size);
+	Size		first = Min(len, wal->ring_size - at);
+
+	memcpy(ring + at, rec, first);
+	if (first < len)
+		memcpy(ring, rec + first, len - first);
+}
+
+/*
+ * write_ring
+ *		Write the ring's records (from write_lsn to insert_lsn) to the
+ *		current segment, in one pwritev() unless the ring wraps in between.
+ *		Caller holds the write lock, and need not hold the insert lock.
+ *		PANICs if the write fails: the records may decide commits that are
+ *		already visible, and their blocks exist (see file header), so only
+ *		an I/O error can get here.
+ */
+static void
+write_ring(void)
+{
+	KvLsn		from;
+	KvLsn		to;
+	KvLsn		segstart;
 	int			fd;
-	off_t		offset;
 	Size		done = 0;
 
-	if (wal->pend_len == 0)
+	Assert(LWLockHeldByMeInMode(write_lock, LW_EXCLUSIVE));
+	SpinLockAcquire(&wal->mutex);
+	from = wal->write_lsn;
+	to = wal->insert_lsn;
+	segstart = wal->seg_start;
+	SpinLockRelease(&wal->mutex);
+	if (from == to)
 		return;
-	Assert(wal->pend_start >= wal->seg_start &&
-		   wal->pend_start + wal->pend_len == wal->insert_lsn);
-	fd = open_segment(wal->seg_start, false);
-	offset = (off_t) (wal->pend_start - wal->seg_start);
-	while (done < wal->pend_len)
+	Assert(from >= segstart && to - from <= wal->ring_size);
+
+	fd = open_segment(segstart, false);
+	while (done < to - from)
 	{
+		struct iovec iov[2];
+		int			cnt = 0;
+		Size		at = (Size) ((from + done) % wal->ring_size);
+		Size		left = (Size) (to - from) - done;
 		ssize_t		n;
 
+		iov[cnt].iov_base = ring + at;
+		iov[cnt].iov_len = Min(left, wal->ring_size - at);
+		left -= iov[cnt++].iov_len;
+		if (left > 0)
+		{
+			iov[cnt].iov_base = ring;
+			iov[cnt++].iov_len = left;
+		}
 		pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-		n = pg_pwrite(fd, pend_buf + done, wal->pend_len - done, offset + done);
+		n = pg_pwritev(fd, iov, cnt, (off_t) (from - segstart + done));
 		pgstat_report_wait_end();
 		if (n <= 0)
 		{
@@ -397,13 +456,24 @@ write_pending(void)
 				errno = ENOSPC;
 			ereport(PANIC,
 					(errcode_for_file_access(),
-					 errmsg("could not write COMMIT or ABORT records to kvext log segment %016llX at offset %lld: %m",
-							(unsigned long long) wal->seg_start,
-							(long long) (offset + done))));
+					 errmsg("could not write to kvext log segment %016llX at offset %lld: %m",
+							(unsigned long long) segstart,
+							(long long) (from - segstart + done))));
 		}
 		done += n;
 	}
-	wal->pend_len = 0;
+	SpinLockAcquire(&wal->mutex);
+	wal->write_lsn = to;
+	SpinLockRelease(&wal->mutex);
+}
+
+/* write_ring, taking the write lock */
+static void
+write_ring_locked(void)
+{
+	LWLockAcquire(write_lock, LW_EXCLUSIVE);
+	write_ring();
+	LWLockRelease(write_lock);
 }
 
 /*
@@ -416,7 +486,7 @@ write_pending(void)
  *		prepared file has another size than kvext.wal_segment_size now asks
  *		(the setting changed), which is then removed.  Either way the wal
  *		writer is woken to prepare the one after.  Caller holds the insert
- *		lock.
+ *		and write locks and has written the ring.
  */
 static void
 switch_segment(void)
@@ -430,6 +500,8 @@ switch_segment(void)
 	int			writer;
 	struct stat st;
 
+	Assert(LWLockHeldByMe(insert_lock) && LWLockHeldByMe(write_lock) &&
+		   wal->write_lsn == wal->insert_lsn);
 	if (pg_fdatasync(fd) != 0)
 		ereport(PANIC,
 				(errcode_for_file_access(),
@@ -650,6 +722,8 @@ fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *w
 				(errcode_for_file_access(),
 				 errmsg("could not clear a failed write in kvext log segment %016llX: %m",
 						(unsigned long long) wal->seg_start)));
+	if (LWLockHeldByMe(write_lock))
+		LWLockRelease(write_lock);
 	LWLockRelease(insert_lock);
 	KvWalSegmentPath(path, seg_fd_start);
 	errno = save_errno;
@@ -664,12 +738,14 @@ fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *w
  * KvWalInsert
  *		Append a record.  rec holds len bytes: room for the header, then the
  *		payload (already filled in); len is a multiple of 8.  Fills in the
- *		header, writes the record and returns the position after it.  For
+ *		header, copies the record into the ring (or writes it, if it is
+ *		large) and returns the position after it.  For
  *		TXN records, also publishes the record's in-flight position in
  *		owner_slot, the transaction's owner slot (see file header); the
  *		caller clears it once the record is applied.  owner_slot is -1 for
  *		other records.
- *		Raises an error, with nothing written, if the write fails.
+ *		Raises an error, with nothing inserted, if the record's blocks
+ *		cannot be reserved or a large record's write fails (disk full).
  */
 KvLsn
 KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
@@ -681,8 +757,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	KvLsn		end;
 	off_t		offset;
 	int			fd;
-	uint32		pend;
-	ssize_t		done = 0;
+	bool		direct;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
 	if (unlikely(wal->insert_lsn == InvalidKvLsn))
@@ -738,8 +813,10 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
 		wal->insert_lsn > wal->seg_start)
 	{
-		write_pending();
+		LWLockAcquire(write_lock, LW_EXCLUSIVE);
+		write_ring();
 		switch_segment();
+		LWLockRelease(write_lock);
 	}
 
 	start = wal->insert_lsn;
@@ -753,96 +830,91 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	FIN_CRC32C(crc);
 	hdr->crc = crc;
 
-	if (IS_MARKER(type))
-	{
-		/* buffered: written with the next record or flush (file header) */
-		if (wal->pend_len + len > PEND_CAPACITY)
-			write_pending();
-		if (wal->pend_len == 0)
-			wal->pend_start = start;
-		memcpy(pend_buf + wal->pend_len, rec, len);
-		wal->pend_len += len;
-		goto inserted;
-	}
-
-	fd = open_segment(wal->seg_start, false);
 	offset = (off_t) (start - wal->seg_start);
-	pend = wal->pend_len;
-	Assert(pend == 0 || wal->pend_start + pend == start);
-	/* the pending markers, then the record, in one call */
-	while (done < (ssize_t) (pend + len))
+	direct = (len > RING_MAX_RECORD);
+	if (direct)
 	{
-		struct iovec iov[2];
-		int			cnt = 0;
-		ssize_t		n;
+		ssize_t		done = 0;
 
-		if (done < (ssize_t) pend)
+		/* a large record: the ring first, then the record, at once */
+		Assert(!IS_MARKER(type));
+		LWLockAcquire(write_lock, LW_EXCLUSIVE);
+		write_ring();
+		fd = open_segment(wal->seg_start, false);
+		while (done < (ssize_t) len)
 		{
-			iov[cnt].iov_base = pend_buf + done;
-			iov[cnt++].iov_len = pend - done;
-		}
-		iov[cnt].iov_base = rec + Max(done - (ssize_t) pend, 0);
-		iov[cnt++].iov_len = len - Max(done - (ssize_t) pend, 0);
-		if (KvFailpointEnospc("wal-enospc"))
-		{
-			n = -1;
-			errno = ENOSPC;
-		}
-		else
-		{
-			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-			n = pg_pwritev(fd, iov, cnt, offset - (off_t) pend + done);
-			pgstat_report_wait_end();
-		}
-		if (n <= 0)
-		{
-			int			save_errno = (n == 0) ? ENOSPC : errno;
+			ssize_t		n;
 
-			/* the markers must reach the file whatever becomes of rec */
-			if (done < (ssize_t) pend)
+			if (KvFailpointEnospc("wal-enospc"))
 			{
-				memmove(pend_buf, pend_buf + done, pend - done);
-				wal->pend_start += done;
-				wal->pend_len -= done;
-				write_pending();
-				done = pend;
+				n = -1;
+				errno = ENOSPC;
 			}
-			wal->pend_len = 0;
-			fail_insert(fd, offset, done - pend, save_errno, "write to");
+			else
+			{
+				pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
+				n = pg_pwrite(fd, rec + done, len - done, offset + done);
+				pgstat_report_wait_end();
+			}
+			if (n <= 0)
+				fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
+			done += n;
 		}
-		done += n;
 	}
-	wal->pend_len = 0;
 
 	/*
-	 * This transaction's COMMIT or ABORT record, and those of every other
-	 * transaction in flight, are written in a critical section and must
-	 * find their blocks even on a full disk: make sure they exist.  Inside
-	 * the zero-filled part of the segment they do; past it, reserve them
-	 * now (fallocate dirties the inode, which would make every commit's
-	 * fdatasync journal it, so only there).  No reservation, no commit.
+	 * The record's blocks, and for a TXN record those of the COMMIT or
+	 * ABORT records of every transaction that may be in flight, must exist
+	 * before it counts (see file header): inside the zero-filled part of
+	 * the segment they do; past it, reserve them now (fallocate dirties
+	 * the inode, which would make every commit's fdatasync journal it, so
+	 * only there).  No reservation, no record.
 	 */
-	if (type == KV_REC_TXN &&
-		(KvFailpointEnospc("wal-enospc-reserve") ||
-		 ((uint64) offset + len + MARKER_RESERVE > wal->seg_alloc &&
-		  fallocate(fd, FALLOC_FL_KEEP_SIZE, offset + len, MARKER_RESERVE) != 0)))
+	if (!IS_MARKER(type))
 	{
-		int			save_errno = KvFailpointEnospc("wal-enospc-reserve") ? ENOSPC : errno;
+		off_t		need = offset + len +
+			(type == KV_REC_TXN ? MARKER_RESERVE : 0);
+		int			save_errno = 0;
 
-		if (save_errno != EOPNOTSUPP)
-			fail_insert(fd, offset, len, save_errno, "reserve space in");
+		fd = open_segment(wal->seg_start, false);
+		if (!direct && KvFailpointEnospc("wal-enospc"))
+			save_errno = ENOSPC;
+		else if (type == KV_REC_TXN && KvFailpointEnospc("wal-enospc-reserve"))
+			save_errno = ENOSPC;
+		else if ((uint64) need > wal->seg_alloc &&
+				 fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, need - offset) != 0 &&
+				 errno != EOPNOTSUPP)
+			save_errno = errno;
+		if (save_errno != 0)
+			fail_insert(fd, offset, direct ? len : 0, save_errno, "reserve space in");
+	}
+
+	if (!direct)
+	{
+		KvLsn		written;
+
+		/* room in the ring: write out what is there if it is full */
+		SpinLockAcquire(&wal->mutex);
+		written = wal->write_lsn;
+		SpinLockRelease(&wal->mutex);
+		if (end - written > wal->ring_size)
+			write_ring_locked();
+		ring_copy(start, rec, len);
 	}
 
 	if (type == KV_REC_TXN)
 		pg_atomic_write_u64(&wal->inflight[owner_slot], start);
 
-inserted:
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
+	if (direct)
+		wal->write_lsn = end;	/* written: nothing of it is in the ring */
 	wal->last_start = start;
 	wal->last_term = hdr->term;
 	SpinLockRelease(&wal->mutex);
 
+	if (direct)
+		LWLockRelease(write_lock);
 	LWLockRelease(insert_lock);
 
 	if (startp)
@@ -924,14 +996,17 @@ KvWalFlush(KvLsn upto)
 			int			fd;
 			int			rc;
 
-			/* pending markers first; then all written is in the segment */
-			LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-			write_pending();
+			/*
+			 * The ring first (not under the insert lock: inserts go on);
+			 * then everything up to write_lsn is in the current segment.
+			 */
+			LWLockAcquire(write_lock, LW_EXCLUSIVE);
+			write_ring();
 			SpinLockAcquire(&wal->mutex);
-			target = wal->insert_lsn;
+			target = wal->write_lsn;
 			segstart = wal->seg_start;
 			SpinLockRelease(&wal->mutex);
-			LWLockRelease(insert_lock);
+			LWLockRelease(write_lock);
 
 			fd = open_segment(segstart, false);
 			pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
@@ -959,19 +1034,16 @@ KvWalFlush(KvLsn upto)
 
 /*
  * KvWalWritePending
- *		Write the pending markers, so that the files hold every record
- *		inserted so far (for readers of the log beyond the flush position:
- *		a node that led checking its own tail).  A no-op before the log is
- *		open.
+ *		Write the ring, so that the files hold every record inserted so far
+ *		(for readers of the log: a node that led checking its own tail, a
+ *		reader opening).  A no-op before the log is open.
  */
 void
 KvWalWritePending(void)
 {
 	if (wal->insert_lsn == InvalidKvLsn)
 		return;
-	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-	write_pending();
-	LWLockRelease(insert_lock);
+	write_ring_locked();
 }
 
 /*
@@ -1170,11 +1242,11 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 				 errmsg("could not stat kvext log segment %016llX: %m",
 						(unsigned long long) seg_start)));
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-	wal->pend_len = 0;
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = seg_start;
 	wal->seg_alloc = (uint64) st.st_size;
 	wal->insert_lsn = insert_lsn;
+	wal->write_lsn = insert_lsn;
 	wal->flush_lsn = insert_lsn;
 	wal->term = Max(term, 1);
 	SpinLockRelease(&wal->mutex);
@@ -1204,9 +1276,8 @@ KvWalTruncate(KvLsn at)
 
 	/*
 	 * On a live log (a follower dropping a divergent tail), hold the flush
-	 * lock, then the insert lock, for the whole cut: no flush may sync the
-	 * old files and then claim the new positions.  (The only place where
-	 * both are held; nobody takes them in the other order.)  The positions
+	 * lock, then the insert and write locks, for the whole cut: no flush
+	 * may sync the old files and then claim the new positions.  The positions
 	 * move back first, then the control file's flush watermark, so that a
 	 * crash part-way never leaves a watermark beyond the end of the log.
 	 */
@@ -1214,10 +1285,12 @@ KvWalTruncate(KvLsn at)
 	{
 		LWLockAcquire(flush_lock, LW_EXCLUSIVE);
 		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-		/* markers before the cut stay; the file is cut after them */
-		write_pending();
+		LWLockAcquire(write_lock, LW_EXCLUSIVE);
+		/* records before the cut stay; the file is cut after them */
+		write_ring();
 		SpinLockAcquire(&wal->mutex);
 		wal->insert_lsn = Min(wal->insert_lsn, at);
+		wal->write_lsn = wal->insert_lsn;
 		wal->flush_lsn = Min(wal->flush_lsn, at);
 		wal->last_start = InvalidKvLsn;
 		wal->last_term = 0;
@@ -1269,6 +1342,7 @@ KvWalTruncate(KvLsn at)
 		wal->seg_start = starts[seg];
 		wal->seg_alloc = (uint64) st.st_size;
 		SpinLockRelease(&wal->mutex);
+		LWLockRelease(write_lock);
 		LWLockRelease(insert_lock);
 		LWLockRelease(flush_lock);
 	}
@@ -1301,8 +1375,8 @@ KvWalResetTo(KvLsn at, uint64 term)
 	{
 		LWLockAcquire(flush_lock, LW_EXCLUSIVE);
 		LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-		/* the old log is replaced: its pending markers go with it */
-		wal->pend_len = 0;
+		/* the old log is replaced: its buffered records go with it */
+		LWLockAcquire(write_lock, LW_EXCLUSIVE);
 	}
 	KvWalSegmentPath(path, at);
 	fd = OpenTransientFile(path, O_RDWR | O_CREAT | PG_BINARY);
@@ -1336,7 +1410,7 @@ KvWalResetTo(KvLsn at, uint64 term)
 		/* every process drops its cached descriptor (open_segment) */
 		pg_atomic_fetch_add_u64(&wal->seg_gen, 1);
 		SpinLockAcquire(&wal->mutex);
-		wal->insert_lsn = wal->flush_lsn = at;
+		wal->insert_lsn = wal->flush_lsn = wal->write_lsn = at;
 		wal->seg_start = at;
 		wal->seg_alloc = (uint64) st.st_size;
 		wal->last_start = InvalidKvLsn;
@@ -1344,6 +1418,7 @@ KvWalResetTo(KvLsn at, uint64 term)
 		wal->apply_floor = InvalidKvLsn;
 		wal->term = Max(wal->term, term);
 		SpinLockRelease(&wal->mutex);
+		LWLockRelease(write_lock);
 		LWLockRelease(insert_lock);
 		LWLockRelease(flush_lock);
 	}
@@ -1356,7 +1431,8 @@ KvWalResetTo(KvLsn at, uint64 term)
  *		the log (start).  The caller has checked every record
  *		(KvLogCheckRecord) and serializes appends (the append lock); the
  *		records are written under the insert lock, switching segments as
- *		KvWalInsert does (a record never starts past a full segment).  The
+ *		KvWalInsert does (a record never starts past a full segment), and
+ *		the write lock (after the ring, which a node that led may hold).  The
  *		log's term follows the records'.  Nothing is flushed (the caller
  *		flushes once per batch).  A failed write raises an error; the
  *		records of the batch written before it stay (whole records; the
@@ -1368,12 +1444,14 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 	Size		off = 0;
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
-	/* (a node that led until now may have markers pending) */
-	write_pending();
+	/* written at once, after the ring (a node that led until now) */
+	LWLockAcquire(write_lock, LW_EXCLUSIVE);
+	write_ring();
 	if (wal->insert_lsn != start)
 	{
 		KvLsn		end = wal->insert_lsn;
 
+		LWLockRelease(write_lock);
 		LWLockRelease(insert_lock);
 		elog(ERROR, "kvext log append at %X/%X, but the log ends at %X/%X",
 			 LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(end));
@@ -1423,7 +1501,7 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 		}
 
 		SpinLockAcquire(&wal->mutex);
-		wal->insert_lsn = run_start + run;
+		wal->insert_lsn = wal->write_lsn = run_start + run;
 		wal->last_start = last;
 		wal->last_term = term;
 		if (wal->term < term)
@@ -1431,6 +1509,7 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 		SpinLockRelease(&wal->mutex);
 		off += run;
 	}
+	LWLockRelease(write_lock);
 	LWLockRelease(insert_lock);
 }
 

@@ -96,7 +96,8 @@ typedef struct KvWalKeyspace
 
 /* setup */
 extern Size KvWalShmemSize(void);
-extern void KvWalShmemInit(LWLock *insert_lock, LWLock *flush_lock);
+extern void KvWalShmemInit(LWLock *insert_lock, LWLock *write_lock,
+						   LWLock *flush_lock);
 
 /* writing */
 extern KvLsn KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid,

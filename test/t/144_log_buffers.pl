@@ -1,0 +1,129 @@
+# Copyright (c) 2026, kvext authors
+#
+# kvext's log buffers (kvext.wal_buffers): records are copied into a ring in
+# shared memory and written to the log file by the next flush, when the
+# ring fills, or at once when they are larger than a quarter of it.
+#
+# - an `off` commit leaves its records in the ring, not in the file, until
+#   the wal writer flushes (it wrote its TXN record to the file before);
+# - a small ring (64kB) under concurrent writers of values from 1 byte to
+#   40kB (so records wrap around the ring's end, fill it, and skip it when
+#   large): every acknowledged `local` commit survives an immediate stop,
+#   every `off` commit a clean stop, byte for byte;
+# - a record that cannot have its blocks (the wal-enospc failpoint) fails
+#   with nothing inserted, and the ring goes on.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use KvextDurability;
+
+my $node = kv_node(
+	'log_buffers', q{
+kvext.wal_buffers = '64kB'
+kvext.wal_segment_size = '1MB'
+kvext.checkpoint_timeout = '1d'
+kvext.memory_limit = '256MB'
+});
+
+is(kv_scalar($node, 'SHOW kvext.wal_buffers'), '64kB', 'kvext.wal_buffers is set');
+
+# ---------------------------------------------------------------------------
+# an off commit stays in the ring until a flush
+my ($walwriter) =
+  grep { (slurp_file("/proc/$_/cmdline") // '') =~ /kvext wal writer/ } child_pids($node->{_pid});
+ok($walwriter, 'found the kvext wal writer');
+kill 'STOP', $walwriter;
+
+# one session: a backend flushes what it wrote when it exits
+my $r = $node->safe_psql(
+	'postgres', q{
+SET kvext.synchronous_commit = off;
+SELECT kv_put('ring_1', 'in the ring');
+SELECT kv_put('ring_2', repeat('r', 500));
+SELECT (insert_lsn - '0/0')::bigint AS ins, (flush_lsn - '0/0')::bigint AS fl FROM kv_wal_status() \gset
+SELECT f AS seg FROM pg_ls_dir('kvext/wal') f WHERE f ~ '^[0-9A-F]{16}$' ORDER BY f DESC LIMIT 1 \gset
+SELECT :ins > :fl,
+       pg_read_binary_file('kvext/wal/' || :'seg', :fl - ('x' || :'seg')::bit(64)::bigint, :ins - :fl)
+         = decode(repeat('00', (:ins - :fl)::int), 'hex'),
+       :ins - :fl;
+});
+my ($unflushed, $zeros, $bytes) = split /\|/, (split /\n/, $r)[-1];
+is($unflushed, 't', 'off: the commits are not flushed while the wal writer is stopped');
+is($zeros, 't', "off: none of their $bytes bytes is in the log file yet (they are in the log buffers)");
+kill 'CONT', $walwriter;
+ok( $node->poll_query_until(
+		'postgres', q{SELECT flush_lsn = insert_lsn FROM kv_wal_status()}),
+	'the wal writer flushes them');
+$r = $node->safe_psql(
+	'postgres', q{
+SELECT (insert_lsn - '0/0')::bigint AS ins FROM kv_wal_status() \gset
+SELECT f AS seg FROM pg_ls_dir('kvext/wal') f WHERE f ~ '^[0-9A-F]{16}$' ORDER BY f DESC LIMIT 1 \gset
+-- the last record, the COMMIT of ring_2: 40 bytes, its length first
+SELECT get_byte(pg_read_binary_file('kvext/wal/' || :'seg', :ins - ('x' || :'seg')::bit(64)::bigint - 40, 40), 4);
+});
+is($r, '40', 'after the flush the log file holds the COMMIT record');
+$node->stop('immediate');
+$node->start;
+kv_wait_ready($node);
+is(kv_scalar($node, q{SELECT kv_get('ring_1') || length(kv_get('ring_2'))}),
+	'in the ring500', 'the flushed off commits survive an immediate stop');
+
+# ---------------------------------------------------------------------------
+# concurrent writers through a small ring: wrap-around, full ring, records
+# written at once (over 16kB)
+my $script = q{
+\set k random(1, 400)
+\set n random(1, 40000)
+SELECT kv_put('w' || :k, repeat(md5(:k::text), :n / 32 + 1)::text || :n);
+};
+my $before_stop;
+for my $mode ('local', 'off')
+{
+	local $ENV{PGOPTIONS} = "-c kvext.synchronous_commit=$mode";
+	$node->pgbench(
+		'-n -c 4 -j 2 -t 250', 0,
+		[qr{processed: 1000/1000}],
+		[qr{^$}],
+		"$mode: 4 clients write values of 1 byte to 40kB through a 64kB ring",
+		{ "144_$mode" => $script });
+	$before_stop = kv_digest($node, 'default', 'w');
+	my $big = kv_scalar($node,
+		q{SELECT count(*) FILTER (WHERE length(value) > 16384) || ' ' || count(*) FROM kv_scan('w')});
+	my ($nbig, $n) = split / /, $big;
+	cmp_ok($nbig, '>', 10, "$mode: some values are over a quarter of the ring ($nbig of $n)");
+	if ($mode eq 'local')
+	{
+		$node->stop('immediate');
+	}
+	else
+	{
+		$node->stop('fast');
+	}
+	$node->start;
+	kv_wait_ready($node);
+	is(kv_digest($node, 'default', 'w'), $before_stop,
+		$mode eq 'local'
+		? 'local: every acknowledged commit survives an immediate stop'
+		: 'off: every commit survives a clean stop');
+}
+
+# ---------------------------------------------------------------------------
+# a record whose blocks cannot be had is not inserted; the log goes on
+$r = kv_call($node,
+	q{SET kvext.failpoint = 'wal-enospc'; SELECT kv_put('enospc', 'x');});
+is($r->{sqlstate}, '53100', 'wal-enospc: disk_full');
+like($r->{stderr}, qr/could not reserve space in kvext log file/, 'wal-enospc: reported at the reservation');
+$node->safe_psql('postgres', q{SELECT kv_put('after_enospc', 'y')});
+$node->stop('immediate');
+$node->start;
+kv_wait_ready($node);
+is(kv_scalar($node, q{SELECT coalesce(kv_get('enospc'), 'none') || ' ' || kv_get('after_enospc')}),
+	'none y', 'wal-enospc: the failed write left nothing; the next commit is in the log');
+is(kv_digest($node, 'default', 'w'), $before_stop, 'the earlier commits are intact');
+
+$node->stop;
+done_testing();
