@@ -184,6 +184,16 @@ SELECT i, kv_get('api:row' || i) FROM generate_series(0, 6) AS i ORDER BY i;
 SELECT sum(kv_incr('api:rows')) FROM generate_series(1, 10);
 SELECT kv_get('api:rows');
 
+-- batches of every size around the distance at which kv_mput and kv_mget
+-- prefetch (functions.c): each key written and read back, in order
+SELECT n,
+       kv_mput(array_agg('api:batch' || n || ':' || i ORDER BY i),
+               array_agg('v' || i ORDER BY i)) IS NOT NULL AS written,
+       kv_mget(array_agg('api:batch' || n || ':' || i ORDER BY i) || 'api:none'::text)
+         = array_agg('v' || i ORDER BY i) || NULL::text AS read_back
+FROM generate_series(1, 18) AS n, generate_series(1, n) AS i
+GROUP BY n ORDER BY n;
+
 -- clean up: the default keyspace holds no "api:" key any more
 SELECT count(*) > 0 AS deleted_some FROM kv_scan('api:') WHERE kv_delete(key);
 SELECT count(*) AS left_over FROM kv_scan('api:');

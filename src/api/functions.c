@@ -362,6 +362,39 @@ arg_text_array(FunctionCallInfo fcinfo, int argno, const char *what,
 }
 
 /*
+ * prefetch_ahead
+ *		Before key i of a batch of n keys: prefetch the chain of key i + D,
+ *		whose bucket was prefetched D keys ago, and the bucket of key i + 2D
+ *		(D = KV_PREFETCH_DISTANCE; the first 2D buckets at i = 0), so that
+ *		the batch's cache misses overlap (KvStorePrefetch).
+ */
+#define KV_PREFETCH_DISTANCE 4
+
+static void
+prefetch_key(KvKeyspaceRef ks, Datum key, bool chain)
+{
+	text	   *k = DatumGetTextPP(key);
+
+	KvStorePrefetch(ks, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), chain);
+}
+
+static inline void
+prefetch_ahead(KvKeyspaceRef ks, Datum *keys, int i, int n)
+{
+	const int	d = KV_PREFETCH_DISTANCE;
+
+	if (n <= 1)
+		return;
+	if (i == 0)
+		for (int j = 0; j < Min(n, 2 * d); j++)
+			prefetch_key(ks, keys[j], false);
+	if (i + d < n)
+		prefetch_key(ks, keys[i + d], true);
+	if (i > 0 && i + 2 * d - 1 < n)
+		prefetch_key(ks, keys[i + 2 * d - 1], false);
+}
+
+/*
  * kv_mget(keys text[], keyspace text) returns text[]
  *
  * The values of keys, in order, NULL where a key does not exist.
@@ -392,6 +425,7 @@ kv_mget(PG_FUNCTION_ARGS)
 		text	   *key = DatumGetTextPP(keys[i]);
 		struct varlena *v;
 
+		prefetch_ahead(ks, keys, i, n);
 		nulls[i] = !KvStoreGet(ks, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 							   KV_READ_TEXT, &v);
 		values[i] = nulls[i] ? (Datum) 0 : PointerGetDatum(v);
@@ -447,6 +481,7 @@ kv_mput(PG_FUNCTION_ARGS)
 		KvWrite		w = {0};
 
 		CHECK_FOR_INTERRUPTS();
+		prefetch_ahead(ks, keys, i, nkeys);
 		w.op = KV_OP_PUT;
 		w.value = VARDATA_ANY(val);
 		w.vallen = VARSIZE_ANY_EXHDR(val);

@@ -860,6 +860,40 @@ parse_int64(const char *s, uint32 len, int64 *out)
 	return 0;
 }
 
+/* a cache prefetch hint where the compiler has one */
+#if defined(__GNUC__) || defined(__clang__)
+#define kv_prefetch(addr)	__builtin_prefetch(addr)
+#else
+#define kv_prefetch(addr)	((void) (addr))
+#endif
+
+/*
+ * KvStorePrefetch
+ *		A hint for a batch of keys (kv_mget, kv_mput): start loading what a
+ *		read or write of (ks, key) will touch first into the CPU cache, so
+ *		that the cache misses of a batch overlap instead of following one
+ *		another.  chain = false: the key's bucket; chain = true: the first
+ *		entry of its chain (the bucket should have been prefetched a few
+ *		keys earlier).  Takes no lock: the bucket head it reads may be
+ *		stale, and a prefetch of any address is harmless (it never faults
+ *		and changes nothing).
+ */
+void
+KvStorePrefetch(KvKeyspaceRef ks, const char *key, uint32 keylen, bool chain)
+{
+	uint32		bucket = BUCKET_OF(kv_hash(ks.id, key, keylen));
+
+	if (!chain)
+		kv_prefetch(&KvStoreBuckets[bucket]);
+	else
+	{
+		KvPtr		head = ((volatile KvPtr *) KvStoreBuckets)[bucket];
+
+		if (head != InvalidKvPtr)
+			kv_prefetch(KvEntryGet(head));
+	}
+}
+
 /*
  * The versions of one key found under its partition lock: the newest
  * pending entry (and the link that points to it) and the committed entry.

@@ -144,6 +144,8 @@ typedef enum KvReadMode
 	KV_READ_EXISTS				/* only whether it exists */
 } KvReadMode;
 
+extern void KvStorePrefetch(KvKeyspaceRef ks, const char *key, uint32 keylen,
+							bool chain);
 extern bool KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 					   KvReadMode mode, struct varlena **result);
 
