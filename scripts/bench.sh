@@ -17,6 +17,11 @@
 #                         server, pgbench and psql come from its bindir
 #   PORT=n                servers take the free TCP ports from n up (default:
 #                         ports the kernel picks)
+#   HUGE_PAGES=n          2MB huge pages to reserve for the run (vm.nr_hugepages,
+#                         as root; default 4096, the old value is restored at
+#                         the end; 0: leave the setting alone).  Every server's
+#                         default huge_pages = try then maps its shared memory
+#                         on them, kvext and the PostgreSQL baselines alike
 #
 # Installs what it needs (PostgreSQL 15, redis-server, redis-tools), builds and
 # installs kvext, then runs test/bench/bench.py, which starts its own servers
@@ -46,4 +51,15 @@ elif ! cmp -s "$ROOT/kvext.so" "$("$PG_CONFIG" --pkglibdir)/kvext.so"; then
 	exit 1
 fi
 
-exec python3 "$ROOT/test/bench/bench.py"
+# Huge pages, as PostgreSQL's documentation advises for large shared memory:
+# kvext's store is 1GB of it, read at random, and with 4kB pages most of a
+# lookup's time went to TLB misses (docs/benchmarks.md, issue 12 profiles).
+HUGE_PAGES=${HUGE_PAGES:-4096}
+if [ "$HUGE_PAGES" != 0 ] && [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+	old_huge=$(cat /proc/sys/vm/nr_hugepages)
+	trap 'echo "$old_huge" >/proc/sys/vm/nr_hugepages' EXIT
+	echo "$HUGE_PAGES" >/proc/sys/vm/nr_hugepages ||
+		echo "bench: could not reserve $HUGE_PAGES huge pages" >&2
+fi
+
+python3 "$ROOT/test/bench/bench.py"

@@ -422,6 +422,19 @@ def alternate(label, variants):
 # Experiments
 
 
+def huge_pages_info():
+    """What vm.nr_hugepages reserves (scripts/bench.sh sets it as root):
+    every server's default huge_pages = try uses them when there are."""
+    with open("/proc/meminfo") as f:
+        t = f.read()
+    n = re.search(r"HugePages_Total:\s+(\d+)", t)
+    sz = re.search(r"Hugepagesize:\s+(\d+)", t)
+    if not n or int(n.group(1)) == 0:
+        return "no huge pages reserved (shared memory on 4kB pages)"
+    return "%s huge pages of %d MB reserved (huge_pages = try)" % (
+        n.group(1), int(sz.group(1)) // 1024 if sz else 2)
+
+
 def env_info():
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -438,6 +451,7 @@ def env_info():
         m2 = re.search(r"MemTotal:\s+(\d+)", f.read())
         if m2:
             mem = "%.0f GB" % (int(m2.group(1)) / 1024 / 1024)
+    mem += ", " + huge_pages_info()
     git = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s"], check=False).strip()
     dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], check=False).strip()
     return {
@@ -1186,6 +1200,7 @@ def repl_env():
                 break
     git = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s"], check=False).strip()
     dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], check=False).strip()
+    mem += ", " + huge_pages_info()
     return {"date": run(["date"]).strip(), "nproc": run(["nproc"]).strip(), "memory": mem,
             "cpu": cpu, "kernel": os.uname().release,
             "pg": run([PGBIN + "/postgres", "--version"]).strip(), "pgbin": PGBIN,
