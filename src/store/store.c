@@ -895,6 +895,28 @@ KvStorePrefetch(KvKeyspaceRef ks, const char *key, uint32 keylen, bool chain)
 }
 
 /*
+ * KvStorePrefetchCommit
+ *		A hint for a commit of many keys (txn.c): start loading pending
+ *		entry p of this transaction (next = false), or the entry after it in
+ *		its chain, which is usually the version it replaces (next = true; p
+ *		should have been prefetched a few keys earlier).  Takes no lock: the
+ *		link it reads may be stale, which only makes the hint useless.
+ */
+void
+KvStorePrefetchCommit(KvPtr p, bool next)
+{
+	if (!next)
+		kv_prefetch(KvEntryGet(p));
+	else
+	{
+		KvPtr		n = ((volatile KvEntry *) KvEntryGet(p))->next;
+
+		if (n != InvalidKvPtr)
+			kv_prefetch(KvEntryGet(n));
+	}
+}
+
+/*
  * The versions of one key found under its partition lock: the newest
  * pending entry (and the link that points to it) and the committed entry.
  */

@@ -146,6 +146,7 @@ typedef enum KvReadMode
 
 extern void KvStorePrefetch(KvKeyspaceRef ks, const char *key, uint32 keylen,
 							bool chain);
+extern void KvStorePrefetchCommit(KvPtr p, bool next);
 extern bool KvStoreGet(KvKeyspaceRef ks, const char *key, uint32 keylen,
 					   KvReadMode mode, struct varlena **result);
 

@@ -441,6 +441,16 @@ log_txn(void)
 		decide_in_group();
 }
 
+/* how far ahead publish_commit prefetches */
+#define COMMIT_PREFETCH 4
+
+static inline void
+prefetch_item(KvWsItem *item, bool next)
+{
+	if (item->kind == KV_WS_ENTRY && item->entry != InvalidKvPtr)
+		KvStorePrefetchCommit(item->entry, next);
+}
+
 /*
  * publish_commit
  *		The COMMIT record ending at end is as durable as required: make the
@@ -457,6 +467,12 @@ publish_commit(KvLsn end)
 	for (uint32 i = 0; i < n; i++)
 	{
 		KvWsItem   *item = KvWsItemAt(i);
+
+		/* overlap the cache misses of a large commit (KvStorePrefetchCommit) */
+		if (i + 2 * COMMIT_PREFETCH < n)
+			prefetch_item(KvWsItemAt(i + 2 * COMMIT_PREFETCH), false);
+		if (i + COMMIT_PREFETCH < n)
+			prefetch_item(KvWsItemAt(i + COMMIT_PREFETCH), true);
 
 		if (item->kind != KV_WS_ENTRY)
 			KvKeyspaceEndXact(item->keyspace, item->kind, item->prev_state, true);
