@@ -261,12 +261,16 @@ PG_FUNCTION_INFO_V1(kv_backup_start);
  * kv_backup_start() returns void: hold snapshots and log removal while a
  * low-level file copy (between pg_backup_start and pg_backup_stop) copies
  * $PGDATA/kvext; held until kv_backup_stop() or the end of the session.
+ * Flushes kvext's log first, so that the copy holds every commit
+ * acknowledged before it returned, kvext.synchronous_commit = off included.
  */
 Datum
 kv_backup_start(PG_FUNCTION_ARGS)
 {
 	KvCheckAvailable();
 	KvBackupStart();
+	/* "off" commits acknowledged before now go into the copy too */
+	KvWalFlushAll();
 	PG_RETURN_VOID();
 }
 

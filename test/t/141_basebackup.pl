@@ -189,5 +189,48 @@ $node->safe_psql('postgres',
 stop_load($load);
 wait_or_kill($mpid, time + 60);
 
+# kv_backup_start() flushes kvext's log: an off commit acknowledged before
+# it is in the copy.  Nothing else may flush meanwhile: no load, a slow wal
+# writer, no snapshot, and the committing session stays open (a session
+# that ends flushes what it wrote).
+{
+	$node->safe_psql('postgres', q{
+ALTER SYSTEM SET kvext.wal_writer_delay = '10s';
+ALTER SYSTEM SET kvext.checkpoint_timeout = '1h';
+SELECT pg_reload_conf();});
+	sleep(1);
+	my $offs = $node->background_psql('postgres');
+	$offs->query_safe(
+		q{SET kvext.synchronous_commit = off; SELECT kv_put('off_before_backup', 'acked off')});
+	is(kv_scalar($node, q{SELECT flush_lsn < insert_lsn FROM kv_wal_status()}), 't',
+		'off before the backup: not flushed yet');
+	my $bg = $node->background_psql('postgres');
+	$bg->query_safe(q{SELECT kv_backup_start()});
+	$bg->query_safe(q{SELECT pg_backup_start('off', true)});
+	my $dest = $node->backup_dir . '/off';
+	PostgreSQL::Test::RecursiveCopy::copypath(
+		$node->data_dir, $dest,
+		filterfn => sub {
+			my $src = shift;
+			return ($src ne 'postmaster.pid' && $src ne 'pg_wal'
+				  && $src !~ m{^pg_wal/});
+		});
+	$bg->query_safe(q{SELECT kv_backup_stop()});
+	my $label = $bg->query_safe(q{SELECT labelfile FROM pg_backup_stop(false)});
+	$bg->quit;
+	$offs->quit;
+	PostgreSQL::Test::RecursiveCopy::copypath($node->data_dir . '/pg_wal', "$dest/pg_wal");
+	PostgreSQL::Test::Utils::append_to_file("$dest/backup_label", "$label\n");
+	chmod(0700, $dest);
+	my $copy = PostgreSQL::Test::Cluster->new('off');
+	$copy->init_from_backup($node, 'off');
+	$copy->start;
+	is(kv_scalar($copy, q{SELECT kv_get('off_before_backup')}), 'acked off',
+		'off before the backup: an off commit acknowledged before kv_backup_start() is in the copy');
+	$copy->stop('immediate');
+	$copy->clean_node;
+	rmtree($dest);
+}
+
 $node->stop;
 done_testing();
