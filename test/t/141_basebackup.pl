@@ -127,6 +127,30 @@ for my $round (1 .. $ROUNDS)
 	rmtree($node->backup_dir . "/b$round");
 }
 
+# a low-level copy: the data directory without pg_wal and the pid file,
+# then, after pg_backup_stop(), the WAL up to it and the label
+sub copy_data_dir
+{
+	my ($dest) = @_;
+	PostgreSQL::Test::RecursiveCopy::copypath(
+		$node->data_dir, $dest,
+		filterfn => sub {
+			my $src = shift;
+			return ($src ne 'postmaster.pid' && $src ne 'pg_wal'
+				  && $src !~ m{^pg_wal/});
+		});
+	return;
+}
+
+sub finish_copy
+{
+	my ($dest, $label) = @_;
+	PostgreSQL::Test::RecursiveCopy::copypath($node->data_dir . '/pg_wal', "$dest/pg_wal");
+	PostgreSQL::Test::Utils::append_to_file("$dest/backup_label", "$label\n");
+	chmod(0700, $dest);
+	return;
+}
+
 # ---------------------------------------------------------------------------
 # The low-level API: pg_backup_start(), a plain file copy bracketed by
 # kv_backup_start() / kv_backup_stop(), pg_backup_stop(), backup_label.
@@ -137,23 +161,14 @@ for my $round (1 .. 2)
 	$bg->query_safe(q{SELECT kv_backup_start()});
 	$bg->query_safe(qq{SELECT pg_backup_start('low$round', true)});
 	my $dest = $node->backup_dir . "/low$round";
-	PostgreSQL::Test::RecursiveCopy::copypath(
-		$node->data_dir, $dest,
-		filterfn => sub {
-			my $src = shift;
-			return ($src ne 'postmaster.pid' && $src ne 'pg_wal'
-				  && $src !~ m{^pg_wal/});
-		});
+	copy_data_dir($dest);
 	# a snapshot is refused while the copy is held
 	my $r = kv_call($node, q{SELECT kv_checkpoint()});
 	ok(!$r->{ok}, "low-level $round: kv_checkpoint() is refused while kv_backup_start() holds");
 	$bg->query_safe(q{SELECT kv_backup_stop()});
 	my $label = $bg->query_safe(q{SELECT labelfile FROM pg_backup_stop(false)});
 	$bg->quit;
-	# the WAL up to pg_backup_stop(), then the label
-	PostgreSQL::Test::RecursiveCopy::copypath($node->data_dir . '/pg_wal', "$dest/pg_wal");
-	PostgreSQL::Test::Utils::append_to_file("$dest/backup_label", "$label\n");
-	chmod(0700, $dest);
+	finish_copy($dest, $label);
 
 	my $copy = PostgreSQL::Test::Cluster->new("low$round");
 	$copy->init_from_backup($node, "low$round");
@@ -208,20 +223,12 @@ SELECT pg_reload_conf();});
 	$bg->query_safe(q{SELECT kv_backup_start()});
 	$bg->query_safe(q{SELECT pg_backup_start('off', true)});
 	my $dest = $node->backup_dir . '/off';
-	PostgreSQL::Test::RecursiveCopy::copypath(
-		$node->data_dir, $dest,
-		filterfn => sub {
-			my $src = shift;
-			return ($src ne 'postmaster.pid' && $src ne 'pg_wal'
-				  && $src !~ m{^pg_wal/});
-		});
+	copy_data_dir($dest);
 	$bg->query_safe(q{SELECT kv_backup_stop()});
 	my $label = $bg->query_safe(q{SELECT labelfile FROM pg_backup_stop(false)});
 	$bg->quit;
 	$offs->quit;
-	PostgreSQL::Test::RecursiveCopy::copypath($node->data_dir . '/pg_wal', "$dest/pg_wal");
-	PostgreSQL::Test::Utils::append_to_file("$dest/backup_label", "$label\n");
-	chmod(0700, $dest);
+	finish_copy($dest, $label);
 	my $copy = PostgreSQL::Test::Cluster->new('off');
 	$copy->init_from_backup($node, 'off');
 	$copy->start;
