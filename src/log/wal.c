@@ -735,6 +735,39 @@ fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *w
 }
 
 /*
+ * write_at
+ *		Write len bytes of buf at offset of fd, the current segment, as one
+ *		or more pwrite() calls.  On failure, zeroes what was written and
+ *		raises the error (fail_insert).  with_failpoint: the wal-enospc
+ *		failpoint fails the write.  Caller holds the insert and write locks.
+ */
+static void
+write_at(int fd, const char *buf, Size len, off_t offset, bool with_failpoint)
+{
+	ssize_t		done = 0;
+
+	while (done < (ssize_t) len)
+	{
+		ssize_t		n;
+
+		if (with_failpoint && KvFailpointEnospc("wal-enospc"))
+		{
+			n = -1;
+			errno = ENOSPC;
+		}
+		else
+		{
+			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
+			n = pg_pwrite(fd, buf + done, len - done, offset + done);
+			pgstat_report_wait_end();
+		}
+		if (n <= 0)
+			fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
+		done += n;
+	}
+}
+
+/*
  * KvWalInsert
  *		Append a record.  rec holds len bytes: room for the header, then the
  *		payload (already filled in); len is a multiple of 8.  Fills in the
@@ -756,7 +789,6 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	KvLsn		start;
 	KvLsn		end;
 	off_t		offset;
-	int			fd;
 	bool		direct;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
@@ -834,32 +866,11 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	direct = (len > RING_MAX_RECORD);
 	if (direct)
 	{
-		ssize_t		done = 0;
-
 		/* a large record: the ring first, then the record, at once */
 		Assert(!IS_MARKER(type));
 		LWLockAcquire(write_lock, LW_EXCLUSIVE);
 		write_ring();
-		fd = open_segment(wal->seg_start, false);
-		while (done < (ssize_t) len)
-		{
-			ssize_t		n;
-
-			if (KvFailpointEnospc("wal-enospc"))
-			{
-				n = -1;
-				errno = ENOSPC;
-			}
-			else
-			{
-				pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-				n = pg_pwrite(fd, rec + done, len - done, offset + done);
-				pgstat_report_wait_end();
-			}
-			if (n <= 0)
-				fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
-			done += n;
-		}
+		write_at(open_segment(wal->seg_start, false), rec, len, offset, true);
 	}
 
 	/*
@@ -876,17 +887,19 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 			(type == KV_REC_TXN ? MARKER_RESERVE : 0);
 		int			save_errno = 0;
 
-		fd = open_segment(wal->seg_start, false);
+		/* (open_segment returns the cached descriptor: no system call) */
 		if (!direct && KvFailpointEnospc("wal-enospc"))
 			save_errno = ENOSPC;
 		else if (type == KV_REC_TXN && KvFailpointEnospc("wal-enospc-reserve"))
 			save_errno = ENOSPC;
 		else if ((uint64) need > wal->seg_alloc &&
-				 fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, need - offset) != 0 &&
+				 fallocate(open_segment(wal->seg_start, false), FALLOC_FL_KEEP_SIZE,
+						   offset, need - offset) != 0 &&
 				 errno != EOPNOTSUPP)
 			save_errno = errno;
 		if (save_errno != 0)
-			fail_insert(fd, offset, direct ? len : 0, save_errno, "reserve space in");
+			fail_insert(open_segment(wal->seg_start, false), offset,
+						direct ? len : 0, save_errno, "reserve space in");
 	}
 
 	if (!direct)
@@ -1462,9 +1475,6 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 		Size		run = 0;
 		KvLsn		last = InvalidKvLsn;
 		uint64		term = 0;
-		off_t		offset;
-		ssize_t		done = 0;
-		int			fd;
 
 		if (wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
 			wal->insert_lsn > wal->seg_start)
@@ -1486,19 +1496,8 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 			run += hdr.len;
 		}
 
-		fd = open_segment(wal->seg_start, false);
-		offset = (off_t) (run_start - wal->seg_start);
-		while (done < (ssize_t) run)
-		{
-			ssize_t		w;
-
-			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-			w = pg_pwrite(fd, recs + off + done, run - done, offset + done);
-			pgstat_report_wait_end();
-			if (w <= 0)
-				fail_insert(fd, offset, done, (w == 0) ? ENOSPC : errno, "write to");
-			done += w;
-		}
+		write_at(open_segment(wal->seg_start, false), recs + off, run,
+				 (off_t) (run_start - wal->seg_start), false);
 
 		SpinLockAcquire(&wal->mutex);
 		wal->insert_lsn = wal->write_lsn = run_start + run;
