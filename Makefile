@@ -44,6 +44,7 @@ OBJS = \
 	src/log/visible.o \
 	src/log/apply.o \
 	src/log/install.o \
+	src/replication/campaign.o \
 	src/replication/config.o \
 	src/replication/receiver.o \
 	src/replication/snaprecv.o \

@@ -270,12 +270,12 @@ REVOKE ALL ON FUNCTION kv_repl_append(bigint, text, bigint, pg_lsn, bigint, pg_l
 -- A candidate's kv_promote() calls this on each peer.  It needs the same
 -- replication right (EXECUTE on kv_repl_append), which it checks itself.
 CREATE FUNCTION kv_repl_vote(cluster_id bigint, candidate text, candidate_term bigint,
-                             last_end pg_lsn, last_term bigint,
+                             last_end pg_lsn, last_term bigint, led_term bigint DEFAULT 0,
                              OUT term bigint, OUT granted boolean, OUT reason text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'kv_repl_vote'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION kv_repl_vote(bigint, text, bigint, pg_lsn, bigint) IS
+COMMENT ON FUNCTION kv_repl_vote(bigint, text, bigint, pg_lsn, bigint, bigint) IS
 'replication: vote for a candidate leader whose log is at least as up to date as this node''s';
 
 -- Failover: make this follower the group's leader in a new term, if a

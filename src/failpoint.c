@@ -13,6 +13,8 @@
  *
  *	wal-before-write		committing backend, before its log record is written
  *	wal-after-write			after the commit record is written, before fsync
+ *	wal-before-fsync		KvWalFlush: the log is written (and a leader's
+ *							senders woken to ship it), not yet fsynced
  *	wal-after-fsync			pre-commit, after the TXN record is written (and,
  *							for a transaction that also wrote tables,
  *							flushed), before PostgreSQL's own commit record
@@ -40,6 +42,8 @@
  *	install-after-marker	decided (snapshot.install), nothing else done
  *	install-mid				its log replaced, control file and snapshot not yet
  *	install-before-load		files done, the store not reloaded yet
+ *	recovery-new-boot		recovery takes the restart for a restart of the
+ *							machine (a leader must win a new term first)
  *	fdw-remote-read			a remote kvext_fdw read (kvext_fdw_remote_read),
  *							before it reads
  *
@@ -63,12 +67,12 @@ char	   *kvext_failpoint = NULL;
 
 /* every point kvext.failpoint may name (the list above) */
 static const char *const failpoint_names[] = {
-	"wal-before-write", "wal-after-write", "wal-after-fsync",
+	"wal-before-write", "wal-after-write", "wal-before-fsync", "wal-after-fsync",
 	"commit-before-marker", "commit-after-marker", "abort-after-error",
 	"watermark-hold", "wal-enospc", "wal-enospc-reserve", "wal-insert-hold",
 	"wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
 	"segment-removal-mid", "install-before-marker", "install-after-marker",
-	"install-mid", "install-before-load", "fdw-remote-read",
+	"install-mid", "install-before-load", "recovery-new-boot", "fdw-remote-read",
 };
 
 /*

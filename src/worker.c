@@ -60,6 +60,7 @@
 #include "shmem.h"
 #include "log/recovery.h"
 #include "log/wal.h"
+#include "replication/campaign.h"
 #include "replication/receiver.h"
 #include "store/park.h"
 #include "worker.h"
@@ -165,6 +166,8 @@ KvWalWriterMain(Datum arg)
 		KvParkResolve();
 		/* a restarted leader applies what its group has since confirmed */
 		KvReplLeaderCatchUp();
+		/* a leader whose machine restarted must win a new term first */
+		KvCampaignEnsure();
 		now = GetCurrentTimestamp();
 		if (ShutdownRequestPending ||
 			(TimestampDifferenceExceeds(last_mark, now, 1000) &&

@@ -18,6 +18,12 @@
  *	  snapshots advance it too.  A record damaged past the watermark is
  *	  treated as torn: that is the window in which a damaged record cannot
  *	  be told from a torn one.
+ *	- the led term and led boot: the last term this node led, and the boot
+ *	  id of its machine when it last led.  A leader's senders ship records
+ *	  before its own fsync, so a machine restart (a power loss, an OS crash)
+ *	  can take records from its log that followers hold.  A restarted node
+ *	  leads its term again only in the same boot; after a machine restart
+ *	  it must win a new term (the campaign flag, replication/campaign.c);
  *	- the commit watermark: on a follower, a position up to which the log
  *	  was known committed by the group (and applied here).  A follower's
  *	  recovery applies only up to it, so that a restarted follower never
@@ -30,9 +36,9 @@
  * everything before it.  It is written to kvext/control.tmp, fsynced, and
  * renamed with durable_rename(), as STYLE asks of every kvext file.
  * Version 1 had no commit watermark, version 2 no led term and term
- * leader; what is
- * missing is read as 0 and the file is rewritten in version 3 at the next
- * change.
+ * leader, version 3 no led boot and campaign flag; what is missing is read
+ * as 0 (a node that led with version 3 leads again after any restart, as
+ * it did) and the file is rewritten in version 4 at the next change.
  *
  * Locking: the control lock (an LWLock) serializes writers and protects
  * the shared copy; readers take it shared.
@@ -52,13 +58,14 @@
 #include "port/pg_crc32c.h"
 #include "storage/fd.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "kvext.h"
 #include "log/control.h"
 
 #define KVEXT_CONTROL_MAGIC		0x4C434B4B	/* "KKCL" */
-#define KVEXT_CONTROL_VERSION	3
+#define KVEXT_CONTROL_VERSION	4
 
 typedef struct KvControlFile
 {
@@ -108,6 +115,28 @@ typedef struct KvControlFileV2
 	KvControlDataV2 data;
 	pg_crc32c	crc;
 } KvControlFileV2;
+
+/* version 3: the same without the led boot and the campaign flag */
+typedef struct KvControlDataV3
+{
+	uint64		cluster_id;
+	uint64		term;
+	char		voted_for[NAMEDATALEN];
+	KvLsn		flush_watermark;
+	KvLsn		commit_watermark;
+	uint64		led_term;
+	char		term_leader[NAMEDATALEN];
+} KvControlDataV3;
+
+typedef struct KvControlFileV3
+{
+	uint32		magic;
+	uint32		version;
+	uint32		pg_major;
+	uint32		pad;
+	KvControlDataV3 data;
+	pg_crc32c	crc;
+} KvControlFileV3;
 
 typedef struct KvControlShared
 {
@@ -296,6 +325,27 @@ KvControlLoad(bool create)
 			n = sizeof(f);
 		}
 	}
+	else if (n == sizeof(KvControlFileV3) && f.version == 3)
+	{
+		/* version 3: no led boot, no campaign flag */
+		KvControlFileV3 v3;
+		pg_crc32c	crc;
+
+		memcpy(&v3, &f, sizeof(v3));
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, &v3, offsetof(KvControlFileV3, crc));
+		FIN_CRC32C(crc);
+		if (v3.magic == KVEXT_CONTROL_MAGIC && EQ_CRC32C(crc, v3.crc))
+		{
+			memset(&f, 0, sizeof(f));
+			f.magic = v3.magic;
+			f.version = KVEXT_CONTROL_VERSION;
+			f.pg_major = v3.pg_major;
+			memcpy(&f.data, &v3.data, sizeof(v3.data));
+			f.crc = control_crc(&f);
+			n = sizeof(f);
+		}
+	}
 	if (n != sizeof(f))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -314,7 +364,8 @@ KvControlLoad(bool create)
 				 errdetail("This build expects version %u for PostgreSQL %u.",
 						   KVEXT_CONTROL_VERSION, PG_VERSION_NUM / 100)));
 	if (memchr(f.data.voted_for, '\0', NAMEDATALEN) == NULL ||
-		memchr(f.data.term_leader, '\0', NAMEDATALEN) == NULL)
+		memchr(f.data.term_leader, '\0', NAMEDATALEN) == NULL ||
+		memchr(f.data.led_boot, '\0', KVEXT_BOOT_ID_LEN) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("kvext control file \"%s\" is damaged: bad vote", KVEXT_CONTROL_FILE)));
@@ -385,8 +436,9 @@ KvControlSetClusterId(uint64 cluster_id)
 /*
  * KvControlSetLedTerm
  *		This node leads the current term: persisted before it acts as
- *		leader, so that a restart in the same term leads again (no other
- *		node can lead a term this node won).
+ *		leader, so that a restart in the same term and the same boot of its
+ *		machine leads again (no other node can lead a term this node won),
+ *		with the boot id; a campaign is over.
  */
 void
 KvControlSetLedTerm(uint64 term)
@@ -401,6 +453,8 @@ KvControlSetLedTerm(uint64 term)
 	data = ctl->data;
 	data.led_term = term;
 	strlcpy(data.term_leader, kvext_node_name, NAMEDATALEN);
+	KvBootId(data.led_boot);
+	data.campaign = 0;
 	(void) write_control(&data, ERROR);
 	ctl->data = data;
 	LWLockRelease(control_lock);
@@ -426,6 +480,83 @@ KvControlSetTermLeader(const char *leader)
 		ctl->data = data;
 	}
 	LWLockRelease(control_lock);
+}
+
+/*
+ * KvControlSetLedBoot
+ *		This node leads its term again after a restart in the same boot (or
+ *		for the first time under a control file without a led boot): record
+ *		the boot, durably, before its senders ship anything unflushed.
+ */
+void
+KvControlSetLedBoot(void)
+{
+	KvControl	data;
+	char		boot[KVEXT_BOOT_ID_LEN];
+
+	KvBootId(boot);
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	Assert(ctl->loaded);
+	if (strcmp(ctl->data.led_boot, boot) != 0)
+	{
+		data = ctl->data;
+		strlcpy(data.led_boot, boot, KVEXT_BOOT_ID_LEN);
+		(void) write_control(&data, ERROR);
+		ctl->data = data;
+	}
+	LWLockRelease(control_lock);
+}
+
+/*
+ * KvControlSetCampaign
+ *		Set or clear the campaign flag (replication/campaign.c), durably: a
+ *		node that must win a new term before it leads still must after a
+ *		crash.
+ */
+void
+KvControlSetCampaign(bool on)
+{
+	KvControl	data;
+
+	LWLockAcquire(control_lock, LW_EXCLUSIVE);
+	Assert(ctl->loaded);
+	if ((ctl->data.campaign != 0) != on)
+	{
+		data = ctl->data;
+		data.campaign = on ? 1 : 0;
+		(void) write_control(&data, ERROR);
+		ctl->data = data;
+	}
+	LWLockRelease(control_lock);
+}
+
+/*
+ * KvBootId
+ *		The id of this boot of the machine, KVEXT_BOOT_ID_LEN bytes with the
+ *		terminating zero: Linux's boot id, which a machine restart changes
+ *		and a restart of PostgreSQL does not (the kernel keeps what was
+ *		written and not yet fsynced).  Where it cannot be read, the
+ *		postmaster's start time stands for it, so that every restart of the
+ *		server counts as a machine restart (the safe side).
+ */
+void
+KvBootId(char *out)
+{
+	static char boot[KVEXT_BOOT_ID_LEN];
+
+	if (boot[0] == '\0')
+	{
+		FILE	   *f = AllocateFile("/proc/sys/kernel/random/boot_id", "r");
+
+		if (f == NULL || fgets(boot, sizeof(boot), f) == NULL)
+			snprintf(boot, sizeof(boot), "postmaster-" INT64_FORMAT, (int64) PgStartTime);
+		if (f)
+			FreeFile(f);
+		boot[strcspn(boot, "\n")] = '\0';
+		if (boot[0] == '\0')
+			snprintf(boot, sizeof(boot), "postmaster-" INT64_FORMAT, (int64) PgStartTime);
+	}
+	strlcpy(out, boot, KVEXT_BOOT_ID_LEN);
 }
 
 /*

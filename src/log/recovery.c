@@ -101,6 +101,7 @@
 #include "log/reader.h"
 #include "log/snapshot.h"
 #include "log/visible.h"
+#include "failpoint.h"
 #include "kvext.h"
 #include "log/recovery.h"
 #include "store/keyspace.h"
@@ -848,6 +849,50 @@ make_dir(const char *path, const char *parent)
 }
 
 /*
+ * recovered_role
+ *		A node that would lead its term again (KvVisibleRecoveredTerm) does
+ *		so only in the boot of its machine it led in: its senders ship
+ *		records before its own fsync, so after a machine restart its log may
+ *		lack records its followers hold, and (term, position) would no
+ *		longer name one record if it wrote others there.  It then follows,
+ *		with no leader, until it wins a new term (the campaign flag,
+ *		replication/campaign.c).  A node whose campaign a crash interrupted
+ *		campaigns again.  Failpoint recovery-new-boot takes any restart for a
+ *		machine restart.
+ */
+static void
+recovered_role(const KvControl *control)
+{
+	char		boot[KVEXT_BOOT_ID_LEN];
+
+	if (!KvVisibleInGroup())
+		return;
+	KvBootId(boot);
+	if (KvVisibleIsLeader())
+	{
+		bool		rebooted = (control->led_boot[0] != '\0' &&
+								strcmp(control->led_boot, boot) != 0) ||
+			KvFailpointMatches("recovery-new-boot");
+
+		if (!rebooted && !control->campaign)
+		{
+			KvControlSetLedBoot();
+			return;
+		}
+		KvControlSetCampaign(true);
+		KvVisibleSetRole(false, control->term, NULL);
+		ereport(LOG,
+				(errmsg("kvext node \"%s\" led term " UINT64_FORMAT " before its machine restarted: it must win a new term before it leads again",
+						kvext_node_name, control->term),
+				 errdetail("Its log may lack records it had shipped and not fsynced.")));
+	}
+	else if (control->campaign)
+		ereport(LOG,
+				(errmsg("kvext node \"%s\" campaigns again to lead its group after a restart",
+						kvext_node_name)));
+}
+
+/*
  * recover
  *		The work of KvRecover; raises errors.
  */
@@ -879,6 +924,7 @@ recover(void)
 	KvSnapshotFinishInstall();
 	KvControlGet(&control);
 	KvVisibleRecoveredTerm(control.term, control.led_term, control.term_leader);
+	recovered_role(&control);
 	follower = KvVisibleInGroup() && !KvVisibleIsLeader();
 	/* loaded after pass 1, without the keys the log rewrites (file header) */
 	have_snapshot = KvSnapshotPeek(&redo, &term);

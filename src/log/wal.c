@@ -1021,6 +1021,17 @@ KvWalFlush(KvLsn upto)
 			SpinLockRelease(&wal->mutex);
 			LWLockRelease(write_lock);
 
+			/*
+			 * A leader's senders ship what is written while we fsync it, so
+			 * that a follower's fsync overlaps ours.  The commit position
+			 * still waits for ours (sender.c), and a leader whose machine
+			 * restarts, losing what it had not fsynced, must win a new term
+			 * before it leads again (replication/campaign.c).
+			 */
+			if (KvVisibleIsLeader())
+				KvVisibleWakeSenders();
+			KvFailpoint("wal-before-fsync");
+
 			fd = open_segment(segstart, false);
 			pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
 			rc = pg_fdatasync(fd);
@@ -1057,6 +1068,22 @@ KvWalWritePending(void)
 	if (wal->insert_lsn == InvalidKvLsn)
 		return;
 	write_ring_locked();
+}
+
+/*
+ * KvWalWrittenPos
+ *		End of what is in the files (the log less what is still in the
+ *		ring): what a leader's senders may ship, before it is durable here.
+ */
+KvLsn
+KvWalWrittenPos(void)
+{
+	KvLsn		lsn;
+
+	SpinLockAcquire(&wal->mutex);
+	lsn = wal->write_lsn;
+	SpinLockRelease(&wal->mutex);
+	return lsn;
 }
 
 /*

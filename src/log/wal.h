@@ -110,6 +110,7 @@ extern void KvWalClearInflight(int owner_slot);
 extern void KvWalClearInflightSlot(int s);
 extern KvLsn KvWalInsertPos(void);
 extern KvLsn KvWalFlushPos(void);
+extern KvLsn KvWalWrittenPos(void);
 extern KvLsn KvWalVisiblePos(void);
 extern void KvWalSetTerm(uint64 term);
 extern KvLsn KvWalInflight(int s);

@@ -188,7 +188,11 @@ KvRoleFollow(uint64 term, const char *leader)
 	if (term > control.term)
 		KvControlSetTerm(term, "");
 	if (leader && leader[0] != '\0')
+	{
 		KvControlSetTermLeader(leader);
+		/* a leader of our term or a later one: no campaign of ours goes on */
+		KvControlSetCampaign(false);
+	}
 	if (KvVisibleIsLeader() && KvApplyFollowerPos() == InvalidKvLsn)
 	{
 		step_down(term, leader);
@@ -269,7 +273,8 @@ last_record(KvLsn *end, uint64 *term)
  */
 static bool
 vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
-	 uint64 cand_term, uint64 *our_term, char *reason, Size reasonlen)
+	 uint64 cand_term, uint64 cand_led_term, uint64 *our_term, char *reason,
+	 Size reasonlen)
 {
 	KvControl	control;
 	KvLsn		my_end;
@@ -308,7 +313,20 @@ vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
 		return false;
 	}
 	last_record(&my_end, &my_term);
-	if (cand_term < my_term || (cand_term == my_term && cand_end < my_end))
+
+	/*
+	 * Raft's election restriction, with one more case: the candidate led
+	 * the term of our last record (a leader whose machine restarted, which
+	 * may have lost records it shipped before its fsync).  Every record we
+	 * hold of that term came from it, so its log and ours agree up to the
+	 * shorter one, and nothing past its end was committed: the commit
+	 * position never passes the leader's own flush position, which a
+	 * machine restart keeps.  Still refused if we know of a commit past
+	 * its end.
+	 */
+	if ((cand_term < my_term || (cand_term == my_term && cand_end < my_end)) &&
+		!(cand_led_term > 0 && cand_led_term == my_term &&
+		  KvVisibleCommitPos() <= cand_end))
 	{
 		snprintf(reason, reasonlen,
 				 "node \"%s\" holds a more recent log (last record of term " UINT64_FORMAT " ending at %X/%X; the candidate's: term " UINT64_FORMAT ", %X/%X)",
@@ -326,10 +344,11 @@ vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
 
 /*
  * kv_repl_vote(cluster_id bigint, candidate text, term bigint,
- *				last_end pg_lsn, last_term bigint)
+ *				last_end pg_lsn, last_term bigint, led_term bigint DEFAULT 0)
  *	 -> (term bigint, granted boolean, reason text)
  *
- * Called by a candidate's kv_promote().  EXECUTE on it is part of the
+ * Called by a candidate's kv_promote() or campaign (campaign.c); led_term
+ * is the last term the candidate led (0: none).  EXECUTE on it is part of the
  * replication right (revoked from PUBLIC by the install script).
  */
 Datum
@@ -340,6 +359,7 @@ kv_repl_vote(PG_FUNCTION_ARGS)
 	uint64		term;
 	KvLsn		cand_end;
 	uint64		cand_term;
+	uint64		cand_led_term = 0;
 	uint64		our_term;
 	bool		granted;
 	char		reason[512];
@@ -347,7 +367,7 @@ kv_repl_vote(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {0};
 
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < PG_NARGS(); i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -357,6 +377,8 @@ kv_repl_vote(PG_FUNCTION_ARGS)
 	term = (uint64) PG_GETARG_INT64(2);
 	cand_end = (KvLsn) PG_GETARG_LSN(3);
 	cand_term = (uint64) PG_GETARG_INT64(4);
+	if (PG_NARGS() > 5)
+		cand_led_term = (uint64) PG_GETARG_INT64(5);
 
 	KvReplCheckGroup();
 	KvReplCheckRight(fcinfo);
@@ -367,14 +389,14 @@ kv_repl_vote(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("kvext vote request from \"%s\" refused: not a peer of this node", candidate),
 				 errhint("kvext.peers lists the nodes of this node's group.")));
-	if ((int64) term <= 0 || (int64) cand_term < 0)
+	if ((int64) term <= 0 || (int64) cand_term < 0 || (int64) cand_led_term < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("kvext vote request with an invalid term")));
 
 	LWLockAcquire(role_lock, LW_EXCLUSIVE);
 	granted = vote(cluster_id, candidate, term, cand_end, cand_term,
-				   &our_term, reason, sizeof(reason));
+				   cand_led_term, &our_term, reason, sizeof(reason));
 	LWLockRelease(role_lock);
 
 	values[0] = Int64GetDatum((int64) our_term);
@@ -459,8 +481,8 @@ call_step(VoteCall *c, const char *const *params)
 		{
 			if (PQsetnonblocking(c->conn, 1) != 0 ||
 				!PQsendQueryParams(c->conn,
-								   "SELECT term, granted, reason FROM kv_repl_vote($1::bigint, $2, $3::bigint, $4::pg_lsn, $5::bigint)",
-								   5, NULL, params, NULL, NULL, 0))
+								   "SELECT term, granted, reason FROM kv_repl_vote($1::bigint, $2, $3::bigint, $4::pg_lsn, $5::bigint, $6::bigint)",
+								   6, NULL, params, NULL, NULL, 0))
 				call_failed(c, PQerrorMessage(c->conn));
 			else
 				c->state = CALL_QUERYING;
@@ -484,13 +506,14 @@ call_step(VoteCall *c, const char *const *params)
  */
 static int
 ask_votes(VoteCall *calls, int n, uint64 cluster_id, uint64 term,
-		  KvLsn last_end, uint64 last_term)
+		  KvLsn last_end, uint64 last_term, uint64 led_term)
 {
 	char		cluster[32],
 				termbuf[32],
 				endbuf[32],
-				lastterm[32];
-	const char *params[5];
+				lastterm[32],
+				ledterm[32];
+	const char *params[6];
 	char		app[NAMEDATALEN + 32];
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   KVEXT_PROMOTE_TIMEOUT_MS);
@@ -500,11 +523,13 @@ ask_votes(VoteCall *calls, int n, uint64 cluster_id, uint64 term,
 	snprintf(termbuf, sizeof(termbuf), UINT64_FORMAT, term);
 	snprintf(endbuf, sizeof(endbuf), "%X/%X", LSN_FORMAT_ARGS(last_end));
 	snprintf(lastterm, sizeof(lastterm), UINT64_FORMAT, last_term);
+	snprintf(ledterm, sizeof(ledterm), UINT64_FORMAT, led_term);
 	params[0] = cluster;
 	params[1] = kvext_node_name;
 	params[2] = termbuf;
 	params[3] = endbuf;
 	params[4] = lastterm;
+	params[5] = ledterm;
 	snprintf(app, sizeof(app), "kvext candidate %s", kvext_node_name);
 
 	for (int i = 0; i < n; i++)
@@ -614,25 +639,29 @@ lead(uint64 term)
 }
 
 /*
- * kv_promote() -> bigint
- *		Make this follower the group's leader in a new term (see the file
- *		header); returns the term.  Superuser only by default (the install
- *		script revokes EXECUTE from PUBLIC).
+ * KvRoleElect
+ *		Ask the group to elect this node leader (see the file header):
+ *		kv_promote(), and a campaign (campaign.c).  With again, and if this
+ *		node voted for itself in its current term and knows no leader of
+ *		it, the votes are asked in that term again (a campaign's retry: a
+ *		peer that voted for us votes so again); otherwise in the next term.
+ *		Returns what came of it, the term in *term, and the refusals in
+ *		refusals (the votes got, its own included, in *votes).
  */
-Datum
-kv_promote(PG_FUNCTION_ARGS)
+KvElection
+KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
 {
 	const KvGroupConfig *cfg = KvReplConfig();
 	KvControl	control;
 	uint64		term;
+	uint64		led_term;
 	KvLsn		last_end;
 	uint64		last_term;
 	VoteCall   *calls;
 	int			granted;
 	uint64		seen = 0;
-	StringInfoData refusals;
-
-	KvReplCheckGroup();
+	bool		answered_no = false;
+	KvElection	result;
 
 	LWLockAcquire(role_lock, LW_EXCLUSIVE);
 	KvControlGet(&control);
@@ -644,10 +673,20 @@ kv_promote(PG_FUNCTION_ARGS)
 				 errmsg("kvext node \"%s\" already leads its group, in term " UINT64_FORMAT,
 						kvext_node_name, control.term)));
 	}
-	term = control.term + 1;
-	KvControlSetTerm(term, kvext_node_name);
+	if (again && strcmp(control.voted_for, kvext_node_name) == 0 &&
+		control.term_leader[0] == '\0' && control.led_term < control.term)
+		term = control.term;
+	else
+	{
+		term = control.term + 1;
+		KvControlSetTerm(term, kvext_node_name);
+	}
 	KvVisibleSetRole(false, term, NULL);
 	last_record(&last_end, &last_term);
+	/* the configured leader led the group's first term without a vote */
+	led_term = control.led_term;
+	if (led_term == 0 && strcmp(cfg->leader, kvext_node_name) == 0)
+		led_term = 1;
 	LWLockRelease(role_lock);
 
 	ereport(LOG,
@@ -660,7 +699,7 @@ kv_promote(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		granted = ask_votes(calls, cfg->npeers, control.cluster_id, term,
-							last_end, last_term);
+							last_end, last_term, led_term);
 	}
 	PG_FINALLY();
 	{
@@ -668,35 +707,65 @@ kv_promote(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	initStringInfo(&refusals);
 	for (int i = 0; i < cfg->npeers; i++)
 	{
 		if (calls[i].term > seen)
 			seen = calls[i].term;
+		if (calls[i].state == CALL_DONE && !calls[i].granted && calls[i].term > 0)
+			answered_no = true;
 		if (calls[i].state == CALL_DONE && !calls[i].granted && calls[i].reason[0])
-			appendStringInfo(&refusals, "%s%s", refusals.len ? "; " : "", calls[i].reason);
+			appendStringInfo(refusals, "%s%s", refusals->len ? "; " : "", calls[i].reason);
 	}
+	pfree(calls);
+	*term_out = term;
+	*votes = granted + 1;
 
 	LWLockAcquire(role_lock, LW_EXCLUSIVE);
 	KvControlGet(&control);
 	if (seen > control.term)
+	{
 		KvRoleFollow(seen, NULL);
+		result = KV_ELECTION_HIGHER_TERM;
+	}
 	else if (granted + 1 >= KvReplQuorum() && control.term == term &&
 			 strcmp(control.voted_for, kvext_node_name) == 0 &&
 			 !KvVisibleIsLeader())
 	{
 		lead(term);
-		LWLockRelease(role_lock);
-		PG_RETURN_INT64((int64) term);
+		result = KV_ELECTED;
 	}
+	else if (control.term != term || answered_no)
+		result = KV_ELECTION_REFUSED;
+	else
+		result = KV_ELECTION_UNANSWERED;
 	LWLockRelease(role_lock);
+	return result;
+}
+
+/*
+ * kv_promote() -> bigint
+ *		Make this follower the group's leader in a new term (see the file
+ *		header); returns the term.  Superuser only by default (the install
+ *		script revokes EXECUTE from PUBLIC).
+ */
+Datum
+kv_promote(PG_FUNCTION_ARGS)
+{
+	uint64		term;
+	int			votes;
+	StringInfoData refusals;
+
+	KvReplCheckGroup();
+	initStringInfo(&refusals);
+	if (KvRoleElect(false, &term, &votes, &refusals) == KV_ELECTED)
+		PG_RETURN_INT64((int64) term);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("kvext node \"%s\" was not elected leader in term " UINT64_FORMAT,
 					kvext_node_name, term),
 			 errdetail("It got %d of the %d votes it needs (its own included)%s%s.",
-					   granted + 1, KvReplQuorum(),
+					   votes, KvReplQuorum(),
 					   refusals.len ? ": " : "", refusals.data),
 			 errhint("A node is elected only if its log holds every record a majority has acknowledged, by a majority of the group; it stays a follower.")));
 	PG_RETURN_NULL();			/* not reached */

@@ -12,6 +12,7 @@
 #define KVEXT_REPL_ROLE_H
 
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "storage/lwlock.h"
 
 /*
@@ -30,5 +31,18 @@ extern void KvReplCheckRight(FunctionCallInfo fcinfo);
 
 /* caller holds KvRoleLock(): follow leader (NULL: not known yet) in term */
 extern void KvRoleFollow(uint64 term, const char *leader);
+
+/* what an election came to (KvRoleElect) */
+typedef enum KvElection
+{
+	KV_ELECTED,					/* this node leads the term */
+	KV_ELECTION_REFUSED,		/* a peer said no (another candidate or
+								 * leader of the term, a more recent log) */
+	KV_ELECTION_HIGHER_TERM,	/* a peer is in a later term: we follow it */
+	KV_ELECTION_UNANSWERED		/* too few peers answered */
+} KvElection;
+
+extern KvElection KvRoleElect(bool again, uint64 *term, int *votes,
+							  StringInfo refusals);
 
 #endif							/* KVEXT_REPL_ROLE_H */

@@ -17,9 +17,11 @@
  *	  non-blocking pipeline mode;
  *	- keeps up to KVEXT_SENDER_PIPELINE batches in flight, each about
  *	  KVEXT_SENDER_BATCH bytes of whole records read with the log reader
- *	  from the peer's next position, and only below the local flush
- *	  position (SELECT * FROM kv_repl_append($1..$7), records as a binary
- *	  bytea, each batch followed by a sync so it is its own transaction);
+ *	  from the peer's next position, and only below the local written
+ *	  position: records go out while the leader's own fsync runs, so the
+ *	  followers' fsyncs overlap it (kv_repl_append($1..$7), prepared once
+ *	  per connection, records as a binary bytea, each batch followed by a
+ *	  sync so it is its own transaction);
  *	  a smaller batch goes only when nothing is in flight, so that the
  *	  commits arriving meanwhile share the follower's next fsync;
  *	- sends an empty batch (a heartbeat) when it has nothing else to send
@@ -54,13 +56,17 @@
  * appends from its redo point.  While connected, a sender holds back
  * segment removal from where its peer reads (KvWalSetHold).
  *
- * Majority.  After every successful answer (advance_commit): the commit
- * position is the largest position flushed by a majority (KvReplQuorum
- * nodes), counting this node's own KvWalFlushPos() and each peer's
- * flushed position from this term; it counts only once it reaches the end
- * of this node's first record of its current term (Raft: earlier terms'
- * records commit indirectly).  The applied-majority position is the same
- * over applied positions, counting the leader's own flush position (the
+ * Majority.  After every successful answer, and when this node's own
+ * flush position moves (advance_commit): the commit position is the
+ * largest position flushed by a majority (KvReplQuorum nodes), counting
+ * this node's own KvWalFlushPos() and each peer's flushed position from
+ * this term, and never past this node's own flush position: a committed
+ * record must survive this node's crash, and its peers' votes rely on that
+ * (role.c: a leader whose machine restarted wins a new term with a log
+ * shorter than theirs, campaign.c).  It counts only once it reaches the
+ * end of this node's first record of its current term (Raft: earlier
+ * terms' records commit indirectly).  The applied-majority position is the
+ * same over applied positions, counting the leader's own flush position (the
  * leader applies a record when it commits), and never above the commit
  * position.  Both go to KvVisibleAdvance, which only moves forward, so
  * senders computing concurrently cannot move it back.
@@ -303,6 +309,8 @@ typedef struct Sender
 	KvLsn		matched;		/* peer's log matches ours up to here */
 	KvLsn		applied;
 	KvLsn		commit_sent;	/* largest commit position sent */
+	KvLsn		flush_counted;	/* our flush position advance_commit last
+								 * counted */
 	TimestampTz last_send;
 	KvLogReader *reader;
 	MemoryContext reader_cxt;
@@ -605,8 +613,10 @@ advance_commit(void)
 	int			quorum = KvReplQuorum();
 	KvLsn		commit;
 	KvLsn		app;
+	KvLsn		own_flush;
 
-	flushed[0] = applied[0] = KvWalFlushPos();
+	own_flush = KvWalFlushPos();
+	flushed[0] = applied[0] = own_flush;
 	SpinLockAcquire(&snd->mutex);
 	for (int i = 0; i < cfg->npeers; i++)
 	{
@@ -621,8 +631,15 @@ advance_commit(void)
 		return;
 	qsort(flushed, n, sizeof(KvLsn), cmp_lsn_desc);
 	qsort(applied, n, sizeof(KvLsn), cmp_lsn_desc);
-	commit = flushed[quorum - 1];
+	/*
+	 * Never past our own flush position, even when enough followers have
+	 * flushed more (senders ship what is written here, before it is
+	 * durable): a committed record must survive our machine's crash, which
+	 * the vote for a leader restarted with a shorter log relies on (role.c).
+	 */
+	commit = Min(flushed[quorum - 1], own_flush);
 	app = Min(applied[quorum - 1], commit);
+	S->flush_counted = own_flush;
 	if (commit < S->term_start_end || !may_lead())
 		return;
 	KvVisibleAdvance(commit, app < S->term_start_end ? InvalidKvLsn : app);
@@ -1003,7 +1020,7 @@ records_in_flight(void)
 
 /*
  * fill_pipeline
- *		Send batches of flushed records while there is room in the pipeline,
+ *		Send batches of written records while there is room in the pipeline,
  *		or a heartbeat when nothing was sent for a second or the commit
  *		position moved past what the peer was told.
  */
@@ -1013,7 +1030,8 @@ fill_pipeline(void)
 	while (S->phase == PHASE_STREAMING && !S->resync &&
 		   S->nflight < KVEXT_SENDER_PIPELINE)
 	{
-		KvLsn		flush = KvWalFlushPos();
+		/* what is written, flushed here or not yet (advance_commit) */
+		KvLsn		written = KvWalWrittenPos();
 		MemoryContext old;
 		StringInfoData buf;
 		uint64		end_term = S->next_prev_term;
@@ -1041,7 +1059,7 @@ fill_pipeline(void)
 			 * that is gone too.
 			 */
 			S->next = (S->matched > InvalidKvLsn && !log_lacks(S->matched)) ?
-				S->matched : flush;
+				S->matched : written;
 			S->next_prev_term = term_at(S->next);
 			end_term = S->next_prev_term;
 			S->next_known = true;
@@ -1054,18 +1072,18 @@ fill_pipeline(void)
 		 * time (a full batch, when catching up, goes at once).  A heartbeat
 		 * in flight costs the peer no fsync: it does not hold a batch back.
 		 */
-		if (S->next < flush && records_in_flight() &&
-			flush - S->next < KVEXT_SENDER_BATCH)
+		if (S->next < written && records_in_flight() &&
+			written - S->next < KVEXT_SENDER_BATCH)
 			return;
-		if (S->next < flush)
+		if (S->next < written)
 		{
 			if (S->reader == NULL || S->reader->pos != S->next)
 				reader_open(S->next);
-			/* what is flushed stays as it is while we lead */
-			KvLogReaderReadAhead(S->reader, flush);
+			/* what is written stays as it is while we lead */
+			KvLogReaderReadAhead(S->reader, written);
 			old = MemoryContextSwitchTo(S->batch_cxt);
 			initStringInfo(&buf);
-			while (buf.len < KVEXT_SENDER_BATCH && S->reader->pos < flush)
+			while (buf.len < KVEXT_SENDER_BATCH && S->reader->pos < written)
 			{
 				end_term = read_record()->term;
 				append_record(&buf, S->reader);
@@ -1703,6 +1721,9 @@ sender_step(int rc, int *events, pgsocket *sock, long *timeout, uint32 *wait_eve
 	if (S->phase == PHASE_STREAMING)
 	{
 		read_results();
+		/* our own fsync may be what the commit position waited for */
+		if (S->phase == PHASE_STREAMING && KvWalFlushPos() > S->flush_counted)
+			advance_commit();
 		fill_pipeline();
 		if (S->phase == PHASE_STREAMING)
 		{
