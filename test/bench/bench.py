@@ -1348,20 +1348,21 @@ def replication_report(P, rr):
         P("")
     P("### What bounds a replicated commit")
     P("")
-    P("A commit with `on` waits for three steps in a row: the leader's own fsync (a sender "
-      "ships only records the leader has flushed), one round trip, and one follower's append "
-      "and fsync; `local` waits for the first only, but its session's next call waits for "
-      "the majority, so under pgbench it is close to `on`. At 16 clients the senders send a "
-      "small batch of records only when none is in flight, so every commit that arrives "
-      "meanwhile shares the follower's next fsync (commits per call above). Shipping records "
-      "before the leader's own fsync (as Raft allows) would overlap the first and last steps, "
-      "but a leader that restarts after losing its unfsynced tail leads its old term again "
-      "and writes other records at the same positions: an attack showed an election can then "
-      "lose an acknowledged write. It needs a new term, through an election, at every leader "
-      "restart first. The leader's committing backends also queue on the `kvext log flush` "
-      "lock, shared with the kvext wal writer. On this 2-vCPU machine five PostgreSQL servers "
-      "and pgbench share two cores, so every figure here is also CPU-bound; each fsync also "
-      "costs CPU here (the virtual disk's I/O submission is about 10% of all CPU in `perf`).")
+    P("A commit with `on` waits for the leader's own fsync and, at the same time, for one "
+      "round trip plus one follower's append and fsync: a sender ships what the leader has "
+      "written, woken before the leader's fsync, and the commit position is the majority's "
+      "flushed position capped at the leader's own (README, \"The leader ships before its "
+      "own fsync\"; a leader whose machine restarts wins a new term before it leads again). "
+      "PostgreSQL's walsender ships only WAL the primary has flushed, so its commit waits "
+      "for the two fsyncs in a row. `local` waits for the leader's fsync only, but its "
+      "session's next call waits for the majority, so under pgbench it is close to `on`. At "
+      "16 clients the senders send a small batch of records only when none is in flight, so "
+      "every commit that arrives meanwhile shares the follower's next fsync (commits per "
+      "call above). The leader's committing backends also queue on the `kvext log flush` "
+      "lock, shared with the kvext wal writer. On this 2-vCPU machine five PostgreSQL "
+      "servers and pgbench share two cores, so every figure here is also CPU-bound; each "
+      "fsync also costs CPU here (the virtual disk's I/O submission is about 10% of all CPU "
+      "in `perf`).")
     P("")
 
 
