@@ -21,13 +21,17 @@
  *
  * The wal writer starts the worker (KvCampaignEnsure) while the flag is
  * set and none runs.  The worker ends when the node leads, when a peer
- * refuses it or is in a later term (the flag is cleared: another node
- * leads or campaigns, and its leader will contact this node; an operator
- * can still run kv_promote()), or when a leader contacts this node
- * (KvRoleFollow clears the flag), or when another candidate asks it for
- * its vote in a later term.  While too few peers answer it asks
- * again in the same term, waiting 1 s, then twice as long each time up to
- * 30 s, with one log line per outage.  Until the node leads, writes on it
+ * refuses it (it leads the term, or holds a more recent log) or is in a
+ * later term (the flag is cleared: another node leads or campaigns, and
+ * its leader will contact this node; an operator can still run
+ * kv_promote()), when a leader contacts this node (KvRoleFollow clears
+ * the flag), or when another candidate asks it for its vote in a later
+ * term.  While too few peers answer it asks again in the same term,
+ * waiting 1 s, then twice as long each time up to 30 s, with one log line
+ * per outage.  If the only refusals come from peers that voted for
+ * another candidate in the term (a kv_promote() that failed, or is still
+ * under way), it waits the same way and, unless a leader has contacted it
+ * meanwhile, asks in the next term.  Until the node leads, writes on it
  * fail with 25006, as on a follower.
  *
  * Copyright (c) 2026, kvext authors
@@ -115,6 +119,7 @@ KvCampaignMain(Datum arg)
 	int			wait_ms = KVEXT_CAMPAIGN_FIRST_WAIT_MS;
 	bool		reported = false;
 	uint64		asked = 0;		/* the term we asked for last, 0 if none */
+	bool		split = false;	/* the last vote was split: next term */
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -143,8 +148,10 @@ KvCampaignMain(Datum arg)
 		}
 
 		initStringInfo(&refusals);
-		result = KvRoleElect(true, &term, &votes, &refusals);
+		result = KvRoleElect(split ? KV_ELECT_CAMPAIGN_NEXT : KV_ELECT_CAMPAIGN,
+							 &term, &votes, &refusals);
 		asked = term;
+		split = false;
 		if (result == KV_ELECTED)
 		{
 			ereport(LOG,
@@ -152,7 +159,21 @@ KvCampaignMain(Datum arg)
 							kvext_node_name, term)));
 			break;
 		}
-		if (result != KV_ELECTION_UNANSWERED)
+		if (result == KV_ELECTION_SPLIT)
+		{
+			/*
+			 * Peers voted for another candidate in this term, which has
+			 * not contacted us as leader (a failed kv_promote(), or one
+			 * still under way).  If no leader contacts us meanwhile, ask in
+			 * the next term.
+			 */
+			split = true;
+			ereport(LOG,
+					(errmsg("kvext node \"%s\" was not elected in term " UINT64_FORMAT ": peers voted for another candidate; unless a leader contacts it, it asks again in the next term",
+							kvext_node_name, term),
+					 errdetail("%s", refusals.data)));
+		}
+		else if (result != KV_ELECTION_UNANSWERED)
 		{
 			KvControlSetCampaign(false);
 			ereport(LOG,
@@ -162,14 +183,15 @@ KvCampaignMain(Datum arg)
 					 errhint("It follows the leader that contacts it.  If no node leads, run kv_promote() on the node with the most recent log.")));
 			break;
 		}
-		if (!reported)
+		else if (!reported)
 			ereport(LOG,
 					(errmsg("kvext node \"%s\" could not reach a majority of its group to lead term " UINT64_FORMAT "; it keeps asking",
 							kvext_node_name, term),
 					 errdetail("It got %d of the %d votes it needs (its own included)%s%s.",
 							   votes, KvReplQuorum(),
 							   refusals.len ? ": " : "", refusals.data)));
-		reported = true;
+		if (result == KV_ELECTION_UNANSWERED)
+			reported = true;
 		pfree(refusals.data);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

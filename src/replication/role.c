@@ -326,7 +326,8 @@ vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
 	 */
 	if ((cand_term < my_term || (cand_term == my_term && cand_end < my_end)) &&
 		!(cand_led_term > 0 && cand_led_term == my_term &&
-		  KvVisibleCommitPos() <= cand_end))
+		  Max(Max(KvVisibleCommitPos(), KvApplyFollowerPos()),
+			  control.commit_watermark) <= cand_end))
 	{
 		snprintf(reason, reasonlen,
 				 "node \"%s\" holds a more recent log (last record of term " UINT64_FORMAT " ending at %X/%X; the candidate's: term " UINT64_FORMAT ", %X/%X)",
@@ -640,16 +641,20 @@ lead(uint64 term)
 
 /*
  * KvRoleElect
- *		Ask the group to elect this node leader (see the file header):
- *		kv_promote(), and a campaign (campaign.c).  With again, and if this
- *		node voted for itself in its current term and knows no leader of
- *		it, the votes are asked in that term again (a campaign's retry: a
- *		peer that voted for us votes so again); otherwise in the next term.
- *		Returns what came of it, the term in *term, and the refusals in
- *		refusals (the votes got, its own included, in *votes).
+ *		Ask the group to elect this node leader (see the file header).
+ *		KV_ELECT_PROMOTE (kv_promote()) asks in the next term.  A campaign
+ *		(campaign.c) asks with its led term, so that peers whose logs run
+ *		further in the term it led vote for it (vote()): only a campaign,
+ *		whose node led its current term until its machine restarted and
+ *		has followed nobody since, may claim it.  KV_ELECT_CAMPAIGN asks in
+ *		the current term again if this node voted for itself in it and
+ *		knows no leader of it (a peer that voted for us votes so again),
+ *		else in the next; KV_ELECT_CAMPAIGN_NEXT in the next.  Returns what
+ *		came of it, the term in *term, and the refusals in refusals (the
+ *		votes got, its own included, in *votes).
  */
 KvElection
-KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
+KvRoleElect(KvElectMode mode, uint64 *term_out, int *votes, StringInfo refusals)
 {
 	const KvGroupConfig *cfg = KvReplConfig();
 	KvControl	control;
@@ -661,6 +666,7 @@ KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
 	int			granted;
 	uint64		seen = 0;
 	bool		answered_no = false;
+	bool		split_only = true;
 	KvElection	result;
 
 	LWLockAcquire(role_lock, LW_EXCLUSIVE);
@@ -673,7 +679,7 @@ KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
 				 errmsg("kvext node \"%s\" already leads its group, in term " UINT64_FORMAT,
 						kvext_node_name, control.term)));
 	}
-	if (again && strcmp(control.voted_for, kvext_node_name) == 0 &&
+	if (mode == KV_ELECT_CAMPAIGN && strcmp(control.voted_for, kvext_node_name) == 0 &&
 		control.term_leader[0] == '\0' && control.led_term < control.term)
 		term = control.term;
 	else
@@ -684,9 +690,13 @@ KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
 	KvVisibleSetRole(false, term, NULL);
 	last_record(&last_end, &last_term);
 	/* the configured leader led the group's first term without a vote */
-	led_term = control.led_term;
-	if (led_term == 0 && strcmp(cfg->leader, kvext_node_name) == 0)
-		led_term = 1;
+	led_term = 0;
+	if (mode != KV_ELECT_PROMOTE)
+	{
+		led_term = control.led_term;
+		if (led_term == 0 && strcmp(cfg->leader, kvext_node_name) == 0)
+			led_term = 1;
+	}
 	LWLockRelease(role_lock);
 
 	ereport(LOG,
@@ -712,7 +722,12 @@ KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
 		if (calls[i].term > seen)
 			seen = calls[i].term;
 		if (calls[i].state == CALL_DONE && !calls[i].granted && calls[i].term > 0)
+		{
 			answered_no = true;
+			/* vote(): 'node "x" voted for "y" in term N' (names have no '"') */
+			if (strstr(calls[i].reason, "\" voted for \"") == NULL)
+				split_only = false;
+		}
 		if (calls[i].state == CALL_DONE && !calls[i].granted && calls[i].reason[0])
 			appendStringInfo(refusals, "%s%s", refusals->len ? "; " : "", calls[i].reason);
 	}
@@ -734,8 +749,10 @@ KvRoleElect(bool again, uint64 *term_out, int *votes, StringInfo refusals)
 		lead(term);
 		result = KV_ELECTED;
 	}
-	else if (control.term != term || answered_no)
+	else if (control.term != term)
 		result = KV_ELECTION_REFUSED;
+	else if (answered_no)
+		result = split_only ? KV_ELECTION_SPLIT : KV_ELECTION_REFUSED;
 	else
 		result = KV_ELECTION_UNANSWERED;
 	LWLockRelease(role_lock);
@@ -757,7 +774,7 @@ kv_promote(PG_FUNCTION_ARGS)
 
 	KvReplCheckGroup();
 	initStringInfo(&refusals);
-	if (KvRoleElect(false, &term, &votes, &refusals) == KV_ELECTED)
+	if (KvRoleElect(KV_ELECT_PROMOTE, &term, &votes, &refusals) == KV_ELECTED)
 		PG_RETURN_INT64((int64) term);
 
 	ereport(ERROR,

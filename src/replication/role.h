@@ -38,11 +38,22 @@ typedef enum KvElection
 	KV_ELECTED,					/* this node leads the term */
 	KV_ELECTION_REFUSED,		/* a peer said no (another candidate or
 								 * leader of the term, a more recent log) */
+	KV_ELECTION_SPLIT,			/* refused only by peers that voted for
+								 * another candidate in the term */
 	KV_ELECTION_HIGHER_TERM,	/* a peer is in a later term: we follow it */
 	KV_ELECTION_UNANSWERED		/* too few peers answered */
 } KvElection;
 
-extern KvElection KvRoleElect(bool again, uint64 *term, int *votes,
+/* how KvRoleElect asks */
+typedef enum KvElectMode
+{
+	KV_ELECT_PROMOTE,			/* kv_promote(): the next term */
+	KV_ELECT_CAMPAIGN,			/* a campaign: the same term again if we
+								 * are its candidate, else the next */
+	KV_ELECT_CAMPAIGN_NEXT		/* a campaign: the next term */
+} KvElectMode;
+
+extern KvElection KvRoleElect(KvElectMode mode, uint64 *term, int *votes,
 							  StringInfo refusals);
 
 #endif							/* KVEXT_REPL_ROLE_H */

@@ -23,7 +23,9 @@
 #  5. a restarted leader that finds no majority does not lead: writes fail
 #     with 25006 until a follower is back, then it leads;
 #  6. a restarted old leader that finds a newer leader follows it, and the
-#     newer leader keeps its term.
+#     newer leader keeps its term;
+#  7. a split vote (a kv_promote() that found no majority voted for itself)
+#     does not stop a campaign: it asks again in the next term.
 #  A restart of PostgreSQL alone (the same boot) leads the same term again.
 
 use strict;
@@ -233,6 +235,32 @@ is($n2->safe_psql('postgres',
 $n1->start;
 $want = $n2->safe_psql('postgres', $contents);
 ok(defined kv_group_wait_equal($contents, $n2, $n1, $n3), 'contents equal on every node');
+
+# ---------------------------------------------------------------------------
+# 7. a split vote: the leader's machine restarts while a kv_promote() that
+#    found no majority left the only other live node voting for itself
+
+($bg, my $n2_flush) = hold_write($n2, 'lost3', 'never acked', $n1, $n3);
+$n3->stop('immediate');
+machine_crash($n2, $bg, $n2_flush);
+$r = kv_call($n1, 'SELECT kv_promote()');
+is($r->{sqlstate}, '55000', 'kv_promote() on n1 finds no majority');
+my $t6 = $n1->safe_psql('postgres', 'SELECT term FROM kv_cluster_status()');
+is($t6, $t5 + 1, 'n1 voted for itself in the next term');
+$n2->start;
+kv_wait_ready($n2);
+clear_failpoint($n2);
+my $t7 = $t6 + 1;
+ok(kv_poll($n2, $role_term, "leader/$t7", 120),
+	'n2 is refused in that term by n1\'s own vote, asks in the next, and leads it');
+like(slurp_file($n2->logfile), qr/peers voted for another candidate/,
+	'its server log says why it asked again');
+ok( kv_poll(
+		$n2, q{SELECT count(*) FROM (SELECT kv_put('after-split', 'yes')) s}, '1', 120),
+	'and takes writes');
+$n3->start;
+ok(defined kv_group_wait_equal($contents, $n2, $n1, $n3), 'contents equal on every node');
+unlike($n1->safe_psql('postgres', $contents), qr/lost3/, 'the lost write is nowhere');
 
 $_->stop for @nodes;
 done_testing();
