@@ -236,6 +236,36 @@ write_control(const KvControl *data, int elevel)
 }
 
 /*
+ * read_prefix_version
+ *		f holds a file of an older version whose data is the first
+ *		data_size bytes of KvControl, its CRC at crc_offset (versions 2 and
+ *		3).  If it is sound, turn it into the current version, the fields
+ *		it lacks zero, and return the current file's size; if not, return
+ *		n (the caller reports the damage).
+ */
+static ssize_t
+read_prefix_version(KvControlFile *f, ssize_t n, Size crc_offset, Size data_size)
+{
+	KvControlFile old = *f;
+	pg_crc32c	crc;
+	pg_crc32c	stored;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &old, crc_offset);
+	FIN_CRC32C(crc);
+	memcpy(&stored, (char *) &old + crc_offset, sizeof(stored));
+	if (old.magic != KVEXT_CONTROL_MAGIC || !EQ_CRC32C(crc, stored))
+		return n;
+	memset(f, 0, sizeof(*f));
+	f->magic = old.magic;
+	f->version = KVEXT_CONTROL_VERSION;
+	f->pg_major = old.pg_major;
+	memcpy(&f->data, &old.data, data_size);
+	f->crc = control_crc(f);
+	return sizeof(*f);
+}
+
+/*
  * KvControlLoad
  *		Read the control file into shared memory (recovery).  If there is
  *		none: with create, make one for a new store (new cluster id, term 1)
@@ -305,47 +335,13 @@ KvControlLoad(bool create)
 		}
 	}
 	else if (n == sizeof(KvControlFileV2) && f.version == 2)
-	{
 		/* version 2: no led term */
-		KvControlFileV2 v2;
-		pg_crc32c	crc;
-
-		memcpy(&v2, &f, sizeof(v2));
-		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, &v2, offsetof(KvControlFileV2, crc));
-		FIN_CRC32C(crc);
-		if (v2.magic == KVEXT_CONTROL_MAGIC && EQ_CRC32C(crc, v2.crc))
-		{
-			memset(&f, 0, sizeof(f));
-			f.magic = v2.magic;
-			f.version = KVEXT_CONTROL_VERSION;
-			f.pg_major = v2.pg_major;
-			memcpy(&f.data, &v2.data, sizeof(v2.data));
-			f.crc = control_crc(&f);
-			n = sizeof(f);
-		}
-	}
+		n = read_prefix_version(&f, n, offsetof(KvControlFileV2, crc),
+								sizeof(KvControlDataV2));
 	else if (n == sizeof(KvControlFileV3) && f.version == 3)
-	{
 		/* version 3: no led boot, no campaign flag */
-		KvControlFileV3 v3;
-		pg_crc32c	crc;
-
-		memcpy(&v3, &f, sizeof(v3));
-		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, &v3, offsetof(KvControlFileV3, crc));
-		FIN_CRC32C(crc);
-		if (v3.magic == KVEXT_CONTROL_MAGIC && EQ_CRC32C(crc, v3.crc))
-		{
-			memset(&f, 0, sizeof(f));
-			f.magic = v3.magic;
-			f.version = KVEXT_CONTROL_VERSION;
-			f.pg_major = v3.pg_major;
-			memcpy(&f.data, &v3.data, sizeof(v3.data));
-			f.crc = control_crc(&f);
-			n = sizeof(f);
-		}
-	}
+		n = read_prefix_version(&f, n, offsetof(KvControlFileV3, crc),
+								sizeof(KvControlDataV3));
 	if (n != sizeof(f))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),

@@ -123,9 +123,26 @@ is(kv_get_on($f, 'a'), 'decided late', 'after a restart: a');
 is($f->safe_psql('postgres', "SELECT md5(kv_get('big'))"), md5_hex($bigval), 'after a restart: big');
 is(kv_status($f)->{visible}, $pos, 'after a clean restart: committed up to the end');
 
-# a control file of format version 1 (before the commit watermark) is read
+# a control file of format version 3 (before the led boot and the campaign
+# flag) is read: its data is the first 168 bytes of version 4's
 $f->stop;
 my $path = $f->data_dir . '/kvext/control';
+my $c4 = slurp_file($path);
+is(length($c4), 240, 'the control file is in format version 4');
+my (undef, $cversion, $major4) = unpack('L<L<L<', $c4);
+is($cversion, 4, 'version 4 in its header');
+my $v3 = pack('L<L<L<L<', 0x4C434B4B, 3, $major4, 0) . substr($c4, 16, 168);
+$v3 .= pack('L<', crc32c($v3)) . ("\0" x 4);
+open(my $fh3, '>:raw', $path) or die "could not write $path: $!";
+print $fh3 $v3;
+close($fh3);
+$f->start;
+kv_wait_ready($f);
+is(control($f)->{cluster}, 4242, 'a version-3 control file is read: cluster id');
+is(kv_get_on($f, 'a'), 'decided late', 'a version-3 control file is read: data');
+
+# a control file of format version 1 (before the commit watermark) is read
+$f->stop;
 my $c2 = slurp_file($path);
 my (undef, undef, $pgmajor) = unpack('L<L<L<', $c2);
 my $v1 = pack('L<L<L<L<', 0x4C434B4B, 1, $pgmajor, 0) . substr($c2, 16, 88);
