@@ -45,7 +45,9 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
+#include "utils/memutils.h"
 #include "tcop/tcopprot.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "kvext.h"
@@ -61,8 +63,9 @@ PGDLLEXPORT void KvCampaignMain(Datum arg);
 #define KVEXT_CAMPAIGN_FIRST_WAIT_MS	1000
 #define KVEXT_CAMPAIGN_MAX_WAIT_MS		30000
 
-/* the wal writer's handle of the worker it started, if any */
+/* the wal writer's handle of the worker it started, if any, and when */
 static BackgroundWorkerHandle *campaign_worker = NULL;
+static TimestampTz campaign_started = 0;
 
 /*
  * KvCampaignEnsure
@@ -88,6 +91,11 @@ KvCampaignEnsure(void)
 		pfree(campaign_worker);
 		campaign_worker = NULL;
 	}
+	/* one that ended in an error (a full disk) is not started again at once */
+	if (!TimestampDifferenceExceeds(campaign_started, GetCurrentTimestamp(),
+									KVEXT_CAMPAIGN_FIRST_WAIT_MS))
+		return;
+	campaign_started = GetCurrentTimestamp();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -120,10 +128,14 @@ KvCampaignMain(Datum arg)
 	bool		reported = false;
 	uint64		asked = 0;		/* the term we asked for last, 0 if none */
 	bool		split = false;	/* the last vote was split: next term */
+	MemoryContext attempt_cxt;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	KvWorkerAttach();
+	/* what one attempt allocates (its calls, refusals, the logged aborts) */
+	attempt_cxt = AllocSetContextCreate(TopMemoryContext, "kvext campaign",
+										ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
@@ -147,6 +159,8 @@ KvCampaignMain(Datum arg)
 			break;
 		}
 
+		MemoryContextReset(attempt_cxt);
+		MemoryContextSwitchTo(attempt_cxt);
 		initStringInfo(&refusals);
 		result = KvRoleElect(split ? KV_ELECT_CAMPAIGN_NEXT : KV_ELECT_CAMPAIGN,
 							 &term, &votes, &refusals);
@@ -192,7 +206,7 @@ KvCampaignMain(Datum arg)
 							   refusals.len ? ": " : "", refusals.data)));
 		if (result == KV_ELECTION_UNANSWERED)
 			reported = true;
-		pfree(refusals.data);
+		MemoryContextSwitchTo(TopMemoryContext);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, WAIT_EVENT_PG_SLEEP);
