@@ -460,6 +460,7 @@ KvControlSetLedTerm(uint64 term)
  * KvControlSetTermLeader
  *		A follower accepted leader for the current term: persisted, so that
  *		after a restart it still refuses another node claiming that term.
+ *		A campaign of this node ends with it, in the same write.
  */
 void
 KvControlSetTermLeader(const char *leader)
@@ -468,10 +469,11 @@ KvControlSetTermLeader(const char *leader)
 
 	LWLockAcquire(control_lock, LW_EXCLUSIVE);
 	Assert(ctl->loaded);
-	if (strcmp(ctl->data.term_leader, leader) != 0)
+	if (strcmp(ctl->data.term_leader, leader) != 0 || ctl->data.campaign)
 	{
 		data = ctl->data;
 		strlcpy(data.term_leader, leader, NAMEDATALEN);
+		data.campaign = 0;
 		(void) write_control(&data, ERROR);
 		ctl->data = data;
 	}

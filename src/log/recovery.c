@@ -887,9 +887,21 @@ recovered_role(const KvControl *control)
 				 errdetail("Its log may lack records it had shipped and not fsynced.")));
 	}
 	else if (control->campaign)
-		ereport(LOG,
-				(errmsg("kvext node \"%s\" campaigns again to lead its group after a restart",
-						kvext_node_name)));
+	{
+		/*
+		 * A campaign a crash cut short goes on only if this node was still
+		 * the candidate of its current term (it had voted for itself, and
+		 * knows no leader of it); otherwise it had followed a leader or
+		 * another candidate, and a campaign now would only depose them.
+		 */
+		if (strcmp(control->voted_for, kvext_node_name) == 0 &&
+			control->term_leader[0] == '\0' && control->led_term < control->term)
+			ereport(LOG,
+					(errmsg("kvext node \"%s\" campaigns again to lead its group after a restart",
+							kvext_node_name)));
+		else
+			KvControlSetCampaign(false);
+	}
 }
 
 /*

@@ -187,12 +187,9 @@ KvRoleFollow(uint64 term, const char *leader)
 	KvControlGet(&control);
 	if (term > control.term)
 		KvControlSetTerm(term, "");
+	/* a leader of our term or a later one: no campaign of ours goes on */
 	if (leader && leader[0] != '\0')
-	{
 		KvControlSetTermLeader(leader);
-		/* a leader of our term or a later one: no campaign of ours goes on */
-		KvControlSetCampaign(false);
-	}
 	if (KvVisibleIsLeader() && KvApplyFollowerPos() == InvalidKvLsn)
 	{
 		step_down(term, leader);
@@ -299,17 +296,28 @@ vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
 		KvControlGet(&control);
 		*our_term = control.term;
 	}
-	if (control.voted_for[0] != '\0' && strcmp(control.voted_for, candidate) != 0)
-	{
-		snprintf(reason, reasonlen, "node \"%s\" voted for \"%s\" in term " UINT64_FORMAT,
-				 kvext_node_name, control.voted_for, term);
-		return false;
-	}
+	/*
+	 * A refusal says first whether the term has a leader: a campaign stops
+	 * on that, and asks again in the next term only when peers merely
+	 * voted for another candidate (campaign.c).
+	 */
 	if (KvVisibleIsLeader())
 	{
 		/* we lead this very term: never vote for another leader of it */
 		snprintf(reason, reasonlen, "node \"%s\" leads term " UINT64_FORMAT,
 				 kvext_node_name, term);
+		return false;
+	}
+	if (control.term_leader[0] != '\0' && strcmp(control.term_leader, candidate) != 0)
+	{
+		snprintf(reason, reasonlen, "node \"%s\" follows leader \"%s\" in term " UINT64_FORMAT,
+				 kvext_node_name, control.term_leader, term);
+		return false;
+	}
+	if (control.voted_for[0] != '\0' && strcmp(control.voted_for, candidate) != 0)
+	{
+		snprintf(reason, reasonlen, "node \"%s\" voted for \"%s\" in term " UINT64_FORMAT,
+				 kvext_node_name, control.voted_for, term);
 		return false;
 	}
 	last_record(&my_end, &my_term);

@@ -196,15 +196,39 @@ ok(kv_poll($n3, $contents, $want, 120), 'n3 holds what the new leader holds');
 # ---------------------------------------------------------------------------
 # 6. the old leader restarts after a machine restart: n2 leads a later term
 
+# n1 stays down long enough that n2's sender, retrying with backoff, does
+# not reach it before its campaign asks n2 and n3 for their votes: they
+# must answer that n2 leads the term, and the campaign must stop there
+# rather than ask in the next term and depose n2 (an attack found that)
+sleep 15;
 $n1->append_conf('postgresql.conf', "kvext.failpoint = 'recovery-new-boot'");
 $n1->start;
 kv_wait_ready($n1);
 clear_failpoint($n1);
 ok(kv_poll($n1, $contents, $want, 120), 'the old leader follows the new one');
+like(slurp_file($n1->logfile),
+	qr/stops campaigning.*\n.*DETAIL:.*(leads term|follows leader "n2"|is in term)/,
+	'its campaign stopped: the term has a leader, or a later one is under way');
+unlike(slurp_file($n1->logfile), qr/asks again in the next term/,
+	'it did not ask in a later term');
 ok(kv_poll($n1, q{SELECT role FROM kv_cluster_status()}, 'follower'), 'as a follower');
 is($n2->safe_psql('postgres', $role_term), "leader/$t4", 'the new leader keeps its term');
 $r = kv_call($n1, "SELECT kv_put('x', '1')");
 is($r->{sqlstate}, '25006', 'the old leader refuses writes');
+
+# a vote request in the very term n2 leads: the refusals say the term has a
+# leader, which ends a campaign, not "voted for", which makes it ask in the
+# next term (and would depose n2)
+my ($cid, $tn) = split /\|/,
+  $n2->safe_psql('postgres', 'SELECT cluster_id, term FROM kv_cluster_status()');
+is( $n2->safe_psql('postgres',
+		"SELECT reason FROM kv_repl_vote($cid, 'n1', $tn, '0/0', 0, 1)"),
+	qq{node "n2" leads term $tn}, 'the leader answers that it leads the term');
+is( $n3->safe_psql('postgres',
+		"SELECT reason FROM kv_repl_vote($cid, 'n1', $tn, '0/0', 0, 1)"),
+	qq{node "n3" follows leader "n2" in term $tn},
+	'a follower answers that it follows the term\'s leader');
+is($n2->safe_psql('postgres', $role_term), "leader/$t4", 'and n2 still leads that term');
 
 # ---------------------------------------------------------------------------
 # 5. a leader restarted after a machine restart, with no majority
