@@ -253,6 +253,8 @@ $r = kv_call($n1, q{SET statement_timeout = '30s'; SELECT kv_put('stale_write', 
 is($r->{sqlstate}, '25006', 'n1 refuses writes once it stepped down');
 is(kv_digest($n1), $digest_term1, 'n1 still shows its committed state');
 $n1->restart;
+# kvext recovers after the server has started; its role is known after that
+kv_wait_ready($n1);
 is($n1->safe_psql('postgres', q{SELECT role || ':' || term FROM kv_cluster}),
 	'follower:2', 'after a restart n1 is still a follower in term 2');
 is(state_of($n2), $state2, 'n2 took nothing from the stale leader');
