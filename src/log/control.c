@@ -388,7 +388,9 @@ KvControlGet(KvControl *out)
 /*
  * KvControlSetTerm
  *		Persist a new term (and the vote cast in it) before the caller acts
- *		on it.  Terms never go back.
+ *		on it.  Terms never go back.  Unless this node votes for itself, a
+ *		campaign of it ends in the same write: another node stands in the
+ *		term, or this node voted for one.
  */
 void
 KvControlSetTerm(uint64 term, const char *voted_for)
@@ -405,6 +407,9 @@ KvControlSetTerm(uint64 term, const char *voted_for)
 		data.term_leader[0] = '\0';
 	data.term = term;
 	strlcpy(data.voted_for, voted_for ? voted_for : "", NAMEDATALEN);
+	/* a term this node does not stand in ends its campaign (campaign.c) */
+	if (strcmp(data.voted_for, kvext_node_name) != 0)
+		data.campaign = 0;
 	(void) write_control(&data, ERROR);
 	ctl->data = data;
 	LWLockRelease(control_lock);

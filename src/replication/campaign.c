@@ -30,8 +30,11 @@
  * waiting 1 s, then twice as long each time up to 30 s, with one log line
  * per outage.  If the only refusals come from peers that voted for
  * another candidate in the term (a kv_promote() that failed, or is still
- * under way), it waits the same way and, unless a leader has contacted it
- * meanwhile, asks in the next term.  Until the node leads, writes on it
+ * under way), it waits the same way and asks the same term again: a
+ * candidate that won is known to its voters by then, and their refusals
+ * say so.  Only a second such split in a row makes it ask in the next
+ * term.  A vote for another candidate, or a term another node stands in,
+ * ends the campaign (KvControlSetTerm clears the flag).  Until the node leads, writes on it
  * fail with 25006, as on a follower.
  *
  * Copyright (c) 2026, kvext authors
@@ -127,7 +130,7 @@ KvCampaignMain(Datum arg)
 	int			wait_ms = KVEXT_CAMPAIGN_FIRST_WAIT_MS;
 	bool		reported = false;
 	uint64		asked = 0;		/* the term we asked for last, 0 if none */
-	bool		split = false;	/* the last vote was split: next term */
+	int			splits = 0;		/* split votes in a row in the term asked */
 	MemoryContext attempt_cxt;
 
 	pqsignal(SIGTERM, die);
@@ -162,10 +165,11 @@ KvCampaignMain(Datum arg)
 		MemoryContextReset(attempt_cxt);
 		MemoryContextSwitchTo(attempt_cxt);
 		initStringInfo(&refusals);
-		result = KvRoleElect(split ? KV_ELECT_CAMPAIGN_NEXT : KV_ELECT_CAMPAIGN,
+		result = KvRoleElect(splits >= 2 ? KV_ELECT_CAMPAIGN_NEXT : KV_ELECT_CAMPAIGN,
 							 &term, &votes, &refusals);
+		if (term != asked)
+			splits = 0;
 		asked = term;
-		split = false;
 		if (result == KV_ELECTED)
 		{
 			ereport(LOG,
@@ -177,14 +181,17 @@ KvCampaignMain(Datum arg)
 		{
 			/*
 			 * Peers voted for another candidate in this term, which has
-			 * not contacted us as leader (a failed kv_promote(), or one
-			 * still under way).  If no leader contacts us meanwhile, ask in
-			 * the next term.
+			 * not contacted them as leader (a failed kv_promote(), or one
+			 * still under way).  Ask the same term again after the wait: a
+			 * candidate that won is known by then, and its followers say so
+			 * (the campaign ends).  Only a second split in a row, with
+			 * still no leader, makes it ask in the next term.
 			 */
-			split = true;
+			splits++;
 			ereport(LOG,
-					(errmsg("kvext node \"%s\" was not elected in term " UINT64_FORMAT ": peers voted for another candidate; unless a leader contacts it, it asks again in the next term",
-							kvext_node_name, term),
+					(errmsg("kvext node \"%s\" was not elected in term " UINT64_FORMAT ": peers voted for another candidate; unless a leader appears, it asks again in %s",
+							kvext_node_name, term,
+							splits >= 2 ? "the next term" : "this term"),
 					 errdetail("%s", refusals.data)));
 		}
 		else if (result != KV_ELECTION_UNANSWERED)

@@ -308,6 +308,13 @@ vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
 				 kvext_node_name, term);
 		return false;
 	}
+	if (strcmp(control.term_leader, kvext_node_name) == 0)
+	{
+		/* we led this term, and no longer do (a campaign, a step-down) */
+		snprintf(reason, reasonlen, "node \"%s\" led term " UINT64_FORMAT,
+				 kvext_node_name, term);
+		return false;
+	}
 	if (control.term_leader[0] != '\0' && strcmp(control.term_leader, candidate) != 0)
 	{
 		snprintf(reason, reasonlen, "node \"%s\" follows leader \"%s\" in term " UINT64_FORMAT,
