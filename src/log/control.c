@@ -388,9 +388,8 @@ KvControlGet(KvControl *out)
 /*
  * KvControlSetTerm
  *		Persist a new term (and the vote cast in it) before the caller acts
- *		on it.  Terms never go back.  Unless this node votes for itself, a
- *		campaign of it ends in the same write: another node stands in the
- *		term, or this node voted for one.
+ *		on it.  Terms never go back.  A vote for another node ends this
+ *		node's campaign in the same write.
  */
 void
 KvControlSetTerm(uint64 term, const char *voted_for)
@@ -407,8 +406,8 @@ KvControlSetTerm(uint64 term, const char *voted_for)
 		data.term_leader[0] = '\0';
 	data.term = term;
 	strlcpy(data.voted_for, voted_for ? voted_for : "", NAMEDATALEN);
-	/* a term this node does not stand in ends its campaign (campaign.c) */
-	if (strcmp(data.voted_for, kvext_node_name) != 0)
+	/* a vote for another node ends this node's campaign (campaign.c) */
+	if (data.voted_for[0] != '\0' && strcmp(data.voted_for, kvext_node_name) != 0)
 		data.campaign = 0;
 	(void) write_control(&data, ERROR);
 	ctl->data = data;
@@ -483,6 +482,21 @@ KvControlSetTermLeader(const char *leader)
 		ctl->data = data;
 	}
 	LWLockRelease(control_lock);
+}
+
+/*
+ * KvControlLedTerm
+ *		The last term this node led: the led term, or the group's first
+ *		term for its configured leader, which led it without a vote (and
+ *		without persisting it).  0 for none.
+ */
+uint64
+KvControlLedTerm(const KvControl *control)
+{
+	if (control->led_term == 0 && kvext_node_name && kvext_leader &&
+		kvext_node_name[0] != '\0' && strcmp(kvext_node_name, kvext_leader) == 0)
+		return 1;
+	return control->led_term;
 }
 
 /*

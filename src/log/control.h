@@ -49,6 +49,7 @@ extern void KvControlSetTerm(uint64 term, const char *voted_for);
 extern void KvControlSetClusterId(uint64 cluster_id);
 extern void KvControlSetLedTerm(uint64 term);
 extern void KvControlSetTermLeader(const char *leader);
+extern uint64 KvControlLedTerm(const KvControl *control);
 extern void KvControlSetLedBoot(void);
 extern void KvControlSetCampaign(bool on);
 extern void KvBootId(char *out);

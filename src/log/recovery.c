@@ -889,13 +889,14 @@ recovered_role(const KvControl *control)
 	else if (control->campaign)
 	{
 		/*
-		 * A campaign a crash cut short goes on only if this node was still
-		 * the candidate of its current term (it had voted for itself, and
-		 * knows no leader of it); otherwise it had followed a leader or
-		 * another candidate, and a campaign now would only depose them.
+		 * A campaign a crash cut short goes on only if its current term has
+		 * no known leader and this node voted in it for nobody or itself;
+		 * otherwise it had followed a leader or voted for another
+		 * candidate, and a campaign now would only depose them.
 		 */
-		if (strcmp(control->voted_for, kvext_node_name) == 0 &&
-			control->term_leader[0] == '\0' && control->led_term < control->term)
+		if ((control->voted_for[0] == '\0' ||
+			 strcmp(control->voted_for, kvext_node_name) == 0) &&
+			control->term_leader[0] == '\0' && KvControlLedTerm(control) < control->term)
 			ereport(LOG,
 					(errmsg("kvext node \"%s\" campaigns again to lead its group after a restart",
 							kvext_node_name)));

@@ -20,22 +20,22 @@
  * (role.c, vote): those records came from it and were never committed.
  *
  * The wal writer starts the worker (KvCampaignEnsure) while the flag is
- * set and none runs.  The worker ends when the node leads, when a peer
- * refuses it (it leads the term, or holds a more recent log) or is in a
- * later term (the flag is cleared: another node leads or campaigns, and
- * its leader will contact this node; an operator can still run
- * kv_promote()), when a leader contacts this node (KvRoleFollow clears
- * the flag), or when another candidate asks it for its vote in a later
- * term.  While too few peers answer it asks again in the same term,
- * waiting 1 s, then twice as long each time up to 30 s, with one log line
- * per outage.  If the only refusals come from peers that voted for
- * another candidate in the term (a kv_promote() that failed, or is still
- * under way), it waits the same way and asks the same term again: a
- * candidate that won is known to its voters by then, and their refusals
- * say so.  Only a second such split in a row makes it ask in the next
- * term.  A vote for another candidate, or a term another node stands in,
- * ends the campaign (KvControlSetTerm clears the flag).  Until the node leads, writes on it
- * fail with 25006, as on a follower.
+ * set and none runs.  The worker ends when the node leads; when a peer
+ * refuses it because it leads or led the term, follows its leader, or
+ * holds a more recent log (the flag is cleared; the leader will contact
+ * this node, and an operator can still run kv_promote()); when a leader
+ * contacts this node (KvRoleFollow clears the flag); or when it votes for
+ * another candidate (KvControlSetTerm clears it).  A later term it only
+ * hears of (from a candidate it refused, or a peer's answer) does not end
+ * it: it asks in that term, whose voters say so if that candidate won.
+ * While too few peers answer it asks again in the same term, waiting 1 s,
+ * then twice as long each time up to 30 s, with one log line per outage.
+ * If the only refusals come from peers that voted for another candidate
+ * in the term (a kv_promote() that failed, or is still under way), it
+ * waits the same way and asks the same term again: a candidate that won
+ * is known to its voters by then, and their refusals say so.  Only a
+ * second such split in a row makes it ask in the next term.  Until the
+ * node leads, writes on it fail with 25006, as on a follower.
  *
  * Copyright (c) 2026, kvext authors
  *
@@ -129,7 +129,7 @@ KvCampaignMain(Datum arg)
 {
 	int			wait_ms = KVEXT_CAMPAIGN_FIRST_WAIT_MS;
 	bool		reported = false;
-	uint64		asked = 0;		/* the term we asked for last, 0 if none */
+	uint64		asked = 0;		/* the term we asked in last, 0 if none */
 	int			splits = 0;		/* split votes in a row in the term asked */
 	MemoryContext attempt_cxt;
 
@@ -151,14 +151,11 @@ KvCampaignMain(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		KvControlGet(&control);
 		if (!control.campaign || KvVisibleIsLeader())
-			break;
-		if (asked != 0 && control.term != asked)
 		{
-			/* another candidate asked us in a later term: let it lead */
-			KvControlSetCampaign(false);
-			ereport(LOG,
-					(errmsg("kvext node \"%s\" stops campaigning: another node asks to lead term " UINT64_FORMAT,
-							kvext_node_name, control.term)));
+			if (!KvVisibleIsLeader())
+				ereport(LOG,
+						(errmsg("kvext node \"%s\" stops campaigning: it voted for another candidate or follows a leader in term " UINT64_FORMAT,
+								kvext_node_name, control.term)));
 			break;
 		}
 
@@ -194,13 +191,25 @@ KvCampaignMain(Datum arg)
 							splits >= 2 ? "the next term" : "this term"),
 					 errdetail("%s", refusals.data)));
 		}
+		else if (result == KV_ELECTION_HIGHER_TERM)
+		{
+			/*
+			 * A peer is in a later term: another candidate's.  Ask in it
+			 * after the wait (we voted in it for nobody); if that candidate
+			 * won, its voters say so and the campaign ends.
+			 */
+			ereport(LOG,
+					(errmsg("kvext node \"%s\" was not elected in term " UINT64_FORMAT ": a peer is in a later term; unless a leader appears, it asks in that term",
+							kvext_node_name, term),
+					 errdetail("%s", refusals.len ? refusals.data : "No refusal.")));
+		}
 		else if (result != KV_ELECTION_UNANSWERED)
 		{
 			KvControlSetCampaign(false);
 			ereport(LOG,
 					(errmsg("kvext node \"%s\" stops campaigning: it was not elected in term " UINT64_FORMAT,
 							kvext_node_name, term),
-					 errdetail("%s", refusals.len ? refusals.data : "A peer is in a later term."),
+					 errdetail("%s", refusals.data),
 					 errhint("It follows the leader that contacts it.  If no node leads, run kv_promote() on the node with the most recent log.")));
 			break;
 		}

@@ -70,6 +70,7 @@
 #include "kvext.h"
 #include "log/apply.h"
 #include "log/control.h"
+#include "log/snapshot.h"
 #include "log/visible.h"
 #include "log/wal.h"
 #include "replication/config.h"
@@ -246,16 +247,35 @@ KvReplCheckRight(FunctionCallInfo fcinfo)
 				 errhint("The replication right is EXECUTE on kv_repl_append(); grant it to the role the nodes connect as.")));
 }
 
-/* the end and term of this node's last record */
+/*
+ * last_record
+ *		The end and term of this node's last record.  A log that holds no
+ *		record past a snapshot's redo point (a restart that recovered from
+ *		the snapshot alone, a follower rebuilt from its leader's) ends
+ *		there, with the term the snapshot records for it: it must not look
+ *		empty, or a vote would go to a candidate lacking what the snapshot
+ *		holds.  If even that is unknown, the current term stands for it,
+ *		which errs towards refusing.
+ */
 static void
 last_record(KvLsn *end, uint64 *term)
 {
 	KvLsn		start;
+	KvLsn		redo;
+	uint64		redo_term;
+	KvControl	control;
 
-	if (!KvWalLastRecord(&start, end, term))
-	{
-		*end = InvalidKvLsn;
+	if (KvWalLastRecord(&start, end, term))
+		return;
+	*end = KvWalInsertPos();
+	if (*end <= KVEXT_WAL_START_LSN)
 		*term = 0;
+	else if (KvSnapshotRedoTerm(&redo, &redo_term) && redo == *end)
+		*term = redo_term;
+	else
+	{
+		KvControlGet(&control);
+		*term = control.term;
 	}
 }
 
@@ -662,8 +682,8 @@ lead(uint64 term)
  *		further in the term it led vote for it (vote()): only a campaign,
  *		whose node led its current term until its machine restarted and
  *		has followed nobody since, may claim it.  KV_ELECT_CAMPAIGN asks in
- *		the current term again if this node voted for itself in it and
- *		knows no leader of it (a peer that voted for us votes so again),
+ *		the current term if it has no known leader and this node voted in
+ *		it for nobody or itself (a peer that voted for us votes so again),
  *		else in the next; KV_ELECT_CAMPAIGN_NEXT in the next.  Returns what
  *		came of it, the term in *term, and the refusals in refusals (the
  *		votes got, its own included, in *votes).
@@ -694,9 +714,24 @@ KvRoleElect(KvElectMode mode, uint64 *term_out, int *votes, StringInfo refusals)
 				 errmsg("kvext node \"%s\" already leads its group, in term " UINT64_FORMAT,
 						kvext_node_name, control.term)));
 	}
-	if (mode == KV_ELECT_CAMPAIGN && strcmp(control.voted_for, kvext_node_name) == 0 &&
-		control.term_leader[0] == '\0' && control.led_term < control.term)
+	/*
+	 * Never a term this node led: after a machine restart it may have lost
+	 * records of it that its followers hold (campaign.c).
+	 */
+	if (mode == KV_ELECT_CAMPAIGN &&
+		(control.voted_for[0] == '\0' || strcmp(control.voted_for, kvext_node_name) == 0) &&
+		control.term_leader[0] == '\0' && KvControlLedTerm(&control) < control.term)
+	{
+		/*
+		 * A term without a leader, in which we voted for nobody else: ask in
+		 * it (another candidate's term, whose candidate we refused, say).
+		 * If that candidate won, its voters say so and the campaign ends;
+		 * nobody is deposed.
+		 */
 		term = control.term;
+		if (control.voted_for[0] == '\0')
+			KvControlSetTerm(term, kvext_node_name);
+	}
 	else
 	{
 		term = control.term + 1;
@@ -704,14 +739,8 @@ KvRoleElect(KvElectMode mode, uint64 *term_out, int *votes, StringInfo refusals)
 	}
 	KvVisibleSetRole(false, term, NULL);
 	last_record(&last_end, &last_term);
-	/* the configured leader led the group's first term without a vote */
-	led_term = 0;
-	if (mode != KV_ELECT_PROMOTE)
-	{
-		led_term = control.led_term;
-		if (led_term == 0 && strcmp(cfg->leader, kvext_node_name) == 0)
-			led_term = 1;
-	}
+	led_term = (mode == KV_ELECT_PROMOTE) ? 0 : KvControlLedTerm(&control);
+	Assert(term > KvControlLedTerm(&control));
 	LWLockRelease(role_lock);
 
 	ereport(LOG,
@@ -799,6 +828,6 @@ kv_promote(PG_FUNCTION_ARGS)
 			 errdetail("It got %d of the %d votes it needs (its own included)%s%s.",
 					   votes, KvReplQuorum(),
 					   refusals.len ? ": " : "", refusals.data),
-			 errhint("A node is elected only if its log holds every record a majority has acknowledged, by a majority of the group; it stays a follower.")));
+			 errhint("A node is elected only if its log holds every record a majority has acknowledged, by a majority of the group; it stays a follower.  If a peer holds a more recent log, promote that peer.")));
 	PG_RETURN_NULL();			/* not reached */
 }

@@ -247,9 +247,23 @@ ok( kv_poll(
 		$n2, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'kvext campaign'},
 		'1'),
 	'the kvext campaign worker keeps asking');
+# another candidate with an older log asks n2 for a later term (an
+# operator's kv_promote() on a lagging node): n2 refuses it and moves to
+# that term without a vote, and its campaign goes on there
+ok(kv_poll($n2, q{SELECT term FROM kv_cluster_status()}, $t4 + 1), 'n2 asks in the next term');
+($cid) = split /\|/, $n2->safe_psql('postgres', 'SELECT cluster_id FROM kv_cluster_status()');
+my $late = $t4 + 2;
+like( $n2->safe_psql('postgres',
+		"SELECT reason FROM kv_repl_vote($cid, 'n3', $late, '0/0', 0, 0)"),
+	qr/holds a more recent log/, 'n2 refuses a candidate with an older log in a later term');
+ok( kv_poll(
+		$n2, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'kvext campaign'},
+		'1'),
+	'and its campaign goes on');
 $n3->start;
-my $t5 = $t4 + 1;
-ok(kv_poll($n2, $role_term, "leader/$t5", 120), 'once n3 is back, n2 leads the next term');
+my $t5 = $late;
+ok(kv_poll($n2, $role_term, "leader/$t5", 120),
+	'once n3 is back, n2 leads that later term: the term it heard of, in which it had voted for nobody');
 ok( kv_poll(
 		$n2, q{SELECT count(*) FROM (SELECT kv_put('last', 'yes')) s}, '1', 120),
 	'and takes writes');
