@@ -254,11 +254,12 @@ KvReplCheckRight(FunctionCallInfo fcinfo)
  *		the snapshot alone, a follower rebuilt from its leader's) ends
  *		there, with the term the snapshot records for it: it must not look
  *		empty, or a vote would go to a candidate lacking what the snapshot
- *		holds.  If even that is unknown, the current term stands for it,
- *		which errs towards refusing.
+ *		holds.  If even that is unknown (an old snapshot that does not
+ *		record it), a voter takes its current term and a candidate term 0:
+ *		both err towards a refusal.
  */
 static void
-last_record(KvLsn *end, uint64 *term)
+last_record(KvLsn *end, uint64 *term, bool candidate)
 {
 	KvLsn		start;
 	KvLsn		redo;
@@ -272,6 +273,8 @@ last_record(KvLsn *end, uint64 *term)
 		*term = 0;
 	else if (KvSnapshotRedoTerm(&redo, &redo_term) && redo == *end)
 		*term = redo_term;
+	else if (candidate)
+		*term = 0;				/* a candidate errs towards being refused */
 	else
 	{
 		KvControlGet(&control);
@@ -347,7 +350,7 @@ vote(uint64 cluster_id, const char *candidate, uint64 term, KvLsn cand_end,
 				 kvext_node_name, control.voted_for, term);
 		return false;
 	}
-	last_record(&my_end, &my_term);
+	last_record(&my_end, &my_term, false);
 
 	/*
 	 * Raft's election restriction, with one more case: the candidate led
@@ -738,7 +741,7 @@ KvRoleElect(KvElectMode mode, uint64 *term_out, int *votes, StringInfo refusals)
 		KvControlSetTerm(term, kvext_node_name);
 	}
 	KvVisibleSetRole(false, term, NULL);
-	last_record(&last_end, &last_term);
+	last_record(&last_end, &last_term, true);
 	led_term = (mode == KV_ELECT_PROMOTE) ? 0 : KvControlLedTerm(&control);
 	Assert(term > KvControlLedTerm(&control));
 	LWLockRelease(role_lock);
