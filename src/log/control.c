@@ -500,6 +500,22 @@ KvControlLedTerm(const KvControl *control)
 }
 
 /*
+ * KvControlMayStand
+ *		May this node stand in its current term (a campaign asks in it)?
+ *		Only if the term has no known leader, this node voted in it for
+ *		nobody or itself, and did not lead it: a term it led may have lost
+ *		records its followers hold (replication/campaign.c).
+ */
+bool
+KvControlMayStand(const KvControl *control)
+{
+	return (control->voted_for[0] == '\0' ||
+			strcmp(control->voted_for, kvext_node_name) == 0) &&
+		control->term_leader[0] == '\0' &&
+		KvControlLedTerm(control) < control->term;
+}
+
+/*
  * KvControlSetLedBoot
  *		This node leads its term again after a restart in the same boot (or
  *		for the first time under a control file without a led boot): record

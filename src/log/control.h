@@ -50,6 +50,7 @@ extern void KvControlSetClusterId(uint64 cluster_id);
 extern void KvControlSetLedTerm(uint64 term);
 extern void KvControlSetTermLeader(const char *leader);
 extern uint64 KvControlLedTerm(const KvControl *control);
+extern bool KvControlMayStand(const KvControl *control);
 extern void KvControlSetLedBoot(void);
 extern void KvControlSetCampaign(bool on);
 extern void KvBootId(char *out);

@@ -894,9 +894,7 @@ recovered_role(const KvControl *control)
 		 * otherwise it had followed a leader or voted for another
 		 * candidate, and a campaign now would only depose them.
 		 */
-		if ((control->voted_for[0] == '\0' ||
-			 strcmp(control->voted_for, kvext_node_name) == 0) &&
-			control->term_leader[0] == '\0' && KvControlLedTerm(control) < control->term)
+		if (KvControlMayStand(control))
 			ereport(LOG,
 					(errmsg("kvext node \"%s\" campaigns again to lead its group after a restart",
 							kvext_node_name)));

@@ -721,9 +721,7 @@ KvRoleElect(KvElectMode mode, uint64 *term_out, int *votes, StringInfo refusals)
 	 * Never a term this node led: after a machine restart it may have lost
 	 * records of it that its followers hold (campaign.c).
 	 */
-	if (mode == KV_ELECT_CAMPAIGN &&
-		(control.voted_for[0] == '\0' || strcmp(control.voted_for, kvext_node_name) == 0) &&
-		control.term_leader[0] == '\0' && KvControlLedTerm(&control) < control.term)
+	if (mode == KV_ELECT_CAMPAIGN && KvControlMayStand(&control))
 	{
 		/*
 		 * A term without a leader, in which we voted for nobody else: ask in
