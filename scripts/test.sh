@@ -10,7 +10,9 @@
 #   TAP=0             skip the TAP tests
 #   FUZZ=0            skip the replay of the fuzzers' kept corpus
 #   KVEXT_TEST_TIMEOUT=SECONDS
-#                     limit for each suite and each TAP file (default 1200)
+#                     limit for each suite and each TAP file (default 600);
+#                     a TAP file still running a minute before it has the
+#                     stacks of its servers' processes printed
 #   PG_CONFIG=path    pg_config to use (default: PostgreSQL 15's)
 #   NOBUILD=1         skip the build and install steps: test the kvext that
 #                     is installed already (while the tree is being edited)
@@ -40,7 +42,7 @@ FAILED=0
 FAILED_NAMES=()
 FAILED_DETAIL=""
 TESTROOT=""
-TIMEOUT=${KVEXT_TEST_TIMEOUT:-1200}
+TIMEOUT=${KVEXT_TEST_TIMEOUT:-600}
 IS_ROOT=0
 [ "$(id -u)" -eq 0 ] && IS_ROOT=1
 # small file system for the disk-full tests (mounted below when root)
@@ -413,17 +415,51 @@ TAP_JOBS=${TAP_JOBS:-2}
 # after the file), so a leftover server is stopped without touching the
 # files running beside it.
 run_tap() {
-	local f=$1 b rc
+	local f=$1 b rc dog
 	b=$(basename "$f" .pl)
+	# a minute before the limit, record what a hung file's servers are doing
+	(
+		sleep $((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT / 2)) &
+		trap 'kill $! 2>/dev/null; exit 0' TERM
+		wait $! && hang_dump "$b" >"$TESTROOT/tap/out/$b.hang" 2>&1
+	) &
+	dog=$!
 	as_pg env PATH="$BINDIR:$PATH" TESTDIR="$TESTROOT/tap" PG_REGRESS="$PG_REGRESS" \
 		TMPDIR="$TESTROOT/tmp" KVEXT_TEST_TMPFS="$TMPFS_DIR" KVEXT_SOURCE_DIR="$ROOT" \
 		timeout --foreground -k 30 "$TIMEOUT" \
 		prove -I "$PERL_TESTLIB" -I "$TESTROOT/test" "$f" >"$TESTROOT/tap/out/$b" 2>&1
 	rc=$?
+	kill "$dog" 2>/dev/null
+	wait "$dog" 2>/dev/null
 	while IFS= read -r d; do
 		stop_leftover_servers "$d" >>"$TESTROOT/tap/out/$b"
 	done < <(find "$TESTROOT/tap/tmp_check" -maxdepth 1 -name "t_${b}_*" 2>/dev/null)
 	echo "$rc" >"$TESTROOT/tap/out/$b.rc"
+}
+
+# hang_dump NAME: what the servers of TAP file NAME, and the programs the
+# test runs against them, are doing: each process's state and kernel wait,
+# its stack (gdb), and pg_stat_activity.  For a file about to time out.
+hang_dump() {
+	local b=$1 pidfile pm dir port p
+	note "==== $b: still running $((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT / 2))s after its start; what it is doing ===="
+	ps -o pid=,stat=,wchan:24=,args= -u postgres | grep -E "pgbench|psql|perl" | grep -v grep | head -n 20
+	while IFS= read -r pidfile; do
+		pm=$(sed -n 1p "$pidfile")
+		port=$(sed -n 4p "$pidfile")
+		dir=$(sed -n 5p "$pidfile")
+		note "-- server $(dirname "$pidfile") (pid $pm, port $port)"
+		timeout 20 runuser -u postgres -- "$BINDIR/psql" -X -A -F ' | ' -h "$dir" -p "$port" -d postgres -c \
+			"SELECT pid, backend_type, state, wait_event_type, wait_event, left(query, 60) AS query FROM pg_stat_activity" 2>&1
+		# one line a process: its state, kernel wait and innermost frames
+		for p in $(pgrep -P "$pm"); do
+			printf '%s <- %s\n' "$(ps -o pid=,stat=,wchan:20=,args= -p "$p" | sed 's/  */ /g')" \
+				"$(command -v gdb >/dev/null &&
+					timeout 20 gdb -p "$p" -batch -ex 'bt 8' 2>/dev/null |
+					sed -n -E 's/^#[0-9]+ +(0x[0-9a-f]+ in )?([A-Za-z_][A-Za-z0-9_]*|\?\?) .*/\2/p' |
+					paste -sd '<' -)"
+		done
+	done < <(find "$TESTROOT/tap/tmp_check" -path "*t_${b}_*" -name postmaster.pid 2>/dev/null)
 }
 
 # report_tap FILE: print a finished file's output and count it
@@ -440,7 +476,15 @@ report_tap() {
 		FAILED_NAMES+=("$b")
 		# the failing assertions, for the summary
 		FAILED_DETAIL+="$(grep -E -A6 '^(not ok|# +Failed test)|Dubious|died|Bail out' "$TESTROOT/tap/out/$b" | head -n 40 | sed "s/^/$b: /")"$'\n'
-		{ [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && note "tap: $b timed out after ${TIMEOUT}s"
+		if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+			note "tap: $b timed out after ${TIMEOUT}s"
+			FAILED_DETAIL+="$b: timed out after ${TIMEOUT}s; its last lines:"$'\n'
+			FAILED_DETAIL+="$(grep -v -e '^\s*$' -e '^stopping leftover' "$TESTROOT/tap/out/$b" | tail -n 5 | sed "s/^/$b:   /")"$'\n'
+		fi
+		if [ -s "$TESTROOT/tap/out/$b.hang" ]; then
+			cat "$TESTROOT/tap/out/$b.hang"
+			FAILED_DETAIL+="$(head -n 80 "$TESTROOT/tap/out/$b.hang" | sed "s/^/$b: /")"$'\n'
+		fi
 		logdir="$TESTROOT/tap/tmp_check/log"
 		for l in "$logdir/regress_log_$b" "$logdir/${b}"_*.log; do
 			[ -f "$l" ] || continue

@@ -36,6 +36,13 @@ is(kv_scalar($node, 'SHOW kvext.wal_buffers'), '64kB', 'kvext.wal_buffers is set
 my ($walwriter) =
   grep { (slurp_file("/proc/$_/cmdline") // '') =~ /kvext wal writer/ } child_pids($node->{_pid});
 ok($walwriter, 'found the kvext wal writer');
+# stop it idle, between flushes: stopped inside one it would hold the log's
+# write lock, and the backends that need it would wait for it
+ok( $node->poll_query_until(
+		'postgres', qq{SELECT wait_event = 'WalWriterMain'
+			AND (SELECT flush_lsn = insert_lsn FROM kv_wal_status())
+			FROM pg_stat_activity WHERE pid = $walwriter}),
+	'the kvext wal writer is idle');
 kill 'STOP', $walwriter;
 
 # one session: a backend flushes what it wrote when it exits
