@@ -249,6 +249,16 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION kv_wal_status() IS
 'state of the store and of its log: positions, segments, last snapshot';
 
+CREATE FUNCTION kv_wal_stats(OUT records bigint, OUT bytes bigint,
+                             OUT buffers_full bigint, OUT writes bigint,
+                             OUT syncs bigint, OUT segment_switches bigint,
+                             OUT switches_inline bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'kv_wal_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION kv_wal_stats() IS
+'kvext log activity since the server started: records, bytes, inserts that found the log buffers full, writes, fsyncs, segment switches';
+
 -- Replication: a leader's senders call this on each follower (see
 -- docs/architecture.md, "Replication").  The replication right is EXECUTE
 -- on it: revoked from PUBLIC here, granted to the role the leader connects

@@ -92,5 +92,20 @@ SELECT node, role, c.term, leader, commit_lsn = w.flush_lsn AS commit_is_flush,
   FROM kv_cluster c, kv_wal_status() w;
 SELECT count(*) FROM kv_replication;
 
+-- kv_wal_stats(): a durable commit adds its TXN and COMMIT records, their
+-- bytes, and a flush (its fsync); a read adds nothing; every role may call it
+SELECT * FROM kv_wal_stats() \gset s_
+SELECT kv_put('wal:stats', 'x');
+SELECT kv_get('wal:stats');
+SELECT records - :s_records AS records, bytes - :s_bytes > 0 AS bytes,
+       writes > :s_writes AS written, syncs > :s_syncs AS synced,
+       buffers_full = :s_buffers_full AS never_full
+  FROM kv_wal_stats();
+CREATE ROLE kv_wal_stats_user;
+SET ROLE kv_wal_stats_user;
+SELECT records > 0 FROM kv_wal_stats();
+RESET ROLE;
+DROP ROLE kv_wal_stats_user;
+
 -- clean up
 SELECT count(*) FROM kv_scan('wal:') WHERE kv_delete(key);

@@ -27,6 +27,9 @@
  *							client already has its ERROR (PANIC only)
  *	watermark-hold			the wal writer stops advancing the control file's
  *							flush watermark (no crash; for torn-tail tests)
+ *	wal-writer-no-timer		the wal writer works only when woken (a full
+ *							log buffer, a segment switch), not every
+ *							kvext.wal_writer_delay (no crash)
  *	wal-enospc				the log write fails with ENOSPC (no crash)
  *	wal-enospc-reserve		reserving space for COMMIT/ABORT records fails
  *	wal-insert-hold			a TXN record's insert waits, holding the log insert
@@ -69,8 +72,8 @@ char	   *kvext_failpoint = NULL;
 static const char *const failpoint_names[] = {
 	"wal-before-write", "wal-after-write", "wal-before-fsync", "wal-after-fsync",
 	"commit-before-marker", "commit-after-marker", "abort-after-error",
-	"watermark-hold", "wal-enospc", "wal-enospc-reserve", "wal-insert-hold",
-	"wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
+	"watermark-hold", "wal-writer-no-timer", "wal-enospc", "wal-enospc-reserve",
+	"wal-insert-hold", "wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
 	"segment-removal-mid", "install-before-marker", "install-after-marker",
 	"install-mid", "install-before-load", "recovery-new-boot", "fdw-remote-read",
 };

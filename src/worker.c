@@ -144,9 +144,10 @@ KvWalWriterMain(Datum arg)
 	for (;;)
 	{
 		TimestampTz now;
+		int			rc;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 kvext_wal_writer_delay, WAIT_EVENT_WAL_WRITER_MAIN);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   kvext_wal_writer_delay, WAIT_EVENT_WAL_WRITER_MAIN);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -154,6 +155,10 @@ KvWalWriterMain(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* a test: only what wakes the writer makes it work, not its timer */
+		if ((rc & WL_LATCH_SET) == 0 && !ShutdownRequestPending &&
+			KvFailpointSet("wal-writer-no-timer"))
+			continue;
 		if (pg_atomic_read_u32(KvStateFlag) != KV_STATE_READY)
 		{
 			if (ShutdownRequestPending)

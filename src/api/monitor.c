@@ -242,6 +242,47 @@ kv_wal_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+PG_FUNCTION_INFO_V1(kv_wal_stats);
+
+/*
+ * kv_wal_stats() returns record (records bigint, bytes bigint,
+ *		buffers_full bigint, writes bigint, syncs bigint,
+ *		segment_switches bigint, switches_inline bigint)
+ *
+ * kvext's log activity since the server started, as pg_stat_wal shows
+ * PostgreSQL's.  buffers_full counts inserts that found the log buffers
+ * (kvext.wal_buffers) full and wrote them themselves; the wal writer is
+ * woken when they are half full, so this stays near zero unless
+ * kvext.wal_buffers is too small for the write rate.  Answers in every
+ * state, as kv_wal_status() does.
+ */
+#define KV_WAL_STATS_COLS	7
+
+Datum
+kv_wal_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[KV_WAL_STATS_COLS];
+	bool		nulls[KV_WAL_STATS_COLS];
+	KvWalStats	st;
+
+	if (!KvShmemAttached)
+		KvReportNotPreloaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	KvWalGetStats(&st);
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum((int64) st.records);
+	values[1] = Int64GetDatum((int64) st.bytes);
+	values[2] = Int64GetDatum((int64) st.buffers_full);
+	values[3] = Int64GetDatum((int64) st.writes);
+	values[4] = Int64GetDatum((int64) st.syncs);
+	values[5] = Int64GetDatum((int64) st.switches);
+	values[6] = Int64GetDatum((int64) st.switches_inline);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
 PG_FUNCTION_INFO_V1(kv_checkpoint);
 
 /*

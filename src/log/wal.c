@@ -169,6 +169,14 @@ typedef struct KvWalShared
 	/* records inserted but not yet written, from here to insert_lsn */
 	KvLsn		write_lsn;
 	Size		ring_size;		/* bytes of the ring (kvext.wal_buffers) */
+	bool		ring_wake;		/* the wal writer was woken to write the
+								 * ring, which is half full */
+	/* activity since startup (kv_wal_stats()) */
+	uint64		records;		/* records inserted */
+	uint64		bytes;			/* their bytes */
+	uint64		buffers_full;	/* inserts that found the ring full */
+	uint64		writes;			/* write calls of the log (ring, records) */
+	uint64		syncs;			/* fdatasyncs of log segments */
 	int			nprocs;
 	pg_atomic_uint64 inflight[FLEXIBLE_ARRAY_MEMBER];
 	/* then the ring, ring_size bytes */
@@ -243,6 +251,9 @@ KvWalShmemInit(LWLock *ilock, LWLock *wlock, LWLock *flock)
 			pg_atomic_init_u64(&wal->holds[i], InvalidKvLsn);
 		wal->write_lsn = InvalidKvLsn;
 		wal->ring_size = RING_SIZE;
+		wal->ring_wake = false;
+		wal->records = wal->bytes = wal->buffers_full = 0;
+		wal->writes = wal->syncs = 0;
 		wal->nprocs = KvOwnerSlotCount();
 		for (int i = 0; i < wal->nprocs; i++)
 			pg_atomic_init_u64(&wal->inflight[i], InvalidKvLsn);
@@ -464,6 +475,8 @@ write_ring(void)
 	}
 	SpinLockAcquire(&wal->mutex);
 	wal->write_lsn = to;
+	wal->ring_wake = false;
+	wal->writes++;
 	SpinLockRelease(&wal->mutex);
 }
 
@@ -497,16 +510,27 @@ switch_segment(void)
 	bool		ready;
 	uint64		next_size;
 	bool		renamed = false;
+	bool		flushed;
 	int			writer;
 	struct stat st;
 
 	Assert(LWLockHeldByMe(insert_lock) && LWLockHeldByMe(write_lock) &&
 		   wal->write_lsn == wal->insert_lsn);
-	if (pg_fdatasync(fd) != 0)
-		ereport(PANIC,
-				(errcode_for_file_access(),
-				 errmsg("could not fdatasync kvext log segment %016llX: %m",
-						(unsigned long long) wal->seg_start)));
+	/* usually flushed already: the inserter flushed it before the lock */
+	SpinLockAcquire(&wal->mutex);
+	flushed = wal->flush_lsn >= newstart;
+	SpinLockRelease(&wal->mutex);
+	if (!flushed)
+	{
+		if (pg_fdatasync(fd) != 0)
+			ereport(PANIC,
+					(errcode_for_file_access(),
+					 errmsg("could not fdatasync kvext log segment %016llX: %m",
+							(unsigned long long) wal->seg_start)));
+		SpinLockAcquire(&wal->mutex);
+		wal->syncs++;
+		SpinLockRelease(&wal->mutex);
+	}
 	SpinLockAcquire(&wal->mutex);
 	if (wal->flush_lsn < newstart)
 		wal->flush_lsn = newstart;
@@ -702,6 +726,24 @@ KvWalSegmentCounts(uint64 *switches, uint64 *inline_created)
 }
 
 /*
+ * KvWalGetStats
+ *		The log's activity since startup, for kv_wal_stats().
+ */
+void
+KvWalGetStats(KvWalStats *st)
+{
+	SpinLockAcquire(&wal->mutex);
+	st->records = wal->records;
+	st->bytes = wal->bytes;
+	st->buffers_full = wal->buffers_full;
+	st->writes = wal->writes;
+	st->syncs = wal->syncs;
+	st->switches = wal->switches;
+	st->switches_inline = wal->switches_inline;
+	SpinLockRelease(&wal->mutex);
+}
+
+/*
  * fail_insert
  *		A record could not be written (or the space for markers reserved):
  *		overwrite the written bytes of it with zeros, so nothing of it
@@ -768,6 +810,46 @@ write_at(int fd, const char *buf, Size len, off_t offset, bool with_failpoint)
 }
 
 /*
+ * segment_full_unflushed
+ *		Will the next record switch segments, with the full one not yet
+ *		durable?  Read without the insert lock: a hint only.
+ */
+static bool
+segment_full_unflushed(void)
+{
+	bool		result;
+
+	SpinLockAcquire(&wal->mutex);
+	result = wal->insert_lsn != InvalidKvLsn &&
+		wal->insert_lsn - wal->seg_start >= (KvLsn) kvext_wal_segment_size &&
+		wal->flush_lsn < wal->insert_lsn;
+	SpinLockRelease(&wal->mutex);
+	return result;
+}
+
+/*
+ * wake_writer_for_ring
+ *		The ring is more than half full: wake the wal writer to write it
+ *		(its flush), once until the ring is written, so that inserts seldom
+ *		find it full and write it under the insert lock themselves.
+ */
+static void
+wake_writer_for_ring(void)
+{
+	int			writer = -1;
+
+	SpinLockAcquire(&wal->mutex);
+	if (!wal->ring_wake && wal->writer_procno >= 0)
+	{
+		wal->ring_wake = true;
+		writer = wal->writer_procno;
+	}
+	SpinLockRelease(&wal->mutex);
+	if (writer >= 0)
+		SetLatch(&ProcGlobal->allProcs[writer].procLatch);
+}
+
+/*
  * KvWalInsert
  *		Append a record.  rec holds len bytes: room for the header, then the
  *		payload (already filled in); len is a multiple of 8.  Fills in the
@@ -790,6 +872,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	KvLsn		end;
 	off_t		offset;
 	bool		direct;
+	bool		wake_writer = false;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
 	if (unlikely(wal->insert_lsn == InvalidKvLsn))
@@ -807,7 +890,18 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	COMP_CRC32C(crc, rec + sizeof(KvWalRecord), len - sizeof(KvWalRecord));
 
 	if (!IS_MARKER(type))
+	{
 		KvFailpoint("wal-before-write");
+
+		/*
+		 * A record that will switch segments: make the full segment
+		 * durable first, under the flush lock, so that the switch's
+		 * fdatasync under the insert lock finds nothing left to write and
+		 * other inserts do not wait for the disk.
+		 */
+		if (segment_full_unflushed())
+			KvWalFlushAll();
+	}
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 
@@ -911,7 +1005,14 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		written = wal->write_lsn;
 		SpinLockRelease(&wal->mutex);
 		if (end - written > wal->ring_size)
+		{
+			SpinLockAcquire(&wal->mutex);
+			wal->buffers_full++;
+			SpinLockRelease(&wal->mutex);
 			write_ring_locked();
+		}
+		else if (end - written > wal->ring_size / 2)
+			wake_writer = true;
 		ring_copy(start, rec, len);
 	}
 
@@ -920,8 +1021,13 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
+	wal->records++;
+	wal->bytes += len;
 	if (direct)
+	{
 		wal->write_lsn = end;	/* written: nothing of it is in the ring */
+		wal->writes++;
+	}
 	wal->last_start = start;
 	wal->last_term = hdr->term;
 	SpinLockRelease(&wal->mutex);
@@ -930,6 +1036,8 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		LWLockRelease(write_lock);
 	LWLockRelease(insert_lock);
 
+	if (wake_writer)
+		wake_writer_for_ring();
 	if (startp)
 		*startp = start;
 	return end;
@@ -1044,6 +1152,7 @@ KvWalFlush(KvLsn upto)
 			SpinLockAcquire(&wal->mutex);
 			if (wal->flush_lsn < target)
 				wal->flush_lsn = target;
+			wal->syncs++;
 			SpinLockRelease(&wal->mutex);
 			/*
 			 * More to ship: wake the log senders (no-op without peers).  A
@@ -1528,6 +1637,8 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 
 		SpinLockAcquire(&wal->mutex);
 		wal->insert_lsn = wal->write_lsn = run_start + run;
+		wal->bytes += run;
+		wal->writes++;
 		wal->last_start = last;
 		wal->last_term = term;
 		if (wal->term < term)

@@ -137,6 +137,22 @@ extern void KvWalPrepareNext(void);
 extern void KvWalWriterAttach(void);
 extern void KvWalSegmentCounts(uint64 *switches, uint64 *inline_created);
 
+/* the log's activity since startup (kv_wal_stats()) */
+typedef struct KvWalStats
+{
+	uint64		records;		/* records this node inserted */
+	uint64		bytes;			/* bytes added to its log (a follower's
+								 * appends included) */
+	uint64		buffers_full;	/* inserts that found the log buffers full
+								 * and wrote them, under the insert lock */
+	uint64		writes;			/* write calls of the log */
+	uint64		syncs;			/* fdatasyncs of log segments */
+	uint64		switches;		/* segment switches */
+	uint64		switches_inline;	/* of those, creating the segment */
+} KvWalStats;
+
+extern void KvWalGetStats(KvWalStats *st);
+
 /* status */
 extern void KvWalStatus(KvLsn *insert, KvLsn *flush, KvLsn *apply,
 						int *segments);

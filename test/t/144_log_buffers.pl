@@ -10,6 +10,10 @@
 #   40kB (so records wrap around the ring's end, fill it, and skip it when
 #   large): every acknowledged `local` commit survives an immediate stop,
 #   every `off` commit a clean stop, byte for byte;
+# - the wal writer is woken to write the ring when it is half full
+#   (failpoint wal-writer-no-timer: its timer does nothing), and
+#   kv_wal_stats() counts records, bytes, writes and the inserts that
+#   found the ring full (the writer stopped);
 # - a record that cannot have its blocks (the wal-enospc failpoint) fails
 #   with nothing inserted, and the ring goes on.
 use strict;
@@ -117,6 +121,73 @@ for my $mode ('local', 'off')
 		? 'local: every acknowledged commit survives an immediate stop'
 		: 'off: every commit survives a clean stop');
 }
+
+# ---------------------------------------------------------------------------
+# the wal writer is woken to write the ring when it is half full, so that
+# inserts seldom find it full (kv_wal_stats().buffers_full) and write it
+# under the insert lock themselves.  Failpoint wal-writer-no-timer: the
+# writer works only when woken, never on its kvext.wal_writer_delay timer.
+# (larger segments: a segment switch would flush, and wake the writer)
+$node->append_conf('postgresql.conf',
+	"kvext.failpoint = 'wal-writer-no-timer'\nkvext.wal_segment_size = '16MB'");
+$node->restart;
+kv_wait_ready($node);
+my $stats = q{SELECT records || ' ' || bytes || ' ' || buffers_full || ' ' || writes FROM kv_wal_stats()};
+my ($rec0, $bytes0, $full0, $writes0) = split / /, kv_scalar($node, $stats);
+# five off commits of about 7kB, one session (a backend that exits flushes
+# what it wrote, so the same session then waits for the writer)
+$r = $node->safe_psql(
+	'postgres', q{
+SET kvext.synchronous_commit = off;
+SELECT kv_put('half_1', repeat('h', 7000));
+SELECT kv_put('half_2', repeat('h', 7000));
+SELECT kv_put('half_3', repeat('h', 7000));
+SELECT kv_put('half_4', repeat('h', 7000));
+SELECT kv_put('half_5', repeat('h', 7000));
+DO $$
+BEGIN
+	FOR i IN 1 .. 1800 LOOP
+		EXIT WHEN (SELECT flush_lsn = insert_lsn FROM kv_wal_status());
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT flush_lsn = insert_lsn FROM kv_wal_status();
+});
+is((split /
+/, $r)[-1], 't',
+	'a ring more than half full wakes the wal writer, which writes and flushes it');
+my ($rec1, $bytes1, $full1, $writes1) = split / /, kv_scalar($node, $stats);
+is($full1, $full0, 'kv_wal_stats: no insert found the ring full');
+is(kv_scalar($node, 'SELECT segment_switches FROM kv_wal_stats()'), '0',
+	'kv_wal_stats: no segment switch (which would have flushed)');
+cmp_ok($rec1 - $rec0, '>=', 10, 'kv_wal_stats: the TXN and COMMIT records are counted');
+cmp_ok($bytes1 - $bytes0, '>=', 35000, 'kv_wal_stats: and their bytes');
+cmp_ok($writes1, '>', $writes0, 'kv_wal_stats: and the writes of the ring');
+
+# with the writer stopped, inserts fill the ring and write it themselves
+ok( $node->poll_query_until(
+		'postgres', qq{SELECT wait_event = 'WalWriterMain'
+			AND (SELECT flush_lsn = insert_lsn FROM kv_wal_status())
+			FROM pg_stat_activity WHERE backend_type = 'kvext wal writer'}),
+	'the kvext wal writer is idle');
+($walwriter) =
+  grep { (slurp_file("/proc/$_/cmdline") // '') =~ /kvext wal writer/ } child_pids($node->{_pid});
+kill 'STOP', $walwriter;
+$node->safe_psql('postgres',
+	"SET kvext.synchronous_commit = off;\n"
+	  . join('', map { "SELECT kv_put('full_$_', repeat('f', 7000));\n" } 1 .. 12));
+kill 'CONT', $walwriter;
+my ($rec2, $bytes2, $full2) = split / /, kv_scalar($node, $stats);
+cmp_ok($full2, '>', $full1, "kv_wal_stats: inserts found the ring full with the writer stopped ($full2)");
+$node->stop('immediate');
+$node->start;
+kv_wait_ready($node);
+is(kv_scalar($node, q{SELECT count(*) FROM kv_scan('half_') UNION ALL SELECT count(*) FROM kv_scan('full_')}),
+	"5\n12", 'the commits survive an immediate stop (their writes and the exit flush)');
+$node->adjust_conf('postgresql.conf', 'kvext.failpoint', "''");
+$node->adjust_conf('postgresql.conf', 'kvext.wal_segment_size', "'1MB'");
+$node->restart;
+kv_wait_ready($node);
 
 # ---------------------------------------------------------------------------
 # a record whose blocks cannot be had is not inserted; the log goes on
