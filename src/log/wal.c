@@ -153,6 +153,9 @@ typedef struct KvWalShared
 	uint64		seg_alloc;		/* bytes of it allocated (zero-filled) */
 	uint64		term;
 	bool		next_ready;		/* KVEXT_WAL_NEXT is a prepared segment */
+	uint64		dir_renamed;	/* segment switches that renamed a file in */
+	uint64		dir_synced;		/* of those, made durable by a directory
+								 * fsync (KvWalFlush) */
 	uint64		next_size;		/* its size */
 	uint64		switches;		/* segment switches since startup */
 	uint64		switches_inline;	/* of those, with no prepared segment */
@@ -242,6 +245,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *wlock, LWLock *flock)
 		wal->next_ready = false;
 		wal->next_size = 0;
 		wal->switches = wal->switches_inline = 0;
+		wal->dir_renamed = wal->dir_synced = 0;
 		wal->writer_procno = -1;
 		wal->last_start = InvalidKvLsn;
 		wal->last_term = 0;
@@ -564,7 +568,14 @@ switch_segment(void)
 	}
 	if (renamed)
 	{
-		fsync_wal_dir();
+		/*
+		 * The new name is made durable by the next flush (KvWalFlush),
+		 * before it counts anything in this segment as durable, not here
+		 * under the insert lock.
+		 */
+		SpinLockAcquire(&wal->mutex);
+		wal->dir_renamed++;
+		SpinLockRelease(&wal->mutex);
 		fd = open_segment(newstart, false);
 	}
 	else
@@ -589,6 +600,39 @@ switch_segment(void)
 }
 
 /*
+ * file_is_zeros
+ *		Is every byte of the file at path zero?  False if it cannot be read.
+ */
+static bool
+file_is_zeros(const char *path)
+{
+	const Size	bufsize = 64 * 1024;
+	char	   *buf = palloc(bufsize);
+	int			fd = BasicOpenFile(path, O_RDONLY | PG_BINARY);
+	ssize_t		n;
+	bool		zeros = (fd >= 0);
+
+	while (zeros && (n = read(fd, buf, bufsize)) != 0)
+	{
+		if (n < 0)
+		{
+			zeros = false;
+			break;
+		}
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != 0)
+			{
+				zeros = false;
+				break;
+			}
+	}
+	if (fd >= 0)
+		close(fd);
+	pfree(buf);
+	return zeros;
+}
+
+/*
  * KvWalPrepareNext
  *		Wal writer: make sure a prepared segment is waiting for the next
  *		switch.  It is written as KVEXT_WAL_NEXT_TMP at
@@ -599,9 +643,13 @@ switch_segment(void)
  *		file under the insert lock and then clears next_ready; only this
  *		function creates it, and only while next_ready is false, so the two
  *		never race on the name.  A prepared file left by an earlier run (a
- *		crash or restart) is reused by the worker's first call: it got its
- *		name only once it was durable.  Segment file listings ignore both
- *		names, so recovery never sees them.
+ *		crash or restart) is reused by the worker's first call if it is
+ *		still all zeros: it got its name only once it was durable, but a
+ *		switch's rename of it into a segment is made durable only by the
+ *		next flush (KvWalFlush), so after a crash of the machine the file
+ *		may be back under its old name with records in it, none of them
+ *		flushed.  Such a file is removed.  Segment file listings ignore
+ *		both names, so recovery never sees them.
  *
  *		Never raises an error for a full disk or a failed write: that is
  *		reported as a WARNING (once, until a preparation succeeds), the
@@ -631,8 +679,17 @@ KvWalPrepareNext(void)
 		leftover_checked = true;
 		if (stat(KVEXT_WAL_NEXT, &st) == 0 && st.st_size > 0)
 		{
-			size = st.st_size;
-			goto publish;
+			if (file_is_zeros(KVEXT_WAL_NEXT))
+			{
+				size = st.st_size;
+				goto publish;
+			}
+			/* see the function header: records whose new name was lost */
+			ereport(LOG,
+					(errmsg("removing prepared kvext log file \"%s\": it is not all zeros",
+							KVEXT_WAL_NEXT),
+					 errdetail("A segment switch renamed it and was lost in a crash before the directory was synced; none of its records had been flushed.")));
+			(void) unlink(KVEXT_WAL_NEXT);
 		}
 	}
 
@@ -1097,6 +1154,8 @@ KvWalFlush(KvLsn upto)
 		KvLsn		flushed;
 		KvLsn		target;
 		KvLsn		segstart;
+		uint64		renamed;
+		bool		dir_pending;
 
 		SpinLockAcquire(&wal->mutex);
 		flushed = wal->flush_lsn;
@@ -1126,6 +1185,8 @@ KvWalFlush(KvLsn upto)
 			SpinLockAcquire(&wal->mutex);
 			target = wal->write_lsn;
 			segstart = wal->seg_start;
+			renamed = wal->dir_renamed;
+			dir_pending = renamed > wal->dir_synced;
 			SpinLockRelease(&wal->mutex);
 			LWLockRelease(write_lock);
 
@@ -1149,9 +1210,14 @@ KvWalFlush(KvLsn upto)
 						(errcode_for_file_access(),
 						 errmsg("could not fdatasync kvext log segment %016llX: %m",
 								(unsigned long long) segstart)));
+			/* the current segment's name, if a switch gave it one */
+			if (dir_pending)
+				fsync_wal_dir();
 			SpinLockAcquire(&wal->mutex);
 			if (wal->flush_lsn < target)
 				wal->flush_lsn = target;
+			if (wal->dir_synced < renamed)
+				wal->dir_synced = renamed;
 			wal->syncs++;
 			SpinLockRelease(&wal->mutex);
 			/*

@@ -3,7 +3,9 @@
 # segment switch under the insert lock is a rename: the new segment IS the
 # prepared file.  A crash with a prepared, unused segment recovers (the file
 # is no segment, and it is reused), and a full disk while preparing fails no
-# commit: the switch then creates its segment itself.
+# commit: the switch then creates its segment itself.  A prepared file that
+# is not all zeros (a switch's rename of it lost in a power loss, with
+# records written into it) is removed, not reused.
 
 use strict;
 use warnings;
@@ -105,6 +107,41 @@ is(-s wal_dir($node) . "/$seg", 128 * 1024,
 ok(wait_next(0), 'a segment is prepared again');
 is(-s $next, 128 * 1024, 'at the new size');
 
+$node->stop('immediate');
+$node->start;
+kv_check_expected($node, \%expect, 'after a crash', 'acknowledged');
+
+# A switch's rename of the prepared file into the new segment is made
+# durable by the next flush, not under the insert lock.  So after a power
+# loss the file may be back under the name "next" with records written
+# into it, none of them flushed.  Such a file is not reused: it would
+# become a segment that is not zero-filled.
+ok(wait_next(0), 'a segment is prepared');
+$node->stop('immediate');
+my $junk = "\x5a" x 4096 . "\0" x (128 * 1024 - 4096);
+open(my $fh, '>', $next) or die "could not write $next: $!";
+binmode $fh;
+print $fh $junk;
+close $fh;
+$logpos = -s $node->logfile;
+$node->start;
+kv_check_expected($node, \%expect, 'with a prepared file holding data', 'acknowledged');
+ok($node->poll_query_until('postgres', q{SELECT true}), 'the server answers');
+$ino = inode($next);
+my $log_ok = 0;
+for (1 .. 3000)
+{
+	$log_ok = 1, last
+	  if slurp_file($node->logfile, $logpos) =~
+	  /LOG:  removing prepared kvext log file "kvext\/wal\/next": it is not all zeros/;
+	usleep(20_000);
+}
+ok($log_ok, 'a prepared file that is not all zeros is removed, and the server log says so');
+ok(wait_next(0), 'and a new one is prepared');
+is(slurp_file($next), "\0" x (128 * 1024), 'zero-filled');
+$seg = write_until_switch();
+is(slurp_file(wal_dir($node) . "/$seg") =~ /\x5a{4096}/ ? 'junk' : 'clean', 'clean',
+	'the next switch does not use the file that held data');
 $node->stop('immediate');
 $node->start;
 kv_check_expected($node, \%expect, 'after a crash', 'acknowledged');
