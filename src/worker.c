@@ -138,8 +138,9 @@ KvWalWriterMain(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
-	KvWorkerAttach();
+	/* announced first: once it shows in pg_stat_activity, it is woken */
 	KvWalWriterAttach();
+	KvWorkerAttach();
 
 	for (;;)
 	{
@@ -149,6 +150,7 @@ KvWalWriterMain(Datum arg)
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   kvext_wal_writer_delay, WAIT_EVENT_WAL_WRITER_MAIN);
 		ResetLatch(MyLatch);
+		KvWalWriterWoken();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

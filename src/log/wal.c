@@ -440,6 +440,8 @@ write_ring(void)
 	from = wal->write_lsn;
 	to = wal->insert_lsn;
 	segstart = wal->seg_start;
+	if (from == to)
+		wal->ring_wake = false;
 	SpinLockRelease(&wal->mutex);
 	if (from == to)
 		return;
@@ -756,7 +758,9 @@ wal_writer_detach(int code, Datum arg)
 /*
  * KvWalWriterAttach
  *		The wal writer announces itself, so that a segment switch can wake
- *		it to prepare the next segment.
+ *		it to prepare the next segment, and an insert to write the ring.
+ *		A wake that came before (when no writer was known) is not lost: the
+ *		writer's first round runs at once.
  */
 void
 KvWalWriterAttach(void)
@@ -766,6 +770,20 @@ KvWalWriterAttach(void)
 	SpinLockRelease(&wal->mutex);
 	KvVisibleSetWriter(MyProc->pgprocno);
 	on_shmem_exit(wal_writer_detach, (Datum) 0);
+	SetLatch(MyLatch);
+}
+
+/*
+ * KvWalWriterWoken
+ *		The wal writer woke up: an insert that fills the ring past half may
+ *		wake it again (its flush, which follows, writes the ring anyway).
+ */
+void
+KvWalWriterWoken(void)
+{
+	SpinLockAcquire(&wal->mutex);
+	wal->ring_wake = false;
+	SpinLockRelease(&wal->mutex);
 }
 
 /*

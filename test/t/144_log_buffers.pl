@@ -132,6 +132,11 @@ $node->append_conf('postgresql.conf',
 	"kvext.failpoint = 'wal-writer-no-timer'\nkvext.wal_segment_size = '16MB'");
 $node->restart;
 kv_wait_ready($node);
+# the writer has started (it announces itself to inserts before it shows)
+ok( $node->poll_query_until(
+		'postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+			WHERE backend_type = 'kvext wal writer' AND wait_event = 'WalWriterMain'}),
+	'the kvext wal writer runs');
 my $stats = q{SELECT records || ' ' || bytes || ' ' || buffers_full || ' ' || writes FROM kv_wal_stats()};
 my ($rec0, $bytes0, $full0, $writes0) = split / /, kv_scalar($node, $stats);
 # five off commits of about 7kB, one session (a backend that exits flushes
