@@ -1453,13 +1453,26 @@ KvWalListSegments(KvLsn **starts)
 /*
  * KvWalStartAt
  *		Called once by recovery: the log continues in the segment starting
- *		at seg_start, at insert_lsn, which is durable.  With no segment
- *		(seg_start invalid), creates the first one.
+ *		at seg_start, at insert_lsn.  With no segment (seg_start invalid),
+ *		creates the first one.
+ *
+ *		Everything up to insert_lsn counts as flushed from here on, so it is
+ *		made durable first.  After a crash of PostgreSQL alone, recovery may
+ *		have replayed records that were only in the kernel's page cache (an
+ *		off commit's, or one whose flush the crash cut short), and a segment
+ *		switch may have renamed a file in without the directory fsync that
+ *		the next flush would have done.  A segment switch skips its
+ *		fdatasync when the segment counts as flushed, so without this a
+ *		power loss after the restart could cut the log before records that
+ *		had been replayed and shown, and before later, acknowledged ones.
+ *		Only the current segment can hold unflushed records: each earlier
+ *		one was flushed before the switch that followed it.
  */
 void
 KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 {
 	struct stat st;
+	int			fd;
 
 	if (seg_start == InvalidKvLsn)
 	{
@@ -1469,11 +1482,18 @@ KvWalStartAt(KvLsn seg_start, KvLsn insert_lsn, uint64 term)
 		KvWalSegmentPath(path, seg_start);
 		zero_fill_segment(open_segment(seg_start, true), path);
 	}
-	if (fstat(open_segment(seg_start, false), &st) != 0)
+	fd = open_segment(seg_start, false);
+	if (fstat(fd, &st) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not stat kvext log segment %016llX: %m",
 						(unsigned long long) seg_start)));
+	if (pg_fdatasync(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync kvext log segment %016llX: %m",
+						(unsigned long long) seg_start)));
+	fsync_wal_dir();
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 	SpinLockAcquire(&wal->mutex);
 	wal->seg_start = seg_start;

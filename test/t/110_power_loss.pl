@@ -12,6 +12,9 @@
 #	c. synchronous_commit = off and a 10 s wal_writer_delay, power loss right
 #	   after the commits: some ARE lost (the harness really drops unsynced
 #	   writes), and what survives is a prefix of the acknowledged commits.
+#	e. (run last) a crash of PostgreSQL alone, a restart, one acknowledged
+#	   commit, then a power loss: what recovery replayed from the page
+#	   cache must have been made durable before the log reopened.
 #	d. (run first) a new node: the log directory kvext/wal that kvext
 #	   creates survives the power loss, with the commits in it; the
 #	   directory entry of a mkdir is durable only once its parent directory
@@ -411,6 +414,56 @@ sub fsync_dir
 	my $found = present('b', $n);
 	is(scalar(@$found), $n,
 		"off + clean stop: all $n acknowledged commits survived the power loss after it ($report)");
+}
+
+# ---------------------------------------------------------------------------
+# e. a crash of PostgreSQL alone, then a restart, then the power fails.
+# Recovery replays what the kernel's page cache held, written and never
+# fsynced: here the tail of a full segment (an off commit of 70kB, written
+# by a local commit's flush that the crash cuts between its write and its
+# fsync).  Once the log reopens, all of it counts as flushed; a segment
+# switch skips its fdatasync when the segment counts as flushed, so unless
+# recovery makes the tail durable, the next commit (in the new segment) is
+# acknowledged while the old segment's tail is not on disk, and after the
+# power loss the log has a hole: recovery fails ("the next log file does
+# not start where this one ends").  Found by an attack on stop 24's build.
+{
+	my $hold = $node->data_dir . '/kvext/hold';
+	my $script = "$tmp/writer_e.sql";
+	open(my $fh, '>', $script) or die "open $script: $!";
+	print $fh "SET kvext.synchronous_commit = off;\n",
+	  "SELECT 'ack' FROM kv_put('e_big', repeat('x', 70000));\n",
+	  "SELECT pg_sleep(120);\n";
+	close $fh;
+	my $off = spawn_psql($node, $script, "$tmp/writer_e.out", "$tmp/writer_e.err");
+	my $deadline = time + 60;
+	usleep(20_000) until slurp_file("$tmp/writer_e.out") =~ /^ack$/m || time > $deadline;
+	like(slurp_file("$tmp/writer_e.out"), qr/^ack$/m, 'crash, restart, power loss: an off commit of 70kB');
+	open($fh, '>', $hold) or die "open $hold: $!";
+	close $fh;
+	open($fh, '>', "$tmp/held_e.sql") or die "open: $!";
+	print $fh "SET kvext.failpoint = 'wal-before-fsync:hold';\n",
+	  "SET kvext.synchronous_commit = local;\n",
+	  "SELECT kv_put('e_held', 'h');\n";
+	close $fh;
+	my $held = spawn_psql($node, "$tmp/held_e.sql", "$tmp/held_e.out", "$tmp/held_e.err");
+	ok( $node->poll_query_until(
+			'postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'Extension'}),
+		'crash, restart, power loss: a local commit holds between its write and its fsync');
+	$node->stop('immediate');
+	unlink $hold;
+	wait_or_kill($_, time + 60) for ($off, $held);
+	$node->start;
+	kv_wait_ready($node);
+	is(kv_scalar($node, q{SELECT length(kv_get('e_big'))}), '70000',
+		'crash, restart, power loss: recovery replayed the unsynced off commit');
+	kv_scalar($node, q{SET kvext.synchronous_commit = local; SELECT kv_put('e_acked', 'yes');});
+	my $report = power_loss($node);
+	$node->start;
+	is(kv_wait_ready($node, 'ready') ? 'ready' : kv_scalar($node, 'SELECT state FROM kv_wal_status()'),
+		'ready', "crash, restart, power loss: recovery succeeds ($report)");
+	is(kv_scalar($node, q{SELECT kv_get('e_acked') || ' ' || length(kv_get('e_big'))}), 'yes 70000',
+		'crash, restart, power loss: the acknowledged commit and the replayed one survive');
 }
 
 $node->stop;

@@ -130,10 +130,17 @@ sub overhead
 		  FROM kv_stats()});
 }
 
-# crash, restart, and wait until recovery has ended one way or the other
+# crash, restart, and wait until recovery has ended one way or the other.
+# The commits here are off (kvext.synchronous_commit below), and this test
+# is not about losing them: wait until the log is flushed (the sessions that
+# wrote have exited, and a backend flushes what it wrote when it exits, but
+# psql returns before its backend has done that).
 sub crash_and_recover
 {
 	my ($node) = @_;
+	$node->poll_query_until('postgres',
+		q{SELECT flush_lsn = insert_lsn FROM kv_wal_status()})
+	  or die 'the log was not flushed';
 	$node->stop('immediate');
 	$node->start;
 	$node->poll_query_until('postgres',
