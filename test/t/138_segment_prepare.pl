@@ -22,13 +22,15 @@ my $next = wal_dir($node) . '/next';
 my %expect;
 my $n = 0;
 
-# wait (bounded) until the prepared segment exists (or, with $gone, not)
+# wait (bounded) until the prepared segment (or $path) exists (or, with
+# $gone, not)
 sub wait_next
 {
-	my ($gone) = @_;
+	my ($gone, $path) = @_;
+	$path //= $next;
 	for (1 .. 3000)
 	{
-		return 1 if ($gone ? !-e $next : -e $next);
+		return 1 if ($gone ? !-e $path : -e $path);
 		usleep(20_000);
 	}
 	return 0;
@@ -86,13 +88,7 @@ write_until_switch() for 1 .. 3;
 ok(scalar(wal_segments($node)) >= scalar(@segs_before) + 3, 'three more switches, each creating its segment');
 ok(!-e $next, 'no segment could be prepared');
 # (the writer tries again whenever it wakes: a try may be under way)
-my $tmp_gone = 0;
-for (1 .. 3000)
-{
-	$tmp_gone = 1, last unless -e "$next.tmp";
-	usleep(20_000);
-}
-ok($tmp_gone, 'and no partial file is left');
+ok(wait_next(1, "$next.tmp"), 'and no partial file is left');
 like(slurp_file($node->logfile, $logpos),
 	qr/WARNING:  could not prepare the next kvext log segment "kvext\/wal\/next.tmp": No space left on device/,
 	'the server log says why');
