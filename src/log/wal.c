@@ -172,8 +172,9 @@ typedef struct KvWalShared
 	/* records inserted but not yet written, from here to insert_lsn */
 	KvLsn		write_lsn;
 	Size		ring_size;		/* bytes of the ring (kvext.wal_buffers) */
-	bool		ring_wake;		/* the wal writer was woken to write the
-								 * ring, which is half full */
+	bool		ring_wake;		/* an insert set the wal writer's latch for
+								 * a ring half full, and the writer has not
+								 * woken since (it clears this when it does) */
 	/* activity since startup (kv_wal_stats()) */
 	uint64		records;		/* records inserted */
 	uint64		bytes;			/* their bytes */
@@ -440,8 +441,6 @@ write_ring(void)
 	from = wal->write_lsn;
 	to = wal->insert_lsn;
 	segstart = wal->seg_start;
-	if (from == to)
-		wal->ring_wake = false;
 	SpinLockRelease(&wal->mutex);
 	if (from == to)
 		return;
@@ -481,7 +480,6 @@ write_ring(void)
 	}
 	SpinLockAcquire(&wal->mutex);
 	wal->write_lsn = to;
-	wal->ring_wake = false;
 	wal->writes++;
 	SpinLockRelease(&wal->mutex);
 }
@@ -526,18 +524,14 @@ switch_segment(void)
 	SpinLockAcquire(&wal->mutex);
 	flushed = wal->flush_lsn >= newstart;
 	SpinLockRelease(&wal->mutex);
-	if (!flushed)
-	{
-		if (pg_fdatasync(fd) != 0)
-			ereport(PANIC,
-					(errcode_for_file_access(),
-					 errmsg("could not fdatasync kvext log segment %016llX: %m",
-							(unsigned long long) wal->seg_start)));
-		SpinLockAcquire(&wal->mutex);
-		wal->syncs++;
-		SpinLockRelease(&wal->mutex);
-	}
+	if (!flushed && pg_fdatasync(fd) != 0)
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync kvext log segment %016llX: %m",
+						(unsigned long long) wal->seg_start)));
 	SpinLockAcquire(&wal->mutex);
+	if (!flushed)
+		wal->syncs++;
 	if (wal->flush_lsn < newstart)
 		wal->flush_lsn = newstart;
 	ready = wal->next_ready;
@@ -776,27 +770,14 @@ KvWalWriterAttach(void)
 /*
  * KvWalWriterWoken
  *		The wal writer woke up: an insert that fills the ring past half may
- *		wake it again (its flush, which follows, writes the ring anyway).
+ *		wake it again.  Its flush, which follows, writes what the inserts
+ *		that woke it had copied (they wake it after their copy).
  */
 void
 KvWalWriterWoken(void)
 {
 	SpinLockAcquire(&wal->mutex);
 	wal->ring_wake = false;
-	SpinLockRelease(&wal->mutex);
-}
-
-/*
- * KvWalSegmentCounts
- *		Segment switches since startup, and how many of them found no
- *		prepared segment and created it under the insert lock.
- */
-void
-KvWalSegmentCounts(uint64 *switches, uint64 *inline_created)
-{
-	SpinLockAcquire(&wal->mutex);
-	*switches = wal->switches;
-	*inline_created = wal->switches_inline;
 	SpinLockRelease(&wal->mutex);
 }
 
@@ -905,8 +886,9 @@ segment_full_unflushed(void)
 /*
  * wake_writer_for_ring
  *		The ring is more than half full: wake the wal writer to write it
- *		(its flush), once until the ring is written, so that inserts seldom
- *		find it full and write it under the insert lock themselves.
+ *		(its flush), once until it wakes (KvWalWriterWoken), so that inserts
+ *		seldom find the ring full and write it under the insert lock
+ *		themselves.
  */
 static void
 wake_writer_for_ring(void)
@@ -1073,21 +1055,18 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 
 	if (!direct)
 	{
-		KvLsn		written;
+		bool		full;
 
 		/* room in the ring: write out what is there if it is full */
 		SpinLockAcquire(&wal->mutex);
-		written = wal->write_lsn;
-		SpinLockRelease(&wal->mutex);
-		if (end - written > wal->ring_size)
-		{
-			SpinLockAcquire(&wal->mutex);
+		full = (end - wal->write_lsn > wal->ring_size);
+		if (full)
 			wal->buffers_full++;
-			SpinLockRelease(&wal->mutex);
+		else
+			wake_writer = (end - wal->write_lsn > wal->ring_size / 2);
+		SpinLockRelease(&wal->mutex);
+		if (full)
 			write_ring_locked();
-		}
-		else if (end - written > wal->ring_size / 2)
-			wake_writer = true;
 		ring_copy(start, rec, len);
 	}
 

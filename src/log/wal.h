@@ -136,7 +136,6 @@ extern bool KvWalWriteZeros(int fd, off_t from, off_t to);
 extern void KvWalPrepareNext(void);
 extern void KvWalWriterAttach(void);
 extern void KvWalWriterWoken(void);
-extern void KvWalSegmentCounts(uint64 *switches, uint64 *inline_created);
 
 /* the log's activity since startup (kv_wal_stats()) */
 typedef struct KvWalStats
