@@ -20,7 +20,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   kv_node kv_wait_ready kv_call kv_scalar kv_status kv_digest
-  kill9_postmaster child_pids wal_dir wal_segments last_segment
+  kill9_postmaster child_pids proc_title server_process wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
   spawn_psql wait_or_kill gdb_hold gdb_wait_hit gdb_release
@@ -256,6 +256,30 @@ sub child_pids
 	}
 	closedir $d;
 	return @pids;
+}
+
+# the process title of pid ('' once it has gone: a child listed by
+# child_pids may exit before its title is read, so never die here)
+sub proc_title
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/cmdline") or return '';
+	local $/;
+	my $title = <$fh> // '';
+	close $fh;
+	return $title;
+}
+
+# the pid of the node's server process whose title matches title_re
+# ('kvext wal writer'), '' if there is none
+sub server_process
+{
+	my ($node, $title_re) = @_;
+	for my $pid (child_pids($node->{_pid} // 0))
+	{
+		return $pid if proc_title($pid) =~ $title_re;
+	}
+	return '';
 }
 
 # every process under pid (children, their children, ...)

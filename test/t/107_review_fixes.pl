@@ -31,14 +31,7 @@ $held->query_safe(q{BEGIN; SELECT kv_put('r1', 'pending'), kv_put('held-new', 'x
 # is also in pg_stat_activity, see 130_visible_waits.pl)
 sub checkpointer_pid
 {
-	for my $pid (child_pids($node->{_pid} // 0))
-	{
-		open(my $fh, '<', "/proc/$pid/cmdline") or next;
-		my $cmd = <$fh> // '';
-		close $fh;
-		return $pid if $cmd =~ /kvext checkpointer/;
-	}
-	return '';
+	return server_process($node, qr/kvext checkpointer/);
 }
 my $ckpt_pid = checkpointer_pid();
 like($ckpt_pid, qr/^\d+$/, 'found the kvext checkpointer');

@@ -155,17 +155,6 @@ sub hard_stop
 	}
 }
 
-# the process title of pid ('' once it has gone)
-sub proc_title
-{
-	my ($pid) = @_;
-	open(my $fh, '<', "/proc/$pid/cmdline") or return '';
-	local $/;
-	my $title = <$fh> // '';
-	close $fh;
-	return $title;
-}
-
 # a hard stop of the server, then the power fails
 sub power_loss
 {
@@ -361,7 +350,7 @@ sub fsync_dir
 {
 	my $n = 200;
 	my ($st, $try, @writers);
-	my ($walwriter) = grep { proc_title($_) =~ /kvext wal writer/ } child_pids($node->{_pid});
+	my $walwriter = server_process($node, qr/kvext wal writer/);
 	die 'kvext wal writer process not found' unless $walwriter;
 	for my $t (1 .. 3)
 	{
@@ -397,7 +386,7 @@ sub fsync_dir
 # starts; the writing session is still connected then.
 {
 	my $n = 300;
-	my ($walwriter) = grep { proc_title($_) =~ /kvext wal writer/ } child_pids($node->{_pid});
+	my $walwriter = server_process($node, qr/kvext wal writer/);
 	die 'kvext wal writer process not found' unless $walwriter;
 	kill 'STOP', $walwriter;
 	my $w = start_writer('b', 'off', $n, 1);

@@ -37,9 +37,8 @@ is(kv_scalar($node, 'SHOW kvext.wal_buffers'), '64kB', 'kvext.wal_buffers is set
 
 # ---------------------------------------------------------------------------
 # an off commit stays in the ring until a flush
-my ($walwriter) =
-  grep { (slurp_file("/proc/$_/cmdline") // '') =~ /kvext wal writer/ } child_pids($node->{_pid});
-ok($walwriter, 'found the kvext wal writer');
+my $walwriter = server_process($node, qr/kvext wal writer/);
+ok($walwriter, 'found the kvext wal writer') or die 'no kvext wal writer to stop';
 # stop it idle, between flushes: stopped inside one it would hold the log's
 # write lock, and the backends that need it would wait for it
 ok( $node->poll_query_until(
@@ -140,7 +139,10 @@ ok( $node->poll_query_until(
 my $stats = q{SELECT records || ' ' || bytes || ' ' || buffers_full || ' ' || writes FROM kv_wal_stats()};
 my ($rec0, $bytes0, $full0, $writes0) = split / /, kv_scalar($node, $stats);
 # five off commits of about 7kB, one session (a backend that exits flushes
-# what it wrote, so the same session then waits for the writer)
+# what it wrote, so the same session then waits for the writer).  The fifth
+# TXN record takes the ring past half full and wakes the writer, whose flush
+# may come before that commit's COMMIT record is inserted: the flush is
+# waited for past the log's end before the fifth commit, not to its end.
 $r = $node->safe_psql(
 	'postgres', q{
 SET kvext.synchronous_commit = off;
@@ -148,18 +150,24 @@ SELECT kv_put('half_1', repeat('h', 7000));
 SELECT kv_put('half_2', repeat('h', 7000));
 SELECT kv_put('half_3', repeat('h', 7000));
 SELECT kv_put('half_4', repeat('h', 7000));
+SELECT set_config('kvtest.mark', insert_lsn::text, false) FROM kv_wal_status();
+SELECT 'unflushed ' || (insert_lsn - flush_lsn) FROM kv_wal_status();
 SELECT kv_put('half_5', repeat('h', 7000));
 DO $$
 BEGIN
 	FOR i IN 1 .. 1800 LOOP
-		EXIT WHEN (SELECT flush_lsn = insert_lsn FROM kv_wal_status());
+		EXIT WHEN (SELECT flush_lsn > current_setting('kvtest.mark')::pg_lsn FROM kv_wal_status());
 		PERFORM pg_sleep(0.1);
 	END LOOP;
 END $$;
-SELECT flush_lsn = insert_lsn FROM kv_wal_status();
+SELECT 'flushed ' || (flush_lsn > current_setting('kvtest.mark')::pg_lsn) FROM kv_wal_status();
 });
-is((split /
-/, $r)[-1], 't',
+my ($unflushed4) = $r =~ /^unflushed (\d+)$/m;
+my ($flushed5) = $r =~ /^flushed (\w+)$/m;
+# (28000 bytes of values, with their keys and record headers)
+ok($unflushed4 > 28000 && $unflushed4 <= 32768,
+	"four commits are in the ring, unflushed, and fill at most half of it ($unflushed4 bytes)");
+is($flushed5, 'true',
 	'a ring more than half full wakes the wal writer, which writes and flushes it');
 my ($rec1, $bytes1, $full1, $writes1) = split / /, kv_scalar($node, $stats);
 is($full1, $full0, 'kv_wal_stats: no insert found the ring full');
@@ -175,8 +183,8 @@ ok( $node->poll_query_until(
 			AND (SELECT flush_lsn = insert_lsn FROM kv_wal_status())
 			FROM pg_stat_activity WHERE backend_type = 'kvext wal writer'}),
 	'the kvext wal writer is idle');
-($walwriter) =
-  grep { (slurp_file("/proc/$_/cmdline") // '') =~ /kvext wal writer/ } child_pids($node->{_pid});
+$walwriter = server_process($node, qr/kvext wal writer/);
+ok($walwriter, 'found the kvext wal writer again') or die 'no kvext wal writer to stop';
 kill 'STOP', $walwriter;
 $node->safe_psql('postgres',
 	"SET kvext.synchronous_commit = off;\n"
