@@ -34,6 +34,10 @@
  *	wal-enospc-reserve		reserving space for COMMIT/ABORT records fails
  *	wal-insert-hold			a TXN record's insert waits, holding the log insert
  *							lock, while $PGDATA/kvext/hold exists (no crash)
+ *	wal-direct-write		a record too large for the log buffers, its
+ *							position given out and the insert lock released,
+ *							before it is written (the write lock held; use
+ *							:hold or :panic, in a critical section)
  *	wal-prepare-enospc		the wal writer's preparation of the next log
  *							segment fails with ENOSPC (no crash)
  *	snapshot-mid			checkpointer, half-way through writing a snapshot
@@ -70,12 +74,14 @@ char	   *kvext_failpoint = NULL;
 
 /* every point kvext.failpoint may name (the list above) */
 static const char *const failpoint_names[] = {
-	"wal-before-write", "wal-after-write", "wal-before-fsync", "wal-after-fsync",
-	"commit-before-marker", "commit-after-marker", "abort-after-error",
-	"watermark-hold", "wal-writer-no-timer", "wal-enospc", "wal-enospc-reserve",
-	"wal-insert-hold", "wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
+	"wal-before-write", "wal-after-write", "wal-before-fsync",
+	"wal-after-fsync", "commit-before-marker", "commit-after-marker",
+	"abort-after-error", "watermark-hold", "wal-writer-no-timer",
+	"wal-enospc", "wal-enospc-reserve", "wal-insert-hold", "wal-direct-write",
+	"wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
 	"segment-removal-mid", "install-before-marker", "install-after-marker",
-	"install-mid", "install-before-load", "recovery-new-boot", "fdw-remote-read",
+	"install-mid", "install-before-load", "recovery-new-boot",
+	"fdw-remote-read",
 };
 
 /*

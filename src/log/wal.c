@@ -30,8 +30,11 @@
  * a segment switch, a cut, a follower's append or a log reader opens.  So
  * a kv transaction with kvext.synchronous_commit = off makes no system
  * call, and no lock is held across a write but the write lock.  A record
- * larger than a quarter of the ring is written at once, under the insert
- * and write locks, after the ring.  The buffered bytes always lie in the
+ * larger than a quarter of the ring is written at once, after the ring,
+ * under the write lock: the insert lock gives out its position, reserves
+ * its blocks and takes the write lock, then is released before the record
+ * is written (write_direct), so that other inserts go on into the ring
+ * while flushes wait for it.  The buffered bytes always lie in the
  * current segment, in blocks that exist (below), and nothing reads the
  * file beyond the flush position without writing the ring first.  A record
  * lost with the ring (a crash of PostgreSQL before any of those) belongs
@@ -94,7 +97,8 @@
  * Locks, always in this order: flush lock, insert lock, write lock, then
  * the mutex.  KvWalFlush takes the flush lock, then the write lock to write
  * the ring (never the insert lock); an insert takes the write lock only
- * when it must write (a full ring, a segment switch, a large record);
+ * when it must write (a full ring, a segment switch, a large record,
+ * whose write keeps it after the insert lock is released);
  * KvWalTruncate and KvWalResetTo on a live log take all three (then the
  * control lock).  The write lock alone makes the ring's bytes from
  * write_lsn to insert_lsn stable: inserts copy only past insert_lsn, and
@@ -171,6 +175,12 @@ typedef struct KvWalShared
 	pg_atomic_uint64 holds[KVEXT_VISIBLE_MAX_SENDERS];
 	/* records inserted but not yet written, from here to insert_lsn */
 	KvLsn		write_lsn;
+	/*
+	 * A large record being written outside the insert lock (write_direct),
+	 * by the holder of the write lock: the files end before it (the ring,
+	 * empty then, starts at write_lsn, after it).  InvalidKvLsn if none.
+	 */
+	KvLsn		direct_start;
 	Size		ring_size;		/* bytes of the ring (kvext.wal_buffers) */
 	bool		ring_wake;		/* an insert set the wal writer's latch for
 								 * a ring half full, and the writer has not
@@ -255,6 +265,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *wlock, LWLock *flock)
 		for (int i = 0; i < KVEXT_VISIBLE_MAX_SENDERS; i++)
 			pg_atomic_init_u64(&wal->holds[i], InvalidKvLsn);
 		wal->write_lsn = InvalidKvLsn;
+		wal->direct_start = InvalidKvLsn;
 		wal->ring_size = RING_SIZE;
 		wal->ring_wake = false;
 		wal->records = wal->bytes = wal->buffers_full = 0;
@@ -836,11 +847,11 @@ fail_insert(int fd, off_t offset, ssize_t written, int save_errno, const char *w
  * write_at
  *		Write len bytes of buf at offset of fd, the current segment, as one
  *		or more pwrite() calls.  On failure, zeroes what was written and
- *		raises the error (fail_insert).  with_failpoint: the wal-enospc
- *		failpoint fails the write.  Caller holds the insert and write locks.
+ *		raises the error (fail_insert).  Caller holds the insert and write
+ *		locks.
  */
 static void
-write_at(int fd, const char *buf, Size len, off_t offset, bool with_failpoint)
+write_at(int fd, const char *buf, Size len, off_t offset)
 {
 	ssize_t		done = 0;
 
@@ -848,21 +859,61 @@ write_at(int fd, const char *buf, Size len, off_t offset, bool with_failpoint)
 	{
 		ssize_t		n;
 
-		if (with_failpoint && KvFailpointEnospc("wal-enospc"))
-		{
-			n = -1;
-			errno = ENOSPC;
-		}
-		else
-		{
-			pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-			n = pg_pwrite(fd, buf + done, len - done, offset + done);
-			pgstat_report_wait_end();
-		}
+		pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
+		n = pg_pwrite(fd, buf + done, len - done, offset + done);
+		pgstat_report_wait_end();
 		if (n <= 0)
 			fail_insert(fd, offset, done, (n == 0) ? ENOSPC : errno, "write to");
 		done += n;
 	}
+}
+
+/*
+ * write_direct
+ *		Write a large record (len bytes at offset of the current segment),
+ *		whose position the insert lock has given out and released: records
+ *		after it may be in the ring already.  The write lock, held since,
+ *		keeps every flush, ring write and segment switch behind it, and
+ *		direct_start keeps the log senders (KvWalWrittenPos) from reading
+ *		it before it is written.  A failure cannot be undone now, so it is
+ *		a PANIC, as a failed write of the ring is: the record's blocks
+ *		exist, so only an I/O error gets here, and the log ends before the
+ *		record (nothing after it was flushed).
+ */
+static void
+write_direct(const char *rec, Size len, off_t offset)
+{
+	int			fd = open_segment(wal->seg_start, false);
+	Size		done = 0;
+
+	Assert(LWLockHeldByMeInMode(write_lock, LW_EXCLUSIVE) &&
+		   !LWLockHeldByMe(insert_lock));
+	START_CRIT_SECTION();
+	KvFailpoint("wal-direct-write");
+	while (done < len)
+	{
+		ssize_t		n;
+
+		pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
+		n = pg_pwrite(fd, rec + done, len - done, offset + (off_t) done);
+		pgstat_report_wait_end();
+		if (n <= 0)
+		{
+			if (n == 0)
+				errno = ENOSPC;
+			ereport(PANIC,
+					(errcode_for_file_access(),
+					 errmsg("could not write to kvext log segment %016llX at offset %lld: %m",
+							(unsigned long long) wal->seg_start,
+							(long long) (offset + (off_t) done))));
+		}
+		done += n;
+	}
+	SpinLockAcquire(&wal->mutex);
+	wal->direct_start = InvalidKvLsn;
+	wal->writes++;
+	SpinLockRelease(&wal->mutex);
+	END_CRIT_SECTION();
 }
 
 /*
@@ -958,6 +1009,14 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		 */
 		if (segment_full_unflushed())
 			KvWalFlushAll();
+
+		/*
+		 * A large record: write the ring now, so that what the insert lock
+		 * has to write before the record is only what others insert from
+		 * here on.
+		 */
+		else if (len > RING_MAX_RECORD)
+			write_ring_locked();
 	}
 
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
@@ -1015,14 +1074,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 
 	offset = (off_t) (start - wal->seg_start);
 	direct = (len > RING_MAX_RECORD);
-	if (direct)
-	{
-		/* a large record: the ring first, then the record, at once */
-		Assert(!IS_MARKER(type));
-		LWLockAcquire(write_lock, LW_EXCLUSIVE);
-		write_ring();
-		write_at(open_segment(wal->seg_start, false), rec, len, offset, true);
-	}
+	Assert(!direct || !IS_MARKER(type));
 
 	/*
 	 * The record's blocks, and for a TXN record those of the COMMIT or
@@ -1039,7 +1091,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		int			save_errno = 0;
 
 		/* (open_segment returns the cached descriptor: no system call) */
-		if (!direct && KvFailpointEnospc("wal-enospc"))
+		if (KvFailpointEnospc("wal-enospc"))
 			save_errno = ENOSPC;
 		else if (type == KV_REC_TXN && KvFailpointEnospc("wal-enospc-reserve"))
 			save_errno = ENOSPC;
@@ -1050,10 +1102,21 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 			save_errno = errno;
 		if (save_errno != 0)
 			fail_insert(open_segment(wal->seg_start, false), offset,
-						direct ? len : 0, save_errno, "reserve space in");
+						0, save_errno, "reserve space in");
 	}
 
-	if (!direct)
+	if (direct)
+	{
+		/*
+		 * A large record is written at once, after the ring (what others
+		 * inserted before it), under the write lock but not the insert
+		 * lock (below).  Its blocks exist (reserved above), so the write
+		 * meets no full disk.
+		 */
+		LWLockAcquire(write_lock, LW_EXCLUSIVE);
+		write_ring();
+	}
+	else
 	{
 		bool		full;
 
@@ -1079,16 +1142,20 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	wal->bytes += len;
 	if (direct)
 	{
-		wal->write_lsn = end;	/* written: nothing of it is in the ring */
-		wal->writes++;
+		/* the ring starts after it; what is written still ends before it */
+		wal->write_lsn = end;
+		wal->direct_start = start;
 	}
 	wal->last_start = start;
 	wal->last_term = hdr->term;
 	SpinLockRelease(&wal->mutex);
+	LWLockRelease(insert_lock);
 
 	if (direct)
+	{
+		write_direct(rec, len, offset);
 		LWLockRelease(write_lock);
-	LWLockRelease(insert_lock);
+	}
 
 	if (wake_writer)
 		wake_writer_for_ring();
@@ -1253,7 +1320,7 @@ KvWalWrittenPos(void)
 	KvLsn		lsn;
 
 	SpinLockAcquire(&wal->mutex);
-	lsn = wal->write_lsn;
+	lsn = (wal->direct_start != InvalidKvLsn) ? wal->direct_start : wal->write_lsn;
 	SpinLockRelease(&wal->mutex);
 	return lsn;
 }
@@ -1716,7 +1783,7 @@ KvWalAppendRaw(const char *recs, Size len, KvLsn start)
 		}
 
 		write_at(open_segment(wal->seg_start, false), recs + off, run,
-				 (off_t) (run_start - wal->seg_start), false);
+				 (off_t) (run_start - wal->seg_start));
 
 		SpinLockAcquire(&wal->mutex);
 		wal->insert_lsn = wal->write_lsn = run_start + run;

@@ -14,6 +14,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use Digest::MD5;
+
 use KvextDurability;
 
 # small segments: the log moves onto a 16MB file system below, and a segment
@@ -145,6 +147,24 @@ SKIP:
 	my @failed = grep { !$acked{$_} } 1 .. 40;
 	is(kv_scalar($node, 'SELECT count(*) FROM unnest(ARRAY[' . join(',', map { "'df_$_'" } @failed) . ']) k WHERE kv_exists(k)'),
 		'0', 'disk full: no key of a failed write is visible');
+
+	# records too large for the log buffers (written at once, outside the
+	# log's insert lock, where a failed write could not be undone): refused
+	# when their blocks are reserved, never a failed write (a PANIC)
+	$logpos = -s $node->logfile;
+	$r = kv_call($node,
+		join("\n", map { "SELECT $_ FROM kv_put('dfbig_$_', repeat(md5('$_'), 10000));" } 1 .. 5),
+		on_error_stop => 0);
+	my @bigacked = grep { /^\d+$/ } split /\n/, $r->{stdout};
+	note(scalar(@bigacked) . ' large writes acknowledged');
+	like($r->{stderr}, qr/ERROR:  53100: could not (?:reserve space in kvext log file "[^"]+" at offset \d+|create kvext log file "[^"]+"): No space left on device/,
+		'disk full: a large record is refused with disk_full');
+	unlike($r->{stderr}, qr/server closed the connection|PANIC/, 'disk full: the large writes lost no session');
+	no_crash('disk full, large records', $logpos);
+	$expect{"dfbig_$_"} = Digest::MD5::md5_hex($_) x 10000 for @bigacked;
+	kv_check_expected($node, \%expect, 'disk full, large records', 'acknowledged');
+	is(kv_scalar($node, q{SELECT count(*) FROM kv_scan('dfbig_')}), scalar(@bigacked),
+		'disk full: no large write that failed is visible');
 
 	# space comes back
 	unlink($filler) or die "unlink: $!";
