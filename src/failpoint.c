@@ -38,6 +38,8 @@
  *							position given out and the insert lock released,
  *							before it is written (the write lock held; use
  *							:hold or :panic, in a critical section)
+ *	wal-switch-mid			a segment switch: the new segment renamed into place
+ *							(or created), the log not yet moved into it
  *	wal-prepare-enospc		the wal writer's preparation of the next log
  *							segment fails with ENOSPC (no crash)
  *	snapshot-mid			checkpointer, half-way through writing a snapshot
@@ -78,7 +80,7 @@ static const char *const failpoint_names[] = {
 	"wal-after-fsync", "commit-before-marker", "commit-after-marker",
 	"abort-after-error", "watermark-hold", "wal-writer-no-timer",
 	"wal-enospc", "wal-enospc-reserve", "wal-insert-hold", "wal-direct-write",
-	"wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
+	"wal-switch-mid", "wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
 	"segment-removal-mid", "install-before-marker", "install-after-marker",
 	"install-mid", "install-before-load", "recovery-new-boot",
 	"fdw-remote-read",

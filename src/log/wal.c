@@ -590,6 +590,8 @@ switch_segment(void)
 		create_segment_inline(newstart, path);
 		fd = seg_fd;
 	}
+	/* the new segment has its name; the log has not moved into it */
+	KvFailpoint("wal-switch-mid");
 	if (writer >= 0)
 		SetLatch(&ProcGlobal->allProcs[writer].procLatch);
 	if (fstat(fd, &st) != 0)

@@ -149,4 +149,26 @@ $node->stop('immediate');
 $node->start;
 kv_check_expected($node, \%expect, 'after a crash', 'acknowledged');
 
+# a PANIC in the middle of a switch (failpoint wal-switch-mid: the prepared
+# file renamed into place, the log not moved into it): the write that
+# switched is lost, nothing acknowledged is, and the log goes on
+ok(wait_next(0), 'a segment is prepared');
+$logpos = -s $node->logfile;
+my $r = kv_call($node,
+	"SET kvext.failpoint = 'wal-switch-mid';\n"
+	  . join('', map { "SELECT 'ack $_' FROM kv_put('sw_$_', repeat('s', 1000));\n" } 1 .. 200));
+my @acked = $r->{stdout} =~ /^ack (\d+)$/mg;
+ok(!$r->{ok} && @acked < 200, 'a write that switches segments fails there (' . scalar(@acked) . ' before it)');
+kv_wait_ready($node);
+like(slurp_file($node->logfile, $logpos), qr/PANIC:  kvext failpoint "wal-switch-mid" reached/,
+	'the server PANICked in the switch');
+$expect{"sw_$_"} = 's' x 1000 for @acked;
+kv_check_expected($node, \%expect, 'after a PANIC in a switch', 'acknowledged');
+is(kv_scalar($node, q{SELECT count(*) FROM kv_scan('sw_')}), scalar(@acked),
+	'the write that was switching is not there');
+$seg = write_until_switch();
+$node->stop('immediate');
+$node->start;
+kv_check_expected($node, \%expect, 'the log goes on after it, across a switch and a crash', 'acknowledged');
+
 done_testing();
