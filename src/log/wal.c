@@ -12,12 +12,13 @@
  * longer than that, never split.
  *
  * Inserting.  Under the insert lock a committing backend takes the next
- * position, finishes the record's CRC (the payload was summed before the
- * lock; the header, which holds the position, is summed last), and
- * pwrite()s it to the current segment.  Insertion order is therefore log
- * order.  If the write fails (ENOSPC, EIO) the bytes written of it are
- * overwritten with zeros and the error is raised: nothing partial counts
- * as written, and a later write may succeed.
+ * position and finishes the record's CRC (the payload was summed before
+ * the lock; the header, which holds the position, is summed last).
+ * Insertion order is therefore log order.  Where the record goes then is
+ * "Log buffers" below.  A follower's append (KvWalAppendRaw) writes under
+ * the insert lock; if that write fails (ENOSPC, EIO) the bytes written of
+ * it are overwritten with zeros and the error is raised: nothing partial
+ * counts as written, and a later write may succeed.
  *
  * Log buffers.  A record is not written where it is inserted: under the
  * insert lock it gets its position and is copied into a shared ring of
@@ -872,8 +873,9 @@ write_at(int fd, const char *buf, Size len, off_t offset)
 
 /*
  * write_direct
- *		Write a large record (len bytes at offset of the current segment),
- *		whose position the insert lock has given out and released: records
+ *		Write a large record (len bytes at offset of fd, the current
+ *		segment), whose position the insert lock has given out and released
+ *		(nothing may fail between the two but the write itself): records
  *		after it may be in the ring already.  The write lock, held since,
  *		keeps every flush, ring write and segment switch behind it, and
  *		direct_start keeps the log senders (KvWalWrittenPos) from reading
@@ -883,9 +885,8 @@ write_at(int fd, const char *buf, Size len, off_t offset)
  *		record (nothing after it was flushed).
  */
 static void
-write_direct(const char *rec, Size len, off_t offset)
+write_direct(int fd, const char *rec, Size len, off_t offset)
 {
-	int			fd = open_segment(wal->seg_start, false);
 	Size		done = 0;
 
 	Assert(LWLockHeldByMeInMode(write_lock, LW_EXCLUSIVE) &&
@@ -983,6 +984,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	off_t		offset;
 	bool		direct;
 	bool		wake_writer = false;
+	int			direct_fd = -1;
 
 	Assert(len % 8 == 0 && len >= sizeof(KvWalRecord));
 	if (unlikely(wal->insert_lsn == InvalidKvLsn))
@@ -1113,8 +1115,10 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 		 * A large record is written at once, after the ring (what others
 		 * inserted before it), under the write lock but not the insert
 		 * lock (below).  Its blocks exist (reserved above), so the write
-		 * meets no full disk.
+		 * meets no full disk; its descriptor is had now, while an error
+		 * still leaves nothing inserted.
 		 */
+		direct_fd = open_segment(wal->seg_start, false);
 		LWLockAcquire(write_lock, LW_EXCLUSIVE);
 		write_ring();
 	}
@@ -1155,7 +1159,7 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 
 	if (direct)
 	{
-		write_direct(rec, len, offset);
+		write_direct(direct_fd, rec, len, offset);
 		LWLockRelease(write_lock);
 	}
 
