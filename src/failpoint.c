@@ -36,7 +36,7 @@
  *							lock, while $PGDATA/kvext/hold exists (no crash)
  *	wal-direct-write		a record too large for the log buffers, its
  *							position given out and the insert lock released,
- *							before it is written (the write lock held; use
+ *							half of it written (the write lock held; use
  *							:hold or :panic, in a critical section)
  *	wal-switch-mid			a segment switch: the new segment renamed into place
  *							(or created), the log not yet moved into it

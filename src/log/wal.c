@@ -892,13 +892,20 @@ write_direct(int fd, const char *rec, Size len, off_t offset)
 	Assert(LWLockHeldByMeInMode(write_lock, LW_EXCLUSIVE) &&
 		   !LWLockHeldByMe(insert_lock));
 	START_CRIT_SECTION();
-	KvFailpoint("wal-direct-write");
 	while (done < len)
 	{
+		/*
+		 * In two halves, so that a test can stop it between them, with a
+		 * torn record in the file (one more write, for records of over
+		 * 256kB by default)
+		 */
+		Size		upto = (done < len / 2) ? len / 2 : len;
 		ssize_t		n;
 
+		if (done == len / 2)
+			KvFailpoint("wal-direct-write");
 		pgstat_report_wait_start(WAIT_EVENT_WAL_WRITE);
-		n = pg_pwrite(fd, rec + done, len - done, offset + (off_t) done);
+		n = pg_pwrite(fd, rec + done, upto - done, offset + (off_t) done);
 		pgstat_report_wait_end();
 		if (n <= 0)
 		{

@@ -4,7 +4,8 @@
 # wal-direct-write:hold), an "off" commit still completes, and a "local"
 # commit waits for it, since nothing after the record may become durable
 # before the record itself.  A crash or a PANIC in the middle of that write
-# leaves a log that ends before the record: the record and everything
+# (the failpoint stops it half done) leaves a torn record at the tail,
+# which recovery reads as the end of the log: the record and everything
 # inserted after it are gone, nothing acknowledged is lost, and the log
 # goes on from there.  Nothing here is timed: the test checks where each
 # session is while the large record's writer is held.

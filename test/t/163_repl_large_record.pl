@@ -1,0 +1,103 @@
+# Copyright (c) 2026, kvext authors
+#
+# A leader writes a record too large for its log buffers outside the log's
+# insert lock (src/log/wal.c, write_direct): its position is given out
+# first, records after it may follow into the ring, and the file holds it
+# only once its write is done.  The log senders must ship only what the
+# file holds: while the large record's write is held half done (failpoint
+# wal-direct-write:hold: a torn record in the file) and a commit after it
+# is in the ring, the
+# followers get nothing from the record's start on, and no node logs a
+# damaged or refused record; once it is let go, both followers get the
+# record and what followed it, and the three digests agree.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use KvextDurability;
+
+# a 64kB ring: records over 16kB are written at once
+my ($n1, $n2, $n3) = kv_repl_group('lrec', 3, "kvext.wal_buffers = '64kB'\n");
+my @nodes = ($n1, $n2, $n3);
+my $tmp  = $PostgreSQL::Test::Utils::tmp_check;
+my $hold = $n1->data_dir . '/kvext/hold';
+my %logpos = map { $_->name => -s $_->logfile } @nodes;
+
+# all of the leader's log on both followers, digests equal
+sub converged
+{
+	my ($what) = @_;
+	my $want = kv_digest($n1);
+	for my $f ($n2, $n3)
+	{
+		my $got;
+		my $deadline = time + 180;
+		while (time < $deadline)
+		{
+			$got = kv_digest($f);
+			last if $got eq $want;
+			sleep 1;
+		}
+		is($got, $want, "$what: " . $f->name . " has the leader's contents");
+	}
+}
+
+$n1->safe_psql('postgres', q{SELECT kv_put('before_' || i, repeat('b', 30000)) FROM generate_series(1, 5) i});
+$n1->safe_psql('postgres', q{SELECT kv_put('small_' || i, 's') FROM generate_series(1, 50) i});
+converged('large and small records before');
+
+# hold a large record's write on the leader
+open(my $fh, '>', $hold) or die "open $hold: $!";
+close $fh;
+my $start = kv_status($n1)->{insert};
+open($fh, '>', "$tmp/big.sql") or die;
+print $fh "SET kvext.failpoint = 'wal-direct-write:hold';\nSELECT kv_put('big', repeat('B', 100000));\n";
+close $fh;
+my $big = spawn_psql($n1, "$tmp/big.sql", "$tmp/big.out", "$tmp/big.err", 'big');
+ok($n1->poll_query_until('postgres',
+		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 'big'},
+		'Extension:Extension'),
+	'the leader is writing the large record');
+# a commit after it, in the ring (off: it does not wait for the followers)
+$n1->safe_psql('postgres', "SET kvext.synchronous_commit = off;\nSELECT kv_put('after_big', 'a');");
+cmp_ok(kv_status($n1)->{insert}, '>', $start + 100000, "the leader's log ends after the record and the commit");
+
+# the senders send a heartbeat at least every second and ship what is
+# written each time they look: give them a few rounds.  They must not
+# read into the record either: a reader that found it torn would open
+# again, and wait for the log's write lock, held by the record's writer.
+my $sender_waits = 0;
+for (1 .. 30)
+{
+	$sender_waits += $n1->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_stat_activity
+		  WHERE backend_type LIKE 'kvext sender %' AND wait_event = 'kvext log write'});
+	usleep(100_000);
+}
+is($sender_waits, 0, 'no sender reads into the record, or waits for it to be written');
+for my $f ($n2, $n3)
+{
+	cmp_ok(kv_status($f)->{insert}, '<=', $start,
+		$f->name . ' got nothing from the record on while it is being written');
+}
+is($n1->safe_psql('postgres',
+		q{SELECT count(*) FROM kv_replication_status() WHERE state IN ('streaming', 'catchup')}),
+	'2', 'both senders still stream (no failure)');
+
+unlink $hold or die "unlink: $!";
+is(wait_or_kill($big, time + 180) >> 8, 0, 'the large commit completes (a majority has it)');
+converged('after the large record');
+is(kv_scalar($n2, q{SELECT length(kv_get('big')) || ' ' || kv_get('after_big')}), '100000 a',
+	'n2 has the record and the commit after it');
+for my $node (@nodes)
+{
+	unlike(slurp_file($node->logfile, $logpos{ $node->name }),
+		qr/corrupt|checksum mismatch|refused an append|torn record|invalid record/,
+		$node->name . ' logged no damaged or refused record');
+}
+
+$_->stop for @nodes;
+done_testing();
