@@ -19,7 +19,8 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
-  kv_node kv_wait_ready kv_call kv_scalar kv_status kv_digest
+  kv_node kv_wait_ready kv_call kv_scalar kv_status kv_digest kv_wait_digest
+  kv_session_wait
   kill9_postmaster child_pids proc_title server_process wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
@@ -238,6 +239,33 @@ sub kv_digest
 	return $node->safe_psql('postgres',
 		qq{SELECT count(*) || ':' || coalesce(md5(string_agg(key || '=' || value, ',' ORDER BY key)), '')
 		   FROM kv_scan('$prefix', '$keyspace')});
+}
+
+# kv_wait_digest(node, want, keyspace, prefix): the node's kv_digest, once
+# it equals want or after 180 s (a follower catching up with its leader)
+sub kv_wait_digest
+{
+	my ($node, $want, $keyspace, $prefix) = @_;
+	my $got;
+	my $deadline = time + 180;
+	while (1)
+	{
+		$got = kv_digest($node, $keyspace, $prefix);
+		last if $got eq $want || time >= $deadline;
+		sleep 1;
+	}
+	return $got;
+}
+
+# kv_session_wait(node, app): 'type:event' of the wait the session with
+# application_name app is in ('' for each part it lacks), or 'gone' if no
+# such session is connected
+sub kv_session_wait
+{
+	my ($node, $app) = @_;
+	return $node->safe_psql('postgres',
+		qq{SELECT coalesce((SELECT coalesce(wait_event_type, '') || ':' || coalesce(wait_event, '')
+		                    FROM pg_stat_activity WHERE application_name = '$app'), 'gone')});
 }
 
 # pids of the direct children of pid

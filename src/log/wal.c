@@ -431,6 +431,24 @@ ring_copy(KvLsn start, const char *rec, Size len)
 }
 
 /*
+ * write_failed
+ *		A write of the log that cannot be undone failed (n is what the
+ *		write returned: 0 for a short write, which a full disk gives):
+ *		PANIC, as for a failed fsync.
+ */
+static pg_attribute_noreturn() void
+write_failed(ssize_t n, KvLsn segstart, off_t offset)
+{
+	if (n == 0)
+		errno = ENOSPC;
+	ereport(PANIC,
+			(errcode_for_file_access(),
+			 errmsg("could not write to kvext log segment %016llX at offset %lld: %m",
+					(unsigned long long) segstart, (long long) offset)));
+	pg_unreachable();
+}
+
+/*
  * write_ring
  *		Write the ring's records (from write_lsn to insert_lsn) to the
  *		current segment, in one pwritev() unless the ring wraps in between.
@@ -479,15 +497,7 @@ write_ring(void)
 		n = pg_pwritev(fd, iov, cnt, (off_t) (from - segstart + done));
 		pgstat_report_wait_end();
 		if (n <= 0)
-		{
-			if (n == 0)
-				errno = ENOSPC;
-			ereport(PANIC,
-					(errcode_for_file_access(),
-					 errmsg("could not write to kvext log segment %016llX at offset %lld: %m",
-							(unsigned long long) segstart,
-							(long long) (from - segstart + done))));
-		}
+			write_failed(n, segstart, (off_t) (from - segstart + done));
 		done += n;
 	}
 	SpinLockAcquire(&wal->mutex);
@@ -908,15 +918,7 @@ write_direct(int fd, const char *rec, Size len, off_t offset)
 		n = pg_pwrite(fd, rec + done, upto - done, offset + (off_t) done);
 		pgstat_report_wait_end();
 		if (n <= 0)
-		{
-			if (n == 0)
-				errno = ENOSPC;
-			ereport(PANIC,
-					(errcode_for_file_access(),
-					 errmsg("could not write to kvext log segment %016llX at offset %lld: %m",
-							(unsigned long long) wal->seg_start,
-							(long long) (offset + (off_t) done))));
-		}
+			write_failed(n, wal->seg_start, offset + (off_t) done);
 		done += n;
 	}
 	SpinLockAcquire(&wal->mutex);

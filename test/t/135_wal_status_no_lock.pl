@@ -23,16 +23,6 @@ my $hold = $node->data_dir . '/kvext/hold';
 $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
 $node->safe_psql('postgres', q{SELECT kv_put('before', 'b')});
 
-# the wait event of the session with this application_name ('' if none,
-# 'gone' if it is not connected)
-sub wait_of
-{
-	my ($app) = @_;
-	return $node->safe_psql('postgres',
-		qq{SELECT coalesce((SELECT coalesce(wait_event_type, '') || ':' || coalesce(wait_event, '')
-		                    FROM pg_stat_activity WHERE application_name = '$app'), 'gone')});
-}
-
 # a commit that stops inside the insert lock
 open(my $fh, '>', $hold) or die "open $hold: $!";
 close $fh;
@@ -59,16 +49,16 @@ for (1 .. 6000)
 		$outcome = 'done';
 		last;
 	}
-	if (wait_of('status') =~ /^LWLock:/)
+	if (kv_session_wait($node, 'status') =~ /^LWLock:/)
 	{
-		$outcome = 'waits for ' . wait_of('status');
+		$outcome = 'waits for ' . kv_session_wait($node, 'status');
 		last;
 	}
 	usleep(20_000);
 }
 is($outcome, 'done', 'kv_wal_status() returns while a commit holds the insert lock');
 is(slurp_file("$tmp/status.out"), "ready|t|t\n", 'and answers');
-is(wait_of('holder'), 'Extension:Extension', 'the commit was still inside the insert lock meanwhile');
+is(kv_session_wait($node, 'holder'), 'Extension:Extension', 'the commit was still inside the insert lock meanwhile');
 
 # let the commit go
 unlink $hold or die "unlink: $!";

@@ -29,16 +29,6 @@ my $hold = $node->data_dir . '/kvext/hold';
 $node->safe_psql('postgres', q{SELECT kv_put('before_' || i, 'b' || i) FROM generate_series(1, 20) i});
 my $before = kv_digest($node, 'default', 'before_');
 
-# the wait event of the session with this application_name ('gone' once it
-# has disconnected)
-sub wait_of
-{
-	my ($app) = @_;
-	return $node->safe_psql('postgres',
-		qq{SELECT coalesce((SELECT coalesce(wait_event_type, '') || ':' || coalesce(wait_event, '')
-		                    FROM pg_stat_activity WHERE application_name = '$app'), 'gone')});
-}
-
 # run sql in the background as application_name app
 sub spawn
 {
@@ -59,7 +49,7 @@ sub done_or_lwlock
 	for (1 .. 6000)
 	{
 		return 'done' if (slurp_file("$tmp/$app.out") =~ /^committed$/m);
-		my $w = wait_of($app);
+		my $w = kv_session_wait($node, $app);
 		if ($w =~ /^LWLock:/)
 		{
 			return 'done' if (slurp_file("$tmp/$app.out") =~ /^committed$/m);
@@ -111,7 +101,7 @@ my $local = commit_and_stay('local_1', 'local');
 like(done_or_lwlock('local_1'), qr/^waits for LWLock:kvext log (?:write|flush)$/,
 	'a local commit waits for the write: its flush may not pass the record');
 cmp_ok(kv_status($node)->{flush}, '<=', $start, 'nothing after the record start is flushed');
-is(wait_of('big_1'), 'Extension:Extension', 'the large record was still held meanwhile');
+is(kv_session_wait($node, 'big_1'), 'Extension:Extension', 'the large record was still held meanwhile');
 
 unlink $hold or die "unlink: $!";
 is(wait_or_kill($big, time + 120) >> 8, 0, 'the large commit completes');

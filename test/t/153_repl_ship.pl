@@ -39,15 +39,7 @@ sub converged
 	my $want = kv_digest($n1);
 	for my $f (@followers)
 	{
-		my $got;
-		my $deadline = time + 180;
-		while (time < $deadline)
-		{
-			$got = kv_digest($f);
-			last if $got eq $want;
-			sleep 1;
-		}
-		is($got, $want, "$what: " . $f->name . ' has the leader\'s contents');
+		is(kv_wait_digest($f, $want), $want, "$what: " . $f->name . ' has the leader\'s contents');
 		my $commit = $n1->safe_psql('postgres', 'SELECT commit_lsn FROM kv_cluster');
 		ok( $f->poll_query_until(
 				'postgres', qq{SELECT applied_lsn >= '$commit' AND commit_lsn >= '$commit'

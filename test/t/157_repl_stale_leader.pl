@@ -46,15 +46,7 @@ sub all_equal
 	my $want = kv_digest($n1);
 	for my $f ($n2, $n3)
 	{
-		my $got;
-		my $deadline = time + 180;
-		while (time < $deadline)
-		{
-			$got = kv_digest($f);
-			last if $got eq $want;
-			sleep 1;
-		}
-		is($got, $want, "$what: " . $f->name . " has the leader's contents");
+		is(kv_wait_digest($f, $want), $want, "$what: " . $f->name . " has the leader's contents");
 	}
 	return $want;
 }
