@@ -508,6 +508,18 @@ bad(KvLogReader *r, const char *why)
 	return KV_READ_BAD;
 }
 
+/* index of the listed segment that holds pos, or -1 */
+static int
+find_seg(KvLogReader *r, KvLsn pos)
+{
+	int			seg = -1;
+
+	for (int i = 0; i < r->nsegs; i++)
+		if (r->segs[i] <= pos)
+			seg = i;
+	return seg;
+}
+
 /*
  * KvLogReaderBegin
  *		A reader positioned at from, which must be a record boundary inside
@@ -517,7 +529,7 @@ KvLogReader *
 KvLogReaderBegin(KvLsn from)
 {
 	KvLogReader *r = palloc0(sizeof(KvLogReader));
-	int			seg = -1;
+	int			seg;
 	KvLsn		cur;
 
 	/* COMMIT and ABORT records may still be in memory (wal.c) */
@@ -536,9 +548,7 @@ KvLogReaderBegin(KvLsn from)
 	}
 	else
 		r->nsegs = KvWalListSegments(&r->segs);
-	for (int i = 0; i < r->nsegs; i++)
-		if (r->segs[i] <= from)
-			seg = i;
+	seg = find_seg(r, from);
 	if (seg < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -581,19 +591,35 @@ KvLogReaderReadAhead(KvLogReader *r, KvLsn limit)
 /*
  * KvLogReaderSeek
  *		Move the reader to position pos, which must be a record boundary
- *		inside one of the segments it listed when it began (else
- *		ERRCODE_DATA_CORRUPTED).  Lets one reader fetch records out of
- *		order (a follower reads the TXN record a COMMIT record names)
- *		without listing the directory again.
+ *		inside an existing segment (else ERRCODE_DATA_CORRUPTED).  Lets one
+ *		reader fetch records out of order (a follower reads the TXN record a
+ *		COMMIT record names) without listing the directory each time: only
+ *		when pos lies outside the segments the reader listed, which happens
+ *		when it began in the log's last segment (listing only that one) and
+ *		a COMMIT record there names a TXN record in an earlier segment (its
+ *		transaction logged before a segment switch, decided after), or when
+ *		the log has moved into a newer segment since.
  */
 void
 KvLogReaderSeek(KvLogReader *r, KvLsn pos)
 {
-	int			seg = -1;
+	int			seg = find_seg(r, pos);
+	KvLsn		cur = KvWalCurrentSegment();
 
-	for (int i = 0; i < r->nsegs; i++)
-		if (r->segs[i] <= pos)
-			seg = i;
+	if (seg < 0 || (seg == r->nsegs - 1 && cur > r->segs[seg] && pos >= cur))
+	{
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(r));
+
+		if (r->fd >= 0)
+			CloseTransientFile(r->fd);
+		r->fd = -1;
+		r->seg = -1;
+		r->win_len = 0;
+		pfree(r->segs);
+		r->nsegs = KvWalListSegments(&r->segs);
+		MemoryContextSwitchTo(old);
+		seg = find_seg(r, pos);
+	}
 	if (seg < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),

@@ -91,5 +91,59 @@ for my $node (@nodes)
 		$node->name . ' logged no damaged or refused record');
 }
 
+# ---------------------------------------------------------------------------
+# A follower applies a COMMIT record by reading the TXN record it names.
+# Here one pass of a follower's apply meets a COMMIT whose TXN record is in
+# the log's last segment, then one whose TXN record is in an earlier
+# segment (its transaction logged before a segment switch, decided after).
+# n3 is frozen while both are decided, so that it applies them together.
+# (64kB segments, on every node: a follower cuts its log into segments by
+# its own setting)
+for my $node (@nodes)
+{
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET kvext.wal_segment_size = '64kB'; SELECT pg_reload_conf();");
+	ok($node->poll_query_until('postgres', 'SHOW kvext.wal_segment_size', '64kB'),
+		$node->name . ': 64kB log segments');
+}
+sleep 1;
+my $segstart = sub { hex((wal_segments($n1))[-1]) };
+open($fh, '>', $hold) or die "open $hold: $!";
+close $fh;
+open($fh, '>', "$tmp/t1.sql") or die;
+print $fh "SET kvext.failpoint = 'wal-after-fsync:hold';
+SELECT kv_put('t1', 'one');
+";
+close $fh;
+my $t1 = spawn_psql($n1, "$tmp/t1.sql", "$tmp/t1.out", "$tmp/t1.err", 't1');
+ok($n1->poll_query_until('postgres',
+		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 't1'},
+		'Extension:Extension'),
+	't1 is logged, not decided');
+# fill the segment t1 is in, so that the next transaction record switches
+my $t1seg = $segstart->();
+my $i = 0;
+while (kv_status($n1)->{insert} - $segstart->() < 64 * 1024)
+{
+	$i++;
+	$n1->safe_psql('postgres', "SELECT kv_put('fill_$i', repeat('f', 8000))");
+	die 'the log switched segments while filling one' if $segstart->() != $t1seg;
+}
+my $end = kv_status($n1)->{insert};
+ok($n3->poll_query_until('postgres',
+		qq{SELECT applied_lsn >= '} . sprintf('%X/%X', $end >> 32, $end & 0xffffffff) . qq{' FROM kv_cluster}),
+	"n3 has applied the leader's log up to here ($i values)");
+my @frozen = sigstop_server($n3);
+$n1->safe_psql('postgres', q{SELECT kv_put('t3', 'three')});
+cmp_ok($segstart->(), '>', $t1seg, "t3's transaction record starts a new segment");
+unlink $hold or die "unlink: $!";
+is(wait_or_kill($t1, time + 180) >> 8, 0, 't1 is decided after t3');
+my $n3pos = -s $n3->logfile;
+sigcont_server(@frozen);
+is(kv_wait_digest($n3, kv_digest($n1)), kv_digest($n1), 'n3 applies both and has the leader\'s contents');
+is(kv_scalar($n3, q{SELECT kv_get('t1') || kv_get('t3')}), 'onethree', 'with t1 and t3');
+unlike(slurp_file($n3->logfile, $n3pos), qr/log file containing position \S+ is missing|ERROR/,
+	'n3 read the earlier segment without an error');
+
 $_->stop for @nodes;
 done_testing();
