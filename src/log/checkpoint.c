@@ -3,7 +3,8 @@
  * checkpoint.c
  *	  The "kvext checkpointer" background worker: it rebuilds the store at
  *	  startup (recovery.c), then writes snapshots (snapshot.c) every
- *	  kvext.checkpoint_timeout, when kvext.max_wal_size of log has
+ *	  kvext.checkpoint_timeout if something was logged or the redo point
+ *	  would move (redo_would_move), when kvext.max_wal_size of log has
  *	  accumulated, when kv_checkpoint() asks, and at shutdown.
  *
  * A failed snapshot is logged, reported to the session that asked, and
@@ -105,6 +106,27 @@ KvCheckpointShmemInit(void)
 }
 
 /* ---- the worker and its requests ---- */
+
+/*
+ * redo_would_move
+ *		Would a snapshot now start replay later than the last one, although
+ *		nothing was logged since it began?  The last one's redo point may
+ *		have been held back by a transaction in flight (logged, not yet
+ *		applied); once that is applied, a snapshot frees the segments
+ *		before it.  Without this an idle store (one a full disk refuses
+ *		every write) would keep them until a write came, as PostgreSQL
+ *		would not: it skips a checkpoint only when no WAL was written since
+ *		the last checkpoint's redo point.
+ */
+static bool
+redo_would_move(void)
+{
+	KvLsn		redo;
+	uint64		term;
+
+	return KvSnapshotRedoTerm(&redo, &term) && KvWalApplyPos() > redo;
+}
+
 
 /*
  * KvRequestCheckpoint
@@ -313,7 +335,7 @@ KvCheckpointerMain(Datum arg)
 		insert = KvWalInsertPos();
 		now = GetCurrentTimestamp();
 		elapsed_ms = (long) ((now - last) / 1000);
-		due = (insert != last_insert &&
+		due = ((insert != last_insert || redo_would_move()) &&
 			   elapsed_ms >= (long) kvext_checkpoint_timeout * 1000) ||
 			(insert - last_insert >= (uint64) kvext_max_wal_size * 1024 * 1024);
 
