@@ -477,8 +477,10 @@ report_tap() {
 		# the failing assertions, for the summary
 		FAILED_DETAIL+="$(grep -E -A6 '^(not ok|# +Failed test)|Dubious|died|Bail out' "$TESTROOT/tap/out/$b" | head -n 40 | sed "s/^/$b: /")"$'\n'
 		# a die outside an assertion (exit status 255, or errno: 2 for a
-		# missing file) says why only in its message: "... at FILE line N."
-		FAILED_DETAIL+="$(grep -E ' at \S+ line [0-9]+\.?$' "$TESTROOT/tap/out/$b" | grep -v '^#' | head -n 5 | sed "s/^/$b: died: /")"$'\n'
+		# missing file) says why only in its message, "... at FILE line N.",
+		# which PostgreSQL's test modules send to the file's regress_log
+		FAILED_DETAIL+="$(cat "$TESTROOT/tap/out/$b" "$TESTROOT/tap/tmp_check/log/regress_log_$b" 2>/dev/null |
+			grep -E -B2 ' at \S+ line [0-9]+\.?$' | grep -v -E '^(#|\[[0-9:.]+\]|--$)' | tail -n 6 | sed "s/^/$b: died: /")"$'\n'
 		if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 			note "tap: $b timed out after ${TIMEOUT}s"
 			FAILED_DETAIL+="$b: timed out after ${TIMEOUT}s; its last lines:"$'\n'

@@ -19,7 +19,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
-  kv_node kv_wait_ready kv_call kv_scalar kv_status kv_digest kv_wait_digest
+  kv_node kv_wait_ready kv_ready_after_crash kv_call kv_scalar kv_status kv_digest kv_wait_digest
   kv_session_wait
   kill9_postmaster child_pids proc_title server_process wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
@@ -239,6 +239,17 @@ sub kv_digest
 	return $node->safe_psql('postgres',
 		qq{SELECT count(*) || ':' || coalesce(md5(string_agg(key || '=' || value, ',' ORDER BY key)), '')
 		   FROM kv_scan('$prefix', '$keyspace')});
+}
+
+# kv_ready_after_crash(node, logpos): the store is ready again after the
+# crash-restart that a PANIC since the log offset logpos starts.
+# kv_wait_ready alone could see the store before the postmaster has noticed
+# the PANIC, and the next query would then be cut off.
+sub kv_ready_after_crash
+{
+	my ($node, $logpos) = @_;
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $logpos);
+	return kv_wait_ready($node);
 }
 
 # kv_wait_digest(node, want, keyspace, prefix): the node's kv_digest, once

@@ -165,7 +165,7 @@ my $logpos = -s $node->logfile;
 kill 'KILL', $victim;
 stop_load($incr);
 stop_load($put);
-ok(kv_wait_ready($node), 'the store is ready again after the crash-restart');
+ok(kv_ready_after_crash($node, $logpos), 'the store is ready again after the crash-restart');
 my $log = slurp_file($node->logfile, $logpos);
 like($log, qr/terminated by signal 9/, 'the postmaster saw the backend die');
 like($log, qr/all server processes terminated; reinitializing/, 'and reinitialized shared memory');

@@ -18,16 +18,6 @@ my $node = kv_node('failpoints', "kvext.wal_segment_size = '64kB'\nfsync = on\n"
 # every acknowledged write so far: key => value
 my %acked;
 
-# the store is ready again after the crash-restart that a PANIC since
-# $logpos starts: kv_wait_ready alone could see the store before the
-# postmaster has noticed the PANIC, and the next query would be cut off
-sub ready_after_crash
-{
-	my ($node, $logpos) = @_;
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $logpos);
-	return kv_wait_ready($node);
-}
-
 sub ack_writes
 {
 	my ($prefix, $n) = @_;
@@ -73,7 +63,7 @@ SELECT kv_put('crash_${tag}_' || i, 'x' || i) FROM generate_series(1, 10) i;
 SELECT kv_incr('ack_${tag}_1_counter');
 COMMIT;});
 	ok(!$r->{ok}, "$fp: the commit did not return success");
-	ok(ready_after_crash($node, $logpos), "$fp: store ready after the crash-restart");
+	ok(kv_ready_after_crash($node, $logpos), "$fp: store ready after the crash-restart");
 	like(slurp_file($node->logfile, $logpos), qr/PANIC:  kvext failpoint "$fp" reached/,
 		"$fp: the server PANICked at the failpoint");
 	check_acked("$fp (kv only)");
@@ -98,7 +88,7 @@ SELECT kv_put('mixed_$tag', '1');
 SELECT kv_put('mixed_${tag}_2', '2');
 COMMIT;});
 	ok(!$r->{ok}, "$fp: the mixed commit did not return success");
-	ok(ready_after_crash($node, $logpos), "$fp: store ready after the second crash-restart");
+	ok(kv_ready_after_crash($node, $logpos), "$fp: store ready after the second crash-restart");
 	like(slurp_file($node->logfile, $logpos), qr/PANIC:  kvext failpoint "$fp" reached/,
 		"$fp: PANIC in the mixed transaction");
 	my $row = kv_scalar($node, "SELECT count(*) FROM t_$tag");
@@ -218,7 +208,7 @@ for my $fp (qw(snapshot-mid snapshot-before-rename segment-removal-mid))
 		diag("$fp: kv_checkpoint() returned before the failpoint was seen, retrying");
 	}
 	ok($crashed, "$fp: kv_checkpoint() failed with the server");
-	ok(ready_after_crash($node, $logpos), "$fp: store ready after the crash-restart");
+	ok(kv_ready_after_crash($node, $logpos), "$fp: store ready after the crash-restart");
 	like(slurp_file($node->logfile, $logpos), qr/PANIC:  kvext failpoint "$fp" reached/,
 		"$fp: the checkpointer PANICked at the failpoint");
 	$node->safe_psql('postgres', q{ALTER SYSTEM RESET kvext.failpoint; SELECT pg_reload_conf();});

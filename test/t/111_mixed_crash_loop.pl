@@ -299,10 +299,11 @@ wal_writer_delay = '10s'
 		timeout => 30);
 
 	# crash: A's commit record is still only in WAL buffers
+	my $pos4 = -s $node4->logfile;
 	kill 'KILL', $apid, ($walwriter =~ /^\d+$/ ? $walwriter : ());
 	gdb_release($g);
 	eval { $a->quit; 1 };
-	kv_wait_ready($node4) or die 'the store did not become ready';
+	kv_ready_after_crash($node4, $pos4) or die 'the store did not become ready';
 
 	my $state = sub {
 		return $node4->safe_psql('postgres',

@@ -45,6 +45,7 @@ is(keyspaces(), 'default=0,ks_a=5', 'after a crash: only the committed create ex
 
 # a create whose transaction crashes after PostgreSQL's commit and before
 # kvext's COMMIT record: its client never got success, it does not exist
+my $logpos = -s $node->logfile;
 $r = kv_call($node, q{
 SET kvext.failpoint = 'commit-before-marker';
 BEGIN;
@@ -52,11 +53,11 @@ SELECT kv_create_keyspace('ks_crash');
 SELECT kv_put('k', 'v', 'ks_crash');
 COMMIT;});
 ok(!$r->{ok}, 'the crashing create got no success');
-$node->poll_query_until('postgres', 'SELECT 1', '1');
-kv_wait_ready($node);
+kv_ready_after_crash($node, $logpos);
 is(keyspaces(), 'default=0,ks_a=5', 'a create without its COMMIT record is gone after the crash');
 
 # ... and after its COMMIT record: it exists, with its key
+$logpos = -s $node->logfile;
 $r = kv_call($node, q{
 SET kvext.synchronous_commit = local;
 SET kvext.failpoint = 'commit-after-marker';
@@ -64,8 +65,7 @@ BEGIN;
 SELECT kv_create_keyspace('ks_marked');
 SELECT kv_put('k', 'v', 'ks_marked');
 COMMIT;});
-$node->poll_query_until('postgres', 'SELECT 1', '1');
-kv_wait_ready($node);
+kv_ready_after_crash($node, $logpos);
 is(keyspaces(), 'default=0,ks_a=5,ks_marked=1', 'a create with its COMMIT record exists after the crash');
 
 # a drop in progress while a snapshot is taken, then rolled back or committed

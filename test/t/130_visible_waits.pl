@@ -82,8 +82,7 @@ my $victim_pid = $victim->query_safe('SELECT pg_backend_pid()');
 $log_offset = -s $node->logfile;
 kill 'KILL', $victim_pid;
 eval { $victim->quit; 1 };
-ok($node->poll_query_until('postgres', 'SELECT 1', '1'), 'server accepts connections again');
-kv_wait_ready($node) or die 'store not ready after crash-restart';
+ok(kv_ready_after_crash($node, $log_offset), 'the server restarted and the store recovered');
 is($node->safe_psql('postgres', q{SELECT kv_get('w1') || kv_get('w2')}), 'onetwo',
 	'recovery after a crash-restart still works');
 ok($node->poll_query_until('postgres', $workers_q, 'kvext checkpointer,kvext wal writer'),

@@ -159,7 +159,7 @@ my $r = kv_call($node,
 	  . join('', map { "SELECT 'ack $_' FROM kv_put('sw_$_', repeat('s', 1000));\n" } 1 .. 200));
 my @acked = $r->{stdout} =~ /^ack (\d+)$/mg;
 ok(!$r->{ok} && @acked < 200, 'a write that switches segments fails there (' . scalar(@acked) . ' before it)');
-kv_wait_ready($node);
+kv_ready_after_crash($node, $logpos);
 like(slurp_file($node->logfile, $logpos), qr/PANIC:  kvext failpoint "wal-switch-mid" reached/,
 	'the server PANICked in the switch');
 $expect{"sw_$_"} = 's' x 1000 for @acked;

@@ -153,7 +153,7 @@ my $r = kv_call($node, q{SET kvext.failpoint = 'wal-direct-write:panic'; SELECT 
 ok(!$r->{ok}, 'a PANIC during the write fails the commit');
 like(slurp_file($node->logfile, $logpos), qr/PANIC:  kvext failpoint "wal-direct-write" reached/,
 	'the server PANICked there');
-kv_wait_ready($node);
+kv_ready_after_crash($node, $logpos);
 is(kv_scalar($node, q{SELECT coalesce(kv_get('big_3'), 'none') || ' ' || length(kv_get('after_2')) || kv_get('after_2s')}),
 	'none 100000s', 'after the restart: the record is gone, the earlier ones are there');
 is(kv_digest($node, 'default', 'before_'), $before, 'and the first commits');
