@@ -310,15 +310,22 @@ sub proc_title
 }
 
 # the pid of the node's server process whose title matches title_re
-# ('kvext wal writer'), '' if there is none
+# ('kvext wal writer'), waiting up to wait seconds (default 0) for it to
+# start (a background worker starts after the server accepts
+# connections); '' if there is none
 sub server_process
 {
-	my ($node, $title_re) = @_;
-	for my $pid (child_pids($node->{_pid} // 0))
+	my ($node, $title_re, $wait) = @_;
+	my $deadline = time + ($wait // 0);
+	while (1)
 	{
-		return $pid if proc_title($pid) =~ $title_re;
+		for my $pid (child_pids($node->{_pid} // 0))
+		{
+			return $pid if proc_title($pid) =~ $title_re;
+		}
+		return '' if time >= $deadline;
+		usleep(50_000);
 	}
-	return '';
 }
 
 # every process under pid (children, their children, ...)

@@ -160,7 +160,8 @@ wait_acks($incr, 50);
 wait_acks($put,  50);
 usleep(300_000);
 my $victim = kv_scalar($node, q{SELECT pid FROM pg_stat_activity WHERE application_name = 'bp_1'});
-like($victim, qr/^\d+$/, "found the backend to kill ($victim)");
+like($victim, qr/^\d+$/, "found the backend to kill ($victim)")
+  or die 'no backend to kill (kill of an empty pid signals this process group)';
 my $logpos = -s $node->logfile;
 kill 'KILL', $victim;
 stop_load($incr);

@@ -34,7 +34,7 @@ sub checkpointer_pid
 	return server_process($node, qr/kvext checkpointer/);
 }
 my $ckpt_pid = checkpointer_pid();
-like($ckpt_pid, qr/^\d+$/, 'found the kvext checkpointer');
+like($ckpt_pid, qr/^\d+$/, 'found the kvext checkpointer') or die 'no checkpointer to signal';
 my $log_offset = -s $node->logfile;
 ok(kill('TERM', $ckpt_pid), 'sent SIGTERM to the checkpointer');
 my $new_pid = '';

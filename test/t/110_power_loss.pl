@@ -350,7 +350,7 @@ sub fsync_dir
 {
 	my $n = 200;
 	my ($st, $try, @writers);
-	my $walwriter = server_process($node, qr/kvext wal writer/);
+	my $walwriter = server_process($node, qr/kvext wal writer/, 60);
 	die 'kvext wal writer process not found' unless $walwriter;
 	for my $t (1 .. 3)
 	{
@@ -386,7 +386,7 @@ sub fsync_dir
 # starts; the writing session is still connected then.
 {
 	my $n = 300;
-	my $walwriter = server_process($node, qr/kvext wal writer/);
+	my $walwriter = server_process($node, qr/kvext wal writer/, 60);
 	die 'kvext wal writer process not found' unless $walwriter;
 	kill 'STOP', $walwriter;
 	my $w = start_writer('b', 'off', $n, 1);

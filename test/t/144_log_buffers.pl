@@ -37,7 +37,7 @@ is(kv_scalar($node, 'SHOW kvext.wal_buffers'), '64kB', 'kvext.wal_buffers is set
 
 # ---------------------------------------------------------------------------
 # an off commit stays in the ring until a flush
-my $walwriter = server_process($node, qr/kvext wal writer/);
+my $walwriter = server_process($node, qr/kvext wal writer/, 60);
 ok($walwriter, 'found the kvext wal writer') or die 'no kvext wal writer to stop';
 # stop it idle, between flushes: stopped inside one it would hold the log's
 # write lock, and the backends that need it would wait for it
@@ -183,7 +183,7 @@ ok( $node->poll_query_until(
 			AND (SELECT flush_lsn = insert_lsn FROM kv_wal_status())
 			FROM pg_stat_activity WHERE backend_type = 'kvext wal writer'}),
 	'the kvext wal writer is idle');
-$walwriter = server_process($node, qr/kvext wal writer/);
+$walwriter = server_process($node, qr/kvext wal writer/, 60);
 ok($walwriter, 'found the kvext wal writer again') or die 'no kvext wal writer to stop';
 kill 'STOP', $walwriter;
 $node->safe_psql('postgres',
