@@ -1223,7 +1223,10 @@ KvWalClearInflightSlot(int s)
 /*
  * KvWalFlush
  *		Make the log durable up to upto, sharing the fsync with concurrent
- *		callers (group commit).  PANICs if fdatasync fails.
+ *		callers (group commit).  PANICs if fdatasync fails.  The log may have
+ *		been cut below upto since the caller inserted (a leader that stepped
+ *		down, KvWalTruncate): then what is left of it is flushed, and the
+ *		caller learns what became of its records elsewhere (visible.c).
  */
 void
 KvWalFlush(KvLsn upto)
@@ -1238,6 +1241,7 @@ KvWalFlush(KvLsn upto)
 
 		SpinLockAcquire(&wal->mutex);
 		flushed = wal->flush_lsn;
+		upto = Min(upto, wal->insert_lsn);
 		SpinLockRelease(&wal->mutex);
 		if (flushed >= upto)
 			return;
@@ -1248,6 +1252,7 @@ KvWalFlush(KvLsn upto)
 
 		SpinLockAcquire(&wal->mutex);
 		flushed = wal->flush_lsn;
+		upto = Min(upto, wal->insert_lsn);
 		SpinLockRelease(&wal->mutex);
 
 		if (flushed < upto)

@@ -213,6 +213,14 @@ end_parked(int s, bool commit)
 }
 
 /*
+ * The committing word of a parked slot being dropped (past the park
+ * ceiling): parked, with an end no visible position reaches, so readers
+ * take its entries as not committed; and distinct from every parked
+ * transaction's word, so that no second process claims it.
+ */
+#define KV_SLOT_DROPPING	(KV_SLOT_PARKED | (PG_UINT64_MAX >> 1))
+
+/*
  * KvParkResolve
  *		Commit every parked transaction that the visible position has
  *		passed, and drop those past the park ceiling (a leader that stepped
@@ -232,12 +240,16 @@ KvParkResolve(void)
 		uint64		v = pg_atomic_read_u64(c);
 		KvLsn		end = v & ~KV_SLOT_PARKED;
 
-		if (!(v & KV_SLOT_PARKED))
+		/* not parked, or being dropped by another process */
+		if (!(v & KV_SLOT_PARKED) || v == KV_SLOT_DROPPING)
 			continue;
 		if (end > ceiling)
 		{
-			/* claim it invisibly: a plain end position would read as visible */
-			if (!pg_atomic_compare_exchange_u64(c, &v, KV_SLOT_PARKED | PG_UINT64_MAX >> 1))
+			/*
+			 * Claim it invisibly (a plain end position would read as
+			 * visible), with a value no other process claims again
+			 */
+			if (!pg_atomic_compare_exchange_u64(c, &v, KV_SLOT_DROPPING))
 				continue;
 			end_parked(s, false);
 			continue;
