@@ -20,7 +20,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   kv_node kv_wait_ready kv_ready_after_crash kv_call kv_scalar kv_status kv_digest kv_wait_digest
-  kv_session_wait
+  kv_session_wait kv_spawn_held
   kill9_postmaster child_pids proc_title server_process wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
@@ -250,6 +250,28 @@ sub kv_ready_after_crash
 	my ($node, $logpos) = @_;
 	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $logpos);
 	return kv_wait_ready($node);
+}
+
+# kv_spawn_held(node, app, point, sql): run sql in the background as
+# application_name app with failpoint point:hold, creating $PGDATA/kvext/hold
+# first; returns the psql pid once the session waits at the point (its
+# output in $tmp_check/app.out and .err).  Remove the hold file to let it go.
+sub kv_spawn_held
+{
+	my ($node, $app, $point, $sql) = @_;
+	my $tmp  = $PostgreSQL::Test::Utils::tmp_check;
+	my $hold = $node->data_dir . '/kvext/hold';
+	open(my $fh, '>', $hold) or die "open $hold: $!";
+	close $fh;
+	open($fh, '>', "$tmp/$app.sql") or die "open $tmp/$app.sql: $!";
+	print $fh "SET kvext.failpoint = '$point:hold';\n$sql\n";
+	close $fh;
+	my $pid = spawn_psql($node, "$tmp/$app.sql", "$tmp/$app.out", "$tmp/$app.err", $app);
+	$node->poll_query_until('postgres',
+		qq{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = '$app'},
+		'Extension:Extension')
+	  or die "$app never reached failpoint $point";
+	return $pid;
 }
 
 # kv_wait_digest(node, want, keyspace, prefix): the node's kv_digest, once

@@ -19,23 +19,14 @@ use Time::HiRes qw(usleep);
 use KvextDurability;
 
 my $node = kv_node('snapshot_redo_idle', "kvext.checkpoint_timeout = 1\n");
-my $tmp  = $PostgreSQL::Test::Utils::tmp_check;
 my $hold = $node->data_dir . '/kvext/hold';
 
 $node->safe_psql('postgres', q{SELECT kv_put('k' || i, 'v') FROM generate_series(1, 100) i});
 
 # a transaction held after its COMMIT record, before it is applied
-open(my $fh, '>', $hold) or die "open $hold: $!";
-close $fh;
 my $txn = kv_status($node)->{insert};
-open($fh, '>', "$tmp/held.sql") or die;
-print $fh "SET kvext.failpoint = 'commit-after-marker:hold';\nSELECT kv_put('held', 'h');\n";
-close $fh;
-my $held = spawn_psql($node, "$tmp/held.sql", "$tmp/held.out", "$tmp/held.err", 'held');
-ok($node->poll_query_until('postgres',
-		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 'held'},
-		'Extension:Extension'),
-	'a transaction is logged and decided, not applied');
+my $held = kv_spawn_held($node, 'held', 'commit-after-marker', q{SELECT kv_put('held', 'h');});
+pass('a transaction is logged and decided, not applied');
 my $end = kv_status($node)->{insert};
 cmp_ok($end, '>', $txn, 'its records are in the log');
 

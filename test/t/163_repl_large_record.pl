@@ -22,7 +22,6 @@ use KvextDurability;
 # a 64kB ring: records over 16kB are written at once
 my ($n1, $n2, $n3) = kv_repl_group('lrec', 3, "kvext.wal_buffers = '64kB'\n");
 my @nodes = ($n1, $n2, $n3);
-my $tmp  = $PostgreSQL::Test::Utils::tmp_check;
 my $hold = $n1->data_dir . '/kvext/hold';
 my %logpos = map { $_->name => -s $_->logfile } @nodes;
 
@@ -42,17 +41,9 @@ $n1->safe_psql('postgres', q{SELECT kv_put('small_' || i, 's') FROM generate_ser
 converged('large and small records before');
 
 # hold a large record's write on the leader
-open(my $fh, '>', $hold) or die "open $hold: $!";
-close $fh;
 my $start = kv_status($n1)->{insert};
-open($fh, '>', "$tmp/big.sql") or die;
-print $fh "SET kvext.failpoint = 'wal-direct-write:hold';\nSELECT kv_put('big', repeat('B', 100000));\n";
-close $fh;
-my $big = spawn_psql($n1, "$tmp/big.sql", "$tmp/big.out", "$tmp/big.err", 'big');
-ok($n1->poll_query_until('postgres',
-		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 'big'},
-		'Extension:Extension'),
-	'the leader is writing the large record');
+my $big = kv_spawn_held($n1, 'big', 'wal-direct-write', q{SELECT kv_put('big', repeat('B', 100000));});
+pass('the leader is writing the large record');
 # a commit after it, in the ring (off: it does not wait for the followers)
 $n1->safe_psql('postgres', "SET kvext.synchronous_commit = off;\nSELECT kv_put('after_big', 'a');");
 cmp_ok(kv_status($n1)->{insert}, '>', $start + 100000, "the leader's log ends after the record and the commit");
@@ -108,18 +99,8 @@ for my $node (@nodes)
 }
 sleep 1;
 my $segstart = sub { hex((wal_segments($n1))[-1]) };
-open($fh, '>', $hold) or die "open $hold: $!";
-close $fh;
-open($fh, '>', "$tmp/t1.sql") or die;
-print $fh "SET kvext.failpoint = 'wal-after-fsync:hold';
-SELECT kv_put('t1', 'one');
-";
-close $fh;
-my $t1 = spawn_psql($n1, "$tmp/t1.sql", "$tmp/t1.out", "$tmp/t1.err", 't1');
-ok($n1->poll_query_until('postgres',
-		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 't1'},
-		'Extension:Extension'),
-	't1 is logged, not decided');
+my $t1 = kv_spawn_held($n1, 't1', 'wal-after-fsync', q{SELECT kv_put('t1', 'one');});
+pass('t1 is logged, not decided');
 # fill the segment t1 is in, so that the next transaction record switches
 my $t1seg = $segstart->();
 my $i = 0;
