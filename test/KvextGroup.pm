@@ -56,11 +56,14 @@ sub kv_poll
 	$secs //= 60;
 	for (1 .. $secs * 10)
 	{
-		my ($ret, $out) = $node->psql('postgres', $sql);
-		return 1 if $ret == 0 && $out eq $expected;
+		# (a server that is restarting can close the connection before
+		# psql has read its query: IPC::Run then dies of the broken pipe)
+		my ($ret, $out) = eval { $node->psql('postgres', $sql) };
+		return 1 if defined $ret && $ret == 0 && $out eq $expected;
 		select(undef, undef, undef, 0.1);
 	}
-	my ($ret, $out, $err) = $node->psql('postgres', $sql);
+	my ($ret, $out, $err) = eval { $node->psql('postgres', $sql) };
+	($out, $err) = ('', $@) unless defined $ret;
 	diag("kv_poll on " . $node->name . ": '$sql' gave '$out' ($err), wanted '$expected'");
 	return 0;
 }

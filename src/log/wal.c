@@ -186,6 +186,12 @@ typedef struct KvWalShared
 	bool		ring_wake;		/* an insert set the wal writer's latch for
 								 * a ring half full, and the writer has not
 								 * woken since (it clears this when it does) */
+	/*
+	 * Bumped each time this node starts to lead (KvWalSetTerm): a COMMIT
+	 * or ABORT record is refused for a TXN record logged in an earlier
+	 * leadership (see KvWalInsert)
+	 */
+	uint64		lead_epoch;
 	/* activity since startup (kv_wal_stats()) */
 	uint64		records;		/* records inserted */
 	uint64		bytes;			/* their bytes */
@@ -207,6 +213,9 @@ static char *ring = NULL;
 static LWLock *insert_lock = NULL;
 static LWLock *write_lock = NULL;
 static LWLock *flush_lock = NULL;
+
+/* the leadership (lead_epoch) in which this backend logged its last TXN */
+static uint64 my_txn_epoch = 0;
 
 /* this backend's open segment */
 static int	seg_fd = -1;
@@ -269,6 +278,7 @@ KvWalShmemInit(LWLock *ilock, LWLock *wlock, LWLock *flock)
 		wal->direct_start = InvalidKvLsn;
 		wal->ring_size = RING_SIZE;
 		wal->ring_wake = false;
+		wal->lead_epoch = 0;
 		wal->records = wal->bytes = wal->buffers_full = 0;
 		wal->writes = wal->syncs = 0;
 		wal->nprocs = KvOwnerSlotCount();
@@ -1054,8 +1064,15 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	 * and promotion log their decisions (KV_RECF_RESOLVED) as leader.
 	 */
 	if (IS_MARKER(type) && !(flags & KV_RECF_RESOLVED) &&
-		KvVisibleInGroup() && !KvVisibleIsLeader())
+		KvVisibleInGroup() &&
+		(!KvVisibleIsLeader() || my_txn_epoch != wal->lead_epoch))
 	{
+		/*
+		 * (A node that stepped down and was elected again leads anew: the
+		 * record, logged in its earlier leadership, was decided by the
+		 * leader in between, or cut.  A backend's marker always names its
+		 * own last TXN record.)
+		 */
 		LWLockRelease(insert_lock);
 		return InvalidKvLsn;
 	}
@@ -1149,7 +1166,10 @@ KvWalInsert(char *rec, uint8 type, uint8 flags, TransactionId xid, KvLsn ref,
 	}
 
 	if (type == KV_REC_TXN)
+	{
 		pg_atomic_write_u64(&wal->inflight[owner_slot], start);
+		my_txn_epoch = wal->lead_epoch;
+	}
 
 	SpinLockAcquire(&wal->mutex);
 	wal->insert_lsn = end;
@@ -1417,7 +1437,10 @@ KvWalVisiblePos(void)
 
 /*
  * KvWalSetTerm
- *		This node starts leading term: its next records carry it.
+ *		This node starts leading term: its next records carry it, and a
+ *		new leadership begins (lead_epoch), so that no COMMIT or ABORT
+ *		record of its own is logged any more for a TXN record of an earlier
+ *		one (KvWalInsert).
  */
 void
 KvWalSetTerm(uint64 term)
@@ -1425,6 +1448,7 @@ KvWalSetTerm(uint64 term)
 	LWLockAcquire(insert_lock, LW_EXCLUSIVE);
 	SpinLockAcquire(&wal->mutex);
 	wal->term = term;
+	wal->lead_epoch++;
 	SpinLockRelease(&wal->mutex);
 	LWLockRelease(insert_lock);
 }

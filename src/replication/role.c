@@ -162,9 +162,18 @@ step_down(uint64 term, const char *leader)
 	 * store that led term 1 without any follower).
 	 */
 	ceiling = Max(KvVisibleCommitPos(), KVEXT_WAL_START_LSN + sizeof(KvWalRecord));
+
+	/*
+	 * The oldest TXN record not yet applied, before the ceiling lets any
+	 * process drop a parked transaction (which clears its in-flight mark):
+	 * every TXN record a drop leaves undecided here must be pending for
+	 * the follower apply, or the COMMIT record the group may still log for
+	 * it would be taken for one decided before replay began.  No TXN
+	 * record is logged any more (the role is follower).
+	 */
+	floor = Min(KvWalRedoPoint(), ceiling);
 	KvVisibleSetParkCeiling(ceiling);
 	wait_for_committers();
-	floor = Min(KvWalRedoPoint(), ceiling);
 	KvParkResolve();
 	npending = KvApplyUndecided(NULL, 0, floor, ceiling, &pending);
 	KvApplyFollowerStart(ceiling, floor, pending, npending);

@@ -179,6 +179,8 @@ for my $case (['install-before-marker', 'old'], ['install-mid', 'new'],
 		select(undef, undef, undef, 0.1);
 	}
 	ok($crashed, "$tag: the install crashed at $fp");
+	# (a query before the postmaster has noticed could reach the dying server)
+	$n2->wait_for_log(qr/all server processes terminated; reinitializing/, $lp2);
 	ok(kv_poll($n2, 'SELECT 1', '1', 120), "$tag: the node is back after the crash");
 	$n2->safe_psql('postgres', 'ALTER SYSTEM RESET kvext.failpoint');
 	$n2->safe_psql('postgres', 'SELECT pg_reload_conf()');
