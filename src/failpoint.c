@@ -80,10 +80,10 @@ static const char *const failpoint_names[] = {
 	"wal-after-fsync", "commit-before-marker", "commit-after-marker",
 	"abort-after-error", "watermark-hold", "wal-writer-no-timer",
 	"wal-enospc", "wal-enospc-reserve", "wal-insert-hold", "wal-direct-write",
-	"wal-switch-mid", "wal-prepare-enospc", "snapshot-mid", "snapshot-before-rename",
-	"segment-removal-mid", "install-before-marker", "install-after-marker",
-	"install-mid", "install-before-load", "recovery-new-boot",
-	"fdw-remote-read",
+	"wal-switch-mid", "wal-prepare-enospc", "snapshot-mid",
+	"snapshot-before-rename", "segment-removal-mid", "install-before-marker",
+	"install-after-marker", "install-mid", "install-before-load",
+	"recovery-new-boot", "fdw-remote-read",
 };
 
 /*

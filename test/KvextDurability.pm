@@ -20,7 +20,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   kv_node kv_wait_ready kv_ready_after_crash kv_call kv_scalar kv_status kv_digest kv_wait_digest
-  kv_session_wait kv_spawn_held
+  kv_session_wait kv_spawn kv_spawn_held
   kill9_postmaster child_pids proc_title server_process wal_dir wal_segments last_segment
   kvext_file_digests flip_byte truncate_by
   start_load stop_load load_acks kv_check_expected
@@ -252,21 +252,29 @@ sub kv_ready_after_crash
 	return kv_wait_ready($node);
 }
 
-# kv_spawn_held(node, app, point, sql): run sql in the background as
-# application_name app with failpoint point:hold, creating $PGDATA/kvext/hold
-# first; returns the psql pid once the session waits at the point (its
-# output in $tmp_check/app.out and .err).  Remove the hold file to let it go.
+# kv_spawn(node, app, sql): run sql in the background as application_name
+# app (the script in $tmp_check/app.sql, its output in app.out and
+# app.err); returns the psql pid
+sub kv_spawn
+{
+	my ($node, $app, $sql) = @_;
+	my $tmp = $PostgreSQL::Test::Utils::tmp_check;
+	open(my $fh, '>', "$tmp/$app.sql") or die "open $tmp/$app.sql: $!";
+	print $fh $sql;
+	close $fh;
+	return spawn_psql($node, "$tmp/$app.sql", "$tmp/$app.out", "$tmp/$app.err", $app);
+}
+
+# kv_spawn_held(node, app, point, sql): kv_spawn with failpoint point:hold,
+# creating $PGDATA/kvext/hold first; returns the psql pid once the session
+# waits at the point.  Remove the hold file to let it go.
 sub kv_spawn_held
 {
 	my ($node, $app, $point, $sql) = @_;
-	my $tmp  = $PostgreSQL::Test::Utils::tmp_check;
 	my $hold = $node->data_dir . '/kvext/hold';
 	open(my $fh, '>', $hold) or die "open $hold: $!";
 	close $fh;
-	open($fh, '>', "$tmp/$app.sql") or die "open $tmp/$app.sql: $!";
-	print $fh "SET kvext.failpoint = '$point:hold';\n$sql\n";
-	close $fh;
-	my $pid = spawn_psql($node, "$tmp/$app.sql", "$tmp/$app.out", "$tmp/$app.err", $app);
+	my $pid = kv_spawn($node, $app, "SET kvext.failpoint = '$point:hold';\n$sql\n");
 	$node->poll_query_until('postgres',
 		qq{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = '$app'},
 		'Extension:Extension')

@@ -127,7 +127,6 @@ redo_would_move(void)
 	return KvSnapshotRedoTerm(&redo, &term) && KvWalApplyPos() > redo;
 }
 
-
 /*
  * KvRequestCheckpoint
  *		kv_checkpoint(): ask the checkpointer for a snapshot and wait for it.

@@ -29,16 +29,6 @@ my $hold = $node->data_dir . '/kvext/hold';
 $node->safe_psql('postgres', q{SELECT kv_put('before_' || i, 'b' || i) FROM generate_series(1, 20) i});
 my $before = kv_digest($node, 'default', 'before_');
 
-# run sql in the background as application_name app
-sub spawn
-{
-	my ($app, $sql) = @_;
-	open(my $fh, '>', "$tmp/$app.sql") or die "open: $!";
-	print $fh $sql;
-	close $fh;
-	return spawn_psql($node, "$tmp/$app.sql", "$tmp/$app.out", "$tmp/$app.err", $app);
-}
-
 # wait until the session has committed (its output says so: 'done') or
 # waits on an LWLock before that ('waits for LWLock:...'), whichever comes
 # first.  A session that commits then sleeps: a backend that exits flushes
@@ -65,34 +55,28 @@ sub done_or_lwlock
 sub commit_and_stay
 {
 	my ($app, $mode) = @_;
-	return spawn($app, qq{SET kvext.synchronous_commit = $mode;
+	return kv_spawn($node, $app, qq{SET kvext.synchronous_commit = $mode;
 SELECT kv_put('$app', '$mode');
 SELECT 'committed';
 SELECT pg_sleep(600);
 });
 }
 
-# hold a large record's write (its session: application_name big_<tag>)
+# hold a large record's write (its session: application_name big_<tag>);
+# returns its pid and the log's end before it
 sub hold_large_write
 {
-	my ($tag, $action) = @_;
-	open(my $fh, '>', $hold) or die "open $hold: $!";
-	close $fh;
+	my ($tag) = @_;
 	my $start = kv_status($node)->{insert};
-	my $pid = spawn("big_$tag", qq{SET kvext.synchronous_commit = local;
-SET kvext.failpoint = 'wal-direct-write:$action';
-SELECT kv_put('big_$tag', repeat('B', 100000));
-});
+	my $pid = kv_spawn_held($node, "big_$tag", 'wal-direct-write',
+		"SET kvext.synchronous_commit = local;\nSELECT kv_put('big_$tag', repeat('B', 100000));");
 	return ($pid, $start);
 }
 
 # ---------------------------------------------------------------------------
 # held, then let go
-my ($big, $start) = hold_large_write('1', 'hold');
-ok($node->poll_query_until('postgres',
-		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 'big_1'},
-		'Extension:Extension'),
-	'the large record is being written');
+my ($big, $start) = hold_large_write('1');
+is(kv_session_wait($node, 'big_1'), 'Extension:Extension', 'the large record is being written');
 cmp_ok(kv_status($node)->{insert}, '>', $start + 100000, 'its position is given out: the log ends after it');
 
 my $off = commit_and_stay('off_1', 'off');
@@ -120,11 +104,8 @@ is(kv_scalar($node, q{SELECT length(kv_get('big_1')) || ' ' || kv_get('off_1') |
 # ---------------------------------------------------------------------------
 # an immediate stop while it is held: nothing after its start reached the
 # file, so the record and what was inserted after it are gone together
-($big, $start) = hold_large_write('2', 'hold');
-ok($node->poll_query_until('postgres',
-		q{SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE application_name = 'big_2'},
-		'Extension:Extension'),
-	'a second large record is being written');
+($big, $start) = hold_large_write('2');
+is(kv_session_wait($node, 'big_2'), 'Extension:Extension', 'a second large record is being written');
 $off = commit_and_stay('off_2', 'off');
 is(done_or_lwlock('off_2'), 'done', 'an off commit completes meanwhile');
 $local = commit_and_stay('local_2', 'local');

@@ -33,18 +33,11 @@ $n1->safe_psql('postgres', q{SELECT kv_put('before_' || i, 'b') FROM generate_se
 is(kv_wait_digest($_, kv_digest($n1)), kv_digest($n1), $_->name . ' has the first writes') for ($n2, $n3);
 
 # ten sessions held after their TXN records
-open(my $fh, '>', $hold) or die "open $hold: $!";
-close $fh;
-my @held;
-for my $s (1 .. 10)
-{
-	open($fh, '>', "$tmp/held_$s.sql") or die;
-	print $fh "SET kvext.failpoint = 'wal-after-fsync:hold';\n"
-	  . "SELECT kv_mput(array(SELECT 'q${s}_' || i FROM generate_series(1, 5000) i),\n"
-	  . "               array(SELECT 'v' FROM generate_series(1, 5000)));\n";
-	close $fh;
-	push @held, spawn_psql($n1, "$tmp/held_$s.sql", "$tmp/held_$s.out", "$tmp/held_$s.err", "held_$s");
-}
+my @held = map {
+	kv_spawn_held($n1, "held_$_", 'wal-after-fsync',
+		"SELECT kv_mput(array(SELECT 'q${_}_' || i FROM generate_series(1, 5000) i),\n"
+		  . "               array(SELECT 'v' FROM generate_series(1, 5000)));")
+} 1 .. 10;
 ok($n1->poll_query_until('postgres',
 		q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'held_%' AND wait_event = 'Extension'},
 		'10'),

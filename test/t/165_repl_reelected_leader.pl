@@ -23,7 +23,6 @@ use KvextDurability;
 
 my ($n1, $n2, $n3) = kv_repl_group('relead', 3);
 my @nodes = ($n1, $n2, $n3);
-my $tmp  = $PostgreSQL::Test::Utils::tmp_check;
 my $hold = $n1->data_dir . '/kvext/hold';
 my %logpos = map { $_->name => -s $_->logfile } @nodes;
 
@@ -38,14 +37,7 @@ $n1->safe_psql('postgres', q{SELECT kv_put('before_' || i, 'b') FROM generate_se
 is(kv_wait_digest($_, kv_digest($n1)), kv_digest($n1), $_->name . ' has the first writes') for ($n2, $n3);
 
 # three sessions held after their TXN records
-my @held = (kv_spawn_held($n1, 'stale_1', 'wal-after-fsync', q{SELECT kv_put('stale_1', 'x');}));
-for my $s (2 .. 3)
-{
-	open(my $fh, '>', "$tmp/stale_$s.sql") or die;
-	print $fh "SET kvext.failpoint = 'wal-after-fsync:hold';\nSELECT kv_put('stale_$s', 'x');\n";
-	close $fh;
-	push @held, spawn_psql($n1, "$tmp/stale_$s.sql", "$tmp/stale_$s.out", "$tmp/stale_$s.err", "stale_$s");
-}
+my @held = map { kv_spawn_held($n1, "stale_$_", 'wal-after-fsync', "SELECT kv_put('stale_$_', 'x');") } 1 .. 3;
 ok($n1->poll_query_until('postgres',
 		q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'stale_%' AND wait_event = 'Extension'},
 		'3'),
